@@ -1,0 +1,89 @@
+"""Surrogate gradients for the Heaviside spike, selected by name.
+
+A surrogate is a callable ``spike_fn(x) -> spikes`` applied to ``x = m - θ``. The forward pass
+is always the strict Heaviside ``1[x > 0]`` (Loihi and certify_snn compare with ``>``); only
+the backward pass differs. Names (``name`` or ``name:param``):
+
+- ``rect[:w]``       certify_snn's rectangle, dS/dx = 1[|x| < w], w = 0.5 (research §1.1)
+- ``atan[:a]``       snntorch ``atan(alpha=a)``, a = 2
+- ``fast_sigmoid[:k]`` snntorch ``fast_sigmoid(slope=k)``, k = 25
+- ``sigmoid[:k]``    snntorch ``sigmoid(slope=k)``, k = 25
+- ``triangle[:g]``   ZIF triangle (1/g²)·max(0, g − |x|) of SR/RAT, g = 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from snntorch import surrogate as snn_surrogate
+
+from neurodeploy.errors import ConfigError
+
+SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _Rect(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.width = width
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() < ctx.width).to(grad.dtype), None
+
+
+class _Triangle(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.gamma = gamma
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        g = ctx.gamma
+        return grad * (g - x.abs()).clamp(min=0) / (g * g), None
+
+
+def _rect(width: float = 0.5) -> SpikeFn:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return _Rect.apply(x, width)
+
+    return fn
+
+
+def _triangle(gamma: float = 1.0) -> SpikeFn:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return _Triangle.apply(x, gamma)
+
+    return fn
+
+
+SURROGATES: dict[str, tuple[Callable[[float], SpikeFn], float]] = {
+    "rect": (_rect, 0.5),
+    "atan": (lambda a: snn_surrogate.atan(alpha=a), 2.0),
+    "fast_sigmoid": (lambda k: snn_surrogate.fast_sigmoid(slope=k), 25.0),
+    "sigmoid": (lambda k: snn_surrogate.sigmoid(slope=k), 25.0),
+    "triangle": (_triangle, 1.0),
+}
+
+
+def make_surrogate(spec: str) -> SpikeFn:
+    """Build a spike function from ``"name"`` or ``"name:param"`` (see module docstring)."""
+    name, _, param = spec.partition(":")
+    name = name.strip().lower()
+    if name not in SURROGATES:
+        raise ConfigError(f"unknown surrogate {spec!r}; choose one of {sorted(SURROGATES)}")
+    factory, default = SURROGATES[name]
+    try:
+        value = float(param) if param else default
+    except ValueError as exc:
+        raise ConfigError(f"surrogate {spec!r}: parameter {param!r} is not a number") from exc
+    if not value > 0:
+        raise ConfigError(f"surrogate {spec!r}: parameter must be > 0")
+    return factory(value)

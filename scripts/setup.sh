@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One-command setup of both neurodeploy environments (idempotent, fast on re-run).
+#
+#   .venv       main environment: Python >= 3.11, torch 2.13.0, snntorch, nir, ... (editable install)
+#   .venv-lava  Lava environment: Python 3.10, lava-nc 0.10.0, numpy < 2, neurodeploy without deps
+#
+# Environment variables:
+#   NEURODEPLOY_PYTHON       interpreter for the main environment (default: python3, must be >= 3.11)
+#   NEURODEPLOY_LAVA_PYTHON  interpreter for the Lava environment (default: python3.10 found on PATH or pyenv)
+#   NEURODEPLOY_SKIP_LAVA=1  do not create the Lava environment
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '[setup] %s\n' "$*"; }
+
+stamp_of() {  # hash of the files that decide what an environment needs
+  cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16
+}
+want=$(stamp_of)
+
+# ---------------------------------------------------------------- main environment
+main_py=${NEURODEPLOY_PYTHON:-python3}
+if ! "$main_py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+  echo "[setup] error: $main_py is missing or older than Python 3.11 (set NEURODEPLOY_PYTHON)" >&2
+  exit 2
+fi
+if [ -f .venv/.neurodeploy-stamp ] && [ "$(cat .venv/.neurodeploy-stamp)" = "$want" ]; then
+  say "main environment .venv is up to date"
+else
+  say "creating main environment .venv with $("$main_py" --version)"
+  [ -x .venv/bin/python ] || "$main_py" -m venv .venv
+  # torch first and pinned: an unpinned torch would pull the newest CUDA build.
+  .venv/bin/pip install --quiet "torch==2.13.0"
+  .venv/bin/pip install --quiet -e ".[dev]"
+  echo "$want" > .venv/.neurodeploy-stamp
+  say "main environment ready"
+fi
+
+# ---------------------------------------------------------------- Lava environment
+if [ "${NEURODEPLOY_SKIP_LAVA:-0}" = "1" ]; then
+  say "NEURODEPLOY_SKIP_LAVA=1: skipping the Lava environment"
+  exit 0
+fi
+find_py310() {
+  if [ -n "${NEURODEPLOY_LAVA_PYTHON:-}" ]; then echo "$NEURODEPLOY_LAVA_PYTHON"; return; fi
+  if command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys' >/dev/null 2>&1; then
+    command -v python3.10; return
+  fi
+  if command -v pyenv >/dev/null 2>&1; then
+    for p in "$(pyenv root)"/versions/3.10.*/bin/python3.10; do
+      [ -x "$p" ] && { echo "$p"; return; }
+    done
+  fi
+  echo ""
+}
+lava_py=$(find_py310)
+if [ -z "$lava_py" ] || ! "$lava_py" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 10) else 1)' 2>/dev/null; then
+  cat >&2 <<'MSG'
+[setup] warning: no Python 3.10 found, so the Lava environment was NOT created.
+[setup]          Lava 0.10 (lava-nc) runs only on Python 3.10. Install one, e.g.
+[setup]            pyenv install 3.10.13     or     apt-get install python3.10 python3.10-venv
+[setup]          and re-run, or point NEURODEPLOY_LAVA_PYTHON at it.
+[setup]          Everything except the Lava backend works without it.
+MSG
+  exit 0
+fi
+if [ -f .venv-lava/.neurodeploy-stamp ] && [ "$(cat .venv-lava/.neurodeploy-stamp)" = "$want" ]; then
+  say "Lava environment .venv-lava is up to date"
+else
+  say "creating Lava environment .venv-lava with $("$lava_py" --version)"
+  [ -x .venv-lava/bin/python ] || "$lava_py" -m venv .venv-lava
+  .venv-lava/bin/pip install --quiet "lava-nc==0.10.0" "numpy<2"
+  .venv-lava/bin/pip install --quiet --no-deps -e .
+  echo "$want" > .venv-lava/.neurodeploy-stamp
+  say "Lava environment ready"
+fi
