@@ -1,0 +1,14 @@
+"""Model → NIR graph → fixed-point deployment plan for a hardware profile.
+
+- :mod:`neurodeploy.exporters.nir_export` — SpikingNet ⇄ standard NIR (``to_nir``,
+  ``write_nir``, ``from_nir``, ``parse_graph``); documents the dt/τ mapping and the snntorch
+  ``import_from_nir`` findings;
+- :mod:`neurodeploy.exporters.profiles` — hardware profiles (TOML + schema.json →
+  frozen :class:`HardwareProfile`; ``load_profile``, ``list_profiles``);
+- :mod:`neurodeploy.exporters.compiler` — ``compile_graph`` / ``compile_model``: Lava
+  fixed-point quantization, resource map and fit checks;
+- :mod:`neurodeploy.exporters.plan` — the plan file (numpy only).
+
+Importing this package imports nothing heavy (no torch, no nir): the Lava environment
+imports :mod:`neurodeploy.exporters.plan` through it.
+"""

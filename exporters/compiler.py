@@ -1,0 +1,561 @@
+"""Compile a NIR graph for a hardware profile into a fixed-point :class:`DeploymentPlan`.
+
+Pipeline: ``nir.NIRGraph`` → :func:`~neurodeploy.exporters.nir_export.parse_graph` (a chain of
+synapse → LIF layers, validated: reset to zero, v_leak = 0, uniform α/θ per layer) →
+per-layer quantization → resource map / fit checks → plan. :func:`compile_model` goes through
+:func:`~neurodeploy.exporters.nir_export.to_nir`, so the NIR path is the real path.
+
+Target arithmetic (Lava ``PyLifModelBitAcc`` with ``du = 4095``, research/deploy_path.md §3)::
+
+    u = a << 6                                            # a = W_int · s_in (this step)
+    v = (v · (4096 − dv)) >>₀ 12 + u + (bias_mant << bias_exp)
+    s = v > vth << 6 ;  v[s] = 0
+
+In "weight units" (v / 64) this is the canonical LIF ``m = α_q·m·(1−s) + W_int·s_in + b_int``
+with ``α_q = 1 − dv/4096`` and ``b_int = bias_mant · 2^(bias_exp − 6)``, compared with
+``vth``; dividing by the layer's scale ``s`` gives the float model with ``W ≈ W_int/s``,
+``θ ≈ vth/s``, ``b ≈ b_int/s``. Spikes are binary, so each layer's scale is independent.
+
+Rules chosen (all bit widths come from the profile; numbers below are for Loihi 1/2)
+------------------------------------------------------------------------------------
+Dense / conv layers:
+
+1. ``s_max = min(s_w, s_θ, s_u, s_b)`` where
+   ``s_w = 254/max|W|`` (mixed-sign matrix; 255/max|W| for single-sign),
+   ``s_θ = (2^17 − 1)/θ`` (vth range), ``s_u = (2^17 − 1)/max_i max(Σ_j W⁺_ij, Σ_j W⁻_ij)``
+   (``a << 6`` must not wrap the 24-bit u even when every input spikes) and
+   ``s_b = 4095·2^(7−6)/max|b|`` (13-bit bias mantissa at the largest exponent 7).
+2. Threshold snapping: ``s = ⌊θ·s_max⌋ / θ`` so that ``vth = θ·s`` is an exact integer
+   (threshold error 0); costs < 1/⌊θ·s_max⌋ of weight resolution. If ``θ·s_max < 1`` the
+   scale stays ``s_max`` and ``vth = round(θ·s)`` (reported error).
+3. Weights: mixed-sign ``W_int = 2·round(W·s/2)`` clipped to [−256, 254] (Lava drops the LSB
+   of mixed-sign mantissas, flooring — even values survive unchanged); single-sign
+   ``round(W·s)`` clipped to [0, 255] / [−255, 0]. ``round`` is numpy's half-to-even.
+   ``weight_exp = 0`` always (Lava's Conv ignores ``weight_exp``; a non-zero exponent would
+   buy range the threshold cannot use).
+4. Bias: the smallest ``bias_exp ∈ [0, 7]`` whose mantissa ``round(b·s·2^(6−bias_exp))`` fits
+   13 bits (finest resolution, 1/64 weight unit at ``bias_exp = 0``); ``bias_exp = 6`` (the
+   lava-dl netx convention, bias in weight units) when the layer has no bias.
+5. ``dv = round(4096·(1−α))`` clipped to [0, 4095] (α = 0.25 → 3072 exact; α = 1 → 0),
+   ``du = 4095`` (no synaptic current state), ``delay = profile.synaptic_delay``.
+
+Pool layers (AvgPool2d / SumPool2d + LIF) compile to ``kind = "pool"``: weights
+``(C, 1, kH, kW)`` all equal to one integer ``w``, ``groups = C``, stride = the pool stride, no
+bias. The float tap weight is ``c = 1/(kH·kW)`` (avg) or 1 (sum), so ``s = w/c`` is exact and
+``vth = round(θ·w/c)``; ``w ∈ [1, 255]`` is chosen to minimise the relative threshold error
+``|round(θ·w/c) − θ·w/c| / (θ·w/c)``, ties to the largest ``w`` (finest decay rounding).
+Avg 2×2 with θ = 0.25: ``w = 255``, ``vth = 255`` (exact). Sum 2×2 with θ = 0.25: ``w = 252``,
+``vth = 63`` (exact).
+
+Resources
+---------
+Each layer's neurons are split evenly over ``cores = max(⌈N/neurons_per_core⌉, cores needed
+for its synapses)`` consecutive cores (index order C,H,W). Synapses are counted per neuron
+(dense: fan-in; conv/pool: valid taps, i.e. padding excluded, weights *not* shared), memory =
+synapses × bits_per_synapse / 8. Input axons of a core = distinct presynaptic neurons its
+neurons read (exact, from receptive fields); output axons of a core = Σ over its neurons of
+the number of next-layer cores that read the neuron (exact). The input layer (host-fed) uses
+no core. Checks: cores ≤ cores_per_chip × chips, synaptic memory per core, fan-in / fan-out
+per core (when the profile gives them), value ranges. Failures raise
+:class:`~neurodeploy.errors.HardwareFitError` naming the layer and the limit.
+
+Quantization report (``plan.quantization[layer name]``)
+-------------------------------------------------------
+``scale``, ``scale_bound_by`` (which constraint set ``s_max``), ``weight_max_abs_err_rel`` /
+``weight_mean_abs_err_rel`` / ``weight_rms_err_rel`` (|W_int/s − W| over max|W|),
+``weights_zeroed_frac`` (non-zero float weights that became 0), ``threshold_err_rel``
+(|vth/s − θ|/θ), ``bias_exp``, ``bias_max_abs_err`` (float units) and
+``bias_max_abs_err_rel_theta``, ``alpha``/``alpha_q``/``decay_abs_err``, ``max_input_pos/neg``
+and ``u_headroom`` (2^17 over the worst one-step synaptic input), ``v_neg_bound`` (worst-case
+negative |v| in weight units, steady state of all negative inputs + bias) and
+``v_state_headroom`` (2^17 over it; < 1 means v may saturate; 0 for α = 1 where it is
+unbounded). ``summary`` holds the maxima over layers. JSON has no ∞: unbounded values are null.
+
+Environment: main only (needs ``nir``; the Lava environment reads the resulting plan with
+:mod:`neurodeploy.exporters.plan` alone).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from neurodeploy.exporters.nir_export import ChainLayer, NIRChain, parse_graph
+from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
+from neurodeploy.exporters.profiles import HardwareProfile, load_profile
+
+from neurodeploy.errors import ConfigError, HardwareFitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import nir
+
+    from neurodeploy.models import SpikingNet
+
+PLAN_KINDS = {"fc": "dense", "conv": "conv", "avgpool": "pool", "sumpool": "pool"}
+
+
+def layer_token(L: ChainLayer) -> str:
+    """The architecture-string token of a chain layer, for messages (``FC512``, ``C8K3S1P1``)."""
+    if L.kind == "fc":
+        return f"FC{L.out_shape[0]}"
+    k = L.kernel[0] if L.kernel[0] == L.kernel[1] else f"{L.kernel[0]}x{L.kernel[1]}"
+    if L.kind == "conv":
+        s = L.stride[0] if L.stride[0] == L.stride[1] else f"{L.stride[0]}x{L.stride[1]}"
+        p = L.padding[0] if L.padding[0] == L.padding[1] else f"{L.padding[0]}x{L.padding[1]}"
+        return f"C{L.out_shape[0]}K{k}S{s}P{p}"
+    return f"{'AP' if L.kind == 'avgpool' else 'SP'}{k}"
+
+
+def _label(L: ChainLayer) -> str:
+    return f"layer {L.index} ({layer_token(L)})"
+
+
+# ----------------------------------------------------------------------------- quantization
+
+
+@dataclass(frozen=True)
+class QuantizedLayer:
+    """Integer parameters of one layer and its error report."""
+
+    weights: np.ndarray
+    bias_mant: np.ndarray
+    bias_exp: int
+    vth: int
+    dv: int
+    du: int
+    scale: float
+    report: dict[str, Any]
+
+
+def _decay(alpha: float, profile: HardwareProfile) -> tuple[int, dict[str, Any]]:
+    unity = profile.decay_unity
+    dv = int(np.clip(round(unity * (1.0 - alpha)), 0, profile.decay_max))
+    alpha_q = 1.0 - dv / unity
+    return dv, {"alpha": alpha, "alpha_q": alpha_q, "decay_abs_err": abs(alpha_q - alpha),
+                "dv": dv}
+
+
+def _pick_bias_exp(b_units: np.ndarray, profile: HardwareProfile
+                   ) -> tuple[np.ndarray, int] | None:
+    """Smallest exponent whose mantissa fits; ``b_units`` is the bias in weight units."""
+    shift = profile.activation_shift
+    for e in range(profile.bias_exp_max + 1):
+        mant = np.round(b_units * 2.0 ** (shift - e))
+        if mant.size == 0 or (mant.min() >= profile.bias_mant_min
+                              and mant.max() <= profile.bias_mant_max):
+            return mant.astype(np.int64), e
+    return None
+
+
+def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
+    W = np.asarray(L.weight, dtype=np.float64)
+    b = np.zeros(W.shape[0]) if L.bias is None else np.asarray(L.bias, dtype=np.float64)
+    theta = float(L.theta)
+    where = _label(L)
+    if not np.all(np.isfinite(W)) or not np.all(np.isfinite(b)):
+        raise ConfigError(f"{where}: weights or bias contain NaN/inf")
+    if theta <= 0:
+        raise ConfigError(f"{where}: threshold θ = {theta} must be > 0 for a Loihi LIF "
+                          f"(vth is unsigned)")
+    wmax = float(np.abs(W).max()) if W.size else 0.0
+    mixed = bool((W > 0).any() and (W < 0).any())
+    sign = -1 if (not mixed and (W < 0).any()) else 1
+    limits: dict[str, float] = {}
+    if wmax > 0:
+        limits["weights"] = (profile.weight_max_mixed if mixed else profile.weight_max_single
+                             ) / wmax
+    limits["threshold"] = profile.vth_max / theta
+    rows = W.reshape(W.shape[0], -1)
+    row_pos = float(np.clip(rows, 0, None).sum(1).max()) if rows.size else 0.0
+    row_neg = float(-np.clip(rows, None, 0).sum(1).min()) if rows.size else 0.0
+    if max(row_pos, row_neg) > 0:
+        # margin for rounding: each weight moves by at most one step
+        slack = rows.shape[1] * (profile.mixed_step if mixed else 1) / 2
+        limits["u_wrap"] = max(profile.input_limit - 1 - slack, 1) / max(row_pos, row_neg)
+    bmax = float(np.abs(b).max()) if b.size else 0.0
+    if bmax > 0:
+        limits["bias"] = (profile.bias_mant_max * 2.0 ** (profile.bias_exp_max
+                                                         - profile.activation_shift)) / bmax
+    bound_by = min(limits, key=limits.get)
+    s_max = limits[bound_by]
+    n = math.floor(theta * s_max)
+    scale = n / theta if n >= 1 else s_max
+    if mixed:
+        step = profile.mixed_step
+        W_int = step * np.round(W * scale / step)
+        W_int = np.clip(W_int, profile.weight_min_mixed, profile.weight_max_mixed)
+    elif sign > 0:
+        W_int = np.clip(np.round(W * scale), 0, profile.weight_max_single)
+    else:
+        W_int = np.clip(np.round(W * scale), -profile.weight_max_single, 0)
+    W_int = W_int.astype(np.int64)
+    vth = int(np.clip(round(theta * scale), 0, profile.vth_max))
+    picked = _pick_bias_exp(b * scale, profile)
+    if picked is None:  # cannot happen with s ≤ s_b; kept as a guard with a clear message
+        raise HardwareFitError(f"{where}: bias {bmax:g} × scale {scale:g} does not fit a "
+                               f"{profile.bias_mant_bits}-bit mantissa with exponent ≤ "
+                               f"{profile.bias_exp_max} ({profile.name})")
+    bias_mant, bias_exp = picked
+    if bmax == 0:
+        bias_exp = min(profile.activation_shift, profile.bias_exp_max)
+    dv, dec = _decay(L.alpha, profile)
+    shift = profile.activation_shift
+    b_q = bias_mant * 2.0 ** (bias_exp - shift) / scale
+    W_q = W_int / scale
+    err = np.abs(W_q - W)
+    rows_int = W_int.reshape(W_int.shape[0], -1)
+    a_pos = int(np.clip(rows_int, 0, None).sum(1).max()) if rows_int.size else 0
+    a_neg = int(-np.clip(rows_int, None, 0).sum(1).min()) if rows_int.size else 0
+    if max(a_pos, a_neg) >= profile.input_limit:
+        raise HardwareFitError(f"{where}: worst-case synaptic input {max(a_pos, a_neg)} reaches "
+                               f"the {profile.state_bits}-bit u range (|a| < "
+                               f"{profile.input_limit}) of {profile.name}")
+    b_units = bias_mant * 2.0 ** (bias_exp - shift)
+    neg_drive = a_neg + max(0.0, float(-b_units.min())) if b_units.size else a_neg
+    alpha_q = dec["alpha_q"]
+    v_unit_max = profile.state_max / 2.0**shift
+    v_neg_bound = neg_drive / (1.0 - alpha_q) if alpha_q < 1 else math.inf
+    report = {
+        "kind": L.kind, "scale": scale, "scale_bound_by": bound_by, "scale_max": s_max,
+        "mixed_sign": mixed,
+        "weight_max_abs": wmax,
+        "weight_max_abs_err_rel": float(err.max() / wmax) if wmax > 0 else 0.0,
+        "weight_mean_abs_err_rel": float(err.mean() / wmax) if wmax > 0 else 0.0,
+        "weight_rms_err_rel": float(np.sqrt((err**2).mean()) / wmax) if wmax > 0 else 0.0,
+        "weights_zeroed_frac": float(((W_int == 0) & (W != 0)).sum() / max(1, (W != 0).sum())),
+        "weight_int_max_abs": int(np.abs(W_int).max()) if W_int.size else 0,
+        "theta": theta, "vth": vth, "theta_q": vth / scale,
+        "threshold_err_rel": abs(vth / scale - theta) / theta,
+        "bias_exp": int(bias_exp),
+        "bias_max_abs": bmax,
+        "bias_max_abs_err": float(np.abs(b_q - b).max()) if b.size else 0.0,
+        "bias_max_abs_err_rel_theta": float(np.abs(b_q - b).max() / theta) if b.size else 0.0,
+        **dec,
+        "max_input_pos": a_pos, "max_input_neg": a_neg,
+        "u_headroom": profile.input_limit / max(1, a_pos, a_neg),
+        "v_neg_bound": v_neg_bound,
+        "v_state_headroom": (v_unit_max / v_neg_bound) if v_neg_bound > 0 else math.inf,
+    }
+    return QuantizedLayer(W_int, bias_mant.astype(np.int64), int(bias_exp), vth, dv,
+                          profile.decay_max, scale, report)
+
+
+def _quantize_pool(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
+    where = _label(L)
+    theta = float(L.theta)
+    if theta <= 0:
+        raise ConfigError(f"{where}: threshold θ = {theta} must be > 0")
+    taps = L.kernel[0] * L.kernel[1]
+    c = 1.0 / taps if L.kind == "avgpool" else 1.0
+    w = np.arange(1, profile.weight_max_single + 1, dtype=np.float64)
+    target = theta * w / c
+    vth = np.round(target)
+    ok = (vth <= profile.vth_max) & (taps * w < profile.input_limit)
+    if not ok.any():
+        raise HardwareFitError(f"{where}: no integer pooling weight gives vth ≤ "
+                               f"{profile.vth_max} on {profile.name} (θ = {theta})")
+    rel = np.where(ok, np.abs(vth - target) / target, np.inf)
+    best = np.flatnonzero(rel <= rel.min() + 1e-15)[-1]
+    wi, vi = int(w[best]), int(vth[best])
+    scale = wi / c
+    C = L.in_shape[0]
+    weights = np.full((C, 1, L.kernel[0], L.kernel[1]), wi, dtype=np.int64)
+    dv, dec = _decay(L.alpha, profile)
+    report = {
+        "kind": L.kind, "scale": scale, "scale_bound_by": "pool_threshold_exactness",
+        "scale_max": scale, "mixed_sign": False, "weight_max_abs": c,
+        "weight_max_abs_err_rel": 0.0, "weight_mean_abs_err_rel": 0.0,
+        "weight_rms_err_rel": 0.0, "weights_zeroed_frac": 0.0, "weight_int_max_abs": wi,
+        "theta": theta, "vth": vi, "theta_q": vi / scale,
+        "threshold_err_rel": abs(vi / scale - theta) / theta,
+        "bias_exp": min(profile.activation_shift, profile.bias_exp_max), "bias_max_abs": 0.0,
+        "bias_max_abs_err": 0.0, "bias_max_abs_err_rel_theta": 0.0, **dec,
+        "max_input_pos": taps * wi, "max_input_neg": 0,
+        "u_headroom": profile.input_limit / (taps * wi), "v_neg_bound": 0.0,
+        "v_state_headroom": math.inf,
+    }
+    return QuantizedLayer(weights, np.zeros(L.out_shape[0] * L.out_shape[1] * L.out_shape[2],
+                                            dtype=np.int64),
+                          report["bias_exp"], vi, dv, profile.decay_max, scale, report)
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+def _synapses_per_neuron(L: ChainLayer) -> np.ndarray:
+    """Synapse count of every output neuron (flat, C·H·W order)."""
+    if L.kind == "fc":
+        return np.full(L.out_shape[0], int(np.prod(L.in_shape)), dtype=np.int64)
+    C_out, Ho, Wo = L.out_shape
+    H, W = L.in_shape[1], L.in_shape[2]
+    valid = np.zeros((Ho, Wo), dtype=np.int64)
+    ys = np.arange(Ho) * L.stride[0] - L.padding[0]
+    xs = np.arange(Wo) * L.stride[1] - L.padding[1]
+    for dy in range(L.kernel[0]):
+        oky = (ys + dy >= 0) & (ys + dy < H)
+        for dx in range(L.kernel[1]):
+            okx = (xs + dx >= 0) & (xs + dx < W)
+            valid += oky[:, None] & okx[None, :]
+    cin = L.in_shape[0] // L.groups if L.kind == "conv" else 1
+    return np.broadcast_to(valid * cin, (C_out, Ho, Wo)).reshape(-1).astype(np.int64)
+
+
+def _input_mask(L: ChainLayer, lo: int, hi: int) -> np.ndarray:
+    """Boolean mask over L's (flattened) input of what output neurons [lo, hi) read."""
+    n_in = int(np.prod(L.in_shape))
+    if L.kind == "fc":
+        return np.ones(n_in, dtype=bool)
+    C_out, Ho, Wo = L.out_shape
+    C_in, H, W = L.in_shape
+    out = np.zeros(C_out * Ho * Wo, dtype=bool)
+    out[lo:hi] = True
+    out = out.reshape(C_out, Ho, Wo)
+    groups = L.groups if L.kind == "conv" else C_in
+    cout_g, cin_g = C_out // groups, C_in // groups
+    mask = np.zeros((C_in, H, W), dtype=bool)
+    for g in range(groups):
+        cover = out[g * cout_g:(g + 1) * cout_g].any(0)
+        if not cover.any():
+            continue
+        oy, ox = np.nonzero(cover)
+        spatial = np.zeros((H, W), dtype=bool)
+        for dy in range(L.kernel[0]):
+            y = oy * L.stride[0] - L.padding[0] + dy
+            for dx in range(L.kernel[1]):
+                x = ox * L.stride[1] - L.padding[1] + dx
+                ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+                spatial[y[ok], x[ok]] = True
+        mask[g * cin_g:(g + 1) * cin_g] |= spatial
+    return mask.reshape(-1)
+
+
+def _partition(n: int, cores: int) -> list[tuple[int, int]]:
+    per = math.ceil(n / cores)
+    return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+
+
+def _layer_cores(L: ChainLayer, profile: HardwareProfile, syn: np.ndarray) -> int:
+    n = syn.size
+    mem_bits = profile.synaptic_memory_bytes_per_core * 8
+    if int(syn.max()) * profile.bits_per_synapse > mem_bits:
+        raise HardwareFitError(
+            f"{_label(L)}: one neuron has {int(syn.max())} synapses = "
+            f"{int(syn.max()) * profile.bits_per_synapse // 8} bytes, more than the "
+            f"{profile.synaptic_memory_bytes_per_core} bytes of synaptic memory per core of "
+            f"{profile.name}")
+    cores = max(1, math.ceil(n / profile.neurons_per_core))
+    while True:
+        parts = _partition(n, cores)
+        worst = max(int(syn[lo:hi].sum()) for lo, hi in parts) * profile.bits_per_synapse
+        if worst <= mem_bits:
+            return len(parts)
+        cores = max(cores + 1, math.ceil(cores * worst / mem_bits))
+
+
+def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
+    """Cores, neurons, synapses, memory and axons per layer and core; raises on misfit."""
+    layers: list[dict[str, Any]] = []
+    parts_all: list[list[tuple[int, int]]] = []
+    masks_all: list[list[np.ndarray]] = []
+    total = 0
+    for L in chain.layers:
+        syn = _synapses_per_neuron(L)
+        cores = _layer_cores(L, profile, syn)
+        parts = _partition(syn.size, cores)
+        masks = [_input_mask(L, lo, hi) for lo, hi in parts]
+        fan_in = [int(m.sum()) for m in masks]
+        if profile.max_fan_in_per_core is not None and max(fan_in) > profile.max_fan_in_per_core:
+            raise HardwareFitError(
+                f"{_label(L)}: a core reads {max(fan_in)} input axons but {profile.name} "
+                f"allows {profile.max_fan_in_per_core} per core (max_fan_in_per_core)")
+        total += len(parts)
+        if total > profile.total_cores:
+            raise HardwareFitError(
+                f"{_label(L)}: needs {len(parts)} cores ({syn.size} neurons, "
+                f"{int(syn.sum())} synapses), bringing the total to {total} cores, but "
+                f"{profile.name} has {profile.cores_per_chip} cores per chip × {profile.chips} "
+                f"chip(s) = {profile.total_cores}")
+        syn_core = [int(syn[lo:hi].sum()) for lo, hi in parts]
+        layers.append({
+            "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
+            "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
+            "neurons_per_core": [hi - lo for lo, hi in parts],
+            "synapses_per_core": syn_core,
+            "synaptic_memory_bytes_per_core": [
+                math.ceil(s * profile.bits_per_synapse / 8) for s in syn_core],
+            "fan_in_per_neuron": int(syn.max()),
+            "input_axons_per_core": fan_in,
+        })
+        parts_all.append(parts)
+        masks_all.append(masks)
+    # fan-out: each neuron sends one axon per next-layer core that reads it
+    for k, info in enumerate(layers):
+        if k + 1 == len(layers):
+            info["output_axons_per_core"] = [0 for _ in parts_all[k]]
+            continue
+        targets = np.sum([m.astype(np.int64) for m in masks_all[k + 1]], axis=0)
+        out_ax = [int(targets[lo:hi].sum()) for lo, hi in parts_all[k]]
+        info["output_axons_per_core"] = out_ax
+        if profile.max_fan_out_per_core is not None and max(out_ax) > \
+                profile.max_fan_out_per_core:
+            L = chain.layers[k]
+            raise HardwareFitError(
+                f"{_label(L)}: a core sends {max(out_ax)} output axons but {profile.name} "
+                f"allows {profile.max_fan_out_per_core} per core (max_fan_out_per_core)")
+    return {
+        "profile": profile.name,
+        "cores_used": total,
+        "cores_available": profile.total_cores,
+        "neurons": int(sum(i["neurons"] for i in layers)),
+        "synapses": int(sum(i["synapses"] for i in layers)),
+        "layers": layers,
+        "limits": profile.limits(),
+        "notes": "input layer is host-fed (no core); synaptic memory = synapses × "
+                 "bits_per_synapse / 8, conv weights counted unshared; neurons split evenly "
+                 "over consecutive cores",
+    }
+
+
+# ----------------------------------------------------------------------------- compile
+
+
+def _check_profile_semantics(profile: HardwareProfile) -> None:
+    if profile.reset != "zero":
+        raise ConfigError(f"profile {profile.name!r} resets by {profile.reset!r}; the models "
+                          f"here reset to zero — no exact mapping")
+    if profile.spike_comparison != ">":
+        raise ConfigError(f"profile {profile.name!r} spikes on v {profile.spike_comparison} vth;"
+                          f" the canonical LIF uses strict '>'")
+    if profile.synaptic_delay > profile.max_synaptic_delay:  # pragma: no cover - validated
+        raise ConfigError(f"profile {profile.name!r}: synaptic_delay > max_synaptic_delay")
+
+
+def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
+                  num_steps: int, input_shape: tuple[int, ...] | list[int] | None = None
+                  ) -> DeploymentPlan:
+    """Quantize a NIR graph for ``profile`` and check that it fits.
+
+    Parameters
+    ----------
+    graph : a feed-forward NIR graph (see :func:`~neurodeploy.exporters.nir_export.parse_graph`).
+    profile : a :class:`HardwareProfile` or a name / path for :func:`load_profile`.
+    num_steps : the model's time steps T (stored in the plan).
+    input_shape : expected input shape (without T and batch); must match the graph's Input.
+
+    Raises
+    ------
+    ConfigError
+        A graph Lava's LIF cannot run (named node), a non-spiking output layer, a profile with
+        other reset/comparison semantics, or an input shape mismatch.
+    HardwareFitError
+        The model does not fit the profile (names the layer and the limit).
+    """
+    profile = load_profile(profile)
+    _check_profile_semantics(profile)
+    chain = parse_graph(graph)
+    if input_shape is not None and tuple(int(v) for v in input_shape) != chain.input_shape:
+        raise ConfigError(f"input shape {tuple(input_shape)} does not match the graph's Input "
+                          f"node {chain.input_shape}")
+    if int(num_steps) < 1:
+        raise ConfigError(f"num_steps must be >= 1, got {num_steps}")
+    layers: list[PlanLayer] = []
+    quant: dict[str, Any] = {}
+    for L in chain.layers:
+        if L.neuron == "li":
+            raise ConfigError(
+                f"{_label(L)}: node {L.neuron_node!r} is a non-spiking LI output (membrane "
+                f"read-out); Lava's LIF population always spikes — train with readout "
+                f"'count' or 'rate' to deploy")
+        q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
+            L, profile)
+        bias_mant = q.bias_mant
+        if L.kind == "conv":  # one bias per channel → one mantissa per neuron (C, H, W)
+            bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
+        groups = L.in_shape[0] if L.kind in ("avgpool", "sumpool") else L.groups
+        stride = L.stride if L.kind != "fc" else (1, 1)
+        name = f"layer{L.index}"
+        layers.append(PlanLayer(
+            name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
+            out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=0,
+            du=q.du, dv=q.dv, vth=q.vth, bias_mant=bias_mant.astype(np.int32),
+            bias_exp=q.bias_exp, scale=float(q.scale), delay=profile.synaptic_delay,
+            stride=tuple(int(v) for v in stride), padding=tuple(int(v) for v in L.padding),
+            groups=int(groups), flatten_before=bool(L.flatten_before),
+        ))
+        quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
+                       **q.report}
+    _check_value_ranges(layers, chain, profile)
+    resources = resource_map(chain, profile)
+    quant["summary"] = {
+        "weight_max_abs_err_rel": max(v["weight_max_abs_err_rel"] for k, v in quant.items()),
+        "threshold_err_rel_max": max(v["threshold_err_rel"] for k, v in quant.items()),
+        "decay_abs_err_max": max(v["decay_abs_err"] for k, v in quant.items()),
+        "bias_max_abs_err_rel_theta": max(v["bias_max_abs_err_rel_theta"]
+                                          for k, v in quant.items()),
+        "v_state_headroom_min": min(v["v_state_headroom"] for k, v in quant.items()
+                                    if k != "summary"),
+    }
+    meta = {k: (v.tolist() if isinstance(v, np.ndarray) else
+                v.item() if isinstance(v, np.generic) else v)
+            for k, v in chain.metadata.items()}
+    source = {"nir_metadata": meta, "dt": chain.dt, "profile_source": profile.source,
+              "compiler": "neurodeploy.exporters.compiler",
+              "rules": "threshold-snapped per-layer scale, even mixed-sign mantissas, "
+                       "weight_exp 0, smallest fitting bias_exp, du 4095"}
+    plan = DeploymentPlan(profile=profile.name, num_steps=int(num_steps),
+                          input_shape=chain.input_shape, layers=tuple(layers),
+                          resources=resources, quantization=_jsonable(quant), source=source)
+    plan.validate()
+    return plan
+
+
+def _check_value_ranges(layers: list[PlanLayer], chain: NIRChain,
+                        profile: HardwareProfile) -> None:
+    for P, L in zip(layers, chain.layers, strict=True):
+        where = _label(L)
+        checks = (
+            ("vth", P.vth, 0, profile.vth_max),
+            ("dv", P.dv, 0, profile.decay_max), ("du", P.du, 0, profile.decay_max),
+            ("bias_exp", P.bias_exp, 0, profile.bias_exp_max),
+            ("weight_exp", P.weight_exp, profile.weight_exp_min, profile.weight_exp_max),
+            ("delay", P.delay, 0, profile.max_synaptic_delay),
+        )
+        for name, val, lo, hi in checks:
+            if not lo <= int(val) <= hi:
+                raise HardwareFitError(f"{where}: {name} = {val} outside [{lo}, {hi}] of "
+                                       f"{profile.name}")
+        if P.bias_mant.size and (P.bias_mant.min() < profile.bias_mant_min
+                                 or P.bias_mant.max() > profile.bias_mant_max):
+            raise HardwareFitError(f"{where}: bias mantissa outside the "
+                                   f"{profile.bias_mant_bits}-bit range of {profile.name}")
+        wmin, wmax = int(P.weights.min()), int(P.weights.max())
+        if wmin < profile.weight_min_mixed or wmax > profile.weight_max_single:
+            raise HardwareFitError(f"{where}: weight mantissas [{wmin}, {wmax}] exceed the "
+                                   f"{profile.weight_bits}-bit range of {profile.name}")
+        if wmin < 0 < wmax and profile.mixed_sign_drops_lsb and np.any(P.weights % 2):
+            raise HardwareFitError(f"{where}: odd mixed-sign weight mantissas would lose their "
+                                   f"LSB on {profile.name}")
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {k: _jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, float) and math.isinf(o):
+        return None  # JSON has no inf: "unbounded"
+    if isinstance(o, np.generic):
+        return _jsonable(o.item())
+    return o
+
+
+def compile_model(model: SpikingNet, profile: HardwareProfile | str = "loihi2",
+                  dt: float | None = None) -> DeploymentPlan:
+    """``compile_graph(to_nir(model), profile, model.num_steps, model's input shape)``."""
+    from neurodeploy.exporters.nir_export import DEFAULT_DT, to_nir
+
+    graph = to_nir(model, dt=DEFAULT_DT if dt is None else dt)
+    plan = compile_graph(graph, profile, model.num_steps, model.config.input_shape)
+    return plan

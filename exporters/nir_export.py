@@ -1,0 +1,733 @@
+"""SpikingNet ⇄ NIR (Neuromorphic Intermediate Representation, nir 1.0.8).
+
+Export
+------
+A :class:`~neurodeploy.models.SpikingNet` becomes a chain of standard NIR primitives::
+
+    Input(C,H,W) → [Flatten] → Affine | Linear | Conv2d | AvgPool2d | SumPool2d → LIF → … → Output
+
+One synaptic node and one neuron node per layer of the architecture string; node names are
+``input``, ``flatten<k>``, ``fc<k>``/``conv<k>``/``avgpool<k>``/``sumpool<k>``, ``lif<k>``
+(``if<k>`` when α = 1, ``li<k>`` for the non-spiking membrane read-out) and ``output``
+(k = 1-based layer index). ``nir.write`` stores it in HDF5; ``nir.read`` reads it back with no
+neurodeploy code.
+
+Discrete-time mapping (NIR is continuous-time and stores no time step)
+----------------------------------------------------------------------
+NIR's LIF is ``τ·dv/dt = (v_leak − v) + R·I``, spike ``z = [v > v_threshold]`` (strict),
+``v ← v_reset`` on a spike. Forward Euler with step ``dt`` gives::
+
+    v[t] = (1 − dt/τ)·v[t−1] + (R·dt/τ)·I[t]
+
+so the canonical LIF ``m[t] = I[t] + α·m[t−1]·(1 − s[t−1])`` is written as::
+
+    τ = dt / (1 − α),   R = 1 / (1 − α)   (input gain R·dt/τ = 1),   v_leak = 0,
+    v_reset = 0,        v_threshold = θ
+
+with ``dt = 1e-4`` s by default (snntorch's and the NIR paper's convention; ``to_nir(dt=…)``
+changes it). ``dt`` is stored in the graph metadata (key ``"dt"``); readers that find no
+``dt`` there assume 1e-4. α = 1 (no leak, τ = ∞) is written as NIR ``IF(r = 1)``. The
+membrane read-out's non-spiking output layer is NIR ``LI`` with the same τ and R.
+
+Every parameter is written as a **per-neuron array** of the layer's output shape (snntorch's
+exporter breaks on scalar β/threshold, research/deploy_path.md §2.1).
+
+Reset
+-----
+SpikingNet always resets to zero, which is the only reset NIR's LIF (``v_reset``) and Lava's
+LIF express. NIR cannot say "subtract"; the NIR docs say backends must not rely on metadata,
+so metadata is only a *hint*: we write ``{"reset": "zero"}`` on every neuron node, and
+:func:`parse_graph` (used by :func:`from_nir` and the compiler) refuses a node whose metadata
+says anything else (e.g. snntorch's default ``"subtract"``), a non-zero ``v_leak`` or
+``v_reset``, and per-neuron parameters that differ within a layer (Lava's LIF has one
+``du``/``dv``/``vth`` per population). A graph with no reset hint is taken as reset-to-zero,
+the semantics NIR itself defines.
+
+Graph metadata (hints only; the arithmetic never depends on them except ``dt``): ``dt``,
+``producer``, ``arch``, ``input_shape``, ``num_steps``, ``readout``, ``encoding``,
+``surrogate``.
+
+snntorch interoperability (snntorch 1.0.0 ``import_from_nir`` on our files)
+--------------------------------------------------------------------------
+Measured in ``tests/test_nir_export.py`` (run step by step, one sample at a time):
+
+* FC (``Affine`` with bias) and conv + AvgPool2d + SumPool2d graphs with zero-reset LIF:
+  spikes of **every layer identical** to ours over 24 steps. snntorch maps LIF →
+  ``Leaky(β = 1 − dt/τ, reset_mechanism="zero")``; biases of ``Affine`` and ``Conv2d`` are kept
+  (the "bias dropped on Affine import" defect of older versions is not in 1.0.0);
+  ``SumPool2d`` falls back to nirtorch's default ``nn.LPPool2d(norm_type=1)``, which equals a
+  sum for non-negative spikes.
+* Defect 1 (pinned by a test): NIR ``Flatten`` dims exclude the batch (snntorch's own exporter
+  shifts them by −1), but the importer maps ``Flatten(start_dim=0)`` to ``nn.Flatten(0, -1)``,
+  so a *batched* input is flattened together with its batch dimension and the next ``Linear``
+  fails (``mat1 and mat2 shapes cannot be multiplied (1x192 and 64x32)`` for B = 3).
+  Workaround: feed one unbatched sample at a time.
+* Defect 2 (pinned): NIR ``IF`` (our α = 1 layers) is imported as
+  ``Leaky(beta=0.9, init_hidden=False)`` — a leak an IF does not have, and a module returning
+  ``(spk, mem)`` inside the graph, so the next synapse fails with ``TypeError: linear():
+  argument 'input' … must be Tensor, not tuple``. Fixed upstream after 1.0.0 (β = 1,
+  snntorch PR #452). No-leak models therefore do not round-trip through snntorch 1.0.0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nir
+import numpy as np
+
+from neurodeploy.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from neurodeploy.models import SpikingNet
+
+DEFAULT_DT = 1e-4
+"""Seconds per time step assumed by the NIR mapping (snntorch / NIR paper convention)."""
+
+GAIN_TOL = 1e-9
+"""Relative tolerance for "input gain R·dt/τ equals 1" and for uniform per-neuron parameters:
+float64 round-off of τ = dt/(1−α), R = 1/(1−α); anything larger is a real difference."""
+
+RESET_ZERO = "zero"
+
+
+# ----------------------------------------------------------------------------- parsed chain
+
+
+@dataclass(frozen=True)
+class ChainLayer:
+    """One synapse + neuron pair of a feed-forward NIR chain, in float64.
+
+    ``kind`` is ``fc``, ``conv``, ``avgpool`` or ``sumpool``; ``neuron`` is ``lif`` (α < 1),
+    ``if`` (α = 1) or ``li`` (non-spiking, last layer only). ``gain`` (R·dt/τ) is already
+    folded into ``weight``/``bias`` when it differs from 1.
+    """
+
+    index: int
+    kind: str
+    synapse_node: str
+    neuron_node: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    flatten_before: bool
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+    alpha: float
+    theta: float | None
+    neuron: str
+    kernel: tuple[int, int] = (0, 0)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    alpha_hint: float | None = None
+    theta_hint: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"layer {self.index} ({self.synapse_node} → {self.neuron_node})"
+
+
+@dataclass(frozen=True)
+class NIRChain:
+    """A NIR graph read as a chain of :class:`ChainLayer` (what SpikingNet and Lava run)."""
+
+    input_shape: tuple[int, ...]
+    layers: tuple[ChainLayer, ...]
+    dt: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _neuron_arrays(alpha: float, theta: float, shape: tuple[int, ...], dt: float
+                   ) -> dict[str, np.ndarray]:
+    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
+    if alpha >= 1.0:
+        return {"r": full(1.0), "v_threshold": full(theta), "v_reset": full(0.0)}
+    tau = dt / (1.0 - alpha)
+    return {"tau": full(tau), "r": full(1.0 / (1.0 - alpha)), "v_leak": full(0.0),
+            "v_threshold": full(theta), "v_reset": full(0.0)}
+
+
+# Hidden-neuron kinds whose *inference* dynamics are the canonical LIF, with the predicate that
+# must hold for a given module. TGO's noisy LIF without noise at inference is exactly the
+# canonical LIF in eval mode (the noise is a training-time regulariser).
+LIF_EQUIVALENT_KINDS: dict[str, Callable[[Any], bool]] = {
+    "noisy": lambda n: not getattr(n, "noise_at_inference", True),
+}
+
+
+def _exports_as_lif(neuron: Any) -> bool:
+    pred = LIF_EQUIVALENT_KINDS.get(getattr(neuron, "kind", ""))
+    return pred is not None and bool(pred(neuron))
+
+
+def _hint_params(neuron: Any) -> dict[str, float]:
+    return {k: getattr(neuron, k) for k in ("sigma",) if isinstance(getattr(neuron, k, None),
+                                                                     float | int)}
+
+
+def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
+    """Export ``model`` as a standard NIR graph (see the module docstring for the mapping).
+
+    Raises
+    ------
+    ConfigError
+        For neurons NIR cannot express: noisy neurons that keep their noise at inference,
+        threshold-adaptive neurons (TA-LIF), or anything else that is not the canonical
+        zero-reset LIF. TGO's noisy LIF *without* noise at inference is exported as the plain
+        LIF it is in eval mode (metadata ``trained_as = "noisy"``, ``sigma``).
+    """
+    from neurodeploy.neurons import LIF, LeakyIntegrator
+
+    if not (isinstance(dt, float | int) and math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"dt must be a positive number of seconds, got {dt!r}")
+    dt = float(dt)
+    cfg = model.config
+    nodes: dict[str, nir.NIRNode] = {
+        "input": nir.Input(input_type={"input": np.array(cfg.input_shape)})
+    }
+    edges: list[tuple[str, str]] = []
+    prev = "input"
+    n = len(model.layer_specs)
+    for i, (spec, syn, neuron) in enumerate(
+        zip(model.layer_specs, model.synapses, model.neurons, strict=True)
+    ):
+        k = i + 1
+        if spec.flatten_before:
+            name = f"flatten{k}"
+            nodes[name] = nir.Flatten(input_type={"input": np.array(spec.in_shape)},
+                                      start_dim=0, end_dim=-1)
+            edges.append((prev, name))
+            prev = name
+        syn_name = f"{'fc' if spec.kind == 'fc' else spec.kind}{k}"
+        if spec.kind == "fc":
+            w = syn.weight.detach().cpu().numpy().copy()
+            if syn.bias is not None:
+                nodes[syn_name] = nir.Affine(weight=w, bias=syn.bias.detach().cpu().numpy().copy())
+            else:
+                nodes[syn_name] = nir.Linear(weight=w)
+        elif spec.kind == "conv":
+            w = syn.weight.detach().cpu().numpy().copy()
+            b = (syn.bias.detach().cpu().numpy().copy() if syn.bias is not None
+                 else np.zeros(w.shape[0], dtype=w.dtype))
+            nodes[syn_name] = nir.Conv2d(
+                input_shape=tuple(spec.in_shape[1:]), weight=w, stride=spec.stride,
+                padding=spec.padding, dilation=1, groups=1, bias=b,
+            )
+        else:
+            cls = nir.AvgPool2d if spec.kind == "avgpool" else nir.SumPool2d
+            nodes[syn_name] = cls(kernel_size=np.array([spec.kernel, spec.kernel]),
+                                  stride=np.array([spec.stride, spec.stride]),
+                                  padding=np.array([0, 0]))
+        edges.append((prev, syn_name))
+        prev = syn_name
+
+        meta = {"reset": RESET_ZERO, "alpha": float(neuron.alpha), "theta": float(neuron.theta)}
+        shape = tuple(spec.out_shape)
+        if isinstance(neuron, LeakyIntegrator):
+            if k != n:
+                raise ConfigError(f"layer {k} ({spec.token}): a non-spiking LI layer can only be "
+                                  f"the output layer")
+            if neuron.alpha >= 1.0:
+                raise ConfigError(f"layer {k} ({spec.token}): membrane read-out with α = 1 (a "
+                                  f"perfect integrator) has no NIR LI equivalent")
+            arr = _neuron_arrays(neuron.alpha, 0.0, shape, dt)
+            neu_name = f"li{k}"
+            nodes[neu_name] = nir.LI(tau=arr["tau"], r=arr["r"], v_leak=arr["v_leak"],
+                                     metadata=meta)
+        elif type(neuron) is LIF or _exports_as_lif(neuron):
+            if getattr(neuron, "kind", "lif") != "lif":
+                meta["trained_as"] = str(neuron.kind)
+                meta.update({k: float(v) for k, v in _hint_params(neuron).items()})
+            arr = _neuron_arrays(neuron.alpha, neuron.theta, shape, dt)
+            if neuron.alpha >= 1.0:
+                neu_name = f"if{k}"
+                nodes[neu_name] = nir.IF(**arr, metadata=meta)
+            else:
+                neu_name = f"lif{k}"
+                nodes[neu_name] = nir.LIF(**arr, metadata=meta)
+        else:
+            kind = getattr(neuron, "kind", type(neuron).__name__)
+            extra = (" (noise kept at inference: ξ has no NIR primitive; export with "
+                     "noise_at_inference off to deploy the deterministic LIF)"
+                     if getattr(neuron, "stochastic", False)
+                     or getattr(neuron, "noise_at_inference", False) else "")
+            raise ConfigError(
+                f"layer {k} ({spec.token}): neuron kind {kind!r} cannot be expressed in NIR"
+                f"{extra}; only the canonical zero-reset LIF exports"
+            )
+        edges.append((prev, neu_name))
+        prev = neu_name
+    nodes["output"] = nir.Output(output_type={"output": np.array(model.layer_specs[-1].out_shape)})
+    edges.append((prev, "output"))
+    from neurodeploy import __version__
+
+    metadata = {
+        "dt": dt,
+        "producer": f"neurodeploy {__version__}",
+        "arch": cfg.arch,
+        "input_shape": np.array(cfg.input_shape),
+        "num_steps": int(cfg.num_steps),
+        "readout": cfg.readout,
+        "encoding": cfg.encoding,
+        "surrogate": cfg.surrogate,
+        "reset": RESET_ZERO,
+        "time_step_convention": "tau = dt/(1-alpha), r = 1/(1-alpha), forward Euler",
+    }
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+    except Exception as exc:  # NIR raises bare ValueError / AssertionError
+        raise ConfigError(f"NIR rejected the exported graph: {exc}") from exc
+
+
+def write_nir(model: SpikingNet, path: str | os.PathLike, dt: float = DEFAULT_DT) -> Path:
+    """Export ``model`` and write it with ``nir.write`` atomically (temp file + rename)."""
+    graph = to_nir(model, dt=dt)
+    return write_graph(graph, path)
+
+
+def write_graph(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
+    """``nir.write`` to a temporary file in the same folder, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nir", dir=path.parent)
+    os.close(fd)
+    try:
+        nir.write(tmp, graph)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
+    """``nir.read`` with a clear error for a missing, corrupt or non-standard file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"NIR file {str(path)!r} does not exist")
+    try:
+        return nir.read(str(path))
+    except AssertionError as exc:  # nir asserts on unknown node types
+        raise CheckpointError(f"NIR file {str(path)!r} holds a node type nir 1.0.8 does not "
+                              f"know ({exc or 'unknown type'})") from exc
+    except Exception as exc:
+        raise CheckpointError(f"NIR file {str(path)!r} cannot be read: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _pair(v: Any, what: str, where: str) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(v)).astype(np.int64).ravel()
+    if a.size == 1:
+        return int(a[0]), int(a[0])
+    if a.size == 2:
+        return int(a[0]), int(a[1])
+    raise ConfigError(f"{where}: {what} {v!r} is not an int or a pair")
+
+
+def _uniform(arr: Any, field_name: str, where: str) -> float:
+    a = np.asarray(arr, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ConfigError(f"{where}: {field_name} is empty")
+    if not np.all(np.isfinite(a)):
+        raise ConfigError(f"{where}: {field_name} holds NaN/inf")
+    v = float(a[0])
+    if np.any(np.abs(a - v) > GAIN_TOL * max(1.0, abs(v))):
+        raise ConfigError(
+            f"{where}: {field_name} differs between neurons ({a.min():g} … {a.max():g}); a Lava "
+            f"LIF population (and SpikingNet) has one {field_name} per layer"
+        )
+    return v
+
+
+def _all_zero(arr: Any, field_name: str, where: str) -> None:
+    if arr is None:
+        return
+    a = np.asarray(arr, dtype=np.float64)
+    if np.any(a != 0):
+        raise ConfigError(f"{where}: {field_name} must be 0 (got values up to "
+                          f"{np.abs(a).max():g}); only v_leak = 0 and reset-to-zero are "
+                          f"expressible on Lava's LIF")
+
+
+def _check_reset_hint(node: nir.NIRNode, where: str) -> None:
+    meta = getattr(node, "metadata", None) or {}
+    hint = None
+    for key in ("reset", "reset_mechanism", "snntorch_reset"):
+        if key in meta:
+            hint = str(np.asarray(meta[key]).item() if isinstance(meta[key], np.ndarray)
+                       else meta[key])
+            break
+    if hint is not None and hint.lower() != RESET_ZERO:
+        raise ConfigError(
+            f"{where}: metadata says reset {hint!r}; only reset-to-zero can be deployed (Lava's "
+            f"LIF resets v to 0; subtract reset differs in discrete time, research §2.3)"
+        )
+
+
+def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
+                   ) -> tuple[str, float, float | None, float]:
+    """(kind, alpha, theta, gain) of a neuron node, validated."""
+    where = f"node {name!r} ({type(node).__name__})"
+    _check_reset_hint(node, where)
+    if isinstance(node, nir.LIF):
+        tau = _uniform(node.tau, "tau", where)
+        r = _uniform(node.r, "r", where)
+        if tau <= 0:
+            raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+        _all_zero(node.v_leak, "v_leak", where)
+        _all_zero(node.v_reset, "v_reset", where)
+        alpha = 1.0 - dt / tau
+        if alpha < 0:
+            raise ConfigError(f"{where}: tau = {tau:g} < dt = {dt:g} gives a negative decay "
+                              f"1 − dt/τ = {alpha:g}")
+        theta = _uniform(node.v_threshold, "v_threshold", where)
+        return "lif", alpha, theta, r * dt / tau
+    if isinstance(node, nir.IF):
+        _all_zero(node.v_reset, "v_reset", where)
+        return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _uniform(
+            node.r, "r", where)
+    if isinstance(node, nir.LI):
+        if not last:
+            raise ConfigError(f"{where}: a non-spiking LI population is only supported as the "
+                              f"output layer")
+        tau = _uniform(node.tau, "tau", where)
+        if tau <= 0:
+            raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+        _all_zero(node.v_leak, "v_leak", where)
+        return "li", 1.0 - dt / tau, None, _uniform(node.r, "r", where) * dt / tau
+    raise ConfigError(
+        f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, and "
+        f"LI as the output layer (CubaLIF with a synaptic current state is not supported)"
+    )
+
+
+def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def graph_dt(graph: nir.NIRGraph) -> float:
+    """The time step stored in the graph metadata, or the convention 1e-4 s."""
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    if "dt" not in meta:
+        return DEFAULT_DT
+    try:
+        dt = float(np.asarray(meta["dt"]).item())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"graph metadata dt = {meta['dt']!r} is not a number") from exc
+    if not (math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"graph metadata dt = {dt!r} must be a positive number")
+    return dt
+
+
+def _chain_order(graph: nir.NIRGraph) -> list[str]:
+    inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    outputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ConfigError(f"NIR graph must have exactly one Input and one Output node, got "
+                          f"inputs {inputs} and outputs {outputs}")
+    succ: dict[str, list[str]] = {k: [] for k in graph.nodes}
+    for src, dst in graph.edges:
+        if src not in graph.nodes or dst not in graph.nodes:
+            raise ConfigError(f"NIR edge ({src!r}, {dst!r}) names a node that does not exist")
+        succ[src].append(dst)
+    order = [inputs[0]]
+    while order[-1] != outputs[0]:
+        nxt = succ[order[-1]]
+        if len(nxt) != 1:
+            raise ConfigError(
+                f"node {order[-1]!r} has {len(nxt)} successors {nxt}; only feed-forward chains "
+                f"(one path Input → … → Output) are supported"
+            )
+        if nxt[0] in order:
+            raise ConfigError(f"NIR graph has a cycle through {nxt[0]!r}; recurrent graphs are "
+                              f"not supported")
+        order.append(nxt[0])
+    if len(order) != len(graph.nodes):
+        extra = sorted(set(graph.nodes) - set(order))
+        raise ConfigError(f"NIR graph nodes {extra} are not on the Input → Output path")
+    return order
+
+
+def _meta_float(meta: dict[str, Any], key: str) -> float | None:
+    if key not in meta:
+        return None
+    try:
+        return float(np.asarray(meta[key]).item())
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_graph(graph: nir.NIRGraph) -> NIRChain:
+    """Read a NIR graph as a feed-forward chain of synapse → neuron layers.
+
+    Accepted synapses: ``Affine``, ``Linear``, ``Conv2d`` (dilation 1), ``AvgPool2d``,
+    ``SumPool2d`` (no padding), each optionally preceded by ``Flatten``; neurons: see
+    :func:`_neuron_params`. Input gains ``R·dt/τ ≠ 1`` are folded into weights and biases.
+
+    Raises
+    ------
+    ConfigError
+        Naming the node, for anything outside that grammar or not expressible on Lava's LIF.
+    """
+    if not isinstance(graph, nir.NIRGraph):
+        raise ConfigError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    dt = graph_dt(graph)
+    order = _chain_order(graph)
+    inp = graph.nodes[order[0]]
+    in_type = inp.input_type.get("input") if isinstance(inp.input_type, dict) else None
+    if in_type is None:
+        raise ConfigError(f"Input node {order[0]!r} has no shape")
+    input_shape = tuple(int(v) for v in np.asarray(in_type).ravel())
+    shape = input_shape
+    body = order[1:-1]
+    layers: list[ChainLayer] = []
+    i = 0
+    while i < len(body):
+        flatten = False
+        pre_shape = shape
+        name = body[i]
+        node = graph.nodes[name]
+        if isinstance(node, nir.Flatten):
+            flatten = len(shape) > 1
+            shape = (math.prod(shape),)
+            i += 1
+            if i >= len(body):
+                raise ConfigError(f"Flatten node {name!r} is not followed by a synapse")
+            name, node = body[i], graph.nodes[body[i]]
+        k = len(layers) + 1
+        where = f"node {name!r} ({type(node).__name__})"
+        weight = bias = None
+        kernel, stride, padding, groups = (0, 0), (1, 1), (0, 0), 1
+        if isinstance(node, nir.Affine | nir.Linear):
+            weight = np.asarray(node.weight, dtype=np.float64)
+            if weight.ndim != 2:
+                raise ConfigError(f"{where}: weight must be 2-D, got shape {weight.shape}")
+            if len(shape) != 1:
+                raise ConfigError(f"{where}: a dense layer needs a flat input, got shape {shape} "
+                                  f"(insert a Flatten node)")
+            if weight.shape[1] != shape[0]:
+                raise ConfigError(f"{where}: weight {weight.shape} does not take {shape[0]} "
+                                  f"inputs")
+            bias = (np.asarray(node.bias, dtype=np.float64).reshape(-1)
+                    if isinstance(node, nir.Affine) and node.bias is not None else None)
+            if bias is not None and bias.shape != (weight.shape[0],):
+                raise ConfigError(f"{where}: bias shape {bias.shape} != ({weight.shape[0]},)")
+            kind, out_shape = "fc", (int(weight.shape[0]),)
+        elif isinstance(node, nir.Conv2d):
+            weight = np.asarray(node.weight, dtype=np.float64)
+            if len(shape) != 3 or weight.ndim != 4:
+                raise ConfigError(f"{where}: needs a (C,H,W) input and 4-D weights, got input "
+                                  f"{shape}, weight {weight.shape}")
+            groups = int(node.groups)
+            if weight.shape[1] * groups != shape[0]:
+                raise ConfigError(f"{where}: weight {weight.shape} with groups={groups} does not "
+                                  f"take {shape[0]} input channels")
+            dil = _pair(node.dilation, "dilation", where)
+            if dil != (1, 1):
+                raise ConfigError(f"{where}: dilation {dil} is not supported (plans have none)")
+            kernel = (int(weight.shape[2]), int(weight.shape[3]))
+            stride = _pair(node.stride, "stride", where)
+            if isinstance(node.padding, str):
+                if node.padding == "valid":
+                    padding = (0, 0)
+                elif all(kk % 2 == 1 for kk in kernel) and stride == (1, 1):
+                    padding = (kernel[0] // 2, kernel[1] // 2)
+                else:
+                    raise ConfigError(f"{where}: padding 'same' needs odd kernels and stride 1")
+            else:
+                padding = _pair(node.padding, "padding", where)
+            bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if node.bias is not None \
+                else None
+            if bias is not None and bias.size == 1 and weight.shape[0] > 1:
+                bias = np.full(weight.shape[0], float(bias[0]))
+            if bias is not None and bias.shape != (weight.shape[0],):
+                raise ConfigError(f"{where}: bias shape {bias.shape} != ({weight.shape[0]},)")
+            ho = _conv_out(shape[1], kernel[0], stride[0], padding[0])
+            wo = _conv_out(shape[2], kernel[1], stride[1], padding[1])
+            kind, out_shape = "conv", (int(weight.shape[0]), ho, wo)
+        elif isinstance(node, nir.AvgPool2d | nir.SumPool2d):
+            if len(shape) != 3:
+                raise ConfigError(f"{where}: pooling needs a (C,H,W) input, got {shape}")
+            kernel = _pair(node.kernel_size, "kernel_size", where)
+            stride = _pair(node.stride, "stride", where)
+            pad = _pair(node.padding, "padding", where)
+            if pad != (0, 0):
+                raise ConfigError(f"{where}: pooling with padding {pad} is not supported")
+            ho = _conv_out(shape[1], kernel[0], stride[0], 0)
+            wo = _conv_out(shape[2], kernel[1], stride[1], 0)
+            kind = "avgpool" if isinstance(node, nir.AvgPool2d) else "sumpool"
+            out_shape = (shape[0], ho, wo)
+        else:
+            raise ConfigError(
+                f"{where}: expected a synapse (Affine, Linear, Conv2d, AvgPool2d, SumPool2d, "
+                f"optionally after Flatten) as layer {k}"
+            )
+        if any(v <= 0 for v in out_shape):
+            raise ConfigError(f"{where}: empty output shape {out_shape} for input {shape}")
+        if i + 1 >= len(body):
+            raise ConfigError(f"{where}: synapse is not followed by a neuron node")
+        neu_name = body[i + 1]
+        neu = graph.nodes[neu_name]
+        last = i + 2 == len(body)
+        nkind, alpha, theta, gain = _neuron_params(neu, neu_name, dt, last)
+        nwhere = f"node {neu_name!r}"
+        for fname in ("tau", "r", "v_threshold"):
+            arr = getattr(neu, fname, None)
+            if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
+                raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
+                                  f"layer has {math.prod(out_shape)} neurons")
+        if abs(gain - 1.0) > GAIN_TOL:
+            if kind in ("avgpool", "sumpool"):
+                raise ConfigError(f"{nwhere}: input gain R·dt/τ = {gain:g} ≠ 1 after a pooling "
+                                  f"node cannot be folded into fixed pooling weights")
+            weight = weight * gain
+            bias = bias * gain if bias is not None else None
+        meta = getattr(neu, "metadata", None) or {}
+        layers.append(ChainLayer(
+            index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
+            in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
+            flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
+            neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
+            alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
+        ))
+        shape = tuple(out_shape)
+        i += 2
+    if not layers:
+        raise ConfigError("NIR graph has no synapse → neuron layer")
+    out = graph.nodes[order[-1]]
+    out_type = out.output_type.get("output") if isinstance(out.output_type, dict) else None
+    if out_type is not None and math.prod(int(v) for v in np.asarray(out_type).ravel()) != \
+            math.prod(shape):
+        raise ConfigError(f"Output node {order[-1]!r} has shape {list(np.asarray(out_type))}, "
+                          f"the last layer produces {shape}")
+    meta = dict(graph.metadata) if isinstance(graph.metadata, dict) else {}
+    return NIRChain(input_shape=input_shape, layers=tuple(layers), dt=dt, metadata=meta)
+
+
+def _exact_param(value: float, hint: float | None) -> float:
+    """Prefer the metadata hint when it agrees with the value derived from τ (round-off only)."""
+    if hint is not None and abs(hint - value) <= GAIN_TOL * max(1.0, abs(value)):
+        return hint
+    return value
+
+
+def _meta_str(meta: dict[str, Any], key: str, default: str) -> str:
+    if key not in meta:
+        return default
+    v = meta[key]
+    return str(v.item() if isinstance(v, np.ndarray) else v)
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
+             num_steps: int | None = None) -> SpikingNet:
+    """Build a :class:`SpikingNet` from a NIR graph (or a ``.nir`` file) — the inverse of
+    :func:`to_nir`.
+
+    ``num_steps`` defaults to the graph metadata's ``num_steps`` (or 10). The architecture
+    string is rebuilt from the node chain; α and θ must be the same in every layer (SpikingNet
+    has one of each). Read-out/encoding/surrogate come from metadata hints when present
+    (``membrane`` is forced by an ``LI`` output layer).
+
+    Raises
+    ------
+    ConfigError
+        For graphs SpikingNet cannot express (naming the node).
+    """
+    import torch
+
+    from neurodeploy.models import READOUTS, ModelConfig, build_model
+
+    graph = graph_or_path if isinstance(graph_or_path, nir.NIRGraph) else read_nir(
+        graph_or_path)
+    chain = parse_graph(graph)
+    meta = chain.metadata
+    tokens = []
+    for L in chain.layers:
+        where = f"layer {L.index} (node {L.synapse_node!r})"
+        if L.kind == "fc":
+            tokens.append(f"FC{L.out_shape[0]}")
+            continue
+        if L.kernel[0] != L.kernel[1] or L.stride[0] != L.stride[1] or \
+                L.padding[0] != L.padding[1]:
+            raise ConfigError(f"{where}: SpikingNet needs square kernels and equal strides/"
+                              f"padding, got kernel {L.kernel}, stride {L.stride}, "
+                              f"padding {L.padding}")
+        kk, ss, pp = L.kernel[0], L.stride[0], L.padding[0]
+        if L.kind == "conv":
+            if L.groups != 1:
+                raise ConfigError(f"{where}: grouped convolution (groups={L.groups}) is not a "
+                                  f"SpikingNet layer")
+            tokens.append(f"C{L.out_shape[0]}K{kk}S{ss}P{pp}")
+        else:
+            if ss != kk:
+                raise ConfigError(f"{where}: SpikingNet pooling has stride = kernel, got "
+                                  f"kernel {kk}, stride {ss}")
+            tokens.append(f"{'AP' if L.kind == 'avgpool' else 'SP'}{kk}")
+    first = chain.layers[0]
+    alpha = _exact_param(first.alpha, first.alpha_hint)
+    theta_layers = [L for L in chain.layers if L.theta is not None]
+    theta = (_exact_param(theta_layers[0].theta, theta_layers[0].theta_hint)
+             if theta_layers else 0.25)
+    for L in chain.layers:
+        a = _exact_param(L.alpha, L.alpha_hint)
+        if a != alpha:
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): α = {a!r} differs from "
+                              f"layer 1's α = {alpha!r}; SpikingNet has one α for all layers")
+        if L.theta is not None and _exact_param(L.theta, L.theta_hint) != theta:
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): θ = {L.theta!r} differs "
+                              f"from θ = {theta!r}; SpikingNet has one θ for all layers")
+        if L.neuron == "li" and L.index != len(chain.layers):
+            raise ConfigError(f"layer {L.index}: LI only as the output layer")
+    alpha = min(max(alpha, 0.0), 1.0)
+    if chain.layers[-1].neuron == "li":
+        readout = "membrane"
+    else:
+        readout = _meta_str(meta, "readout", "count")
+        if readout not in READOUTS or readout == "membrane":
+            readout = "count"
+    weighted = [L for L in chain.layers if L.weight is not None]
+    bias = any(L.bias is not None and np.any(L.bias != 0) for L in weighted)
+    if num_steps is None:
+        num_steps = int(_meta_float(meta, "num_steps") or 10)
+    encoding = _meta_str(meta, "encoding", "bernoulli")
+    surrogate = _meta_str(meta, "surrogate", "rect")
+    try:
+        config = ModelConfig(
+            arch="-".join(tokens), input_shape=chain.input_shape, num_steps=int(num_steps),
+            alpha=alpha, theta=theta, surrogate=surrogate, readout=readout,
+            encoding=encoding if encoding in ("bernoulli", "direct", "spikes") else "bernoulli",
+            bias=bias,
+        )
+        model = build_model(config)
+    except ConfigError as exc:
+        raise ConfigError(f"NIR graph cannot be built as a SpikingNet: {exc}") from exc
+    for L, spec in zip(chain.layers, model.layer_specs, strict=True):
+        if tuple(spec.out_shape) != tuple(L.out_shape):
+            raise ConfigError(f"layer {L.index} (node {L.synapse_node!r}): output shape "
+                              f"{L.out_shape} != SpikingNet's {spec.out_shape}")
+    with torch.no_grad():
+        for L, syn in zip(chain.layers, model.synapses, strict=True):
+            if L.weight is None:
+                continue
+            syn.weight.copy_(torch.as_tensor(L.weight, dtype=syn.weight.dtype))
+            if syn.bias is not None:
+                b = L.bias if L.bias is not None else np.zeros(L.weight.shape[0])
+                syn.bias.copy_(torch.as_tensor(b, dtype=syn.bias.dtype))
+    model.eval()
+    return model

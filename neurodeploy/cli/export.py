@@ -1,0 +1,148 @@
+"""``neurodeploy export``: model → NIR graph (``model.nir``) + deployment plan (``plan.npz``).
+
+The NIR graph is what the plan is compiled from (model → :func:`to_nir` → :func:`compile_graph`),
+so the file written is exactly what the plan describes. Nothing is written unless both the
+export and the compilation succeed; both files are written atomically.
+
+Exit codes: 0 ok, 2 bad input (unknown profile, unreadable checkpoint, unsupported model),
+3 the model does not fit the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from neurodeploy.cli.common import add_common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model to NIR and compile a fixed-point deployment plan",
+        description="Write OUT/model.nir (standard NIR graph) and OUT/plan.npz (integer "
+        "deployment plan for --profile), then print the resource map and the per-layer "
+        "quantization error.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="neurodeploy checkpoint or plain state dict")
+    p.add_argument("--profile", default="loihi2",
+                   help="hardware profile name (loihi2, loihi1, …) or path to a profile .toml")
+    p.add_argument("--arch", default=None,
+                   help="architecture for a plain state dict, e.g. FC512-FC256-FC10")
+    p.add_argument("--input-shape", default="1,28,28",
+                   help="input shape C,H,W (or N) for a plain state dict")
+    p.add_argument("--steps", type=int, default=10, help="T for a plain state dict")
+    p.add_argument("--alpha", type=float, default=0.25, help="α for a plain state dict")
+    p.add_argument("--theta", type=float, default=0.25, help="θ for a plain state dict")
+    p.add_argument("--readout", default="rate", choices=("count", "rate"),
+                   help="readout for a plain state dict")
+    p.add_argument("--dt", type=float, default=1e-4,
+                   help="seconds per step for the NIR time constants (τ = dt/(1−α))")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    from neurodeploy.errors import ConfigError
+
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--input-shape {text!r} is not a comma-separated list of "
+                          f"integers") from exc
+    if not shape or any(v <= 0 for v in shape):
+        raise ConfigError(f"--input-shape {text!r} must be positive integers, e.g. 1,28,28")
+    return shape
+
+
+def load_model_for_export(args: argparse.Namespace):
+    """A neurodeploy checkpoint, or a plain state dict with ``--arch``."""
+    from neurodeploy.errors import CheckpointError
+    from neurodeploy.models import (
+        CHECKPOINT_FORMAT,
+        ModelConfig,
+        _read,
+        import_state_dict,
+        load_checkpoint,
+    )
+
+    rec = _read(args.model)
+    if isinstance(rec, dict) and rec.get("format") == CHECKPOINT_FORMAT:
+        model, _ = load_checkpoint(args.model)
+        return model
+    if args.arch is None:
+        raise CheckpointError(
+            f"{args.model}: not a neurodeploy checkpoint; give --arch (e.g. FC512-FC256-FC10) "
+            f"and --input-shape to import it as a plain state dict")
+    config = ModelConfig(args.arch, _parse_shape(args.input_shape), num_steps=args.steps,
+                         alpha=args.alpha, theta=args.theta, readout=args.readout)
+    return import_state_dict(args.model, config)
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "∞"
+    return f"{100 * v:.3f}%" if pct else f"{v:g}"
+
+
+def format_report(plan) -> str:
+    """Resource map and per-layer quantization table as plain text."""
+    res = plan.resources
+    lines = [f"profile {plan.profile}: {res['cores_used']} of {res['cores_available']} cores, "
+             f"{res['neurons']} neurons, {res['synapses']} synapses, latency "
+             f"{plan.latency} steps",
+             "", "layer  token            neurons  cores  neurons/core  synapses/core(max)  "
+                 "mem/core(max B)  fan-in/core(max)  fan-out/core(max)"]
+    lim = res["limits"]
+    for L in res["layers"]:
+        lines.append(
+            f"{L['layer']:>5}  {L['token']:<15} {L['neurons']:>8} {L['cores']:>6} "
+            f"{max(L['neurons_per_core']):>13} {max(L['synapses_per_core']):>19} "
+            f"{max(L['synaptic_memory_bytes_per_core']):>16} "
+            f"{max(L['input_axons_per_core']):>17} {max(L['output_axons_per_core']):>18}")
+    lines.append(f"limits: {lim['neurons_per_core']} neurons/core, "
+                 f"{lim['synaptic_memory_bytes_per_core']} B/core, fan-in "
+                 f"{lim['max_fan_in_per_core'] or 'n/a'}, fan-out "
+                 f"{lim['max_fan_out_per_core'] or 'n/a'}, "
+                 f"{lim['cores_per_chip']}×{lim['chips']} cores")
+    lines += ["", "layer   token            scale  vth  dv    bias_exp  w err max  w err mean  "
+                  "θ err    bias err/θ  α err     v headroom"]
+    for name, q in plan.quantization.items():
+        if name == "summary":
+            continue
+        lines.append(
+            f"{name:<7} {q['token']:<15} {q['scale']:>7.4g} {q['vth']:>4} {q['dv']:>5} "
+            f"{q['bias_exp']:>9}  {_fmt(q['weight_max_abs_err_rel'], True):>9} "
+            f"{_fmt(q['weight_mean_abs_err_rel'], True):>10}  "
+            f"{_fmt(q['threshold_err_rel'], True):>7} "
+            f"{_fmt(q['bias_max_abs_err_rel_theta'], True):>11} "
+            f"{q['decay_abs_err']:<9.3g} {_fmt(q['v_state_headroom'])}")
+    lines.append("(w err: |W_int/scale − W| / max|W|; θ err: |vth/scale − θ| / θ; "
+                 "v headroom: 24-bit state range / worst negative |v|)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.compiler import compile_graph
+    from neurodeploy.exporters.nir_export import to_nir, write_graph
+    from neurodeploy.exporters.profiles import load_profile
+
+    if not args.out:
+        raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
+    profile = load_profile(args.profile)  # fail fast on an unknown profile
+    model = load_model_for_export(args)
+    graph = to_nir(model, dt=args.dt)
+    plan = compile_graph(graph, profile, model.num_steps, model.config.input_shape)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_graph(graph, out / "model.nir")
+    plan.save(out / "plan.npz")
+    if not args.quiet:
+        print(format_report(plan))
+    print(f"wrote {out / 'model.nir'} and {out / 'plan.npz'}")
+    return 0
