@@ -1,0 +1,9 @@
+"""Backends that run a deployment plan (:mod:`neurodeploy.exporters.plan`).
+
+- :mod:`neurodeploy.sims.emulator` — batched bit-exact integer emulator (torch, CPU/CUDA);
+- :mod:`neurodeploy.sims.lava_runner` — the plan as real Lava processes (Lava environment);
+- :mod:`neurodeploy.sims.lava_env` — finds the Lava environment and calls the runner in a
+  subprocess from the main side.
+
+Importing this package never imports torch or lava (the Lava environment imports it).
+"""

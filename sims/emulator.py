@@ -1,0 +1,522 @@
+"""Bit-exact, batched emulator of a deployment plan (Lava ``fixed_pt`` semantics), CPU or CUDA.
+
+Per layer k and step t, in integers (Lava 0.10 ``PyDenseModelBitAcc`` / ``PyConvModelFixed``
+and ``PyLifModelBitAcc``; every constant is named in :class:`LoihiFixedPoint`)::
+
+    Dense:  W_e   = truncate(clip(W, sign mode, 8 bits), 8 bits)   # mixed sign ⇒ even, floor
+            a     = (W_e · s_in) << weight_exp   (>> −weight_exp, floor)  → int32 port
+    Conv:   a     = wrap24(conv(s_in, W))          # weight_exp ignored, weights not clipped
+    LIF:    u     = wrap24₁( trunc0(u·(4096 − du − 1) / 4096) + (a << 6) )
+            v     = sat24( trunc0(v·(4096 − dv) / 4096) + u + (bias_mant << bias_exp) )
+            s     = v > (vth << 6);   v[s] = 0
+
+``wrap24₁`` is Lava's single conditional wrap (``u − 2²⁴`` if ``u > 2²³``, ``u + 2²⁴`` if
+``u ≤ −2²³``), applied after the int32 arithmetic of the Python model (``a << 6`` and the sums
+are int32 and wrap mod 2³²; the port casts the int64 Dense sum to int32). For realistic plans
+none of the int32 wraps ever triggers; the emulator proves that per layer from a static bound
+and then skips them (``LayerKernel.small``).
+
+Timing: the emulator computes the undelayed ("aligned") recurrence — layer k at step t sees
+layer k−1's spikes of step t — and returns ``[T, B, …]`` per layer. Lava delays by one step per
+Dense/Conv; :mod:`neurodeploy.sims.lava_runner` reads each layer's window back into the same
+aligned form (staggered ``LIFReset``), so spike trains compare element by element.
+
+:func:`reference_lava_network` is a literal one-step-at-a-time numpy transcription of the
+network the Lava runner builds (Lava layouts, one-step delays, ``LIFReset``); it is only used
+by tests to pin the fast emulator and Lava to the same integer model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurodeploy.errors import ConfigError, DataError
+from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
+from neurodeploy.sims.lava_runner import (
+    Schedule,
+    check_plan_supported,
+    lava_conv_weight,
+    lava_dense_weight,
+    lava_shape,
+    to_lava_layout,
+)
+
+
+#: The LIF state and synaptic input are exact integers held in float64: every value the
+#: recurrence forms is below 2^44 in magnitude (int32 state × 12-bit decay factor), far inside
+#: float64's 2^53 exact-integer range, and in-place float ops are ~2× faster than int64 on CPU
+#: (no vector 64-bit multiply on AVX2). Products by 2^-12 and trunc/floor are exact.
+STATE_DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class LoihiFixedPoint:
+    """Bit widths and shifts of Lava's bit-accurate LIF / Dense / Conv (lif/models.py 94-108)."""
+
+    decay_shift: int = 12        # decays are 12-bit fractions of 4096
+    ds_offset: int = 1           # current decay register offset: factor 4096 − (du + 1)
+    dm_offset: int = 0           # voltage decay register offset: factor 4096 − dv
+    act_shift: int = 6           # synaptic input MSB-aligned by 6 bits
+    vth_shift: int = 6           # threshold MSB-aligned by 6 bits
+    uv_bits: int = 24            # u wraps, v saturates at 24 bits
+    port_bits: int = 32          # Python-model ports / state arrays are int32
+    conv_bits: int = 24          # Conv output wraps at 24 bits (conv/utils.signed_clamp)
+    weight_bits: int = 8         # Dense weights: clip to 8 bits (+ sign), then truncate
+
+    @property
+    def decay_unity(self) -> int:
+        return 1 << self.decay_shift
+
+    @property
+    def max_uv(self) -> int:
+        return 1 << (self.uv_bits - 1)
+
+
+LOIHI = LoihiFixedPoint()
+
+
+# ----------------------------------------------------------------------------- numpy helpers
+
+
+def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
+    """The weights Lava's ``PyDenseModelBitAcc`` actually uses (weightutils clip + truncate).
+
+    Sign mode from the matrix: all ≥ 0 excitatory [0, 255], all ≤ 0 inhibitory [−255, 0],
+    else mixed [−256, 255] with one more LSB dropped (arithmetic shift ⇒ floor to even).
+    """
+    w = np.asarray(w).astype(np.int64)
+    if w.min(initial=0) >= 0:
+        mode = "exc"
+    elif w.max(initial=0) <= 0:
+        mode = "inh"
+    else:
+        mode = "mixed"
+    mixed = int(mode == "mixed")
+    x = -w if mode == "inh" else w
+    nb = LOIHI.weight_bits
+    x = np.clip(x, -(2**nb) * mixed, 2**nb - 1)
+    drop = nb - num_weight_bits + mixed
+    x = (x >> drop) << drop
+    return (-x if mode == "inh" else x).astype(np.int64)
+
+
+def _wrap_np(x: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    return ((x.astype(np.int64) + half) % (1 << bits)) - half
+
+
+# ----------------------------------------------------------------------------- fast emulator
+
+
+@dataclass
+class EmulatorResult:
+    """Output of :meth:`Emulator.run` (torch tensors on the emulator's device).
+
+    out_spikes : uint8 ``[T, B, classes]``; counts : int64 ``[B, classes]`` = logits.
+    layer_spikes : uint8 ``[T, B, *out_shape_k]`` per layer (empty unless ``record``).
+    layer_v : int64 ``[T, B, *out_shape_k]`` voltages after reset (empty unless ``record_v``).
+    """
+
+    out_spikes: torch.Tensor
+    counts: torch.Tensor
+    layer_spikes: list[torch.Tensor] = field(default_factory=list)
+    layer_v: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.counts
+
+
+@dataclass
+class LayerKernel:
+    """One plan layer prepared for the device: effective weights and integer parameters."""
+
+    layer: PlanLayer
+    weight: torch.Tensor        # float (exact) weights for the matmul / unfolded conv
+    bias: torch.Tensor          # int64 [N] = bias_mant << bias_exp
+    vth_scaled: int             # vth << 6
+    u_factor: int               # 4096 − (du + 1)
+    v_factor: int               # 4096 − dv
+    small: bool                 # static bound proves every int32 wrap is a no-op
+    u_may_wrap: bool = True     # False when du = 4095 and |a << 6| < 2^23 (u = a << 6)
+
+
+class Emulator:
+    """Batched bit-exact integer emulator of a :class:`DeploymentPlan`.
+
+    Parameters
+    ----------
+    plan : the deployment plan (``lif`` neurons, dense / conv / pool layers).
+    device : ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    Synaptic sums run as float matmuls that are exact because every partial sum is an integer
+    below the format's mantissa limit (float32: 2²⁴ on CPU with "highest" matmul precision;
+    float64: 2⁵³, used on CUDA to stay clear of TF32); conv uses unfold + matmul (no
+    Winograd/FFT). The LIF recurrence runs in place on exact integers held in float64
+    (:data:`STATE_DTYPE`).
+    """
+
+    def __init__(self, plan: DeploymentPlan, device: str | torch.device = "cpu") -> None:
+        plan.validate()
+        check_plan_supported(plan)
+        self.plan = plan
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        self.kernels = [self._prepare(L) for L in plan.layers]
+
+    def _prepare(self, L: PlanLayer) -> LayerKernel:
+        if L.kind == "dense":
+            w = lava_dense_effective_weights(L.weights)
+            bound = int(np.abs(w).sum(axis=1).max(initial=0))
+            a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
+        else:
+            w = np.asarray(L.weights).astype(np.int64)
+            bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+            a_bound = min(bound, 1 << (LOIHI.conv_bits - 1))
+        if bound >= 2**53:
+            raise PlanError(f"plan layer {L.name}: synaptic sums up to {bound} exceed 2^53 "
+                            f"(cannot be summed exactly)")
+        fp32_ok = (bound < 2**24 and self.device.type == "cpu"
+                   and torch.get_float32_matmul_precision() == "highest")
+        dtype = torch.float32 if fp32_ok else torch.float64
+        bias = (np.asarray(L.bias_mant).astype(np.int64) << int(L.bias_exp))
+        # If |a << 6| ≤ 2^24, one conditional wrap keeps |u| ≤ 2^23, so u, v (+ a bias ≤ 2^22)
+        # and every intermediate stay far inside int32: the int32 wraps are provably no-ops.
+        small = (a_bound << LOIHI.act_shift) <= 2 * LOIHI.max_uv
+        return LayerKernel(
+            layer=L,
+            weight=torch.as_tensor(w, dtype=dtype, device=self.device),
+            bias=torch.as_tensor(bias, dtype=torch.int64, device=self.device),
+            vth_scaled=int(L.vth) << LOIHI.vth_shift,
+            u_factor=LOIHI.decay_unity - (int(L.du) + LOIHI.ds_offset),
+            v_factor=LOIHI.decay_unity - (int(L.dv) + LOIHI.dm_offset),
+            small=small,
+            u_may_wrap=not (int(L.du) == 4095 and (a_bound << LOIHI.act_shift) < LOIHI.max_uv),
+        )
+
+    # -------------------------------------------------------------- synapses (all T at once)
+
+    def synaptic_input(self, k: int, s_in: torch.Tensor) -> torch.Tensor:
+        """Integer input ``a`` of layer k for spikes ``[T, B, *in_shape]`` → ``[T, B, N]``
+        (float64 holding exact integers, see :data:`STATE_DTYPE`)."""
+        K = self.kernels[k]
+        L = K.layer
+        T, B = s_in.shape[:2]
+        x = s_in.to(K.weight.dtype)
+        if L.kind == "dense":
+            acc = (x.reshape(T * B, -1) @ K.weight.T).to(STATE_DTYPE)
+            if L.weight_exp > 0:
+                acc.mul_(2.0 ** L.weight_exp)
+            elif L.weight_exp < 0:
+                acc.mul_(2.0 ** L.weight_exp).floor_()  # arithmetic right shift = floor
+            if not K.small:
+                acc = _wrap(acc, LOIHI.port_bits)  # int64 sum → int32 port
+        else:
+            acc = _conv_unfold(x.reshape(T * B, *L.in_shape), K.weight, L).to(STATE_DTYPE)
+            acc = _wrap(acc, LOIHI.conv_bits)
+        return acc.reshape(T, B, -1)
+
+    # -------------------------------------------------------------- neurons (step loop)
+
+    def lif_run(self, k: int, a: torch.Tensor, record_v: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run layer k's LIF over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v after reset).
+
+        One step body (Lava ``subthr_dynamics`` + spike + reset), in place on float64 state.
+        """
+        K = self.kernels[k]
+        T, B, N = a.shape
+        u = torch.zeros(B, N, dtype=STATE_DTYPE, device=a.device)
+        v = torch.zeros_like(u)
+        s = torch.empty(B, N, dtype=torch.bool, device=a.device)
+        spikes = torch.empty(T, B, N, dtype=torch.uint8, device=a.device)
+        vs = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
+        max_uv, unity = float(LOIHI.max_uv), float(LOIHI.decay_unity)
+        lim = max_uv - 1
+        act = a * float(1 << LOIHI.act_shift)
+        if not K.small:
+            act = _wrap(act, LOIHI.port_bits)
+        bias = K.bias.to(STATE_DTYPE)
+        for t in range(T):
+            # u = trunc0(u·(4096 − du − 1) / 4096) + (a << 6)    [du = 4095: factor 0]
+            u.mul_(K.u_factor / unity).trunc_().add_(act[t])
+            if not K.small:
+                u = _wrap(u, LOIHI.port_bits)
+            if K.u_may_wrap:  # Lava's single conditional 24-bit wrap
+                u = torch.where(u > max_uv, u - 2 * max_uv,
+                                torch.where(u <= -max_uv, u + 2 * max_uv, u))
+            # v = sat24(trunc0(v·(4096 − dv) / 4096) + u + bias);  s = v > vth << 6;  v[s] = 0
+            v.mul_(K.v_factor / unity).trunc_().add_(u).add_(bias)
+            if not K.small:
+                v = _wrap(v, LOIHI.port_bits)
+            v.clamp_(-lim, lim)
+            torch.gt(v, K.vth_scaled, out=s)
+            v.masked_fill_(s, 0.0)
+            spikes[t] = s
+            if vs is not None:
+                vs[t] = v.to(torch.int64)
+        return spikes, vs
+
+    # -------------------------------------------------------------- whole network
+
+    def run(self, spikes: torch.Tensor | np.ndarray, record: bool = True,
+            record_v: bool = False) -> EmulatorResult:
+        """Run the plan on binary input spikes ``[T, B, *input_shape]``.
+
+        ``record`` keeps every layer's spikes, ``record_v`` every layer's voltages.
+        """
+        x = self._check_input(spikes)
+        T, B = x.shape[:2]
+        result = EmulatorResult(out_spikes=x.new_zeros(()), counts=x.new_zeros(()))
+        h = x
+        for k, K in enumerate(self.kernels):
+            a = self.synaptic_input(k, h)
+            s, v = self.lif_run(k, a, record_v)
+            h = s.reshape(T, B, *K.layer.out_shape)
+            if record:
+                result.layer_spikes.append(h)
+            if record_v:
+                result.layer_v.append(v.reshape(T, B, *K.layer.out_shape))
+        result.out_spikes = h.reshape(T, B, -1)
+        result.counts = result.out_spikes.sum(0, dtype=torch.int64)
+        return result
+
+    def _check_input(self, spikes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(spikes)
+        want = tuple(self.plan.input_shape)
+        if x.dim() != len(want) + 2 or tuple(x.shape[2:]) != want:
+            raise DataError(f"emulator input must be [T, B, {', '.join(map(str, want))}], got "
+                            f"{tuple(x.shape)}")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise DataError("emulator input contains NaN or inf")
+        if not ((x == 0) | (x == 1)).all():
+            raise DataError("emulator input must be binary spikes (0/1)")
+        return x.to(device=self.device, dtype=torch.uint8)
+
+
+def spike_agreement(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Fraction of equal entries of two spike tensors of one shape: ``mean(a == b)``."""
+    a_t, b_t = torch.as_tensor(a).cpu(), torch.as_tensor(b).cpu()
+    if a_t.shape != b_t.shape:
+        raise ConfigError(f"spike tensors differ in shape: {tuple(a_t.shape)} vs "
+                          f"{tuple(b_t.shape)}")
+    if a_t.numel() == 0:
+        return 1.0
+    return float((a_t.to(torch.uint8) == b_t.to(torch.uint8)).double().mean())
+
+
+def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Two's-complement wrap to ``bits`` (signed) of exact integers held in float64:
+    ``x − 2^bits · floor((x + 2^(bits−1)) / 2^bits)`` (exact for |x| < 2^53)."""
+    m = float(1 << bits)
+    return x - m * torch.floor((x + m / 2) / m)
+
+
+def _conv_unfold(x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
+    """Grouped PyTorch-layout cross-correlation as unfold + matmul: ``[N, C, H, W]`` → flat."""
+    N = x.shape[0]
+    C_out, cin_g, kh, kw = w.shape
+    g = int(L.groups)
+    cols = F.unfold(x, (kh, kw), padding=tuple(L.padding), stride=tuple(L.stride))  # [N, C·k·k, P]
+    P = cols.shape[-1]
+    cols = cols.reshape(N, g, cin_g * kh * kw, P)
+    wg = w.reshape(g, C_out // g, cin_g * kh * kw)
+    out = torch.einsum("gok,ngkp->ngop", wg, cols).reshape(N, C_out, P)
+    if tuple(out.shape[1:]) != (C_out, int(np.prod(L.out_shape[1:]))):
+        raise PlanError(f"plan layer {L.name}: conv output {tuple(out.shape[1:])} does not match "
+                        f"out_shape {L.out_shape}")
+    return out.reshape(N, -1)
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
+                           period: int | None = None) -> tuple[list[np.ndarray], Schedule]:
+    """Literal numpy transcription of the Lava network the runner builds, one step at a time.
+
+    Lava layouts, ``PyDenseModelBitAcc`` / ``PyConvModelFixed`` (send the buffer, then
+    compute: one step of delay), ``PyLifResetModelBitAcc`` with the runner's staggered resets,
+    int32 state arrays as in the Python models. Returns each layer's global spike train
+    ``[total_steps, *out_shape]`` (plan layout) and the schedule; ``schedule.window`` turns a
+    train into ``[T, B, …]``. Tests only (slow).
+    """
+    check_plan_supported(plan)
+    spikes = np.asarray(spikes)
+    T, B = spikes.shape[:2]
+    sched = Schedule(T, int(period or T), B, len(plan.layers))
+    src = to_lava_layout(sched.source_train(spikes), len(plan.input_shape)).astype(np.int32)
+    layers = []
+    prev_shape = tuple(plan.input_shape)
+    for L in plan.layers:
+        shape_l = lava_shape(L.out_shape)
+        st = {
+            "L": L,
+            "shape": shape_l,
+            "a_buff": np.zeros(shape_l, np.int32),
+            "u": np.zeros(shape_l, np.int32),
+            "v": np.zeros(shape_l, np.int32),
+            "bias": to_lava_layout(np.asarray(L.bias_mant).reshape(L.out_shape),
+                                   len(L.out_shape)).astype(np.int16),
+        }
+        if L.kind == "dense":
+            st["W"] = lava_dense_effective_weights(
+                lava_dense_weight(np.asarray(L.weights), prev_shape)).astype(np.int32)
+        else:
+            st["W"] = lava_conv_weight(np.asarray(L.weights)).astype(np.int32)
+        layers.append(st)
+        prev_shape = tuple(L.out_shape)
+    trains = [np.zeros((sched.total_steps,) + st["shape"], np.uint8) for st in layers]
+    max_uv = LOIHI.max_uv
+    for t in range(1, sched.total_steps + 1):
+        s_prev = src[t - 1]                                  # RingBuffer: data[(t−1) % buffer]
+        for k, st in enumerate(layers):
+            L, depth = st["L"], k + 1
+            a_in = np.zeros(st["shape"], np.int16) + st["a_buff"]   # port recv: int16 + int32
+            # --- Dense / Conv: compute next buffer from this step's input spikes
+            if L.kind == "dense":
+                s_in = s_prev.reshape(-1).astype(bool)
+                a_accum = st["W"][:, s_in].sum(axis=1)
+                e = int(L.weight_exp)
+                buff = np.left_shift(a_accum, e) if e > 0 else np.right_shift(a_accum, -e)
+                st["a_buff"] = buff.astype(np.int32)       # int32 channel
+            else:
+                x = s_prev.reshape(lava_shape(L.in_shape)).astype(bool)
+                out = _reference_conv(x, st["W"], L)
+                st["a_buff"] = _wrap_np(out.astype(np.int32), LOIHI.conv_bits).astype(np.int32)
+            # --- LIFReset (PyLifResetModelBitAcc.run_spk)
+            if t % sched.period == sched.reset_offset(depth):
+                st["u"] *= 0
+                st["v"] *= 0
+            eff_bias = np.left_shift(st["bias"].astype(np.int32), np.int16(L.bias_exp))
+            vth = np.left_shift(np.int32(L.vth), LOIHI.vth_shift)
+            decayed = np.int64(st["u"]) * (LOIHI.decay_unity - (int(L.du) + LOIHI.ds_offset))
+            decayed = np.int32(np.sign(decayed) * np.right_shift(np.abs(decayed),
+                                                                 LOIHI.decay_shift))
+            act = np.left_shift(a_in, LOIHI.act_shift)
+            decayed = decayed + act
+            wrapped = np.where(decayed > max_uv, decayed - 2 * max_uv, decayed)
+            wrapped = np.where(wrapped <= -max_uv, decayed + 2 * max_uv, wrapped)
+            st["u"][:] = wrapped
+            dv = np.int64(st["v"]) * (LOIHI.decay_unity - (int(L.dv) + LOIHI.dm_offset))
+            dv = np.int32(np.sign(dv) * np.right_shift(np.abs(dv), LOIHI.decay_shift))
+            st["v"][:] = np.clip(dv + st["u"] + eff_bias, -np.int32(max_uv) + 1,
+                                 np.int32(max_uv) - 1)
+            s = st["v"] > vth
+            st["v"][s] = 0
+            trains[k][t - 1] = s
+            s_prev = s.astype(np.int32)
+    plan_trains = [to_lava_layout(tr, len(L.out_shape)) for tr, L in zip(trains, plan.layers, strict=True)]
+    return [np.ascontiguousarray(tr) for tr in plan_trains], sched
+
+
+def _reference_conv(x: np.ndarray, w: np.ndarray, L: PlanLayer) -> np.ndarray:
+    """``conv/utils.conv_scipy`` on WHC tensors: true 2-D convolution per (group, out, in)."""
+    pw, ph = int(L.padding[1]), int(L.padding[0])
+    sw, sh = int(L.stride[1]), int(L.stride[0])
+    g = int(L.groups)
+    xp = np.pad(x.astype(np.float64), ((pw, pw), (ph, ph), (0, 0)))
+    C_out, kw, kh, cin_g = w.shape
+    Wo = (xp.shape[0] - kw) // sw + 1
+    Ho = (xp.shape[1] - kh) // sh + 1
+    out = np.zeros((Wo, Ho, C_out))
+    k_grp = C_out // g
+    for gi in range(g):
+        for ko in range(k_grp):
+            for c in range(cin_g):
+                img = xp[:, :, c + gi * cin_g]
+                ker = w[ko + gi * k_grp, :, :, c].astype(np.float64)
+                full_w, full_h = img.shape[0] - kw + 1, img.shape[1] - kh + 1
+                valid = np.zeros((full_w, full_h))
+                for i in range(kw):          # true convolution: kernel flipped
+                    for j in range(kh):
+                        valid += img[i:i + full_w, j:j + full_h] * ker[kw - 1 - i, kh - 1 - j]
+                out[:, :, ko + gi * k_grp] += valid[::sw, ::sh]
+    return out
+
+
+# ----------------------------------------------------------------------------- random plans
+
+
+def _random_lif(rng: np.random.Generator, n: int, lif: dict[str, int | None]) -> dict:
+    """Random LIF parameters; any key given in ``lif`` (du, dv, vth, bias_exp, bias_max)
+    is used as is."""
+    bias_max = lif.get("bias_max")
+    bias_max = int(rng.integers(0, 4096)) if bias_max is None else int(bias_max)
+    pick = {
+        "du": 4095, "dv": int(rng.integers(0, 4096)), "vth": int(rng.integers(0, 2001)),
+        "bias_exp": int(rng.integers(0, 8)),
+    }
+    pick.update({k: int(v) for k, v in lif.items() if v is not None and k != "bias_max"})
+    pick["bias_mant"] = rng.integers(-bias_max, bias_max + 1, size=n).astype(np.int32)
+    return pick
+
+
+def _random_weights(rng: np.random.Generator, shape: tuple[int, ...], mode: str,
+                    scale: float) -> np.ndarray:
+    """``mixed_even`` (Lava-exact: even in [−256, 254]), ``mixed_any`` (any int in ±300:
+    Lava clips and truncates), ``excitatory`` / ``inhibitory`` (single sign, ≤ 300)."""
+    raw = rng.normal(0.0, scale, size=shape)
+    if mode == "mixed_even":
+        return (2 * np.clip(np.round(raw / 2), -128, 127)).astype(np.int32)
+    w = np.clip(np.round(raw), -300, 300).astype(np.int32)
+    if mode == "excitatory":
+        return np.abs(w)
+    if mode == "inhibitory":
+        return -np.abs(w)
+    if mode == "mixed_any":
+        return w
+    raise ValueError(f"unknown weight mode {mode!r}")
+
+
+def random_fc_plan(rng: np.random.Generator, sizes: tuple[int, ...], num_steps: int = 10,
+                   weight_mode: str = "mixed_even", weight_scale: float = 128.0,
+                   weight_exp: int = 0, **lif: int | None) -> DeploymentPlan:
+    """A random dense plan ``sizes[0] → sizes[1] → …`` (property tests, benchmarks)."""
+    layers = []
+    for i in range(len(sizes) - 1):
+        n_in, n_out = int(sizes[i]), int(sizes[i + 1])
+        p = _random_lif(rng, n_out, lif)
+        layers.append(PlanLayer(
+            name=f"fc{i + 1}", kind="dense", in_shape=(n_in,), out_shape=(n_out,),
+            weights=_random_weights(rng, (n_out, n_in), weight_mode, weight_scale),
+            weight_exp=int(weight_exp), scale=1.0, **p))
+    return DeploymentPlan("random", int(num_steps), (int(sizes[0]),), tuple(layers))
+
+
+def random_conv_plan(rng: np.random.Generator, in_shape: tuple[int, int, int],
+                     channels: int, kernel: tuple[int, int], stride: tuple[int, int],
+                     padding: tuple[int, int], pool: int, classes: int, num_steps: int = 6,
+                     weight_scale: float = 40.0, **lif: int | None) -> DeploymentPlan:
+    """Random ``conv → [pool (groups = C, stride = kernel)] → dense`` plan (PyTorch layout)."""
+    C, H, W = (int(v) for v in in_shape)
+    kh, kw = kernel
+    Ho = (H + 2 * padding[0] - kh) // stride[0] + 1
+    Wo = (W + 2 * padding[1] - kw) // stride[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"kernel {kernel} too large for input {in_shape} with {padding=}")
+    out = (channels, Ho, Wo)
+    layers = [PlanLayer(
+        name="conv1", kind="conv", in_shape=(C, H, W), out_shape=out,
+        weights=np.round(rng.normal(0, weight_scale, (channels, C, kh, kw))).astype(np.int32),
+        weight_exp=0, scale=1.0, stride=tuple(stride), padding=tuple(padding),
+        **_random_lif(rng, int(np.prod(out)), lif))]
+    if pool > 1 and Ho >= pool and Wo >= pool:
+        pout = (channels, Ho // pool, Wo // pool)
+        layers.append(PlanLayer(
+            name="pool2", kind="pool", in_shape=out, out_shape=pout,
+            weights=np.full((channels, 1, pool, pool), int(rng.integers(1, 200)), np.int32),
+            weight_exp=0, scale=1.0, stride=(pool, pool), groups=channels,
+            **_random_lif(rng, int(np.prod(pout)), lif)))
+        out = pout
+    n_in = int(np.prod(out))
+    layers.append(PlanLayer(
+        name=f"fc{len(layers) + 1}", kind="dense", in_shape=out, out_shape=(classes,),
+        weights=_random_weights(rng, (classes, n_in), "mixed_even", 100.0), weight_exp=0,
+        scale=1.0, flatten_before=True, **_random_lif(rng, classes, lif)))
+    return DeploymentPlan("random", int(num_steps), (C, H, W), tuple(layers))
