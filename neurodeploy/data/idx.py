@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def read_idx(path: str | Path, expected_ndim: int) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({exc})") from exc
     if len(raw) < 4:
         raise DataError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
@@ -79,11 +80,19 @@ def load_idx_split(folder: str | Path) -> DatasetSplit:
     folder = Path(folder)
     test_img, test_lab = _find(folder, _IMAGE_NAMES["test"]), _find(folder, _LABEL_NAMES["test"])
     if test_img is None or test_lab is None:
-        raise DataError(
-            f"{folder}: no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] found"
-        )
+        missing = [
+            f"{stem}[.gz]"
+            for stem, found in ((_IMAGE_NAMES["test"], test_img), (_LABEL_NAMES["test"], test_lab))
+            if found is None
+        ]
+        raise DataError(f"{folder}: no {' / '.join(missing)} found")
     test = load_idx_pair(test_img, test_lab, f"{folder.name}/t10k")
     tr_img, tr_lab = _find(folder, _IMAGE_NAMES["train"]), _find(folder, _LABEL_NAMES["train"])
+    if (tr_img is None) != (tr_lab is None):
+        have, need = (
+            (tr_img, _LABEL_NAMES["train"]) if tr_lab is None else (tr_lab, _IMAGE_NAMES["train"])
+        )
+        raise DataError(f"{folder}: {have.name} is present but {need}[.gz] is missing")
     if tr_img is not None and tr_lab is not None:
         train = load_idx_pair(tr_img, tr_lab, f"{folder.name}/train")
         return DatasetSplit(train, test, f"{folder}: official train/test files")

@@ -1,0 +1,63 @@
+"""Atomic JSON files for metrics, results and run state (pure Python, no torch).
+
+Every output file is written to a temporary file in the same folder and renamed over the
+target, so a reader never sees a half-written file and an interrupted run leaves the previous
+version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from neurodeploy.errors import DataError
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: tuples → lists, paths → str, NaN/inf → None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _clean(obj.item())
+    return obj
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """``json.dump`` (indented, NaN → null) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing or corrupt file raises :class:`DataError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
