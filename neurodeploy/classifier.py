@@ -52,7 +52,13 @@ class SNNClassifier(nn.Module):
         return self.encoder.name == "spikes"
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x, self.generator)
+        """Encode ``x``; also binds noisy neurons to this classifier's generator, so that one
+        seed fixes both the input encoding and the neuron noise (TGO's noisy LIF)."""
+        gen = self.generator
+        for neuron in self.model.neurons:
+            if hasattr(neuron, "generator"):
+                neuron.generator = gen
+        return self.encoder(x, gen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.encode(x))

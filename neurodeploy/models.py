@@ -248,7 +248,8 @@ def library_versions() -> dict[str, str]:
     out = {"neurodeploy": neurodeploy.__version__, "python": platform.python_version()}
     for mod in ("torch", "snntorch", "nir", "numpy"):
         try:
-            out[mod] = importlib.import_module(mod).__version__
+            # str(): torch's TorchVersion cannot be read back by torch.load(weights_only=True)
+            out[mod] = str(importlib.import_module(mod).__version__)
         except Exception:  # pragma: no cover - optional
             out[mod] = "missing"
     return out

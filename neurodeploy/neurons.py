@@ -54,9 +54,33 @@ def lif_step(
     The reset factor uses ``spk_prev`` detached, as snntorch does (``mem_reset`` detaches);
     the forward values are unaffected.
     """
-    mem = current + alpha * mem_prev * (1.0 - spk_prev.detach())
+    mem = lif_integrate(current, mem_prev, spk_prev, alpha)
+    return lif_fire(mem, theta, spike_fn, noise), mem
+
+
+def lif_integrate(
+    current: torch.Tensor,
+    mem_prev: torch.Tensor,
+    spk_prev: torch.Tensor,
+    alpha: float | torch.Tensor,
+) -> torch.Tensor:
+    """Integrate half of :func:`lif_step`: ``m[t] = I[t] + α·m[t-1]·(1 − s[t-1])``.
+
+    Split out so that neurons whose threshold depends on ``m[t]`` (HoSNN's TA-LIF) can compute
+    ``θ[t]`` between integrating and firing while still using the one step body.
+    """
+    return current + alpha * mem_prev * (1.0 - spk_prev.detach())
+
+
+def lif_fire(
+    mem: torch.Tensor,
+    theta: float | torch.Tensor,
+    spike_fn: SpikeFn,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Fire half of :func:`lif_step`: ``s[t] = 1[m[t] + ξ[t] > θ[t]]`` (surrogate backward)."""
     drive = mem - theta if noise is None else mem + noise - theta
-    return spike_fn(drive), mem
+    return spike_fn(drive)
 
 
 class LIF(nn.Module):
