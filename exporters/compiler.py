@@ -47,6 +47,26 @@ bias. The float tap weight is ``c = 1/(kH·kW)`` (avg) or 1 (sum), so ``s = w/c`
 Avg 2×2 with θ = 0.25: ``w = 255``, ``vth = 255`` (exact). Sum 2×2 with θ = 0.25: ``w = 252``,
 ``vth = 63`` (exact).
 
+TA-LIF layers (HoSNN; NIR metadata extension, see nir_export)
+--------------------------------------------------------------
+Only on profiles with ``programmable_neurons`` (Loihi 2 microcode; Loihi 1's LIF is fixed, so
+a TA-LIF model is refused there with :class:`HardwareFitError` naming the layer). The synapse,
+``vth``, ``dv``, bias and scale are compiled exactly as for a LIF layer; on top, per neuron::
+
+    θ_v_mant = round(θ_v · 2^k)  ∈ [0, 2^talif_theta_v_bits − 1]
+    k        = min(talif_theta_v_shift_max, ⌊log2((2^bits − 1) / max θ_v)⌋)   (finest that fits)
+    NDS_int  = round(NDS · scale · 2^threshold_shift)   (v units), clipped to ±(2^(talif_state_bits−1) − 1)
+
+giving ``PlanLayer(neuron="talif", neuron_params={"theta_v_shift": k, "theta_bits":
+talif_state_bits}, neuron_arrays={"theta_v": int [N], "nds": int [T, N]})`` (flat C·H·W
+neuron order). The chip then runs (sims/lava_procs/talif)::
+
+    θ = sat(θ + (θ_v_mant · (v − NDS_int[t])) >>₀ k)   before firing;  θ = vth << 6 at reset
+
+The report adds ``theta_v_shift``, ``theta_v_max``, ``theta_v_max_abs_err`` (and ``_rel`` to
+max θ_v), ``theta_v_zeroed_frac``, ``nds_max_abs``, ``nds_max_abs_err`` (float units) and
+``nds_max_abs_err_rel_theta``, ``nds_clipped_frac``.
+
 Resources
 ---------
 Each layer's neurons are split evenly over ``cores = max(⌈N/neurons_per_core⌉, cores needed
@@ -82,11 +102,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from neurodeploy.exporters.nir_export import ChainLayer, NIRChain, parse_graph
-from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
-from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 
 from neurodeploy.errors import ConfigError, HardwareFitError
+from neurodeploy.exporters.nir_export import TALIF, ChainLayer, NIRChain, parse_graph
+from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
+from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 
 if TYPE_CHECKING:  # pragma: no cover
     import nir
@@ -281,6 +301,64 @@ def _quantize_pool(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
                           report["bias_exp"], vi, dv, profile.decay_max, scale, report)
 
 
+def _quantize_talif(L: ChainLayer, scale: float, num_steps: int, profile: HardwareProfile
+                    ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """(neuron_params, neuron_arrays, report) of a TA-LIF layer at the layer's ``scale``."""
+    where = _label(L)
+    if not profile.supports_talif:
+        raise HardwareFitError(
+            f"{where}: TA-LIF neurons (node {L.neuron_node!r}) need programmable neurons; "
+            f"{profile.name} has only the fixed LIF (programmable_neurons = "
+            f"{profile.programmable_neurons}; Loihi 1 cannot run user neuron models, Orchard et "
+            f"al. 2021) — compile for a profile with TA-LIF formats (e.g. loihi2)")
+    theta_v = np.asarray(L.theta_v, dtype=np.float64).reshape(-1)
+    nds = np.asarray(L.nds, dtype=np.float64)
+    nds = nds.reshape(nds.shape[0], -1)
+    if nds.shape[0] != num_steps:
+        raise ConfigError(f"{where}: TA-LIF NDS has {nds.shape[0]} steps, the plan runs "
+                          f"{num_steps}")
+    bits, shift_max = int(profile.talif_theta_v_bits or 0), int(profile.talif_theta_v_shift_max or 0)
+    mant_max = 2**bits - 1
+    tv_max = float(theta_v.max(initial=0.0))
+    if tv_max > 0:
+        shift = min(shift_max, math.floor(math.log2(mant_max / tv_max)))
+        # log2 round-off: step down until the largest mantissa fits
+        while shift >= 0 and round(tv_max * 2.0**shift) > mant_max:
+            shift -= 1
+    else:
+        shift = shift_max
+    if shift < 0:
+        raise HardwareFitError(f"{where}: TA-LIF θ_v up to {tv_max:g} does not fit a "
+                               f"{bits}-bit mantissa (max {mant_max}) on "
+                               f"{profile.name}")
+    tv_int = np.clip(np.round(theta_v * 2.0**shift), 0, mant_max).astype(np.int64)
+    tv_q = tv_int / 2.0**shift
+    unit = scale * 2.0**profile.threshold_shift  # v units per float membrane unit
+    lim = profile.talif_state_max
+    nds_raw = np.round(nds * unit)
+    clipped = float(np.mean(np.abs(nds_raw) > lim)) if nds_raw.size else 0.0
+    nds_int = np.clip(nds_raw, -lim, lim).astype(np.int64)
+    nds_err = np.abs(nds_int / unit - nds)
+    tv_err = np.abs(tv_q - theta_v)
+    theta = float(L.theta)
+    report = {
+        "neuron": TALIF, "theta_v_shift": int(shift), "theta_v_bits": bits,
+        "theta_v_max": tv_max,
+        "theta_v_max_abs_err": float(tv_err.max(initial=0.0)),
+        "theta_v_max_abs_err_rel": float(tv_err.max(initial=0.0) / tv_max) if tv_max > 0 else 0.0,
+        "theta_v_zeroed_frac": float(((tv_int == 0) & (theta_v > 0)).sum()
+                                     / max(1, (theta_v > 0).sum())),
+        "nds_max_abs": float(np.abs(nds).max(initial=0.0)),
+        "nds_max_abs_err": float(nds_err.max(initial=0.0)),
+        "nds_max_abs_err_rel_theta": float(nds_err.max(initial=0.0) / theta),
+        "nds_clipped_frac": clipped,
+        "talif_state_bits": profile.talif_state_bits,
+    }
+    params = {"theta_v_shift": int(shift), "theta_bits": int(profile.talif_state_bits)}
+    arrays = {"theta_v": tv_int.astype(np.int32), "nds": nds_int.astype(np.int32)}
+    return params, arrays, report
+
+
 # ----------------------------------------------------------------------------- resources
 
 
@@ -380,6 +458,7 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
         syn_core = [int(syn[lo:hi].sum()) for lo, hi in parts]
         layers.append({
             "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
+            "neuron": TALIF if L.is_talif else "lif",
             "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
             "neurons_per_core": [hi - lo for lo, hi in parts],
             "synapses_per_core": syn_core,
@@ -476,6 +555,11 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         groups = L.in_shape[0] if L.kind in ("avgpool", "sumpool") else L.groups
         stride = L.stride if L.kind != "fc" else (1, 1)
         name = f"layer{L.index}"
+        neuron, nparams, narrays, treport = "lif", {}, {}, {}
+        if L.is_talif:
+            neuron = TALIF
+            nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),
+                                                        profile)
         layers.append(PlanLayer(
             name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
             out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=0,
@@ -483,9 +567,10 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             bias_exp=q.bias_exp, scale=float(q.scale), delay=profile.synaptic_delay,
             stride=tuple(int(v) for v in stride), padding=tuple(int(v) for v in L.padding),
             groups=int(groups), flatten_before=bool(L.flatten_before),
+            neuron=neuron, neuron_params=nparams, neuron_arrays=narrays,
         ))
         quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
-                       **q.report}
+                       **q.report, **treport}
     _check_value_ranges(layers, chain, profile)
     resources = resource_map(chain, profile)
     quant["summary"] = {
@@ -497,6 +582,14 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         "v_state_headroom_min": min(v["v_state_headroom"] for k, v in quant.items()
                                     if k != "summary"),
     }
+    talif_q = [v for k, v in quant.items() if k != "summary" and v.get("neuron") == TALIF]
+    if talif_q:
+        quant["summary"].update({
+            "theta_v_max_abs_err_rel_max": max(v["theta_v_max_abs_err_rel"] for v in talif_q),
+            "nds_max_abs_err_rel_theta_max": max(v["nds_max_abs_err_rel_theta"]
+                                                 for v in talif_q),
+            "nds_clipped_frac_max": max(v["nds_clipped_frac"] for v in talif_q),
+        })
     meta = {k: (v.tolist() if isinstance(v, np.ndarray) else
                 v.item() if isinstance(v, np.generic) else v)
             for k, v in chain.metadata.items()}

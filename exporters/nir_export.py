@@ -43,6 +43,28 @@ says anything else (e.g. snntorch's default ``"subtract"``), a non-zero ``v_leak
 ``du``/``dv``/``vth`` per population). A graph with no reset hint is taken as reset-to-zero,
 the semantics NIR itself defines.
 
+TA-LIF (HoSNN's threshold-adaptive LIF) — a documented metadata extension
+--------------------------------------------------------------------------
+NIR has no adaptive-threshold primitive. A TA-LIF population (``neuron = "talif"``)::
+
+    m[t] = I[t] + α·m[t−1]·(1 − s[t−1]);   θ[t] = θ[t−1] + θ_v ⊙ (m[t] − NDS[t]);
+    s[t] = 1[m[t] > θ[t]];  θ[−1] = θ_base
+
+is written as the **standard** ``LIF`` (``IF`` for α = 1) node of its base neuron — τ, R,
+``v_threshold = θ_base`` exactly as above — plus node metadata (:data:`TALIF_META_KEY`)::
+
+    {"neurodeploy.neuron": "talif",        # the extension marker (TALIF_META_KEY)
+     "theta_v": float64 [*shape],          # per-neuron θ_v ≥ 0, per time step, dimensionless
+     "nds":     float64 [T, *shape],       # NDS[t] in membrane units (same units as v_threshold)
+     "theta_base": θ_base, "reset": "zero", "alpha": α, "theta": θ}
+
+Standard NIR tools (``nir.read``, snntorch's importer, …) read the file and see the base LIF:
+per the NIR docs metadata is only a hint, so they would run it as a **plain LIF** (θ fixed at
+θ_base — exactly TA-LIF with θ_v = 0). neurodeploy's importer (:func:`from_nir`) and compiler
+(:func:`parse_graph`) read the extension and rebuild / deploy the adaptive threshold; an
+unknown value under :data:`TALIF_META_KEY` is refused rather than silently run as LIF.
+θ_v is per *time step* (the discrete model's gain), not per second: ``dt`` does not rescale it.
+
 Graph metadata (hints only; the arithmetic never depends on them except ``dt``): ``dt``,
 ``producer``, ``arch``, ``input_shape``, ``num_steps``, ``readout``, ``encoding``,
 ``surrogate``.
@@ -96,6 +118,11 @@ float64 round-off of τ = dt/(1−α), R = 1/(1−α); anything larger is a real
 
 RESET_ZERO = "zero"
 
+TALIF_META_KEY = "neurodeploy.neuron"
+"""Neuron-node metadata key marking neurodeploy's neuron extensions (value ``"talif"``)."""
+
+TALIF = "talif"
+
 
 # ----------------------------------------------------------------------------- parsed chain
 
@@ -127,6 +154,13 @@ class ChainLayer:
     groups: int = 1
     alpha_hint: float | None = None
     theta_hint: float | None = None
+    theta_v: np.ndarray | None = None
+    nds: np.ndarray | None = None
+
+    @property
+    def is_talif(self) -> bool:
+        """True for a TA-LIF population (``theta_v`` ``[*out_shape]``, ``nds`` ``[T, *out_shape]``)."""
+        return self.theta_v is not None
 
     @property
     def label(self) -> str:
@@ -177,13 +211,16 @@ def _hint_params(neuron: Any) -> dict[str, float]:
 def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """Export ``model`` as a standard NIR graph (see the module docstring for the mapping).
 
+    TA-LIF populations are written as their base LIF node plus the documented metadata
+    extension (module docstring, "TA-LIF").
+
     Raises
     ------
     ConfigError
-        For neurons NIR cannot express: noisy neurons that keep their noise at inference,
-        threshold-adaptive neurons (TA-LIF), or anything else that is not the canonical
-        zero-reset LIF. TGO's noisy LIF *without* noise at inference is exported as the plain
-        LIF it is in eval mode (metadata ``trained_as = "noisy"``, ``sigma``).
+        For neurons NIR cannot express: noisy neurons that keep their noise at inference, or
+        anything else that is not the canonical zero-reset LIF or TA-LIF. TGO's noisy LIF
+        *without* noise at inference is exported as the plain LIF it is in eval mode (metadata
+        ``trained_as = "noisy"``, ``sigma``).
     """
     from neurodeploy.neurons import LIF, LeakyIntegrator
 
@@ -243,6 +280,12 @@ def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
             neu_name = f"li{k}"
             nodes[neu_name] = nir.LI(tau=arr["tau"], r=arr["r"], v_leak=arr["v_leak"],
                                      metadata=meta)
+        elif getattr(neuron, "kind", None) == TALIF:
+            meta.update(_talif_metadata(neuron, shape, f"layer {k} ({spec.token})"))
+            arr = _neuron_arrays(neuron.alpha, neuron.theta, shape, dt)
+            neu_name = f"if{k}" if neuron.alpha >= 1.0 else f"lif{k}"
+            cls = nir.IF if neuron.alpha >= 1.0 else nir.LIF
+            nodes[neu_name] = cls(**arr, metadata=meta)
         elif type(neuron) is LIF or _exports_as_lif(neuron):
             if getattr(neuron, "kind", "lif") != "lif":
                 meta["trained_as"] = str(neuron.kind)
@@ -286,6 +329,22 @@ def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
     except Exception as exc:  # NIR raises bare ValueError / AssertionError
         raise ConfigError(f"NIR rejected the exported graph: {exc}") from exc
+
+
+def _talif_metadata(neuron: Any, shape: tuple[int, ...], where: str) -> dict[str, Any]:
+    """The TA-LIF metadata extension of one population (θ_v, NDS as float64 arrays)."""
+    theta_v = neuron.theta_v.detach().cpu().double().numpy().copy()
+    nds = neuron.nds.detach().cpu().double().numpy().copy()
+    if theta_v.shape != shape or nds.shape[1:] != shape:
+        raise ConfigError(f"{where}: TA-LIF θ_v {theta_v.shape} / NDS {nds.shape} do not match "
+                          f"the layer shape {shape}")
+    if not (np.all(np.isfinite(theta_v)) and np.all(np.isfinite(nds))):
+        raise ConfigError(f"{where}: TA-LIF θ_v or NDS contain NaN/inf")
+    if np.any(theta_v < 0):
+        raise ConfigError(f"{where}: TA-LIF θ_v has negative entries (min {theta_v.min():g}); "
+                          f"θ_v ≥ 0 (clamp it, HoSNN's weight clipper)")
+    return {TALIF_META_KEY: TALIF, "theta_v": theta_v, "nds": nds,
+            "theta_base": float(neuron.theta)}
 
 
 def write_nir(model: SpikingNet, path: str | os.PathLike, dt: float = DEFAULT_DT) -> Path:
@@ -596,12 +655,14 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             weight = weight * gain
             bias = bias * gain if bias is not None else None
         meta = getattr(neu, "metadata", None) or {}
+        theta_v, nds = _talif_params(meta, nkind, tuple(out_shape), nwhere)
         layers.append(ChainLayer(
             index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
             in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
             flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
             neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
+            theta_v=theta_v, nds=nds,
         ))
         shape = tuple(out_shape)
         i += 2
@@ -615,6 +676,40 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
                           f"the last layer produces {shape}")
     meta = dict(graph.metadata) if isinstance(graph.metadata, dict) else {}
     return NIRChain(input_shape=input_shape, layers=tuple(layers), dt=dt, metadata=meta)
+
+
+def _talif_params(meta: dict[str, Any], nkind: str, shape: tuple[int, ...], where: str
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(θ_v ``[*shape]``, NDS ``[T, *shape]``) of a TA-LIF node, or (None, None) for a LIF."""
+    if TALIF_META_KEY not in meta:
+        return None, None
+    kind = _meta_str(meta, TALIF_META_KEY, "lif")
+    if kind == "lif":
+        return None, None
+    if kind != TALIF:
+        raise ConfigError(f"{where}: metadata {TALIF_META_KEY} = {kind!r} is not a neuron this "
+                          f"version knows (known: 'lif', {TALIF!r}); refusing to run it as a "
+                          f"plain LIF")
+    if nkind not in ("lif", "if"):
+        raise ConfigError(f"{where}: TA-LIF metadata on a {nkind!r} node; TA-LIF extends a "
+                          f"spiking LIF/IF node")
+    n = math.prod(shape)
+    for key in ("theta_v", "nds"):
+        if key not in meta:
+            raise ConfigError(f"{where}: TA-LIF metadata lacks {key!r}")
+    theta_v = np.asarray(meta["theta_v"], dtype=np.float64)
+    nds = np.asarray(meta["nds"], dtype=np.float64)
+    if theta_v.size != n:
+        raise ConfigError(f"{where}: TA-LIF theta_v has {theta_v.size} entries, the layer has "
+                          f"{n} neurons")
+    if nds.ndim < 1 or nds.shape[0] < 1 or nds.size != nds.shape[0] * n:
+        raise ConfigError(f"{where}: TA-LIF nds has shape {nds.shape}; expected [T, {n}] "
+                          f"(or [T, *{shape}])")
+    if not (np.all(np.isfinite(theta_v)) and np.all(np.isfinite(nds))):
+        raise ConfigError(f"{where}: TA-LIF theta_v or nds contain NaN/inf")
+    if np.any(theta_v < 0):
+        raise ConfigError(f"{where}: TA-LIF theta_v must be ≥ 0 (min {theta_v.min():g})")
+    return theta_v.reshape(shape), nds.reshape((nds.shape[0],) + shape)
 
 
 def _exact_param(value: float, hint: float | None) -> float:
@@ -639,9 +734,14 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
     """Build a :class:`SpikingNet` from a NIR graph (or a ``.nir`` file) — the inverse of
     :func:`to_nir`.
 
-    ``num_steps`` defaults to the graph metadata's ``num_steps`` (or 10). The architecture
-    string is rebuilt from the node chain; α and θ must be the same in every layer (SpikingNet
-    has one of each). Read-out/encoding/surrogate come from metadata hints when present
+    TA-LIF nodes (the metadata extension) make a ``neuron = "talif"`` model with their θ_v and
+    NDS; a plain-LIF hidden layer of such a graph becomes a TA-LIF with θ_v = 0 and NDS = 0
+    (the same dynamics). The output layer must be plain LIF (SpikingNet's TA-LIF models keep
+    a LIF output, as HoSNN does), and the NDS length must equal ``num_steps``.
+
+    ``num_steps`` defaults to the graph metadata's ``num_steps`` (or the NDS length, or 10).
+    The architecture string is rebuilt from the node chain; α and θ must be the same in every
+    layer (SpikingNet has one of each). Read-out/encoding/surrogate come from metadata hints when present
     (``membrane`` is forced by an ``LI`` output layer).
 
     Raises
@@ -703,8 +803,21 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
             readout = "count"
     weighted = [L for L in chain.layers if L.weight is not None]
     bias = any(L.bias is not None and np.any(L.bias != 0) for L in weighted)
+    talif_layers = [L for L in chain.layers if L.is_talif]
+    if talif_layers and chain.layers[-1].is_talif:
+        L = chain.layers[-1]
+        raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): a TA-LIF output layer is "
+                          f"not a SpikingNet layer (TA-LIF models keep a plain LIF output)")
+    nds_steps = {int(L.nds.shape[0]) for L in talif_layers}
+    if len(nds_steps) > 1:
+        raise ConfigError(f"TA-LIF layers have NDS of different lengths {sorted(nds_steps)}")
     if num_steps is None:
-        num_steps = int(_meta_float(meta, "num_steps") or 10)
+        num_steps = int(_meta_float(meta, "num_steps") or
+                        (nds_steps.pop() if nds_steps else 10))
+    for L in talif_layers:
+        if L.nds.shape[0] != int(num_steps):
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): NDS has "
+                              f"{L.nds.shape[0]} steps, the model runs {int(num_steps)}")
     encoding = _meta_str(meta, "encoding", "bernoulli")
     surrogate = _meta_str(meta, "surrogate", "rect")
     try:
@@ -712,7 +825,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
             arch="-".join(tokens), input_shape=chain.input_shape, num_steps=int(num_steps),
             alpha=alpha, theta=theta, surrogate=surrogate, readout=readout,
             encoding=encoding if encoding in ("bernoulli", "direct", "spikes") else "bernoulli",
-            bias=bias,
+            bias=bias, neuron=TALIF if talif_layers else "lif",
         )
         model = build_model(config)
     except ConfigError as exc:
@@ -729,5 +842,11 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
             if syn.bias is not None:
                 b = L.bias if L.bias is not None else np.zeros(L.weight.shape[0])
                 syn.bias.copy_(torch.as_tensor(b, dtype=syn.bias.dtype))
+        if talif_layers:
+            for L, neuron in zip(chain.layers[:-1], model.neurons[:-1], strict=True):
+                theta_v = L.theta_v if L.is_talif else np.zeros(L.out_shape)
+                nds = L.nds if L.is_talif else np.zeros((int(num_steps),) + L.out_shape)
+                neuron.theta_v.copy_(torch.as_tensor(theta_v, dtype=neuron.theta_v.dtype))
+                neuron.set_nds(torch.as_tensor(nds, dtype=neuron.nds.dtype))
     model.eval()
     return model

@@ -16,6 +16,9 @@ Derived fixed-point ranges (Lava's ``PyLifModelBitAcc`` for the Loihi profiles):
     u, v                 signed state_bits; synaptic input a enters as a << activation_shift,
                          so |a| < 2^(state_bits − 1 − activation_shift) avoids u wrapping
     decays               du, dv ∈ [0, 2^decay_bits − 1]
+    TA-LIF (optional)    θ_v mantissa ∈ [0, 2^talif_theta_v_bits − 1], shift ≤ talif_theta_v_shift_max,
+                         θ and NDS signed talif_state_bits (θ saturates); only when
+                         programmable_neurons (Loihi 2 microcode; Loihi 1's LIF is fixed)
 
 Environments: reading TOML needs ``tomllib`` (Python ≥ 3.11), so profiles load in the main
 environment only; the module itself imports on Python 3.10 (the Lava environment) and raises
@@ -66,6 +69,12 @@ class HardwareProfile:
     chips: int = 1
     max_fan_in_per_core: int | None = None
     max_fan_out_per_core: int | None = None
+    # Programmable (microcode) neurons and the TA-LIF formats: this project's design for a
+    # TA-LIF on Loihi 2's programmable cores (Orchard et al. 2021); absent = no TA-LIF.
+    programmable_neurons: bool = False
+    talif_theta_v_bits: int | None = None
+    talif_theta_v_shift_max: int | None = None
+    talif_state_bits: int | None = None
     source: str = ""
 
     # ------------------------------------------------------------- derived integer ranges
@@ -126,6 +135,19 @@ class HardwareProfile:
         """|a| must stay below this so that ``a << activation_shift`` does not wrap u."""
         return 2 ** (self.state_bits - 1 - self.activation_shift)
 
+    @property
+    def supports_talif(self) -> bool:
+        """True when the profile can run the TA-LIF microcode neuron (all its formats given)."""
+        return bool(self.programmable_neurons) and None not in (
+            self.talif_theta_v_bits, self.talif_theta_v_shift_max, self.talif_state_bits)
+
+    @property
+    def talif_state_max(self) -> int:
+        """Largest |θ| and |NDS| of a TA-LIF neuron, 2^(talif_state_bits−1) − 1."""
+        if self.talif_state_bits is None:
+            raise ConfigError(f"profile {self.name!r} defines no TA-LIF state width")
+        return 2 ** (self.talif_state_bits - 1) - 1
+
     def limits(self) -> dict[str, Any]:
         """The limits the compiler checks, for the resource report."""
         return {
@@ -139,6 +161,10 @@ class HardwareProfile:
             "state_bits": self.state_bits, "bias_mant_bits": self.bias_mant_bits,
             "bias_exp_bits": self.bias_exp_bits, "decay_bits": self.decay_bits,
             "synaptic_delay": self.synaptic_delay,
+            "programmable_neurons": self.programmable_neurons,
+            "talif_theta_v_bits": self.talif_theta_v_bits,
+            "talif_theta_v_shift_max": self.talif_theta_v_shift_max,
+            "talif_state_bits": self.talif_state_bits,
         }
 
 
@@ -220,6 +246,14 @@ def profile_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareP
     if flat["threshold_bits"] + flat["threshold_shift"] > flat["state_bits"] - 1:
         raise ConfigError(f"{source}: vth << threshold_shift does not fit the "
                           f"{flat['state_bits']}-bit state")
+    talif = [k for k in ("talif_theta_v_bits", "talif_theta_v_shift_max", "talif_state_bits")
+             if k in flat]
+    if flat.get("programmable_neurons") and 0 < len(talif) < 3:
+        raise ConfigError(f"{source}: TA-LIF formats are all-or-nothing; got only {talif}")
+    if "talif_state_bits" in flat and flat["talif_state_bits"] < flat["state_bits"]:
+        raise ConfigError(f"{source}: talif_state_bits {flat['talif_state_bits']} < state_bits "
+                          f"{flat['state_bits']}: θ could not hold vth << threshold_shift or "
+                          f"an NDS in v units")
     names = {f.name for f in fields(HardwareProfile)}
     return HardwareProfile(**{k: v for k, v in flat.items() if k in names}, source=source)
 

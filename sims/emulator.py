@@ -10,6 +10,14 @@ and ``PyLifModelBitAcc``; every constant is named in :class:`LoihiFixedPoint`)::
             v     = sat24( trunc0(v·(4096 − dv) / 4096) + u + (bias_mant << bias_exp) )
             s     = v > (vth << 6);   v[s] = 0
 
+TA-LIF layers (``neuron = "talif"``, the custom process in ``sims/lava_procs/talif``) add,
+between the voltage update and the spike, with θ = ``vth << 6`` at t = 0 and k = θ_v_shift::
+
+            θ     = sat_θ( θ + trunc0(θ_v · (v − NDS[min(t, T_nds − 1)]) / 2^k) )
+            s     = v > θ;   v[s] = 0
+
+(θ is recorded per layer in :attr:`EmulatorResult.layer_theta`, None for LIF layers).
+
 ``wrap24₁`` is Lava's single conditional wrap (``u − 2²⁴`` if ``u > 2²³``, ``u + 2²⁴`` if
 ``u ≤ −2²³``), applied after the int32 arithmetic of the Python model (``a << 6`` and the sums
 are int32 and wrap mod 2³²; the port casts the int64 Dense sum to int32). For realistic plans
@@ -38,13 +46,13 @@ from neurodeploy.errors import ConfigError, DataError
 from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
 from neurodeploy.sims.lava_runner import (
     Schedule,
+    TALIFFixed,
     check_plan_supported,
     lava_conv_weight,
     lava_dense_weight,
     lava_shape,
     to_lava_layout,
 )
-
 
 #: The LIF state and synaptic input are exact integers held in float64: every value the
 #: recurrence forms is below 2^44 in magnitude (int32 state × 12-bit decay factor), far inside
@@ -119,12 +127,16 @@ class EmulatorResult:
     out_spikes : uint8 ``[T, B, classes]``; counts : int64 ``[B, classes]`` = logits.
     layer_spikes : uint8 ``[T, B, *out_shape_k]`` per layer (empty unless ``record``).
     layer_v : int64 ``[T, B, *out_shape_k]`` voltages after reset (empty unless ``record_v``).
+    layer_theta : per layer (when ``record``): int64 ``[T, B, *out_shape_k]`` adaptive threshold
+        θ in v units (``vth`` units · 2⁶; float θ ≈ θ_int / (scale · 2⁶)) for TA-LIF layers,
+        None for LIF layers.
     """
 
     out_spikes: torch.Tensor
     counts: torch.Tensor
     layer_spikes: list[torch.Tensor] = field(default_factory=list)
     layer_v: list[torch.Tensor] = field(default_factory=list)
+    layer_theta: list[torch.Tensor | None] = field(default_factory=list)
 
     @property
     def logits(self) -> torch.Tensor:
@@ -143,6 +155,9 @@ class LayerKernel:
     v_factor: int               # 4096 − dv
     small: bool                 # static bound proves every int32 wrap is a no-op
     u_may_wrap: bool = True     # False when du = 4095 and |a << 6| < 2^23 (u = a << 6)
+    talif: TALIFFixed | None = None       # TA-LIF integer data (None: plain LIF)
+    theta_v: torch.Tensor | None = None   # float64 [N] θ_v mantissas (TA-LIF)
+    nds: torch.Tensor | None = None       # float64 [T_nds, N] NDS in v units (TA-LIF)
 
 
 class Emulator:
@@ -188,7 +203,13 @@ class Emulator:
         # If |a << 6| ≤ 2^24, one conditional wrap keeps |u| ≤ 2^23, so u, v (+ a bias ≤ 2^22)
         # and every intermediate stay far inside int32: the int32 wraps are provably no-ops.
         small = (a_bound << LOIHI.act_shift) <= 2 * LOIHI.max_uv
+        tal = TALIFFixed.from_layer(L) if L.neuron == "talif" else None
         return LayerKernel(
+            talif=tal,
+            theta_v=None if tal is None else torch.as_tensor(
+                tal.theta_v, dtype=STATE_DTYPE, device=self.device),
+            nds=None if tal is None else torch.as_tensor(
+                tal.nds, dtype=STATE_DTYPE, device=self.device),
             layer=L,
             weight=torch.as_tensor(w, dtype=dtype, device=self.device),
             bias=torch.as_tensor(bias, dtype=torch.int64, device=self.device),
@@ -224,10 +245,12 @@ class Emulator:
     # -------------------------------------------------------------- neurons (step loop)
 
     def lif_run(self, k: int, a: torch.Tensor, record_v: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run layer k's LIF over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v after reset).
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Run layer k's LIF / TA-LIF over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v after
+        reset or None, int64 θ ``[T, B, N]`` for TA-LIF layers or None).
 
-        One step body (Lava ``subthr_dynamics`` + spike + reset), in place on float64 state.
+        One step body (Lava ``subthr_dynamics`` + [θ update] + spike + reset), in place on
+        float64 state (θ_v·(v − NDS) < 2^41: exact).
         """
         K = self.kernels[k]
         T, B, N = a.shape
@@ -242,6 +265,13 @@ class Emulator:
         if not K.small:
             act = _wrap(act, LOIHI.port_bits)
         bias = K.bias.to(STATE_DTYPE)
+        tal = K.talif
+        thetas = None
+        if tal is not None:
+            theta = torch.full((B, N), float(K.vth_scaled), dtype=STATE_DTYPE, device=a.device)
+            thetas = torch.empty(T, B, N, dtype=torch.int64, device=a.device)
+            inv = 1.0 / float(1 << tal.shift)
+            t_max = float(tal.theta_max)
         for t in range(T):
             # u = trunc0(u·(4096 − du − 1) / 4096) + (a << 6)    [du = 4095: factor 0]
             u.mul_(K.u_factor / unity).trunc_().add_(act[t])
@@ -255,12 +285,19 @@ class Emulator:
             if not K.small:
                 v = _wrap(v, LOIHI.port_bits)
             v.clamp_(-lim, lim)
-            torch.gt(v, K.vth_scaled, out=s)
+            if tal is not None:
+                # θ = sat(θ + trunc0(θ_v·(v − NDS[t]) / 2^k));  s = v > θ
+                row = K.nds[min(t, K.nds.shape[0] - 1)]
+                theta.add_(((v - row) * K.theta_v).mul_(inv).trunc_()).clamp_(-t_max, t_max)
+                thetas[t] = theta.to(torch.int64)
+                torch.gt(v, theta, out=s)
+            else:
+                torch.gt(v, K.vth_scaled, out=s)
             v.masked_fill_(s, 0.0)
             spikes[t] = s
             if vs is not None:
                 vs[t] = v.to(torch.int64)
-        return spikes, vs
+        return spikes, vs, thetas
 
     # -------------------------------------------------------------- whole network
 
@@ -276,10 +313,12 @@ class Emulator:
         h = x
         for k, K in enumerate(self.kernels):
             a = self.synaptic_input(k, h)
-            s, v = self.lif_run(k, a, record_v)
+            s, v, th = self.lif_run(k, a, record_v)
             h = s.reshape(T, B, *K.layer.out_shape)
             if record:
                 result.layer_spikes.append(h)
+                result.layer_theta.append(None if th is None else
+                                          th.reshape(T, B, *K.layer.out_shape))
             if record_v:
                 result.layer_v.append(v.reshape(T, B, *K.layer.out_shape))
         result.out_spikes = h.reshape(T, B, -1)
@@ -364,6 +403,13 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
             "bias": to_lava_layout(np.asarray(L.bias_mant).reshape(L.out_shape),
                                    len(L.out_shape)).astype(np.int16),
         }
+        if L.neuron == "talif":  # PyTALIFModelFixed (sims/lava_procs/talif/models.py)
+            tal = TALIFFixed.from_layer(L)
+            nd = len(L.out_shape)
+            st["tal"] = tal
+            st["theta_v"] = to_lava_layout(tal.theta_v.reshape(L.out_shape), nd)
+            st["nds"] = to_lava_layout(tal.nds.reshape((-1,) + tuple(L.out_shape)), nd)
+            st["theta"] = np.full(shape_l, int(L.vth) << LOIHI.vth_shift, np.int64)
         if L.kind == "dense":
             st["W"] = lava_dense_effective_weights(
                 lava_dense_weight(np.asarray(L.weights), prev_shape)).astype(np.int32)
@@ -393,6 +439,8 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
             if t % sched.period == sched.reset_offset(depth):
                 st["u"] *= 0
                 st["v"] *= 0
+                if "tal" in st:
+                    st["theta"][:] = int(L.vth) << LOIHI.vth_shift
             eff_bias = np.left_shift(st["bias"].astype(np.int32), np.int16(L.bias_exp))
             vth = np.left_shift(np.int32(L.vth), LOIHI.vth_shift)
             decayed = np.int64(st["u"]) * (LOIHI.decay_unity - (int(L.du) + LOIHI.ds_offset))
@@ -407,6 +455,14 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
             dv = np.int32(np.sign(dv) * np.right_shift(np.abs(dv), LOIHI.decay_shift))
             st["v"][:] = np.clip(dv + st["u"] + eff_bias, -np.int32(max_uv) + 1,
                                  np.int32(max_uv) - 1)
+            if "tal" in st:
+                tal = st["tal"]
+                local = (t - sched.reset_offset(depth)) % sched.period
+                err = st["v"].astype(np.int64) - st["nds"][min(local, len(st["nds"]) - 1)]
+                prod = st["theta_v"] * err
+                step = np.sign(prod) * (np.abs(prod) >> tal.shift)
+                st["theta"] = np.clip(st["theta"] + step, -tal.theta_max, tal.theta_max)
+                vth = st["theta"]
             s = st["v"] > vth
             st["v"][s] = 0
             trains[k][t - 1] = s

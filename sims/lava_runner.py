@@ -16,6 +16,12 @@ Network (one Lava process per box, one OS process each at run time)::
 
     RingBuffer(source) → Dense|Conv → LIFReset → Dense|Conv → LIFReset → … → RingBuffer(sink)
 
+TA-LIF layers (``neuron = "talif"``) use the custom process
+:class:`neurodeploy.sims.lava_procs.talif.process.TALIF` (a ``LIFReset`` with an integer
+adaptive threshold; its ``fixed_pt`` model is in ``lava_procs/talif/models.py``) with the same
+reset interval / staggered offset as a ``LIFReset`` of that depth, so θ is set back to
+``vth << 6`` exactly when u and v are zeroed, and NDS row τ is used at the layer's local step τ.
+
 Many samples, one compile (research/deploy_path.md §3.6): the samples are concatenated in the
 source buffer with period ``P`` (sample i occupies global steps ``iP+1 … iP+T``). Each Dense /
 Conv delays by one step, so layer d (1-indexed) sees sample i's step τ at global step
@@ -46,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.exporters.plan import DeploymentPlan, PlanError
+from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
 
 #: Exit codes of the command line (the main side maps them to errors).
 EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_NO_LAVA = 0, 1, 2, 4
@@ -112,6 +118,57 @@ class Schedule:
         return raw[idx]
 
 
+# ----------------------------------------------------------------------------- TA-LIF data
+
+
+@dataclass(frozen=True)
+class TALIFFixed:
+    """Integer TA-LIF data of a plan layer (``neuron = "talif"``), flat plan neuron order::
+
+        θ = sat_bits(θ + (theta_v · (v − nds[min(τ, T_nds − 1)])) >>₀ shift)   before firing
+
+    theta_v : unsigned mantissas ``[N]`` (float θ_v ≈ theta_v / 2^shift);
+    nds : ``[T_nds, N]`` in v units; shift : ``neuron_params["theta_v_shift"]``;
+    bits : signed θ width ``neuron_params["theta_bits"]`` (default 24, like u and v).
+    """
+
+    theta_v: np.ndarray
+    nds: np.ndarray
+    shift: int
+    bits: int = 24
+
+    @property
+    def theta_max(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    @classmethod
+    def from_layer(cls, L: PlanLayer) -> TALIFFixed:
+        """Read and check the TA-LIF fields of ``L``; :class:`PlanError` names what is wrong."""
+        where = f"plan layer {L.name}"
+        try:
+            shift = int(L.neuron_params["theta_v_shift"])
+            tv = np.asarray(L.neuron_arrays["theta_v"]).astype(np.int64).reshape(-1)
+            nds = np.asarray(L.neuron_arrays["nds"]).astype(np.int64)
+        except KeyError as exc:
+            raise PlanError(f"{where}: TA-LIF (neuron 'talif') layer lacks {exc} (needs neuron_params "
+                            f"theta_v_shift, neuron_arrays theta_v and nds)") from exc
+        bits = int(L.neuron_params.get("theta_bits", 24))
+        n = L.out_size
+        if tv.size != n or nds.ndim < 1 or nds.shape[0] < 1 or nds.size != nds.shape[0] * n:
+            raise PlanError(f"{where}: TA-LIF theta_v {tv.shape} / nds {nds.shape} do not match "
+                            f"{n} neurons")
+        if not 0 <= shift <= 31:
+            raise PlanError(f"{where}: TA-LIF theta_v_shift {shift} outside [0, 31]")
+        if not 24 <= bits <= 32:
+            raise PlanError(f"{where}: TA-LIF theta_bits {bits} outside [24, 32]")
+        if tv.min(initial=0) < 0 or tv.max(initial=0) >= 2**16:
+            raise PlanError(f"{where}: TA-LIF theta_v mantissas outside [0, 2^16)")
+        lim = 2 ** (bits - 1) - 1
+        if np.abs(nds).max(initial=0) > lim:
+            raise PlanError(f"{where}: TA-LIF nds outside the signed {bits}-bit range")
+        return cls(tv, nds.reshape(nds.shape[0], n), shift, bits)
+
+
 # ----------------------------------------------------------------------------- layouts
 
 
@@ -151,9 +208,11 @@ def check_plan_supported(plan: DeploymentPlan) -> None:
     """Refuse what Lava's processes cannot run exactly (raises :class:`PlanError`)."""
     for i, L in enumerate(plan.layers):
         where = f"plan layer {i} ({L.name})"
-        if L.neuron != "lif":
+        if L.neuron not in ("lif", "talif"):
             raise PlanError(f"{where}: neuron {L.neuron!r} is not supported by the Lava runner "
-                            f"(only 'lif')")
+                            f"(only 'lif' and 'talif')")
+        if L.neuron == "talif":
+            TALIFFixed.from_layer(L)
         if L.delay != LAVA_SYNAPSE_DELAY:
             raise PlanError(f"{where}: delay {L.delay} — Lava Dense/Conv have a fixed delay of "
                             f"{LAVA_SYNAPSE_DELAY}")
@@ -221,11 +280,22 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
             out_port = syn.a_out
         shape_l = lava_shape(L.out_shape)
         bias = to_lava_layout(np.asarray(L.bias_mant).reshape(L.out_shape), len(L.out_shape))
-        lif = LIFReset(shape=shape_l, du=int(L.du), dv=int(L.dv), vth=int(L.vth),
-                       bias_mant=np.ascontiguousarray(bias).astype(np.int32),
-                       bias_exp=int(L.bias_exp),
-                       reset_interval=schedule.period,
-                       reset_offset=schedule.reset_offset(depth), name=f"{L.name}_lif")
+        common = dict(shape=shape_l, du=int(L.du), dv=int(L.dv), vth=int(L.vth),
+                      bias_mant=np.ascontiguousarray(bias).astype(np.int32),
+                      bias_exp=int(L.bias_exp), reset_interval=schedule.period,
+                      reset_offset=schedule.reset_offset(depth))
+        if L.neuron == "talif":
+            from neurodeploy.sims.lava_procs.talif.process import TALIF
+
+            tal = TALIFFixed.from_layer(L)
+            nd = len(L.out_shape)
+            tv = to_lava_layout(tal.theta_v.reshape(L.out_shape), nd)
+            nds = to_lava_layout(tal.nds.reshape((tal.nds.shape[0],) + tuple(L.out_shape)), nd)
+            lif = TALIF(**common, theta_v=np.ascontiguousarray(tv).astype(np.int32),
+                        nds=np.ascontiguousarray(nds).astype(np.int32),
+                        theta_v_shift=tal.shift, theta_bits=tal.bits, name=f"{L.name}_talif")
+        else:
+            lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)
         if record_layers or k == n - 1:
             sink = Sink(shape=shape_l, buffer=schedule.total_steps)

@@ -1,15 +1,28 @@
 """The hardware twin: the emulator's integer arithmetic, made differentiable.
 
 Forward: exactly the fixed-point semantics of a :class:`~neurodeploy.exporters.plan.DeploymentPlan`
-(see ``exporters/plan.py``), computed on float64 tensors that hold integers (every product and
-sum stays below 2^53, so float64 is exact), aligned timing (no pipeline delay), so its output
-spikes equal the bit-exact emulator's spike for spike (tested).
+as :class:`~neurodeploy.sims.emulator.Emulator` computes them, on float64 tensors that hold
+integers (every product and sum stays below 2^53, so float64 is exact), aligned timing (no
+pipeline delay), so its spikes equal the bit-exact emulator's spike for spike on every layer
+(tested, ``tests/test_twin.py``). Per layer and step::
+
+    a  = wrap32(floor((W_eff · s_in) · 2^weight_exp))     dense (W_eff: Lava's clip + truncate)
+    a  = wrap24(conv(s_in, W))                            conv / pool
+    u  = wrap24₁(wrap32(trunc(u·(4096 − du − 1)/4096) + wrap32(a·2⁶)))
+    v  = sat24(wrap32(trunc(v·(4096 − dv)/4096) + u + bias))
+    θ  = sat_θ(θ + trunc(θ_v·(v − NDS[t]) / 2^k))         TA-LIF only (θ = vth·2⁶ at t = 0)
+    s  = 1[v > θ] ;  v ← v·(1 − s)                        θ = vth·2⁶ for LIF layers
+
+(the int32 wraps never trigger in realistic plans; they are kept so that the twin equals the
+emulator even where the emulator's static bound says they can.)
 
 Backward: straight-through rounding (``trunc``/``floor``/wrap/saturation pass the gradient
 through unchanged) and a surrogate for the spike, applied in float units
-``(v − vth·2⁶) / (scale·2⁶)`` so the surrogate has the same width as in float training.
-This lets white-box attacks (PGD, APGD …) target the deployed model itself rather than the
-float model it came from.
+``(v − θ) / (scale·2⁶)`` so the surrogate has the same width as in float training; the reset
+uses the detached spike, as the float model's :func:`~neurodeploy.neurons.lif_integrate` does,
+and the TA-LIF threshold is *not* detached (θ depends on v: attacks see the adaptation, as in
+the float HoSNN model). This lets white-box attacks (PGD, APGD …) target the deployed model
+itself rather than the float model it came from.
 
 Input: an image batch ``x`` in [0, 1] is Bernoulli-encoded on the host with a fixed seed
 (the same spikes every backend gets); the encoder's straight-through gradient carries the
@@ -18,16 +31,31 @@ attack gradient to ``x``. Spike inputs pass through.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neurodeploy.encoding import Encoder, make_encoder, make_generator
+from neurodeploy.errors import ConfigError
 from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
+from neurodeploy.sims.emulator import LOIHI, lava_dense_effective_weights
+from neurodeploy.sims.lava_runner import TALIFFixed
 from neurodeploy.surrogates import make_surrogate
 
-_V_MAX = 2**23 - 1
-_WRAP = 2**24
+# Lava's bit-accurate constants, named once in the emulator's LoihiFixedPoint (LOIHI).
+DECAY_UNITY = LOIHI.decay_unity     # decays are 12-bit fractions of 4096
+DS_OFFSET = LOIHI.ds_offset         # current decay factor 4096 − (du + 1)
+ACT_SHIFT = LOIHI.act_shift         # a << 6
+VTH_SHIFT = LOIHI.vth_shift         # vth << 6
+UV_BITS = LOIHI.uv_bits             # u wraps once, v saturates
+PORT_BITS = LOIHI.port_bits         # Python-model int32 ports / state
+CONV_BITS = LOIHI.conv_bits         # Conv output signed wrap
+_V_MAX = 2 ** (UV_BITS - 1) - 1
+_HALF = 2 ** (UV_BITS - 1)
+_WRAP = 2**UV_BITS
 
 
 class _Trunc0(torch.autograd.Function):
@@ -57,54 +85,75 @@ class _Wrap24(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        y = torch.where(x > 2**23, x - _WRAP, x)
-        return torch.where(y <= -(2**23), y + _WRAP, y)
+        return torch.where(x > _HALF, x - _WRAP, torch.where(x <= -_HALF, x + _WRAP, x))
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         return g
 
 
-class _SignedWrap24(torch.autograd.Function):
-    """Lava Conv's output wrap to the signed 24-bit range ``[−2^23, 2^23)``."""
+class _SignedWrap(torch.autograd.Function):
+    """Two's-complement wrap to ``bits`` signed bits, ``[−2^(bits−1), 2^(bits−1))`` (Lava Conv's
+    ``signed_clamp`` for 24 bits; int32 ports and state for 32)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.remainder(x + 2**23, _WRAP) - 2**23
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g
-
-
-class _Saturate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return x.clamp(-_V_MAX, _V_MAX)
+    def forward(ctx, x: torch.Tensor, bits: int) -> torch.Tensor:  # type: ignore[override]
+        m = float(2**bits)
+        return x - m * torch.floor((x + m / 2) / m)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g
+        return g, None
+
+
+class _Clamp(torch.autograd.Function):
+    """Saturation to ``[−lim, lim]`` with a straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lim: float) -> torch.Tensor:  # type: ignore[override]
+        return x.clamp(-lim, lim)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        return g, None
 
 
 def _decay(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``sign(x·f) · (|x·f| >> 12)`` = trunc(x·f / 4096) for integer-valued x."""
-    return _Trunc0.apply(x * (factor / 4096.0))
+    return _Trunc0.apply(x * (factor / float(DECAY_UNITY)))
+
+
+def _wrap32(x: torch.Tensor) -> torch.Tensor:
+    return _SignedWrap.apply(x, PORT_BITS)
 
 
 class TwinLayer(nn.Module):
-    """One plan layer: integer synapse + fixed-point LIF, differentiable."""
+    """One plan layer: integer synapse + fixed-point LIF / TA-LIF, differentiable."""
 
     def __init__(self, layer: PlanLayer, surrogate: str) -> None:
         super().__init__()
         self.layer = layer
-        self.register_buffer("weight", torch.tensor(layer.weights, dtype=torch.float64))
-        bias = torch.tensor(layer.bias_mant, dtype=torch.float64)
-        bias = bias * (2.0**layer.bias_exp) if layer.bias_exp >= 0 else _floor_shift(bias, -layer.bias_exp)
+        w = lava_dense_effective_weights(layer.weights) if layer.kind == "dense" else layer.weights
+        self.register_buffer("weight", torch.tensor(np.asarray(w), dtype=torch.float64))
+        bias = torch.tensor(np.asarray(layer.bias_mant), dtype=torch.float64)
+        bias = (bias * (2.0**layer.bias_exp) if layer.bias_exp >= 0
+                else torch.floor(bias / float(2 ** (-layer.bias_exp))))
         self.register_buffer("bias", bias.reshape(layer.out_shape))
-        self.vth64 = float(layer.vth * 64)
-        self.unit = float(layer.scale * 64.0)  # v units per float unit
+        self.vth64 = float(layer.vth << VTH_SHIFT)
+        self.unit = float(layer.scale * 2**VTH_SHIFT)  # v units per float unit
         self.spike_fn = make_surrogate(surrogate)
+        self.talif: TALIFFixed | None = None
+        if layer.neuron == "talif":
+            tal = TALIFFixed.from_layer(layer)
+            self.talif = tal
+            shape = layer.out_shape
+            self.register_buffer("theta_v", torch.tensor(tal.theta_v, dtype=torch.float64)
+                                 .reshape(shape))
+            self.register_buffer("nds", torch.tensor(tal.nds, dtype=torch.float64)
+                                 .reshape(tal.nds.shape[0], *shape))
+        elif layer.neuron != "lif":
+            raise ConfigError(f"hardware twin: plan layer {layer.name} has neuron "
+                              f"{layer.neuron!r}; supported: 'lif', 'talif'")
 
     def synapse(self, s: torch.Tensor) -> torch.Tensor:
         L = self.layer
@@ -116,33 +165,52 @@ class TwinLayer(nn.Module):
                 a = a * float(2**L.weight_exp)
             elif L.weight_exp < 0:
                 a = _Floor.apply(a / float(2 ** (-L.weight_exp)))
-            return a.reshape(s.shape[0], *L.out_shape)
-        a = F.conv2d(s, self.weight, stride=L.stride, padding=L.padding, groups=L.groups)
-        return _SignedWrap24.apply(a)
+            return _wrap32(a).reshape(s.shape[0], *L.out_shape)  # int64 sum → int32 port
+        a = F.conv2d(s, self.weight, stride=tuple(L.stride), padding=tuple(L.padding),
+                     groups=L.groups)
+        return _SignedWrap.apply(a, CONV_BITS)
 
-    def forward(self, spikes_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``spikes_in`` ``[T, B, *in_shape]`` → (spikes, pre-reset v) ``[T, B, *out_shape]``."""
+    def forward(self, spikes_in: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``spikes_in`` ``[T, B, *in_shape]`` → (spikes, pre-reset v, θ or None), each
+        ``[T, B, *out_shape]`` (θ only for TA-LIF layers, in v units)."""
         L = self.layer
         T, B = spikes_in.shape[:2]
         a_all = self.synapse(spikes_in.reshape(T * B, *spikes_in.shape[2:]))
         a_all = a_all.reshape(T, B, *L.out_shape)
+        act = _wrap32(a_all * float(2**ACT_SHIFT))
         u = torch.zeros_like(a_all[0])
         v = torch.zeros_like(a_all[0])
-        spk, mem = [], []
-        du_factor = 4096 - (L.du + 1)
-        dv_factor = 4096 - L.dv
+        theta = torch.full_like(a_all[0], self.vth64)
+        spk, mem, thetas = [], [], []
+        du_factor = DECAY_UNITY - (L.du + DS_OFFSET)
+        dv_factor = DECAY_UNITY - (L.dv + LOIHI.dm_offset)
+        tal = self.talif
         for t in range(T):
-            u = _Wrap24.apply(_decay(u, du_factor) + a_all[t] * 64.0)
-            v = _Saturate.apply(_decay(v, dv_factor) + u + self.bias)
-            s = self.spike_fn((v - self.vth64) / self.unit)
+            u = _Wrap24.apply(_wrap32(_decay(u, du_factor) + act[t]))
+            v = _Clamp.apply(_wrap32(_decay(v, dv_factor) + u + self.bias), float(_V_MAX))
+            if tal is not None:
+                row = self.nds[min(t, self.nds.shape[0] - 1)]
+                step = _Trunc0.apply(self.theta_v * (v - row) / float(2**tal.shift))
+                theta = _Clamp.apply(theta + step, float(tal.theta_max))
+                thetas.append(theta)
+                s = self.spike_fn((v - theta) / self.unit)
+            else:
+                s = self.spike_fn((v - self.vth64) / self.unit)
             spk.append(s)
             mem.append(v)
-            v = v * (1.0 - s)
-        return torch.stack(spk), torch.stack(mem)
+            v = v * (1.0 - s.detach())
+        return torch.stack(spk), torch.stack(mem), (torch.stack(thetas) if thetas else None)
 
 
-def _floor_shift(x: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.floor(x / float(2**n))
+@dataclass
+class TwinTrace:
+    """Per-layer outputs of :meth:`HardwareTwin.run`: spikes, pre-reset v and θ (TA-LIF
+    layers; None for LIF), each ``[T, B, *out_shape]`` float64 holding integers."""
+
+    spikes: list[torch.Tensor] = field(default_factory=list)
+    v: list[torch.Tensor] = field(default_factory=list)
+    theta: list[torch.Tensor | None] = field(default_factory=list)
 
 
 class HardwareTwin(nn.Module):
@@ -150,9 +218,9 @@ class HardwareTwin(nn.Module):
 
     Parameters
     ----------
-    plan : the deployment plan (``lif`` layers; TA-LIF layers are added by the audit).
-    encoding : input encoding name (``bernoulli``, ``direct`` is refused: the chip takes spikes;
-        ``spikes`` for spike inputs).
+    plan : the deployment plan (``lif`` and ``talif`` layers).
+    encoding : input encoding name (``bernoulli``; ``direct`` is refused: the chip takes
+        spikes; ``spikes`` for spike inputs).
     surrogate : surrogate for the spike in float units (default ``rect`` as in training).
     seed : seed of the host-side Bernoulli encoding.
     """
@@ -165,14 +233,9 @@ class HardwareTwin(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        from neurodeploy.errors import ConfigError
-
         if encoding == "direct":
             raise ConfigError("the chip takes spikes: direct (current) encoding cannot be deployed")
-        for L in plan.layers:
-            if L.neuron != "lif":
-                raise ConfigError(f"hardware twin: layer {L.name} has neuron {L.neuron!r}; "
-                                  f"only 'lif' is supported here")
+        plan.validate()
         self.plan = plan
         self.layers = nn.ModuleList(TwinLayer(L, surrogate) for L in plan.layers)
         self.encoder: Encoder = make_encoder(encoding, plan.num_steps)
@@ -194,14 +257,20 @@ class HardwareTwin(nn.Module):
         self.seed = int(seed)
         self._generator = None
 
+    def run(self, spikes: torch.Tensor) -> TwinTrace:
+        """Every layer's spikes, pre-reset v and θ for a spike train ``[T, B, *input_shape]``."""
+        h = spikes.to(torch.float64)
+        trace = TwinTrace()
+        for layer in self.layers:
+            h, v, th = layer(h)
+            trace.spikes.append(h)
+            trace.v.append(v)
+            trace.theta.append(th)
+        return trace
+
     def run_spikes(self, spikes: torch.Tensor) -> list[torch.Tensor]:
         """All layers' output spikes for a spike train ``[T, B, *input_shape]``."""
-        h = spikes.to(torch.float64)
-        outs = []
-        for layer in self.layers:
-            h, _ = layer(h)
-            outs.append(h)
-        return outs
+        return self.run(spikes).spikes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Encode in x's dtype so the same seed gives the same spikes as the float classifier.

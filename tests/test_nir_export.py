@@ -190,7 +190,7 @@ def test_refuses_branching_and_cubalif():
 
 
 @pytest.mark.parametrize("kind,params,needle", [
-    ("talif", {}, "'talif' cannot be expressed"),
+    # TA-LIF exports since issue 7 (metadata extension; tests/test_talif_deploy.py)
     ("noisy", {"sigma": 0.1, "noise_at_inference": True}, "'noisy'.*noise kept at inference"),
 ])
 def test_refuses_neurons_nir_cannot_express(kind, params, needle):

@@ -17,8 +17,6 @@ from lava.proc.lif.models import AbstractPyLifModelFixed
 
 from neurodeploy.sims.lava_procs.talif.process import TALIF
 
-_SAT = 2**23 - 1
-
 
 def _rshift0(x: np.ndarray, n: int) -> np.ndarray:
     """Arithmetic right shift rounding toward zero (Loihi's decay rounding)."""
@@ -40,6 +38,8 @@ class PyTALIFModelFixed(AbstractPyLifModelFixed):
         self.reset_interval = proc_params["reset_interval"]
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
         self.theta_v_shift = proc_params["theta_v_shift"]
+        # θ saturates to the signed theta_bits range (24 = the width of u and v by default)
+        self.theta_sat = 2 ** (int(proc_params.get("theta_bits", 24)) - 1) - 1
 
     def run_spk(self) -> None:
         a_in_data = self.a_in.recv()
@@ -53,7 +53,8 @@ class PyTALIFModelFixed(AbstractPyLifModelFixed):
         row = min(local_t, self.nds.shape[0] - 1)
         err = self.v.astype(np.int64) - self.nds[row].astype(np.int64)
         step = _rshift0(self.theta_v.astype(np.int64) * err, self.theta_v_shift)
-        self.theta[:] = np.clip(self.theta.astype(np.int64) + step, -_SAT, _SAT).astype(np.int32)
+        self.theta[:] = np.clip(self.theta.astype(np.int64) + step, -self.theta_sat,
+                                 self.theta_sat).astype(np.int32)
         s_out = self.v > self.theta
         self.v[s_out] = 0
         self.s_out.send(s_out)

@@ -4,14 +4,15 @@ Fixed-point semantics (all integers; ``v`` units = weight units · 2⁶ as in La
 
     u      = wrap24( (u·(4096 − du − 1)) >>₀ 12 + (a << 6) )          Lava LIF, unchanged
     v      = sat24( (v·(4096 − dv)) >>₀ 12 + u + (bias_mant << bias_exp) )
-    θ      = sat24( θ + (θ_v · (v − NDS[τ])) >>₀ θ_v_shift )          before firing
+    θ      = sat_b( θ + (θ_v · (v − NDS[τ])) >>₀ θ_v_shift )          before firing
     s      = v > θ ;  v[s] = 0
 
 with ``τ`` the step inside the current sample (the reset schedule of ``LIFReset``: when
 ``time_step % reset_interval == reset_offset``, u, v are zeroed and θ is set back to
 ``vth << 6`` before that step's input is integrated). ``NDS`` is ``[num_steps, *shape]`` in
 v units; beyond ``num_steps`` the last row is used. ``θ_v`` is a per-neuron unsigned mantissa
-(float θ_v ≈ θ_v_mant / 2^θ_v_shift).
+(float θ_v ≈ θ_v_mant / 2^θ_v_shift); ``sat_b`` saturates to the signed ``theta_bits``-bit range
+(``theta_bits = 24`` by default, the width of u and v; the plan's ``neuron_params``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class TALIF(LIFReset):
         theta_v: np.ndarray,
         nds: np.ndarray,
         theta_v_shift: int = 12,
+        theta_bits: int = 24,
         reset_interval: int = 1,
         reset_offset: int = 0,
         name: str | None = None,
@@ -49,3 +51,4 @@ class TALIF(LIFReset):
         self.theta_v = Var(shape=shape, init=np.asarray(theta_v, dtype=np.int32).reshape(shape))
         self.nds = Var(shape=nds.shape, init=nds)
         self.proc_params["theta_v_shift"] = int(theta_v_shift)
+        self.proc_params["theta_bits"] = int(theta_bits)
