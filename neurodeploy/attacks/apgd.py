@@ -1,0 +1,273 @@
+"""Auto-PGD (Croce & Hein 2020) exactly as AutoAttack implements it: APGD-CE, APGD-DLR, APGD-T.
+
+One run of N iterations on batch-first x (per example: step size η, best point, best loss):
+
+- start ``x⁽⁰⁾ = P(x + ε·t/‖t‖_∞)``, t ~ U[−1, 1]^d (ℓ∞); ``x + ε·t/‖t‖₂``, t ~ N(0, I) (ℓ2);
+- initial step ``η = 2ε``;
+- update with momentum ``a = 0.75`` (``a = 1`` at the first iteration)::
+
+      z⁽ᵏ⁺¹⁾ = P(x⁽ᵏ⁾ + η·sign(∇))                        (ℓ2: η·∇/‖∇‖₂)
+      x⁽ᵏ⁺¹⁾ = P(x⁽ᵏ⁾ + a·(z⁽ᵏ⁺¹⁾ − x⁽ᵏ⁾) + (1 − a)·(x⁽ᵏ⁾ − x⁽ᵏ⁻¹⁾))
+
+- checkpoints: the first after ``⌊0.22N⌋`` iterations, then every k iterations with k
+  shrinking by ``⌊0.03N⌋`` per checkpoint down to ``⌊0.06N⌋`` (each at least 1), i.e. the
+  paper's ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)``; for N = 100 at iterations
+  22, 41, 57, 70, 80, 87, 93, 99 (1-based counts);
+- at a checkpoint η is halved and the iterate reset to x_best (and ∇ to its gradient) for the
+  examples where (1) the loss increased in at most ρ·k of the last k steps (ρ = 0.75), or
+  (2) η was not halved at the previous checkpoint and the best loss has not improved since;
+- any misclassified iterate is kept (``x_best_adv``); restarts run only on points still robust.
+
+Losses: CE; DLR ``−(z_y − max_{i≠y} z_i)/(z_π1 − z_π3 + 1e−12)``; targeted DLR
+``−(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2 + 1e−12)`` against the top-k classes (APGD-T).
+
+Deviations from AutoAttack (documented, never weaker): randomness comes from an explicit
+generator instead of the global seed; APGD-T ranks target classes among j ≠ y (equal to
+AutoAttack's rule whenever y is the unique top class); for points that stay robust the
+highest-loss iterate is returned instead of the clean x (only matters for stochastic models,
+where the engine's replay may still count it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from neurodeploy.attacks.base import (
+    Attack,
+    BatchFirst,
+    ce_loss,
+    check_num_classes,
+    dlr_loss,
+    dlr_targeted_loss,
+    is_correct,
+    project,
+    rand,
+    randn,
+    register_attack,
+    resolve_eot,
+    validate_common,
+)
+from neurodeploy.attacks.eot import eot_logits, eot_loss_grad
+from neurodeploy.errors import ConfigError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class APGDConfig:
+    """APGD-CE / APGD-DLR (the loss is fixed by the attack name)."""
+
+    n_iter: int = 100
+    n_restarts: int = 1
+    rho: float = 0.75
+    norm: str = "linf"
+    eot_iter: int | None = None
+    grad_mode: str = "bptt"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        validate_common(self)
+        if not 0.0 < self.rho <= 1.0:
+            raise ConfigError(f"APGDConfig.rho must be in (0, 1], got {self.rho}")
+
+
+@dataclass(frozen=True)
+class APGDTConfig:
+    """APGD-T: targeted DLR against the ``n_target_classes`` most likely wrong classes."""
+
+    n_iter: int = 100
+    n_restarts: int = 1
+    n_target_classes: int = 9
+    rho: float = 0.75
+    norm: str = "linf"
+    eot_iter: int | None = None
+    grad_mode: str = "bptt"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        validate_common(self)
+        if not 0.0 < self.rho <= 1.0:
+            raise ConfigError(f"APGDTConfig.rho must be in (0, 1], got {self.rho}")
+
+
+def checkpoint_schedule(n_iter: int) -> list[int]:
+    """0-based iteration indices at which the step-size conditions are evaluated."""
+    k = max(int(0.22 * n_iter), 1)
+    dec, kmin = max(int(0.03 * n_iter), 1), max(int(0.06 * n_iter), 1)
+    out, c = [], 0
+    for i in range(n_iter):
+        c += 1
+        if c == k:
+            out.append(i)
+            c = 0
+            k = max(k - dec, kmin)
+    return out
+
+
+def _normalize(v: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = v.flatten(1)
+    t = flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+    return v / (t.view(-1, *[1] * (v.dim() - 1)) + 1e-12)
+
+
+def apgd_single_run(
+    f: BatchFirst,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    gen: torch.Generator,
+    loss_fn: LossFn,
+    *,
+    n_iter: int,
+    norm: str,
+    rho: float,
+    eot: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One APGD run. Returns ``(x_best, robust, loss_best, x_best_adv)`` (module docstring)."""
+    B = x.shape[0]
+    n_iter_2 = max(int(0.22 * n_iter), 1)
+    n_iter_min = max(int(0.06 * n_iter), 1)
+    size_decr = max(int(0.03 * n_iter), 1)
+
+    t = 2 * rand(x.shape, gen, x) - 1 if norm == "linf" else randn(x.shape, gen, x)
+    x_adv = (x + eps * _normalize(t, norm)).clamp(0.0, 1.0)
+    x_best = x_adv.clone()
+    x_best_adv = x_adv.clone()
+    loss_steps = torch.zeros(n_iter, B, device=x.device)
+
+    z, loss_indiv, grad = eot_loss_grad(f, x_adv, y, loss_fn, eot)
+    grad_best = grad.clone()
+    robust = is_correct(z, y)
+    loss_best = loss_indiv.clone()
+
+    step = torch.full((B, *[1] * (x.dim() - 1)), 2.0 * eps, device=x.device, dtype=x.dtype)
+    x_adv_old = x_adv.clone()
+    k = n_iter_2
+    counter3 = 0
+    loss_best_last_check = loss_best.clone()
+    reduced_last_check = torch.ones(B, dtype=torch.bool, device=x.device)
+
+    for i in range(n_iter):
+        with torch.no_grad():
+            grad2 = x_adv - x_adv_old
+            x_adv_old = x_adv.clone()
+            a = 0.75 if i > 0 else 1.0
+            if norm == "linf":
+                x1 = project(x_adv + step * grad.sign(), x, eps, "box", "linf")
+            else:
+                x1 = project(x_adv + step * _normalize(grad, "l2"), x, eps, "box", "l2")
+            x_adv = project(x_adv + (x1 - x_adv) * a + grad2 * (1 - a), x, eps, "box", norm)
+
+        z, loss_indiv, grad = eot_loss_grad(f, x_adv, y, loss_fn, eot)
+        pred = is_correct(z, y)
+        robust &= pred
+        x_best_adv[~pred] = x_adv[~pred]
+
+        loss_steps[i] = loss_indiv
+        improved = loss_indiv > loss_best
+        x_best[improved] = x_adv[improved]
+        grad_best[improved] = grad[improved]
+        loss_best[improved] = loss_indiv[improved]
+
+        counter3 += 1
+        if counter3 == k:
+            # condition 1: at most ρ·k increases among the last k steps (AutoAttack indexes
+            # i − c − 1 with Python wrap-around; rows not yet written are 0, as there)
+            n_incr = torch.zeros(B, device=x.device)
+            for c in range(k):
+                n_incr += (loss_steps[i - c] > loss_steps[i - c - 1]).float()
+            fl_osc = n_incr <= k * rho
+            # condition 2: not reduced at the previous checkpoint and no improvement since
+            fl_no_impr = ~reduced_last_check & (loss_best_last_check >= loss_best)
+            fl = fl_osc | fl_no_impr
+            reduced_last_check = fl.clone()
+            loss_best_last_check = loss_best.clone()
+            if fl.any():
+                step[fl] /= 2.0
+                x_adv[fl] = x_best[fl]
+                grad[fl] = grad_best[fl]
+            k = max(k - size_decr, n_iter_min)
+            counter3 = 0
+    return x_best, robust, loss_best, x_best_adv
+
+
+def _clean_robust(f: BatchFirst, x: torch.Tensor, y: torch.Tensor, eot: int) -> tuple[torch.Tensor, torch.Tensor]:
+    z = eot_logits(f, x, eot)
+    return is_correct(z, y), z
+
+
+class APGD(Attack):
+    """APGD with a fixed loss (``apgd-ce``: CE, ``apgd-dlr``: DLR)."""
+
+    config_cls = APGDConfig
+
+    def __init__(self, config: APGDConfig | None = None, loss: str = "ce") -> None:
+        super().__init__(config)
+        self.loss = loss
+        self.name = f"apgd-{loss}"  # type: ignore[misc]
+
+    def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
+        c = self.config
+        eot = resolve_eot(c.eot_iter, classifier)
+        robust, z = _clean_robust(f, x, y, eot)
+        check_num_classes(self.loss, z.shape[1])
+        loss_fn = ce_loss if self.loss == "ce" else dlr_loss
+        adv = x.clone()
+        for _ in range(c.n_restarts):
+            idx = robust.nonzero()[:, 0]
+            if idx.numel() == 0:
+                break
+            x_best, rob, _, x_best_adv = apgd_single_run(
+                f, x[idx], y[idx], eps, gen, loss_fn, n_iter=c.n_iter, norm=c.norm, rho=c.rho, eot=eot
+            )
+            adv[idx] = torch.where(rob.view(-1, *[1] * (x.dim() - 1)), x_best, x_best_adv)
+            robust[idx[~rob]] = False
+        return adv
+
+
+def target_ranking(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Classes j ≠ y sorted by decreasing logit ``[B, K−1]`` (stable: ties by lower index)."""
+    masked = z.masked_fill(torch.nn.functional.one_hot(y, z.shape[1]).bool(), float("-inf"))
+    order = torch.sort(masked, dim=1, descending=True, stable=True).indices
+    return order[:, :-1]
+
+
+class APGDT(Attack):
+    name = "apgd-t"
+    config_cls = APGDTConfig
+
+    def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
+        c = self.config
+        eot = resolve_eot(c.eot_iter, classifier)
+        robust, z = _clean_robust(f, x, y, eot)
+        n_classes = z.shape[1]
+        check_num_classes("dlr-targeted", n_classes)
+        n_targets = min(c.n_target_classes, n_classes - 1)
+        adv = x.clone()
+        for r in range(n_targets):
+            for _ in range(c.n_restarts):
+                idx = robust.nonzero()[:, 0]
+                if idx.numel() == 0:
+                    return adv
+                xs, ys = x[idx], y[idx]
+                zs = eot_logits(f, xs, eot)
+                y_t = target_ranking(zs, ys)[:, r]
+
+                def loss_fn(zz: torch.Tensor, yy: torch.Tensor, _t: torch.Tensor = y_t) -> torch.Tensor:
+                    reps = zz.shape[0] // _t.shape[0]
+                    return dlr_targeted_loss(zz, yy, _t.repeat(reps))
+
+                x_best, rob, _, x_best_adv = apgd_single_run(
+                    f, xs, ys, eps, gen, loss_fn, n_iter=c.n_iter, norm=c.norm, rho=c.rho, eot=eot
+                )
+                adv[idx] = torch.where(rob.view(-1, *[1] * (x.dim() - 1)), x_best, x_best_adv)
+                robust[idx[~rob]] = False
+        return adv
+
+
+register_attack("apgd-ce", APGDConfig, lambda cfg: APGD(cfg, "ce"))
+register_attack("apgd-dlr", APGDConfig, lambda cfg: APGD(cfg, "dlr"))
+register_attack("apgd-t", APGDTConfig, APGDT)

@@ -1,0 +1,421 @@
+"""Robustness evaluation: per-example worst case over a list of attacks, per ε, resumable.
+
+For each draw d (stochastic models: independent evaluations with their own seeds) and each ε:
+
+1. clean pass: ``robust ← predict(f(x)) == y``;
+2. for each attack a in order, on the points still robust only, **from the clean x** (as in
+   AutoAttack): ``x_a = a.perturb(f, x[robust], y[robust], ε)``; the threat model is checked
+   (ε-ball / ℓ0 budget, domain) and the result is **replayed**: ``f(x_a)`` is evaluated
+   again and only points whose replay is misclassified become non-robust (their x_a is kept
+   as the adversarial example and ``broken_by`` records the attack);
+3. ``robust accuracy(ε) = mean(robust)``; the per-attack cumulative accuracy is logged after
+   every attack.
+
+So a point is reported robust only if every attack failed on it, and a point is reported
+broken only if a replay of the stored adversarial example is misclassified (tested: replaying
+``result.adversarial[ε]`` reproduces ``result.broken_by[ε]`` exactly for deterministic models).
+
+Seeds: every step (clean pass or attack, per draw and ε) gets its own seed derived from
+``seed``; a classifier with ``reseed`` is reseeded before the step and the attack gets a
+generator with that seed. Each step is therefore a pure function of (inputs, seed, step), so
+a resumed run gives the same numbers as an uninterrupted one.
+
+Stochastic models (``classifier.stochastic``): each draw is one AutoAttack-style evaluation
+(the decision uses one forward pass, as the deployed model would); the reported robust
+accuracy is the mean over ``draws`` with a 95 % t-interval. Attacks use EoT with
+``eot_iter`` draws per gradient.
+
+State (``state_path``): after every step the state (flags, adversarial examples, finished
+steps, a fingerprint of the configuration and inputs) is written atomically with torch.save;
+a run with the same configuration resumes from it, a different configuration is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from neurodeploy.attacks.base import (
+    Attack,
+    ball_violation,
+    batch_dim,
+    check_inputs,
+    input_domain,
+    is_correct,
+    is_stochastic,
+    make_attack,
+    to_logits,
+    validate_eps,
+)
+from neurodeploy.errors import ConfigError, DataError
+
+STATE_FORMAT = "neurodeploy-robustness-state"
+STATE_VERSION = 1
+VIOLATION_TOL = 1e-5  # float32 rounding of x ± ε
+
+
+@dataclass
+class RobustnessResult:
+    """Result of :func:`evaluate_robustness` (``to_dict`` gives the JSON record).
+
+    ``robust[ε]`` is a bool tensor ``[draws, N]``; ``adversarial[ε]`` is ``x``-shaped (the
+    clean x where no attack succeeded in any draw; otherwise the adversarial example of the
+    first draw that broke the point) and ``broken_by[ε][i]`` the attack name or None.
+    """
+
+    clean_accuracy: list[float]
+    eps_list: list[float]
+    attack_names: list[str]
+    attack_configs: list[dict[str, Any]]
+    robust_accuracy: dict[float, list[float]]
+    cumulative: dict[float, dict[str, list[float]]]
+    robust: dict[float, torch.Tensor]
+    adversarial: dict[float, torch.Tensor]
+    broken_by: dict[float, list[str | None]]
+    seeds: dict[str, Any]
+    draws: int
+    stochastic: bool
+    n_examples: int
+    domain: str
+    eot_iter: int | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def _summary(values: list[float]) -> dict[str, Any]:
+        n = len(values)
+        mean = sum(values) / n
+        out: dict[str, Any] = {"mean": mean, "per_draw": values, "ci95": None}
+        if n >= 2:
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+            half = _t975(n - 1) * sd / math.sqrt(n)
+            out["ci95"] = [mean - half, mean + half]
+            out["std"] = sd
+        return out
+
+    def robust_mean(self, eps: float) -> float:
+        v = self.robust_accuracy[float(eps)]
+        return sum(v) / len(v)
+
+    def to_dict(self) -> dict[str, Any]:
+        per_eps = []
+        for e in self.eps_list:
+            per_eps.append({
+                "eps": e,
+                "robust_accuracy": self._summary(self.robust_accuracy[e]),
+                "after_attack": {a: self._summary(v) for a, v in self.cumulative[e].items()},
+                "robust_flags": self.robust[e].to(torch.int8).tolist(),
+                "broken_by": self.broken_by[e],
+                "broken_by_counts": {
+                    a: sum(1 for b in self.broken_by[e] if b == a) for a in self.attack_names
+                },
+            })
+        return {
+            "format": "neurodeploy-robustness",
+            "version": 1,
+            "decision_rule": "argmax, ties to the lowest class index",
+            "n_examples": self.n_examples,
+            "domain": self.domain,
+            "stochastic": self.stochastic,
+            "draws": self.draws,
+            "eot_iter": self.eot_iter,
+            "clean_accuracy": self._summary(self.clean_accuracy),
+            "attacks": self.attack_configs,
+            "seeds": self.seeds,
+            "per_eps": per_eps,
+            "seconds": self.seconds,
+        }
+
+
+def _t975(dof: int) -> float:
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, dof))
+    except Exception:  # pragma: no cover - scipy ships with scikit-learn
+        return 1.96
+
+
+def step_seed(seed: int, *parts: Any) -> int:
+    """Deterministic 63-bit seed for a step (independent of Python's hash randomisation)."""
+    h = hashlib.sha256(json.dumps([int(seed), *map(str, parts)]).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def _build_attacks(attacks: list[Any], eot_iter: int | None) -> list[Attack]:
+    out = []
+    for a in attacks:
+        if isinstance(a, (tuple, list)) and len(a) == 2 and isinstance(a[0], str):
+            params = dict(a[1] or {})
+            out.append(make_attack(a[0], **params))
+        elif isinstance(a, str):
+            out.append(make_attack(a))
+        elif hasattr(a, "perturb"):
+            out.append(a)
+        else:
+            raise ConfigError(f"attack entry {a!r} is neither an Attack nor (name, params)")
+    if eot_iter is not None:
+        fixed = []
+        for a in out:
+            cfg = getattr(a, "config", None)
+            if (
+                isinstance(a, Attack)
+                and dataclasses.is_dataclass(cfg)
+                and any(f.name == "eot_iter" for f in dataclasses.fields(cfg))
+                and cfg.eot_iter is None
+            ):
+                new = make_attack(a.name, **{**dataclasses.asdict(cfg), "eot_iter": int(eot_iter)})
+                fixed.append(new)
+            else:
+                fixed.append(a)
+        out = fixed
+    names = [getattr(a, "label", a.name) for a in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"attack list has duplicate names {names}; each attack must appear once")
+    return out
+
+
+def _fingerprint(x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _reseed(classifier: Any, s: int) -> None:
+    if hasattr(classifier, "reseed"):
+        classifier.reseed(s)
+
+
+def _forward(classifier: Any, x: torch.Tensor, bd: int, batch_size: int | None) -> torch.Tensor:
+    n = x.shape[bd]
+    bs = batch_size or n
+    outs = []
+    with torch.no_grad():
+        for s in range(0, n, bs):
+            xb = x.narrow(bd, s, min(bs, n - s))
+            outs.append(to_logits(classifier(xb), x.device))
+    return torch.cat(outs)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    from neurodeploy.models import atomic_torch_save
+
+    atomic_torch_save(obj, path)
+
+
+def evaluate_robustness(
+    classifier: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: list[Any],
+    eps_list: list[float],
+    seed: int = 0,
+    draws: int = 1,
+    state_path: str | os.PathLike | None = None,
+    quiet: bool = False,
+    batch_size: int | None = None,
+    eot_iter: int | None = None,
+) -> RobustnessResult:
+    """Worst-case robust accuracy over ``attacks`` for every ε (module docstring).
+
+    Parameters
+    ----------
+    classifier : callable ``x → logits`` (``SNNClassifier``, a twin, an emulator wrapper…).
+    x, y : inputs (batch dim from the classifier: 0 for images, 1 for time-first spikes) and
+        labels ``[N]``.
+    attacks : ``Attack`` objects or ``(name, params)`` pairs, run in this order.
+    eps_list : budgets (ℓ∞/ℓ2 radius in [0, 1] for images; integer flips for spikes).
+    seed : base seed of every step.
+    draws : independent evaluations (> 1 only makes sense for stochastic models).
+    state_path : resume file (torch format); written after every step.
+    quiet : no progress bar (also ``NEURODEPLOY_QUIET=1``).
+    batch_size : attack / forward batch size (default: all points at once).
+    eot_iter : EoT draws for attacks whose config leaves ``eot_iter`` unset.
+    """
+    from neurodeploy.cli.common import progress_disabled
+
+    t_start = time.perf_counter()
+    domain = input_domain(classifier)
+    bd = batch_dim(classifier)
+    check_inputs(x, y, domain, bd)
+    if not isinstance(draws, int) or draws < 1:
+        raise ConfigError(f"draws must be an integer >= 1, got {draws!r}")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    eps_values = [validate_eps(e, domain) for e in eps_list]
+    if not eps_values:
+        raise ConfigError("eps_list is empty")
+    if len(set(eps_values)) != len(eps_values):
+        raise ConfigError(f"eps_list has duplicates: {eps_values}")
+    atk = _build_attacks(list(attacks), eot_iter)
+    if not atk:
+        raise ConfigError("no attacks given")
+    names = [getattr(a, "label", a.name) for a in atk]
+    configs = [a.to_dict() for a in atk]
+    y = y.to(x.device).long()
+    N = int(y.shape[0])
+    xb = x.movedim(bd, 0) if bd else x
+    stochastic = is_stochastic(classifier)
+
+    run_cfg = {"attacks": configs, "eps": eps_values, "seed": int(seed), "draws": draws,
+               "batch_size": batch_size, "domain": domain, "batch_dim": bd}
+    fp = _fingerprint(x, y, run_cfg)
+    state: dict[str, Any] = {
+        "format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fp, "done": [],
+        "clean": {}, "robust": {}, "cumulative": {}, "adv": {}, "broken_by": {},
+    }
+    spath = Path(state_path) if state_path is not None else None
+    if spath is not None and spath.is_file():
+        try:
+            loaded = torch.load(spath, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise DataError(f"state file {str(spath)!r} cannot be read: {exc}") from exc
+        if not isinstance(loaded, dict) or loaded.get("format") != STATE_FORMAT:
+            raise DataError(f"{spath}: not a robustness state file")
+        if loaded.get("fingerprint") != fp:
+            raise ConfigError(
+                f"{spath}: saved state belongs to a different evaluation (inputs, attacks, ε, "
+                f"seed or draws differ); delete it or choose another state path"
+            )
+        state = loaded
+
+    def save() -> None:
+        if spath is not None:
+            _atomic_save(state, spath)
+
+    steps = [(d, e, a) for d in range(draws) for e in range(len(eps_values)) for a in range(-1, len(atk))]
+    done = {tuple(s) for s in state["done"]}
+    bar = tqdm(total=len(steps), desc="robustness", disable=progress_disabled(quiet), initial=len(done))
+    timings: dict[str, float] = {n: 0.0 for n in names}
+    for d, ei, ai in steps:
+        if (d, ei, ai) in done:
+            continue
+        eps = eps_values[ei]
+        key = f"{d}/{ei}"
+        if ai == -1:
+            # clean pass of (draw, ε): same seed for every ε of a draw → same clean flags
+            _reseed(classifier, step_seed(seed, "clean", d))
+            z = _forward(classifier, x, bd, batch_size)
+            corr = is_correct(z, y).cpu()
+            state["clean"][d] = float(corr.float().mean())
+            state["robust"][key] = corr.clone()
+            state["cumulative"][key] = {}
+            state["adv"][key] = xb.detach().cpu().clone()
+            state["broken_by"][key] = [None] * N
+        else:
+            a = atk[ai]
+            robust = state["robust"][key]
+            idx = robust.nonzero()[:, 0]
+            t0 = time.perf_counter()
+            if idx.numel() > 0:
+                s = step_seed(seed, "attack", d, ei, ai)
+                bs = batch_size or idx.numel()
+                for b0 in range(0, idx.numel(), bs):
+                    sub = idx[b0:b0 + bs]
+                    subd = sub.to(x.device)
+                    x_sub = x.index_select(bd, subd)
+                    y_sub = y[subd]
+                    _reseed(classifier, step_seed(seed, "attack-model", d, ei, ai, b0))
+                    gen = torch.Generator()
+                    gen.manual_seed(step_seed(s, b0))
+                    x_adv = a.perturb(classifier, x_sub, y_sub, eps, gen)
+                    if tuple(x_adv.shape) != tuple(x_sub.shape):
+                        raise DataError(f"attack {names[ai]} returned shape {tuple(x_adv.shape)}, "
+                                        f"expected {tuple(x_sub.shape)}")
+                    xa_b = x_adv.movedim(bd, 0) if bd else x_adv
+                    xs_b = x_sub.movedim(bd, 0) if bd else x_sub
+                    norm = getattr(getattr(a, "config", None), "norm", "linf")
+                    viol = ball_violation(xa_b, xs_b, eps, domain, norm)
+                    if viol > VIOLATION_TOL:
+                        raise DataError(f"attack {names[ai]} left the threat model at ε={eps} "
+                                        f"(violation {viol:.3g}); this is a bug in the attack")
+                    # replay: only what the classifier misclassifies now counts
+                    _reseed(classifier, step_seed(seed, "replay", d, ei, ai, b0))
+                    zr = _forward(classifier, x_adv, bd, None)
+                    fooled = (~is_correct(zr, y_sub)).cpu()
+                    hit = sub[fooled]
+                    robust[hit] = False
+                    state["adv"][key][hit] = xa_b[fooled.to(xa_b.device)].detach().cpu()
+                    for i in hit.tolist():
+                        state["broken_by"][key][i] = names[ai]
+            timings[names[ai]] += time.perf_counter() - t0
+            state["cumulative"][key][names[ai]] = float(robust.float().mean())
+        state["done"].append((d, ei, ai))
+        done.add((d, ei, ai))
+        save()
+        bar.update(1)
+    bar.close()
+
+    robust_acc: dict[float, list[float]] = {}
+    cumulative: dict[float, dict[str, list[float]]] = {}
+    robust_flags: dict[float, torch.Tensor] = {}
+    adversarial: dict[float, torch.Tensor] = {}
+    broken_by: dict[float, list[str | None]] = {}
+    for ei, e in enumerate(eps_values):
+        flags = torch.stack([state["robust"][f"{d}/{ei}"] for d in range(draws)])
+        robust_flags[e] = flags
+        robust_acc[e] = [float(f.float().mean()) for f in flags]
+        cumulative[e] = {n: [state["cumulative"][f"{d}/{ei}"][n] for d in range(draws)] for n in names}
+        adv = xb.detach().cpu().clone()
+        who: list[str | None] = [None] * N
+        for d in reversed(range(draws)):  # the first draw that broke a point wins
+            bb = state["broken_by"][f"{d}/{ei}"]
+            sel = [i for i in range(N) if bb[i] is not None]
+            if sel:
+                adv[sel] = state["adv"][f"{d}/{ei}"][sel]
+                for i in sel:
+                    who[i] = bb[i]
+        adversarial[e] = (adv.movedim(0, bd) if bd else adv).to(x.device)
+        broken_by[e] = who
+    eot_used = eot_iter
+    return RobustnessResult(
+        clean_accuracy=[state["clean"][d] for d in range(draws)],
+        eps_list=eps_values,
+        attack_names=names,
+        attack_configs=configs,
+        robust_accuracy=robust_acc,
+        cumulative=cumulative,
+        robust=robust_flags,
+        adversarial=adversarial,
+        broken_by=broken_by,
+        seeds={"seed": int(seed), "rule": "sha256([seed, step...]) per clean/attack/replay step"},
+        draws=draws,
+        stochastic=stochastic,
+        n_examples=N,
+        domain=domain,
+        eot_iter=eot_used,
+        seconds={"total_this_session": time.perf_counter() - t_start, **timings},
+    )
+
+
+def format_table(result: RobustnessResult) -> str:
+    """Plain-text table: rows ε, columns clean and cumulative robust accuracy after each attack."""
+    def cell(v: list[float]) -> str:
+        m = sum(v) / len(v)
+        if len(v) >= 2:
+            s = RobustnessResult._summary(v)
+            return f"{100 * m:6.2f}±{100 * (s['ci95'][1] - m):.2f}"
+        return f"{100 * m:6.2f}"
+
+    head = ["eps", "clean"] + result.attack_names + ["robust"]
+    rows = []
+    for e in result.eps_list:
+        rows.append([f"{e:g}", cell(result.clean_accuracy)]
+                    + [cell(result.cumulative[e][n]) for n in result.attack_names]
+                    + [cell(result.robust_accuracy[e])])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append("accuracy in % (cumulative: after that attack and all before it)")
+    return "\n".join(lines)

@@ -1,0 +1,270 @@
+"""Automated gradient-masking checks (Athalye et al. 2018 / Carlini et al. 2019, adapted to SNNs).
+
+Each check runs real attacks on the given points and returns a :class:`CheckResult` with the
+numbers behind the verdict. Accuracies are robust accuracies in [0, 1] with the engine's
+decision rule (argmax, ties to the lowest index); for stochastic classifiers every accuracy
+is the mean over ``draws`` replays with common seeds.
+
+1. ``iterative_beats_single_step`` — ``acc(APGD-CE) ≤ acc(FGSM)``.
+2. ``whitebox_beats_blackbox`` — ``acc(white box) ≤ acc(Square)`` and ``≤ acc(transfer)``
+   when a source classifier is given; white box = worst case of FGSM, PGD and APGD-CE.
+3. ``accuracy_falls_with_eps`` — APGD-CE accuracy is non-increasing over the ε sweep
+   (default ε, 2ε, 4ε, 0.5, 1; up to ``monotone_tol``) and ≤ ``zero_tol`` at the largest ε.
+4. ``unbounded_attack_succeeds`` — PGD with ε = 1 (the whole input box) leaves accuracy
+   ≤ ``zero_tol``.
+5. ``gradient_matches_finite_differences`` — the surrogate gradient must predict how the
+   (EoT, common-seed) loss actually changes: (a) among the examples whose loss changes under
+   a step ``h·sign(∇L)``, at least ``fd_min_ascent`` see it increase (none changing fails), and (b) over k random ±1 directions d the
+   central differences ``L(x+hd) − L(x−hd)`` correlate positively (Pearson > 0) with the
+   predicted ``⟨∇L, 2hd⟩``. A spiking net is piecewise constant, so h must be large enough to
+   cross thresholds (default ε/2): the check asks that the gradient *predicts* loss changes,
+   not that it equals a derivative.
+6. ``nonzero_gradients_eval`` — in eval mode, the fraction of examples whose input gradient
+   is exactly zero is ≤ ``max_zero_grad_fraction`` (AutoAttack's ``check_zero_gradients``;
+   catches surrogates switched off in eval, detached spikes, Heaviside without surrogate).
+   The default threshold is 0.25, not AutoAttack's 0: with a narrow surrogate (certify_snn's
+   rectangle) confidently classified points whose membranes all sit outside the surrogate
+   window legitimately get a zero gradient. The fraction under the wide ``bptt:atan``
+   surrogate is reported beside it; attack those points with ``grad_mode="bptt:atan"``.
+
+Binary (spike) inputs: checks 1, 3–5 use their ℓ0 analogues (spike-g2s vs one G2S step;
+ε grows in flips; "unbounded" = all entries may flip; finite differences are skipped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from neurodeploy.attacks.base import (
+    BatchFirst,
+    batch_dim,
+    ce_loss,
+    check_inputs,
+    input_domain,
+    is_correct,
+    is_stochastic,
+    make_attack,
+    resolve_eot,
+    validate_eps,
+)
+from neurodeploy.attacks.eot import eot_loss_grad
+from neurodeploy.errors import ConfigError
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    numbers: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _accuracy(classifier: Any, x_adv: torch.Tensor, y: torch.Tensor, draws: int, seed: int) -> float:
+    accs = []
+    with torch.no_grad():
+        for d in range(draws):
+            if hasattr(classifier, "reseed"):
+                classifier.reseed(seed + 7919 * d)
+            accs.append(float(is_correct(classifier(x_adv), y).float().mean()))
+    return sum(accs) / len(accs)
+
+
+def _attack_acc(classifier, name, params, x, y, eps, seed, draws) -> float:
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    if hasattr(classifier, "reseed"):
+        classifier.reseed(seed + 1)
+    x_adv = make_attack(name, **params).perturb(classifier, x, y, eps, gen)
+    return _accuracy(classifier, x_adv, y, draws, seed + 2)
+
+
+def run_masking_checks(
+    classifier: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    source_classifier: Any = None,
+    eps_sweep: list[float] | None = None,
+    n_iter: int = 50,
+    square_queries: int = 1000,
+    eot_iter: int | None = None,
+    draws: int | None = None,
+    seed: int = 0,
+    zero_tol: float = 0.05,
+    monotone_tol: float = 0.02,
+    fd_directions: int = 16,
+    fd_step: float | None = None,
+    fd_min_ascent: float = 0.5,
+    max_zero_grad_fraction: float = 0.25,
+    grad_mode: str = "bptt",
+) -> list[CheckResult]:
+    """Run the checklist (module docstring) and return one :class:`CheckResult` per check."""
+    domain = input_domain(classifier)
+    e = validate_eps(eps, domain)
+    if e == 0:
+        raise ConfigError("masking checks need eps > 0")
+    bd = batch_dim(classifier)
+    check_inputs(x, y, domain, bd)
+    y = y.to(x.device).long()
+    stoch = is_stochastic(classifier)
+    eot = resolve_eot(eot_iter, classifier)
+    draws = draws if draws is not None else (8 if stoch else 1)
+    common: dict[str, Any] = {"eot_iter": eot, "grad_mode": grad_mode}
+    binary = domain == "binary"
+    iterative = ("spike-g2s", {**common, "n_iter": n_iter}) if binary else (
+        "apgd-ce", {**common, "n_iter": n_iter})
+    single = ("spike-g2s", {**common, "n_iter": 1}) if binary else ("fgsm", common)
+
+    def acc(name: str, params: dict[str, Any], eps_: float, salt: int) -> float:
+        return _attack_acc(classifier, name, params, x, y, eps_, seed + 104729 * salt, draws)
+
+    results: list[CheckResult] = []
+    clean = _accuracy(classifier, x, y, draws, seed)
+
+    # 1. iterative beats single-step
+    a_single = acc(*single, e, 1)
+    a_iter = acc(*iterative, e, 2)
+    results.append(CheckResult(
+        "iterative_beats_single_step", a_iter <= a_single,
+        {"clean": clean, f"{single[0]}_single": a_single, iterative[0]: a_iter, "eps": e},
+        f"iterative {iterative[0]} {a_iter:.3f} vs single step {a_single:.3f}",
+    ))
+
+    # 2. white box beats black box / transfer
+    white = [a_iter, a_single]
+    if not binary:
+        white.append(acc("pgd", {**common, "n_iter": n_iter}, e, 3))
+    a_white = min(white)
+    a_square = acc("square", {"n_queries": square_queries}, e, 4)
+    nums: dict[str, Any] = {"whitebox_best": a_white, "square": a_square, "eps": e}
+    ok = a_white <= a_square
+    if source_classifier is not None:
+        from neurodeploy.attacks.transfer import TransferAttack
+
+        t_att = TransferAttack(make_attack(*iterative), source_classifier)
+        gen = torch.Generator()
+        gen.manual_seed(seed + 5)
+        xa = t_att.perturb(classifier, x, y, e, gen)
+        a_tr = _accuracy(classifier, xa, y, draws, seed + 6)
+        nums["transfer"] = a_tr
+        ok = ok and a_white <= a_tr
+    results.append(CheckResult(
+        "whitebox_beats_blackbox", ok, nums,
+        f"white box {a_white:.3f} vs square {a_square:.3f}"
+        + (f", transfer {nums['transfer']:.3f}" if "transfer" in nums else ""),
+    ))
+
+    # 3. accuracy falls with ε
+    if eps_sweep is None:
+        if binary:
+            n_ent = x.numel() // x.shape[bd]
+            eps_sweep = sorted({int(e), int(4 * e), int(16 * e), min(n_ent, int(64 * e))})
+        else:
+            eps_sweep = sorted({e, min(2 * e, 1.0), min(4 * e, 1.0), 0.5, 1.0})
+    sweep = [validate_eps(v, domain) for v in eps_sweep]
+    accs = [acc(*iterative, v, 10 + i) for i, v in enumerate(sweep)]
+    mono = all(b <= a + monotone_tol for a, b in zip(accs, accs[1:], strict=False))
+    results.append(CheckResult(
+        "accuracy_falls_with_eps", mono and accs[-1] <= zero_tol,
+        {"eps": sweep, "accuracy": accs, "zero_tol": zero_tol, "monotone_tol": monotone_tol},
+        f"accuracy {[round(a, 3) for a in accs]} over eps {sweep}",
+    ))
+
+    # 4. unbounded attack succeeds
+    if binary:
+        big = float(x.numel() // x.shape[bd])
+        a_unb = acc(iterative[0], iterative[1], big, 30)
+    else:
+        big = 1.0
+        a_unb = acc("pgd", {**common, "n_iter": n_iter, "step_size": 0.1}, 1.0, 30)
+    results.append(CheckResult(
+        "unbounded_attack_succeeds", a_unb <= zero_tol,
+        {"eps": big, "accuracy": a_unb, "zero_tol": zero_tol},
+        f"accuracy {a_unb:.3f} with an unbounded budget",
+    ))
+
+    # 5 and 6 need gradients w.r.t. the input (batch-first)
+    from neurodeploy.attacks.grad_modes import gradient_mode
+
+    f = BatchFirst(classifier, bd)
+    xb = (x.movedim(bd, 0) if bd else x).detach()
+    with gradient_mode(classifier, grad_mode):
+        if hasattr(classifier, "reseed"):
+            classifier.reseed(seed + 40)
+        _, _, g = eot_loss_grad(f, xb, y, ce_loss, eot)
+        zero_frac = float((g.flatten(1).abs().amax(1) == 0).float().mean())
+    zero_frac_atan = None
+    if zero_frac > 0 and grad_mode == "bptt":
+        from neurodeploy.attacks.grad_modes import spiking_nets
+
+        if spiking_nets(classifier):
+            with gradient_mode(classifier, "bptt:atan"):
+                if hasattr(classifier, "reseed"):
+                    classifier.reseed(seed + 40)
+                _, _, g2 = eot_loss_grad(f, xb, y, ce_loss, eot)
+            zero_frac_atan = float((g2.flatten(1).abs().amax(1) == 0).float().mean())
+    with gradient_mode(classifier, grad_mode):
+        if binary:
+            results.append(CheckResult(
+                "gradient_matches_finite_differences", True, {"skipped": "binary inputs"},
+                "skipped: finite differences are not defined on binary inputs",
+            ))
+        else:
+            h = fd_step if fd_step is not None else e / 2
+            gen = torch.Generator()
+            gen.manual_seed(seed + 41)
+            fd, pred = [], []
+
+            def loss_at(xx: torch.Tensor) -> torch.Tensor:
+                if hasattr(classifier, "reseed"):
+                    classifier.reseed(seed + 42)  # common random numbers
+                _, li, _ = eot_loss_grad(f, xx, y, ce_loss, eot, need_grad=False)
+                return li
+
+            for _ in range(fd_directions):
+                d = torch.where(torch.rand(xb.shape, generator=gen) < 0.5, -1.0, 1.0).to(xb)
+                lp = loss_at((xb + h * d).clamp(0, 1))
+                lm = loss_at((xb - h * d).clamp(0, 1))
+                dp = ((xb + h * d).clamp(0, 1) - (xb - h * d).clamp(0, 1))
+                fd.append(lp - lm)
+                pred.append((g * dp).flatten(1).sum(1))
+            fdv, prv = torch.cat(fd), torch.cat(pred)
+            corr = _pearson(fdv, prv)
+            l0 = loss_at(xb)
+            l_up = loss_at((xb + h * g.sign()).clamp(0, 1))
+            changed = l_up != l0
+            n_changed = int(changed.sum())
+            ascent = float((l_up > l0).sum()) / n_changed if n_changed else 0.0
+            results.append(CheckResult(
+                "gradient_matches_finite_differences", ascent >= fd_min_ascent and corr > 0,
+                {"ascent_fraction": ascent, "changed_fraction": n_changed / len(l0),
+                 "min_ascent": fd_min_ascent, "pearson": corr, "h": h,
+                 "directions": fd_directions, "mean_abs_fd": float(fdv.abs().mean()),
+                 "mean_abs_pred": float(prv.abs().mean())},
+                f"a step along sign(grad) raises the loss for {100 * ascent:.0f}% of the examples "
+                f"whose loss changed ({n_changed}/{len(l0)}); "
+                f"correlation of predicted and measured loss change {corr:.3f}",
+            ))
+    was_training = getattr(classifier, "training", None)
+    results.append(CheckResult(
+        "nonzero_gradients_eval", zero_frac <= max_zero_grad_fraction,
+        {"zero_gradient_fraction": zero_frac, "max": max_zero_grad_fraction,
+         "zero_gradient_fraction_atan": zero_frac_atan,
+         "classifier_training_mode": was_training},
+        f"{100 * zero_frac:.1f}% of examples have an all-zero input gradient",
+    ))
+    return results
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float((a * b).sum()) / den if den > 0 else 0.0
