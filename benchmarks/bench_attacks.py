@@ -2,7 +2,7 @@
 same SNN and the same inputs, in one run.
 
 References (optional, detected at run time):
-- pyautoattack (``pip install pyautoattack==0.2.0``; imports as ``autoattack``): APGD-CE;
+- pyautoattack (``pip install pyautoattack==0.2.0``; imports as ``pyautoattack``): APGD-CE;
 - ART (``pip install adversarial-robustness-toolbox``): ProjectedGradientDescentPyTorch (PGD).
 
 Reports per attack: seconds, examples/s, robust accuracy, and the ratios
@@ -107,7 +107,7 @@ def main() -> None:
 
     missing = []
     try:
-        from autoattack.autopgd_base import APGDAttack
+        from pyautoattack.autopgd_base import APGDAttack
 
         ref = APGDAttack(net, n_iter=100, norm="Linf", n_restarts=1, eps=eps, seed=0, loss="ce",
                          eot_iter=1, rho=0.75, device=x.device)

@@ -61,7 +61,7 @@ def _mlp_on_digits():
 
 
 def test_apgd_matches_autoattack_reference():
-    aa = pytest.importorskip("autoattack", reason="pyautoattack (reference AutoAttack) not installed")
+    aa = pytest.importorskip("pyautoattack", reason="pyautoattack (reference AutoAttack) not installed")
     net, x, y = _mlp_on_digits()
     eps = 0.1
     ref = aa.autopgd_base.APGDAttack(net, n_iter=100, norm="Linf", n_restarts=1, eps=eps, seed=0,

@@ -148,7 +148,7 @@ def run_masking_checks(
     if source_classifier is not None:
         from neurodeploy.attacks.transfer import TransferAttack
 
-        t_att = TransferAttack(make_attack(*iterative), source_classifier)
+        t_att = TransferAttack(make_attack(iterative[0], **iterative[1]), source_classifier)
         gen = torch.Generator()
         gen.manual_seed(seed + 5)
         xa = t_att.perturb(classifier, x, y, e, gen)
