@@ -63,6 +63,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "train": {"epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 1e-3},
     "defense": {"name": "none"},
     "evaluate": {"batch_size": 256, "seeds": [0, 1, 2]},
+    "export": {"profile": "loihi2"},
+    "simulate": {"backends": ["emulator", "lava"], "lava_samples": 100},
+    "audit": {
+        "eps": [0.05, 0.1],
+        "attacks": ["pgd", "apgd-ce"],
+        "attack_steps": 20,
+        "eot": 4,
+        "square_queries": 100,
+        "samples": 100,
+        "lava_samples": 50,
+    },
 }
 
 TOP_LEVEL_KEYS = {"seed", "device"}
@@ -81,6 +92,14 @@ MODEL_KEYS = {
 }
 DEFENSE_KEYS = {"name", "options"}
 EVALUATE_KEYS = {"batch_size", "seeds"}
+EXPORT_KEYS = {"profile"}
+SIMULATE_KEYS = {"backends", "samples", "lava_samples"}
+
+
+def _audit_keys() -> set[str]:
+    from neurodeploy.audit.run import AuditConfig
+
+    return {f.name for f in dataclasses.fields(AuditConfig)} - {"seed"}
 
 
 def _train_keys() -> set[str]:
@@ -95,6 +114,9 @@ KNOWN_SECTIONS: dict[str, Callable[[], set[str]]] = {
     "train": _train_keys,
     "defense": lambda: DEFENSE_KEYS,
     "evaluate": lambda: EVALUATE_KEYS,
+    "export": lambda: EXPORT_KEYS,
+    "simulate": lambda: SIMULATE_KEYS,
+    "audit": _audit_keys,
 }
 
 
@@ -300,7 +322,7 @@ STAGES: dict[str, Stage] = {}
 
 # Modules that register further stages when imported (added by later issues, e.g.
 # "neurodeploy.exporters.stage"). Missing modules are skipped.
-STAGE_MODULES: list[str] = []
+STAGE_MODULES: list[str] = ["neurodeploy.audit.stages"]
 
 
 def register_stage(

@@ -36,9 +36,9 @@ def _report(lava_drop: float = 0.072) -> AuditReport:
         thresholds=[ThresholdTrace("layer1", [0.25 + 0.01 * t for t in range(10)],
                                    [0.25 + 0.0099 * t for t in range(10)])],
         checks=[Check("iterative_beats_single_step", True, "PGD 71.2 % ≤ FGSM 80 %")],
-        resources={"per_layer": [{"layer": "layer1", "neurons_per_core": 64},
-                                 {"layer": "layer2", "neurons_per_core": 10}],
-                   "neurons_per_core_limit": 8192},
+        resources={"layers": [{"layer": 1, "token": "FC64", "neurons_per_core": [64]},
+                              {"layer": 2, "token": "FC10", "neurons_per_core": [10]}],
+                   "limits": {"neurons_per_core": 8192}, "cores_used": 2, "cores_available": 128},
     )
 
 

@@ -329,18 +329,26 @@ def plots(report: AuditReport) -> dict[str, str]:
         ax.legend(fontsize=8)
         ax.set_title("Adaptive threshold traces (TA-LIF)")
         out["thresholds"] = _figure_png(fig)
-    per_core = report.resources.get("per_layer") or []
-    if per_core:
+    per_layer = report.resources.get("layers") or []
+    if per_layer:
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
-        names = [str(r.get("layer")) for r in per_core]
-        used = [float(r.get("neurons_per_core", 0)) for r in per_core]
-        ax.bar(names, used, color="#4c72b0", label="neurons per core used")
-        cap = report.resources.get("neurons_per_core_limit")
+        names, used = [], []
+        for r in per_layer:
+            for c, n in enumerate(r.get("neurons_per_core", [])):
+                names.append(f"{r.get('token', r.get('layer'))}\ncore {c}")
+                used.append(float(n))
+        ax.bar(range(len(used)), used, color="#4c72b0", label="neurons used")
+        ax.set_xticks(range(len(used)), names, fontsize=7)
+        cap = (report.resources.get("limits") or {}).get("neurons_per_core")
         if cap:
-            ax.axhline(cap, color="#c44e52", linestyle="--", label=f"limit {cap}")
+            ax.axhline(cap, color="#c44e52", linestyle="--", label=f"limit {cap} per core")
+            ax.set_yscale("log")
         ax.set_ylabel("neurons per core")
         ax.legend(fontsize=8)
-        ax.set_title("Resource use per core")
+        used_c = report.resources.get("cores_used")
+        avail = report.resources.get("cores_available")
+        ax.set_title(f"Resource use per core ({used_c} of {avail} cores)" if used_c else
+                     "Resource use per core")
         out["resources"] = _figure_png(fig)
     return out
 

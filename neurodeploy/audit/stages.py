@@ -1,0 +1,96 @@
+"""Pipeline stages after training: export → simulate → audit (registered on import).
+
+Config sections (all optional)::
+
+    [export]    profile = "loihi2"
+    [simulate]  backends = ["emulator", "lava"]; samples = 360 (Lava skipped when its
+                environment is missing, with a note in the artifacts)
+    [audit]     eps = [0.05, 0.1]; attacks = ["pgd", "apgd-ce"]; attack_steps; eot;
+                square_queries; samples; lava_samples; certify; masking_checks
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neurodeploy.pipeline import StageContext, register_stage, stage_data
+from neurodeploy.training.metrics import write_json_atomic
+
+
+def _model(ctx: StageContext):
+    from neurodeploy.models import load_checkpoint
+
+    model, _ = load_checkpoint(ctx.path(ctx.artifacts["train"]["model"]))
+    return model
+
+
+def export_stage(ctx: StageContext) -> dict[str, Any]:
+    """Export the trained model to NIR and compile the plan for [export] profile."""
+    from neurodeploy.exporters.compiler import compile_graph
+    from neurodeploy.exporters.nir_export import to_nir, write_graph
+    from neurodeploy.exporters.profiles import load_profile
+
+    sec = ctx.section("export")
+    profile = load_profile(sec.get("profile", "loihi2"))
+    model = _model(ctx)
+    graph = to_nir(model)
+    plan = compile_graph(graph, profile, model.config.num_steps, model.config.input_shape)
+    write_graph(graph, ctx.path("export/model.nir"))
+    plan.save(ctx.path("export/plan.npz"))
+    return {"nir": "export/model.nir", "plan": "export/plan.npz", "profile": profile.name,
+            "cores": plan.resources.get("cores_used")}
+
+
+def simulate_stage(ctx: StageContext) -> dict[str, Any]:
+    """Run the plan on the test split with the emulator (and Lava when available)."""
+    from neurodeploy.cli.simulate import encode, simulate
+    from neurodeploy.exporters.plan import DeploymentPlan
+    from neurodeploy.sims.lava_env import lava_available
+
+    sec = ctx.section("simulate")
+    plan = DeploymentPlan.load(ctx.path(ctx.artifacts["export"]["plan"]))
+    model = _model(ctx)
+    test = stage_data(ctx).test.subset(sec.get("samples"))
+    spikes = encode(test, plan.num_steps, ctx.seed)
+    out: dict[str, Any] = {}
+    for backend in sec.get("backends", ["emulator", "lava"]):
+        if backend == "lava" and not lava_available():
+            out["lava"] = "skipped: Lava environment not found (run scripts/setup.sh)"
+            continue
+        n = int(sec.get("lava_samples", 100)) if backend == "lava" else spikes.shape[1]
+        rep = simulate(plan, spikes[:, :n], test.y[:n], backend, model=model, quiet=ctx.quiet)
+        rep.plan, rep.data, rep.seed = str(ctx.artifacts["export"]["plan"]), test.name, ctx.seed
+        write_json_atomic(ctx.path(f"simulate_{backend}.json"), rep.to_dict())
+        out[backend] = {"results": f"simulate_{backend}.json",
+                        "accuracy": rep.accuracy_backend, "accuracy_float": rep.accuracy_float,
+                        "spike_agreement": [layer.spike_agreement for layer in rep.layers]}
+    return out
+
+
+def audit_stage(ctx: StageContext) -> dict[str, Any]:
+    """Re-attack float and deployed model; write audit/audit.{json,md,html}."""
+    from neurodeploy.audit.run import AuditConfig, run_audit
+    from neurodeploy.exporters.plan import DeploymentPlan
+
+    sec = ctx.section("audit")
+    fields = AuditConfig.__dataclass_fields__
+    unknown = set(sec) - set(fields)
+    if unknown:
+        from neurodeploy.errors import ConfigError
+
+        raise ConfigError(f"[audit]: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sec.items()}
+    cfg = AuditConfig(seed=ctx.seed, **{k: v for k, v in kw.items() if k != "seed"})
+    plan = DeploymentPlan.load(ctx.path(ctx.artifacts["export"]["plan"]))
+    test = stage_data(ctx).test
+    profile = ctx.artifacts["export"].get("profile", "loihi2")
+    report = run_audit(_model(ctx), test.x, test.y, profile, cfg, ctx.path("audit"),
+                       model_info={"defense": ctx.section("defense").get("name", "none")},
+                       quiet=ctx.quiet, plan=plan)
+    return {"json": "audit/audit.json", "markdown": "audit/audit.md", "html": "audit/audit.html",
+            "verdicts": report.verdicts}
+
+
+register_stage("export", export_stage, after=("train",))
+register_stage("simulate", simulate_stage, after=("export",))
+register_stage("audit", audit_stage, after=("export",))

@@ -1,0 +1,86 @@
+"""``neurodeploy audit``: re-attack the deployed model and write the audit report.
+
+Writes OUT/audit.json, OUT/audit.md and OUT/audit.html (plus OUT/plan.npz, the plan that was
+audited). Exit codes: 0 ok, 2 bad input, 3 model does not fit the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from neurodeploy.cli.common import add_common, progress_disabled
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    from neurodeploy.errors import ConfigError
+
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--eps {text!r} is not a comma-separated list of numbers") from exc
+    if not vals:
+        raise ConfigError("--eps is empty")
+    return vals
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="attack float and deployed model side by side; write JSON/Markdown/HTML report",
+        description="Compile the model for --profile, attack the float model, the hardware twin "
+        "(white-box), transfer float→hardware and Square on the exact emulator, replay every "
+        "adversarial input on the emulator and Lava, and write OUT/audit.{json,md,html}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="neurodeploy checkpoint or plain state dict")
+    p.add_argument("--arch", default=None, help="architecture for a plain state dict")
+    p.add_argument("--input-shape", default="1,28,28", help="input shape for a plain state dict")
+    p.add_argument("--steps", type=int, default=10, help="T for a plain state dict")
+    p.add_argument("--alpha", type=float, default=0.25, help="α for a plain state dict")
+    p.add_argument("--theta", type=float, default=0.25, help="θ for a plain state dict")
+    p.add_argument("--readout", default="rate", choices=("count", "rate"),
+                   help="readout for a plain state dict")
+    p.add_argument("--dt", type=float, default=1e-4, help=argparse.SUPPRESS)
+    p.add_argument("--data", default="digits", help="'digits' or a folder with IDX files")
+    p.add_argument("--profile", default="loihi2", help="hardware profile name or .toml path")
+    p.add_argument("--eps", default="0.05,0.1", help="comma-separated ℓ∞ budgets")
+    p.add_argument("--attacks", default="pgd,apgd-ce", help="white-box attacks")
+    p.add_argument("--attack-steps", type=int, default=20, help="iterations per attack")
+    p.add_argument("--eot", type=int, default=4, help="EoT draws for stochastic models")
+    p.add_argument("--square-queries", type=int, default=200,
+                   help="Square queries per sample on the emulator (0: skip)")
+    p.add_argument("--samples", type=int, default=100, help="test samples to audit")
+    p.add_argument("--lava-samples", type=int, default=50,
+                   help="samples replayed on Lava (-1: all, 0: skip Lava)")
+    p.add_argument("--no-certify", action="store_true", help="skip S-IBP/S-CROWN certification")
+    p.add_argument("--no-masking-checks", action="store_true", help="skip gradient-masking checks")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurodeploy.audit.run import AuditConfig, run_audit
+    from neurodeploy.cli.export import load_model_for_export
+    from neurodeploy.data.core import load_dataset
+    from neurodeploy.errors import ConfigError
+
+    if args.out is None:
+        raise ConfigError("audit needs --out DIR for the report")
+    torch.manual_seed(args.seed)
+    model = load_model_for_export(args)
+    data = load_dataset(args.data).test
+    cfg = AuditConfig(
+        eps=_floats(args.eps),
+        attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
+        attack_steps=args.attack_steps, eot=args.eot, square_queries=args.square_queries,
+        samples=args.samples, lava_samples=None if args.lava_samples < 0 else args.lava_samples,
+        seed=args.seed, certify=not args.no_certify, masking_checks=not args.no_masking_checks,
+    )
+    report = run_audit(model, data.x, data.y, args.profile, cfg, args.out,
+                       quiet=progress_disabled(args.quiet))
+    for line in report.verdicts:
+        print(line)
+    print(f"report: {args.out}/audit.html, audit.md, audit.json")
+    return 0
