@@ -71,7 +71,9 @@ def test_audit_rows_and_replay_semantics(audited):
         assert worst <= report.clean(b).accuracy
     sources = {r.attack for r in report.accuracy if r.backend == "emulator"}
     assert {"float:pgd", "twin:pgd", "emulator:square"} <= sources
-    assert not any(r.attack.startswith("twin:") for r in report.accuracy if r.backend == "float")
+    float_sources = {r.attack for r in report.accuracy if r.backend == "float"}
+    assert {"float:pgd", "twin:pgd", "float:square"} <= float_sources
+    assert "emulator:square" not in float_sources and "float:square" not in sources
 
 
 def test_audit_lava_replay_matches_emulator(audited):

@@ -7,7 +7,10 @@ For a model and a hardware profile the audit
 2. generates Bernoulli input spikes **on the host** with a fixed per-example seed
    (:func:`host_spikes`) and feeds the identical spikes to every backend;
 3. runs the attack suite: (a) white-box on the float model, (b) white-box on the hardware twin,
-   (c) transfer of (a) to the hardware, (d) Square on the exact emulator (gradient-free);
+   (c) transfer of (a) to the hardware and of (b) to the float model, (d) Square on the exact
+   emulator and on the float model (gradient-free). The threat model is symmetric: each side
+   is attacked by its own white-box attacks, the other side's adversarial inputs and Square,
+   so a drop from float to hardware is not an artefact of attacking one side harder;
 4. **replays** every adversarial input found on every backend with the fixed host spikes — a
    point counts as broken on a backend only if the replay fools that backend; Lava replays a
    configurable sample (all of it when small), and the emulator↔Lava replay agreement is
@@ -46,7 +49,8 @@ class AuditConfig:
     """What to attack, how hard, and on how many samples.
 
     ``attacks``: white-box attack names of the attack suite run on the float model and on the
-    twin; ``square_queries``: query budget of Square on the emulator (0 disables it);
+    twin; ``square_queries``: query budget of Square on the float model and on the emulator
+    (0 disables it);
     ``lava_samples``: how many samples are replayed on Lava (``None`` = all; 0 = skip Lava).
     """
 
@@ -223,23 +227,31 @@ def run_audit(
                                                               generator=g).detach().float()
     bar.update()
     if config.square_queries > 0:
-        attack_cfgs.append({"name": "square", "n_queries": config.square_queries, "target": "emulator"})
+        # Gradient-free Square on each side's exact forward (the float model and the bit-exact
+        # emulator), one example at a time so each query sees that example's host spikes.
         sq = make_attack("square", n_queries=config.square_queries, seed=config.seed)
-        for eps in config.eps:
-            advs = []
-            for i in range(n):
-                def emu_fn(xb: torch.Tensor, i: int = i) -> torch.Tensor:
-                    sp = host_spikes(xb, torch.full((xb.shape[0],), i), config.seed, T)
-                    return be.logits("emulator", sp)
+        for target in ("float", "emulator"):
+            attack_cfgs.append({"name": "square", "n_queries": config.square_queries,
+                                "target": target})
+            for eps in config.eps:
+                advs = []
+                for i in range(n):
+                    def fn(xb: torch.Tensor, i: int = i, target: str = target) -> torch.Tensor:
+                        sp = host_spikes(xb, torch.full((xb.shape[0],), i), config.seed, T)
+                        return be.logits(target, sp)
 
-                g = torch.Generator().manual_seed(config.seed + i)
-                advs.append(sq.perturb(emu_fn, x[i:i + 1], y[i:i + 1], eps, generator=g).detach())
-            cands.by_key[("emulator:square", eps)] = torch.cat(advs)
+                    g = torch.Generator().manual_seed(config.seed + i)
+                    advs.append(sq.perturb(fn, x[i:i + 1], y[i:i + 1], eps, generator=g).detach())
+                cands.by_key[(f"{target}:square", eps)] = torch.cat(advs)
     bar.update()
 
     # --- replay every candidate on every backend with the fixed host spikes
-    sources = {"float": [k for k in cands.by_key if k[0].startswith("float:")]}
-    sources["emulator"] = list(cands.by_key)
+    # Symmetric threat model: each side gets its own white-box attacks, the other side's
+    # (transfer), and Square on its own exact forward pass.
+    sources = {
+        "float": [k for k in cands.by_key if k[0] != "emulator:square"],
+        "emulator": [k for k in cands.by_key if k[0] != "float:square"],
+    }
     correct_after: dict[tuple[str, str, float], torch.Tensor] = {}
     emu_layers: dict[tuple[str, float], list[torch.Tensor]] = {}
     cand_spikes: dict[tuple[str, float], torch.Tensor] = {}
