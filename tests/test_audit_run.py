@@ -97,3 +97,41 @@ def test_audit_report_files(audited):
     assert "verified_error" in d["certified"]
     assert any("ε=0.1" in v for v in report.verdicts)
     assert (out / "audit.html").read_text().count("data:image/png;base64,") >= 3
+
+
+def test_pipeline_end_to_end_with_resume(tmp_path):
+    """train → evaluate → export → simulate → audit into one folder, then a resume skips all."""
+    from neurodeploy.cli import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        '[data]\nsource = "digits"\ntrain_limit = 300\ntest_limit = 40\n'
+        '[model]\narch = "FC32-FC10"\nnum_steps = 5\n'
+        "[train]\nepochs = 2\n[evaluate]\nseeds = [0]\n"
+        '[simulate]\nbackends = ["emulator", "lava"]\nlava_samples = 10\n'
+        "[audit]\neps = [0.1]\nattacks = [\"fgsm\"]\nattack_steps = 2\neot = 1\n"
+        "square_queries = 5\nsamples = 12\nlava_samples = 6\nmasking_checks = false\n"
+    )
+    out = tmp_path / "run"
+    assert main(["pipeline", "--config", str(cfg), "--out", str(out), "-q"]) == 0
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert list(state["completed"]) == ["train", "evaluate", "export", "simulate", "audit"]
+    for rel in ("train/model.pt", "export/model.nir", "export/plan.npz",
+                "simulate_emulator.json", "audit/audit.json", "audit/audit.html", "audit/audit.md"):
+        assert (out / rel).is_file(), rel
+    sim = json.loads((out / "simulate_emulator.json").read_text())
+    assert sim["samples"] == 40 and 0 <= sim["accuracy_backend"] <= 1
+    if lava_available():
+        assert json.loads((out / "simulate_lava.json").read_text())["samples"] == 10
+    stamp = (out / "audit" / "audit.json").stat().st_mtime_ns
+    assert main(["pipeline", "--config", str(cfg), "--out", str(out), "--resume", "-q"]) == 0
+    assert (out / "audit" / "audit.json").stat().st_mtime_ns == stamp
+
+
+def test_pipeline_rejects_unknown_audit_key(tmp_path):
+    from neurodeploy.pipeline import load_config
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[audit]\nepss = [0.1]\n")
+    with pytest.raises(ConfigError, match="epss"):
+        load_config(cfg)

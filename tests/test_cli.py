@@ -194,7 +194,8 @@ def test_pipeline_runs_records_and_resumes(tmp_path, capsys):
         "[train]\nepochs = 1\n[evaluate]\nseeds = [0]\n"
     )
     out = tmp_path / "run"
-    assert main(["pipeline", "--config", str(cfg), "--out", str(out), "-q"]) == 0
+    args = ["pipeline", "--config", str(cfg), "--out", str(out), "-q", "--stages", "train,evaluate"]
+    assert main(args) == 0
     state = json.loads((out / "pipeline_state.json").read_text())
     assert list(state["completed"]) == ["train", "evaluate"]
     ev = json.loads((out / "evaluate.json").read_text())
@@ -204,7 +205,7 @@ def test_pipeline_runs_records_and_resumes(tmp_path, capsys):
     )
     assert (out / "train" / "model.pt").is_file() and (out / "config.json").is_file()
     stamp = (out / "evaluate.json").stat().st_mtime_ns
-    assert main(["pipeline", "--config", str(cfg), "--out", str(out), "--resume", "-q"]) == 0
+    assert main([*args, "--resume"]) == 0
     assert (out / "evaluate.json").stat().st_mtime_ns == stamp  # skipped
     capsys.readouterr()
     # resuming with another config is refused; an unknown stage is named

@@ -410,6 +410,16 @@ def make_attack(name: str, **params: Any) -> Attack:
     return factory(cfg)
 
 
+def attack_fields(name: str) -> set[str]:
+    """The configurable parameters of attack ``name`` (its frozen config's fields)."""
+    import dataclasses
+
+    _ensure_registered()
+    if name not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; choose one of {attack_names()}")
+    return {f.name for f in dataclasses.fields(ATTACKS[name][0])}
+
+
 def attack_names() -> list[str]:
     _ensure_registered()
     return sorted(ATTACKS)

@@ -167,6 +167,7 @@ def run_audit(
 ) -> AuditReport:
     """Run the whole audit (see module docstring) and write the report into ``out_dir``."""
     from neurodeploy.attacks import make_attack
+    from neurodeploy.attacks.base import attack_fields
     from neurodeploy.exporters.compiler import compile_model
 
     if model.config.encoding == "direct":
@@ -214,7 +215,9 @@ def run_audit(
     cands = _Candidates()
     attack_cfgs = []
     for name in config.attacks:
-        params: dict[str, Any] = {"n_iter": config.attack_steps, "seed": config.seed}
+        params: dict[str, Any] = {"seed": config.seed}
+        if "n_iter" in attack_fields(name):  # single-step attacks have no iterations
+            params["n_iter"] = config.attack_steps
         if float_clf.stochastic:
             params["eot_iter"] = config.eot
         attack_cfgs.append({"name": name, **params})
@@ -223,8 +226,8 @@ def run_audit(
             g = torch.Generator().manual_seed(config.seed)
             cands.by_key[(f"float:{name}", eps)] = atk.perturb(float_clf, x, y, eps, generator=g).detach()
             be.twin.reseed(config.seed)
-            cands.by_key[(f"twin:{name}", eps)] = atk.perturb(be.twin, x.double(), y, eps,
-                                                              generator=g).detach().float()
+            cands.by_key[(f"twin:{name}", eps)] = atk.perturb(be.twin, x, y, eps,
+                                                              generator=g).detach()
     bar.update()
     if config.square_queries > 0:
         # Gradient-free Square on each side's exact forward (the float model and the bit-exact
@@ -307,9 +310,8 @@ def run_audit(
 
         eps0 = max(config.eps)
         for backend, clf in (("float", float_clf), ("twin", be.twin)):
-            xin = x if backend == "float" else x.double()
             results = run_masking_checks(
-                clf, xin, y, eps0, n_iter=config.attack_steps,
+                clf, x, y, eps0, n_iter=config.attack_steps,
                 square_queries=max(100, config.square_queries),
                 eot_iter=config.eot if clf.stochastic else None, seed=config.seed,
                 source_classifier=float_clf if backend == "twin" else None)

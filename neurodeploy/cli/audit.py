@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurodeploy.cli.common import add_common, progress_disabled
+from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -32,15 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "adversarial input on the emulator and Lava, and write OUT/audit.{json,md,html}.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="neurodeploy checkpoint or plain state dict")
-    p.add_argument("--arch", default=None, help="architecture for a plain state dict")
-    p.add_argument("--input-shape", default="1,28,28", help="input shape for a plain state dict")
-    p.add_argument("--steps", type=int, default=10, help="T for a plain state dict")
-    p.add_argument("--alpha", type=float, default=0.25, help="α for a plain state dict")
-    p.add_argument("--theta", type=float, default=0.25, help="θ for a plain state dict")
-    p.add_argument("--readout", default="rate", choices=("count", "rate"),
-                   help="readout for a plain state dict")
-    p.add_argument("--dt", type=float, default=1e-4, help=argparse.SUPPRESS)
+    add_model_args(p)
     p.add_argument("--data", default="digits", help="'digits' or a folder with IDX files")
     p.add_argument("--profile", default="loihi2", help="hardware profile name or .toml path")
     p.add_argument("--eps", default="0.05,0.1", help="comma-separated ℓ∞ budgets")
@@ -62,15 +54,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from neurodeploy.audit.run import AuditConfig, run_audit
-    from neurodeploy.cli.export import load_model_for_export
     from neurodeploy.data.core import load_dataset
     from neurodeploy.errors import ConfigError
 
     if args.out is None:
         raise ConfigError("audit needs --out DIR for the report")
     torch.manual_seed(args.seed)
-    model = load_model_for_export(args)
     data = load_dataset(args.data).test
+    model = load_model(args, data.input_shape)
     cfg = AuditConfig(
         eps=_floats(args.eps),
         attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.cli.common import add_common
+from neurodeploy.cli.common import add_common, add_model_args, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,59 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quantization error.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="neurodeploy checkpoint or plain state dict")
+    add_model_args(p)
     p.add_argument("--profile", default="loihi2",
                    help="hardware profile name (loihi2, loihi1, …) or path to a profile .toml")
-    p.add_argument("--arch", default=None,
-                   help="architecture for a plain state dict, e.g. FC512-FC256-FC10")
-    p.add_argument("--input-shape", default="1,28,28",
-                   help="input shape C,H,W (or N) for a plain state dict")
-    p.add_argument("--steps", type=int, default=10, help="T for a plain state dict")
-    p.add_argument("--alpha", type=float, default=0.25, help="α for a plain state dict")
-    p.add_argument("--theta", type=float, default=0.25, help="θ for a plain state dict")
-    p.add_argument("--readout", default="rate", choices=("count", "rate"),
-                   help="readout for a plain state dict")
     p.add_argument("--dt", type=float, default=1e-4,
                    help="seconds per step for the NIR time constants (τ = dt/(1−α))")
     add_common(p)
     p.set_defaults(func=run)
-
-
-def _parse_shape(text: str) -> tuple[int, ...]:
-    from neurodeploy.errors import ConfigError
-
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError as exc:
-        raise ConfigError(f"--input-shape {text!r} is not a comma-separated list of "
-                          f"integers") from exc
-    if not shape or any(v <= 0 for v in shape):
-        raise ConfigError(f"--input-shape {text!r} must be positive integers, e.g. 1,28,28")
-    return shape
-
-
-def load_model_for_export(args: argparse.Namespace):
-    """A neurodeploy checkpoint, or a plain state dict with ``--arch``."""
-    from neurodeploy.errors import CheckpointError
-    from neurodeploy.models import (
-        CHECKPOINT_FORMAT,
-        ModelConfig,
-        _read,
-        import_state_dict,
-        load_checkpoint,
-    )
-
-    rec = _read(args.model)
-    if isinstance(rec, dict) and rec.get("format") == CHECKPOINT_FORMAT:
-        model, _ = load_checkpoint(args.model)
-        return model
-    if args.arch is None:
-        raise CheckpointError(
-            f"{args.model}: not a neurodeploy checkpoint; give --arch (e.g. FC512-FC256-FC10) "
-            f"and --input-shape to import it as a plain state dict")
-    config = ModelConfig(args.arch, _parse_shape(args.input_shape), num_steps=args.steps,
-                         alpha=args.alpha, theta=args.theta, readout=args.readout)
-    return import_state_dict(args.model, config)
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -133,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
     profile = load_profile(args.profile)  # fail fast on an unknown profile
-    model = load_model_for_export(args)
+    model = load_model(args, (1, 28, 28))
     graph = to_nir(model, dt=args.dt)
     plan = compile_graph(graph, profile, model.num_steps, model.config.input_shape)
     out = Path(args.out)

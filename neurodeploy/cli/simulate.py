@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from neurodeploy.cli.common import add_common, progress_disabled
+from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
 
 BACKENDS = ("emulator", "lava")
 
@@ -62,9 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--plan", required=True, help="deployment plan (.npz from `export`)")
-    p.add_argument("--model", default=None,
-                   help="float model for comparison: neurodeploy checkpoint or plain state dict")
-    p.add_argument("--arch", default=None, help="architecture for a plain state dict")
+    add_model_args(p, required=False)
     p.add_argument("--data", default="digits", help="'digits' or an IDX / N-MNIST folder")
     p.add_argument("--backend", default="emulator", choices=BACKENDS)
     p.add_argument("--samples", type=int, default=500, help="first N test samples")
@@ -126,24 +124,10 @@ def encode(data, num_steps: int, seed: int):
 
 
 def _load_model(args: argparse.Namespace, data):
-    from neurodeploy.errors import CheckpointError, ConfigError
-    from neurodeploy.models import (
-        CHECKPOINT_FORMAT,
-        ModelConfig,
-        _read,
-        import_state_dict,
-        load_checkpoint,
-    )
+    """The float model for the comparison (see :func:`neurodeploy.cli.common.load_model`)."""
+    from neurodeploy.errors import ConfigError
 
-    rec = _read(args.model)
-    if isinstance(rec, dict) and rec.get("format") == CHECKPOINT_FORMAT:
-        model, _ = load_checkpoint(args.model)
-    elif args.arch is None:
-        raise CheckpointError(f"{args.model}: not a neurodeploy checkpoint; give --arch to "
-                              f"import it as a plain state dict")
-    else:
-        model = import_state_dict(args.model, ModelConfig(args.arch, data.input_shape,
-                                                          readout="rate"))
+    model = load_model(args, data.input_shape)
     if model.config.encoding == "direct":
         raise ConfigError("the float model uses direct (current) input; a deployed plan takes "
                           "spikes only, so the comparison would be meaningless")
