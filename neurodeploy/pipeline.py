@@ -89,6 +89,7 @@ MODEL_KEYS = {
     "neuron",
     "neuron_params",
     "bias",
+    "init_from",
 }
 DEFENSE_KEYS = {"name", "options"}
 EVALUATE_KEYS = {"batch_size", "seeds"}
@@ -209,6 +210,7 @@ def model_config_for(config: dict[str, Any], split) -> Any:
     from neurodeploy.models import ModelConfig
 
     m = dict(config.get("model", {}))
+    m.pop("init_from", None)
     if "arch" not in m:
         raise ConfigError('[model] needs arch (e.g. "FC256-FC10")')
     if split.train.time_first:
@@ -238,6 +240,19 @@ def build_classifier(model_config: Any, seed: int):
     return SNNClassifier(build_model(model_config), seed=seed)
 
 
+def init_classifier(path: str, split, seed: int):
+    """Start from a trained checkpoint (e.g. the clean LIF model HoSNN converts): its own
+    config is used; the data's input shape must match it."""
+    from neurodeploy.classifier import SNNClassifier
+    from neurodeploy.models import load_checkpoint
+
+    model, _ = load_checkpoint(path)
+    if tuple(model.config.input_shape) != tuple(split.train.input_shape):
+        raise ConfigError(f"init_from {path}: model input {model.config.input_shape} != data "
+                          f"{tuple(split.train.input_shape)}")
+    return SNNClassifier(model.train(), seed=seed)
+
+
 def _absolute(source: str) -> str:
     return source if source == "digits" else str(Path(source).resolve())
 
@@ -260,8 +275,12 @@ def train_from_config(
     if "device" in config:
         train_section.setdefault("device", config["device"])
     tcfg = TrainConfig.from_dict(train_section)
-    mcfg = model_config_for(config, split)
-    classifier = build_classifier(mcfg, tcfg.seed)
+    init_from = config.get("model", {}).get("init_from")
+    if init_from:
+        classifier = init_classifier(
+            resolve_source(str(init_from), config.get("_config_dir")), split, tcfg.seed)
+    else:
+        classifier = build_classifier(model_config_for(config, split), tcfg.seed)
     dsec = config.get("defense", {"name": "none"})
     defense = make_defense(str(dsec.get("name", "none")), dict(dsec.get("options", {})))
     data = dict(config.get("data", {}))

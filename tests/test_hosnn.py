@@ -249,3 +249,23 @@ def test_talif_refuses_steps_beyond_its_nds():
     cur = torch.zeros(1, 3)
     with pytest.raises(ConfigError, match="outside its NDS"):
         n(cur, n.init_state(cur), 2)
+
+
+def test_cli_train_hosnn_from_clean_lif_checkpoint(tmp_path):
+    """`neurodeploy train --init-from lif.pt --defense hosnn` converts the clean LIF model
+    (NDS collected from it) and saves a TA-LIF checkpoint whose NDS is in the state dict."""
+    from neurodeploy.cli import main
+    from neurodeploy.models import load_checkpoint
+
+    base = ["--data", "digits", "--train-limit", "600", "--test-limit", "60", "-q",
+            "--threads", "1"]
+    lif = tmp_path / "lif"
+    assert main(["train", *base, "--arch", "FC64-FC10", "--epochs", "4", "--lr", "0.01",
+                 "--out", str(lif)]) == 0
+    out = tmp_path / "hosnn"
+    assert main(["train", *base, "--init-from", str(lif / "model.pt"), "--defense", "hosnn",
+                 "--epochs", "1", "--out", str(out)]) == 0
+    model, _ = load_checkpoint(out / "model.pt")
+    assert model.config.neuron == "talif"
+    assert [n.kind for n in model.neurons] == ["talif", "lif"]
+    assert any("nds" in k for k in model.state_dict())

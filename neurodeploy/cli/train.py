@@ -105,6 +105,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="defense option (repeatable); values are read as JSON when possible",
     )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CKPT",
+        help="start from this trained checkpoint (its architecture and neuron settings; "
+        "e.g. the clean LIF model that --defense hosnn converts to TA-LIF)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     p.add_argument(
         "--threads",
@@ -130,6 +137,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.encoding is not None:
         model["encoding"] = args.encoding
+    if args.init_from is not None:
+        model["init_from"] = args.init_from
     data: dict[str, Any] = {"source": args.data}
     if args.train_limit is not None:
         data["train_limit"] = args.train_limit
