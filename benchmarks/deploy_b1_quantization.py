@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-from neurodeploy.exporters.compiler import compile_model
 
 from neurodeploy.data.core import load_dataset
 from neurodeploy.encoding import BernoulliEncoder, make_generator
+from neurodeploy.exporters.compiler import compile_model
 from neurodeploy.models import ModelConfig, import_state_dict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

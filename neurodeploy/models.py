@@ -35,7 +35,7 @@ from torch import nn
 import neurodeploy
 from neurodeploy.architecture import Architecture, LayerSpec, parse_architecture
 from neurodeploy.errors import CheckpointError, ConfigError
-from neurodeploy.neurons import NEURON_KINDS, LeakyIntegrator, LIF
+from neurodeploy.neurons import LIF, NEURON_KINDS, LeakyIntegrator
 
 READOUTS = ("count", "rate", "membrane")
 ENCODINGS = ("bernoulli", "direct", "spikes")

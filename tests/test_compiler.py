@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from neurodeploy.cli import main as cli_main
+from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.exporters.compiler import compile_graph, compile_model
 from neurodeploy.exporters.nir_export import read_nir, to_nir, write_nir
 from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.exporters.profiles import load_profile
-
-from neurodeploy.cli import main as cli_main
-from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.models import ModelConfig, build_model, import_state_dict
 
 REF = "reference_models/certify_snn/mnist_FC.pth.tar"

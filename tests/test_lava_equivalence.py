@@ -119,10 +119,10 @@ def test_one_long_lava_run_equals_one_run_per_sample() -> None:
 @needs_lava
 def test_trained_digits_model_zero_mismatches(capsys) -> None:
     pytest.importorskip("neurodeploy.exporters.compiler")
+    from test_emulator import _train_digits_fc  # the same training recipe (tests/ on sys.path)
+
     from neurodeploy.encoding import BernoulliEncoder
     from neurodeploy.exporters.compiler import compile_model
-
-    from test_emulator import _train_digits_fc  # the same training recipe (tests/ on sys.path)
 
     model, split = _train_digits_fc()
     plan = compile_model(model, profile="loihi2")

@@ -10,6 +10,9 @@ import nir
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.exporters.nir_export import (
     DEFAULT_DT,
     from_nir,
@@ -18,9 +21,6 @@ from neurodeploy.exporters.nir_export import (
     to_nir,
     write_nir,
 )
-from torch import nn
-
-from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.models import ModelConfig, build_model
 
 T = 24

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import tomllib
+
+from neurodeploy.errors import ConfigError
 from neurodeploy.exporters.profiles import (
     HardwareProfile,
     list_profiles,
     load_profile,
     load_schema,
 )
-
-from neurodeploy.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "hardware_profiles"
 REPO = PROFILE_DIR.parent
