@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--arch", default=None, help="architecture string for plain state dicts (e.g. FC512-FC256-FC10)")
     p.add_argument("--readout", default="rate", help="readout for --arch models (count|rate|membrane; default rate)")
     p.add_argument("--encoding", default="bernoulli", help="encoding for --arch models (default bernoulli)")
-    p.add_argument("--num-steps", type=int, default=10, help="time steps for --arch models (default 10)")
+    p.add_argument("--steps", "--num-steps", dest="num_steps", type=int, default=10, help="time steps for --arch models (default 10)")
     p.add_argument("--data", default="digits", help="digits, or a folder (MNIST IDX, N-MNIST)")
     p.add_argument("--attacks", default="apgd-ce,apgd-t", help="comma-separated attack names, run in order")
     p.add_argument("--eps", required=True, help="comma-separated budgets (ℓ∞ radius in [0,1]; integer flips for spikes)")

@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
                    help="input shape for --arch, e.g. 1,28,28 (default: the data's)")
     p.add_argument("--readout", default="rate", help="readout for --arch models (count|rate)")
     p.add_argument("--encoding", default="bernoulli", help="encoding for --arch models")
-    p.add_argument("--num-steps", type=int, default=10, help="time steps T for --arch models")
+    p.add_argument("--steps", "--num-steps", dest="num_steps", type=int, default=10, help="time steps T for --arch models")
     p.add_argument("--data", default="digits", help="digits, or a folder with IDX files")
     p.add_argument("--split", default="test", choices=("test", "train", "all"),
                    help="which part of the data (all = train then test, in file order)")
