@@ -169,15 +169,22 @@ def iterative_attack(
         best = xk.clone()
         fooled = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
         for _ in range(n_iter):
-            z, _, g = eot_loss_grad(f, xk, ys, loss_fn, eot)
-            new = ~is_correct(z, ys) & ~fooled
+            # only examples not yet fooled are attacked further: a fooled example keeps its
+            # misclassified iterate, and every step is per example
+            act = (~fooled).nonzero()[:, 0]
+            if act.numel() == 0:
+                break
+            z, _, g = eot_loss_grad(f, xk[act], ys[act], loss_fn, eot)
+            new = act[~is_correct(z, ys[act])]
             best[new] = xk[new]
-            fooled |= new
-            xk = project(xk + eta * step_direction(g, norm), xs, eps, "box", norm)
-        z = eot_logits(f, xk, eot)
-        new = ~is_correct(z, ys) & ~fooled
-        best[new] = xk[new]
-        fooled |= new
+            fooled[new] = True
+            xk[act] = project(xk[act] + eta * step_direction(g, norm), xs[act], eps, "box", norm)
+        act = (~fooled).nonzero()[:, 0]
+        if act.numel():
+            z = eot_logits(f, xk[act], eot)
+            new = act[~is_correct(z, ys[act])]
+            best[new] = xk[new]
+            fooled[new] = True
         last = torch.where(fooled.view(-1, *[1] * (x.dim() - 1)), best, xk)
         adv[idx] = last
         robust[idx[fooled]] = False
