@@ -51,7 +51,9 @@ class AuditConfig:
     ``attacks``: white-box attack names of the attack suite run on the float model and on the
     twin; ``square_queries``: query budget of Square on the float model and on the emulator
     (0 disables it);
-    ``lava_samples``: how many samples are replayed on Lava (``None`` = all; 0 = skip Lava).
+    ``lava_samples``: how many samples are replayed on Lava (``None`` = all; 0 = skip Lava);
+    ``masking_samples``: how many samples the gradient-masking checks use (they run many
+    attacks, so they get a subset).
     """
 
     eps: tuple[float, ...] = (0.05, 0.1)
@@ -65,6 +67,7 @@ class AuditConfig:
     certify: bool = True
     cert_eps: float | None = None
     masking_checks: bool = True
+    masking_samples: int = 64
     lava_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -310,8 +313,10 @@ def run_audit(
 
         eps0 = max(config.eps)
         for backend, clf in (("float", float_clf), ("twin", be.twin)):
+            m = min(n, config.masking_samples)
             results = run_masking_checks(
-                clf, x, y, eps0, n_iter=config.attack_steps,
+                clf, x[:m], y[:m], eps0, draws=2 if clf.stochastic else None,
+                n_iter=config.attack_steps,
                 square_queries=max(100, config.square_queries),
                 eot_iter=config.eot if clf.stochastic else None, seed=config.seed,
                 source_classifier=float_clf if backend == "twin" else None)
