@@ -200,7 +200,10 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
                                                          - profile.activation_shift)) / bmax
     bound_by = min(limits, key=limits.get)
     s_max = limits[bound_by]
-    n = math.floor(theta * s_max)
+    # Relative slack of 1e-6 for float32 weights that already sit on a grid (e.g. after
+    # quantization-aware fine-tuning): 254 / (254 / s) may come back as s·(1 − 6e-8). The
+    # largest weight then maps to 254 + O(1e-4), which rounds to 254: nothing overflows.
+    n = math.floor(theta * s_max * (1.0 + 1e-6))
     scale = n / theta if n >= 1 else s_max
     if mixed:
         step = profile.mixed_step
