@@ -77,7 +77,7 @@ def main() -> None:
         t0 = time.perf_counter()
         model = model_for(name, split, out, args.quiet)
         cfg = AuditConfig(eps=eps, attacks=("pgd", "apgd-ce"), attack_steps=20, eot=4,
-                          square_queries=100, samples=args.samples,
+                          square_queries=100, square_samples=40, samples=args.samples,
                           lava_samples=args.lava_samples, seed=0, cert_eps=0.06)
         rep = run_audit(model, split.test.x, split.test.y, "loihi2", cfg, out / name / "audit",
                         model_info={"defense": name}, quiet=args.quiet)

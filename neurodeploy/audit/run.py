@@ -52,6 +52,8 @@ class AuditConfig:
     twin; ``square_queries``: query budget of Square on the float model and on the emulator
     (0 disables it);
     ``lava_samples``: how many samples are replayed on Lava (``None`` = all; 0 = skip Lava);
+    ``square_samples``: Square runs one example at a time (each query needs that example's
+    host spikes), so it may be limited to the first N samples (``None`` = all);
     ``masking_samples``: how many samples the gradient-masking checks use (they run many
     attacks, so they get a subset).
     """
@@ -61,6 +63,7 @@ class AuditConfig:
     attack_steps: int = 20
     eot: int = 4
     square_queries: int = 200
+    square_samples: int | None = None
     samples: int = 100
     lava_samples: int | None = 50
     seed: int = 0
@@ -237,17 +240,19 @@ def run_audit(
         # emulator), one example at a time so each query sees that example's host spikes.
         sq = make_attack("square", n_queries=config.square_queries, seed=config.seed)
         for target in ("float", "emulator"):
+            n_sq = n if config.square_samples is None else min(n, config.square_samples)
             attack_cfgs.append({"name": "square", "n_queries": config.square_queries,
-                                "target": target})
+                                "target": target, "samples": n_sq})
             for eps in config.eps:
                 advs = []
-                for i in range(n):
+                for i in range(n_sq):
                     def fn(xb: torch.Tensor, i: int = i, target: str = target) -> torch.Tensor:
                         sp = host_spikes(xb, torch.full((xb.shape[0],), i), config.seed, T)
                         return be.logits(target, sp)
 
                     g = torch.Generator().manual_seed(config.seed + i)
                     advs.append(sq.perturb(fn, x[i:i + 1], y[i:i + 1], eps, generator=g).detach())
+                advs.append(x[n_sq:])  # samples beyond square_samples: not attacked by Square
                 cands.by_key[(f"{target}:square", eps)] = torch.cat(advs)
     bar.update()
 
