@@ -94,3 +94,16 @@ def test_html_renders_with_visible_plots(tmp_path):
     blue = np.array([0x1F, 0x77, 0xB4]) / 255.0
     n_blue = (np.abs(img - blue).max(axis=-1) < 0.06).sum()
     assert n_blue > 500, f"plots not visible: only {n_blue} plot-coloured pixels"
+
+
+def test_verdict_compares_like_with_like_when_lava_saw_a_subset():
+    rep = _report()
+    rep.accuracy = [r for r in rep.accuracy if r.backend != "lava"]
+    rep.accuracy += [AccuracyRow("emulator", "clean", 0.0, 0.95, 100),
+                     AccuracyRow("emulator", "worst", 0.1, 0.70, 100),
+                     AccuracyRow("lava", "clean", 0.0, 1.0, 10),
+                     AccuracyRow("lava", "worst", 0.1, 0.2, 10)]
+    rep.replay = {"lava_vs_emulator_spike_mismatches": 0}
+    text = "\n".join(verdicts(rep))
+    assert "71.2 % (float (snntorch)) to 70.0 % (Loihi 2 fixed point (fixed-point emulator))" in text
+    assert "Lava replay of 10 samples" in text and "bit-exact" in text

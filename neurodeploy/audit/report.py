@@ -212,7 +212,11 @@ def verdicts(report: AuditReport, tolerance: float = 0.02) -> list[str]:
     (absolute) counts as "survived".
     """
     lines: list[str] = []
-    deployed = "lava" if "lava" in report.backends() else "emulator"
+    # Compare like with like: Lava is the deployed row only when it saw every sample; else the
+    # bit-exact emulator stands for the chip (its agreement with Lava is stated below).
+    c_float, c_lava = report.clean("float"), report.clean("lava")
+    full_lava = c_lava is not None and c_float is not None and c_lava.n == c_float.n
+    deployed = "lava" if full_lava else "emulator"
     c_f, c_d = report.clean("float"), report.clean(deployed)
     if c_f and c_d:
         lines.append(
@@ -233,6 +237,14 @@ def verdicts(report: AuditReport, tolerance: float = 0.02) -> list[str]:
             f"Robust accuracy at ε={eps:g} {verb} from {_pct(f.accuracy)} "
             f"({_label('float', report)}) to {_pct(d.accuracy)} ({_label(deployed, report)}): "
             f"{delta * 100:+.1f} points — robustness {status}."
+        )
+    mism = report.replay.get("lava_vs_emulator_spike_mismatches")
+    if c_lava is not None and mism is not None:
+        lines.append(
+            f"Lava replay of {c_lava.n} samples (clean and every adversarial input): "
+            f"{mism} spikes differ from the emulator"
+            + (" — the emulator is bit-exact with Lava here." if mism == 0 else
+               " — emulator and Lava DISAGREE.")
         )
     if report.certified.get("verified_error") is not None:
         lines.append(
