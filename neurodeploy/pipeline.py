@@ -71,6 +71,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "attack_steps": 20,
         "eot": 4,
         "square_queries": 100,
+        "square_samples": 30,
+        "masking_samples": 48,
         "samples": 100,
         "lava_samples": 50,
     },
