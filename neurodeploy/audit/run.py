@@ -321,7 +321,7 @@ def run_audit(
             m = min(n, config.masking_samples)
             results = run_masking_checks(
                 clf, x[:m], y[:m], eps0, draws=2 if clf.stochastic else None,
-                n_iter=config.attack_steps,
+                n_iter=max(50, config.attack_steps),
                 square_queries=max(100, config.square_queries),
                 eot_iter=config.eot if clf.stochastic else None, seed=config.seed,
                 source_classifier=float_clf if backend == "twin" else None)
