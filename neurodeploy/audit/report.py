@@ -15,10 +15,11 @@ import html
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from neurodeploy.training.metrics import write_text_atomic
 
 REPORT_FORMAT = "neurodeploy-audit"
 REPORT_VERSION = 1
@@ -154,23 +155,10 @@ class AuditReport:
             "markdown": folder / f"{stem}.md",
             "html": folder / f"{stem}.html",
         }
-        atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=2, default=_jsonable))
-        atomic_write_text(paths["markdown"], render_markdown(self))
-        atomic_write_text(paths["html"], render_html(self))
+        write_text_atomic(paths["json"], json.dumps(self.to_dict(), indent=2, default=_jsonable))
+        write_text_atomic(paths["markdown"], render_markdown(self))
+        write_text_atomic(paths["html"], render_html(self))
         return paths
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(o: Any) -> Any:
