@@ -218,14 +218,17 @@ def verdicts(report: AuditReport, tolerance: float = 0.02) -> list[str]:
         if not (f and d):
             continue
         delta = d.accuracy - f.accuracy
-        verb = "fell" if delta < 0 else ("rose" if delta > 0 else "stayed")
         status = "survived deployment" if abs(delta) <= tolerance or delta > 0 else (
             "did NOT fully survive deployment")
-        lines.append(
-            f"Robust accuracy at ε={eps:g} {verb} from {_pct(f.accuracy)} "
-            f"({_label('float', report)}) to {_pct(d.accuracy)} ({_label(deployed, report)}): "
-            f"{delta * 100:+.1f} points — robustness {status}."
-        )
+        if delta == 0:
+            change = (f"was {_pct(f.accuracy)} both on the {_label('float', report)} model and "
+                      f"on {_label(deployed, report)}")
+        else:
+            verb = "fell" if delta < 0 else "rose"
+            change = (f"{verb} from {_pct(f.accuracy)} ({_label('float', report)}) to "
+                      f"{_pct(d.accuracy)} ({_label(deployed, report)})")
+        lines.append(f"Robust accuracy at ε={eps:g} {change}: {delta * 100:+.1f} points — "
+                     f"robustness {status}.")
     mism = report.replay.get("lava_vs_emulator_spike_mismatches")
     if c_lava is not None and mism is not None:
         lines.append(
