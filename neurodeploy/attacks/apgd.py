@@ -38,6 +38,7 @@ import torch
 from neurodeploy.attacks.base import (
     Attack,
     BatchFirst,
+    GradientConfig,
     ce_loss,
     check_num_classes,
     dlr_loss,
@@ -48,7 +49,6 @@ from neurodeploy.attacks.base import (
     randn,
     register_attack,
     resolve_eot,
-    validate_common,
 )
 from neurodeploy.attacks.eot import eot_logits, eot_loss_grad
 from neurodeploy.errors import ConfigError
@@ -57,40 +57,24 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class APGDConfig:
+class APGDConfig(GradientConfig):
     """APGD-CE / APGD-DLR (the loss is fixed by the attack name)."""
 
     n_iter: int = 100
     n_restarts: int = 1
     rho: float = 0.75
-    norm: str = "linf"
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        validate_common(self)
+        super().__post_init__()
         if not 0.0 < self.rho <= 1.0:
-            raise ConfigError(f"APGDConfig.rho must be in (0, 1], got {self.rho}")
+            raise ConfigError(f"{type(self).__name__}.rho must be in (0, 1], got {self.rho}")
 
 
 @dataclass(frozen=True)
-class APGDTConfig:
+class APGDTConfig(APGDConfig):
     """APGD-T: targeted DLR against the ``n_target_classes`` most likely wrong classes."""
 
-    n_iter: int = 100
-    n_restarts: int = 1
     n_target_classes: int = 9
-    rho: float = 0.75
-    norm: str = "linf"
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        validate_common(self)
-        if not 0.0 < self.rho <= 1.0:
-            raise ConfigError(f"APGDTConfig.rho must be in (0, 1], got {self.rho}")
 
 
 def checkpoint_schedule(n_iter: int) -> list[int]:

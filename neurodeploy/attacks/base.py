@@ -239,6 +239,19 @@ def validate_common(cfg: Any) -> None:
         parse_mode(gm)
 
 
+@dataclass(frozen=True)
+class GradientConfig:
+    """Fields every gradient attack shares; subclasses add their own (all keyword-only use)."""
+
+    norm: str = "linf"
+    eot_iter: int | None = None
+    grad_mode: str = "bptt"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        validate_common(self)
+
+
 DEFAULT_EOT_STOCHASTIC = 10
 
 

@@ -24,6 +24,7 @@ from neurodeploy.attacks.base import (
     LOSSES,
     Attack,
     BatchFirst,
+    GradientConfig,
     check_num_classes,
     is_correct,
     project,
@@ -31,7 +32,6 @@ from neurodeploy.attacks.base import (
     randn,
     register_attack,
     resolve_eot,
-    validate_common,
 )
 from neurodeploy.attacks.eot import eot_logits, eot_loss_grad
 
@@ -56,28 +56,17 @@ def random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) -
 
 
 @dataclass(frozen=True)
-class FGSMConfig:
+class FGSMConfig(GradientConfig):
     loss: str = "ce"
-    norm: str = "linf"
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        validate_common(self)
 
 
 @dataclass(frozen=True)
-class RFGSMConfig:
+class RFGSMConfig(GradientConfig):
     loss: str = "ce"
-    norm: str = "linf"
     alpha_frac: float = 0.5
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        validate_common(self)
+        super().__post_init__()
         if not 0.0 <= self.alpha_frac < 1.0:
             from neurodeploy.errors import ConfigError
 
@@ -85,33 +74,19 @@ class RFGSMConfig:
 
 
 @dataclass(frozen=True)
-class BIMConfig:
+class BIMConfig(GradientConfig):
     n_iter: int = 10
     step_size: float | None = None
     loss: str = "ce"
-    norm: str = "linf"
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        validate_common(self)
 
 
 @dataclass(frozen=True)
-class PGDConfig:
+class PGDConfig(GradientConfig):
     n_iter: int = 10
     n_restarts: int = 1
     step_size: float | None = None
     random_start: bool = True
     loss: str = "ce"
-    norm: str = "linf"
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        validate_common(self)
 
 
 class FGSM(Attack):
