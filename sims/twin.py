@@ -58,73 +58,64 @@ _HALF = 2 ** (UV_BITS - 1)
 _WRAP = 2**UV_BITS
 
 
-class _Trunc0(torch.autograd.Function):
-    """Round toward zero (forward), identity (backward)."""
+class _StraightThrough(torch.autograd.Function):
+    """``op(x, *args)`` forward, identity backward: every rounding, wrap and saturation of the
+    fixed-point arithmetic passes the gradient through unchanged. The forward value is ``op``'s
+    own result, so the integers stay exact."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.trunc(x)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g
-
-
-class _Floor(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.floor(x)
+    def forward(ctx, x: torch.Tensor, op, *args):  # type: ignore[override]
+        ctx.n_args = len(args)
+        return op(x, *args)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g
+        return (g, None, *([None] * ctx.n_args))
 
 
-class _Wrap24(torch.autograd.Function):
+def _wrap24_op(x: torch.Tensor) -> torch.Tensor:
     """Lava's asymmetric 24-bit wrap of ``u``: ``u > 2^23 → u − 2^24``; ``u ≤ −2^23 → u + 2^24``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.where(x > _HALF, x - _WRAP, torch.where(x <= -_HALF, x + _WRAP, x))
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g
+    return torch.where(x > _HALF, x - _WRAP, torch.where(x <= -_HALF, x + _WRAP, x))
 
 
-class _SignedWrap(torch.autograd.Function):
+def _signed_wrap_op(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Two's-complement wrap to ``bits`` signed bits, ``[−2^(bits−1), 2^(bits−1))`` (Lava Conv's
     ``signed_clamp`` for 24 bits; int32 ports and state for 32)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, bits: int) -> torch.Tensor:  # type: ignore[override]
-        m = float(2**bits)
-        return x - m * torch.floor((x + m / 2) / m)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g, None
+    m = float(2**bits)
+    return x - m * torch.floor((x + m / 2) / m)
 
 
-class _Clamp(torch.autograd.Function):
-    """Saturation to ``[−lim, lim]`` with a straight-through gradient."""
+def _clamp_op(x: torch.Tensor, lim: float) -> torch.Tensor:
+    return x.clamp(-lim, lim)
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, lim: float) -> torch.Tensor:  # type: ignore[override]
-        return x.clamp(-lim, lim)
 
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        return g, None
+def _trunc0(x: torch.Tensor) -> torch.Tensor:
+    return _StraightThrough.apply(x, torch.trunc)
+
+
+def _floor(x: torch.Tensor) -> torch.Tensor:
+    return _StraightThrough.apply(x, torch.floor)
+
+
+def _wrap24(x: torch.Tensor) -> torch.Tensor:
+    return _StraightThrough.apply(x, _wrap24_op)
+
+
+def _signed_wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    return _StraightThrough.apply(x, _signed_wrap_op, bits)
+
+
+def _saturate(x: torch.Tensor, lim: float) -> torch.Tensor:
+    return _StraightThrough.apply(x, _clamp_op, lim)
 
 
 def _decay(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``sign(x·f) · (|x·f| >> 12)`` = trunc(x·f / 4096) for integer-valued x."""
-    return _Trunc0.apply(x * (factor / float(DECAY_UNITY)))
+    return _trunc0(x * (factor / float(DECAY_UNITY)))
 
 
 def _wrap32(x: torch.Tensor) -> torch.Tensor:
-    return _SignedWrap.apply(x, PORT_BITS)
+    return _signed_wrap(x, PORT_BITS)
 
 
 class TwinLayer(nn.Module):
@@ -164,11 +155,11 @@ class TwinLayer(nn.Module):
             if L.weight_exp > 0:
                 a = a * float(2**L.weight_exp)
             elif L.weight_exp < 0:
-                a = _Floor.apply(a / float(2 ** (-L.weight_exp)))
+                a = _floor(a / float(2 ** (-L.weight_exp)))
             return _wrap32(a).reshape(s.shape[0], *L.out_shape)  # int64 sum → int32 port
         a = F.conv2d(s, self.weight, stride=tuple(L.stride), padding=tuple(L.padding),
                      groups=L.groups)
-        return _SignedWrap.apply(a, CONV_BITS)
+        return _signed_wrap(a, CONV_BITS)
 
     def forward(self, spikes_in: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -187,12 +178,12 @@ class TwinLayer(nn.Module):
         dv_factor = DECAY_UNITY - (L.dv + LOIHI.dm_offset)
         tal = self.talif
         for t in range(T):
-            u = _Wrap24.apply(_wrap32(_decay(u, du_factor) + act[t]))
-            v = _Clamp.apply(_wrap32(_decay(v, dv_factor) + u + self.bias), float(_V_MAX))
+            u = _wrap24(_wrap32(_decay(u, du_factor) + act[t]))
+            v = _saturate(_wrap32(_decay(v, dv_factor) + u + self.bias), float(_V_MAX))
             if tal is not None:
                 row = self.nds[min(t, self.nds.shape[0] - 1)]
-                step = _Trunc0.apply(self.theta_v * (v - row) / float(2**tal.shift))
-                theta = _Clamp.apply(theta + step, float(tal.theta_max))
+                step = _trunc0(self.theta_v * (v - row) / float(2**tal.shift))
+                theta = _saturate(theta + step, float(tal.theta_max))
                 thetas.append(theta)
                 s = self.spike_fn((v - theta) / self.unit)
             else:
