@@ -304,19 +304,20 @@ def test_checker_catches_dropped_temporal_carry(monkeypatch):
 
 
 def test_checker_catches_broken_crown(monkeypatch):
-    """Dropping the constants of the fire relaxation breaks S-CROWN (not S-IBP)."""
+    """A fire relaxation that claims a larger lower line breaks S-CROWN (not S-IBP); the
+    relaxation is shared by the paper-relaxation fast path and the generic path."""
     arch, shape = NETS["conv-avgpool"]
     model = _net(arch, shape, steps=6)
     g = make_generator(14)
     x = torch.rand(8, *shape, generator=g)
     y = torch.randint(0, 10, (8,), generator=g)
-    orig = ops.BoundFire.linear
+    orig = ops.BoundFire.relaxation
 
-    def broken(A, r):
-        a_m, const = orig(A, r)
-        return a_m, const + A.abs().flatten(2).sum(-1)  # claims a larger constant
+    def broken(self, *args, **kwargs):
+        r = orig(self, *args, **kwargs)
+        return ops.LinearRelaxation(r.lw, r.lb + 0.5, r.uw, r.ub - 0.5)  # lines moved inward
 
-    monkeypatch.setattr(ops.BoundFire, "linear", staticmethod(broken))
+    monkeypatch.setattr(ops.BoundFire, "relaxation", broken)
     rep = check_soundness(model, BernoulliLinfSet(0.03), x, y, 6, 1000, ("ibp", "crown"), g)
     assert rep.margin_violations["ibp"] == 0
     assert rep.margin_violations["crown"] > 0

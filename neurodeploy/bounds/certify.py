@@ -95,7 +95,8 @@ def _alpha_crown(layers, bounds, spec, box, y, **opts) -> torch.Tensor:
     if not bool(todo.any()):
         return base
     idx = todo.nonzero().squeeze(1)
-    sub_bounds = [LayerBounds(b.m_lo[:, idx], b.m_hi[:, idx], b.s_lo[:, idx], b.s_hi[:, idx])
+    sub_bounds = [LayerBounds(b.m_lo[:, idx], b.m_hi[:, idx], b.s_lo[:, idx], b.s_hi[:, idx],
+                              None if b.fix is None else b.fix[:, idx])
                   for b in bounds]
     sub_box = InputBox(box.lo[:, idx], box.hi[:, idx], {})
     opt = alpha_crown_margin_lower(layers, sub_bounds, spec[idx], sub_box, **opts)

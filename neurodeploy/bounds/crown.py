@@ -55,8 +55,57 @@ def concretize_box(a_in: torch.Tensor, box: InputBox) -> torch.Tensor:
     return v.flatten(3).sum(-1).sum(0)
 
 
-def concretize_first_linear(op: BoundLinear, a_m: torch.Tensor, box: InputBox
-                            ) -> torch.Tensor:
+class _UnstableInputTerm(torch.autograd.Function):
+    """``Σ_j min(A_m[n, s]·W[:, idx[n, j]], 0)·d[n, j]`` ``[N, S]`` — the product ``A_m·W`` sampled
+    at the unstable input positions only, with a hand-written backward.
+
+    Forming ``A_m·W`` densely costs ``N·S·out·in`` multiply-adds although only a few percent of
+    the input positions are unstable; gathering the ``k`` needed columns of W for all N rows at
+    once (and scattering their gradient back with autograd's ``index_put``) moves ``N·k·out``
+    floats through memory twice. Here rows are processed in chunks that stay in cache: gather
+    the columns (``index_select`` on the contiguous ``Wᵀ``), one batched product, and in the
+    backward the same gather, two batched products and one ``index_add_`` per chunk.
+    """
+
+    CHUNK = 16
+
+    @staticmethod
+    def forward(ctx, a_m, weight, idx, vals):  # noqa: D102 - see class docstring
+        wt = weight.t().contiguous()  # [in, out]
+        n, s, o = a_m.shape
+        out = a_m.new_empty(n, s)
+        gates = a_m.new_empty(n, s, idx.shape[1])
+        for c0 in range(0, n, _UnstableInputTerm.CHUNK):
+            sl = slice(c0, c0 + _UnstableInputTerm.CHUNK)
+            cols = wt.index_select(0, idx[sl].reshape(-1)).view(*idx[sl].shape, o)
+            a_u = torch.bmm(a_m[sl], cols.transpose(1, 2))  # [c, S, k]
+            g = (a_u < 0).to(a_u.dtype) * vals[sl].unsqueeze(1)  # d(min(a, 0)·d)/da
+            gates[sl] = g
+            out[sl] = (a_u * g).sum(-1)
+        ctx.save_for_backward(a_m, wt, idx, gates)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102
+        a_m, wt, idx, gates = ctx.saved_tensors
+        n, s, o = a_m.shape
+        g_all = gates * grad_out.unsqueeze(-1)  # [N, S, k]
+        grad_a = torch.empty_like(a_m) if ctx.needs_input_grad[0] else None
+        grad_wt = torch.zeros_like(wt) if ctx.needs_input_grad[1] else None
+        for c0 in range(0, n, _UnstableInputTerm.CHUNK):
+            sl = slice(c0, c0 + _UnstableInputTerm.CHUNK)
+            flat = idx[sl].reshape(-1)
+            g = g_all[sl]
+            if grad_a is not None:
+                cols = wt.index_select(0, flat).view(*idx[sl].shape, o)
+                grad_a[sl] = torch.bmm(g, cols)
+            if grad_wt is not None:
+                grad_wt.index_add_(0, flat, torch.bmm(g.transpose(1, 2), a_m[sl]).reshape(-1, o))
+        return grad_a, (grad_wt.t() if grad_wt is not None else None), None, None
+
+
+def concretize_first_linear(op: BoundLinear, a_m: torch.Tensor, box: InputBox,
+                            fix: torch.Tensor | None = None) -> torch.Tensor:
     """Spatial backward of a first FC layer fused with the concretisation (same value as
     ``op.linear`` + :func:`concretize_box`, without forming ``A·W`` on every input position).
 
@@ -66,20 +115,167 @@ def concretize_first_linear(op: BoundLinear, a_m: torch.Tensor, box: InputBox
 
         lb = Σ_t [A_m[t]·(W lo[t] + b) + Σ_{i: d_i > 0} min(A_m[t]·W[:, i], 0)·d_i]
 
-    ``a_m`` ``[T', B, S, out]`` → ``[B, S]``.
+    ``a_m`` ``[T', B, S, out]`` → ``[B, S]``; ``fix`` = ``W·lo + b`` ``[T', B, out]`` if the
+    caller has it (S-IBP computed it: :attr:`LayerBounds.fix`).
     """
     lo = box.lo.flatten(2)
     d = (box.hi - box.lo).flatten(2)
     w = op.weight
-    cur = F.linear(lo, w, op.bias)  # [T', B, out]
+    cur = F.linear(lo, w, op.bias) if fix is None else fix  # [T', B, out]
     out = (a_m * cur.unsqueeze(2)).sum(-1).sum(0)
     k = int((d > 0).sum(-1).max())
     if k == 0:
         return out
     vals, idx = d.topk(k, dim=-1)  # [T', B, k]; padding entries have d = 0
-    w_cols = w.t()[idx]  # [T', B, k, out]
-    a_u = torch.einsum("tbso,tbko->tbsk", a_m, w_cols)
-    return out + (a_u.clamp(max=0) * vals.unsqueeze(2)).sum(-1).sum(0)
+    t_, b_, s_, o_ = a_m.shape
+    term = _UnstableInputTerm.apply(a_m.reshape(t_ * b_, s_, o_), w,
+                                    idx.reshape(t_ * b_, k), vals.reshape(t_ * b_, k))
+    return out + term.reshape(t_, b_, s_).sum(0)
+
+
+class _PaperNeuronBackward(torch.autograd.Function):
+    """The backward pass of S-CROWN through one LIF layer's fire and temporal steps (all T'
+    steps) with the paper's relaxations, as one autograd node with a hand-written gradient.
+
+    Per step t = T'−1 … 0, with ``A_t`` the coefficients on s[t] ``[B, S, n]``, the fire lines
+    ``lw, lb, uw, ub`` of step t and the temporal planes of step t−1 (``p = unstable·m_L``,
+    ``q = unstable·θ``, ``never``)::
+
+        am_t      = A_t⁺·lw_t + A_t⁻·uw_t + α·never_t·am_{t+1}            (coefficients on m[t])
+        X_t       = am_t⁺·p_{t−1} + am_t⁻·q_{t−1}
+        A_{t−1}  −= α·X_t                                                 (carry onto s[t−1])
+        const    += Σ_n (A_t⁺·lb_t + A_t⁻·ub_t) + α·Σ_n X_t
+
+    the same arithmetic as :meth:`BoundFire.linear` + :meth:`BoundMemUpdate.linear` with the
+    paper's planes, without recording some twenty elementwise autograd nodes per step on
+    ``[B, S, n]`` tensors. The gradient is derived by hand (forward-time sweep) and checked
+    against autograd through the generic path in tests/test_bounds_fast.py.
+    """
+
+    @staticmethod
+    def forward(ctx, a_in, lw, uw, lb, ub, p, q, never, alpha):  # noqa: D102
+        steps = a_in.shape[0]
+        a_all = a_in.clone()
+        am_all = torch.empty_like(a_in)
+        const = a_in.new_zeros(a_in.shape[1:3])
+        carry = None
+        for t in range(steps - 1, -1, -1):
+            a = a_all[t]
+            ap = a.clamp(min=0)
+            an = a - ap
+            am = torch.addcmul(an * uw[t].unsqueeze(1), ap, lw[t].unsqueeze(1))
+            const += torch.bmm(ap, lb[t].unsqueeze(-1)).squeeze(-1)
+            const += torch.bmm(an, ub[t].unsqueeze(-1)).squeeze(-1)
+            if carry is not None:
+                am += carry
+            if t > 0:
+                amp = am.clamp(min=0)
+                amn = am - amp
+                pt, qt = p[t - 1].unsqueeze(-1), q[t - 1].unsqueeze(-1)
+                const += alpha * (torch.bmm(amp, pt) + torch.bmm(amn, qt)).squeeze(-1)
+                a_all[t - 1].addcmul_(amp, p[t - 1].unsqueeze(1), value=-alpha)
+                a_all[t - 1].addcmul_(amn, q[t - 1].unsqueeze(1), value=-alpha)
+                carry = am * (alpha * never[t - 1]).unsqueeze(1)
+            am_all[t] = am
+        ctx.save_for_backward(a_all, am_all, lw, uw, lb, ub, p, q, never)
+        ctx.alpha = alpha
+        return am_all, const
+
+    @staticmethod
+    def backward(ctx, g_am, g_c):  # noqa: D102
+        a_all, am_all, lw, uw, lb, ub, p, q, never = ctx.saved_tensors
+        alpha = ctx.alpha
+        steps = a_all.shape[0]
+        if g_am is None:
+            g_am = torch.zeros_like(am_all)
+        if g_c is None:
+            g_c = a_all.new_zeros(a_all.shape[1:3])
+        g_c3 = g_c.unsqueeze(-1)  # [B, S, 1]
+        g_a = torch.empty_like(a_all)
+        g_lw, g_uw, g_lb, g_ub, g_p = (torch.zeros_like(lw) for _ in range(5))
+        gam_prev = ga_prev = None
+        # Selectors as float masks (``torch.ge`` into a float tensor): ``torch.where`` and
+        # boolean masks are several times slower than arithmetic on CPU for these shapes.
+        mask = torch.empty_like(a_all[0])
+        for t in range(steps):
+            gam = g_am[t]
+            if t > 0:
+                am = am_all[t]
+                amp = am.clamp(min=0)
+                w = (g_c3 - ga_prev).mul_(alpha)  # dL/dX_t
+                torch.ge(am, 0, out=mask)
+                qt = q[t - 1].unsqueeze(1)
+                sel = mask.mul_((p[t - 1] - q[t - 1]).unsqueeze(1)).add_(qt)
+                gam = torch.addcmul(gam, w, sel)
+                gam.addcmul_(gam_prev, (alpha * never[t - 1]).unsqueeze(1))
+                g_p[t - 1] = (w * amp).sum(1)
+            a = a_all[t]
+            ap = a.clamp(min=0)
+            an = a - ap
+            torch.ge(a, 0, out=mask)
+            # where(a >= 0, lw, uw) = uw + [a >= 0]·(lw − uw), likewise for (lb, ub)
+            slope = torch.addcmul(uw[t].unsqueeze(1), mask, (lw[t] - uw[t]).unsqueeze(1))
+            offset = torch.addcmul(ub[t].unsqueeze(1), mask, (lb[t] - ub[t]).unsqueeze(1))
+            ga = gam * slope
+            ga.addcmul_(offset, g_c3)
+            g_lw[t] = (gam * ap).sum(1)
+            g_uw[t] = (gam * an).sum(1)
+            g_lb[t] = (ap * g_c3).sum(1)
+            g_ub[t] = (an * g_c3).sum(1)
+            g_a[t] = ga
+            gam_prev, ga_prev = gam, ga
+        return g_a, g_lw, g_uw, g_lb, g_ub, g_p, None, None, None
+
+
+def _paper_neuron_backward(layer: BoundLayer, lb: LayerBounds, a_s: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast path of the fire/temporal backward of one layer with the paper's relaxations:
+    ``a_s`` ``[T', B, S, *shape]`` (coefficients on the layer's spikes) → (coefficients on its
+    membranes, same shape; constant ``[B, S]``)."""
+    steps, batch, spec = a_s.shape[:3]
+    shape = a_s.shape[3:]
+    flat = (steps, batch, -1)
+    fire = layer.fire.relaxation(lb.m_lo, lb.m_hi)  # elementwise: all steps at once
+    unstable = ((lb.s_hi == 1) & (lb.s_lo == 0)).to(lb.m_lo.dtype)
+    never = (lb.s_hi == 0).to(lb.m_lo.dtype)
+    p = unstable * lb.m_lo
+    q = unstable * layer.mem.theta
+    am, const = _PaperNeuronBackward.apply(
+        a_s.reshape(steps, batch, spec, -1), fire.lw.reshape(flat), fire.uw.reshape(flat),
+        fire.lb.reshape(flat), fire.ub.reshape(flat), p.reshape(flat), q.reshape(flat),
+        never.reshape(flat), layer.mem.alpha,
+    )
+    return am.reshape(steps, batch, spec, *shape), const
+
+
+def _generic_neuron_backward(layer: BoundLayer, lb: LayerBounds, a_s: list[torch.Tensor],
+                             k: int, params: RelaxParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fire/temporal backward of layer ``k`` step by step through the bounded operations
+    (any member of the relaxation families; plain autograd). ``a_s``: per-step coefficients
+    on the layer's spikes → (stacked coefficients on its membranes, constant ``[B, S]``)."""
+    steps = len(a_s)
+    a_s = list(a_s)
+    const: torch.Tensor | float = 0.0
+    a_m: list[torch.Tensor | None] = [None] * steps
+    carry: list[torch.Tensor | int] = [0] * steps
+    for t in range(steps - 1, -1, -1):
+        relax = layer.fire.relaxation(
+            lb.m_lo[t], lb.m_hi[t], params.fire_lo.get((k, t)), params.fire_hi.get((k, t))
+        )
+        am, c = layer.fire.linear(a_s[t], relax)
+        am = am + carry[t]
+        const = const + c
+        if t > 0:
+            trel = layer.mem.relaxation(
+                lb.m_lo[t - 1], lb.m_hi[t - 1], lb.s_lo[t - 1], lb.s_hi[t - 1],
+                params.temp_lo.get((k, t)), params.temp_hi.get((k, t)),
+            )
+            coef_m, coef_s, c = layer.mem.linear(am, trel)
+            carry[t - 1] = coef_m
+            a_s[t - 1] = a_s[t - 1] + coef_s
+            const = const + c
+        a_m[t] = am
+    return torch.stack(a_m), const  # [T', B, S, *out]
 
 
 def crown_margin_lower(
@@ -93,34 +289,21 @@ def crown_margin_lower(
 
     ``bounds`` are the S-IBP bounds of the same box (:func:`~neurodeploy.bounds.ibp.ibp_bounds`).
     """
+    fast = params is None or not params.tensors()
     params = params or RelaxParams()
     steps = box.steps
     a_s = [spec / steps for _ in range(steps)]  # coefficients on the output spikes, per step
     const = spec.new_zeros(spec.shape[:2])
     for k in range(len(layers) - 1, -1, -1):
         layer, lb = layers[k], bounds[k]
-        a_m: list[torch.Tensor | None] = [None] * steps
-        carry: list[torch.Tensor | int] = [0] * steps
-        for t in range(steps - 1, -1, -1):
-            relax = layer.fire.relaxation(
-                lb.m_lo[t], lb.m_hi[t], params.fire_lo.get((k, t)), params.fire_hi.get((k, t))
-            )
-            am, c = layer.fire.linear(a_s[t], relax)
-            am = am + carry[t]
+        if fast:
+            stacked, c = _paper_neuron_backward(layer, lb, torch.stack(a_s))
             const = const + c
-            if t > 0:
-                trel = layer.mem.relaxation(
-                    lb.m_lo[t - 1], lb.m_hi[t - 1], lb.s_lo[t - 1], lb.s_hi[t - 1],
-                    params.temp_lo.get((k, t)), params.temp_hi.get((k, t)),
-                )
-                coef_m, coef_s, c = layer.mem.linear(am, trel)
-                carry[t - 1] = coef_m
-                a_s[t - 1] = a_s[t - 1] + coef_s
-                const = const + c
-            a_m[t] = am
-        stacked = torch.stack(a_m)  # [T', B, S, *out]
+        else:
+            stacked, c = _generic_neuron_backward(layer, lb, a_s, k, params)
+            const = const + c
         if k == 0 and isinstance(layer.spatial, BoundLinear) and box.unstable_fraction < 0.25:
-            return concretize_first_linear(layer.spatial, stacked, box) + const
+            return concretize_first_linear(layer.spatial, stacked, box, lb.fix) + const
         t_, b_, s_ = stacked.shape[:3]
         a_in, c = layer.spatial.linear(stacked.reshape(t_ * b_, s_, *stacked.shape[3:]))
         const = const + c.reshape(t_, b_, s_).sum(0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from neurodeploy.bounds.network import BoundLayer
+from neurodeploy.bounds.ops import BoundLinear
 from neurodeploy.bounds.perturbation import InputBox
 
 
@@ -27,6 +28,9 @@ class LayerBounds:
     m_hi: torch.Tensor
     s_lo: torch.Tensor
     s_hi: torch.Tensor
+    #: ``W·s_L + b`` at every step ``[T', B, out]`` — kept for the first FC layer only, where
+    #: S-CROWN's concretisation needs exactly this product (:func:`~.crown.concretize_first_linear`).
+    fix: torch.Tensor | None = None
 
 
 def _fold(t: torch.Tensor) -> torch.Tensor:
@@ -38,8 +42,14 @@ def ibp_bounds(layers: list[BoundLayer], box: InputBox) -> list[LayerBounds]:
     s_lo, s_hi = box.lo, box.hi
     steps, batch = s_lo.shape[:2]
     out: list[LayerBounds] = []
-    for layer in layers:
-        c_lo, c_hi = layer.spatial.interval(_fold(s_lo), _fold(s_hi))
+    for k, layer in enumerate(layers):
+        fix = None
+        if k == 0 and isinstance(layer.spatial, BoundLinear):
+            fix = layer.spatial.forward(_fold(s_lo))
+            c_lo, c_hi = layer.spatial.interval(_fold(s_lo), _fold(s_hi), fix)
+            fix = fix.reshape(steps, batch, -1)
+        else:
+            c_lo, c_hi = layer.spatial.interval(_fold(s_lo), _fold(s_hi))
         c_lo = c_lo.reshape(steps, batch, *c_lo.shape[1:])
         c_hi = c_hi.reshape(steps, batch, *c_hi.shape[1:])
         m_lo, m_hi, o_lo, o_hi = [], [], [], []
@@ -55,7 +65,7 @@ def ibp_bounds(layers: list[BoundLayer], box: InputBox) -> list[LayerBounds]:
             o_lo.append(sl)
             o_hi.append(sh)
         lb = LayerBounds(torch.stack(m_lo), torch.stack(m_hi), torch.stack(o_lo),
-                         torch.stack(o_hi))
+                         torch.stack(o_hi), fix)
         out.append(lb)
         s_lo, s_hi = lb.s_lo, lb.s_hi
     return out

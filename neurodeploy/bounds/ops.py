@@ -81,9 +81,13 @@ class BoundLinear:
         """``[N, *in_shape]`` → ``[N, out]``."""
         return F.linear(s.flatten(1), self.weight, self.bias)
 
-    def interval(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[N, *in_shape]`` ×2 → ``(I_L, I_U)`` ``[N, out]`` ×2."""
-        m_fix = F.linear(lo.flatten(1), self.weight, self.bias)
+    def interval(
+        self, lo: torch.Tensor, hi: torch.Tensor, m_fix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N, *in_shape]`` ×2 → ``(I_L, I_U)`` ``[N, out]`` ×2 (``m_fix`` = ``forward(lo)``
+        when the caller already has it)."""
+        if m_fix is None:
+            m_fix = F.linear(lo.flatten(1), self.weight, self.bias)
         xor = (hi - lo).flatten(1)
         return (
             m_fix + F.linear(xor, self.weight.clamp(max=0)),
