@@ -12,7 +12,7 @@ reference library only our numbers are printed and the missing package is named.
 Usage::
 
     .venv/bin/python benchmarks/bench_attacks.py [--samples 200] [--eps 0.1] [--threads 2]
-        [--model digits|certify] [--append benchmarks/RESULTS_attacks.md]
+        [--model digits|certify] [--seeds 3] [--append benchmarks/RESULTS_attacks.md]
 
 ``digits``: an SNN (FC64-FC10, direct encoding, T=5, count readout) trained here for a few
 seconds (deterministic, so all implementations see the same function). ``certify``: the
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,20 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from neurodeploy.attacks import is_correct, make_attack  # noqa: E402
-
-
-class FixedDraw(nn.Module):
-    """Bernoulli-coded SNN with one fixed uniform map per example index → deterministic."""
-
-    def __init__(self, clf, shape: tuple[int, ...], seed: int = 0) -> None:
-        super().__init__()
-        self.clf = clf
-        g = torch.Generator().manual_seed(seed)
-        self.u = torch.rand(clf.model.num_steps, 1, *shape, generator=g)  # shared over the batch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.u.expand(self.u.shape[0], x.shape[0], *x.shape[1:])
-        return self.clf.model(self.clf.encoder.encode_with(x, u))
 
 
 def build(model: str, samples: int):
@@ -68,7 +55,9 @@ def build(model: str, samples: int):
     m = import_state_dict(shared / "reference_models/certify_snn/FC_T_3_eps_0.06.pth.tar",
                           ModelConfig("FC512-FC256-FC10", (1, 28, 28), readout="rate"))
     test = load_idx_split(shared / "data/mnist").test
-    net = FixedDraw(SNNClassifier(m), (1, 28, 28)).eval()
+    from neurodeploy.encoding import FixedBernoulliEncoder
+
+    net = SNNClassifier(m, FixedBernoulliEncoder.draw(m.num_steps, (1, 28, 28), seed=0)).eval()
     return net, test.x[:samples], test.y[:samples], "certify_snn FC_T_3_eps_0.06, fixed Bernoulli draw, T=10"
 
 
@@ -90,29 +79,38 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", choices=["digits", "certify"], default="digits")
     ap.add_argument("--append", default=None)
+    ap.add_argument("--seeds", type=int, default=3, help="runs per implementation (seeds 0..N-1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     net, x, y, desc = build(args.model, args.samples)
     eps, n = args.eps, args.samples
-    rows = []
     clean = acc_of(net, x, y)
 
-    # --- ours
-    pgd = make_attack("pgd", n_iter=10, step_size=eps / 4)
-    xa, t = timed(lambda: pgd.perturb(net, x, y, eps, torch.Generator().manual_seed(0)))
-    rows.append(("PGD-10", "neurodeploy", t, acc_of(net, xa, y)))
-    apgd = make_attack("apgd-ce", n_iter=100)
-    xa, t = timed(lambda: apgd.perturb(net, x, y, eps, torch.Generator().manual_seed(0)))
-    rows.append(("APGD-CE-100", "neurodeploy", t, acc_of(net, xa, y)))
+    # Each implementation runs once per seed, the implementations alternating within a seed
+    # (so a change of machine load hits all of them); time = median over seeds, robust
+    # accuracy = mean over seeds.
+    runners: list[tuple[str, str, object]] = []
 
+    def ours(name, fused):
+        def run(seed):
+            atk = (make_attack("pgd", n_iter=10, step_size=eps / 4, fused=fused) if name == "PGD-10"
+                   else make_attack("apgd-ce", n_iter=100, fused=fused))
+            return atk.perturb(net, x, y, eps, torch.Generator().manual_seed(seed))
+        return run
+
+    runners.append(("PGD-10", "neurodeploy", ours("PGD-10", True)))
+    runners.append(("APGD-CE-100", "neurodeploy", ours("APGD-CE-100", True)))
+    runners.append(("APGD-CE-100", "neurodeploy (fused=False)", ours("APGD-CE-100", False)))
     missing = []
     try:
         from pyautoattack.autopgd_base import APGDAttack
 
-        ref = APGDAttack(net, n_iter=100, norm="Linf", n_restarts=1, eps=eps, seed=0, loss="ce",
-                         eot_iter=1, rho=0.75, device=x.device)
-        xa, t = timed(lambda: ref.perturb(x, y))
-        rows.append(("APGD-CE-100", "pyautoattack", t, acc_of(net, xa, y)))
+        def ref_apgd(seed):
+            ref = APGDAttack(net, n_iter=100, norm="Linf", n_restarts=1, eps=eps, seed=seed,
+                             loss="ce", eot_iter=1, rho=0.75, device=x.device)
+            return ref.perturb(x, y)
+
+        runners.append(("APGD-CE-100", "pyautoattack", ref_apgd))
     except ImportError:
         missing.append("pyautoattack==0.2.0 (APGD-CE reference)")
     try:
@@ -122,22 +120,38 @@ def main() -> None:
 
         est = PyTorchClassifier(net, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
                                 nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
-        art_pgd = ProjectedGradientDescentPyTorch(est, norm=np.inf, eps=eps, eps_step=eps / 4,
-                                                  max_iter=10, num_random_init=1,
-                                                  batch_size=n, verbose=False)
-        xa_np, t = timed(lambda: art_pgd.generate(x.numpy(), y=y.numpy()))
-        rows.append(("PGD-10", "ART", t, acc_of(net, torch.as_tensor(xa_np), y)))
+
+        def ref_pgd(seed):
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            art_pgd = ProjectedGradientDescentPyTorch(est, norm=np.inf, eps=eps, eps_step=eps / 4,
+                                                      max_iter=10, num_random_init=1,
+                                                      batch_size=n, verbose=False)
+            return torch.as_tensor(art_pgd.generate(x.numpy(), y=y.numpy()))
+
+        runners.append(("PGD-10", "ART", ref_pgd))
     except ImportError:
         missing.append("adversarial-robustness-toolbox (PGD reference)")
+    times: dict[tuple[str, str], list[float]] = {(a, i): [] for a, i, _ in runners}
+    accs: dict[tuple[str, str], list[float]] = {(a, i): [] for a, i, _ in runners}
+    for seed in range(args.seeds):
+        for atk, impl, fn in runners:
+            xa, t = timed(lambda fn=fn, seed=seed: fn(seed))
+            times[(atk, impl)].append(t)
+            accs[(atk, impl)].append(acc_of(net, xa, y))
+    rows = [(a, i, statistics.median(times[(a, i)]), statistics.mean(accs[(a, i)]))
+            for a, i, _ in runners]
 
     lines = [
         f"### bench_attacks.py — {datetime.date.today().isoformat()}",
         "",
         f"Command: `.venv/bin/python benchmarks/bench_attacks.py --model {args.model} --samples {n} "
-        f"--eps {eps} --threads {args.threads}`  ",
+        f"--eps {eps} --threads {args.threads} --seeds {args.seeds}`  ",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only, "
         f"shared with other jobs; torch {torch.__version__}  ",
-        f"Model: {desc}; {n} examples, clean accuracy {100 * clean:.1f} %, ε = {eps} (ℓ∞)",
+        f"Model: {desc}; {n} examples, clean accuracy {100 * clean:.1f} %, ε = {eps} (ℓ∞); "
+        f"seconds = median of {args.seeds} seeded runs (implementations alternating), robust "
+        f"accuracy = mean over them",
         "",
         "| attack | implementation | seconds | examples/s | robust acc % |",
         "|---|---|---|---|---|",

@@ -6,6 +6,7 @@
   straight-through (∂s/∂x = 1), so white-box attacks get a gradient; use EoT over draws.
 - :class:`DirectEncoder` — current coding: the analog image repeated T times.
 - :class:`SpikePassThrough` — inputs that already are spikes ``[T, B, …]`` in {0, 1}.
+- :class:`FixedBernoulliEncoder` — Bernoulli coding with one stored uniform map (deterministic).
 """
 
 from __future__ import annotations
@@ -87,7 +88,41 @@ class SpikePassThrough:
         return x
 
 
-Encoder = BernoulliEncoder | DirectEncoder | SpikePassThrough
+@dataclass(frozen=True, eq=False)
+class FixedBernoulliEncoder:
+    """Bernoulli coding with one *stored* uniform map ``u`` ``[T, 1, *shape]``, shared by every
+    batch element and every call: ``s[t] = 1[x > u[t]]`` is a deterministic function of x
+    (certify_snn's shared-map convention, applied to evaluation). Attack comparisons between
+    implementations use it so that every implementation sees the same function."""
+
+    num_steps: int
+    u: torch.Tensor
+    name: str = "bernoulli-fixed"
+    stochastic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.u.dim() < 3 or self.u.shape[0] != self.num_steps or self.u.shape[1] != 1:
+            raise ConfigError(
+                f"fixed uniform map must be [T={self.num_steps}, 1, *shape], got "
+                f"{tuple(self.u.shape)}"
+            )
+
+    @classmethod
+    def draw(cls, num_steps: int, shape: tuple[int, ...], seed: int = 0) -> FixedBernoulliEncoder:
+        """A map drawn from ``torch.Generator().manual_seed(seed)`` (CPU, float32)."""
+        g = torch.Generator().manual_seed(int(seed))
+        return cls(num_steps, torch.rand(num_steps, 1, *shape, generator=g))
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_image(x)
+        if tuple(x.shape[1:]) != tuple(self.u.shape[2:]):
+            raise DataError(f"input shape {tuple(x.shape[1:])} does not match the fixed map's "
+                            f"{tuple(self.u.shape[2:])}")
+        u = self.u.to(device=x.device, dtype=x.dtype)
+        return _BernoulliSTE.apply(x, u.expand(self.num_steps, *x.shape))
+
+
+Encoder = BernoulliEncoder | DirectEncoder | SpikePassThrough | FixedBernoulliEncoder
 
 ENCODERS = {"bernoulli": BernoulliEncoder, "direct": DirectEncoder, "spikes": SpikePassThrough}
 

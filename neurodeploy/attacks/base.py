@@ -247,9 +247,15 @@ class GradientConfig:
     eot_iter: int | None = None
     grad_mode: str = "bptt"
     seed: int = 0
+    #: use the fused LIF input-gradient path when the classifier is eligible (same logits,
+    #: same gradient rule; :mod:`neurodeploy.attacks.fastsnn`); False = autograd through the
+    #: model's modules
+    fused: bool = True
 
     def __post_init__(self) -> None:
         validate_common(self)
+        if not isinstance(self.fused, bool):
+            raise ConfigError(f"{type(self).__name__}.fused must be true or false, got {self.fused!r}")
 
 
 DEFAULT_EOT_STOCHASTIC = 10
@@ -326,6 +332,12 @@ class Attack:
             from neurodeploy.attacks.grad_modes import gradient_mode
 
             with gradient_mode(classifier, mode):
+                if getattr(self.config, "fused", False):
+                    from neurodeploy.attacks.fastsnn import fast_classifier
+
+                    fast = fast_classifier(classifier)  # after the mode: it reads spike_fn
+                    if fast is not None:
+                        f = BatchFirst(fast, bd)
                 adv = self._run(f, xb, y, e, gen, domain, classifier)
         else:
             adv = self._run(f, xb, y, e, gen, domain, classifier)

@@ -1,0 +1,181 @@
+"""Fused input-gradient path for canonical-LIF SNN classifiers (the attacks' hot loop).
+
+Gradient attacks need ``∇_x loss`` hundreds of times per example. Through the model's own
+modules (snntorch ``Leaky`` per step, autograd recording every elementwise op of every step)
+that costs an autograd graph of ~10 nodes per layer and step. :func:`fast_classifier` returns a
+callable with the *same* forward values (``torch.equal`` with ``classifier(x)``: the membrane
+recurrence is evaluated with the same floating-point operations in the same order, and the
+Bernoulli draws come from the same generator calls) and the *same* gradient rule, computed by
+three custom autograd nodes instead:
+
+- ``_LIFLayer`` — one node per layer for all T steps. Forward: the canonical LIF recurrence
+  without recording. Backward: BPTT written out: with ``G[t] = ∂L/∂s[t] · σ'(m[t] − θ)`` (the
+  surrogate's own backward, applied to all steps at once) and the reset detached as in
+  snntorch, ``∂L/∂m[t] = G[t] + α·(1 − s[t])·∂L/∂m[t+1]`` and ``∂L/∂I[t] = ∂L/∂m[t]``.
+- ``_EncodedInput`` — the first synapse after a Bernoulli (straight-through) or direct
+  encoder. Both encoders have ``∂s[t]/∂x = 1`` at every step and the synapse is linear, so
+  ``∂L/∂x = Σ_t Wᵀ·∂L/∂I[t] = Wᵀ·Σ_t ∂L/∂I[t]``: one transposed product for B rows instead of
+  T·B rows (the sum moves before the product; equal up to float summation order).
+- weights are used detached: the path computes input gradients only (attacks), never weight
+  gradients (training keeps the modules).
+
+Eligible: an :class:`~neurodeploy.classifier.SNNClassifier` whose model has canonical
+:class:`~neurodeploy.neurons.LIF` neurons (the output layer may be the membrane-readout
+integrator) and fc / conv / avg-pool / sum-pool layers, with Bernoulli, fixed-draw Bernoulli,
+direct or spike input, and ``bptt`` gradients (any surrogate: the neurons' current
+``spike_fn`` is used, so ``bptt:<surrogate>`` works). Anything else (TA-LIF, noisy neurons,
+BPTR/RGA wrappers, arbitrary modules) returns ``None`` and the attack uses the classifier
+as it is. tests/test_fastsnn.py checks logits (equal) and input gradients (close) against
+autograd through the modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from neurodeploy.surrogates import SpikeFn
+
+
+class _LIFLayer(torch.autograd.Function):
+    """Canonical LIF over all steps: currents ``[T, B, *shape]`` → spikes (same shape)."""
+
+    @staticmethod
+    def forward(ctx, cur, alpha, theta, spike_fn):  # noqa: D102
+        steps = cur.shape[0]
+        spk = torch.empty_like(cur)
+        shifted = torch.empty_like(cur)  # m[t] − θ
+        m = None
+        for t in range(steps):
+            if m is None:
+                m = cur[0].clone()
+            else:
+                # snntorch Leaky, zero reset: β·((1 − reset)·m) + I, reset = s[t−1]
+                m = alpha * ((1 - spk[t - 1]) * m) + cur[t]
+            torch.sub(m, theta, out=shifted[t])
+            torch.gt(shifted[t], 0, out=spk[t])
+        ctx.save_for_backward(spk, shifted)
+        ctx.alpha = alpha
+        ctx.spike_fn = spike_fn
+        return spk
+
+    @staticmethod
+    def backward(ctx, g_spk):  # noqa: D102
+        spk, shifted = ctx.saved_tensors
+        with torch.enable_grad():
+            x = shifted.detach().requires_grad_(True)
+            out = ctx.spike_fn(x)
+        if not out.requires_grad:  # a spike function without a gradient (masking): zero
+            return torch.zeros_like(g_spk), None, None, None
+        (g,) = torch.autograd.grad(out, x, g_spk)  # ∂L/∂s · σ'(m − θ)
+        keep = (1 - spk).mul_(ctx.alpha)  # α·(1 − s[t]): ∂m[t+1]/∂m[t]
+        for t in range(g.shape[0] - 2, -1, -1):
+            g[t].addcmul_(keep[t], g[t + 1])
+        return g, None, None, None
+
+
+def _linear_input_grad(spec, weight: torch.Tensor, g: torch.Tensor, in_shape) -> torch.Tensor:
+    if spec.kind == "fc":
+        return g.matmul(weight).reshape(g.shape[0], *in_shape)
+    return torch.nn.grad.conv2d_input((g.shape[0], *in_shape), weight, g, spec.stride,
+                                      spec.padding)
+
+
+class _EncodedInput(torch.autograd.Function):
+    """First synapse applied to encoded spikes; input gradient summed over steps first."""
+
+    @staticmethod
+    def forward(ctx, x, cur, spec, weight):  # noqa: D102
+        ctx.spec = spec
+        ctx.weight = weight
+        ctx.in_shape = tuple(x.shape[1:])
+        return cur
+
+    @staticmethod
+    def backward(ctx, g_cur):  # noqa: D102
+        g = g_cur.sum(0)
+        return _linear_input_grad(ctx.spec, ctx.weight, g, ctx.in_shape), None, None, None
+
+
+def _synapse(spec, module, h: torch.Tensor) -> torch.Tensor:
+    """The layer's synapse on ``[T, B, *in]`` with detached weights (same ops as the module)."""
+    steps, batch = h.shape[:2]
+    x = h.reshape(steps * batch, *h.shape[2:])
+    if spec.flatten_before:
+        x = x.flatten(1)
+    if spec.kind == "fc":
+        y = F.linear(x, module.weight.detach(),
+                     None if module.bias is None else module.bias.detach())
+    elif spec.kind == "conv":
+        y = F.conv2d(x, module.weight.detach(),
+                     None if module.bias is None else module.bias.detach(),
+                     module.stride, module.padding, module.dilation, module.groups)
+    else:
+        y = module(x)
+    return y.reshape(steps, batch, *y.shape[1:])
+
+
+class FastSNN:
+    """``x → logits`` with the fused gradient path; see the module docstring."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+
+    @property
+    def stochastic(self) -> bool:
+        return bool(self.classifier.stochastic)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        clf = self.classifier
+        model = clf.model
+        enc = clf.encoder
+        if enc.name == "spikes":
+            h, summed = clf.encode(x), False  # gradient per step: plain autograd
+        else:  # the same draws as classifier(x), no graph through the encoder
+            h, summed = clf.encode(x.detach()), x.requires_grad
+        n = len(model.neurons)
+        for k, (spec, syn, neuron) in enumerate(zip(model.layer_specs, model.synapses,
+                                                    model.neurons, strict=True)):
+            cur = _synapse(spec, syn, h)
+            if k == 0 and summed:
+                cur = _EncodedInput.apply(x, cur, spec, syn.weight.detach())
+            if k == n - 1 and getattr(neuron, "kind", None) == "li":
+                mems = []
+                m = None
+                for t in range(cur.shape[0]):
+                    m = cur[t] if m is None else cur[t] + neuron.alpha * m
+                    mems.append(m)
+                return torch.stack(mems).mean(0)
+            h = _LIFLayer.apply(cur, neuron.alpha, neuron.theta, neuron.spike_fn)
+        readout = model.config.readout
+        return h.sum(0) if readout == "count" else h.mean(0)
+
+
+def fast_classifier(classifier: Any) -> FastSNN | None:
+    """The fused path for ``classifier`` if it is eligible (module docstring), else ``None``."""
+    from neurodeploy.classifier import SNNClassifier
+    from neurodeploy.neurons import LIF, LeakyIntegrator
+
+    if type(classifier) is not SNNClassifier:
+        return None
+    model = classifier.model
+    if getattr(classifier.encoder, "name", None) not in ("bernoulli", "direct", "spikes",
+                                                         "bernoulli-fixed"):
+        return None
+    n = len(model.neurons)
+    for k, (spec, neuron) in enumerate(zip(model.layer_specs, model.neurons, strict=True)):
+        if spec.kind not in ("fc", "conv", "avgpool", "sumpool"):
+            return None
+        if type(neuron) is LIF:
+            continue
+        if k == n - 1 and type(neuron) is LeakyIntegrator:
+            continue
+        return None
+    if model.layer_specs[0].kind not in ("fc", "conv"):
+        return None
+    return FastSNN(classifier)
+
+
+__all__ = ["FastSNN", "SpikeFn", "fast_classifier"]
