@@ -70,38 +70,70 @@ class _UnstableInputTerm(torch.autograd.Function):
     CHUNK = 16
 
     @staticmethod
-    def forward(ctx, a_m, weight, idx, vals):  # noqa: D102 - see class docstring
+    def _chunks(order: torch.Tensor, counts: torch.Tensor):
+        """Rows in order of their count, in chunks of at most CHUNK, with the largest count of
+        each chunk (so that a chunk pays only for its own widest row)."""
+        n = order.shape[0]
+        sorted_counts = counts[order]
+        for c0 in range(0, n, _UnstableInputTerm.CHUNK):
+            sl = slice(c0, min(c0 + _UnstableInputTerm.CHUNK, n))
+            yield order[sl], int(sorted_counts[sl].max())
+
+    @staticmethod
+    def forward(ctx, a_m, weight, idx, vals, counts, order):  # noqa: D102 - see class docstring
         wt = weight.t().contiguous()  # [in, out]
         n, s, o = a_m.shape
         out = a_m.new_empty(n, s)
-        gates = a_m.new_empty(n, s, idx.shape[1])
-        for c0 in range(0, n, _UnstableInputTerm.CHUNK):
-            sl = slice(c0, c0 + _UnstableInputTerm.CHUNK)
-            cols = wt.index_select(0, idx[sl].reshape(-1)).view(*idx[sl].shape, o)
-            a_u = torch.bmm(a_m[sl], cols.transpose(1, 2))  # [c, S, k]
-            g = (a_u < 0).to(a_u.dtype) * vals[sl].unsqueeze(1)  # d(min(a, 0)·d)/da
-            gates[sl] = g
-            out[sl] = (a_u * g).sum(-1)
-        ctx.save_for_backward(a_m, wt, idx, gates)
+        gates = []
+        for rows, kc in _UnstableInputTerm._chunks(order, counts):
+            if kc == 0:
+                out.index_fill_(0, rows, 0.0)
+                gates.append(None)
+                continue
+            ii = idx.index_select(0, rows)[:, :kc]
+            cols = wt.index_select(0, ii.reshape(-1)).view(*ii.shape, o)
+            a_u = torch.bmm(a_m.index_select(0, rows), cols.transpose(1, 2))  # [c, S, kc]
+            g = (a_u < 0).to(a_u.dtype) * vals.index_select(0, rows)[:, :kc].unsqueeze(1)
+            gates.append(g)  # d(min(a, 0)·d)/da
+            out.index_copy_(0, rows, (a_u * g).sum(-1))
+        ctx.save_for_backward(a_m, wt, idx, counts, order)
+        ctx.gates = gates
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
-        a_m, wt, idx, gates = ctx.saved_tensors
+        a_m, wt, idx, counts, order = ctx.saved_tensors
+        gates = ctx.gates
         n, s, o = a_m.shape
-        g_all = gates * grad_out.unsqueeze(-1)  # [N, S, k]
         grad_a = torch.empty_like(a_m) if ctx.needs_input_grad[0] else None
         grad_wt = torch.zeros_like(wt) if ctx.needs_input_grad[1] else None
-        for c0 in range(0, n, _UnstableInputTerm.CHUNK):
-            sl = slice(c0, c0 + _UnstableInputTerm.CHUNK)
-            flat = idx[sl].reshape(-1)
-            g = g_all[sl]
+        for (rows, kc), gate in zip(_UnstableInputTerm._chunks(order, counts), gates,
+                                    strict=True):
+            if gate is None:
+                if grad_a is not None:
+                    grad_a.index_fill_(0, rows, 0.0)
+                continue
+            flat = idx.index_select(0, rows)[:, :kc].reshape(-1)
+            g = gate * grad_out.index_select(0, rows).unsqueeze(-1)
             if grad_a is not None:
-                cols = wt.index_select(0, flat).view(*idx[sl].shape, o)
-                grad_a[sl] = torch.bmm(g, cols)
+                cols = wt.index_select(0, flat).view(g.shape[0], kc, o)
+                grad_a.index_copy_(0, rows, torch.bmm(g, cols))
             if grad_wt is not None:
-                grad_wt.index_add_(0, flat, torch.bmm(g.transpose(1, 2), a_m[sl]).reshape(-1, o))
-        return grad_a, (grad_wt.t() if grad_wt is not None else None), None, None
+                a_rows = a_m.index_select(0, rows)
+                grad_wt.index_add_(0, flat, torch.bmm(g.transpose(1, 2), a_rows).reshape(-1, o))
+        ctx.gates = None
+        return grad_a, (grad_wt.t() if grad_wt is not None else None), None, None, None, None
+
+
+def unstable_input_term(a_m: torch.Tensor, weight: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``Σ_i min((a_m·W)[n, s, i], 0)·d[n, i]`` ``[N, S]`` for ``a_m`` ``[N, S, out]``, ``W``
+    ``[out, in]`` and ``d`` ``[N, in]`` ≥ 0, evaluated on the positions with ``d > 0`` only."""
+    counts = (d > 0).sum(-1)
+    k = int(counts.max()) if counts.numel() else 0
+    if k == 0:
+        return a_m.new_zeros(a_m.shape[:2])
+    vals, idx = d.topk(k, dim=-1)  # the nonzero entries first; padding has d = 0
+    return _UnstableInputTerm.apply(a_m, weight, idx, vals, counts, counts.argsort())
 
 
 def concretize_first_linear(op: BoundLinear, a_m: torch.Tensor, box: InputBox,
@@ -123,13 +155,8 @@ def concretize_first_linear(op: BoundLinear, a_m: torch.Tensor, box: InputBox,
     w = op.weight
     cur = F.linear(lo, w, op.bias) if fix is None else fix  # [T', B, out]
     out = (a_m * cur.unsqueeze(2)).sum(-1).sum(0)
-    k = int((d > 0).sum(-1).max())
-    if k == 0:
-        return out
-    vals, idx = d.topk(k, dim=-1)  # [T', B, k]; padding entries have d = 0
     t_, b_, s_, o_ = a_m.shape
-    term = _UnstableInputTerm.apply(a_m.reshape(t_ * b_, s_, o_), w,
-                                    idx.reshape(t_ * b_, k), vals.reshape(t_ * b_, k))
+    term = unstable_input_term(a_m.reshape(t_ * b_, s_, o_), w, d.reshape(t_ * b_, -1))
     return out + term.reshape(t_, b_, s_).sum(0)
 
 
@@ -155,28 +182,29 @@ class _PaperNeuronBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a_in, lw, uw, lb, ub, p, q, never, alpha):  # noqa: D102
         steps = a_in.shape[0]
-        a_all = a_in.clone()
+        a_all = a_in.clone(memory_format=torch.contiguous_format)  # updated in place below
         am_all = torch.empty_like(a_in)
-        const = a_in.new_zeros(a_in.shape[1:3])
+        cbuf = torch.zeros_like(a_in[0])  # Σ over steps of the constant terms, summed over n at the end
         carry = None
         for t in range(steps - 1, -1, -1):
             a = a_all[t]
             ap = a.clamp(min=0)
             an = a - ap
-            am = torch.addcmul(an * uw[t].unsqueeze(1), ap, lw[t].unsqueeze(1))
-            const += torch.bmm(ap, lb[t].unsqueeze(-1)).squeeze(-1)
-            const += torch.bmm(an, ub[t].unsqueeze(-1)).squeeze(-1)
+            am = am_all[t]
+            torch.mul(an, uw[t].unsqueeze(1), out=am)
+            am.addcmul_(ap, lw[t].unsqueeze(1))
+            cbuf.addcmul_(ap, lb[t].unsqueeze(1))
+            cbuf.addcmul_(an, ub[t].unsqueeze(1))
             if carry is not None:
                 am += carry
             if t > 0:
                 amp = am.clamp(min=0)
-                amn = am - amp
-                pt, qt = p[t - 1].unsqueeze(-1), q[t - 1].unsqueeze(-1)
-                const += alpha * (torch.bmm(amp, pt) + torch.bmm(amn, qt)).squeeze(-1)
-                a_all[t - 1].addcmul_(amp, p[t - 1].unsqueeze(1), value=-alpha)
-                a_all[t - 1].addcmul_(amn, q[t - 1].unsqueeze(1), value=-alpha)
+                x = (am - amp).mul_(q[t - 1].unsqueeze(1))
+                x.addcmul_(amp, p[t - 1].unsqueeze(1))  # X_t
+                a_all[t - 1].add_(x, alpha=-alpha)
+                cbuf.add_(x, alpha=alpha)
                 carry = am * (alpha * never[t - 1]).unsqueeze(1)
-            am_all[t] = am
+        const = cbuf.sum(-1)
         ctx.save_for_backward(a_all, am_all, lw, uw, lb, ub, p, q, never)
         ctx.alpha = alpha
         return am_all, const
@@ -197,32 +225,31 @@ class _PaperNeuronBackward(torch.autograd.Function):
         # Selectors as float masks (``torch.ge`` into a float tensor): ``torch.where`` and
         # boolean masks are several times slower than arithmetic on CPU for these shapes.
         mask = torch.empty_like(a_all[0])
+        g_crow = g_c.unsqueeze(1)  # [B, 1, S]
         for t in range(steps):
             gam = g_am[t]
             if t > 0:
                 am = am_all[t]
-                amp = am.clamp(min=0)
-                w = (g_c3 - ga_prev).mul_(alpha)  # dL/dX_t
+                w = g_c3 - ga_prev  # dL/dX_t / α
                 torch.ge(am, 0, out=mask)
-                qt = q[t - 1].unsqueeze(1)
-                sel = mask.mul_((p[t - 1] - q[t - 1]).unsqueeze(1)).add_(qt)
-                gam = torch.addcmul(gam, w, sel)
+                sel = mask.mul_((p[t - 1] - q[t - 1]).unsqueeze(1)).add_(q[t - 1].unsqueeze(1))
+                gam = torch.addcmul(gam, w, sel, value=alpha)
                 gam.addcmul_(gam_prev, (alpha * never[t - 1]).unsqueeze(1))
-                g_p[t - 1] = (w * amp).sum(1)
+                g_p[t - 1] = (w * am.clamp(min=0)).sum(1).mul_(alpha)
             a = a_all[t]
             ap = a.clamp(min=0)
-            an = a - ap
             torch.ge(a, 0, out=mask)
             # where(a >= 0, lw, uw) = uw + [a >= 0]·(lw − uw), likewise for (lb, ub)
             slope = torch.addcmul(uw[t].unsqueeze(1), mask, (lw[t] - uw[t]).unsqueeze(1))
             offset = torch.addcmul(ub[t].unsqueeze(1), mask, (lb[t] - ub[t]).unsqueeze(1))
-            ga = gam * slope
+            ga = g_a[t]
+            torch.mul(gam, slope, out=ga)
             ga.addcmul_(offset, g_c3)
+            # Σ_s gam·a⁺ and Σ_s gam·a⁻ = Σ_s gam·a − Σ_s gam·a⁺ (likewise with g_c)
             g_lw[t] = (gam * ap).sum(1)
-            g_uw[t] = (gam * an).sum(1)
-            g_lb[t] = (ap * g_c3).sum(1)
-            g_ub[t] = (an * g_c3).sum(1)
-            g_a[t] = ga
+            g_uw[t] = (gam * a).sum(1) - g_lw[t]
+            g_lb[t] = torch.bmm(g_crow, ap).squeeze(1)
+            g_ub[t] = torch.bmm(g_crow, a).squeeze(1) - g_lb[t]
             gam_prev, ga_prev = gam, ga
         return g_a, g_lw, g_uw, g_lb, g_ub, g_p, None, None, None
 
@@ -292,21 +319,20 @@ def crown_margin_lower(
     fast = params is None or not params.tensors()
     params = params or RelaxParams()
     steps = box.steps
-    a_s = [spec / steps for _ in range(steps)]  # coefficients on the output spikes, per step
+    # coefficients on the output spikes at every step, [T', B, S, K]
+    a_s = (spec / steps).unsqueeze(0).expand(steps, *spec.shape)
     const = spec.new_zeros(spec.shape[:2])
     for k in range(len(layers) - 1, -1, -1):
         layer, lb = layers[k], bounds[k]
         if fast:
-            stacked, c = _paper_neuron_backward(layer, lb, torch.stack(a_s))
-            const = const + c
+            stacked, c = _paper_neuron_backward(layer, lb, a_s)
         else:
-            stacked, c = _generic_neuron_backward(layer, lb, a_s, k, params)
-            const = const + c
+            stacked, c = _generic_neuron_backward(layer, lb, list(a_s.unbind(0)), k, params)
+        const = const + c
         if k == 0 and isinstance(layer.spatial, BoundLinear) and box.unstable_fraction < 0.25:
             return concretize_first_linear(layer.spatial, stacked, box, lb.fix) + const
         t_, b_, s_ = stacked.shape[:3]
         a_in, c = layer.spatial.linear(stacked.reshape(t_ * b_, s_, *stacked.shape[3:]))
         const = const + c.reshape(t_, b_, s_).sum(0)
-        a_in = a_in.reshape(t_, b_, s_, *a_in.shape[2:])
-        a_s = list(a_in.unbind(0))
-    return concretize_box(torch.stack(a_s), box) + const
+        a_s = a_in.reshape(t_, b_, s_, *a_in.shape[2:])
+    return concretize_box(a_s, box) + const

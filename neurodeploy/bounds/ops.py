@@ -49,6 +49,13 @@ def _lift(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t if t.dim() == like.dim() else t.unsqueeze(1)
 
 
+def _floor(t: torch.Tensor, tiny: float = 1e-12) -> torch.Tensor:
+    """``max(t, tiny)`` (zero gradient below ``tiny``, like ``clamp``) with masks instead of
+    ``clamp``, whose backward runs a slow ``where`` on CPU."""
+    above = (t >= tiny).to(t.dtype)
+    return t * above + (1.0 - above) * tiny  # exact: t or tiny
+
+
 def _sum_spatial(t: torch.Tensor) -> torch.Tensor:
     """``[B, S, *shape]`` → ``[B, S]``."""
     return t.flatten(2).sum(-1)
@@ -267,14 +274,16 @@ class BoundFire:
             upper_frac = pu if upper_frac is None else upper_frac
         # Slope caps; the clamp only matters off the unstable set (masked out below) and at
         # m_L = θ exactly, where any c ≥ 0 is valid.
-        a_max = 1.0 / (m_hi - th).clamp(min=1e-12)
-        c_max = 1.0 / (th - m_lo).clamp(min=1e-12)
-        a = torch.where(_lift(unstable, lower_frac), lower_frac * _lift(a_max, lower_frac), 0.0)
-        c = torch.where(_lift(unstable, upper_frac), upper_frac * _lift(c_max, upper_frac), 0.0)
+        # Masks as 0/1 factors (exact: the other factor is finite), cheaper than ``where``.
+        a_max = 1.0 / _floor(m_hi - th)
+        c_max = 1.0 / _floor(th - m_lo)
+        unstable_f = unstable.to(m_lo.dtype)
+        a = lower_frac * _lift(a_max * unstable_f, lower_frac)
+        c = upper_frac * _lift(c_max * unstable_f, upper_frac)
         lw = a
         lb = -a * th + _lift(always, a).to(a.dtype)
         uw = c
-        ub = torch.where(_lift(never, c), 0.0, 1.0 - c * th)
+        ub = (1.0 - c * th) * _lift((~never).to(c.dtype), c)
         return LinearRelaxation(lw, lb, uw, ub)
 
     @staticmethod
@@ -349,9 +358,10 @@ class BoundMemUpdate:
         """Bounds of ``z = (1 − s)·m`` of the previous step (masks from detached spikes)."""
         never = s_hi.detach() == 0
         unstable = (s_hi.detach() == 1) & (s_lo.detach() == 0)
-        zero = torch.zeros_like(m_lo)
-        z_hi = torch.where(never, m_hi, torch.where(unstable, zero + self.theta, zero))
-        z_lo = torch.where(never | (unstable & (m_lo < 0)), m_lo, zero)
+        # 0/1 factors instead of ``where`` (same values: the other factors are finite)
+        never_f = never.to(m_lo.dtype)
+        z_hi = never_f * m_hi + unstable.to(m_lo.dtype) * self.theta
+        z_lo = (never | (unstable & (m_lo < 0))).to(m_lo.dtype) * m_lo
         return z_lo, z_hi
 
     def interval(
