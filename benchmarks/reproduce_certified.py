@@ -18,6 +18,11 @@ Examples::
     .venv/bin/python benchmarks/reproduce_certified.py reference --samples 10000 --draws 3
     .venv/bin/python benchmarks/reproduce_certified.py reference --quick
     .venv/bin/python benchmarks/reproduce_certified.py attack --samples 300 --eot 4
+    .venv/bin/python benchmarks/reproduce_certified.py attack --table conv \
+        --plain runs/conv/plain/model.pt --certified runs/conv/cert/model.pt --samples 300
+
+``attack --table conv`` (Table 2 CONV rows, ε = 0.120 … 0.190) takes checkpoints trained with
+``neurodeploy train`` (commands in RESULTS_certified.md §3b): certify_snn released no CONV model.
 """
 
 from __future__ import annotations
@@ -103,11 +108,23 @@ def attack(args: argparse.Namespace) -> dict:
     split, _, _ = _mnist_all()
     n = 50 if args.quick else args.samples
     x, y = split.test.x[:n], split.test.y[:n]
-    eps_list = sorted(PAPER_TABLE2_FC)
     attacks = [(a, {"n_iter": args.steps, "eot_iter": args.eot}) for a in args.attacks.split(",")]
-    out: dict = {"n": n, "eps": eps_list, "attacks": attacks, "models": {}}
-    for tag, name in (("plain", "mnist_FC.pth.tar"), ("certified", "FC_T_3_eps_0.06.pth.tar")):
-        clf = SNNClassifier(_model(name), seed=args.seed)
+    if args.table == "fc":
+        eps_list = sorted(PAPER_TABLE2_FC)
+        models = {"plain": _model("mnist_FC.pth.tar"),
+                  "certified": _model("FC_T_3_eps_0.06.pth.tar")}
+    else:  # CONV rows: checkpoints trained here (no CONV checkpoint in certify_snn's release)
+        from neurodeploy.models import load_checkpoint
+
+        if not args.plain or not args.certified:
+            raise SystemExit("--table conv needs --plain CKPT and --certified CKPT")
+        eps_list = sorted(PAPER_TABLE2_CONV)
+        models = {"plain": load_checkpoint(args.plain)[0],
+                  "certified": load_checkpoint(args.certified)[0]}
+    out: dict = {"n": n, "eps": eps_list, "attacks": attacks, "table": args.table,
+                 "checkpoints": {"plain": args.plain, "certified": args.certified}, "models": {}}
+    for tag, model in models.items():
+        clf = SNNClassifier(model, seed=args.seed)
         t0 = time.perf_counter()
         res = evaluate_robustness(clf, x, y, attacks, eps_list, seed=args.seed,
                                   draws=args.draws, quiet=True, batch_size=args.batch_size)
@@ -135,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eot", type=int, default=4, help="EoT draws per gradient")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", choices=("fc", "conv"), default="fc",
+                   help="attack: paper Table 2 rows (conv needs --plain/--certified)")
+    p.add_argument("--plain", default=None, help="attack --table conv: plain checkpoint")
+    p.add_argument("--certified", default=None, help="attack --table conv: certified checkpoint")
     args = p.parse_args(argv)
     if not REF.is_dir():
         print(f"reference checkpoints not found at {REF}", file=sys.stderr)
@@ -145,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     from neurodeploy.training.metrics import write_json_atomic
 
-    path = RESULTS / f"certified_{args.part}{'_quick' if args.quick else ''}.json"
+    table = "_conv" if args.part == "attack" and args.table == "conv" else ""
+    path = RESULTS / f"certified_{args.part}{table}{'_quick' if args.quick else ''}.json"
     write_json_atomic(path, result)
     print(f"wrote {path}")
     return 0
