@@ -232,6 +232,9 @@ def validate_common(cfg: Any) -> None:
     step = getattr(cfg, "step_size", None)
     if step is not None and not (isinstance(step, (int, float)) and step > 0):
         raise ConfigError(f"{type(cfg).__name__}.step_size must be None or > 0, got {step!r}")
+    fused = getattr(cfg, "fused", None)
+    if fused is not None and not isinstance(fused, bool):
+        raise ConfigError(f"{type(cfg).__name__}.fused must be true or false, got {fused!r}")
     gm = getattr(cfg, "grad_mode", None)
     if gm is not None:
         from neurodeploy.attacks.grad_modes import parse_mode
@@ -254,8 +257,6 @@ class GradientConfig:
 
     def __post_init__(self) -> None:
         validate_common(self)
-        if not isinstance(self.fused, bool):
-            raise ConfigError(f"{type(self).__name__}.fused must be true or false, got {self.fused!r}")
 
 
 DEFAULT_EOT_STOCHASTIC = 10

@@ -53,6 +53,7 @@ class G2SConfig:
     eot_iter: int | None = None
     grad_mode: str = "bptt"
     seed: int = 0
+    fused: bool = True  # see GradientConfig.fused
 
     def __post_init__(self) -> None:
         validate_common(self)
@@ -68,6 +69,7 @@ class TopKConfig:
     eot_iter: int | None = None
     grad_mode: str = "bptt"
     seed: int = 0
+    fused: bool = True  # see GradientConfig.fused
 
     def __post_init__(self) -> None:
         validate_common(self)
