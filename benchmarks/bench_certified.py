@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds[name] += time.perf_counter() - t0
     full = math.ceil(n / args.batch_size)
     rec = {
-        "arch": args.arch, "data": args.data, "train_images": n, "batch_size": args.batch_size,
+        "arch": args.arch, "data": os.path.relpath(args.data, REPO), "train_images": n,
+        "batch_size": args.batch_size,
         "batches_timed": nb, "cert_steps": args.cert_steps, "T": base.config.num_steps,
         "seconds_per_epoch": {k: v / nb * full for k, v in seconds.items()},
         "ratio_to_plain": {k: v / seconds["plain"] for k, v in seconds.items()},

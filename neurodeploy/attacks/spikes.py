@@ -47,9 +47,10 @@ from neurodeploy.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class G2SConfig:
-    n_iter: int = 25
-    zero_grad_flip_prob: float = 0.05
+class SpikeGradConfig:
+    """Fields the spike-gradient attacks share (those of GradientConfig without ``norm``:
+    the threat model is the ℓ0 budget ε)."""
+
     eot_iter: int | None = None
     grad_mode: str = "bptt"
     seed: int = 0
@@ -57,22 +58,24 @@ class G2SConfig:
 
     def __post_init__(self) -> None:
         validate_common(self)
+
+
+@dataclass(frozen=True)
+class G2SConfig(SpikeGradConfig):
+    n_iter: int = 25
+    zero_grad_flip_prob: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.zero_grad_flip_prob <= 1.0:
             raise ConfigError("G2SConfig.zero_grad_flip_prob must be in [0, 1]")
 
 
 @dataclass(frozen=True)
-class TopKConfig:
+class TopKConfig(SpikeGradConfig):
     n_iter: int = 50
     step_size: float = 0.25
     n_samples: int = 4
-    eot_iter: int | None = None
-    grad_mode: str = "bptt"
-    seed: int = 0
-    fused: bool = True  # see GradientConfig.fused
-
-    def __post_init__(self) -> None:
-        validate_common(self)
 
 
 def keep_topk_diffs(cand: torch.Tensor, x: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
