@@ -77,7 +77,7 @@ def test_loss_mixes_clean_and_robust_terms():
     clf = _small()
     split = load_digits_split()
     x, y = split.train.x[:16], split.train.y[:16]
-    d = CertifiedTraining(CertifiedConfig(eps=0.05, ramp=0.5, kappa_final=0.25))
+    d = CertifiedTraining(CertifiedConfig(eps=0.05, ramp=0.5, kappa_start=1.0, kappa_final=0.25))
     loss0, m0 = d.loss(BatchContext(clf, x, y, epoch=0, progress=0.0))
     assert m0["eps"] == 0.0 and m0["kappa"] == 1.0 and "robust_loss" not in m0
     loss1, m1 = d.loss(BatchContext(clf, x, y, epoch=0, progress=1.0))
@@ -96,7 +96,8 @@ def test_trainer_runs_certified_and_lowers_verified_error(tmp_path):
     for name, defense in (("plain", make_defense("none")),
                           ("certified", make_defense("certified", {
                               "cert_eps": eps, "cert_cert_steps": 3, "cert_method": "crown-ibp",
-                              "cert_ramp": 0.5, "cert_kappa_final": 0.3}))):
+                              "cert_ramp": 0.5, "cert_kappa_start": 1.0,
+                              "cert_kappa_final": 0.3}))):
         clf = _small(seed=0, steps=steps)
         cfg = TrainConfig(epochs=4, batch_size=50, lr=5e-3, grad_clip=1.0, seed=0,
                           device="cpu", eval_every=4)

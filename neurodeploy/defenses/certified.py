@@ -17,8 +17,11 @@ surrogate spike function (certify_snn applies its ``fire_func``, rectangle surro
 bounds), the relaxation slopes carry gradients, the carry masks do not.
 
 Defaults follow the paper / certify_snn where they exist: eps 0.06 (its MNIST FC run; the paper's
-Table 2 MNIST models use 0.12), T' = 3, ramp over the first 250/300 of training, κ from 1 to
-0.4 (certify_snn HEAD: 0.4·CE + 0.6·robust), S-CROWN bound. Gradient clipping is the trainer's
+Table 2 MNIST models use 0.12), T' = 3, ramp over the first 250/300 of training, κ = 0.4
+throughout (certify_snn HEAD: 0.4·CE + 0.6·robust from the first epoch; a CROWN-IBP style κ ramp
+from 1 — ``kappa_start=1`` — puts almost no weight on the bound while ε is small, and on the
+8,000-image MNIST split the bounds then went vacuous by ε ≈ 0.008: RESULTS_certified.md §3c),
+S-CROWN bound. Gradient clipping is the trainer's
 ``grad_clip`` (certify_snn: 0.25). Options are ``cert_<field>`` keys (e.g. ``cert_eps=0.1``).
 """
 
@@ -48,7 +51,7 @@ class CertifiedConfig:
     ramp_start: float = 0.0
     ramp: float = 250.0 / 300.0
     ramp_epochs: int = 0
-    kappa_start: float = 1.0
+    kappa_start: float = 0.4
     kappa_final: float = 0.4
     beta_start: float = 1.0
     beta_final: float = 0.0
