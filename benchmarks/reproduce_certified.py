@@ -109,13 +109,16 @@ def attack(args: argparse.Namespace) -> dict:
     n = 50 if args.quick else args.samples
     x, y = split.test.x[:n], split.test.y[:n]
     attacks = [(a, {"n_iter": args.steps, "eot_iter": args.eot}) for a in args.attacks.split(",")]
-    if args.table == "fc":
-        eps_list = sorted(PAPER_TABLE2_FC)
-        models = {"plain": _model("mnist_FC.pth.tar"),
-                  "certified": _model("FC_T_3_eps_0.06.pth.tar")}
-    else:  # CONV rows: checkpoints trained here (no CONV checkpoint in certify_snn's release)
-        from neurodeploy.models import load_checkpoint
+    from neurodeploy.models import load_checkpoint
 
+    if args.table == "fc":  # default: certify_snn's own checkpoints; --plain/--certified override
+        eps_list = sorted(PAPER_TABLE2_FC)
+        models = {
+            "plain": load_checkpoint(args.plain)[0] if args.plain else _model("mnist_FC.pth.tar"),
+            "certified": (load_checkpoint(args.certified)[0] if args.certified
+                          else _model("FC_T_3_eps_0.06.pth.tar")),
+        }
+    else:  # CONV rows: checkpoints trained here (no CONV checkpoint in certify_snn's release)
         if not args.plain or not args.certified:
             raise SystemExit("--table conv needs --plain CKPT and --certified CKPT")
         eps_list = sorted(PAPER_TABLE2_CONV)
@@ -166,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     from neurodeploy.training.metrics import write_json_atomic
 
-    table = "_conv" if args.part == "attack" and args.table == "conv" else ""
+    table = ""
+    if args.part == "attack":
+        table = "_conv" if args.table == "conv" else ("_fc_ours" if args.certified else "")
     path = RESULTS / f"certified_{args.part}{table}{'_quick' if args.quick else ''}.json"
     write_json_atomic(path, result)
     print(f"wrote {path}")
