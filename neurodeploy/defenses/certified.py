@@ -20,7 +20,7 @@ Defaults follow the paper / certify_snn where they exist: eps 0.06 (its MNIST FC
 Table 2 MNIST models use 0.12), T' = 3, ramp over the first 250/300 of training, κ = 0.4
 throughout (certify_snn HEAD: 0.4·CE + 0.6·robust from the first epoch; a CROWN-IBP style κ ramp
 from 1 — ``kappa_start=1`` — puts almost no weight on the bound while ε is small, and on the
-8,000-image MNIST split the bounds then went vacuous by ε ≈ 0.008: RESULTS_certified.md §3c),
+8,000-image MNIST split the bounds then went vacuous by ε ≈ 0.008: RESULTS_certified.md §3b–3c),
 S-CROWN bound. Gradient clipping is the trainer's
 ``grad_clip`` (certify_snn: 0.25). Options are ``cert_<field>`` keys (e.g. ``cert_eps=0.1``).
 """
