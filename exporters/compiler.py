@@ -205,15 +205,8 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     # largest weight then maps to 254 + O(1e-4), which rounds to 254: nothing overflows.
     n = math.floor(theta * s_max * (1.0 + 1e-6))
     scale = n / theta if n >= 1 else s_max
-    if mixed:
-        step = profile.mixed_step
-        W_int = step * np.round(W * scale / step)
-        W_int = np.clip(W_int, profile.weight_min_mixed, profile.weight_max_mixed)
-    elif sign > 0:
-        W_int = np.clip(np.round(W * scale), 0, profile.weight_max_single)
-    else:
-        W_int = np.clip(np.round(W * scale), -profile.weight_max_single, 0)
-    W_int = W_int.astype(np.int64)
+    mode = "mixed" if mixed else "excitatory" if sign > 0 else "inhibitory"
+    W_int = profile.fixed_point.quantize_weights(W, scale, mode).astype(np.int64)
     vth = int(np.clip(round(theta * scale), 0, profile.vth_max))
     picked = _pick_bias_exp(b * scale, profile)
     if picked is None:  # cannot happen with s ≤ s_b; kept as a guard with a clear message
@@ -602,7 +595,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                        "weight_exp 0, smallest fitting bias_exp, du 4095"}
     plan = DeploymentPlan(profile=profile.name, num_steps=int(num_steps),
                           input_shape=chain.input_shape, layers=tuple(layers),
-                          resources=resources, quantization=_jsonable(quant), source=source)
+                          resources=resources, quantization=_jsonable(quant), source=source,
+                          fixed_point=profile.fixed_point)
     plan.validate()
     return plan
 

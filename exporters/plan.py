@@ -30,8 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy.errors import ConfigError
+from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
+
 PLAN_FORMAT = "neurodeploy-plan"
-PLAN_VERSION = 1
+#: Version 2 adds the header key ``fixed_point`` (the profile's :class:`FixedPointFormat`).
+#: Version-1 plans are still read: every one was compiled for Lava 0.10's arithmetic, so they
+#: get :data:`~neurodeploy.exporters.profiles.LAVA_0_10`.
+PLAN_VERSION = 2
+READABLE_PLAN_VERSIONS = (1, 2)
 LAYER_KINDS = ("dense", "conv", "pool")
 NEURON_KINDS = ("lif", "talif")
 
@@ -110,7 +117,9 @@ class DeploymentPlan:
 
     ``input_shape`` excludes time and batch; ``num_steps`` is the model's T; ``resources``
     is the core map (cores used, neurons/synapses per core …); ``quantization`` the
-    per-layer error report; ``source`` the model config and library versions it came from.
+    per-layer error report; ``source`` the model config and library versions it came from;
+    ``fixed_point`` the integer arithmetic every interpreter runs the plan with (the
+    compiler writes its profile's; plans built by hand default to Lava 0.10's).
     """
 
     profile: str
@@ -120,6 +129,7 @@ class DeploymentPlan:
     resources: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    fixed_point: FixedPointFormat = LAVA_0_10
 
     @property
     def num_classes(self) -> int:
@@ -155,8 +165,10 @@ class DeploymentPlan:
             if L.bias_mant.shape != (L.out_size,):
                 raise PlanError(f"{where}: bias_mant shape {L.bias_mant.shape}, expected "
                                 f"({L.out_size},)")
-            for name, val, lo, hi in (("du", L.du, 0, 4095), ("dv", L.dv, 0, 4095),
-                                      ("vth", L.vth, 0, 2**17 - 1), ("delay", L.delay, 0, 63)):
+            fmt = self.fixed_point
+            for name, val, lo, hi in (("du", L.du, 0, fmt.decay_max),
+                                      ("dv", L.dv, 0, fmt.decay_max),
+                                      ("vth", L.vth, 0, fmt.vth_max), ("delay", L.delay, 0, 63)):
                 if not lo <= int(val) <= hi:
                     raise PlanError(f"{where}: {name} = {val} outside [{lo}, {hi}]")
             shape = tuple(L.out_shape)
@@ -180,6 +192,7 @@ class DeploymentPlan:
             "resources": self.resources,
             "quantization": self.quantization,
             "source": self.source,
+            "fixed_point": self.fixed_point.to_dict(),
         }
         arrays["header"] = np.array(json.dumps(header, default=_json_default))
         path = Path(path)
@@ -214,9 +227,16 @@ class DeploymentPlan:
             raise PlanError(f"{path}: corrupt plan header: {exc}") from exc
         if h.get("format") != PLAN_FORMAT:
             raise PlanError(f"{path}: not a deployment plan (format {h.get('format')!r})")
-        if h.get("version") != PLAN_VERSION:
+        if h.get("version") not in READABLE_PLAN_VERSIONS:
             raise PlanError(f"{path}: plan version {h.get('version')} unsupported "
-                            f"(this build reads version {PLAN_VERSION})")
+                            f"(this build reads versions {list(READABLE_PLAN_VERSIONS)})")
+        if h["version"] >= 2 and "fixed_point" not in h:
+            raise PlanError(f"{path}: version-{h['version']} plan lacks its fixed_point format")
+        try:
+            fmt = (FixedPointFormat.from_dict(h["fixed_point"], f"{path}: fixed_point")
+                   if "fixed_point" in h else LAVA_0_10)
+        except ConfigError as exc:
+            raise PlanError(str(exc)) from exc
         layers = []
         for i, lh in enumerate(h["layers"]):
             try:
@@ -232,7 +252,8 @@ class DeploymentPlan:
             except (KeyError, TypeError) as exc:
                 raise PlanError(f"{path}: layer {i} is incomplete ({exc})") from exc
         plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), tuple(layers),
-                   h.get("resources", {}), h.get("quantization", {}), h.get("source", {}))
+                   h.get("resources", {}), h.get("quantization", {}), h.get("source", {}),
+                   fixed_point=fmt)
         plan.validate()
         return plan
 

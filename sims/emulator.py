@@ -1,7 +1,8 @@
 """Bit-exact, batched emulator of a deployment plan (Lava ``fixed_pt`` semantics), CPU or CUDA.
 
 Per layer k and step t, in integers (Lava 0.10 ``PyDenseModelBitAcc`` / ``PyConvModelFixed``
-and ``PyLifModelBitAcc``; every constant is named in :class:`LoihiFixedPoint`)::
+and ``PyLifModelBitAcc``; every constant is a field of the plan's
+:class:`~neurodeploy.exporters.profiles.FixedPointFormat`, numbers below for Lava 0.10)::
 
     Dense:  W_e   = truncate(clip(W, sign mode, 8 bits), 8 bits)   # mixed sign ⇒ even, floor
             a     = (W_e · s_in) << weight_exp   (>> −weight_exp, floor)  → int32 port
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 
 from neurodeploy.errors import ConfigError, DataError
 from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
+from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
 from neurodeploy.sims.lava_runner import (
     Schedule,
     TALIFFixed,
@@ -60,37 +62,27 @@ from neurodeploy.sims.lava_runner import (
 #: (no vector 64-bit multiply on AVX2). Products by 2^-12 and trunc/floor are exact.
 STATE_DTYPE = torch.float64
 
-
-@dataclass(frozen=True)
-class LoihiFixedPoint:
-    """Bit widths and shifts of Lava's bit-accurate LIF / Dense / Conv (lif/models.py 94-108)."""
-
-    decay_shift: int = 12        # decays are 12-bit fractions of 4096
-    ds_offset: int = 1           # current decay register offset: factor 4096 − (du + 1)
-    dm_offset: int = 0           # voltage decay register offset: factor 4096 − dv
-    act_shift: int = 6           # synaptic input MSB-aligned by 6 bits
-    vth_shift: int = 6           # threshold MSB-aligned by 6 bits
-    uv_bits: int = 24            # u wraps, v saturates at 24 bits
-    port_bits: int = 32          # Python-model ports / state arrays are int32
-    conv_bits: int = 24          # Conv output wraps at 24 bits (conv/utils.signed_clamp)
-    weight_bits: int = 8         # Dense weights: clip to 8 bits (+ sign), then truncate
-
-    @property
-    def decay_unity(self) -> int:
-        return 1 << self.decay_shift
-
-    @property
-    def max_uv(self) -> int:
-        return 1 << (self.uv_bits - 1)
+#: Integers below these magnitudes are exact in float32 / float64 (mantissa bits + 1).
+FLOAT32_EXACT = 2 ** (np.finfo(np.float32).nmant + 1)
+FLOAT64_EXACT = 2 ** (np.finfo(np.float64).nmant + 1)
 
 
-LOIHI = LoihiFixedPoint()
+
+
+def check_format_supported(fmt: FixedPointFormat, who: str) -> None:
+    """Refuse a format whose rules this interpreter does not implement (ConfigError)."""
+    want = {"u_overflow": "wrap_once", "v_overflow": "saturate", "spike_comparison": ">",
+            "reset": "zero"}
+    bad = {k: getattr(fmt, k) for k, v in want.items() if getattr(fmt, k) != v}
+    if bad:
+        raise ConfigError(f"the {who} implements {want}; the plan's format has {bad}")
 
 
 # ----------------------------------------------------------------------------- numpy helpers
 
 
-def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
+def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int | None = None,
+                                 fmt: FixedPointFormat = LAVA_0_10) -> np.ndarray:
     """The weights Lava's ``PyDenseModelBitAcc`` actually uses (weightutils clip + truncate).
 
     Sign mode from the matrix: all ≥ 0 excitatory [0, 255], all ≤ 0 inhibitory [−255, 0],
@@ -105,9 +97,10 @@ def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int = 8) -> np.
         mode = "mixed"
     mixed = int(mode == "mixed")
     x = -w if mode == "inh" else w
-    nb = LOIHI.weight_bits
+    nb = fmt.weight_bits
+    num_weight_bits = nb if num_weight_bits is None else int(num_weight_bits)
     x = np.clip(x, -(2**nb) * mixed, 2**nb - 1)
-    drop = nb - num_weight_bits + mixed
+    drop = nb - num_weight_bits + (mixed if fmt.mixed_sign_drops_lsb else 0)
     x = (x >> drop) << drop
     return (-x if mode == "inh" else x).astype(np.int64)
 
@@ -177,33 +170,36 @@ class Emulator:
 
     def __init__(self, plan: DeploymentPlan, device: str | torch.device = "cpu") -> None:
         plan.validate()
-        check_plan_supported(plan)
+        check_plan_supported(plan, lava_format=False)
         self.plan = plan
+        self.fmt = plan.fixed_point
+        check_format_supported(self.fmt, "emulator")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
         self.kernels = [self._prepare(L) for L in plan.layers]
 
     def _prepare(self, L: PlanLayer) -> LayerKernel:
+        fmt = self.fmt
         if L.kind == "dense":
-            w = lava_dense_effective_weights(L.weights)
+            w = lava_dense_effective_weights(L.weights, fmt=fmt)
             bound = int(np.abs(w).sum(axis=1).max(initial=0))
             a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
         else:
             w = np.asarray(L.weights).astype(np.int64)
             bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-            a_bound = min(bound, 1 << (LOIHI.conv_bits - 1))
-        if bound >= 2**53:
+            a_bound = min(bound, 1 << (fmt.conv_output_bits - 1))
+        if bound >= FLOAT64_EXACT:
             raise PlanError(f"plan layer {L.name}: synaptic sums up to {bound} exceed 2^53 "
                             f"(cannot be summed exactly)")
-        fp32_ok = (bound < 2**24 and self.device.type == "cpu"
+        fp32_ok = (bound < FLOAT32_EXACT and self.device.type == "cpu"
                    and torch.get_float32_matmul_precision() == "highest")
         dtype = torch.float32 if fp32_ok else torch.float64
         bias = (np.asarray(L.bias_mant).astype(np.int64) << int(L.bias_exp))
         # If |a << 6| ≤ 2^24, one conditional wrap keeps |u| ≤ 2^23, so u, v (+ a bias ≤ 2^22)
         # and every intermediate stay far inside int32: the int32 wraps are provably no-ops.
-        small = (a_bound << LOIHI.act_shift) <= 2 * LOIHI.max_uv
-        tal = TALIFFixed.from_layer(L) if L.neuron == "talif" else None
+        small = (a_bound << fmt.activation_shift) <= 2 * fmt.state_half
+        tal = TALIFFixed.from_layer(L, fmt) if L.neuron == "talif" else None
         return LayerKernel(
             talif=tal,
             theta_v=None if tal is None else torch.as_tensor(
@@ -213,11 +209,12 @@ class Emulator:
             layer=L,
             weight=torch.as_tensor(w, dtype=dtype, device=self.device),
             bias=torch.as_tensor(bias, dtype=torch.int64, device=self.device),
-            vth_scaled=int(L.vth) << LOIHI.vth_shift,
-            u_factor=LOIHI.decay_unity - (int(L.du) + LOIHI.ds_offset),
-            v_factor=LOIHI.decay_unity - (int(L.dv) + LOIHI.dm_offset),
+            vth_scaled=fmt.vth_scaled(L.vth),
+            u_factor=fmt.u_factor(L.du),
+            v_factor=fmt.v_factor(L.dv),
             small=small,
-            u_may_wrap=not (int(L.du) == 4095 and (a_bound << LOIHI.act_shift) < LOIHI.max_uv),
+            u_may_wrap=not (fmt.u_factor(L.du) == 0
+                            and (a_bound << fmt.activation_shift) < fmt.state_half),
         )
 
     # -------------------------------------------------------------- synapses (all T at once)
@@ -236,10 +233,10 @@ class Emulator:
             elif L.weight_exp < 0:
                 acc.mul_(2.0 ** L.weight_exp).floor_()  # arithmetic right shift = floor
             if not K.small:
-                acc = _wrap(acc, LOIHI.port_bits)  # int64 sum → int32 port
+                acc = _wrap(acc, self.fmt.port_bits)  # int64 sum → int32 port
         else:
             acc = _conv_unfold(x.reshape(T * B, *L.in_shape), K.weight, L).to(STATE_DTYPE)
-            acc = _wrap(acc, LOIHI.conv_bits)
+            acc = _wrap(acc, self.fmt.conv_output_bits)
         return acc.reshape(T, B, -1)
 
     # -------------------------------------------------------------- neurons (step loop)
@@ -259,11 +256,12 @@ class Emulator:
         s = torch.empty(B, N, dtype=torch.bool, device=a.device)
         spikes = torch.empty(T, B, N, dtype=torch.uint8, device=a.device)
         vs = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
-        max_uv, unity = float(LOIHI.max_uv), float(LOIHI.decay_unity)
-        lim = max_uv - 1
-        act = a * float(1 << LOIHI.act_shift)
+        fmt = self.fmt
+        max_uv, unity = float(fmt.state_half), float(fmt.decay_unity)
+        lim = float(fmt.state_max)
+        act = a * float(1 << fmt.activation_shift)
         if not K.small:
-            act = _wrap(act, LOIHI.port_bits)
+            act = _wrap(act, fmt.port_bits)
         bias = K.bias.to(STATE_DTYPE)
         tal = K.talif
         thetas = None
@@ -276,14 +274,14 @@ class Emulator:
             # u = trunc0(u·(4096 − du − 1) / 4096) + (a << 6)    [du = 4095: factor 0]
             u.mul_(K.u_factor / unity).trunc_().add_(act[t])
             if not K.small:
-                u = _wrap(u, LOIHI.port_bits)
+                u = _wrap(u, fmt.port_bits)
             if K.u_may_wrap:  # Lava's single conditional 24-bit wrap
                 u = torch.where(u > max_uv, u - 2 * max_uv,
                                 torch.where(u <= -max_uv, u + 2 * max_uv, u))
             # v = sat24(trunc0(v·(4096 − dv) / 4096) + u + bias);  s = v > vth << 6;  v[s] = 0
             v.mul_(K.v_factor / unity).trunc_().add_(u).add_(bias)
             if not K.small:
-                v = _wrap(v, LOIHI.port_bits)
+                v = _wrap(v, fmt.port_bits)
             v.clamp_(-lim, lim)
             if tal is not None:
                 # θ = sat(θ + trunc0(θ_v·(v − NDS[t]) / 2^k));  s = v > θ
@@ -386,6 +384,7 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
     train into ``[T, B, …]``. Tests only (slow).
     """
     check_plan_supported(plan)
+    fmt = plan.fixed_point
     spikes = np.asarray(spikes)
     T, B = spikes.shape[:2]
     sched = Schedule(T, int(period or T), B, len(plan.layers))
@@ -404,21 +403,21 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
                                    len(L.out_shape)).astype(np.int16),
         }
         if L.neuron == "talif":  # PyTALIFModelFixed (sims/lava_procs/talif/models.py)
-            tal = TALIFFixed.from_layer(L)
+            tal = TALIFFixed.from_layer(L, fmt)
             nd = len(L.out_shape)
             st["tal"] = tal
             st["theta_v"] = to_lava_layout(tal.theta_v.reshape(L.out_shape), nd)
             st["nds"] = to_lava_layout(tal.nds.reshape((-1,) + tuple(L.out_shape)), nd)
-            st["theta"] = np.full(shape_l, int(L.vth) << LOIHI.vth_shift, np.int64)
+            st["theta"] = np.full(shape_l, int(L.vth) << fmt.threshold_shift, np.int64)
         if L.kind == "dense":
             st["W"] = lava_dense_effective_weights(
-                lava_dense_weight(np.asarray(L.weights), prev_shape)).astype(np.int32)
+                lava_dense_weight(np.asarray(L.weights), prev_shape), fmt=fmt).astype(np.int32)
         else:
             st["W"] = lava_conv_weight(np.asarray(L.weights)).astype(np.int32)
         layers.append(st)
         prev_shape = tuple(L.out_shape)
     trains = [np.zeros((sched.total_steps,) + st["shape"], np.uint8) for st in layers]
-    max_uv = LOIHI.max_uv
+    max_uv = fmt.state_half
     for t in range(1, sched.total_steps + 1):
         s_prev = src[t - 1]                                  # RingBuffer: data[(t−1) % buffer]
         for k, st in enumerate(layers):
@@ -434,25 +433,26 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
             else:
                 x = s_prev.reshape(lava_shape(L.in_shape)).astype(bool)
                 out = _reference_conv(x, st["W"], L)
-                st["a_buff"] = _wrap_np(out.astype(np.int32), LOIHI.conv_bits).astype(np.int32)
+                st["a_buff"] = _wrap_np(out.astype(np.int32), fmt.conv_output_bits).astype(np.int32)
             # --- LIFReset (PyLifResetModelBitAcc.run_spk)
             if t % sched.period == sched.reset_offset(depth):
                 st["u"] *= 0
                 st["v"] *= 0
                 if "tal" in st:
-                    st["theta"][:] = int(L.vth) << LOIHI.vth_shift
+                    st["theta"][:] = int(L.vth) << fmt.threshold_shift
             eff_bias = np.left_shift(st["bias"].astype(np.int32), np.int16(L.bias_exp))
-            vth = np.left_shift(np.int32(L.vth), LOIHI.vth_shift)
-            decayed = np.int64(st["u"]) * (LOIHI.decay_unity - (int(L.du) + LOIHI.ds_offset))
+            vth = np.left_shift(np.int32(L.vth), fmt.threshold_shift)
+            decayed = np.int64(st["u"]) * (fmt.decay_unity - (int(L.du)
+                                                               + fmt.current_decay_offset))
             decayed = np.int32(np.sign(decayed) * np.right_shift(np.abs(decayed),
-                                                                 LOIHI.decay_shift))
-            act = np.left_shift(a_in, LOIHI.act_shift)
+                                                                 fmt.decay_bits))
+            act = np.left_shift(a_in, fmt.activation_shift)
             decayed = decayed + act
             wrapped = np.where(decayed > max_uv, decayed - 2 * max_uv, decayed)
             wrapped = np.where(wrapped <= -max_uv, decayed + 2 * max_uv, wrapped)
             st["u"][:] = wrapped
-            dv = np.int64(st["v"]) * (LOIHI.decay_unity - (int(L.dv) + LOIHI.dm_offset))
-            dv = np.int32(np.sign(dv) * np.right_shift(np.abs(dv), LOIHI.decay_shift))
+            dv = np.int64(st["v"]) * (fmt.decay_unity - (int(L.dv) + fmt.voltage_decay_offset))
+            dv = np.int32(np.sign(dv) * np.right_shift(np.abs(dv), fmt.decay_bits))
             st["v"][:] = np.clip(dv + st["u"] + eff_bias, -np.int32(max_uv) + 1,
                                  np.int32(max_uv) - 1)
             if "tal" in st:
@@ -499,14 +499,16 @@ def _reference_conv(x: np.ndarray, w: np.ndarray, L: PlanLayer) -> np.ndarray:
 # ----------------------------------------------------------------------------- random plans
 
 
-def _random_lif(rng: np.random.Generator, n: int, lif: dict[str, int | None]) -> dict:
+def _random_lif(rng: np.random.Generator, n: int, lif: dict[str, int | None],
+                fmt: FixedPointFormat = LAVA_0_10) -> dict:
     """Random LIF parameters; any key given in ``lif`` (du, dv, vth, bias_exp, bias_max)
     is used as is."""
     bias_max = lif.get("bias_max")
-    bias_max = int(rng.integers(0, 4096)) if bias_max is None else int(bias_max)
+    bias_max = (int(rng.integers(0, fmt.bias_mant_max + 1)) if bias_max is None
+                else int(bias_max))
     pick = {
-        "du": 4095, "dv": int(rng.integers(0, 4096)), "vth": int(rng.integers(0, 2001)),
-        "bias_exp": int(rng.integers(0, 8)),
+        "du": fmt.decay_max, "dv": int(rng.integers(0, fmt.decay_max + 1)),
+        "vth": int(rng.integers(0, 2001)), "bias_exp": int(rng.integers(0, fmt.bias_exp_max + 1)),
     }
     pick.update({k: int(v) for k, v in lif.items() if v is not None and k != "bias_max"})
     pick["bias_mant"] = rng.integers(-bias_max, bias_max + 1, size=n).astype(np.int32)

@@ -53,12 +53,13 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
+from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
 
 #: Exit codes of the command line (the main side maps them to errors).
 EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_NO_LAVA = 0, 1, 2, 4
 
 #: Lava's Dense / Conv add one step of synaptic delay (a_buff is sent before it is computed).
-LAVA_SYNAPSE_DELAY = 1
+LAVA_SYNAPSE_DELAY = LAVA_0_10.synaptic_delay
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -129,22 +130,28 @@ class TALIFFixed:
 
     theta_v : unsigned mantissas ``[N]`` (float θ_v ≈ theta_v / 2^shift);
     nds : ``[T_nds, N]`` in v units; shift : ``neuron_params["theta_v_shift"]``;
-    bits : signed θ width ``neuron_params["theta_bits"]`` (default 24, like u and v).
+    bits : signed θ width ``neuron_params["theta_bits"]`` (default the format's
+    ``talif_state_bits``).
     """
 
     theta_v: np.ndarray
     nds: np.ndarray
     shift: int
-    bits: int = 24
+    bits: int
 
     @property
     def theta_max(self) -> int:
         return 2 ** (self.bits - 1) - 1
 
     @classmethod
-    def from_layer(cls, L: PlanLayer) -> TALIFFixed:
-        """Read and check the TA-LIF fields of ``L``; :class:`PlanError` names what is wrong."""
+    def from_layer(cls, L: PlanLayer, fmt: FixedPointFormat) -> TALIFFixed:
+        """Read and check the TA-LIF fields of ``L`` against the plan's format ``fmt``;
+        :class:`PlanError` names what is wrong."""
         where = f"plan layer {L.name}"
+        if fmt.talif_state_bits is None or fmt.talif_theta_v_bits is None \
+                or fmt.talif_theta_v_shift_max is None:
+            raise PlanError(f"{where}: TA-LIF layer in a plan whose fixed-point format has no "
+                            f"TA-LIF widths (the profile has no programmable neurons)")
         try:
             shift = int(L.neuron_params["theta_v_shift"])
             tv = np.asarray(L.neuron_arrays["theta_v"]).astype(np.int64).reshape(-1)
@@ -152,17 +159,20 @@ class TALIFFixed:
         except KeyError as exc:
             raise PlanError(f"{where}: TA-LIF (neuron 'talif') layer lacks {exc} (needs neuron_params "
                             f"theta_v_shift, neuron_arrays theta_v and nds)") from exc
-        bits = int(L.neuron_params.get("theta_bits", 24))
+        bits = int(L.neuron_params.get("theta_bits", fmt.talif_state_bits))
         n = L.out_size
         if tv.size != n or nds.ndim < 1 or nds.shape[0] < 1 or nds.size != nds.shape[0] * n:
             raise PlanError(f"{where}: TA-LIF theta_v {tv.shape} / nds {nds.shape} do not match "
                             f"{n} neurons")
-        if not 0 <= shift <= 31:
-            raise PlanError(f"{where}: TA-LIF theta_v_shift {shift} outside [0, 31]")
-        if not 24 <= bits <= 32:
-            raise PlanError(f"{where}: TA-LIF theta_bits {bits} outside [24, 32]")
-        if tv.min(initial=0) < 0 or tv.max(initial=0) >= 2**16:
-            raise PlanError(f"{where}: TA-LIF theta_v mantissas outside [0, 2^16)")
+        if not 0 <= shift <= fmt.talif_theta_v_shift_max:
+            raise PlanError(f"{where}: TA-LIF theta_v_shift {shift} outside "
+                            f"[0, {fmt.talif_theta_v_shift_max}]")
+        if not fmt.state_bits <= bits <= fmt.port_bits:
+            raise PlanError(f"{where}: TA-LIF theta_bits {bits} outside "
+                            f"[{fmt.state_bits}, {fmt.port_bits}]")
+        if tv.min(initial=0) < 0 or tv.max(initial=0) >= 2**fmt.talif_theta_v_bits:
+            raise PlanError(f"{where}: TA-LIF theta_v mantissas outside "
+                            f"[0, 2^{fmt.talif_theta_v_bits})")
         lim = 2 ** (bits - 1) - 1
         if np.abs(nds).max(initial=0) > lim:
             raise PlanError(f"{where}: TA-LIF nds outside the signed {bits}-bit range")
@@ -204,15 +214,27 @@ def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(s) for s in reversed(shape))
 
 
-def check_plan_supported(plan: DeploymentPlan) -> None:
-    """Refuse what Lava's processes cannot run exactly (raises :class:`PlanError`)."""
+def check_plan_supported(plan: DeploymentPlan, lava_format: bool = True) -> None:
+    """Refuse what Lava's processes cannot run exactly (raises :class:`PlanError`).
+
+    ``lava_format = False`` skips the check that the plan's fixed-point format is Lava 0.10's
+    (the emulator and twin interpret any format; the layer checks still apply).
+    """
+    fmt = plan.fixed_point
+    core = {f: v for f, v in fmt.to_dict().items() if not f.startswith("talif_")}
+    lava = {f: v for f, v in LAVA_0_10.to_dict().items() if not f.startswith("talif_")}
+    if lava_format and core != lava:
+        diff = {f: (core[f], lava[f]) for f in core if core[f] != lava[f]}
+        raise PlanError(f"the plan's fixed-point format differs from the arithmetic of Lava "
+                        f"0.10's bit-accurate models in {diff} (plan value, Lava value): "
+                        f"Lava cannot run it exactly")
     for i, L in enumerate(plan.layers):
         where = f"plan layer {i} ({L.name})"
         if L.neuron not in ("lif", "talif"):
             raise PlanError(f"{where}: neuron {L.neuron!r} is not supported by the Lava runner "
                             f"(only 'lif' and 'talif')")
         if L.neuron == "talif":
-            TALIFFixed.from_layer(L)
+            TALIFFixed.from_layer(L, fmt)
         if L.delay != LAVA_SYNAPSE_DELAY:
             raise PlanError(f"{where}: delay {L.delay} — Lava Dense/Conv have a fixed delay of "
                             f"{LAVA_SYNAPSE_DELAY}")
@@ -224,8 +246,8 @@ def check_plan_supported(plan: DeploymentPlan) -> None:
             raise PlanError(f"{where}: bias_mant outside int16 (Lava stores it as int16)")
         if L.kind == "dense" and len(L.out_shape) != 1:
             raise PlanError(f"{where}: dense layer with out_shape {L.out_shape}; expected (N,)")
-        if not 0 <= L.bias_exp <= 7:
-            raise PlanError(f"{where}: bias_exp {L.bias_exp} outside [0, 7]")
+        if not 0 <= L.bias_exp <= fmt.bias_exp_max:
+            raise PlanError(f"{where}: bias_exp {L.bias_exp} outside [0, {fmt.bias_exp_max}]")
 
 
 # ----------------------------------------------------------------------------- network
@@ -260,7 +282,8 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         depth = k + 1
         if L.kind == "dense":
             syn = Dense(weights=lava_dense_weight(np.asarray(L.weights), prev_shape),
-                        weight_exp=int(L.weight_exp), num_weight_bits=8,
+                        weight_exp=int(L.weight_exp),
+                        num_weight_bits=plan.fixed_point.weight_bits,
                         name=f"{L.name}_dense")
             port = prev_port if len(prev_shape) == 1 else prev_port.flatten()
             port.connect(syn.s_in)
@@ -287,13 +310,15 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         if L.neuron == "talif":
             from neurodeploy.sims.lava_procs.talif.process import TALIF
 
-            tal = TALIFFixed.from_layer(L)
+            tal = TALIFFixed.from_layer(L, plan.fixed_point)
             nd = len(L.out_shape)
             tv = to_lava_layout(tal.theta_v.reshape(L.out_shape), nd)
             nds = to_lava_layout(tal.nds.reshape((tal.nds.shape[0],) + tuple(L.out_shape)), nd)
             lif = TALIF(**common, theta_v=np.ascontiguousarray(tv).astype(np.int32),
                         nds=np.ascontiguousarray(nds).astype(np.int32),
-                        theta_v_shift=tal.shift, theta_bits=tal.bits, name=f"{L.name}_talif")
+                        theta_v_shift=tal.shift, theta_bits=tal.bits,
+                        threshold_shift=plan.fixed_point.threshold_shift,
+                        name=f"{L.name}_talif")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)

@@ -41,21 +41,10 @@ from torch import nn
 from neurodeploy.encoding import Encoder, make_encoder, make_generator
 from neurodeploy.errors import ConfigError
 from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
-from neurodeploy.sims.emulator import LOIHI, lava_dense_effective_weights
+from neurodeploy.exporters.profiles import FixedPointFormat
+from neurodeploy.sims.emulator import check_format_supported, lava_dense_effective_weights
 from neurodeploy.sims.lava_runner import TALIFFixed
 from neurodeploy.surrogates import make_surrogate
-
-# Lava's bit-accurate constants, named once in the emulator's LoihiFixedPoint (LOIHI).
-DECAY_UNITY = LOIHI.decay_unity     # decays are 12-bit fractions of 4096
-DS_OFFSET = LOIHI.ds_offset         # current decay factor 4096 − (du + 1)
-ACT_SHIFT = LOIHI.act_shift         # a << 6
-VTH_SHIFT = LOIHI.vth_shift         # vth << 6
-UV_BITS = LOIHI.uv_bits             # u wraps once, v saturates
-PORT_BITS = LOIHI.port_bits         # Python-model int32 ports / state
-CONV_BITS = LOIHI.conv_bits         # Conv output signed wrap
-_V_MAX = 2 ** (UV_BITS - 1) - 1
-_HALF = 2 ** (UV_BITS - 1)
-_WRAP = 2**UV_BITS
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -73,9 +62,9 @@ class _StraightThrough(torch.autograd.Function):
         return (g, None, *([None] * ctx.n_args))
 
 
-def _wrap24_op(x: torch.Tensor) -> torch.Tensor:
-    """Lava's asymmetric 24-bit wrap of ``u``: ``u > 2^23 → u − 2^24``; ``u ≤ −2^23 → u + 2^24``."""
-    return torch.where(x > _HALF, x - _WRAP, torch.where(x <= -_HALF, x + _WRAP, x))
+def _wrap_once_op(x: torch.Tensor, half: float) -> torch.Tensor:
+    """Lava's asymmetric single wrap of ``u``: ``u > half → u − 2·half``; ``u ≤ −half → u + 2·half``."""
+    return torch.where(x > half, x - 2 * half, torch.where(x <= -half, x + 2 * half, x))
 
 
 def _signed_wrap_op(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -97,8 +86,8 @@ def _floor(x: torch.Tensor) -> torch.Tensor:
     return _StraightThrough.apply(x, torch.floor)
 
 
-def _wrap24(x: torch.Tensor) -> torch.Tensor:
-    return _StraightThrough.apply(x, _wrap24_op)
+def _wrap_once(x: torch.Tensor, half: float) -> torch.Tensor:
+    return _StraightThrough.apply(x, _wrap_once_op, half)
 
 
 def _signed_wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -109,33 +98,31 @@ def _saturate(x: torch.Tensor, lim: float) -> torch.Tensor:
     return _StraightThrough.apply(x, _clamp_op, lim)
 
 
-def _decay(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """``sign(x·f) · (|x·f| >> 12)`` = trunc(x·f / 4096) for integer-valued x."""
-    return _trunc0(x * (factor / float(DECAY_UNITY)))
-
-
-def _wrap32(x: torch.Tensor) -> torch.Tensor:
-    return _signed_wrap(x, PORT_BITS)
+def _decay(x: torch.Tensor, factor: int, unity: int) -> torch.Tensor:
+    """``sign(x·f) · (|x·f| >> decay_bits)`` = trunc(x·f / unity) for integer-valued x."""
+    return _trunc0(x * (factor / float(unity)))
 
 
 class TwinLayer(nn.Module):
     """One plan layer: integer synapse + fixed-point LIF / TA-LIF, differentiable."""
 
-    def __init__(self, layer: PlanLayer, surrogate: str) -> None:
+    def __init__(self, layer: PlanLayer, surrogate: str, fmt: FixedPointFormat) -> None:
         super().__init__()
         self.layer = layer
-        w = lava_dense_effective_weights(layer.weights) if layer.kind == "dense" else layer.weights
+        self.fmt = fmt
+        w = (lava_dense_effective_weights(layer.weights, fmt=fmt) if layer.kind == "dense"
+             else layer.weights)
         self.register_buffer("weight", torch.tensor(np.asarray(w), dtype=torch.float64))
         bias = torch.tensor(np.asarray(layer.bias_mant), dtype=torch.float64)
         bias = (bias * (2.0**layer.bias_exp) if layer.bias_exp >= 0
                 else torch.floor(bias / float(2 ** (-layer.bias_exp))))
         self.register_buffer("bias", bias.reshape(layer.out_shape))
-        self.vth64 = float(layer.vth << VTH_SHIFT)
-        self.unit = float(layer.scale * 2**VTH_SHIFT)  # v units per float unit
+        self.vth64 = float(fmt.vth_scaled(layer.vth))
+        self.unit = fmt.v_per_float(layer.scale)  # v units per float unit
         self.spike_fn = make_surrogate(surrogate)
         self.talif: TALIFFixed | None = None
         if layer.neuron == "talif":
-            tal = TALIFFixed.from_layer(layer)
+            tal = TALIFFixed.from_layer(layer, fmt)
             self.talif = tal
             shape = layer.out_shape
             self.register_buffer("theta_v", torch.tensor(tal.theta_v, dtype=torch.float64)
@@ -156,10 +143,11 @@ class TwinLayer(nn.Module):
                 a = a * float(2**L.weight_exp)
             elif L.weight_exp < 0:
                 a = _floor(a / float(2 ** (-L.weight_exp)))
-            return _wrap32(a).reshape(s.shape[0], *L.out_shape)  # int64 sum → int32 port
+            # int64 sum → int32 port
+            return _signed_wrap(a, self.fmt.port_bits).reshape(s.shape[0], *L.out_shape)
         a = F.conv2d(s, self.weight, stride=tuple(L.stride), padding=tuple(L.padding),
                      groups=L.groups)
-        return _signed_wrap(a, CONV_BITS)
+        return _signed_wrap(a, self.fmt.conv_output_bits)
 
     def forward(self, spikes_in: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -169,17 +157,20 @@ class TwinLayer(nn.Module):
         T, B = spikes_in.shape[:2]
         a_all = self.synapse(spikes_in.reshape(T * B, *spikes_in.shape[2:]))
         a_all = a_all.reshape(T, B, *L.out_shape)
-        act = _wrap32(a_all * float(2**ACT_SHIFT))
+        fmt = self.fmt
+        pb, unity, half = fmt.port_bits, fmt.decay_unity, float(fmt.state_half)
+        act = _signed_wrap(a_all * float(2**fmt.activation_shift), pb)
         u = torch.zeros_like(a_all[0])
         v = torch.zeros_like(a_all[0])
         theta = torch.full_like(a_all[0], self.vth64)
         spk, mem, thetas = [], [], []
-        du_factor = DECAY_UNITY - (L.du + DS_OFFSET)
-        dv_factor = DECAY_UNITY - (L.dv + LOIHI.dm_offset)
+        du_factor = fmt.u_factor(L.du)
+        dv_factor = fmt.v_factor(L.dv)
         tal = self.talif
         for t in range(T):
-            u = _wrap24(_wrap32(_decay(u, du_factor) + act[t]))
-            v = _saturate(_wrap32(_decay(v, dv_factor) + u + self.bias), float(_V_MAX))
+            u = _wrap_once(_signed_wrap(_decay(u, du_factor, unity) + act[t], pb), half)
+            v = _saturate(_signed_wrap(_decay(v, dv_factor, unity) + u + self.bias, pb),
+                          float(fmt.state_max))
             if tal is not None:
                 row = self.nds[min(t, self.nds.shape[0] - 1)]
                 step = _trunc0(self.theta_v * (v - row) / float(2**tal.shift))
@@ -227,8 +218,10 @@ class HardwareTwin(nn.Module):
         if encoding == "direct":
             raise ConfigError("the chip takes spikes: direct (current) encoding cannot be deployed")
         plan.validate()
+        check_format_supported(plan.fixed_point, "hardware twin")
         self.plan = plan
-        self.layers = nn.ModuleList(TwinLayer(L, surrogate) for L in plan.layers)
+        self.layers = nn.ModuleList(TwinLayer(L, surrogate, plan.fixed_point)
+                                    for L in plan.layers)
         self.encoder: Encoder = make_encoder(encoding, plan.num_steps)
         self.seed = int(seed)
         self._generator: torch.Generator | None = None

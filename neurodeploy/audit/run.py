@@ -400,6 +400,7 @@ def _threshold_traces(model: SpikingNet, be: Backends, spikes: torch.Tensor) -> 
         if L.neuron != "talif" or k >= len(fixed) or fixed[k] is None:
             continue
         f = tr.thetas[k].flatten(2).mean(dim=(1, 2)).tolist()
-        q = (torch.as_tensor(np.asarray(fixed[k])).double() / (L.scale * 64.0))
+        q = (torch.as_tensor(np.asarray(fixed[k])).double()
+             / be.plan.fixed_point.v_per_float(L.scale))
         out.append(ThresholdTrace(L.name, f, q.flatten(2).mean(dim=(1, 2)).tolist()))
     return out

@@ -95,7 +95,7 @@ def threshold_traces(model: Any, plan: Any, spikes: torch.Tensor,
             raise ConfigError(f"plan layer {L.name} is TA-LIF but model layer {k + 1} is "
                               f"{getattr(model.neurons[k], 'kind', type(model.neurons[k]).__name__)!r}")
         f = trace.thetas[k].detach().double().cpu()
-        q = thetas[k].double().cpu() / (L.scale * 64.0)
+        q = thetas[k].double().cpu() / plan.fixed_point.v_per_float(L.scale)
         err = (q - f).abs()
         fm = f.flatten(1).mean(1)
         qm = q.flatten(1).mean(1)

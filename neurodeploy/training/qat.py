@@ -3,11 +3,13 @@
 Inside :func:`quantization_aware`, every weighted synapse of a :class:`~neurodeploy.models.SpikingNet`
 is seen through the compiler's quantizer with a straight-through gradient::
 
-    W_eff = W + (Q(W) − W).detach(),   Q(W) = clip(2·round(W·s/2), −254, 254) / s   (mixed sign)
-                                        Q(W) = clip(round(W·s), 0, 255) / s           (single sign)
+    W_eff = W + (Q(W) − W).detach(),   Q(W) = quantize_weights(W, s, sign mode) / s
 
 with the per-layer scale ``s`` that :func:`neurodeploy.exporters.compiler.compile_model` chose
-for the model when the context was entered (the plan's ``scale``). The forward pass of the
+for the model when the context was entered (the plan's ``scale``) and ``quantize_weights`` the
+compiler's own rule, :meth:`~neurodeploy.exporters.profiles.FixedPointFormat.quantize_weights`
+of the plan's fixed-point format (mixed sign: even mantissas in [−256, 254] on Loihi;
+single sign: [0, 255] or [−255, 0]). The forward pass of the
 float model then uses exactly the integer weights the chip will hold, so training (with any
 defense) optimises the deployed weights; on exit the weights are snapped to the grid, so the
 next compilation reproduces them with zero weight error.
@@ -22,21 +24,21 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from neurodeploy.exporters.profiles import FixedPointFormat
+
 
 class _OnGrid(nn.Module):
     """Parametrization ``W → W + (Q(W) − W).detach()`` for one layer (see module docstring)."""
 
-    def __init__(self, scale: float, mixed: bool) -> None:
+    def __init__(self, scale: float, mode: str, fmt: FixedPointFormat) -> None:
         super().__init__()
         self.scale = float(scale)
-        self.mixed = bool(mixed)
+        self.mode = mode
+        self.fmt = fmt
+        fmt.weight_range(mode)  # refuse an unknown sign mode now, not in the forward pass
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        s = self.scale
-        if self.mixed:
-            q = (2.0 * torch.round(w * s / 2.0)).clamp(-254.0, 254.0) / s
-        else:
-            q = torch.round(w * s).clamp(0.0, 255.0) / s
+        q = self.fmt.quantize_weights(w, self.scale, self.mode) / self.scale
         return w + (q - w).detach()
 
 
@@ -55,8 +57,9 @@ def quantization_aware(model: nn.Module, profile: str = "loihi2") -> Iterator[di
     layers = [L for L in plan.layers if L.kind in ("dense", "conv")]
     for i, L in zip(weighted, layers, strict=True):
         syn = model.synapses[i]
-        mixed = bool((syn.weight < 0).any() and (syn.weight > 0).any())
-        parametrize.register_parametrization(syn, "weight", _OnGrid(L.scale, mixed))
+        mode = plan.fixed_point.weight_sign_mode(syn.weight.detach())
+        parametrize.register_parametrization(syn, "weight",
+                                             _OnGrid(L.scale, mode, plan.fixed_point))
         scales[L.name] = float(L.scale)
     try:
         yield scales

@@ -39,7 +39,7 @@ class PyTALIFModelFixed(AbstractPyLifModelFixed):
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
         self.theta_v_shift = proc_params["theta_v_shift"]
         # θ saturates to the signed theta_bits range (24 = the width of u and v by default)
-        self.theta_sat = 2 ** (int(proc_params.get("theta_bits", 24)) - 1) - 1
+        self.theta_sat = 2 ** (int(proc_params["theta_bits"]) - 1) - 1
 
     def run_spk(self) -> None:
         a_in_data = self.a_in.recv()

@@ -9,7 +9,8 @@ Fixed-point semantics (all integers; ``v`` units = weight units · 2⁶ as in La
 
 with ``τ`` the step inside the current sample (the reset schedule of ``LIFReset``: when
 ``time_step % reset_interval == reset_offset``, u, v are zeroed and θ is set back to
-``vth << 6`` before that step's input is integrated). ``NDS`` is ``[num_steps, *shape]`` in
+``vth << threshold_shift`` before that step's input is integrated; ``threshold_shift`` is the
+plan's, which the runner checks equals the ``vth_shift`` of Lava's LIF models). ``NDS`` is ``[num_steps, *shape]`` in
 v units; beyond ``num_steps`` the last row is used. ``θ_v`` is a per-neuron unsigned mantissa
 (float θ_v ≈ θ_v_mant / 2^θ_v_shift); ``sat_b`` saturates to the signed ``theta_bits``-bit range
 (``theta_bits = 24`` by default, the width of u and v; the plan's ``neuron_params``).
@@ -36,8 +37,9 @@ class TALIF(LIFReset):
         bias_exp: int,
         theta_v: np.ndarray,
         nds: np.ndarray,
-        theta_v_shift: int = 12,
-        theta_bits: int = 24,
+        theta_v_shift: int,
+        theta_bits: int,
+        threshold_shift: int,
         reset_interval: int = 1,
         reset_offset: int = 0,
         name: str | None = None,
@@ -47,7 +49,8 @@ class TALIF(LIFReset):
             reset_interval=reset_interval, reset_offset=reset_offset, name=name,
         )
         nds = np.asarray(nds, dtype=np.int32)
-        self.theta = Var(shape=shape, init=np.full(shape, int(vth) << 6, dtype=np.int32))
+        self.theta = Var(shape=shape, init=np.full(shape, int(vth) << int(threshold_shift),
+                                                   dtype=np.int32))
         self.theta_v = Var(shape=shape, init=np.asarray(theta_v, dtype=np.int32).reshape(shape))
         self.nds = Var(shape=nds.shape, init=nds)
         self.proc_params["theta_v_shift"] = int(theta_v_shift)
