@@ -95,7 +95,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,17 +354,10 @@ def write_nir(model: SpikingNet, path: str | os.PathLike, dt: float = DEFAULT_DT
 
 def write_graph(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
     """``nir.write`` to a temporary file in the same folder, then rename into place."""
+    from neurodeploy.atomicio import write_with  # mode from the umask, temp removed on failure
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nir", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_with(path, lambda tmp: nir.write(tmp, graph), suffix=".nir")
     return path
 
 

@@ -23,7 +23,6 @@ import importlib
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,18 +255,11 @@ def library_versions() -> dict[str, str]:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` to a temporary file in the same folder, then rename (never half-written;
+    mode from the umask; see :mod:`neurodeploy.atomicio`)."""
+    from neurodeploy.atomicio import write_with
+
+    write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(
@@ -299,6 +291,12 @@ def _read(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    from neurodeploy.atomicio import check_torch_file
+
+    try:  # what the file is (NIR, plan, text), and every zip member's CRC-32
+        check_torch_file(path)
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} {exc}") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +48,9 @@ def register(subparsers: Any) -> None:
 
 
 def _parse_eps(text: str) -> list[float]:
-    from neurodeploy.errors import ConfigError
+    from neurodeploy.cli.argtypes import parse_float_list
 
-    out = []
-    for tok in text.split(","):
-        tok = tok.strip()
-        if not tok:
-            continue
-        try:
-            out.append(float(tok))
-        except ValueError as exc:
-            raise ConfigError(f"--eps: {tok!r} is not a number") from exc
-    if not out:
-        raise ConfigError("--eps: no budgets given")
-    return out
+    return parse_float_list(text, "--eps", lo=0.0)
 
 
 def _parse_sets(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -86,16 +73,9 @@ def _parse_sets(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]
 
 
 def _write_json_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from neurodeploy.atomicio import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def load_classifier(args: argparse.Namespace, input_shape: tuple[int, ...] | None, device: Any) -> Any:

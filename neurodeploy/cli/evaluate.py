@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurodeploy.cli.argtypes import positive_float, positive_int, unit_float
 from neurodeploy.cli.common import add_common
 from neurodeploy.cli.train import set_threads
 
@@ -34,13 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which part of the data; 'all' = train then test (for a t10k-only MNIST "
         "folder: the whole official test set)",
     )
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N samples")
     p.add_argument(
         "--arch", default=None, help="architecture for a plain state dict, e.g. FC512-FC256-FC10"
     )
-    p.add_argument("--steps", type=int, default=10, help="T for a plain state dict")
-    p.add_argument("--alpha", type=float, default=0.25, help="α for a plain state dict")
-    p.add_argument("--theta", type=float, default=0.25, help="θ for a plain state dict")
+    p.add_argument("--steps", type=positive_int, default=10, help="T for a plain state dict")
+    p.add_argument("--alpha", type=unit_float, default=0.25, help="α for a plain state dict")
+    p.add_argument("--theta", type=positive_float, default=0.25, help="θ for a plain state dict")
     p.add_argument(
         "--readout",
         default="rate",
@@ -55,14 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=positive_int,
         default=1,
         help="number of random draws (seeds SEED, SEED+1, …); accuracy is their mean",
     )
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for "
         "small models on a shared machine)",

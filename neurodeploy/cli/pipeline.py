@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from neurodeploy.cli.argtypes import positive_int
 from neurodeploy.cli.common import add_common
 from neurodeploy.cli.train import set_threads
 
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-stages", action="store_true", help="list the registered stages and exit")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for "
         "small models on a shared machine)",

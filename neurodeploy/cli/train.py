@@ -11,6 +11,12 @@ import argparse
 import json
 from typing import Any
 
+from neurodeploy.cli.argtypes import (
+    nonneg_float,
+    positive_float,
+    positive_int,
+    unit_float,
+)
 from neurodeploy.cli.common import add_common
 from neurodeploy.errors import ConfigError
 
@@ -53,15 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'digits' (embedded), an MNIST/Fashion-MNIST IDX folder or an N-MNIST folder",
     )
     p.add_argument(
-        "--train-limit", type=int, default=None, help="use only the first N train samples"
+        "--train-limit", type=positive_int, default=None, help="use only the first N train samples"
     )
-    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--test-limit", type=positive_int, default=None, help="use only the first N test samples")
     p.add_argument(
         "--arch", default="FC256-FC10", help="architecture string, e.g. C32K3S2-FC128-FC10"
     )
-    p.add_argument("--steps", type=int, default=10, help="time steps T")
-    p.add_argument("--alpha", type=float, default=0.25, help="membrane decay α")
-    p.add_argument("--theta", type=float, default=0.25, help="firing threshold θ")
+    p.add_argument("--steps", type=positive_int, default=10, help="time steps T")
+    p.add_argument("--alpha", type=unit_float, default=0.25, help="membrane decay α")
+    p.add_argument("--theta", type=positive_float, default=0.25, help="firing threshold θ")
     p.add_argument(
         "--surrogate",
         default="rect",
@@ -81,17 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="input coding (default: bernoulli for images, spikes for event data)",
     )
     p.add_argument("--neuron", default="lif", help="hidden neuron kind (lif, talif, noisy)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
+    p.add_argument("--momentum", type=nonneg_float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.0)
     p.add_argument("--schedule", default="none", choices=("none", "step", "cosine"))
-    p.add_argument("--step-size", type=int, default=30, help="epochs per step of --schedule step")
-    p.add_argument("--gamma", type=float, default=0.1, help="lr factor per step of --schedule step")
+    p.add_argument("--step-size", type=positive_int, default=30, help="epochs per step of --schedule step")
+    p.add_argument("--gamma", type=unit_float, default=0.1, help="lr factor per step of --schedule step")
     p.add_argument(
-        "--grad-clip", type=float, default=None, help="max gradient norm (off by default)"
+        "--grad-clip", type=positive_float, default=None, help="max gradient norm (off by default)"
     )
     p.add_argument(
         "--defense",
@@ -115,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for "
         "small models on a shared machine)",

@@ -415,7 +415,10 @@ def _write_metrics(
 
 
 def _load_state(path: Path) -> dict[str, Any]:
+    from neurodeploy.atomicio import check_torch_file
+
     try:
+        check_torch_file(path)  # every zip member's CRC-32: a flipped bit is an error
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot be read for --resume ({exc})") from exc
