@@ -13,6 +13,11 @@ result depends on the draw: ``--draws N`` repeats with seeds seed … seed+N−1
 mean and the spread. Spike inputs use certify_snn's random flip set (each position flippable
 with probability ε). Prints a table (method × verified error, clean accuracy) and writes JSON
 atomically with ``--out``.
+
+Scale-out: ``--workers N`` (local Ray) or ``--ray-address ADDR`` shard the samples × draws
+into tasks of ``--shard-size`` samples, each seeded from its own indices; ``--shard-size``
+alone runs the same tasks serially, with identical numbers. With ``--out FILE`` finished
+shards checkpoint to ``FILE.shards/`` and a killed run resumes from them.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.cli.argtypes import nonneg_int, positive_int, unit_float
 from neurodeploy.cli.common import add_common, progress_disabled, resolve_device
+from neurodeploy.scale.cli import add_scale_args, scale_options, shard_dir_for
 
 
 def register(subparsers: Any) -> None:
@@ -41,20 +46,21 @@ def register(subparsers: Any) -> None:
                    help="input shape for --arch, e.g. 1,28,28 (default: the data's)")
     p.add_argument("--readout", default="rate", help="readout for --arch models (count|rate)")
     p.add_argument("--encoding", default="bernoulli", help="encoding for --arch models")
-    p.add_argument("--steps", "--num-steps", dest="num_steps", type=positive_int, default=10, help="time steps T for --arch models")
+    p.add_argument("--steps", "--num-steps", dest="num_steps", type=int, default=10, help="time steps T for --arch models")
     p.add_argument("--data", default="digits", help="digits, or a folder with IDX files")
     p.add_argument("--split", default="test", choices=("test", "train", "all"),
                    help="which part of the data (all = train then test, in file order)")
-    p.add_argument("--eps", type=unit_float, required=True,
-                   help="ℓ∞ half-width in [0, 1] (digital) or flip probability (spikes)")
-    p.add_argument("--cert-steps", type=positive_int, default=None, help="T' (default: the model's T)")
+    p.add_argument("--eps", type=float, required=True,
+                   help="ℓ∞ half-width (digital) or flip probability (spikes)")
+    p.add_argument("--cert-steps", type=int, default=None, help="T' (default: the model's T)")
     p.add_argument("--method", default="ibp,crown",
                    help="comma-separated: ibp, crown, alpha-crown (default ibp,crown)")
-    p.add_argument("--alpha-iterations", type=nonneg_int, default=20, help="alpha-crown Adam steps")
-    p.add_argument("--samples", type=positive_int, default=None, help="first N samples (default: all)")
-    p.add_argument("--draws", type=positive_int, default=1, help="random draws (seeds seed … seed+N−1)")
-    p.add_argument("--batch-size", type=positive_int, default=500)
+    p.add_argument("--alpha-iterations", type=int, default=20, help="alpha-crown Adam steps")
+    p.add_argument("--samples", type=int, default=None, help="first N samples (default: all)")
+    p.add_argument("--draws", type=int, default=1, help="random draws (seeds seed … seed+N−1)")
+    p.add_argument("--batch-size", type=int, default=500)
     add_common(p)
+    add_scale_args(p)
     p.set_defaults(func=run)
 
 
@@ -127,9 +133,20 @@ def run(args: argparse.Namespace) -> int:
     opts = {"alpha-crown": {"iterations": args.alpha_iterations}}
     per: dict[str, dict[str, list[float]]] = {
         m: {"verified_error": [], "clean_accuracy": [], "seconds": []} for m in methods}
-    bar = tqdm(total=n * args.draws * len(methods), desc="certify",
+    scale = scale_options(args)
+    bar = tqdm(total=n * args.draws * (1 if scale else len(methods)), desc="certify",
                disable=progress_disabled(args.quiet))
-    for d in range(args.draws):
+    if scale is not None:  # sharded: the same tasks serially or on Ray (neurodeploy.scale)
+        from neurodeploy.scale.certify import certify_sharded
+
+        t_wall = time.perf_counter()
+        per = certify_sharded(
+            model, x, y, args.eps, args.cert_steps, methods, seed=args.seed, draws=args.draws,
+            batch_size=args.batch_size, method_options=opts, shard_size=scale.shard_size,
+            workers=scale.workers, address=scale.address, state_dir=shard_dir_for(args.out),
+            device=str(device), progress=bar.update).per_method
+        t_wall = time.perf_counter() - t_wall
+    for d in range(args.draws if scale is None else 0):
         for m in methods:  # one method at a time so that each gets its own timing
             t0 = time.perf_counter()
             gen = make_generator(args.seed + d, device)  # same draw for every method
@@ -149,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
         "methods": {},
         "versions": library_versions(),
     }
+    if scale is not None:
+        summary["sharding"] = {**scale.to_dict(), "wall_seconds": t_wall,
+                               "seed_rule": "per task: sha256([seed, 'shard', draw, n, "
+                                            "sha256(indices)]), shared by every method"}
     for m in methods:
         ve = per[m]["verified_error"]
         summary["methods"][m] = {
@@ -161,4 +182,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_json_atomic(Path(args.out), summary)
         print(f"wrote {args.out}")
+        if scale is not None:  # the result is written: the shard checkpoints are done with
+            import shutil
+
+            shutil.rmtree(shard_dir_for(args.out), ignore_errors=True)
     return 0

@@ -1,0 +1,166 @@
+"""Sharded work (neurodeploy.scale): the task plan, per-task seeds, checkpoints and resume,
+and identical results from the serial loop and from 2 local Ray workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from neurodeploy.classifier import SNNClassifier
+from neurodeploy.cli import main
+from neurodeploy.data.core import load_digits_split
+from neurodeploy.errors import ConfigError
+from neurodeploy.models import ModelConfig, build_model, save_checkpoint
+from neurodeploy.scale import make_shards, run_sharded
+from neurodeploy.scale.certify import certify_sharded
+from neurodeploy.scale.ray_pool import ray_available
+
+
+def _trained_digits(steps: int = 4):
+    split = load_digits_split()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("FC32-FC10", (1, 8, 8), num_steps=steps, readout="rate"))
+    clf = SNNClassifier(model, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        perm = torch.randperm(len(split.train.y), generator=g)
+        for i in range(0, len(perm), 64):
+            idx = perm[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(clf(split.train.x[idx]) * 4,
+                                                     split.train.y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), split
+
+
+def test_plan_depends_on_indices_and_size_only():
+    a = make_shards(10, 4, grid=[0, 1])
+    assert [s.indices for s in a] == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)] * 2
+    assert [s.grid for s in a] == [0, 0, 0, 1, 1, 1]
+    assert [s.number for s in a] == list(range(6))
+    # seeds come from the content (grid point, indices), not from the position
+    b = make_shards([8, 9], 4, grid=[1])
+    assert b[0].seed(7) == a[5].seed(7) and b[0].number != a[5].number
+    seeds = {s.seed(7) for s in a}
+    assert len(seeds) == 6 and a[0].seed(7) != a[0].seed(8)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ConfigError, match="shard size"):
+            make_shards(10, bad)
+    with pytest.raises(ConfigError, match="distinct"):
+        make_shards([1, 1, 2], 2)
+
+
+def _task(shard, payload):
+    """A task with randomness seeded from the shard; records its calls in a folder."""
+    Path(payload["log"], f"{shard.number}-{len(list(Path(payload['log']).iterdir()))}").touch()
+    if shard.number in payload.get("fail_at", ()):
+        raise RuntimeError("killed")
+    g = torch.Generator().manual_seed(shard.seed(payload["seed"]))
+    x = payload["x"][list(shard.indices)]
+    return {"y": x * torch.rand(x.shape, generator=g), "grid": shard.grid}
+
+
+def test_resume_skips_finished_shards_and_refuses_another_job(tmp_path):
+    x = torch.arange(23, dtype=torch.float32)
+    log = tmp_path / "log"
+    log.mkdir()
+    ref = run_sharded(_task, 23, 5, payload={"x": x, "seed": 3, "log": str(log)}, grid=["a", "b"])
+    assert len(ref) == 10 and len(list(log.iterdir())) == 10
+    state = tmp_path / "state"
+    payload = {"x": x, "seed": 3, "log": str(log), "fail_at": (6,)}
+    for f in log.iterdir():
+        f.unlink()
+    with pytest.raises(RuntimeError, match="killed"):
+        run_sharded(_task, 23, 5, payload=payload, grid=["a", "b"], state_dir=state,
+                    fingerprint="job")
+    assert len(list(state.glob("shard-*.pt"))) == 6  # tasks 0..5 finished and were saved
+    for f in log.iterdir():
+        f.unlink()
+    payload["fail_at"] = ()
+    res = run_sharded(_task, 23, 5, payload=payload, grid=["a", "b"], state_dir=state,
+                      fingerprint="job")
+    assert sorted(int(f.name.split("-")[0]) for f in log.iterdir()) == [6, 7, 8, 9]
+    for r, e in zip(res, ref, strict=True):
+        assert r["grid"] == e["grid"] and torch.equal(r["y"], e["y"])
+    with pytest.raises(ConfigError, match="different job"):
+        run_sharded(_task, 23, 5, payload=payload, grid=["a", "b"], state_dir=state,
+                    fingerprint="another job")
+    with pytest.raises(ConfigError, match="different job"):  # same config, other shard size
+        run_sharded(_task, 23, 4, payload=payload, grid=["a", "b"], state_dir=state,
+                    fingerprint="job")
+
+
+def test_certify_cli_shards_checkpoint_and_resume(tmp_path, monkeypatch):
+    model, _ = _trained_digits()
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, model, {"data": {"source": "digits"}})
+    base = ["certify", "--model", str(ck), "--samples", "30", "--eps", "0.01", "--draws", "2",
+            "--method", "ibp", "--shard-size", "8", "-q"]
+    out1 = tmp_path / "a.json"
+    assert main([*base, "--out", str(out1)]) == 0
+    assert not (tmp_path / "a.json.shards").exists()  # removed once the result is written
+    # a killed run: the 3rd task fails; finished shards stay, the rerun computes only the rest
+    import neurodeploy.scale.certify as sc
+
+    real = sc._certify_task
+    calls = []
+    kill = {"at": 2}
+
+    def flaky(shard, p):
+        calls.append(shard.number)
+        if shard.number == kill["at"]:
+            raise KeyboardInterrupt
+        return real(shard, p)
+
+    monkeypatch.setattr(sc, "_certify_task", flaky)
+    out2 = tmp_path / "b.json"
+    assert main([*base, "--out", str(out2)]) == 130
+    assert len(list((tmp_path / "b.json.shards").glob("shard-*.pt"))) == 2
+    calls.clear()
+    kill["at"] = None
+    assert main([*base, "--out", str(out2)]) == 0
+    assert calls == [2, 3, 4, 5, 6, 7]  # 30 samples / 8 = 4 shards × 2 draws, 0 and 1 reused
+    a, b = json.loads(out1.read_text()), json.loads(out2.read_text())
+    for m in a["methods"]:
+        for k in ("verified_error_per_draw", "clean_accuracy"):
+            assert a["methods"][m][k] == b["methods"][m][k]
+    assert a["sharding"]["shard_size"] == 8 and a["sharding"]["workers"] is None
+
+
+def test_workers_without_ray_says_how_to_install(monkeypatch, capsys, tmp_path):
+    import neurodeploy.scale.cli as scli
+
+    monkeypatch.setattr(scli, "ray_available", lambda: False)
+    monkeypatch.setattr("neurodeploy.scale.ray_pool.ray_available", lambda: False)
+    model = build_model(ModelConfig("FC8-FC10", (1, 8, 8), num_steps=2, readout="rate"))
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, model, {})
+    rc = main(["certify", "--model", str(ck), "--samples", "4", "--eps", "0.01", "--workers", "2"])
+    assert rc == 2
+    assert "pip install 'neurodeploy[scale]'" in capsys.readouterr().err
+    for bad in (["--workers", "0"], ["--shard-size", "0"],
+                ["--workers", "2", "--ray-address", "auto"]):
+        assert main(["certify", "--model", str(ck), "--samples", "4", "--eps", "0.01", *bad]) == 2
+
+
+@pytest.mark.skipif(not ray_available(), reason="ray not installed (pip install 'neurodeploy[scale]')")
+def test_two_ray_workers_give_identical_results_to_serial():
+    model, split = _trained_digits()
+    x, y = split.test.x[:40], split.test.y[:40]
+    kw = dict(seed=5, draws=2, batch_size=16, shard_size=12)
+    serial = certify_sharded(model, x, y, 0.01, None, ("ibp", "crown"), **kw)
+    ray2 = certify_sharded(model, x, y, 0.01, None, ("ibp", "crown"), workers=2, **kw)
+    for m in ("ibp", "crown"):
+        for k in ("verified", "clean_correct", "margin_lb"):
+            assert torch.equal(serial.samples[m][k], ray2.samples[m][k]), (m, k)
+        assert serial.per_method[m]["verified_error"] == ray2.per_method[m]["verified_error"]
+    # not a degenerate comparison: the net is trained and the bounds are informative
+    assert min(serial.per_method["ibp"]["clean_accuracy"]) > 0.6
+    crown = serial.samples["crown"]["verified"].float().mean()
+    assert 0.0 < crown < 1.0
+    assert serial.samples["crown"]["margin_lb"].unique().numel() > 100
