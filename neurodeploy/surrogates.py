@@ -9,6 +9,16 @@ the backward pass differs. Names (``name`` or ``name:param``):
 - ``fast_sigmoid[:k]`` snntorch ``fast_sigmoid(slope=k)``, k = 25
 - ``sigmoid[:k]``    snntorch ``sigmoid(slope=k)``, k = 25
 - ``triangle[:g]``   ZIF triangle (1/g²)·max(0, g − |x|) of SR/RAT, g = 1
+- ``assg[:w]``       adaptive-sharpness arctan surrogate for *attacks* (after ASSG, Wang et al.,
+                     "Towards Reliable Evaluation of Adversarial Robustness for SNNs", arXiv
+                     2512.22522): dS/dx = (a/2)/(1 + (π/2·a·x)²) with the sharpness set from the
+                     membrane distribution of the current forward pass, ``a = w / E|x|``, the mean
+                     over the layer's neurons of the same example and step (w = 1). The paper
+                     sets the sharpness per neuron from the expected |u|; taking the layer mean
+                     of the example itself keeps one example's gradient independent of the
+                     others in the batch. A narrow surrogate whose window misses most membranes
+                     (the masking a fixed surrogate can cause) is widened automatically, a wide
+                     one sharpened.
 """
 
 from __future__ import annotations
@@ -50,6 +60,37 @@ class _Triangle(torch.autograd.Function):
         return grad * (g - x.abs()).clamp(min=0) / (g * g), None
 
 
+class _AdaptiveArctan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, omega: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.omega = omega
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        a = adaptive_sharpness(x, ctx.omega)
+        return grad * (a / 2) / (1 + (torch.pi / 2 * a * x) ** 2), None
+
+
+def adaptive_sharpness(x: torch.Tensor, omega: float) -> torch.Tensor:
+    """``ω / E|x|`` per example (dim 0), the mean over all other dims, broadcastable to x."""
+    if x.dim() == 1:
+        scale = x.abs()
+    else:
+        scale = x.abs().flatten(1).mean(1).view(-1, *[1] * (x.dim() - 1))
+    return omega / scale.clamp_min(1e-6)
+
+
+def _assg(omega: float = 1.0) -> SpikeFn:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return _AdaptiveArctan.apply(x, omega)
+
+    fn.per_step = True  # type: ignore[attr-defined]  # statistics over one step's [B, …]
+    return fn
+
+
 def _rect(width: float = 0.5) -> SpikeFn:
     def fn(x: torch.Tensor) -> torch.Tensor:
         return _Rect.apply(x, width)
@@ -70,6 +111,7 @@ SURROGATES: dict[str, tuple[Callable[[float], SpikeFn], float]] = {
     "fast_sigmoid": (lambda k: snn_surrogate.fast_sigmoid(slope=k), 25.0),
     "sigmoid": (lambda k: snn_surrogate.sigmoid(slope=k), 25.0),
     "triangle": (_triangle, 1.0),
+    "assg": (_assg, 1.0),
 }
 
 

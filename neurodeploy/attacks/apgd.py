@@ -39,10 +39,7 @@ from neurodeploy.attacks.base import (
     Attack,
     BatchFirst,
     GradientConfig,
-    ce_loss,
     check_num_classes,
-    dlr_loss,
-    dlr_targeted_loss,
     is_correct,
     project,
     rand,
@@ -53,7 +50,7 @@ from neurodeploy.attacks.base import (
 from neurodeploy.attacks.eot import eot_logits, eot_loss_grad
 from neurodeploy.errors import ConfigError
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -109,9 +106,25 @@ def apgd_single_run(
     norm: str,
     rho: float,
     eot: int,
+    y_target: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One APGD run. Returns ``(x_best, robust, loss_best, x_best_adv)`` (module docstring)."""
+    """One APGD run. Returns ``(x_best, robust, loss_best, x_best_adv)`` (module docstring).
+
+    ``f`` is bound to the rows of ``x`` (:meth:`BatchFirst.rows`); a targeted loss
+    ``loss_fn(z, y, y_target)`` gets ``y_target`` ``[B]``, subset together with x and y
+    whenever only the still-robust examples are evaluated."""
     B = x.shape[0]
+
+    def loss_for(rows: torch.Tensor | None) -> LossFn:
+        if y_target is None:
+            return loss_fn
+        t = y_target if rows is None else y_target[rows]
+
+        def targeted(z: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+            return loss_fn(z, yy, t.repeat(z.shape[0] // t.shape[0]))  # EoT folds draws
+
+        return targeted
+
     n_iter_2 = max(int(0.22 * n_iter), 1)
     n_iter_min = max(int(0.06 * n_iter), 1)
     size_decr = max(int(0.03 * n_iter), 1)
@@ -122,7 +135,7 @@ def apgd_single_run(
     x_best_adv = x_adv.clone()
     loss_steps = torch.zeros(n_iter, B, device=x.device)
 
-    z, loss_indiv, grad = eot_loss_grad(f, x_adv, y, loss_fn, eot)
+    z, loss_indiv, grad = eot_loss_grad(f, x_adv, y, loss_for(None), eot)
     grad_best = grad.clone()
     robust = is_correct(z, y)
     loss_best = loss_indiv.clone()
@@ -151,7 +164,7 @@ def apgd_single_run(
         act = robust.nonzero()[:, 0]
         if act.numel() == 0:
             break
-        z_a, li_a, g_a = eot_loss_grad(f, x_adv[act], y[act], loss_fn, eot)
+        z_a, li_a, g_a = eot_loss_grad(f.rows(act), x_adv[act], y[act], loss_for(act), eot)
         fooled = act[~is_correct(z_a, y[act])]
         robust[fooled] = False
         x_best_adv[fooled] = x_adv[fooled]
@@ -199,22 +212,23 @@ class APGD(Attack):
 
     def __init__(self, config: APGDConfig | None = None, loss: str = "ce") -> None:
         super().__init__(config)
-        self.loss = loss
+        self.loss_name = loss
         self.name = f"apgd-{loss}"  # type: ignore[misc]
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
         c = self.config
         eot = resolve_eot(c.eot_iter, classifier)
         robust, z = _clean_robust(f, x, y, eot)
-        check_num_classes(self.loss, z.shape[1])
-        loss_fn = ce_loss if self.loss == "ce" else dlr_loss
+        check_num_classes(self.loss_name, z.shape[1])
+        loss_fn = self.loss(self.loss_name)
         adv = x.clone()
         for _ in range(c.n_restarts):
             idx = robust.nonzero()[:, 0]
             if idx.numel() == 0:
                 break
             x_best, rob, _, x_best_adv = apgd_single_run(
-                f, x[idx], y[idx], eps, gen, loss_fn, n_iter=c.n_iter, norm=c.norm, rho=c.rho, eot=eot
+                f.rows(idx), x[idx], y[idx], eps, gen, loss_fn, n_iter=c.n_iter, norm=c.norm,
+                rho=c.rho, eot=eot
             )
             adv[idx] = torch.where(rob.view(-1, *[1] * (x.dim() - 1)), x_best, x_best_adv)
             robust[idx[~rob]] = False
@@ -239,22 +253,18 @@ class APGDT(Attack):
         n_classes = z.shape[1]
         check_num_classes("dlr-targeted", n_classes)
         n_targets = min(c.n_target_classes, n_classes - 1)
+        loss_fn = self.loss("dlr-targeted")
         adv = x.clone()
         for r in range(n_targets):
             for _ in range(c.n_restarts):
                 idx = robust.nonzero()[:, 0]
                 if idx.numel() == 0:
                     return adv
-                xs, ys = x[idx], y[idx]
-                zs = eot_logits(f, xs, eot)
-                y_t = target_ranking(zs, ys)[:, r]
-
-                def loss_fn(zz: torch.Tensor, yy: torch.Tensor, _t: torch.Tensor = y_t) -> torch.Tensor:
-                    reps = zz.shape[0] // _t.shape[0]
-                    return dlr_targeted_loss(zz, yy, _t.repeat(reps))
-
+                xs, ys, fs = x[idx], y[idx], f.rows(idx)
+                y_t = target_ranking(eot_logits(fs, xs, eot), ys)[:, r]
                 x_best, rob, _, x_best_adv = apgd_single_run(
-                    f, xs, ys, eps, gen, loss_fn, n_iter=c.n_iter, norm=c.norm, rho=c.rho, eot=eot
+                    fs, xs, ys, eps, gen, loss_fn, n_iter=c.n_iter, norm=c.norm, rho=c.rho,
+                    eot=eot, y_target=y_t
                 )
                 adv[idx] = torch.where(rob.view(-1, *[1] * (x.dim() - 1)), x_best, x_best_adv)
                 robust[idx[~rob]] = False

@@ -21,9 +21,10 @@ succeeds iff the prediction differs from y. See :func:`predict`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -109,8 +110,19 @@ def to_logits(out: Any, device: torch.device) -> torch.Tensor:
     return out
 
 
+def select_rows(classifier: Any, idx: torch.Tensor) -> Any:
+    """``classifier`` bound to rows ``idx`` when it is bound to examples (it has ``select``,
+    e.g. known-draw maps); otherwise the classifier itself."""
+    sel = getattr(classifier, "select", None)
+    return classifier if sel is None else sel(idx)
+
+
 class BatchFirst:
-    """View a classifier with batch dim ``bd`` as a batch-first callable ``xb → logits``."""
+    """View a classifier with batch dim ``bd`` as a batch-first callable ``xb → logits``.
+
+    Attacks that work on a subset of their batch call ``f.rows(idx)(x[idx])``: for a
+    classifier bound to examples (:func:`select_rows`) that evaluates each row with its own
+    example's encoding; for any other classifier ``rows`` is the identity."""
 
     def __init__(self, classifier: Any, bd: int) -> None:
         self.classifier = classifier
@@ -120,9 +132,19 @@ class BatchFirst:
     def stochastic(self) -> bool:
         return is_stochastic(self.classifier)
 
+    def rows(self, idx: torch.Tensor) -> BatchFirst:
+        if getattr(self.classifier, "select", None) is None:
+            return self
+        return BatchFirst(self.classifier.select(idx), self.bd)
+
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         x = xb.movedim(0, self.bd) if self.bd else xb
-        return to_logits(self.classifier(x), xb.device)
+        out = self.classifier(x)
+        z = to_logits(out, xb.device)
+        aux = getattr(out, AUX_LOGITS, None)
+        if aux is not None and z is not out:
+            setattr(z, AUX_LOGITS, aux.to(xb.device))
+        return z
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor, domain: str, bd: int) -> None:
@@ -202,6 +224,30 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "margin": margin_loss,
 }
 
+#: which logits a loss is taken on: the readout (which decides) or the output membrane
+LOSS_ON = ("readout", "membrane")
+AUX_LOGITS = "nd_membrane_logits"  # = neurodeploy.classifier.AUX_LOGITS (kept torch-only here)
+
+
+def membrane_logits(z: torch.Tensor) -> torch.Tensor:
+    """The output layer's mean membrane carried by ``z`` (classifier view ``aux_logits``)."""
+    aux = getattr(z, AUX_LOGITS, None)
+    if aux is None:
+        raise ConfigError("loss_on='membrane' needs a classifier that exposes its output membrane "
+                          "(an SNNClassifier); this one returns plain logits")
+    return aux
+
+
+def loss_on(fn: Callable[..., torch.Tensor], where: str) -> Callable[..., torch.Tensor]:
+    """``fn`` applied to the readout logits (``"readout"``) or to the membrane logits."""
+    if where == "readout":
+        return fn
+
+    def on_membrane(z: torch.Tensor, y: torch.Tensor, *args: Any) -> torch.Tensor:
+        return fn(membrane_logits(z), y, *args)
+
+    return on_membrane
+
 MIN_CLASSES = {"ce": 2, "margin": 2, "dlr": 3, "dlr-targeted": 4}
 
 
@@ -232,6 +278,14 @@ def validate_common(cfg: Any) -> None:
     step = getattr(cfg, "step_size", None)
     if step is not None and not (isinstance(step, (int, float)) and step > 0):
         raise ConfigError(f"{type(cfg).__name__}.step_size must be None or > 0, got {step!r}")
+    lo = getattr(cfg, "loss_on", None)
+    if lo is not None and lo not in LOSS_ON:
+        raise ConfigError(f"{type(cfg).__name__}.loss_on {lo!r}; choose one of {LOSS_ON}")
+    ig = getattr(cfg, "input_grad", None)
+    if ig is not None:
+        from neurodeploy.encoding import parse_input_grad
+
+        parse_input_grad(ig)
     fused = getattr(cfg, "fused", None)
     if fused is not None and not isinstance(fused, bool):
         raise ConfigError(f"{type(cfg).__name__}.fused must be true or false, got {fused!r}")
@@ -250,6 +304,12 @@ class GradientConfig:
     eot_iter: int | None = None
     grad_mode: str = "bptt"
     seed: int = 0
+    #: backward of the Bernoulli encoder: ``ste`` or ``sigmoid:k`` (smooth threshold surrogate
+    #: around the map; :func:`neurodeploy.encoding.parse_input_grad`)
+    input_grad: str = "ste"
+    #: the attack loss is taken on the ``readout`` logits or on the output ``membrane``
+    #: (success is always judged on the readout)
+    loss_on: str = "readout"
     #: use the fused LIF input-gradient path when the classifier is eligible (same logits,
     #: same gradient rule; :mod:`neurodeploy.attacks.fastsnn`); False = autograd through the
     #: model's modules
@@ -332,7 +392,7 @@ class Attack:
         if self.uses_gradients:
             from neurodeploy.attacks.grad_modes import gradient_mode
 
-            with gradient_mode(classifier, mode):
+            with gradient_mode(classifier, mode), attack_views(classifier, self.config):
                 if getattr(self.config, "fused", False):
                     from neurodeploy.attacks.fastsnn import fast_classifier
 
@@ -345,6 +405,11 @@ class Attack:
         adv = project(adv.detach(), xb, e, domain, getattr(self.config, "norm", "linf"))
         return adv.movedim(0, bd) if bd else adv
 
+    def loss(self, name: str) -> Callable[..., torch.Tensor]:
+        """The loss ``name`` of :data:`LOSSES` (or ``dlr-targeted``) on the config's logits."""
+        fn = dlr_targeted_loss if name == "dlr-targeted" else LOSSES[name]
+        return loss_on(fn, getattr(self.config, "loss_on", "readout"))
+
     def _run(
         self,
         f: BatchFirst,
@@ -356,6 +421,29 @@ class Attack:
         classifier: Any,
     ) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def attack_views(classifier: Any, config: Any) -> Iterator[None]:
+    """Set the classifier's attack-time views (input gradient, membrane logits) from the config
+    for the duration of an attack; forward values are unchanged. Classifiers without views
+    accept only the defaults."""
+    ig = getattr(config, "input_grad", "ste")
+    lo = getattr(config, "loss_on", "readout")
+    aux = "membrane" if lo == "membrane" else "none"
+    setter = getattr(classifier, "set_views", None)
+    if setter is None:
+        if ig != "ste":
+            raise ConfigError(f"input_grad={ig!r} needs a Bernoulli-coded SNNClassifier; "
+                              f"{type(classifier).__name__} has no encoder view")
+        yield
+        return
+    old = (classifier.input_grad, classifier.aux_logits)
+    setter(ig, aux)
+    try:
+        yield
+    finally:
+        setter(*old)
 
 
 def project(adv: torch.Tensor, x: torch.Tensor, eps: float, domain: str, norm: str = "linf") -> torch.Tensor:

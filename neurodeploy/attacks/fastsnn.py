@@ -64,16 +64,34 @@ class _LIFLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_spk):  # noqa: D102
         spk, shifted = ctx.saved_tensors
-        with torch.enable_grad():
-            x = shifted.detach().requires_grad_(True)
-            out = ctx.spike_fn(x)
-        if not out.requires_grad:  # a spike function without a gradient (masking): zero
+        g = _surrogate_grad(ctx.spike_fn, shifted, g_spk)  # ∂L/∂s · σ'(m − θ)
+        if g is None:  # a spike function without a gradient (masking): zero
             return torch.zeros_like(g_spk), None, None, None
-        (g,) = torch.autograd.grad(out, x, g_spk)  # ∂L/∂s · σ'(m − θ)
         keep = (1 - spk).mul_(ctx.alpha)  # α·(1 − s[t]): ∂m[t+1]/∂m[t]
         for t in range(g.shape[0] - 2, -1, -1):
             g[t].addcmul_(keep[t], g[t + 1])
         return g, None, None, None
+
+
+def _surrogate_grad(spike_fn: SpikeFn, shifted: torch.Tensor, g_spk: torch.Tensor) -> torch.Tensor | None:
+    """``g_spk · σ'(shifted)`` with the spike function's own backward, for all steps at once —
+    or step by step for surrogates whose backward uses statistics of one step's batch
+    (``per_step``, e.g. the adaptive ``assg``), exactly as the modules call them."""
+    with torch.enable_grad():
+        if getattr(spike_fn, "per_step", False):
+            gs = []
+            for t in range(shifted.shape[0]):
+                xt = shifted[t].detach().requires_grad_(True)
+                out = spike_fn(xt)
+                if not out.requires_grad:
+                    return None
+                gs.append(torch.autograd.grad(out, xt, g_spk[t])[0])
+            return torch.stack(gs)
+        x = shifted.detach().requires_grad_(True)
+        out = spike_fn(x)
+        if not out.requires_grad:
+            return None
+        return torch.autograd.grad(out, x, g_spk)[0]
 
 
 def _linear_input_grad(spec, weight: torch.Tensor, g: torch.Tensor, in_shape) -> torch.Tensor:
@@ -84,19 +102,35 @@ def _linear_input_grad(spec, weight: torch.Tensor, g: torch.Tensor, in_shape) ->
 
 
 class _EncodedInput(torch.autograd.Function):
-    """First synapse applied to encoded spikes; input gradient summed over steps first."""
+    """First synapse applied to encoded spikes. Straight-through encoder: the input gradient
+    is summed over steps first. Smooth threshold surrogate (``u`` and sharpness ``k`` given):
+    ``∂L/∂x = Σ_t (Wᵀ·∂L/∂I[t]) ⊙ k·σ'(k(x − u[t]))`` (one product for all T·B rows)."""
 
     @staticmethod
-    def forward(ctx, x, cur, spec, weight):  # noqa: D102
+    def forward(ctx, x, cur, spec, weight, u=None, k=0.0):  # noqa: D102
         ctx.spec = spec
         ctx.weight = weight
         ctx.in_shape = tuple(x.shape[1:])
+        ctx.k = k
+        if u is not None:
+            ctx.save_for_backward(x, u)
         return cur
 
     @staticmethod
     def backward(ctx, g_cur):  # noqa: D102
-        g = g_cur.sum(0)
-        return _linear_input_grad(ctx.spec, ctx.weight, g, ctx.in_shape), None, None, None
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        if ctx.k == 0.0:
+            g = g_cur.sum(0)
+            return _linear_input_grad(ctx.spec, ctx.weight, g, ctx.in_shape), None, None, None, None, None
+        from neurodeploy.encoding import threshold_grad_weight
+
+        x, u = ctx.saved_tensors
+        T, B = g_cur.shape[:2]
+        gx = _linear_input_grad(ctx.spec, ctx.weight, g_cur.reshape(T * B, *g_cur.shape[2:]),
+                                ctx.in_shape).reshape(T, B, *ctx.in_shape)
+        gx = (gx * threshold_grad_weight(x, u, ctx.k)).sum(0)
+        return gx, None, None, None, None, None
 
 
 def _synapse(spec, module, h: torch.Tensor) -> torch.Tensor:
@@ -127,30 +161,55 @@ class FastSNN:
     def stochastic(self) -> bool:
         return bool(self.classifier.stochastic)
 
+    def select(self, idx: torch.Tensor) -> FastSNN:
+        """Bound to rows ``idx`` when the classifier is (known-draw maps)."""
+        return FastSNN(self.classifier.select(idx))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from neurodeploy.classifier import AUX_LOGITS
+        from neurodeploy.encoding import parse_input_grad
+
         clf = self.classifier
         model = clf.model
         enc = clf.encoder
+        u, k_in = None, 0.0
         if enc.name == "spikes":
             h, summed = clf.encode(x), False  # gradient per step: plain autograd
+        elif enc.name != "direct" and clf.input_grad != "ste":
+            _, k_in = parse_input_grad(clf.input_grad)  # the same draws as classifier(x)
+            u = enc.uniform(x.detach(), clf.generator)
+            h, summed = (x.detach().unsqueeze(0) > u).to(x.dtype), x.requires_grad
         else:  # the same draws as classifier(x), no graph through the encoder
             h, summed = clf.encode(x.detach()), x.requires_grad
+        want_mem = clf.aux_logits == "membrane"
         n = len(model.neurons)
         for k, (spec, syn, neuron) in enumerate(zip(model.layer_specs, model.synapses,
                                                     model.neurons, strict=True)):
             cur = _synapse(spec, syn, h)
             if k == 0 and summed:
-                cur = _EncodedInput.apply(x, cur, spec, syn.weight.detach())
+                cur = _EncodedInput.apply(x, cur, spec, syn.weight.detach(), u, k_in)
             if k == n - 1 and getattr(neuron, "kind", None) == "li":
                 mems = []
                 m = None
                 for t in range(cur.shape[0]):
                     m = cur[t] if m is None else cur[t] + neuron.alpha * m
                     mems.append(m)
-                return torch.stack(mems).mean(0)
+                z = torch.stack(mems).mean(0)
+                if want_mem:
+                    setattr(z, AUX_LOGITS, z)
+                return z
             h = _LIFLayer.apply(cur, neuron.alpha, neuron.theta, neuron.spike_fn)
         readout = model.config.readout
-        return h.sum(0) if readout == "count" else h.mean(0)
+        z = h.sum(0) if readout == "count" else h.mean(0)
+        if want_mem:  # pre-reset membrane of the output layer, reset detached as in snntorch
+            s = h.detach()
+            m = cur[0]
+            total = m
+            for t in range(1, cur.shape[0]):
+                m = neuron.alpha * ((1 - s[t - 1]) * m) + cur[t]
+                total = total + m
+            setattr(z, AUX_LOGITS, total / cur.shape[0])
+        return z
 
 
 def fast_classifier(classifier: Any) -> FastSNN | None:
@@ -162,7 +221,7 @@ def fast_classifier(classifier: Any) -> FastSNN | None:
         return None
     model = classifier.model
     if getattr(classifier.encoder, "name", None) not in ("bernoulli", "direct", "spikes",
-                                                         "bernoulli-fixed"):
+                                                         "bernoulli-fixed", "bernoulli-known"):
         return None
     n = len(model.neurons)
     for k, (spec, neuron) in enumerate(zip(model.layer_specs, model.neurons, strict=True)):

@@ -15,13 +15,13 @@ Default step ``η = 2.5·ε/n_iter``. The iterative attacks keep *any* misclassi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from neurodeploy.attacks.base import (
-    LOSSES,
     Attack,
     BatchFirst,
     GradientConfig,
@@ -96,7 +96,7 @@ class FGSM(Attack):
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
         c = self.config
         eot = resolve_eot(c.eot_iter, classifier)
-        loss_fn = LOSSES[c.loss]
+        loss_fn = self.loss(c.loss)
         _, _, g = eot_loss_grad(f, x, y, loss_fn, eot)
         return project(x + eps * step_direction(g, c.norm), x, eps, domain, c.norm)
 
@@ -110,7 +110,7 @@ class RFGSM(Attack):
         eot = resolve_eot(c.eot_iter, classifier)
         alpha = c.alpha_frac * eps
         x0 = project(x + alpha * step_direction(randn(x.shape, gen, x), c.norm), x, eps, domain, c.norm)
-        _, _, g = eot_loss_grad(f, x0, y, LOSSES[c.loss], eot)
+        _, _, g = eot_loss_grad(f, x0, y, self.loss(c.loss), eot)
         return project(x0 + (eps - alpha) * step_direction(g, c.norm), x, eps, domain, c.norm)
 
 
@@ -125,13 +125,12 @@ def iterative_attack(
     n_restarts: int,
     step_size: float | None,
     use_random_start: bool,
-    loss: str,
+    loss_fn: Callable[..., torch.Tensor],
     norm: str,
     eot: int,
 ) -> torch.Tensor:
     """PGD/BIM core: batch-first x; returns a misclassified iterate where one was found, else
     the last iterate of the last restart."""
-    loss_fn = LOSSES[loss]
     eta = step_size if step_size is not None else 2.5 * eps / n_iter
     adv = x.clone()
     robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -139,7 +138,7 @@ def iterative_attack(
         idx = robust.nonzero()[:, 0]
         if idx.numel() == 0:
             break
-        xs, ys = x[idx], y[idx]
+        xs, ys, fs = x[idx], y[idx], f.rows(idx)
         xk = random_start(xs, eps, norm, gen) if use_random_start else xs.clone()
         best = xk.clone()
         fooled = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
@@ -149,14 +148,14 @@ def iterative_attack(
             act = (~fooled).nonzero()[:, 0]
             if act.numel() == 0:
                 break
-            z, _, g = eot_loss_grad(f, xk[act], ys[act], loss_fn, eot)
+            z, _, g = eot_loss_grad(fs.rows(act), xk[act], ys[act], loss_fn, eot)
             new = act[~is_correct(z, ys[act])]
             best[new] = xk[new]
             fooled[new] = True
             xk[act] = project(xk[act] + eta * step_direction(g, norm), xs[act], eps, "box", norm)
         act = (~fooled).nonzero()[:, 0]
         if act.numel():
-            z = eot_logits(f, xk[act], eot)
+            z = eot_logits(fs.rows(act), xk[act], eot)
             new = act[~is_correct(z, ys[act])]
             best[new] = xk[new]
             fooled[new] = True
@@ -175,7 +174,8 @@ class BIM(Attack):
         check_num_classes(c.loss, _n_classes(f, x))
         return iterative_attack(
             f, x, y, eps, gen, n_iter=c.n_iter, n_restarts=1, step_size=c.step_size,
-            use_random_start=False, loss=c.loss, norm=c.norm, eot=resolve_eot(c.eot_iter, classifier),
+            use_random_start=False, loss_fn=self.loss(c.loss), norm=c.norm,
+            eot=resolve_eot(c.eot_iter, classifier),
         )
 
 
@@ -188,14 +188,14 @@ class PGD(Attack):
         check_num_classes(c.loss, _n_classes(f, x))
         return iterative_attack(
             f, x, y, eps, gen, n_iter=c.n_iter, n_restarts=c.n_restarts, step_size=c.step_size,
-            use_random_start=c.random_start, loss=c.loss, norm=c.norm,
+            use_random_start=c.random_start, loss_fn=self.loss(c.loss), norm=c.norm,
             eot=resolve_eot(c.eot_iter, classifier),
         )
 
 
 def _n_classes(f: Any, x: torch.Tensor) -> int:
     with torch.no_grad():
-        return int(f(x[:1]).shape[1])
+        return int(f.rows(torch.arange(1))(x[:1]).shape[1])
 
 
 register_attack("fgsm", FGSMConfig, FGSM)

@@ -35,7 +35,6 @@ import torch
 from neurodeploy.attacks.base import (
     Attack,
     BatchFirst,
-    ce_loss,
     is_correct,
     rand,
     register_attack,
@@ -123,7 +122,7 @@ class SpikeG2S(Attack):
             if act.numel() == 0:
                 break
             xa, sa, ya = x[act], s[act], y[act]
-            z, _, g = eot_loss_grad(f, sa, ya, ce_loss, eot)
+            z, _, g = eot_loss_grad(f.rows(act), sa, ya, self.loss("ce"), eot)
             tr_sub_wrong = ~is_correct(z, ya)
             wrong_full = torch.zeros_like(tr.fooled)
             wrong_full[act] = tr_sub_wrong
@@ -164,12 +163,14 @@ class SpikeTopK(Attack):
             pa, xa, ya = p[act], x[act], y[act]
             u = rand(pa.shape, gen, pa)
 
-            def fb(pp: torch.Tensor, _u: torch.Tensor = u) -> torch.Tensor:
+            fa = f.rows(act)
+
+            def fb(pp: torch.Tensor, _u: torch.Tensor = u, _f: BatchFirst = fa) -> torch.Tensor:
                 reps = pp.shape[0] // _u.shape[0]
                 uu = _u.repeat(reps, *[1] * (_u.dim() - 1))
-                return f(_bernoulli_ste(pp, uu))
+                return _f(_bernoulli_ste(pp, uu))
 
-            _, _, g = eot_loss_grad(fb, pa, ya, ce_loss, eot)
+            _, _, g = eot_loss_grad(fb, pa, ya, self.loss("ce"), eot)
             pa = (pa + c.step_size * g.sign()).clamp(0.0, 1.0)
             dev = (pa - xa).abs()
             n = act.numel()
@@ -185,7 +186,7 @@ class SpikeTopK(Attack):
                 cands.append((pa > rand(pa.shape, gen, pa)).to(x.dtype))
             for cand in cands:
                 cand = keep_topk_diffs(cand, xa, (cand - xa).abs(), k)
-                z = eot_logits(f, cand, eot)
+                z = eot_logits(fa, cand, eot)
                 wrong = torch.zeros(B, dtype=torch.bool, device=x.device)
                 wrong[act] = ~is_correct(z, ya)
                 full = last.clone()

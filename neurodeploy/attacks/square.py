@@ -94,7 +94,7 @@ class Square(Attack):
                 if idx.numel() == 0:
                     break
                 run = self._linf if domain == "box" else self._l0
-                best, fooled = run(f, x[idx], y[idx], eps, gen)
+                best, fooled = run(f.rows(idx), x[idx], y[idx], eps, gen)
                 adv[idx] = best
                 robust[idx[fooled]] = False
         return adv
@@ -129,7 +129,7 @@ class Square(Attack):
             xa = xv[act]
             prop = best[act] + win.to(x.dtype) * 2 * eps * sgn
             prop = torch.minimum(torch.maximum(prop, xa - eps), xa + eps).clamp(0.0, 1.0)
-            m_new, f_new = self._query(f, prop.view(n, *x.shape[1:]), y[act])
+            m_new, f_new = self._query(f.rows(act), prop.view(n, *x.shape[1:]), y[act])
             better = m_new < margin[act]
             upd = act[better]
             best[upd] = prop[better]
@@ -168,7 +168,8 @@ class Square(Attack):
             prop = cur.clone()
             prop.scatter_(1, off, False)
             prop.scatter_(1, on, True)
-            m_new, f_new = self._query(f, apply(prop, flat[act]).view(n, *x.shape[1:]), y[act])
+            m_new, f_new = self._query(f.rows(act), apply(prop, flat[act]).view(n, *x.shape[1:]),
+                                       y[act])
             better = m_new < margin[act]
             upd = act[better]
             mask[upd] = prop[better]
