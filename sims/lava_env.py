@@ -8,7 +8,21 @@ Lava 0.10 needs Python 3.10 and numpy < 2, so it lives in its own environment
 3. a ``python3.10`` on ``PATH`` that can ``import lava, neurodeploy.exporters.plan``.
 
 :func:`run_lava` writes the plan and the inputs to a temporary folder, runs the runner in a
-subprocess (its own process group, killed as a whole on timeout) and reads the spikes back.
+subprocess and reads the spikes back. The runner is a managed child (:data:`WATCHDOG`):
+
+- a small stdlib-only watchdog process leads a new session (its own process group) and starts
+  the runner in that group, so the runner and the Lava worker processes it spawns are killed
+  together (``killpg``) on timeout, on Ctrl-C, or on any error of the caller;
+- the watchdog holds the read end of a pipe whose only write end is in the caller: when the
+  caller dies in any way (SIGKILL included) the pipe reads EOF and the watchdog kills the group
+  and removes the temporary folder; on Linux ``PR_SET_PDEATHSIG`` is set too;
+- when the runner itself dies (crash, OOM kill), the watchdog kills the remaining Lava workers
+  at once and exits, so the caller notices within a fraction of a second instead of waiting
+  for the timeout.
+
+Errors: :class:`~neurodeploy.errors.EnvironmentMissingError` (exit 4) without a Lava
+environment; :class:`LavaRunError` (a :class:`~neurodeploy.errors.LavaRuntimeError`, exit 5)
+when the runner fails, dies or times out.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import ConfigError, EnvironmentMissingError, NeurodeployError
+from neurodeploy.errors import ConfigError, EnvironmentMissingError, LavaRuntimeError
 from neurodeploy.exporters.plan import DeploymentPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +53,81 @@ HOW_TO = (f"create it with `scripts/setup.sh` (or `make setup`), which builds {R
 _PROBE = "import lava, neurodeploy.exporters.plan, neurodeploy.sims.lava_runner"
 
 
-class LavaRunError(NeurodeployError):
-    """The Lava runner failed or timed out (its stderr tail is in the message)."""
+class LavaRunError(LavaRuntimeError):
+    """The Lava runner failed, died or timed out (its stderr tail is in the message; exit 5)."""
 
-    exit_code = 1
+
+#: The watchdog (stdlib only): ``python -c WATCHDOG TMPDIR CMD...``; stdin is the caller's pipe.
+WATCHDOG = r"""
+import os, select, shutil, signal, subprocess, sys
+tmp, cmd = sys.argv[1], sys.argv[2:]
+me, parent = os.getpid(), os.getppid()
+
+def members():
+    pg, out = os.getpgrp(), []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for n in names:
+        if not n.isdigit() or int(n) == me:
+            continue
+        try:
+            with open(f"/proc/{n}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pg and fields[0] != b"Z":
+            out.append(int(n))
+    return out
+
+def kill_rest():
+    for _ in range(50):
+        pids = members()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in pids:  # reap our own child; others are reaped by init
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except OSError:
+                pass
+
+def abandon(*_):
+    kill_rest()
+    if not os.path.isdir("/proc"):
+        try:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        except OSError:
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    os._exit(137)
+
+for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(sig, abandon)
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+if os.getppid() != parent:
+    abandon()
+child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+while True:
+    rc = child.poll()
+    if rc is not None:
+        kill_rest()
+        os._exit(rc if rc >= 0 else 128 - rc)
+    ready, _, _ = select.select([0], [], [], 0.2)
+    if ready and os.read(0, 1) == b"":
+        abandon()
+    if os.getppid() != parent:
+        abandon()
+"""
 
 
 @dataclass
@@ -93,6 +179,25 @@ def find_lava_python() -> str:
     return _find(os.environ.get(ENV_VAR) or None)
 
 
+def lava_missing_reason() -> str | None:
+    """``None`` when the Lava environment works, else the sentence saying why and how to
+    make it (what the terminal and the reports show wherever Lava was asked for)."""
+    try:
+        find_lava_python()
+    except EnvironmentMissingError as exc:
+        return str(exc)
+    return None
+
+
+def warn_lava_missing(where: str, stream: Any = None) -> str | None:
+    """Print ``warning: <where> runs without Lava: <reason>`` on stderr when the Lava
+    environment is missing; returns the reason (``None`` when Lava is there)."""
+    reason = lava_missing_reason()
+    if reason is not None:
+        print(f"warning: {where} runs without Lava: {reason}", file=stream or sys.stderr)
+    return reason
+
+
 def lava_available() -> bool:
     """True when :func:`find_lava_python` succeeds (for skipping tests)."""
     try:
@@ -135,25 +240,29 @@ def run_lava(plan: DeploymentPlan | str | os.PathLike, spikes: np.ndarray,
         if period is not None:
             cmd += ["--period", str(int(period))]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, cwd=tmp)
+        proc, lifeline = _start_managed(cmd, tmp)
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise LavaRunError(f"Lava runner timed out after {timeout_s:.0f} s "
-                               f"({spikes.shape[1]} samples)") from None
+            raise LavaRunError(f"Lava runner timed out after {timeout_s:g} s "
+                               f"({spikes.shape[1]} samples); its processes were stopped") \
+                from None
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            os.close(lifeline)
         wall = time.perf_counter() - t0
         tail = err.decode(errors="replace")[-2000:]
         if proc.returncode == 4:
-            raise EnvironmentMissingError(f"Lava runner: {tail.strip()}; {HOW_TO}")
+            raise EnvironmentMissingError(f"Lava runner: {_last_line(tail)}; {HOW_TO}")
         if proc.returncode == 2:
-            raise ConfigError(f"Lava runner refused the plan or inputs: {tail.strip()}")
+            raise ConfigError(f"Lava runner refused the plan or inputs: {_last_line(tail)}")
         if proc.returncode != 0 or not out_path.is_file():
-            raise LavaRunError(f"Lava runner failed (exit {proc.returncode}):\n{tail}")
+            how = (f"was killed by signal {proc.returncode - 128}" if proc.returncode > 128
+                   else f"failed (exit {proc.returncode})")
+            raise LavaRunError(f"Lava runner {how}: {_last_line(tail) or 'no message'}")
         with np.load(out_path, allow_pickle=False) as z:
             n_layers = sum(1 for k in z.files if k.startswith("layer"))
             n_raw = sum(1 for k in z.files if k.startswith("raw"))
@@ -166,8 +275,29 @@ def run_lava(plan: DeploymentPlan | str | os.PathLike, spikes: np.ndarray,
             )
 
 
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _start_managed(cmd: list[str], tmp: str) -> tuple[subprocess.Popen, int]:
+    """Start ``cmd`` under the :data:`WATCHDOG` in a new session; returns the watchdog and the
+    write end of its lifeline pipe (close it when done; the caller's death closes it too)."""
+    r, w = os.pipe()  # both non-inheritable; r is handed to the watchdog as its stdin only
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", WATCHDOG, tmp, *cmd], stdin=r,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, cwd=tmp)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return proc, w
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the runner and the Lava worker processes it spawned (same process group)."""
+    """Kill the watchdog, the runner and the Lava worker processes (one process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

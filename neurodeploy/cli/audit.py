@@ -1,7 +1,8 @@
 """``neurodeploy audit``: re-attack the deployed model and write the audit report.
 
 Writes OUT/audit.json, OUT/audit.md and OUT/audit.html (plus OUT/plan.npz, the plan that was
-audited). Exit codes: 0 ok, 2 bad input, 3 model does not fit the profile.
+audited). Exit codes: 0 ok, 2 bad input, 3 model does not fit the profile, 5 Lava failed
+or timed out (a missing Lava environment is a warning: the audit runs without Lava).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise ConfigError("audit needs --out DIR for the report")
+    if args.lava_samples != 0:  # Lava was asked for: say so when it cannot run
+        from neurodeploy.sims.lava_env import warn_lava_missing
+
+        warn_lava_missing("the audit")
     torch.manual_seed(args.seed)
     data = load_dataset(args.data).test
     model = load_model(args, data.input_shape)
