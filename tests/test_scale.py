@@ -149,18 +149,42 @@ def test_workers_without_ray_says_how_to_install(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.skipif(not ray_available(), reason="ray not installed (pip install 'neurodeploy[scale]')")
-def test_two_ray_workers_give_identical_results_to_serial():
+def test_two_ray_workers_give_results_identical_to_serial(tmp_path):
+    """certify and the attack engine, sharded: serial loop vs 2 local Ray workers (one Ray
+    instance, started and stopped by ``ray_session`` as the commands do)."""
+    import ray
+
+    from neurodeploy.scale.ray_pool import ray_session
+    from neurodeploy.scale.robustness import evaluate_robustness_sharded
+
     model, split = _trained_digits()
     x, y = split.test.x[:40], split.test.y[:40]
-    kw = dict(seed=5, draws=2, batch_size=16, shard_size=12)
-    serial = certify_sharded(model, x, y, 0.01, None, ("ibp", "crown"), **kw)
-    ray2 = certify_sharded(model, x, y, 0.01, None, ("ibp", "crown"), workers=2, **kw)
+    ckw = dict(seed=5, draws=2, batch_size=16, shard_size=12)
+    clf = SNNClassifier(model, seed=0)
+    attacks = [("fgsm", {}), ("pgd", {"n_iter": 3})]
+    akw = dict(seed=1, draws=2, eot_iter=1, shard_size=10)
+    eps = [0.05, 0.1]
+    cert_serial = certify_sharded(model, x, y, 0.01, None, ("ibp", "crown"), **ckw)
+    att_serial = evaluate_robustness_sharded(clf, x[:24], y[:24], attacks, eps, **akw)
+    with ray_session(workers=2):
+        cert_ray = certify_sharded(model, x, y, 0.01, None, ("ibp", "crown"), workers=2, **ckw)
+        att_ray = evaluate_robustness_sharded(clf, x[:24], y[:24], attacks, eps, workers=2,
+                                              state_dir=tmp_path / "st", **akw)
+    assert not ray.is_initialized()
     for m in ("ibp", "crown"):
         for k in ("verified", "clean_correct", "margin_lb"):
-            assert torch.equal(serial.samples[m][k], ray2.samples[m][k]), (m, k)
-        assert serial.per_method[m]["verified_error"] == ray2.per_method[m]["verified_error"]
-    # not a degenerate comparison: the net is trained and the bounds are informative
-    assert min(serial.per_method["ibp"]["clean_accuracy"]) > 0.6
-    crown = serial.samples["crown"]["verified"].float().mean()
-    assert 0.0 < crown < 1.0
-    assert serial.samples["crown"]["margin_lb"].unique().numel() > 100
+            assert torch.equal(cert_serial.samples[m][k], cert_ray.samples[m][k]), (m, k)
+        assert cert_serial.per_method[m]["verified_error"] == cert_ray.per_method[m]["verified_error"]
+    assert len(list((tmp_path / "st").glob("shard-*.pt"))) == 3
+    for e in eps:
+        assert torch.equal(att_serial.robust[e], att_ray.robust[e])
+        assert torch.equal(att_serial.adversarial[e], att_ray.adversarial[e])
+        assert att_serial.broken_by[e] == att_ray.broken_by[e]
+        assert att_serial.cumulative[e] == att_ray.cumulative[e]
+    assert att_serial.clean_accuracy == att_ray.clean_accuracy
+    # not degenerate: a trained net, informative bounds, attacks that break some points only
+    assert min(cert_serial.per_method["ibp"]["clean_accuracy"]) > 0.6
+    assert 0.0 < cert_serial.samples["crown"]["verified"].float().mean() < 1.0
+    assert cert_serial.samples["crown"]["margin_lb"].unique().numel() > 100
+    assert 0 < att_serial.robust_accuracy[0.05][0] < att_serial.clean_accuracy[0]
+    assert any(b == "fgsm" for b in att_serial.broken_by[0.1])
