@@ -1,0 +1,103 @@
+"""A NIR graph from any producer → a deployment plan, with every assumption stated.
+
+``compile_nir(file, profile, num_steps, producer=…, reset=…, dt=…)``:
+
+1. :func:`~neurodeploy.exporters.nir_import.read_graph` reads the file under the producer's
+   semantics (printed notes say what was inferred) and applies the exact rewrites;
+2. :func:`chip_notes` lists what the chip runs differently from the float reference
+   (graded multi-spikes sent as one spike, ``>=`` compared as ``>``, a non-zero initial
+   membrane) — each printed and written into the plan, never silent — and refuses what it
+   cannot run at all, naming the node, the field and what would make it compile;
+3. :func:`~neurodeploy.exporters.nir_import.to_canonical_nir` writes the graph in the
+   neurodeploy convention, which :func:`~neurodeploy.exporters.compiler.compile_graph` compiles.
+
+The plan's ``source["nir_metadata"]`` holds the semantics, the import notes and the chip notes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+
+from neurodeploy.errors import ConfigError
+from neurodeploy.exporters.nir_import import DGraph, DNeuron, read_graph, to_canonical_nir
+
+
+@dataclass(frozen=True)
+class NIRDeployment:
+    """What :func:`compile_nir` returns: the plan, the discrete graph, the canonical NIR graph
+    and every note (import + chip)."""
+
+    plan: Any
+    dgraph: DGraph
+    canonical: nir.NIRGraph
+    notes: tuple[str, ...]
+    chip_notes: tuple[str, ...]
+
+
+def chip_notes(g: DGraph) -> list[str]:
+    """Differences between the float reference and a Loihi-style LIF population, as notes;
+    raises :class:`ConfigError` for what no chip mapping exists for yet."""
+    notes: list[str] = []
+    for name in g.neurons():
+        n = g.nodes[name]
+        assert isinstance(n, DNeuron)
+        where = f"node {n.source!r}"
+        if n.spiking and n.reset == "subtract":
+            raise ConfigError(
+                f"{where}: subtract reset is not deployable yet (Lava's LIF resets to zero); "
+                f"to deploy with reset-to-zero instead pass --reset zero (the float reference "
+                f"then also resets to zero: measure the change against the producer's own "
+                f"simulation), or retrain with a zero reset")
+        if n.spiking and n.multi_spike:
+            notes.append(f"{where}: graded multi-spikes (⌊v/θ⌋ per step) are sent as one "
+                         f"binary spike with reset to zero on the chip; equal while v < 2θ")
+        if n.spiking and n.spike_op == ">=":
+            notes.append(f"{where}: spikes on v ≥ θ in the float model, v > θ on the chip "
+                         f"(differs only when v equals the threshold)")
+        if n.v_init is not None:
+            notes.append(f"{where}: the float model starts at v = v_leak, the chip at v = 0")
+    return notes
+
+
+def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_steps: int,
+                producer: str | None = None, reset: str | None = None,
+                dt: float | None = None) -> NIRDeployment:
+    """Read, rewrite, check and compile a NIR graph (module docstring).
+
+    Raises
+    ------
+    ConfigError
+        Unknown producer, unreadable or inexpressible graph (naming node and field).
+    HardwareFitError
+        The graph does not fit the profile.
+    """
+    from neurodeploy.exporters.compiler import compile_graph
+
+    if int(num_steps) < 1:
+        raise ConfigError(f"--steps must be >= 1, got {num_steps}")
+    g = read_graph(source, producer=producer, reset=reset, dt=dt)
+    cnotes = chip_notes(g)
+    canonical = to_canonical_nir(g)
+    canonical.metadata["chip_notes"] = "\n".join(cnotes)
+    canonical.metadata["num_steps"] = int(num_steps)
+    in_shape = tuple(int(v) for v in np.asarray(g.nodes[g.input_name].out_shape))
+    plan = compile_graph(canonical, profile, int(num_steps), in_shape)
+    return NIRDeployment(plan=plan, dgraph=g, canonical=canonical, notes=tuple(g.notes),
+                         chip_notes=tuple(cnotes))
+
+
+def float_reference(source: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
+                    reset: str | None = None, dt: float | None = None,
+                    num_steps: int | None = None):
+    """The float model of a NIR file for ``simulate``/``audit``: a
+    :class:`~neurodeploy.exporters.nir_interp.NIRModel` (``run(x [T, B, …], record=True)`` →
+    trace with ``spikes`` per spiking population and ``logits`` [B, classes])."""
+    from neurodeploy.exporters.nir_interp import NIRModel
+
+    return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt),
+                    num_steps=num_steps)

@@ -1,0 +1,227 @@
+"""What a NIR graph does not say: time step, discretisation, reset, spike rule — by producer.
+
+NIR 1.0.8 is continuous-time: no node carries ``dt``, the reset mode ("zero" or "subtract"),
+the spike comparison (``>`` or ``>=``), whether a neuron may emit several spikes per step, or how
+the producer discretised ``τ·dv/dt = (v_leak − v) + R·I``. Every framework that writes NIR fixes
+these by convention, and a graph run with another convention gives other spikes. This module
+names each convention as a frozen :class:`Semantics` record (one per producer, the table
+:data:`PRODUCERS`) so that nothing is assumed in silence: :func:`resolve_semantics` returns the
+record *and* a list of notes saying what was taken from where (command line, graph metadata,
+producer default); the CLI prints the notes and the plan stores them.
+
+Discrete neuron (the one step every interpreter here runs; per neuron, per time step)::
+
+    I ← β·I + g_syn·x                 (current-based neurons only; else I = x)
+    v ← α·v + g·I + b                 (b = leak term, e.g. dt/τ·v_leak for Euler)
+    n = spikes(v):  '>'  →  1[v > θ]           '>=' → 1[v ≥ θ]
+                    multi_spike → ⌊v/θ⌋·1[v ≥ θ]  (graded count, sinabs / rockpool)
+    reset: zero      → v ← v_reset where n > 0
+           subtract  → v ← v − n·θ_reset   (θ_reset = θ, or θ/α for snntorch's next-step subtract)
+
+How (α, g, b, β, g_syn) follow from NIR's (τ, r, v_leak, τ_syn, w_in) — ``discretisation``:
+
+* ``euler``  (snntorch, norse, lava-dl, neurodeploy): α = 1 − dt/τ, g = r·dt/τ, b = v_leak·dt/τ,
+  β = 1 − dt/τ_syn, g_syn = w_in·dt/τ_syn (``syn_gain = "nir"``) or 1 (``"one"``, norse).
+* ``exact``  (sinabs, rockpool): α = exp(−dt/τ), g = (1 − α)·r (sinabs, ``mem_gain = "nir"``) or 1
+  (rockpool, ``mem_gain = "one"``), β = exp(−dt/τ_syn), g_syn = β (rockpool, ``"decay"``).
+
+``IF``/``I`` integrate ``v ← v + r·x`` under every convention (no producer multiplies by dt).
+
+Known exporter defects that a convention corrects (documented, each printed as a note):
+
+* snntorch 1.0.0 never writes the reset mechanism; its ``Leaky`` default is subtract with
+  ``reset_delay=True``: the subtraction happens one step later, before the decay, which equals an
+  immediate subtraction of θ/α (``reset_timing = "next-step"``).
+* norse 1.1.0 writes ``tau = dt / tau_inv`` (= dt·τ, a unit error; its own importer reads
+  ``tau_inv = 1/tau``): the convention divides τ, τ_syn by dt (``tau_unit = "dt*tau"``).
+* rockpool 3.1.0 writes ``r = τ/dt·exp(−dt/τ)`` (dt recoverable), drops the neuron bias
+  (``v_leak`` always 0) and writes the batch dimension into ``Input``/``Output`` (the reader
+  fixes the shapes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import ConfigError
+
+RESETS = ("zero", "subtract")
+RESET_TIMINGS = ("immediate", "next-step")
+SPIKE_OPS = (">", ">=")
+DISCRETISATIONS = ("euler", "exact")
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """The discrete-time reading of a NIR graph (see the module docstring for the equations).
+
+    Attributes
+    ----------
+    producer : the convention's name (a key of :data:`PRODUCERS`).
+    dt : seconds per step (``None``: infer it, rockpool only).
+    discretisation : ``euler`` or ``exact``.
+    reset : ``zero`` (v ← v_reset) or ``subtract`` (v ← v − θ).
+    reset_timing : ``immediate`` or ``next-step`` (snntorch ``reset_delay=True``).
+    spike_op : ``>`` or ``>=``.
+    multi_spike : graded spike counts ⌊v/θ⌋ (sinabs ``MultiSpike``, rockpool).
+    mem_gain : ``nir`` (g = r·dt/τ Euler, (1 − α)·r exact) or ``one`` (g = 1).
+    syn_gain : ``nir`` (w_in·dt/τ_syn), ``one`` (1) or ``decay`` (β) for the current input.
+    tau_unit : ``seconds`` or ``dt*tau`` (norse 1.1.0's exporter: τ_file = dt·τ).
+    readout : ``count`` (spike counts of the last layer) or ``membrane`` (last LI/ membrane).
+    v_init : the membrane at t = 0: ``zero`` or ``v_leak`` (norse starts every LIF at v_leak).
+    """
+
+    producer: str
+    dt: float | None
+    discretisation: str = "euler"
+    reset: str = "zero"
+    reset_timing: str = "immediate"
+    spike_op: str = ">"
+    multi_spike: bool = False
+    mem_gain: str = "nir"
+    syn_gain: str = "nir"
+    tau_unit: str = "seconds"
+    readout: str = "count"
+    v_init: str = "zero"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("reset", RESETS), ("reset_timing", RESET_TIMINGS),
+                              ("spike_op", SPIKE_OPS), ("discretisation", DISCRETISATIONS),
+                              ("mem_gain", ("nir", "one")), ("syn_gain", ("nir", "one", "decay")),
+                              ("tau_unit", ("seconds", "dt*tau")),
+                              ("readout", ("count", "membrane")),
+                              ("v_init", ("zero", "v_leak"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"semantics {name} = {getattr(self, name)!r} is not one of "
+                                  f"{allowed}")
+        if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
+            raise ConfigError(f"semantics dt = {self.dt!r} must be a positive number of seconds")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def describe(self) -> str:
+        multi = ", graded multi-spike" if self.multi_spike else ""
+        timing = f" ({self.reset_timing})" if self.reset == "subtract" else ""
+        return (f"producer {self.producer}: dt = {self.dt:g} s, {self.discretisation} "
+                f"discretisation, reset {self.reset}{timing}, spike v {self.spike_op} θ{multi}, "
+                f"readout {self.readout}")
+
+
+PRODUCERS: dict[str, Semantics] = {
+    "neurodeploy": Semantics("neurodeploy", 1e-4),
+    "snntorch": Semantics("snntorch", 1e-4, reset="subtract", reset_timing="next-step"),
+    "norse": Semantics("norse", 1e-3, syn_gain="one", tau_unit="dt*tau", v_init="v_leak"),
+    "sinabs": Semantics("sinabs", 1.0, discretisation="exact", reset="subtract",
+                        spike_op=">=", multi_spike=True),
+    "rockpool": Semantics("rockpool", None, discretisation="exact", reset="subtract",
+                          spike_op=">=", multi_spike=True, mem_gain="one", syn_gain="decay"),
+    "lava-dl": Semantics("lava-dl", 1e-4),
+}
+"""Each producer's convention (the version installed here: snntorch 1.0.0, norse 1.1.0,
+sinabs 3.1.3, rockpool 3.1.0; lava-dl as its NIR scripts write). ``dt = None``: inferred."""
+
+PRODUCER_NOTES: dict[str, tuple[str, ...]] = {
+    "snntorch": ("snntorch writes no reset mode; its Leaky default (subtract, reset_delay=True) "
+                 "is assumed — pass --reset zero for Leaky(reset_mechanism='zero')",),
+    "norse": ("norse 1.1.0 writes tau = dt/tau_inv (= dt·τ); τ and τ_syn are divided by dt",
+              "norse LIF/LIFBox start at v = v_leak (its initial state)"),
+    "sinabs": ("sinabs IAF/LIF: MultiSpike (⌊v/θ⌋ spikes per step), v ≥ θ, subtract reset; "
+               "LIF τ is in steps (dt = 1)",),
+    "rockpool": ("rockpool 3.1.0 drops the neuron bias on export (v_leak written as 0) and "
+                 "writes r = τ/dt·exp(−dt/τ): dt is recovered from r",
+                 "rockpool LIF: v ≥ θ, ⌊v/θ⌋ spikes per step, subtract reset"),
+}
+
+
+def _meta_value(meta: dict[str, Any], key: str) -> Any:
+    v = meta.get(key)
+    if isinstance(v, np.ndarray):
+        v = v.item() if v.size == 1 else v
+    if isinstance(v, bytes):
+        v = v.decode()
+    return v
+
+
+def detect_producer(metadata: dict[str, Any]) -> str | None:
+    """The producer named in graph metadata (neurodeploy writes ``producer: neurodeploy X``)."""
+    p = _meta_value(metadata, "producer")
+    if isinstance(p, str):
+        for name in PRODUCERS:
+            if p.lower().startswith(name):
+                return name
+    return None
+
+
+def resolve_semantics(metadata: dict[str, Any] | None, producer: str | None = None,
+                      reset: str | None = None, dt: float | None = None,
+                      readout: str | None = None) -> tuple[Semantics, list[str]]:
+    """The semantics to read a graph with, and the notes saying where each choice came from.
+
+    Precedence: explicit arguments (the command line) > graph metadata > the producer's
+    convention. A graph whose metadata names no producer needs ``producer`` (no silent default).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown producer, reset, readout, a non-positive dt, or a graph of unknown origin
+        with no producer given.
+    """
+    meta = dict(metadata or {})
+    notes: list[str] = []
+    detected = detect_producer(meta)
+    if producer is None:
+        if detected is None:
+            raise ConfigError(
+                "the NIR graph does not say which framework wrote it, and NIR cannot state the "
+                "reset mode, time step or spike rule; pass --producer "
+                f"{'|'.join(PRODUCERS)} (or --reset/--dt explicitly with --producer)")
+        producer = detected
+        notes.append(f"producer {producer!r} from the graph metadata")
+    else:
+        if producer not in PRODUCERS:
+            raise ConfigError(f"unknown producer {producer!r}; known: {', '.join(PRODUCERS)}")
+        notes.append(f"producer {producer!r} given explicitly")
+        if detected is not None and detected != producer:
+            notes.append(f"note: the graph metadata names producer {detected!r}")
+    sem = PRODUCERS[producer]
+    notes.extend(PRODUCER_NOTES.get(producer, ()))
+    if dt is not None:
+        sem = replace(sem, dt=float(dt))
+        notes.append(f"dt = {dt:g} s given explicitly")
+    elif "dt" in meta:
+        try:
+            mdt = float(_meta_value(meta, "dt"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"graph metadata dt = {meta['dt']!r} is not a number") from exc
+        sem = replace(sem, dt=mdt)
+        notes.append(f"dt = {mdt:g} s from the graph metadata")
+    elif sem.dt is not None:
+        notes.append(f"dt = {sem.dt:g} s: the {producer} convention (NIR stores no time step)")
+    if reset is not None:
+        if reset not in RESETS:
+            raise ConfigError(f"--reset {reset!r}: choose one of {RESETS}")
+        sem = replace(sem, reset=reset, reset_timing=sem.reset_timing if reset == "subtract"
+                      else "immediate")
+        notes.append(f"reset {reset} given explicitly")
+    elif isinstance(_meta_value(meta, "reset"), str):
+        r = str(_meta_value(meta, "reset"))
+        if r not in RESETS:
+            raise ConfigError(f"graph metadata reset = {r!r} is not one of {RESETS}")
+        sem = replace(sem, reset=r)
+        notes.append(f"reset {r} from the graph metadata")
+    else:
+        notes.append(f"reset {sem.reset} ({sem.reset_timing}): the {producer} convention")
+    if readout is not None:
+        sem = replace(sem, readout=readout)
+        notes.append(f"readout {readout} given explicitly")
+    elif _meta_value(meta, "readout") in ("count", "membrane"):
+        sem = replace(sem, readout=str(_meta_value(meta, "readout")))
+        notes.append(f"readout {sem.readout} from the graph metadata")
+    elif _meta_value(meta, "readout") in ("rate",):
+        notes.append("readout 'rate' from the graph metadata is read as 'count' (same argmax)")
+    return sem, notes
