@@ -41,11 +41,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from neurodeploy.errors import ConfigError, DataError
-from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
+from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
+from neurodeploy.sims.kernel import (
+    FLOAT32_EXACT,
+    NEURON_KINDS,
+    SYNAPSE_KINDS,
+    ExactArithmetic,
+    LayerData,
+    activation,
+    check_format_supported,
+    dense_effective_weights,
+    neuron_constants,
+    prepare_layer,
+)
 from neurodeploy.sims.lava_runner import (
     Schedule,
     TALIFFixed,
@@ -62,20 +73,7 @@ from neurodeploy.sims.lava_runner import (
 #: (no vector 64-bit multiply on AVX2). Products by 2^-12 and trunc/floor are exact.
 STATE_DTYPE = torch.float64
 
-#: Integers below these magnitudes are exact in float32 / float64 (mantissa bits + 1).
-FLOAT32_EXACT = 2 ** (np.finfo(np.float32).nmant + 1)
-FLOAT64_EXACT = 2 ** (np.finfo(np.float64).nmant + 1)
-
-
-
-
-def check_format_supported(fmt: FixedPointFormat, who: str) -> None:
-    """Refuse a format whose rules this interpreter does not implement (ConfigError)."""
-    want = {"u_overflow": "wrap_once", "v_overflow": "saturate", "spike_comparison": ">",
-            "reset": "zero"}
-    bad = {k: getattr(fmt, k) for k, v in want.items() if getattr(fmt, k) != v}
-    if bad:
-        raise ConfigError(f"the {who} implements {want}; the plan's format has {bad}")
+_EXACT = ExactArithmetic()
 
 
 # ----------------------------------------------------------------------------- numpy helpers
@@ -83,26 +81,9 @@ def check_format_supported(fmt: FixedPointFormat, who: str) -> None:
 
 def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int | None = None,
                                  fmt: FixedPointFormat = LAVA_0_10) -> np.ndarray:
-    """The weights Lava's ``PyDenseModelBitAcc`` actually uses (weightutils clip + truncate).
-
-    Sign mode from the matrix: all ≥ 0 excitatory [0, 255], all ≤ 0 inhibitory [−255, 0],
-    else mixed [−256, 255] with one more LSB dropped (arithmetic shift ⇒ floor to even).
-    """
-    w = np.asarray(w).astype(np.int64)
-    if w.min(initial=0) >= 0:
-        mode = "exc"
-    elif w.max(initial=0) <= 0:
-        mode = "inh"
-    else:
-        mode = "mixed"
-    mixed = int(mode == "mixed")
-    x = -w if mode == "inh" else w
-    nb = fmt.weight_bits
-    num_weight_bits = nb if num_weight_bits is None else int(num_weight_bits)
-    x = np.clip(x, -(2**nb) * mixed, 2**nb - 1)
-    drop = nb - num_weight_bits + (mixed if fmt.mixed_sign_drops_lsb else 0)
-    x = (x >> drop) << drop
-    return (-x if mode == "inh" else x).astype(np.int64)
+    """The weights Lava's ``PyDenseModelBitAcc`` actually uses (weightutils clip + truncate);
+    see :func:`~neurodeploy.sims.kernel.dense_effective_weights`."""
+    return dense_effective_weights(w, fmt, num_weight_bits)
 
 
 def _wrap_np(x: np.ndarray, bits: int) -> np.ndarray:
@@ -121,8 +102,8 @@ class EmulatorResult:
     layer_spikes : uint8 ``[T, B, *out_shape_k]`` per layer (empty unless ``record``).
     layer_v : int64 ``[T, B, *out_shape_k]`` voltages after reset (empty unless ``record_v``).
     layer_theta : per layer (when ``record``): int64 ``[T, B, *out_shape_k]`` adaptive threshold
-        θ in v units (``vth`` units · 2⁶; float θ ≈ θ_int / (scale · 2⁶)) for TA-LIF layers,
-        None for LIF layers.
+        θ in v units (``vth << threshold_shift`` units; float θ ≈ θ_int / (scale ·
+        2^threshold_shift)) for TA-LIF layers, None for LIF layers.
     """
 
     out_spikes: torch.Tensor
@@ -136,36 +117,21 @@ class EmulatorResult:
         return self.counts
 
 
-@dataclass
-class LayerKernel:
-    """One plan layer prepared for the device: effective weights and integer parameters."""
-
-    layer: PlanLayer
-    weight: torch.Tensor        # float (exact) weights for the matmul / unfolded conv
-    bias: torch.Tensor          # int64 [N] = bias_mant << bias_exp
-    vth_scaled: int             # vth << 6
-    u_factor: int               # 4096 − (du + 1)
-    v_factor: int               # 4096 − dv
-    small: bool                 # static bound proves every int32 wrap is a no-op
-    u_may_wrap: bool = True     # False when du = 4095 and |a << 6| < 2^23 (u = a << 6)
-    talif: TALIFFixed | None = None       # TA-LIF integer data (None: plain LIF)
-    theta_v: torch.Tensor | None = None   # float64 [N] θ_v mantissas (TA-LIF)
-    nds: torch.Tensor | None = None       # float64 [T_nds, N] NDS in v units (TA-LIF)
-
-
 class Emulator:
     """Batched bit-exact integer emulator of a :class:`DeploymentPlan`.
 
     Parameters
     ----------
-    plan : the deployment plan (``lif`` neurons, dense / conv / pool layers).
+    plan : the deployment plan (dense / conv / pool layers, every neuron kind of
+        :data:`~neurodeploy.sims.kernel.NEURON_KINDS`).
     device : ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
 
+    The step is :mod:`neurodeploy.sims.kernel`'s, run with :class:`ExactArithmetic`.
     Synaptic sums run as float matmuls that are exact because every partial sum is an integer
     below the format's mantissa limit (float32: 2²⁴ on CPU with "highest" matmul precision;
     float64: 2⁵³, used on CUDA to stay clear of TF32); conv uses unfold + matmul (no
-    Winograd/FFT). The LIF recurrence runs in place on exact integers held in float64
-    (:data:`STATE_DTYPE`).
+    Winograd/FFT). The neuron recurrence runs in place on exact integers held in float64
+    (:data:`STATE_DTYPE`). ``kernels[k]`` is layer k's :class:`~neurodeploy.sims.kernel.LayerData`.
     """
 
     def __init__(self, plan: DeploymentPlan, device: str | torch.device = "cpu") -> None:
@@ -173,128 +139,55 @@ class Emulator:
         check_plan_supported(plan, lava_format=False)
         self.plan = plan
         self.fmt = plan.fixed_point
-        check_format_supported(self.fmt, "emulator")
+        check_format_supported(self.fmt)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
-        self.kernels = [self._prepare(L) for L in plan.layers]
+        self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
+        self._weights = [self._device_weights(P) for P in self.kernels]
+        self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
 
-    def _prepare(self, L: PlanLayer) -> LayerKernel:
-        fmt = self.fmt
-        if L.kind == "dense":
-            w = lava_dense_effective_weights(L.weights, fmt=fmt)
-            bound = int(np.abs(w).sum(axis=1).max(initial=0))
-            a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
-        else:
-            w = np.asarray(L.weights).astype(np.int64)
-            bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-            a_bound = min(bound, 1 << (fmt.conv_output_bits - 1))
-        if bound >= FLOAT64_EXACT:
-            raise PlanError(f"plan layer {L.name}: synaptic sums up to {bound} exceed 2^53 "
-                            f"(cannot be summed exactly)")
-        fp32_ok = (bound < FLOAT32_EXACT and self.device.type == "cpu"
+    def _device_weights(self, P: LayerData) -> torch.Tensor:
+        fp32_ok = (P.bound < FLOAT32_EXACT and self.device.type == "cpu"
                    and torch.get_float32_matmul_precision() == "highest")
         dtype = torch.float32 if fp32_ok else torch.float64
-        bias = (np.asarray(L.bias_mant).astype(np.int64) << int(L.bias_exp))
-        # If |a << 6| ≤ 2^24, one conditional wrap keeps |u| ≤ 2^23, so u, v (+ a bias ≤ 2^22)
-        # and every intermediate stay far inside int32: the int32 wraps are provably no-ops.
-        small = (a_bound << fmt.activation_shift) <= 2 * fmt.state_half
-        tal = TALIFFixed.from_layer(L, fmt) if L.neuron == "talif" else None
-        return LayerKernel(
-            talif=tal,
-            theta_v=None if tal is None else torch.as_tensor(
-                tal.theta_v, dtype=STATE_DTYPE, device=self.device),
-            nds=None if tal is None else torch.as_tensor(
-                tal.nds, dtype=STATE_DTYPE, device=self.device),
-            layer=L,
-            weight=torch.as_tensor(w, dtype=dtype, device=self.device),
-            bias=torch.as_tensor(bias, dtype=torch.int64, device=self.device),
-            vth_scaled=fmt.vth_scaled(L.vth),
-            u_factor=fmt.u_factor(L.du),
-            v_factor=fmt.v_factor(L.dv),
-            small=small,
-            u_may_wrap=not (fmt.u_factor(L.du) == 0
-                            and (a_bound << fmt.activation_shift) < fmt.state_half),
-        )
+        return torch.as_tensor(P.weights, dtype=dtype, device=self.device)
 
     # -------------------------------------------------------------- synapses (all T at once)
 
     def synaptic_input(self, k: int, s_in: torch.Tensor) -> torch.Tensor:
         """Integer input ``a`` of layer k for spikes ``[T, B, *in_shape]`` → ``[T, B, N]``
         (float64 holding exact integers, see :data:`STATE_DTYPE`)."""
-        K = self.kernels[k]
-        L = K.layer
+        P = self.kernels[k]
         T, B = s_in.shape[:2]
-        x = s_in.to(K.weight.dtype)
-        if L.kind == "dense":
-            acc = (x.reshape(T * B, -1) @ K.weight.T).to(STATE_DTYPE)
-            if L.weight_exp > 0:
-                acc.mul_(2.0 ** L.weight_exp)
-            elif L.weight_exp < 0:
-                acc.mul_(2.0 ** L.weight_exp).floor_()  # arithmetic right shift = floor
-            if not K.small:
-                acc = _wrap(acc, self.fmt.port_bits)  # int64 sum → int32 port
-        else:
-            acc = _conv_unfold(x.reshape(T * B, *L.in_shape), K.weight, L).to(STATE_DTYPE)
-            acc = _wrap(acc, self.fmt.conv_output_bits)
-        return acc.reshape(T, B, -1)
+        x = s_in.reshape(T * B, *s_in.shape[2:])
+        a = SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, self._weights[k], x)
+        return a.reshape(T, B, -1)
 
     # -------------------------------------------------------------- neurons (step loop)
 
     def lif_run(self, k: int, a: torch.Tensor, record_v: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Run layer k's LIF / TA-LIF over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v after
-        reset or None, int64 θ ``[T, B, N]`` for TA-LIF layers or None).
-
-        One step body (Lava ``subthr_dynamics`` + [θ update] + spike + reset), in place on
-        float64 state (θ_v·(v − NDS) < 2^41: exact).
-        """
-        K = self.kernels[k]
+        """Run layer k's neurons over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v after
+        reset or None, int64 θ ``[T, B, N]`` for adaptive-threshold layers or None)."""
+        P = self.kernels[k]
         T, B, N = a.shape
-        u = torch.zeros(B, N, dtype=STATE_DTYPE, device=a.device)
-        v = torch.zeros_like(u)
-        s = torch.empty(B, N, dtype=torch.bool, device=a.device)
+        kind = NEURON_KINDS[P.layer.neuron]
+        consts = {key: c.reshape(*c.shape[:c.dim() - len(P.layer.out_shape)], N)
+                  for key, c in self._consts[k].items()}
         spikes = torch.empty(T, B, N, dtype=torch.uint8, device=a.device)
         vs = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
-        fmt = self.fmt
-        max_uv, unity = float(fmt.state_half), float(fmt.decay_unity)
-        lim = float(fmt.state_max)
-        act = a * float(1 << fmt.activation_shift)
-        if not K.small:
-            act = _wrap(act, fmt.port_bits)
-        bias = K.bias.to(STATE_DTYPE)
-        tal = K.talif
-        thetas = None
-        if tal is not None:
-            theta = torch.full((B, N), float(K.vth_scaled), dtype=STATE_DTYPE, device=a.device)
-            thetas = torch.empty(T, B, N, dtype=torch.int64, device=a.device)
-            inv = 1.0 / float(1 << tal.shift)
-            t_max = float(tal.theta_max)
+        act = activation(_EXACT, P, a)
+        st = kind.init(P, act[0])
+        thetas = None if st.theta is None else torch.empty(T, B, N, dtype=torch.int64,
+                                                           device=a.device)
         for t in range(T):
-            # u = trunc0(u·(4096 − du − 1) / 4096) + (a << 6)    [du = 4095: factor 0]
-            u.mul_(K.u_factor / unity).trunc_().add_(act[t])
-            if not K.small:
-                u = _wrap(u, fmt.port_bits)
-            if K.u_may_wrap:  # Lava's single conditional 24-bit wrap
-                u = torch.where(u > max_uv, u - 2 * max_uv,
-                                torch.where(u <= -max_uv, u + 2 * max_uv, u))
-            # v = sat24(trunc0(v·(4096 − dv) / 4096) + u + bias);  s = v > vth << 6;  v[s] = 0
-            v.mul_(K.v_factor / unity).trunc_().add_(u).add_(bias)
-            if not K.small:
-                v = _wrap(v, fmt.port_bits)
-            v.clamp_(-lim, lim)
-            if tal is not None:
-                # θ = sat(θ + trunc0(θ_v·(v − NDS[t]) / 2^k));  s = v > θ
-                row = K.nds[min(t, K.nds.shape[0] - 1)]
-                theta.add_(((v - row) * K.theta_v).mul_(inv).trunc_()).clamp_(-t_max, t_max)
-                thetas[t] = theta.to(torch.int64)
-                torch.gt(v, theta, out=s)
-            else:
-                torch.gt(v, K.vth_scaled, out=s)
-            v.masked_fill_(s, 0.0)
+            s, _, st = kind.step(_EXACT, P, consts, st, act[t], t)
             spikes[t] = s
             if vs is not None:
-                vs[t] = v.to(torch.int64)
+                vs[t] = st.v
+            if thetas is not None:
+                thetas[t] = st.theta
         return spikes, vs, thetas
 
     # -------------------------------------------------------------- whole network
@@ -309,16 +202,16 @@ class Emulator:
         T, B = x.shape[:2]
         result = EmulatorResult(out_spikes=x.new_zeros(()), counts=x.new_zeros(()))
         h = x
-        for k, K in enumerate(self.kernels):
+        for k, P in enumerate(self.kernels):
             a = self.synaptic_input(k, h)
             s, v, th = self.lif_run(k, a, record_v)
-            h = s.reshape(T, B, *K.layer.out_shape)
+            h = s.reshape(T, B, *P.layer.out_shape)
             if record:
                 result.layer_spikes.append(h)
                 result.layer_theta.append(None if th is None else
-                                          th.reshape(T, B, *K.layer.out_shape))
+                                          th.reshape(T, B, *P.layer.out_shape))
             if record_v:
-                result.layer_v.append(v.reshape(T, B, *K.layer.out_shape))
+                result.layer_v.append(v.reshape(T, B, *P.layer.out_shape))
         result.out_spikes = h.reshape(T, B, -1)
         result.counts = result.out_spikes.sum(0, dtype=torch.int64)
         return result
@@ -345,29 +238,6 @@ def spike_agreement(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) 
     if a_t.numel() == 0:
         return 1.0
     return float((a_t.to(torch.uint8) == b_t.to(torch.uint8)).double().mean())
-
-
-def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Two's-complement wrap to ``bits`` (signed) of exact integers held in float64:
-    ``x − 2^bits · floor((x + 2^(bits−1)) / 2^bits)`` (exact for |x| < 2^53)."""
-    m = float(1 << bits)
-    return x - m * torch.floor((x + m / 2) / m)
-
-
-def _conv_unfold(x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
-    """Grouped PyTorch-layout cross-correlation as unfold + matmul: ``[N, C, H, W]`` → flat."""
-    N = x.shape[0]
-    C_out, cin_g, kh, kw = w.shape
-    g = int(L.groups)
-    cols = F.unfold(x, (kh, kw), padding=tuple(L.padding), stride=tuple(L.stride))  # [N, C·k·k, P]
-    P = cols.shape[-1]
-    cols = cols.reshape(N, g, cin_g * kh * kw, P)
-    wg = w.reshape(g, C_out // g, cin_g * kh * kw)
-    out = torch.einsum("gok,ngkp->ngop", wg, cols).reshape(N, C_out, P)
-    if tuple(out.shape[1:]) != (C_out, int(np.prod(L.out_shape[1:]))):
-        raise PlanError(f"plan layer {L.name}: conv output {tuple(out.shape[1:])} does not match "
-                        f"out_shape {L.out_shape}")
-    return out.reshape(N, -1)
 
 
 # ----------------------------------------------------------------------------- reference

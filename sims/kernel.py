@@ -1,0 +1,449 @@
+"""The one integer step of a deployment plan, written once with its arithmetic as a parameter.
+
+Every layer is a synapse kind (``dense``, ``conv``/``pool``) followed by a neuron kind (``lif``,
+``talif``). Each kind is written here once, in terms of an :class:`Arithmetic` — the rounding,
+wrap and saturation operations — so the same body serves both integer interpreters:
+
+- :class:`ExactArithmetic` (:class:`~neurodeploy.sims.emulator.Emulator`): exact integers held
+  in float64, updated in place (fast), the spike a boolean;
+- :class:`~neurodeploy.sims.twin.StraightThroughArithmetic` (the hardware twin): the same
+  values out of place, every rounding/wrap/saturation passing the gradient straight through,
+  the spike a surrogate in float units.
+
+Per layer k and step t (every constant a field of the plan's
+:class:`~neurodeploy.exporters.profiles.FixedPointFormat` ``fmt``; ``>>₀`` rounds toward zero)::
+
+    dense:  a = wrap_port(floor((W_eff · s) · 2^weight_exp))     W_eff: Lava's clip + truncate
+    conv:   a = wrap_conv(conv(s, W))                               (pool: a grouped conv)
+    lif:    u = over_u(wrap_port((u·f_u) >>₀ decay_bits + wrap_port(a << activation_shift)))
+            v = over_v(wrap_port((v·f_v) >>₀ decay_bits + u + (bias_mant << bias_exp)))
+            s = v ≻ θ          θ = vth << threshold_shift,  ≻ = fmt.spike_comparison
+            v = reset(v, s)    zero: v·(1 − s);  subtract: v − s·θ
+    talif:  as lif, with θ = sat_θ(θ + (θ_v·(v − NDS[min(t, T_nds − 1)])) >>₀ θ_v_shift)
+            updated before the spike (θ = vth << threshold_shift at t = 0)
+
+``f_u = fmt.u_factor(du)``, ``f_v = fmt.v_factor(dv)``. The port wraps (int32 in Lava's Python
+models) and u's overflow are skipped where :func:`prepare_layer`'s static bound proves them
+no-ops (identical values and, straight-through, identical gradients).
+
+The literal one-step-at-a-time numpy transcription of the Lava network
+(:func:`~neurodeploy.sims.emulator.reference_lava_network`) and the Lava processes themselves
+are independent of this module: the tests hold all three equal.
+
+Adding a neuron kind: a class with ``init`` and ``step`` below, registered in
+:data:`NEURON_KINDS` (the Lava side adds its process in ``sims/lava_procs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurodeploy.errors import ConfigError
+from neurodeploy.exporters.plan import PlanError, PlanLayer
+from neurodeploy.exporters.profiles import FixedPointFormat
+from neurodeploy.sims.lava_runner import TALIFFixed  # numpy-only: the Lava side reads it too
+
+#: Integers below these magnitudes are exact in float32 / float64 (mantissa bits + 1).
+FLOAT32_EXACT = 2 ** (np.finfo(np.float32).nmant + 1)
+FLOAT64_EXACT = 2 ** (np.finfo(np.float64).nmant + 1)
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+
+class Arithmetic(Protocol):
+    """The operations an interpreter supplies. Values are float tensors holding integers.
+
+    ``decay``, ``add`` and ``saturate`` may work in place on their first argument (the exact
+    arithmetic does); callers use only the returned tensor.
+    """
+
+    def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        """``trunc(x · factor)`` (factor = f / 2^decay_bits): the decay's ``>>₀``."""
+
+    def shift_trunc(self, x: torch.Tensor, inv: float) -> torch.Tensor:
+        """``trunc(x · inv)`` for a fresh ``x`` (inv = 2^−k): ``x >>₀ k``."""
+
+    def floor(self, x: torch.Tensor) -> torch.Tensor:
+        """``floor(x)`` of a fresh tensor: an arithmetic right shift."""
+
+    def add(self, x: torch.Tensor, y: torch.Tensor | float) -> torch.Tensor:
+        """``x + y``."""
+
+    def wrap(self, x: torch.Tensor, bits: int) -> torch.Tensor:
+        """Two's-complement wrap to ``bits`` signed bits."""
+
+    def wrap_once(self, x: torch.Tensor, half: float) -> torch.Tensor:
+        """Lava's single conditional wrap: ``x − 2·half`` if ``x > half``, ``x + 2·half`` if
+        ``x ≤ −half``."""
+
+    def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
+        """Clip to ``[−lim, lim]``."""
+
+    def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
+             inclusive: bool) -> torch.Tensor:
+        """The spike ``v > θ`` (``v ≥ θ`` when ``inclusive``); ``unit`` = v units per float
+        unit (the twin's surrogate width)."""
+
+    def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
+              subtract: bool) -> torch.Tensor:
+        """``v`` after the spike ``s``: 0 where it fired, or ``v − θ`` when ``subtract``."""
+
+    def matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``x @ w.T`` as exact integers in float64."""
+
+    def conv(self, x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
+        """PyTorch-layout grouped cross-correlation ``[N, C, H, W]`` → ``[N, C', H', W']``."""
+
+
+class ExactArithmetic:
+    """Exact integer arithmetic on float64 (the emulator's): in place where the protocol
+    allows it, boolean spikes. Exact because every value stays below 2^53."""
+
+    def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        return x.mul_(factor).trunc_()
+
+    def shift_trunc(self, x: torch.Tensor, inv: float) -> torch.Tensor:
+        return x.mul_(inv).trunc_()
+
+    def floor(self, x: torch.Tensor) -> torch.Tensor:
+        return x.floor_()
+
+    def add(self, x: torch.Tensor, y: torch.Tensor | float) -> torch.Tensor:
+        return x.add_(y)
+
+    def wrap(self, x: torch.Tensor, bits: int) -> torch.Tensor:
+        return wrap_signed(x, bits)
+
+    def wrap_once(self, x: torch.Tensor, half: float) -> torch.Tensor:
+        return wrap_once(x, half)
+
+    def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
+        return x.clamp_(-lim, lim)
+
+    def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
+             inclusive: bool) -> torch.Tensor:
+        return torch.ge(v, theta) if inclusive else torch.gt(v, theta)
+
+    def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
+              subtract: bool) -> torch.Tensor:
+        if subtract:
+            return v.sub_(s.to(v.dtype).mul_(theta))
+        return v.masked_fill_(s, 0.0)
+
+    def matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (x.to(w.dtype) @ w.T).to(torch.float64)
+
+    def conv(self, x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
+        return conv_unfold(x.to(w.dtype), w, L).to(torch.float64)
+
+
+def wrap_once(x: torch.Tensor, half: float) -> torch.Tensor:
+    """Lava's asymmetric single wrap of u: ``x > half → x − 2·half``; ``x ≤ −half → x + 2·half``."""
+    return torch.where(x > half, x - 2 * half, torch.where(x <= -half, x + 2 * half, x))
+
+
+def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Two's-complement wrap to ``bits`` (signed) of exact integers held in float64:
+    ``x − 2^bits · floor((x + 2^(bits−1)) / 2^bits)`` (exact for |x| < 2^53)."""
+    m = float(1 << bits)
+    return x - m * torch.floor((x + m / 2) / m)
+
+
+def conv_unfold(x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
+    """Grouped PyTorch-layout cross-correlation as unfold + matmul (no Winograd/FFT, so exact
+    on integers): ``[N, C, H, W]`` → ``[N, C_out, H', W']``."""
+    N = x.shape[0]
+    C_out, cin_g, kh, kw = w.shape
+    g = int(L.groups)
+    cols = F.unfold(x, (kh, kw), padding=tuple(L.padding), stride=tuple(L.stride))  # [N, C·k·k, P]
+    P = cols.shape[-1]
+    cols = cols.reshape(N, g, cin_g * kh * kw, P)
+    wg = w.reshape(g, C_out // g, cin_g * kh * kw)
+    out = torch.einsum("gok,ngkp->ngop", wg, cols).reshape(N, C_out, P)
+    if tuple(out.shape[1:]) != (C_out, int(np.prod(L.out_shape[1:]))):
+        raise PlanError(f"plan layer {L.name}: conv output {tuple(out.shape[1:])} does not match "
+                        f"out_shape {L.out_shape}")
+    return out.reshape(N, *L.out_shape)
+
+
+# ----------------------------------------------------------------------------- layer data
+
+
+def dense_effective_weights(w: np.ndarray, fmt: FixedPointFormat,
+                            num_weight_bits: int | None = None) -> np.ndarray:
+    """The weights Lava's ``PyDenseModelBitAcc`` actually uses (weightutils clip + truncate).
+
+    Sign mode from the matrix: all ≥ 0 excitatory ``[0, 2^wb − 1]``, all ≤ 0 inhibitory
+    ``[−(2^wb − 1), 0]``, else mixed ``[−2^wb, 2^wb − 1]`` with one more LSB dropped when
+    ``fmt.mixed_sign_drops_lsb`` (arithmetic shift ⇒ floor to even).
+    """
+    w = np.asarray(w).astype(np.int64)
+    mode = FixedPointFormat.weight_sign_mode(w)
+    mixed = int(mode == "mixed")
+    x = -w if mode == "inhibitory" else w
+    nb = fmt.weight_bits
+    num_weight_bits = nb if num_weight_bits is None else int(num_weight_bits)
+    x = np.clip(x, -(2**nb) * mixed, 2**nb - 1)
+    drop = nb - num_weight_bits + (mixed if fmt.mixed_sign_drops_lsb else 0)
+    x = (x >> drop) << drop
+    return (-x if mode == "inhibitory" else x).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LayerData:
+    """One plan layer's integers, prepared once from the plan and its format (numpy, device-
+    free; each interpreter moves them to its tensors).
+
+    weights : effective integer weights (dense: Lava's clip + truncate; conv: as in the plan);
+    bias : ``bias_mant << bias_exp`` ``[N]``; vth_scaled : ``vth << threshold_shift``;
+    u_factor, v_factor : the decay factors; bound : worst |Σ W·s| of one step;
+    small : the static bound proves every port wrap a no-op; u_may_overflow : False when
+    u = a << activation_shift provably stays in range (du makes u's factor 0);
+    unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data.
+    """
+
+    layer: PlanLayer
+    fmt: FixedPointFormat
+    weights: np.ndarray
+    bias: np.ndarray
+    vth_scaled: int
+    u_factor: int
+    v_factor: int
+    bound: int
+    small: bool
+    u_may_overflow: bool
+    unit: float
+    talif: TALIFFixed | None
+
+
+def check_format_supported(fmt: FixedPointFormat) -> None:
+    """Every rule the format names has an implementation here (else ConfigError)."""
+    for name, have in (("u_overflow", _OVERFLOWS), ("v_overflow", _OVERFLOWS)):
+        if getattr(fmt, name) not in have:
+            raise ConfigError(f"the integer kernel has no {name} rule {getattr(fmt, name)!r}; "
+                              f"implemented: {sorted(have)}")
+
+
+def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
+    """Check ``L`` against what the kernel runs and compute its integers and static bounds."""
+    where = f"plan layer {L.name}"
+    if L.kind not in SYNAPSE_KINDS:
+        raise PlanError(f"{where}: layer kind {L.kind!r} has no integer synapse; known: "
+                        f"{sorted(SYNAPSE_KINDS)}")
+    if L.neuron not in NEURON_KINDS:
+        raise PlanError(f"{where}: neuron {L.neuron!r} has no integer step; known: "
+                        f"{sorted(NEURON_KINDS)}")
+    if not 0 <= int(L.bias_exp) <= fmt.bias_exp_max:
+        raise PlanError(f"{where}: bias_exp {L.bias_exp} outside [0, {fmt.bias_exp_max}]")
+    if L.kind == "dense":
+        w = dense_effective_weights(L.weights, fmt)
+        bound = int(np.abs(w).sum(axis=1).max(initial=0))
+        a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
+    else:
+        w = np.asarray(L.weights).astype(np.int64)
+        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+        a_bound = min(bound, 1 << (fmt.conv_output_bits - 1))
+    if bound >= FLOAT64_EXACT:
+        raise PlanError(f"{where}: synaptic sums up to {bound} exceed 2^53 (cannot be summed "
+                        f"exactly)")
+    bias = np.asarray(L.bias_mant).astype(np.int64) << int(L.bias_exp)
+    act_bound = a_bound << fmt.activation_shift
+    # If |a << act| ≤ 2^state_bits, one conditional wrap keeps |u| ≤ 2^(state_bits−1), so u,
+    # v (+ a bias of at most 2^(bias_mant_bits−1+bias_exp_max)) and every intermediate stay far
+    # inside the port word: the port wraps are provably no-ops.
+    b_max = int(np.abs(bias).max(initial=0))
+    small = (act_bound <= 2 * fmt.state_half
+             and 2 * fmt.state_half + act_bound + b_max < (1 << (fmt.port_bits - 1)))
+    u_factor = fmt.u_factor(L.du)
+    return LayerData(
+        layer=L, fmt=fmt, weights=w, bias=bias, vth_scaled=fmt.vth_scaled(L.vth),
+        u_factor=u_factor, v_factor=fmt.v_factor(L.dv), bound=bound, small=small,
+        u_may_overflow=not (u_factor == 0 and act_bound < fmt.state_half),
+        unit=fmt.v_per_float(L.scale),
+        talif=TALIFFixed.from_layer(L, fmt) if L.neuron == "talif" else None,
+    )
+
+
+# ----------------------------------------------------------------------------- synapses
+
+
+class DenseSynapse:
+    """``a = wrap_port(floor((W_eff · s) · 2^weight_exp))`` (the shift floors)."""
+
+    @staticmethod
+    def apply(ar: Arithmetic, P: LayerData, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[N, *in_shape]`` → ``a`` ``[N, *out_shape]``."""
+        L = P.layer
+        acc = ar.matmul(x.reshape(x.shape[0], -1), w)
+        if L.weight_exp > 0:
+            acc = acc * float(2**L.weight_exp)
+        elif L.weight_exp < 0:
+            acc = ar.floor(acc * float(2.0**L.weight_exp))
+        if not P.small:
+            acc = ar.wrap(acc, P.fmt.port_bits)  # int64 sum → port word
+        return acc.reshape(x.shape[0], *L.out_shape)
+
+
+class ConvSynapse:
+    """``a = wrap_conv(conv(s, W))`` (``weight_exp`` is not applied: Lava's Conv ignores it and
+    the plan check refuses a non-zero one)."""
+
+    @staticmethod
+    def apply(ar: Arithmetic, P: LayerData, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        L = P.layer
+        acc = ar.conv(x.reshape(x.shape[0], *L.in_shape), w, L)
+        return ar.wrap(acc, P.fmt.conv_output_bits)
+
+
+#: Layer kind → its synapse (pool is a grouped conv with fixed weights).
+SYNAPSE_KINDS: dict[str, Any] = {"dense": DenseSynapse, "conv": ConvSynapse,
+                                 "pool": ConvSynapse}
+
+
+# ----------------------------------------------------------------------------- neurons
+
+
+def _overflow(ar: Arithmetic, x: torch.Tensor, rule: str, fmt: FixedPointFormat
+              ) -> torch.Tensor:
+    if rule == "wrap_once":
+        return ar.wrap_once(x, float(fmt.state_half))
+    if rule == "saturate":
+        return ar.saturate(x, float(fmt.state_max))
+    return ar.wrap(x, fmt.state_bits)
+
+
+_OVERFLOWS = frozenset({"wrap_once", "saturate", "wrap"})
+
+
+@dataclass
+class NeuronState:
+    """Per-step state of a population ``[B, *shape]``: current u, voltage v and (adaptive
+    neurons) threshold θ in v units."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+    theta: torch.Tensor | None = None
+
+
+class LIF:
+    """Loihi's CUBA LIF (see the module docstring): integrate u, then v, spike, reset."""
+
+    kind: ClassVar[str] = "lif"
+
+    @staticmethod
+    def init(P: LayerData, like: torch.Tensor) -> NeuronState:
+        """Zero state shaped and typed like ``like`` (``[B, *shape]``)."""
+        return NeuronState(torch.zeros_like(like), torch.zeros_like(like))
+
+    @staticmethod
+    def integrate(ar: Arithmetic, P: LayerData, st: NeuronState, act_t: torch.Tensor,
+                  bias: torch.Tensor) -> NeuronState:
+        """The sub-threshold update of u and v (``act_t`` = ``a << activation_shift``)."""
+        fmt = P.fmt
+        unity = float(fmt.decay_unity)
+        u = ar.add(ar.decay(st.u, P.u_factor / unity), act_t)
+        if not P.small:
+            u = ar.wrap(u, fmt.port_bits)
+        if P.u_may_overflow:
+            u = _overflow(ar, u, fmt.u_overflow, fmt)
+        v = ar.add(ar.add(ar.decay(st.v, P.v_factor / unity), u), bias)
+        if not P.small:
+            v = ar.wrap(v, fmt.port_bits)
+        v = _overflow(ar, v, fmt.v_overflow, fmt)
+        return NeuronState(u, v, st.theta)
+
+    @staticmethod
+    def fire(ar: Arithmetic, P: LayerData, st: NeuronState, theta: torch.Tensor | float
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        """(spike, v before reset, state after reset) for threshold ``theta``."""
+        fmt = P.fmt
+        s = ar.fire(st.v, theta, P.unit, fmt.spike_comparison == ">=")
+        v_pre = st.v
+        v = ar.reset(st.v, s, theta, fmt.reset == "subtract")
+        return s, v_pre, NeuronState(st.u, v, st.theta)
+
+    @classmethod
+    def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+             act_t: torch.Tensor, t: int
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        """One step: (spike, v before reset — aliases the new v for in-place arithmetic —,
+        new state). ``consts`` holds the interpreter's tensors (``bias``)."""
+        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        return cls.fire(ar, P, st, float(P.vth_scaled))
+
+
+class TALIF(LIF):
+    """HoSNN's threshold-adaptive LIF (the ``sims/lava_procs/talif`` process): LIF integration,
+    then ``θ = sat_θ(θ + (θ_v·(v − NDS[min(t, T_nds − 1)])) >>₀ k)`` before the spike."""
+
+    kind: ClassVar[str] = "talif"
+
+    @staticmethod
+    def init(P: LayerData, like: torch.Tensor) -> NeuronState:
+        return NeuronState(torch.zeros_like(like), torch.zeros_like(like),
+                           torch.full_like(like, float(P.vth_scaled)))
+
+    @classmethod
+    def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+             act_t: torch.Tensor, t: int
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        tal = P.talif
+        assert tal is not None  # prepare_layer sets it for every talif layer
+        nds = consts["nds"]
+        row = nds[min(t, nds.shape[0] - 1)]
+        step = ar.shift_trunc((st.v - row) * consts["theta_v"], 1.0 / float(1 << tal.shift))
+        theta = ar.saturate(ar.add(st.theta, step), float(tal.theta_max))
+        st = NeuronState(st.u, st.v, theta)
+        return cls.fire(ar, P, st, theta)
+
+    @staticmethod
+    def constants(P: LayerData, dtype: torch.dtype, device: torch.device
+                  ) -> dict[str, torch.Tensor]:
+        """θ_v ``[*shape]`` and NDS ``[T_nds, *shape]`` as tensors."""
+        tal = P.talif
+        assert tal is not None
+        shape = tuple(P.layer.out_shape)
+        return {
+            "theta_v": torch.as_tensor(tal.theta_v, dtype=dtype, device=device).reshape(shape),
+            "nds": torch.as_tensor(tal.nds, dtype=dtype, device=device).reshape(
+                tal.nds.shape[0], *shape),
+        }
+
+
+#: Neuron kind → its integer step (the Lava side's processes: ``sims/lava_runner``).
+NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF}
+
+
+def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device
+                     ) -> dict[str, torch.Tensor]:
+    """The tensors a layer's neuron step reads (bias ``[*shape]`` + the kind's own)."""
+    consts = {"bias": torch.as_tensor(P.bias, dtype=dtype, device=device).reshape(
+        tuple(P.layer.out_shape))}
+    kind = NEURON_KINDS[P.layer.neuron]
+    if hasattr(kind, "constants"):
+        consts.update(kind.constants(P, dtype, device))
+    return consts
+
+
+def run_layer(ar: Arithmetic, P: LayerData, consts: dict[str, Any], a: torch.Tensor,
+              on_step: Any = None) -> None:
+    """Run the neuron of layer ``P`` over ``a`` ``[T, B, *shape]`` (``a << activation_shift``
+    already applied), calling ``on_step(t, spike, v_pre, state)`` after every step."""
+    kind = NEURON_KINDS[P.layer.neuron]
+    st = kind.init(P, a[0])
+    for t in range(a.shape[0]):
+        s, v_pre, st = kind.step(ar, P, consts, st, a[t], t)
+        on_step(t, s, v_pre, st)
+
+
+def activation(ar: Arithmetic, P: LayerData, a: torch.Tensor) -> torch.Tensor:
+    """``wrap_port(a << activation_shift)`` of a fresh tensor of synaptic inputs."""
+    act = a * float(1 << P.fmt.activation_shift)
+    return act if P.small else ar.wrap(act, P.fmt.port_bits)
