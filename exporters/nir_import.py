@@ -124,6 +124,7 @@ class DNeuron(DNode):
     spike_op: str = ">"
     multi_spike: bool = False
     v_init: np.ndarray | None = None
+    zero_hold: bool = False
 
     @property
     def spiking(self) -> bool:
@@ -515,6 +516,15 @@ def _finish_reset(n: DNeuron, node: nir.NIRNode, ctx: ReadContext, where: str) -
     if n.theta is None:
         return n
     meta = getattr(node, "metadata", None) or {}
+    if n.reset == "zero":
+        if ctx.semantics.producer == "neurodeploy":
+            n.zero_hold = bool(np.asarray(meta.get("zero_hold", 0)).item())
+        elif ctx.semantics.zero_hold == "cuba_and_recurrent" and (
+                n.kind == "cubalif" or "." in n.source):
+            n.zero_hold = True
+            ctx.notes.append(f"{where}: zero reset holds the membrane at 0 on the step after a "
+                             f"spike (snntorch Synaptic/RLeaky)")
+        return n
     if ctx.semantics.producer == "neurodeploy" and "reset_amount" in meta:
         n.reset_amount = _broadcast(np.asarray(meta["reset_amount"], dtype=np.float64),
                                     n.theta.shape, "metadata reset_amount", where)
@@ -912,6 +922,8 @@ def _neuron_meta(n: DNeuron) -> dict[str, Any]:
             meta["reset_amount"] = np.asarray(n.reset_amount, dtype=np.float64)
     if n.v_init is not None:
         meta["v_init"] = np.asarray(n.v_init, dtype=np.float64)
+    if n.zero_hold:
+        meta["zero_hold"] = 1
     return meta
 
 

@@ -152,6 +152,8 @@ class NIRModel(torch.nn.Module):
         else:
             drive = x
         v = p["alpha"] * v + p["gain"] * drive + p["bias"]
+        if n.zero_hold and "s" in st:  # snntorch Synaptic/RLeaky zero reset
+            v = torch.where(st["s"] > 0, torch.zeros_like(v), v)
         if not n.spiking:
             st["v"] = v
             st["v_rec"] = v
@@ -164,6 +166,7 @@ class NIRModel(torch.nn.Module):
         else:
             out = (v > th).to(v.dtype)
         st["v_rec"] = v
+        st["s"] = out
         if n.reset == "subtract":
             v = v - out * p["reset_amount"]
         else:
@@ -185,6 +188,14 @@ class NIRModel(torch.nn.Module):
         mem: dict[str, list[torch.Tensor]] = {n: [] for n in neurons}
         outs: list[torch.Tensor] = []
         preds = {n: g.preds(n) for n in self.order}
+        # t = 0: a recurrent edge carries what its source gives for no spikes (a recurrent
+        # Affine's bias, as snntorch's RLeaky adds recurrent(0) at the first step)
+        for s, _d in self.back:
+            node = g.nodes[s]
+            if not isinstance(node, DNeuron):
+                zeros = torch.zeros((B,) + tuple(node.in_shape), dtype=self.dtype,
+                                    device=self._device)
+                prev[s] = self._apply(s, zeros, {})
         for t in range(T):
             cur: dict[str, torch.Tensor] = {}
             for name in self.order:

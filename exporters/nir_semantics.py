@@ -73,6 +73,10 @@ class Semantics:
     tau_unit : ``seconds`` or ``dt*tau`` (norse 1.1.0's exporter: τ_file = dt·τ).
     readout : ``count`` (spike counts of the last layer) or ``membrane`` (last LI/ membrane).
     v_init : the membrane at t = 0: ``zero`` or ``v_leak`` (norse starts every LIF at v_leak).
+    zero_hold : where a zero reset also discards the next step's input (the membrane is 0 on
+        the step after a spike): ``none``, or ``cuba_and_recurrent`` (snntorch ``Synaptic``,
+        ``RLeaky``, ``RSynaptic`` with ``reset_mechanism="zero"``: CubaLIF nodes and LIF nodes
+        inside a subgraph).
     """
 
     producer: str
@@ -87,6 +91,7 @@ class Semantics:
     tau_unit: str = "seconds"
     readout: str = "count"
     v_init: str = "zero"
+    zero_hold: str = "none"
 
     def __post_init__(self) -> None:
         for name, allowed in (("reset", RESETS), ("reset_timing", RESET_TIMINGS),
@@ -94,7 +99,8 @@ class Semantics:
                               ("mem_gain", ("nir", "one")), ("syn_gain", ("nir", "one", "decay")),
                               ("tau_unit", ("seconds", "dt*tau")),
                               ("readout", ("count", "membrane")),
-                              ("v_init", ("zero", "v_leak"))):
+                              ("v_init", ("zero", "v_leak")),
+                              ("zero_hold", ("none", "cuba_and_recurrent"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"semantics {name} = {getattr(self, name)!r} is not one of "
                                   f"{allowed}")
@@ -114,7 +120,8 @@ class Semantics:
 
 PRODUCERS: dict[str, Semantics] = {
     "neurodeploy": Semantics("neurodeploy", 1e-4),
-    "snntorch": Semantics("snntorch", 1e-4, reset="subtract", reset_timing="next-step"),
+    "snntorch": Semantics("snntorch", 1e-4, reset="subtract", reset_timing="next-step",
+                          zero_hold="cuba_and_recurrent"),
     "norse": Semantics("norse", 1e-3, syn_gain="one", tau_unit="dt*tau", v_init="v_leak"),
     "sinabs": Semantics("sinabs", 1.0, discretisation="exact", reset="subtract",
                         spike_op=">=", multi_spike=True),
@@ -127,7 +134,9 @@ sinabs 3.1.3, rockpool 3.1.0; lava-dl as its NIR scripts write). ``dt = None``: 
 
 PRODUCER_NOTES: dict[str, tuple[str, ...]] = {
     "snntorch": ("snntorch writes no reset mode; its Leaky default (subtract, reset_delay=True) "
-                 "is assumed — pass --reset zero for Leaky(reset_mechanism='zero')",),
+                 "is assumed — pass --reset zero for Leaky(reset_mechanism='zero')",
+                 "snntorch zero reset of Synaptic/RLeaky/RSynaptic (CubaLIF nodes, LIF nodes in a "
+                 "subgraph) also drops the next step's membrane input",),
     "norse": ("norse 1.1.0 writes tau = dt/tau_inv (= dt·τ); τ and τ_syn are divided by dt",
               "norse LIF/LIFBox start at v = v_leak (its initial state)"),
     "sinabs": ("sinabs IAF/LIF: MultiSpike (⌊v/θ⌋ spikes per step), v ≥ θ, subtract reset; "
