@@ -356,12 +356,16 @@ class Attack:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
+    #: a label that tells several configurations of one attack apart (the ``auto`` preset)
+    label_override: str | None = None
+
     @property
     def label(self) -> str:
-        return self.name
+        return self.label_override or self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.label, "config": dataclasses.asdict(self.config)}
+        return {"name": self.label, "attack": self.name, "config": dataclasses.asdict(self.config)}
+
 
     def perturb(
         self,
@@ -497,7 +501,7 @@ def register_attack(name: str, config_cls: type, factory: AttackFactory) -> None
 
 def _ensure_registered() -> None:
     # The attack modules register themselves on import.
-    from neurodeploy.attacks import apgd, gradient, spikes, square  # noqa: F401
+    from neurodeploy.attacks import apgd, gradient, spikes, spikeset, square  # noqa: F401
 
 
 def make_attack(name: str, **params: Any) -> Attack:

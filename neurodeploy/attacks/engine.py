@@ -54,6 +54,7 @@ from neurodeploy.attacks.base import (
     is_correct,
     is_stochastic,
     make_attack,
+    select_rows,
     to_logits,
     validate_eps,
 )
@@ -154,9 +155,12 @@ def step_seed(seed: int, *parts: Any) -> int:
 def _build_attacks(attacks: list[Any], eot_iter: int | None) -> list[Attack]:
     out = []
     for a in attacks:
-        if isinstance(a, (tuple, list)) and len(a) == 2 and isinstance(a[0], str):
+        if isinstance(a, (tuple, list)) and len(a) in (2, 3) and isinstance(a[0], str):
             params = dict(a[1] or {})
-            out.append(make_attack(a[0], **params))
+            built = make_attack(a[0], **params)
+            if len(a) == 3:  # (name, params, label): several configurations of one attack
+                built.label_override = str(a[2])
+            out.append(built)
         elif isinstance(a, str):
             out.append(make_attack(a))
         elif hasattr(a, "perturb"):
@@ -174,6 +178,8 @@ def _build_attacks(attacks: list[Any], eot_iter: int | None) -> list[Attack]:
                 and cfg.eot_iter is None
             ):
                 new = make_attack(a.name, **{**dataclasses.asdict(cfg), "eot_iter": int(eot_iter)})
+                if getattr(a, "label_override", None):
+                    new.label_override = a.label_override
                 fixed.append(new)
             else:
                 fixed.append(a)
@@ -198,13 +204,16 @@ def _reseed(classifier: Any, s: int) -> None:
 
 
 def _forward(classifier: Any, x: torch.Tensor, bd: int, batch_size: int | None) -> torch.Tensor:
+    """Logits of ``x`` in chunks; a classifier bound to examples is bound to each chunk."""
     n = x.shape[bd]
     bs = batch_size or n
     outs = []
     with torch.no_grad():
         for s in range(0, n, bs):
-            xb = x.narrow(bd, s, min(bs, n - s))
-            outs.append(to_logits(classifier(xb), x.device))
+            m = min(bs, n - s)
+            xb = x.narrow(bd, s, m)
+            clf = classifier if m == n else select_rows(classifier, torch.arange(s, s + m))
+            outs.append(to_logits(clf(xb), x.device))
     return torch.cat(outs)
 
 
@@ -258,7 +267,9 @@ def evaluate_robustness(
         raise ConfigError("eps_list is empty")
     if len(set(eps_values)) != len(eps_values):
         raise ConfigError(f"eps_list has duplicates: {eps_values}")
-    atk = _build_attacks(list(attacks), eot_iter)
+    from neurodeploy.attacks.presets import expand
+
+    atk = _build_attacks(expand(list(attacks), classifier, seed), eot_iter)
     if not atk:
         raise ConfigError("no attacks given")
     names = [getattr(a, "label", a.name) for a in atk]
@@ -329,7 +340,8 @@ def evaluate_robustness(
                     _reseed(classifier, step_seed(seed, "attack-model", d, ei, ai, b0))
                     gen = torch.Generator()
                     gen.manual_seed(step_seed(s, b0))
-                    x_adv = a.perturb(classifier, x_sub, y_sub, eps, gen)
+                    clf_sub = select_rows(classifier, sub)  # known maps follow their rows
+                    x_adv = a.perturb(clf_sub, x_sub, y_sub, eps, gen)
                     if tuple(x_adv.shape) != tuple(x_sub.shape):
                         raise DataError(f"attack {names[ai]} returned shape {tuple(x_adv.shape)}, "
                                         f"expected {tuple(x_sub.shape)}")
@@ -342,7 +354,7 @@ def evaluate_robustness(
                                         f"(violation {viol:.3g}); this is a bug in the attack")
                     # replay: only what the classifier misclassifies now counts
                     _reseed(classifier, step_seed(seed, "replay", d, ei, ai, b0))
-                    zr = _forward(classifier, x_adv, bd, None)
+                    zr = _forward(clf_sub, x_adv, bd, None)
                     fooled = (~is_correct(zr, y_sub)).cpu()
                     hit = sub[fooled]
                     robust[hit] = False

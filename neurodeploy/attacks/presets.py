@@ -1,0 +1,226 @@
+"""Attack presets: ``auto`` — a fixed, documented SNN attack cascade (AutoAttack's idea).
+
+The engine (:func:`neurodeploy.attacks.engine.evaluate_robustness`) runs the specs in order,
+each only on the points every earlier spec failed on, and reports the per-example worst case;
+it is seeded per step and resumable. A preset is a list of ``(attack, params, label)``.
+
+``auto`` on image inputs (ℓ∞/ℓ2 box), in this order:
+
+1. **Surrogate / loss sweep** — APGD-CE (``sweep_iter`` iterations) with backward surrogates and
+   losses independent of the ones the model was trained with. Each config is one row:
+
+   ==========  ==========================  ===================  ===========
+   label       spike backward              encoder backward     loss on
+   ==========  ==========================  ===================  ===========
+   fs5-sm50    fast-sigmoid, slope 5       sigmoid:50 around u  membrane
+   assg-sm20   adaptive sharpness (ASSG)   sigmoid:20 around u  membrane
+   fs5-ste     fast-sigmoid, slope 5       straight-through     membrane
+   model       the model's own surrogate   straight-through     readout
+   atan-sm20   arctan, α = 2               sigmoid:20 around u  readout
+   rga         rate gradient (RGA)         straight-through     membrane
+   bptr        backprop through rate       straight-through     membrane
+   ==========  ==========================  ===================  ===========
+
+   (``sigmoid:k`` around u: the smooth surrogate of the Bernoulli threshold ``1[x > u]`` —
+   around the known map under the known-draw threat model, around each EoT draw's map under
+   the unknown-draw one.) Sources: fast-sigmoid/arctan (snntorch), ASSG (Wang et al., arXiv
+   2512.22522), RGA (Bu et al., CVPR 2023), BPTR (Ding et al., NeurIPS 2022).
+2. **APGD-CE** (``main_iter`` ≥ 100 iterations, ``restarts`` restarts) and **APGD-DLR** on the
+   output membrane, fast-sigmoid-5 with the sigmoid:50 encoder backward;
+3. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient;
+4. **spike-set** (known draw only): the exact search over the spike trains the ε-ball can
+   produce under the known map (:mod:`neurodeploy.attacks.spikeset`);
+5. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+
+Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, spike-set 100 × 2, Square 1000),
+``auto-demo`` (sweep 15, main 50 × 1, 3 targets, spike-set 40 × 1, Square 300) for the
+embedded digits demo. Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
+
+:func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
+level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, steeper
+fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from neurodeploy.errors import ConfigError
+
+Spec = tuple[str, dict[str, Any], str]
+
+PRESETS = ("auto", "auto-demo")
+
+
+@dataclass(frozen=True)
+class Budget:
+    sweep_iter: int
+    main_iter: int
+    restarts: int
+    targets: int
+    spikeset_iter: int
+    spikeset_restarts: int
+    square_queries: int
+
+
+BUDGETS = {
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000),
+    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300),
+}
+
+# (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
+SWEEP: tuple[tuple[str, str, str, str], ...] = (
+    ("fs5-sm50", "bptt:fast_sigmoid:5", "sigmoid:50", "membrane"),
+    ("assg-sm20", "bptt:assg", "sigmoid:20", "membrane"),
+    ("fs5-ste", "bptt:fast_sigmoid:5", "ste", "membrane"),
+    ("model", "bptt", "ste", "readout"),
+    ("atan-sm20", "bptt:atan:2", "sigmoid:20", "readout"),
+    ("rga", "rga", "ste", "membrane"),
+    ("bptr", "bptr", "ste", "membrane"),
+)
+MAIN = {"grad_mode": "bptt:fast_sigmoid:5", "input_grad": "sigmoid:50", "loss_on": "membrane"}
+
+ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
+    ("rect1-sm100", "bptt:rect:1.0", "sigmoid:100", "membrane"),
+    ("tri-sm20", "bptt:triangle:0.5", "sigmoid:20", "membrane"),
+    ("fs10-sm50", "bptt:fast_sigmoid:10", "sigmoid:50", "readout"),
+    ("assg2-sm50", "bptt:assg:2", "sigmoid:50", "readout"),
+    ("fs2-sm10", "bptt:fast_sigmoid:2", "sigmoid:10", "membrane"),
+)
+
+
+def _views(grad: str, input_grad: str, loss_on: str, bernoulli: bool, spiking: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"grad_mode": grad if spiking else "bptt", "loss_on": loss_on}
+    if bernoulli:
+        out["input_grad"] = input_grad
+    return out
+
+
+def preset(
+    name: str,
+    *,
+    eps_kind: str = "box",
+    stochastic: bool = False,
+    known_draw: bool | None = None,
+    bernoulli: bool = True,
+    spiking: bool = True,
+    membrane: bool = True,
+    seed: int = 0,
+) -> list[Spec]:
+    """The cascade ``name`` (``auto`` or ``auto-demo``) as ``(attack, params, label)`` specs.
+
+    ``eps_kind``: ``box`` (images) or ``binary`` (spike inputs, ℓ0); ``stochastic``: the model
+    is evaluated with fresh draws (EoT is set by the engine's ``eot_iter``); ``known_draw``: the
+    classifier holds the host's maps (default: ``not stochastic``), enabling the spike-set
+    search; ``bernoulli``: Bernoulli-coded input (encoder surrogates apply); ``spiking``: the
+    classifier has spiking neurons (surrogate modes apply); ``membrane``: it exposes the output
+    membrane (loss on the membrane)."""
+    key = str(name).strip().lower()
+    if key not in BUDGETS:
+        raise ConfigError(f"unknown attack preset {name!r}; choose one of {PRESETS}")
+    if known_draw is None:
+        known_draw = not stochastic
+    b = BUDGETS[key]
+    s = {"seed": int(seed)}
+    if eps_kind == "binary":
+        return [
+            ("spike-g2s", {**s, "n_iter": b.main_iter}, "spike-g2s"),
+            ("spike-topk", {**s, "n_iter": b.main_iter}, "spike-topk"),
+            ("square", {**s, "n_queries": b.square_queries}, "square"),
+        ]
+    if eps_kind != "box":
+        raise ConfigError(f"eps_kind must be 'box' or 'binary', got {eps_kind!r}")
+    specs: list[Spec] = []
+    seen: set[tuple[str, str, str]] = set()
+    for label, grad, ig, lo in SWEEP:
+        if not spiking and grad in ("rga", "bptr"):
+            continue
+        v = _views(grad, ig, lo if membrane else "readout", bernoulli, spiking)
+        k = (v["grad_mode"], v.get("input_grad", "ste"), v["loss_on"])
+        if k in seen:  # e.g. without a membrane view several rows coincide
+            continue
+        seen.add(k)
+        specs.append(("apgd-ce", {**s, **v, "n_iter": b.sweep_iter}, f"sweep:{label}"))
+    main = _views(MAIN["grad_mode"], MAIN["input_grad"], MAIN["loss_on"] if membrane else "readout",
+                  bernoulli, spiking)
+    specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter, "n_restarts": b.restarts},
+                  "apgd-ce"))
+    specs.append(("apgd-dlr", {**s, **main, "n_iter": b.main_iter}, "apgd-dlr"))
+    specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets},
+                  "apgd-t"))
+    if known_draw and bernoulli and spiking:
+        specs.append(("spike-set", {**s, "n_iter": b.spikeset_iter,
+                                    "n_restarts": b.spikeset_restarts,
+                                    "grad_mode": "bptt:fast_sigmoid:5"}, "spike-set"))
+    specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
+    return specs
+
+
+def escalation(
+    level: int,
+    *,
+    base: str = "auto",
+    bernoulli: bool = True,
+    spiking: bool = True,
+    membrane: bool = True,
+    seed: int = 0,
+) -> list[Spec]:
+    """Stronger specs for escalation round ``level`` ≥ 1 (module docstring): more surrogates,
+    ``2^level`` × the iterations, more restarts. Labels carry the level (``esc1:…``)."""
+    if not isinstance(level, int) or level < 1:
+        raise ConfigError(f"escalation level must be an integer >= 1, got {level!r}")
+    b = BUDGETS[str(base).strip().lower()] if base in BUDGETS else BUDGETS["auto"]
+    mult = 2 ** level
+    s = {"seed": int(seed) + 7919 * level}
+    specs: list[Spec] = []
+    for label, grad, ig, lo in ESCALATION_SWEEP + SWEEP[:2]:
+        v = _views(grad, ig, lo if membrane else "readout", bernoulli, spiking)
+        specs.append(("apgd-ce", {**s, **v, "n_iter": b.sweep_iter * mult},
+                      f"esc{level}:{label}"))
+    main = _views(MAIN["grad_mode"], MAIN["input_grad"], MAIN["loss_on"] if membrane else "readout",
+                  bernoulli, spiking)
+    specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter * mult,
+                              "n_restarts": b.restarts + level}, f"esc{level}:apgd-ce"))
+    specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
+    return specs
+
+
+def describe(specs: list[Spec]) -> list[str]:
+    """One line per spec, for reports: ``label: attack k=v …``."""
+    out = []
+    for name, params, label in specs:
+        kv = " ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed")
+        out.append(f"{label}: {name} {kv}")
+    return out
+
+
+def classifier_traits(classifier: Any) -> dict[str, Any]:
+    """What a preset needs to know of a classifier: its domain, randomness, whether it holds
+    known maps, is Bernoulli-coded, spiking, and exposes the output membrane."""
+    from neurodeploy.attacks.base import input_domain, is_stochastic
+    from neurodeploy.classifier import SNNClassifier
+
+    enc = getattr(classifier, "encoder", None)
+    enc_name = str(getattr(enc, "name", ""))
+    return {
+        "eps_kind": input_domain(classifier),
+        "stochastic": is_stochastic(classifier),
+        "known_draw": enc is not None and hasattr(enc, "uniform") and not enc.stochastic,
+        "bernoulli": enc_name.startswith("bernoulli"),
+        "spiking": bool(getattr(getattr(classifier, "model", None), "neurons", None)),
+        "membrane": isinstance(classifier, SNNClassifier),
+    }
+
+
+def expand(attacks: list[Any], classifier: Any, seed: int = 0) -> list[Any]:
+    """Replace preset names in an attack list by their specs for ``classifier``."""
+    out: list[Any] = []
+    traits = None
+    for a in attacks:
+        if isinstance(a, str) and a.strip().lower() in PRESETS:
+            traits = traits or classifier_traits(classifier)
+            out.extend(preset(a, seed=seed, **traits))
+        else:
+            out.append(a)
+    return out
