@@ -38,8 +38,9 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True,
-                   help="neurodeploy checkpoint, or a plain state dict with --arch")
+    p.add_argument("--model", default=None,
+                   help="neurodeploy checkpoint, or a plain state dict with --arch "
+                        "(needed unless --plan is given)")
     p.add_argument("--arch", default=None,
                    help="architecture for plain state dicts (e.g. FC512-FC256-FC10)")
     p.add_argument("--input-shape", default=None,
@@ -61,6 +62,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=500)
     add_common(p)
     add_scale_args(p)
+    from neurodeploy.cli.certify_plan import add_plan_args
+
+    add_plan_args(p)
     p.set_defaults(func=run)
 
 
@@ -98,6 +102,15 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "plan", None):  # the deployed integer model (plan S-IBP)
+        from neurodeploy.cli.certify_plan import run_plan
+
+        return run_plan(args)
+    if not args.model:
+        from neurodeploy.errors import ConfigError
+
+        raise ConfigError("certify needs --model (a float checkpoint) or --plan (a deployment "
+                          "plan)")
     import torch
     from tqdm.auto import tqdm
 
