@@ -101,3 +101,28 @@ def float_reference(source: nir.NIRGraph | str | os.PathLike, producer: str | No
 
     return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt),
                     num_steps=num_steps)
+
+
+def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any = None,
+                             producer: str | None = None, reset: str | None = None,
+                             dt: float | None = None):
+    """:func:`float_reference` with the semantics a plan was compiled with as defaults.
+
+    The canonical ``model.nir`` that ``export --nir`` writes states its own semantics; the
+    original foreign file does not, so the producer, reset and dt recorded in the plan's
+    ``source["nir_metadata"]`` (``source_producer``, ``reset``, ``source_dt``) fill in what
+    the caller leaves out. Reads nothing else from the plan.
+    """
+    meta = (getattr(plan, "source", None) or {}).get("nir_metadata", {}) if plan else {}
+    graph = source
+    if not isinstance(source, nir.NIRGraph):
+        from neurodeploy.exporters.nir_import import load_nir
+
+        graph, _ = load_nir(source)
+    own = graph.metadata if isinstance(graph.metadata, dict) else {}
+    if producer is None and "producer" not in own and meta.get("source_producer"):
+        producer = str(meta["source_producer"])
+        reset = reset if reset is not None else meta.get("reset")
+        dt = dt if dt is not None else meta.get("source_dt")
+    return float_reference(graph, producer=producer, reset=reset, dt=dt,
+                           num_steps=getattr(plan, "num_steps", None))

@@ -4,6 +4,13 @@ The NIR graph is what the plan is compiled from (model → :func:`to_nir` → :f
 so the file written is exactly what the plan describes. Nothing is written unless both the
 export and the compilation succeed; both files are written atomically.
 
+A NIR file from another framework (``--nir FILE``) takes the same route after import
+(:func:`~neurodeploy.exporters.nir_deploy.compile_nir`): it is read under ``--producer``'s
+conventions (time step, discretisation, reset, spike rule; ``--reset``/``--dt`` override them),
+rewritten exactly, checked for the chip and compiled for ``--steps`` time steps. Everything the
+file could not state is printed ("assumed: …") and stored in the plan's metadata; OUT/model.nir
+is then the graph in the neurodeploy convention, which reads back to the same network.
+
 Exit codes: 0 ok, 2 bad input (unknown profile, unreadable checkpoint, unsupported model),
 3 the model does not fit the profile.
 """
@@ -26,11 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quantization error.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_model_args(p)
+    add_model_args(p, required=False)
+    p.add_argument("--nir", default=None, metavar="FILE",
+                   help="a NIR graph written by another framework, instead of --model")
+    p.add_argument("--producer", default=None, choices=sorted(PRODUCER_NAMES),
+                   help="with --nir: the framework that wrote it (its dt, discretisation, "
+                   "reset and spike conventions); default: the file's metadata, else required")
+    p.add_argument("--reset", default=None, choices=("zero", "subtract"),
+                   help="with --nir: the reset NIR cannot state (default: the producer's)")
     p.add_argument("--profile", default="loihi2",
                    help="hardware profile name (loihi2, loihi1, …) or path to a profile .toml")
-    p.add_argument("--dt", type=float, default=1e-4,
-                   help="seconds per step for the NIR time constants (τ = dt/(1−α))")
+    p.add_argument("--dt", type=float, default=None,
+                   help="seconds per step: for --model the NIR time constants (τ = dt/(1−α), "
+                   "default 1e-4); for --nir the producer's step (default: its convention)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -78,8 +93,50 @@ def format_report(plan) -> str:
     return "\n".join(lines)
 
 
+PRODUCER_NAMES = ("neurodeploy", "snntorch", "norse", "sinabs", "rockpool", "lava-dl")
+
+
+def run_nir(args: argparse.Namespace) -> int:
+    """``export --nir FILE``: import, rewrite, check and compile a foreign NIR graph."""
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.nir_deploy import compile_nir
+    from neurodeploy.exporters.nir_export import write_graph
+    from neurodeploy.exporters.profiles import load_profile
+
+    if args.model:
+        raise ConfigError("give either --model or --nir, not both")
+    if not args.out:
+        raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
+    profile = load_profile(args.profile)
+    dep = compile_nir(args.nir, profile, args.steps, producer=args.producer, reset=args.reset,
+                      dt=args.dt)
+    print(f"read {args.nir}: {dep.dgraph.semantics.describe()}, T = {args.steps} (--steps)")
+    for note in dep.notes:
+        print(f"  assumed: {note}")
+    for note in dep.chip_notes:
+        print(f"  chip:    {note}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_graph(dep.canonical, out / "model.nir")
+    dep.plan.save(out / "plan.npz")
+    if not args.quiet:
+        print(format_report(dep.plan))
+    print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from neurodeploy.errors import ConfigError
+
+    if getattr(args, "nir", None):
+        return run_nir(args)
+    if not args.model:
+        raise ConfigError("give --model CHECKPOINT or --nir FILE")
+    if args.producer or args.reset:
+        raise ConfigError("--producer and --reset describe a --nir file; a --model checkpoint "
+                          "states its own semantics")
     from neurodeploy.exporters.compiler import compile_graph
     from neurodeploy.exporters.nir_export import to_nir, write_graph
     from neurodeploy.exporters.profiles import load_profile
@@ -88,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
     profile = load_profile(args.profile)  # fail fast on an unknown profile
     model = load_model(args, (1, 28, 28))
-    graph = to_nir(model, dt=args.dt)
+    graph = to_nir(model, dt=1e-4 if args.dt is None else args.dt)
     plan = compile_graph(graph, profile, model.num_steps, model.config.input_shape)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=500, help="first N test samples")
     p.add_argument("--batch-size", type=int, default=1000, help="emulator / float batch size")
     p.add_argument("--timeout", type=float, default=3600.0, help="Lava runner timeout (s)")
+    g = p.add_argument_group("a NIR file as --model (float reference: the NIR interpreter)")
+    g.add_argument("--producer", default=None,
+                   help="framework that wrote the .nir (default: the file's metadata, else the "
+                   "plan's record of the export)")
+    g.add_argument("--reset", default=None, choices=("zero", "subtract"),
+                   help="reset of the .nir (default: as recorded in the plan)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                         f"expects {tuple(plan.input_shape)}")
     spikes = encode(data, T, args.seed)
     device = resolve_device(args.device)
-    model = _load_model(args, data) if args.model else None
+    model = _load_model(args, data, plan) if args.model else None
     report = simulate(plan, spikes, data.y, args.backend, model=model, device=device,
                       batch_size=args.batch_size, timeout_s=args.timeout,
                       quiet=progress_disabled(args.quiet))
@@ -123,10 +129,16 @@ def encode(data, num_steps: int, seed: int):
     return x.to(torch.uint8)
 
 
-def _load_model(args: argparse.Namespace, data):
-    """The float model for the comparison (see :func:`neurodeploy.cli.common.load_model`)."""
+def _load_model(args: argparse.Namespace, data, plan=None):
+    """The float model for the comparison (see :func:`neurodeploy.cli.common.load_model`); a
+    ``.nir`` file runs on the NIR interpreter with the semantics the plan was compiled with."""
     from neurodeploy.errors import ConfigError
 
+    if str(args.model).endswith(".nir"):
+        from neurodeploy.exporters.nir_deploy import float_reference_for_plan
+
+        return float_reference_for_plan(args.model, plan, producer=args.producer,
+                                        reset=args.reset)
     model = load_model(args, data.input_shape)
     if model.config.encoding == "direct":
         raise ConfigError("the float model uses direct (current) input; a deployed plan takes "
