@@ -28,6 +28,12 @@ the freshly built model before the saved state is loaded.
 
 There is no separate validation split: ``best.pt`` is selected on the test split (as in
 certify_snn); report ``final_test_acc`` (``model.pt``) as the unbiased figure.
+
+Data parallel: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the same loop runs
+one replica per process — each rank takes ``batch[rank::N]`` of every global batch and the
+gradients are all-reduced to the global-batch mean before clipping and the step; rank 0
+evaluates and writes the files (see :mod:`neurodeploy.scale.ddp`). Every defense works
+unchanged, certified training included.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from neurodeploy.data.core import DatasetSplit
 from neurodeploy.errors import CheckpointError, ConfigError, NeurodeployError
 from neurodeploy.evaluation import evaluate
 from neurodeploy.models import atomic_torch_save, library_versions, save_checkpoint
+from neurodeploy.scale.ddp import Replicas
 from neurodeploy.training.defense import BatchContext, Defense
 from neurodeploy.training.metrics import write_json_atomic
 
@@ -233,6 +240,27 @@ def train(
     if resume and out is None:
         raise ConfigError("resume needs an output folder")
     device = resolve_device(cfg.device)
+    replicas = Replicas.from_env(device)  # world 1 unless launched by torchrun
+    try:
+        return _train(classifier, split, cfg, defense, out, resume, quiet, extra, device,
+                      replicas)
+    finally:
+        replicas.close()
+
+
+def _train(
+    classifier: Any,
+    split: DatasetSplit,
+    cfg: TrainConfig,
+    defense: Defense,
+    out: Path | None,
+    resume: bool,
+    quiet: bool,
+    extra: dict[str, Any] | None,
+    device: torch.device,
+    replicas: Replicas,
+) -> TrainResult:
+    device = replicas.device(device)
     model = classifier.model if hasattr(classifier, "model") else classifier
     classifier.to(device)
     train_set, test_set = split.train, split.test
@@ -251,6 +279,14 @@ def train(
         classifier.reseed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     defense.prepare(classifier, train_set.x, train_set.y)
+    if replicas.active:
+        if cfg.batch_size < replicas.world:
+            raise ConfigError(f"train.batch_size {cfg.batch_size} is smaller than the "
+                              f"{replicas.world} data-parallel processes")
+        replicas.broadcast_module(model)  # identical start (same seed) made explicit
+        torch.manual_seed(replicas.rank_seed(cfg.seed))  # per-rank noise / encoder streams
+        if hasattr(classifier, "reseed"):
+            classifier.reseed(replicas.rank_seed(cfg.seed))
 
     opt = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cfg.lr_factor(e))
@@ -269,7 +305,12 @@ def train(
             sched.load_state_dict(state["scheduler"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{out / 'last.pt'}: does not match this model ({exc})") from exc
-        _set_rng_states(state["rng"], shuffle, classifier)
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != replicas.world:
+            raise ConfigError(f"{out / 'last.pt'}: written by {saved_world} data-parallel "
+                              f"process(es); resume with the same number ({replicas.world} now)")
+        _set_rng_states(state["rng_ranks"][replicas.rank] if replicas.active else state["rng"],
+                        shuffle, classifier)
         history = list(state["history"])
         best_acc, best_epoch = state["best_acc"], state["best_epoch"]
         start_epoch = int(state["epoch"])
@@ -278,7 +319,7 @@ def train(
     t_start = time.perf_counter()
     n = len(train_set)
     nb = math.ceil(n / cfg.batch_size)
-    disable = progress_disabled(quiet)
+    disable = progress_disabled(quiet) or not replicas.is_main
     ckpt_extra_base = {"train_config": cfg.to_dict(), "data": split.description, **(extra or {})}
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -290,6 +331,10 @@ def train(
         bar = tqdm(range(nb), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=disable)
         for b in bar:
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            n_global = int(idx.numel())
+            if n_global < replicas.world:  # a tail batch too small to split: skipped by all
+                continue
+            idx = replicas.local_batch(idx)
             x = train_set.take(idx).to(device, non_blocking=True)
             y = train_set.y[idx].to(device, non_blocking=True)
             ctx = BatchContext(
@@ -301,13 +346,14 @@ def train(
                 generator=getattr(classifier, "generator", None),
             )
             loss, metrics = defense.loss(ctx)
-            if not torch.isfinite(loss):
+            if not replicas.all_finite(loss.detach()):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
                     f"(lower the learning rate or add grad_clip)"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            replicas.average_gradients(list(model.parameters()), idx.numel() / n_global)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -318,13 +364,18 @@ def train(
                 bar.set_postfix(loss=f"{metrics.get('loss', loss.item()):.3f}")
         sched.step()
 
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **_summarise(sums, nb)}
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr,
+                               **_summarise(replicas.mean_of(sums), nb)}
         last = epoch + 1 == cfg.epochs
         test_acc = None
-        if len(test_set) and ((epoch + 1) % cfg.eval_every == 0 or last):
+        if len(test_set) and ((epoch + 1) % cfg.eval_every == 0 or last) and replicas.is_main:
             # A seed per epoch, independent of the training streams (evaluate restores them).
             res = evaluate(classifier, test_set, cfg.eval_batch_size, cfg.seed + 1000 + epoch)
             test_acc = res.accuracy
+        if replicas.active:
+            test_acc = replicas.broadcast_object(test_acc)
+            replicas.check_in_sync(model)
+            row["world_size"] = replicas.world
         row["test_acc"] = test_acc
         row["seconds"] = time.perf_counter() - t_epoch
         history.append(row)
@@ -337,7 +388,8 @@ def train(
                 f"epoch {epoch + 1}/{cfg.epochs}: loss {row.get('train_loss', float('nan')):.4f}"
                 f"  test acc {shown}  ({row['seconds']:.1f} s)"
             )
-        if out is not None:
+        rng_ranks = replicas.gather_objects(_rng_states(shuffle, classifier))  # collective
+        if out is not None and replicas.is_main:
             ck_extra = {
                 **ckpt_extra_base,
                 "defense": defense.checkpoint_extra(),
@@ -357,7 +409,9 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
-                    "rng": _rng_states(shuffle, classifier),
+                    "rng": rng_ranks[0],
+                    "rng_ranks": rng_ranks,
+                    "world_size": replicas.world,
                     "history": history,
                     "best_acc": best_acc,
                     "best_epoch": best_epoch,
@@ -371,6 +425,7 @@ def train(
             _write_metrics(
                 out / "metrics.json", cfg, split, defense, history, best_acc, best_epoch, elapsed
             )
+        replicas.barrier()  # no rank runs ahead of rank 0's files
 
     seconds = seconds_before + time.perf_counter() - t_start
     final = history[-1]["test_acc"] if history else None
