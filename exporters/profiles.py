@@ -327,6 +327,18 @@ class HardwareProfile:
     weight_exp_rounding: str = LAVA_0_10.weight_exp_rounding
     u_overflow: str = LAVA_0_10.u_overflow
     v_overflow: str = LAVA_0_10.v_overflow
+    # [cost] (optional): per-operation energy and time of the chip with their source, used by
+    # neurodeploy.efficiency for energy/latency per inference estimates (None: no estimate).
+    energy_per_synop_pj: float | None = None
+    energy_per_neuron_update_active_pj: float | None = None
+    energy_per_neuron_update_inactive_pj: float | None = None
+    energy_per_spike_pj: float | None = None
+    time_per_synop_ns: float | None = None
+    time_per_neuron_update_active_ns: float | None = None
+    time_per_neuron_update_inactive_ns: float | None = None
+    time_barrier_sync_ns: float | None = None
+    cost_source: str = ""
+    cost_approximate: bool = True
     source: str = ""
 
     # ------------------------------------------------------------- derived integer ranges
