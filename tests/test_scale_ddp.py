@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def _rank_main(rank: int, world: int, port: int, tmp: str, epochs: int, resume: bool,
-               tag: str, defense: str) -> None:
+               tag: str, defense: str, device: str) -> None:
     import os
 
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
@@ -45,16 +45,16 @@ def _rank_main(rank: int, world: int, port: int, tmp: str, epochs: int, resume: 
         from neurodeploy.training.defense import make_defense
 
         defense_obj = make_defense("certified", {"cert_eps": 0.02})
-    cfg = TrainConfig(epochs=epochs, batch_size=48, lr=5e-3, seed=3, device="cpu")
+    cfg = TrainConfig(epochs=epochs, batch_size=48, lr=5e-3, seed=3, device=device)
     res = train(clf, split, cfg, defense=defense_obj, out_dir=f"{tmp}/{tag}", resume=resume,
                 quiet=True)
-    torch.save({"state": clf.model.state_dict(),
+    torch.save({"state": {k: v.cpu() for k, v in clf.model.state_dict().items()},
                 "history": res.history}, f"{tmp}/{tag}-rank{rank}.pt")
 
 
-def _run(tmp, epochs, tag, resume=False, defense="none", world=2):
-    mp.spawn(_rank_main, args=(world, _free_port(), str(tmp), epochs, resume, tag, defense),
-             nprocs=world, join=True)
+def _run(tmp, epochs, tag, resume=False, defense="none", world=2, device="cpu"):
+    mp.spawn(_rank_main, args=(world, _free_port(), str(tmp), epochs, resume, tag, defense,
+                               device), nprocs=world, join=True)
     return [torch.load(tmp / f"{tag}-rank{r}.pt", weights_only=False) for r in range(world)]
 
 
@@ -92,3 +92,10 @@ def test_certified_training_runs_data_parallel(tmp_path):
     r0, r1 = _run(tmp_path, 1, "cert", defense="certified")
     assert _same(r0["state"], r1["state"])
     assert r0["history"][0]["world_size"] == 2
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL)")
+def test_nccl_two_gpus_stay_in_sync_and_learn(tmp_path):
+    r0, r1 = _run(tmp_path, 2, "nccl", device="cuda")
+    assert _same(r0["state"], r1["state"])
+    assert r0["history"][1]["train_loss"] < r0["history"][0]["train_loss"]
