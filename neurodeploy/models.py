@@ -35,6 +35,7 @@ import neurodeploy
 from neurodeploy.architecture import Architecture, LayerSpec, parse_architecture
 from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.neurons import LIF, NEURON_KINDS, LeakyIntegrator
+from neurodeploy.trace import Trace
 
 READOUTS = ("count", "rate", "membrane")
 ENCODINGS = ("bernoulli", "direct", "spikes")
@@ -131,19 +132,9 @@ def _neuron_factory(kind: str):
     return NEURON_KINDS[kind]
 
 
-@dataclass
-class SNNTrace:
-    """What one forward pass produced.
-
-    ``spikes[k]`` and ``mems[k]`` (pre-reset membrane) and ``thetas[k]`` are ``[T, B, *shape]``
-    for layer k and are only filled when ``record=True``; ``out_spikes`` always is.
-    """
-
-    logits: torch.Tensor
-    out_spikes: torch.Tensor
-    spikes: list[torch.Tensor] = field(default_factory=list)
-    mems: list[torch.Tensor] = field(default_factory=list)
-    thetas: list[torch.Tensor] = field(default_factory=list)
+#: The float model's result is the one backend :class:`~neurodeploy.trace.Trace` (``mems`` and
+#: ``thetas`` remain as read-only views of ``v`` and ``theta``).
+SNNTrace = Trace
 
 
 class SpikingNet(nn.Module):
@@ -186,8 +177,13 @@ class SpikingNet(nn.Module):
         y = self.synapses[k](x)
         return y.reshape(T, B, *y.shape[1:])
 
-    def run(self, x_seq: torch.Tensor, record: bool = False) -> SNNTrace:
-        """Run the network on ``x_seq`` ``[T, B, *input_shape]``; see :class:`SNNTrace`."""
+    #: backend name in :class:`~neurodeploy.trace.Trace` (the backend contract)
+    name = "float"
+
+    def run(self, x_seq: torch.Tensor, record: bool = False) -> Trace:
+        """Run the network on ``x_seq`` ``[T, B, *input_shape]`` (the backend contract of
+        :mod:`neurodeploy.trace`): ``record`` fills every layer's spikes, pre-reset membranes
+        ``v`` and thresholds ``theta``."""
         if x_seq.dim() != len(self.config.input_shape) + 2:
             raise ConfigError(
                 f"input must be [T, B, {', '.join(map(str, self.config.input_shape))}], "
@@ -198,7 +194,9 @@ class SpikingNet(nn.Module):
                 f"input shape {tuple(x_seq.shape[2:])} does not match the model's "
                 f"{self.config.input_shape}"
             )
-        trace = SNNTrace(logits=x_seq.new_zeros(()), out_spikes=x_seq.new_zeros(()))
+        spikes: list[torch.Tensor] = []
+        vs: list[torch.Tensor] = []
+        thetas: list[torch.Tensor] = []
         h = x_seq
         T = x_seq.shape[0]
         n = len(self.neurons)
@@ -218,17 +216,17 @@ class SpikingNet(nn.Module):
             if record or (k == n - 1 and self.config.readout == "membrane"):
                 mems = torch.stack(mem_t)
             if record:
-                trace.spikes.append(h)
-                trace.mems.append(mems)
-                trace.thetas.append(torch.stack(th_t))
-        trace.out_spikes = h
+                spikes.append(h)
+                vs.append(mems)
+                thetas.append(torch.stack(th_t))
         if self.config.readout == "count":
-            trace.logits = h.sum(0)
+            logits = h.sum(0)
         elif self.config.readout == "rate":
-            trace.logits = h.mean(0)
+            logits = h.mean(0)
         else:
-            trace.logits = mems.mean(0)
-        return trace
+            logits = mems.mean(0)
+        return Trace(out_spikes=h, logits=logits, spikes=tuple(spikes), v=tuple(vs),
+                     theta=tuple(thetas), backend="float")
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return self.run(x_seq).logits

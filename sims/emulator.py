@@ -37,8 +37,6 @@ by tests to pin the fast emulator and Lava to the same integer model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
@@ -66,6 +64,7 @@ from neurodeploy.sims.lava_runner import (
     lava_shape,
     to_lava_layout,
 )
+from neurodeploy.trace import Trace
 
 #: The LIF state and synaptic input are exact integers held in float64: every value the
 #: recurrence forms is below 2^44 in magnitude (int32 state × 12-bit decay factor), far inside
@@ -74,6 +73,7 @@ from neurodeploy.sims.lava_runner import (
 STATE_DTYPE = torch.float64
 
 _EXACT = ExactArithmetic()
+_EXACT_KEEP_V = ExactArithmetic(inplace_reset=False)  # keeps the pre-reset v (record_v)
 
 
 # ----------------------------------------------------------------------------- numpy helpers
@@ -94,27 +94,9 @@ def _wrap_np(x: np.ndarray, bits: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- fast emulator
 
 
-@dataclass
-class EmulatorResult:
-    """Output of :meth:`Emulator.run` (torch tensors on the emulator's device).
-
-    out_spikes : uint8 ``[T, B, classes]``; counts : int64 ``[B, classes]`` = logits.
-    layer_spikes : uint8 ``[T, B, *out_shape_k]`` per layer (empty unless ``record``).
-    layer_v : int64 ``[T, B, *out_shape_k]`` voltages after reset (empty unless ``record_v``).
-    layer_theta : per layer (when ``record``): int64 ``[T, B, *out_shape_k]`` adaptive threshold
-        θ in v units (``vth << threshold_shift`` units; float θ ≈ θ_int / (scale ·
-        2^threshold_shift)) for TA-LIF layers, None for LIF layers.
-    """
-
-    out_spikes: torch.Tensor
-    counts: torch.Tensor
-    layer_spikes: list[torch.Tensor] = field(default_factory=list)
-    layer_v: list[torch.Tensor] = field(default_factory=list)
-    layer_theta: list[torch.Tensor | None] = field(default_factory=list)
-
-    @property
-    def logits(self) -> torch.Tensor:
-        return self.counts
+#: The emulator's result is the one backend :class:`~neurodeploy.trace.Trace`
+#: (``counts``, ``layer_spikes``, ``layer_v``, ``layer_theta`` remain as read-only views).
+EmulatorResult = Trace
 
 
 class Emulator:
@@ -167,54 +149,66 @@ class Emulator:
     # -------------------------------------------------------------- neurons (step loop)
 
     def lif_run(self, k: int, a: torch.Tensor, record_v: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Run layer k's neurons over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v after
-        reset or None, int64 θ ``[T, B, N]`` for adaptive-threshold layers or None)."""
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                           torch.Tensor | None]:
+        """Run layer k's neurons over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v before
+        reset or None, int64 v after reset or None, int64 θ ``[T, B, N]`` for
+        adaptive-threshold layers or None); the voltages only with ``record_v``."""
         P = self.kernels[k]
         T, B, N = a.shape
         kind = NEURON_KINDS[P.layer.neuron]
+        ar = _EXACT_KEEP_V if record_v else _EXACT
         consts = {key: c.reshape(*c.shape[:c.dim() - len(P.layer.out_shape)], N)
                   for key, c in self._consts[k].items()}
         spikes = torch.empty(T, B, N, dtype=torch.uint8, device=a.device)
-        vs = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
-        act = activation(_EXACT, P, a)
+        v_pre = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
+        v_post = torch.empty_like(v_pre) if record_v else None
+        act = activation(ar, P, a)
         st = kind.init(P, act[0])
         thetas = None if st.theta is None else torch.empty(T, B, N, dtype=torch.int64,
                                                            device=a.device)
         for t in range(T):
-            s, _, st = kind.step(_EXACT, P, consts, st, act[t], t)
+            s, v, st = kind.step(ar, P, consts, st, act[t], t)
             spikes[t] = s
-            if vs is not None:
-                vs[t] = st.v
+            if record_v:
+                v_pre[t] = v
+                v_post[t] = st.v
             if thetas is not None:
                 thetas[t] = st.theta
-        return spikes, vs, thetas
+        return spikes, v_pre, v_post, thetas
 
     # -------------------------------------------------------------- whole network
 
-    def run(self, spikes: torch.Tensor | np.ndarray, record: bool = True,
-            record_v: bool = False) -> EmulatorResult:
-        """Run the plan on binary input spikes ``[T, B, *input_shape]``.
+    #: backend name in :class:`~neurodeploy.trace.Trace` (the backend contract)
+    name = "emulator"
 
-        ``record`` keeps every layer's spikes, ``record_v`` every layer's voltages.
+    def run(self, spikes: torch.Tensor | np.ndarray, record: bool = True,
+            record_v: bool = False) -> Trace:
+        """Run the plan on binary input spikes ``[T, B, *input_shape]`` (the backend contract
+        of :mod:`neurodeploy.trace`).
+
+        ``record`` keeps every layer's spikes and thresholds, ``record_v`` every layer's
+        voltages before (``v``) and after (``v_after``) the reset, int64 v units.
         """
         x = self._check_input(spikes)
         T, B = x.shape[:2]
-        result = EmulatorResult(out_spikes=x.new_zeros(()), counts=x.new_zeros(()))
+        layer_s, layer_th, layer_v, layer_va = [], [], [], []
         h = x
         for k, P in enumerate(self.kernels):
+            shape = (T, B, *P.layer.out_shape)
             a = self.synaptic_input(k, h)
-            s, v, th = self.lif_run(k, a, record_v)
-            h = s.reshape(T, B, *P.layer.out_shape)
+            s, v, va, th = self.lif_run(k, a, record_v)
+            h = s.reshape(shape)
             if record:
-                result.layer_spikes.append(h)
-                result.layer_theta.append(None if th is None else
-                                          th.reshape(T, B, *P.layer.out_shape))
+                layer_s.append(h)
+                layer_th.append(None if th is None else th.reshape(shape))
             if record_v:
-                result.layer_v.append(v.reshape(T, B, *P.layer.out_shape))
-        result.out_spikes = h.reshape(T, B, -1)
-        result.counts = result.out_spikes.sum(0, dtype=torch.int64)
-        return result
+                layer_v.append(v.reshape(shape))
+                layer_va.append(va.reshape(shape))
+        out = h.reshape(T, B, -1)
+        return Trace(out_spikes=out, logits=out.sum(0, dtype=torch.int64),
+                     spikes=tuple(layer_s), v=tuple(layer_v), theta=tuple(layer_th),
+                     v_after=tuple(layer_va), backend=self.name)
 
     def _check_input(self, spikes: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(spikes)
@@ -414,7 +408,9 @@ def random_fc_plan(rng: np.random.Generator, sizes: tuple[int, ...], num_steps: 
             name=f"fc{i + 1}", kind="dense", in_shape=(n_in,), out_shape=(n_out,),
             weights=_random_weights(rng, (n_out, n_in), weight_mode, weight_scale),
             weight_exp=int(weight_exp), scale=1.0, **p))
-    return DeploymentPlan("random", int(num_steps), (int(sizes[0]),), tuple(layers))
+    # off the compiler's grid unless mixed_even: declared, so that the plan validates
+    return DeploymentPlan("random", int(num_steps), (int(sizes[0]),), tuple(layers),
+                          raw_weights=weight_mode != "mixed_even")
 
 
 def random_conv_plan(rng: np.random.Generator, in_shape: tuple[int, int, int],
@@ -447,4 +443,5 @@ def random_conv_plan(rng: np.random.Generator, in_shape: tuple[int, int, int],
         name=f"fc{len(layers) + 1}", kind="dense", in_shape=out, out_shape=(classes,),
         weights=_random_weights(rng, (classes, n_in), "mixed_even", 100.0), weight_exp=0,
         scale=1.0, flatten_before=True, **_random_lif(rng, classes, lif)))
-    return DeploymentPlan("random", int(num_steps), (C, H, W), tuple(layers))
+    return DeploymentPlan("random", int(num_steps), (C, H, W), tuple(layers),
+                          raw_weights=True)  # conv weights are any integers (declared)

@@ -103,7 +103,11 @@ class Arithmetic(Protocol):
 
 class ExactArithmetic:
     """Exact integer arithmetic on float64 (the emulator's): in place where the protocol
-    allows it, boolean spikes. Exact because every value stays below 2^53."""
+    allows it, boolean spikes. Exact because every value stays below 2^53.
+    ``inplace_reset = False`` leaves the pre-reset v intact (to record it)."""
+
+    def __init__(self, inplace_reset: bool = True) -> None:
+        self.inplace_reset = inplace_reset
 
     def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
         return x.mul_(factor).trunc_()
@@ -133,8 +137,9 @@ class ExactArithmetic:
     def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
               subtract: bool) -> torch.Tensor:
         if subtract:
-            return v.sub_(s.to(v.dtype).mul_(theta))
-        return v.masked_fill_(s, 0.0)
+            drop = s.to(v.dtype).mul_(theta)
+            return v.sub_(drop) if self.inplace_reset else v - drop
+        return v.masked_fill_(s, 0.0) if self.inplace_reset else v.masked_fill(s, 0.0)
 
     def matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return (x.to(w.dtype) @ w.T).to(torch.float64)
@@ -417,8 +422,24 @@ class TALIF(LIF):
         }
 
 
+class SubLIF(LIF):
+    """LIF whose spike subtracts the threshold, ``v ← v − θ`` (the ``sims/lava_procs/sublif``
+    process): a per-layer neuron kind, whatever the format's plan-wide ``reset``. NIR graphs
+    from sinabs, rockpool and snntorch's default ``Leaky`` reset this way."""
+
+    kind: ClassVar[str] = "sublif"
+
+    @staticmethod
+    def fire(ar: Arithmetic, P: LayerData, st: NeuronState, theta: torch.Tensor | float
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        s = ar.fire(st.v, theta, P.unit, P.fmt.spike_comparison == ">=")
+        v_pre = st.v
+        v = ar.reset(st.v, s, theta, True)
+        return s, v_pre, NeuronState(st.u, v, st.theta)
+
+
 #: Neuron kind → its integer step (the Lava side's processes: ``sims/lava_runner``).
-NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF}
+NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF}
 
 
 def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device

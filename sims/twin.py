@@ -33,8 +33,6 @@ attack gradient to ``x``. Spike inputs pass through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +53,7 @@ from neurodeploy.sims.kernel import (
 )
 from neurodeploy.sims.lava_runner import check_plan_supported
 from neurodeploy.surrogates import make_surrogate
+from neurodeploy.trace import Trace
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -157,14 +156,8 @@ class TwinLayer(nn.Module):
         return torch.stack(spk), torch.stack(mem), (torch.stack(thetas) if thetas else None)
 
 
-@dataclass
-class TwinTrace:
-    """Per-layer outputs of :meth:`HardwareTwin.run`: spikes, pre-reset v and θ (TA-LIF
-    layers; None for LIF), each ``[T, B, *out_shape]`` float64 holding integers."""
-
-    spikes: list[torch.Tensor] = field(default_factory=list)
-    v: list[torch.Tensor] = field(default_factory=list)
-    theta: list[torch.Tensor | None] = field(default_factory=list)
+#: The twin's result is the one backend :class:`~neurodeploy.trace.Trace`.
+TwinTrace = Trace
 
 
 class HardwareTwin(nn.Module):
@@ -215,22 +208,29 @@ class HardwareTwin(nn.Module):
         self.seed = int(seed)
         self._generator = None
 
-    def run(self, spikes: torch.Tensor) -> TwinTrace:
-        """Every layer's spikes, pre-reset v and θ for a spike train ``[T, B, *input_shape]``."""
+    #: backend name in :class:`~neurodeploy.trace.Trace` (the backend contract)
+    name = "twin"
+
+    def run(self, spikes: torch.Tensor, record: bool = True) -> Trace:
+        """Run on a spike train ``[T, B, *input_shape]`` (the backend contract of
+        :mod:`neurodeploy.trace`): ``record`` keeps every layer's spikes, pre-reset v and θ
+        (float64 holding integers; θ None for fixed-threshold layers)."""
         h = spikes.to(torch.float64)
-        trace = TwinTrace()
+        layer_s, layer_v, layer_th = [], [], []
         for layer in self.layers:
             h, v, th = layer(h)
-            trace.spikes.append(h)
-            trace.v.append(v)
-            trace.theta.append(th)
-        return trace
+            if record:
+                layer_s.append(h)
+                layer_v.append(v)
+                layer_th.append(th)
+        return Trace(out_spikes=h, logits=h.sum(0), spikes=tuple(layer_s), v=tuple(layer_v),
+                     theta=tuple(layer_th), backend=self.name)
 
     def run_spikes(self, spikes: torch.Tensor) -> list[torch.Tensor]:
         """All layers' output spikes for a spike train ``[T, B, *input_shape]``."""
-        return self.run(spikes).spikes
+        return list(self.run(spikes, record=True).spikes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Encode in x's dtype so the same seed gives the same spikes as the float classifier.
         spikes = self.encoder(x, self.generator)
-        return self.run_spikes(spikes)[-1].sum(0).to(x.dtype)
+        return self.run(spikes, record=False).logits.to(x.dtype)

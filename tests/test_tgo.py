@@ -107,8 +107,8 @@ def test_noise_is_reproducible_through_the_classifier_seed():
 
 def test_membrane_constraint_by_hand_and_its_gradient():
     mem = torch.tensor([[[0.25, 0.27, 0.19, 0.60]], [[0.0, 0.33, 0.24, 0.31]]], requires_grad=True)
-    trace = SNNTrace(logits=torch.zeros(1, 2), out_spikes=torch.zeros(()), mems=[mem],
-                     thetas=[torch.full_like(mem, 0.25)])
+    trace = SNNTrace(logits=torch.zeros(1, 2), out_spikes=torch.zeros(()), v=(mem,),
+                     theta=(torch.full_like(mem, 0.25),))
     c = membrane_constraint(trace, 0.05, [0])
     # per entry max(0, 0.05 − |m − 0.25|): .05, .03, 0, 0 | 0, 0, .04, 0  → mean over 8
     assert math.isclose(c.item(), (0.05 + 0.03 + 0.04) / 8, rel_tol=1e-6)
