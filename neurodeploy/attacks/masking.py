@@ -34,18 +34,21 @@ Binary (spike) inputs: checks 1, 3–5 use their ℓ0 analogues (spike-g2s vs on
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from neurodeploy.attacks.base import (
     BatchFirst,
+    attack_views,
     batch_dim,
     ce_loss,
     check_inputs,
     input_domain,
     is_correct,
     is_stochastic,
+    loss_on,
     make_attack,
     resolve_eot,
     validate_eps,
@@ -104,8 +107,13 @@ def run_masking_checks(
     fd_min_ascent: float = 0.5,
     max_zero_grad_fraction: float = 0.25,
     grad_mode: str = "bptt",
+    attack_params: dict[str, Any] | None = None,
 ) -> list[CheckResult]:
-    """Run the checklist (module docstring) and return one :class:`CheckResult` per check."""
+    """Run the checklist (module docstring) and return one :class:`CheckResult` per check.
+
+    ``attack_params`` (e.g. ``{"grad_mode": "bptt:fast_sigmoid:5", "input_grad": "sigmoid:50",
+    "loss_on": "membrane"}``, the ``auto`` preset's main gradient) are given to every gradient
+    attack of the checks, so the checks test the gradient the evaluation relied on."""
     domain = input_domain(classifier)
     e = validate_eps(eps, domain)
     if e == 0:
@@ -116,7 +124,11 @@ def run_masking_checks(
     stoch = is_stochastic(classifier)
     eot = resolve_eot(eot_iter, classifier)
     draws = draws if draws is not None else (8 if stoch else 1)
-    common: dict[str, Any] = {"eot_iter": eot, "grad_mode": grad_mode}
+    common: dict[str, Any] = {"eot_iter": eot, "grad_mode": grad_mode, **(attack_params or {})}
+    grad_mode = common["grad_mode"]
+    views = SimpleNamespace(input_grad=common.get("input_grad", "ste"),
+                            loss_on=common.get("loss_on", "readout"))
+    view_loss = loss_on(ce_loss, views.loss_on)
     binary = domain == "binary"
     iterative = ("spike-g2s", {**common, "n_iter": n_iter}) if binary else (
         "apgd-ce", {**common, "n_iter": n_iter})
@@ -206,10 +218,10 @@ def run_masking_checks(
 
     f = BatchFirst(classifier, bd)
     xb = (x.movedim(bd, 0) if bd else x).detach()
-    with gradient_mode(classifier, grad_mode):
+    with gradient_mode(classifier, grad_mode), attack_views(classifier, views):
         if hasattr(classifier, "reseed"):
             classifier.reseed(seed + 40)
-        _, _, g = eot_loss_grad(f, xb, y, ce_loss, eot)
+        _, _, g = eot_loss_grad(f, xb, y, view_loss, eot)
         zero_frac = float((g.flatten(1).abs().amax(1) == 0).float().mean())
     zero_frac_atan = None
     if zero_frac > 0 and grad_mode == "bptt":
@@ -221,7 +233,7 @@ def run_masking_checks(
                     classifier.reseed(seed + 40)
                 _, _, g2 = eot_loss_grad(f, xb, y, ce_loss, eot)
             zero_frac_atan = float((g2.flatten(1).abs().amax(1) == 0).float().mean())
-    with gradient_mode(classifier, grad_mode):
+    with gradient_mode(classifier, grad_mode), attack_views(classifier, views):
         if binary:
             results.append(CheckResult(
                 "gradient_matches_finite_differences", True, {"skipped": "binary inputs"},
@@ -236,7 +248,7 @@ def run_masking_checks(
             def loss_at(xx: torch.Tensor) -> torch.Tensor:
                 if hasattr(classifier, "reseed"):
                     classifier.reseed(seed + 42)  # common random numbers
-                _, li, _ = eot_loss_grad(f, xx, y, ce_loss, eot, need_grad=False)
+                _, li, _ = eot_loss_grad(f, xx, y, view_loss, eot, need_grad=False)
                 return li
 
             for _ in range(fd_directions):

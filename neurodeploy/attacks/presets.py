@@ -224,3 +224,12 @@ def expand(attacks: list[Any], classifier: Any, seed: int = 0) -> list[Any]:
         else:
             out.append(a)
     return out
+
+
+def main_gradient(classifier: Any) -> dict[str, Any]:
+    """The gradient of the preset's main APGD runs for ``classifier`` (what the masking checks
+    should test): fast-sigmoid-5 spikes, sigmoid:50 encoder, loss on the membrane — each where
+    the classifier supports it."""
+    t = classifier_traits(classifier)
+    return _views(MAIN["grad_mode"], MAIN["input_grad"],
+                  MAIN["loss_on"] if t["membrane"] else "readout", t["bernoulli"], t["spiking"])
