@@ -19,15 +19,36 @@ from neurodeploy.audit.report import (
     verdicts,
 )
 
+CHECK_NAMES = ("iterative_beats_single_step", "whitebox_beats_blackbox", "accuracy_falls_with_eps",
+               "unbounded_attack_succeeds", "gradient_matches_finite_differences",
+               "nonzero_gradients_eval")
 
-def _report(lava_drop: float = 0.072) -> AuditReport:
-    rows = [AccuracyRow("float", "clean", 0.0, 0.95, 100), AccuracyRow("lava", "clean", 0.0, 0.94, 100)]
-    for eps, acc in ((0.05, 0.80), (0.1, 0.712)):
-        rows.append(AccuracyRow("float", "pgd", eps, acc + 0.01, 100))
-        rows.append(AccuracyRow("float", "worst", eps, acc, 100))
-        rows.append(AccuracyRow("lava", "worst", eps, acc - lava_drop, 100))
+
+def _report(drop: float = 0.072, significant: bool = True, failing: tuple = ()) -> AuditReport:
+    """A report of 100 samples, ε ∈ {0.05, 0.1}, both threat models; ``failing``: (side, check)
+    pairs whose check fails."""
+    n = 100
+    rows = [AccuracyRow("float", "clean", 0.0, 0.95, n), AccuracyRow("deployed", "clean", 0.0, 0.94, n)]
+    comparisons = [{"threat_model": "known draw", "eps": 0.0, "delta": -0.01, "ci95": [-0.03, 0.01],
+                    "b": 2, "c": 1, "p_value": 1.0, "significant": False,
+                    "words": "no detectable change (Δ −1.0 points, 95 % CI [−3.0, +1.0], McNemar p = 1)"}]
+    for tm in ("known draw", "unknown draw"):
+        for eps, acc in ((0.05, 0.80), (0.1, 0.712)):
+            ci = None if tm == "known draw" else [acc - 0.02, acc + 0.02]
+            draws = 1 if tm == "known draw" else 5
+            rows.append(AccuracyRow("float", "worst", eps, acc, n, ci95=ci, threat_model=tm,
+                                    preset="auto", draws=draws, checks="6/6 passed"))
+            rows.append(AccuracyRow("deployed", "worst", eps, acc - drop, n, ci95=ci,
+                                    threat_model=tm, preset="auto", draws=draws, checks="6/6 passed"))
+            comparisons.append({"threat_model": tm, "eps": eps, "delta": -drop,
+                                "ci95": [-drop - 0.03, -drop + 0.03], "b": 9, "c": 2,
+                                "p_value": 0.0327 if significant else 0.4,
+                                "significant": significant, "words": "WORDS"})
+    checks = [Check(name, (side, name) not in failing, f"{name} numbers", {"x": 1}, side)
+              for side in ("float", "deployed") for name in CHECK_NAMES]
     return AuditReport(
-        meta={"seed": 0, "samples": 100, "git_sha": "abc1234", "versions": {"torch": "x"}},
+        meta={"seed": 0, "samples": n, "git_sha": "abc1234", "versions": {"torch": "x"},
+              "budget": "auto", "threat_models": ["known draw", "unknown draw"]},
         model={"arch": "FC64-FC10", "num_steps": 10},
         profile={"name": "loihi2", "display_name": "Loihi 2"},
         accuracy=rows,
@@ -35,20 +56,78 @@ def _report(lava_drop: float = 0.072) -> AuditReport:
                 LayerRow("layer2", 10, 0.985, 0.985, 0.2, 0.21, 0.003, 0.002)],
         thresholds=[ThresholdTrace("layer1", [0.25 + 0.01 * t for t in range(10)],
                                    [0.25 + 0.0099 * t for t in range(10)])],
-        checks=[Check("iterative_beats_single_step", True, "PGD 71.2 % ≤ FGSM 80 %")],
+        checks=checks,
         resources={"layers": [{"layer": 1, "token": "FC64", "neurons_per_core": [64]},
                               {"layer": 2, "token": "FC10", "neurons_per_core": [10]}],
                    "limits": {"neurons_per_core": 8192}, "cores_used": 2, "cores_available": 128},
+        comparisons=comparisons,
+        replay={"lava_samples": 10, "replays": 30, "agree": 30,
+                "lava_vs_emulator_spike_mismatches": 0,
+                "per_input": {"clean": {"agree": 10, "replays": 10},
+                              "eps=0.05": {"agree": 10, "replays": 10},
+                              "eps=0.1": {"agree": 10, "replays": 10}}},
     )
 
 
 def test_verdict_lines_follow_the_numbers():
-    lines = verdicts(_report())
-    text = "\n".join(lines)
-    assert "Robust accuracy at ε=0.1 fell from 71.2 % (float (snntorch)) to 64.0 % (Loihi 2" in text
-    assert "did NOT fully survive" in text
-    ok = "\n".join(verdicts(_report(lava_drop=0.0)))
-    assert "did NOT" not in ok and "survived deployment" in ok
+    text = "\n".join(verdicts(_report()))
+    assert ("Robust accuracy at ε=0.1 (known draw, auto): float (snntorch) 71.2 %, Loihi 2 fixed "
+            "point (bit-exact emulator) 64.0 %: WORDS — robustness did NOT fully survive") in text
+    assert "(unknown draw, auto): float (snntorch) 71.2 % [69.2, 73.2]" in text
+    assert "upper bound" not in text and "inconclusive" not in text
+    ok = "\n".join(verdicts(_report(drop=0.0, significant=False)))
+    assert "did NOT" not in ok and ok.count("robustness survived deployment") == 4
+    assert "emulator ≡ Lava on 30 of 30 replays" in ok
+    assert "Attacks: auto cascade" in ok
+
+
+@pytest.mark.parametrize("float_fail", [(), *[(n,) for n in CHECK_NAMES]])
+@pytest.mark.parametrize("dep_fail", [(), *[(n,) for n in CHECK_NAMES], CHECK_NAMES[:3]])
+@pytest.mark.parametrize("significant", [False, True])
+def test_verdict_gating_failing_check_never_survives(float_fail, dep_fail, significant):
+    """Every combination of one failing check (or none, or several) per side: "survived" only
+    when no check failed; otherwise every robust-accuracy line is inconclusive, names each
+    failing check and side, and calls its accuracies upper bounds."""
+    failing = tuple(("float", c) for c in float_fail) + tuple(("deployed", c) for c in dep_fail)
+    lines = verdicts(_report(drop=0.0 if not significant else 0.072, significant=significant,
+                             failing=failing))
+    robust = [v for v in lines if v.startswith("Robust accuracy")]
+    assert len(robust) == 4
+    if not failing:
+        assert all("inconclusive" not in v and "upper bound" not in v for v in robust)
+        want = "did NOT fully survive" if significant else "robustness survived deployment"
+        assert all(want in v for v in robust)
+        return
+    for v in robust:
+        assert "survived" not in v
+        assert "inconclusive: " in v and v.count("(upper bound)") == 2
+        for side, name in failing:
+            assert f"check {name} failed on side {side} ({name} numbers)" in v
+    assert any(v.startswith("Gradient-masking checks FAILED") for v in lines)
+
+
+def test_verdict_inconclusive_without_checks_on_a_side():
+    rep = _report(drop=0.0, significant=False)
+    rep.checks = [c for c in rep.checks if c.backend == "float"]
+    robust = [v for v in verdicts(rep) if v.startswith("Robust accuracy")]
+    assert robust and all("inconclusive: no gradient-masking checks ran on side deployed" in v
+                          for v in robust)
+    rep.checks = []
+    assert all("survived" not in v for v in verdicts(rep))
+
+
+def test_latest_escalation_round_decides():
+    """A check that failed in round 0 and passed after escalation no longer blocks."""
+    rep = _report(drop=0.0, significant=False)
+    old = Check("whitebox_beats_blackbox", False, "square won", {}, "deployed", round=0)
+    rep.checks = [Check(c.name, c.passed, c.message, c.numbers, c.backend, round=1)
+                  if c.backend == "deployed" else c for c in rep.checks]
+    rep.checks.append(old)
+    rep.escalation = [{"round": 1, "trigger": {"deployed": ["whitebox_beats_blackbox"]},
+                       "check_gradient": {"grad_mode": "bptt:rect:1.0"}, "check_iterations": 100}]
+    text = "\n".join(verdicts(rep))
+    assert "inconclusive" not in text and "survived deployment" in text
+    assert "passed on both sides after 1 escalation round" in text
 
 
 def test_json_roundtrip_and_files(tmp_path):
@@ -58,7 +137,13 @@ def test_json_roundtrip_and_files(tmp_path):
     again = AuditReport.from_dict(d)
     assert again.to_dict() == rep.to_dict()
     md = paths["markdown"].read_text()
-    assert "| backend | clean |" in md and "64.0 %" in md
+    assert "| ε | threat model | float | deployed |" in md and "64.0 %" in md
+    # ε as rows: clean + 2 ε × 2 threat models, each naming its preset and threat model
+    table = [ln for ln in md.splitlines() if ln.startswith("| 0.")]
+    assert len(table) == 4 and all("| auto |" in ln and "draw" in ln for ln in table)
+    assert "| 0 (clean) |" in md
+    # Lava is replay agreement, never an accuracy row
+    assert "Lava" not in "\n".join(table) and "10 of 10 replays" in md
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == 4
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
@@ -77,12 +162,31 @@ def test_html_renders_with_visible_plots(tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not installed (scripts/install_browser.sh installs Debian's chromium)")
-    paths = _report().save(tmp_path / "rep")
+    rep = _report(failing=(("float", "whitebox_beats_blackbox"), ("deployed", "nonzero_gradients_eval"),
+                           ("deployed", "gradient_matches_finite_differences")))
+    paths = rep.save(tmp_path / "rep")
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
+    # laptop screen: the accuracy table (ε as rows) and the page fit in 1280 px, measured on
+    # the rendered layout (a script writes the widths into the DOM that --dump-dom prints)
+    probe = tmp_path / "rep" / "probe.html"
+    probe.write_text(paths["html"].read_text().replace(
+        "</body>",
+        "<script>const t = document.getElementById('accuracy').getBoundingClientRect();"
+        "document.body.setAttribute('data-table-width', String(t.width));"
+        "document.body.setAttribute('data-page-width', String(document.documentElement.scrollWidth));"
+        "</script></body>"))
+    dom = subprocess.run([*base, "--window-size=1280,900", "--dump-dom", probe.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    import re
+
+    table_w = float(re.search(r'data-table-width="([0-9.]+)"', dom).group(1))
+    page_w = float(re.search(r'data-page-width="([0-9.]+)"', dom).group(1))
+    assert 300 < table_w <= 1280, table_w
+    assert page_w <= 1280, page_w
     shot = tmp_path / "shot.png"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-           "--window-size=1100,2600", f"--screenshot={shot}", paths["html"].as_uri()]
+    cmd = [*base, "--window-size=1100,2600", f"--screenshot={shot}", paths["html"].as_uri()]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     import matplotlib.image as mpimg
 
@@ -94,16 +198,3 @@ def test_html_renders_with_visible_plots(tmp_path):
     blue = np.array([0x1F, 0x77, 0xB4]) / 255.0
     n_blue = (np.abs(img - blue).max(axis=-1) < 0.06).sum()
     assert n_blue > 500, f"plots not visible: only {n_blue} plot-coloured pixels"
-
-
-def test_verdict_compares_like_with_like_when_lava_saw_a_subset():
-    rep = _report()
-    rep.accuracy = [r for r in rep.accuracy if r.backend != "lava"]
-    rep.accuracy += [AccuracyRow("emulator", "clean", 0.0, 0.95, 100),
-                     AccuracyRow("emulator", "worst", 0.1, 0.70, 100),
-                     AccuracyRow("lava", "clean", 0.0, 1.0, 10),
-                     AccuracyRow("lava", "worst", 0.1, 0.2, 10)]
-    rep.replay = {"lava_vs_emulator_spike_mismatches": 0}
-    text = "\n".join(verdicts(rep))
-    assert "71.2 % (float (snntorch)) to 70.0 % (Loihi 2 fixed point (fixed-point emulator))" in text
-    assert "Lava replay of 10 samples" in text and "bit-exact" in text

@@ -35,56 +35,122 @@ def test_audit_config_rejects_bad_eps():
         AuditConfig(eps=(1.5,))
 
 
+def test_audit_config_rejects_bad_threat_models_and_budget():
+    with pytest.raises(ConfigError, match="threat_models"):
+        AuditConfig(threat_models=("guess",))
+    with pytest.raises(ConfigError, match="preset_budget"):
+        AuditConfig(preset_budget="huge")
+    with pytest.raises(ConfigError, match="draws"):
+        AuditConfig(draws=1)
+
+
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory):
+def digits_model():
     torch.manual_seed(0)
     clf = train_digits_snn(encoding="bernoulli", arch="FC32-FC10", num_steps=6, epochs=4,
                            readout="rate")
-    model = clf.model.eval()
-    test = load_digits_split().test
-    cfg = AuditConfig(eps=(0.1,), attacks=("pgd",), attack_steps=4, eot=2, square_queries=15,
-                      samples=24, lava_samples=8 if lava_available() else 0, seed=1,
-                      certify=True, masking_checks=False)
+    return clf.model.eval(), load_digits_split().test
+
+
+def _cfg(**kw):
+    base = dict(eps=(0.1,), attacks=("pgd",), attack_steps=4, eot=2, draws=3,
+                square_queries=15, samples=24, lava_samples=0, seed=1, certify=False,
+                masking_checks=False, masking_samples=12)
+    base.update(kw)
+    return AuditConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def audited(digits_model, tmp_path_factory):
+    model, test = digits_model
+    cfg = _cfg(lava_samples=8 if lava_available() else 0, certify=True)
     out = tmp_path_factory.mktemp("audit")
     report = run_audit(model, test.x, test.y, "loihi2", cfg, out, quiet=True)
     return model, test, cfg, report, out
 
 
-def test_audit_rows_and_replay_semantics(audited):
+def test_audit_rows_threat_models_and_pairs(audited):
     model, test, cfg, report, out = audited
-    backends = report.backends()
-    assert backends[:2] == ["float", "emulator"]
-    # clean row of the emulator = the emulator run on the host spikes, recomputed here
+    assert report.backends() == ["float", "deployed"]
+    # clean row of the deployed side = the emulator run on the host spikes, recomputed here
     plan = compile_model(model, profile="loihi2")
     n = cfg.samples
     sp = host_spikes(test.x[:n], torch.arange(n), cfg.seed, model.config.num_steps)
     emu = Emulator(plan).run(sp, record=True)
-    acc = float((torch.as_tensor(emu.layer_spikes[-1]).sum(0).argmax(1) == test.y[:n]).float().mean())
-    assert report.clean("emulator").accuracy == pytest.approx(acc)
-    for b in ("float", "emulator"):
-        worst = report.lookup(b, "worst", 0.1).accuracy
-        per_attack = [r.accuracy for r in report.accuracy
-                      if r.backend == b and r.attack not in ("clean", "worst")]
-        assert per_attack, b
-        # a point is robust only if every attack's replay failed on it
-        assert worst <= min(per_attack) + 1e-12
-        assert worst <= report.clean(b).accuracy
-    sources = {r.attack for r in report.accuracy if r.backend == "emulator"}
-    assert {"float:pgd", "twin:pgd", "emulator:square"} <= sources
-    float_sources = {r.attack for r in report.accuracy if r.backend == "float"}
-    assert {"float:pgd", "twin:pgd", "float:square"} <= float_sources
-    assert "emulator:square" not in float_sources and "float:square" not in sources
+    ok_emu = torch.as_tensor(emu.layer_spikes[-1]).sum(0).argmax(1) == test.y[:n]
+    assert report.clean("deployed").accuracy == pytest.approx(float(ok_emu.float().mean()))
+    assert report.threat_models() == ["known draw", "unknown draw"]
+    for side in ("float", "deployed"):
+        known = report.lookup(side, "worst", 0.1, "known draw")
+        unknown = report.lookup(side, "worst", 0.1, "unknown draw")
+        assert known.n == unknown.n == n and known.draws == 1 and known.ci95 is None
+        assert unknown.draws == 3 and unknown.ci95[0] <= unknown.accuracy <= unknown.ci95[1]
+        assert known.preset == "pgd" and known.accuracy <= report.clean(side).accuracy
+        # the engine's record: per-example flags of exactly n samples, the threat model's draws
+        rec = report.robustness[f"{side}/known"][0]
+        assert rec["n_examples"] == n and rec["draws"] == 1
+        assert report.robustness[f"{side}/unknown"][0]["draws"] == 3
+    # paired comparisons on the same samples: clean and each (threat model, ε)
+    keys = {(c["threat_model"], c["eps"]) for c in report.comparisons}
+    assert keys == {("known draw", 0.0), ("known draw", 0.1), ("unknown draw", 0.1)}
+    k = report.comparison("known draw", 0.1)
+    flags = {s: torch.tensor(report.robustness[f"{s}/known"][0]["per_eps"][0]["robust_flags"][0])
+             for s in ("float", "deployed")}
+    assert k["b"] == int((flags["float"].bool() & ~flags["deployed"].bool()).sum())
+    assert k["c"] == int((~flags["float"].bool() & flags["deployed"].bool()).sum())
+    assert k["delta"] == pytest.approx(float(flags["deployed"].float().mean()
+                                             - flags["float"].float().mean()))
+    # no masking checks ran: never "survived", every robust accuracy is an upper bound
+    robust = [v for v in report.verdicts if v.startswith("Robust accuracy")]
+    assert len(robust) == 2 and all("inconclusive" in v and "upper bound" in v for v in robust)
+
+
+def test_deployed_classifier_is_emulator_forward_twin_backward(digits_model):
+    from neurodeploy.attacks.grad_modes import gradient_mode
+    from neurodeploy.audit.deployed import DeployedClassifier
+    from neurodeploy.encoding import KnownDrawEncoder, host_uniform
+    from neurodeploy.sims.twin import HardwareTwin
+
+    model, test = digits_model
+    plan = compile_model(model, profile="loihi2")
+    emu, twin = Emulator(plan), HardwareTwin(plan)
+    n, T = 10, model.config.num_steps
+    x, y = test.x[:n].float(), test.y[:n]
+    u = host_uniform(torch.arange(n), 5, T, tuple(x.shape[1:]))
+    clf = DeployedClassifier(emu, twin, KnownDrawEncoder(T, u))
+    assert not clf.stochastic and clf.input_domain == "box"
+    with torch.no_grad():
+        z = clf(x)
+    want = emu.run((x.unsqueeze(0) > u).float(), record=False).counts.float()
+    assert torch.equal(z, want)
+    sub = torch.tensor([7, 2])
+    with torch.no_grad():
+        assert torch.equal(clf.select(sub)(x[sub]), want[sub])
+    xg = x.clone().requires_grad_(True)
+    z = clf(xg)
+    assert torch.equal(z.detach(), want)
+    torch.nn.functional.cross_entropy(z, y).backward()
+    xt = x.clone().requires_grad_(True)
+    zt = twin.run(KnownDrawEncoder(T, u)(xt)).spikes[-1].sum(0).float()
+    torch.nn.functional.cross_entropy(zt, y).backward()
+    assert torch.allclose(xg.grad, xt.grad)
+    with gradient_mode(clf, "bptt:atan"):  # surrogate swapped on the twin, dtype kept
+        xa = x.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(clf(xa), y).backward()
+        assert xa.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="bptr"):
+        with gradient_mode(clf, "bptr"):
+            pass
 
 
 def test_audit_lava_replay_matches_emulator(audited):
     _, _, _, report, _ = audited
     if not lava_available():
         pytest.skip("Lava environment (.venv-lava) not found")
-    assert report.replay["clean_lava_equals_emulator"] is True
     assert report.replay["lava_vs_emulator_spike_mismatches"] == 0
-    for r in report.accuracy:
-        if r.backend == "lava":
-            assert r.n == 8
+    assert report.replay["agree"] == report.replay["replays"] == 2 * 8  # clean + ε = 0.1
+    assert "emulator ≡ Lava on 16 of 16 replays" in "\n".join(report.verdicts)
+    assert all(r.backend != "lava" for r in report.accuracy)
 
 
 def test_audit_report_files(audited):
@@ -92,11 +158,113 @@ def test_audit_report_files(audited):
     d = json.loads((out / "audit.json").read_text())
     assert d["format"] == "neurodeploy-audit"
     assert d["meta"]["samples"] == 24 and d["meta"]["seed"] == 1
+    assert d["meta"]["budget"] == "pgd" and "attack float/known draw" in d["meta"]["stage_seconds"]
     assert len(d["layers"]) == 2 and all(0.5 < row["agreement_emulator"] <= 1 for row in d["layers"])
     assert d["layers"][0]["weight_error"] is not None
     assert "verified_error" in d["certified"]
     assert any("ε=0.1" in v for v in report.verdicts)
     assert (out / "audit.html").read_text().count("data:image/png;base64,") >= 3
+
+
+_VOLATILE = ("created", "stage_seconds", "load_average", "state_dir")
+
+
+def _stable(path):
+    d = json.loads(path.read_text())
+    for k in _VOLATILE:
+        d["meta"].pop(k)
+    return d
+
+
+def test_interrupted_audit_resumes_with_identical_results(digits_model, tmp_path, monkeypatch):
+    import neurodeploy.audit.run as audit_run
+
+    model, test = digits_model
+    cfg = _cfg(attacks=("pgd", "square"))
+    run_audit(model, test.x, test.y, "loihi2", cfg, tmp_path / "whole", quiet=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_side(stage):
+        if stage == "float/known":
+            raise Stop(stage)
+
+    monkeypatch.setattr(audit_run, "_STAGE_HOOK", stop_after_first_side)
+    with pytest.raises(Stop):
+        run_audit(model, test.x, test.y, "loihi2", cfg, tmp_path / "cut", quiet=True)
+    (state,) = (tmp_path / "cut" / "state").iterdir()
+    assert sorted(p.name for p in state.iterdir()) == ["float_known.pt"]
+    stamp = (state / "float_known.pt").stat().st_mtime_ns
+    assert not (tmp_path / "cut" / "audit.json").exists()
+    monkeypatch.setattr(audit_run, "_STAGE_HOOK", None)
+    run_audit(model, test.x, test.y, "loihi2", cfg, tmp_path / "cut", quiet=True)
+    assert (state / "float_known.pt").stat().st_mtime_ns == stamp  # resumed, not recomputed
+    assert _stable(tmp_path / "cut" / "audit.json") == _stable(tmp_path / "whole" / "audit.json")
+
+
+def _fake_checks(fail_when):
+    """A stand-in for run_masking_checks: six named checks; ``fail_when(side, grad_mode)``."""
+    from neurodeploy.attacks.masking import CheckResult
+
+    def fake(classifier, x, y, eps, *, attack_params=None, source_classifier=None, **kw):
+        side = "deployed" if source_classifier is not None else "float"
+        bad = fail_when(side, (attack_params or {}).get("grad_mode", "bptt"))
+        return [CheckResult("whitebox_beats_blackbox", not bad, {"whitebox_best": 0.5,
+                                                                 "square": 0.25 if bad else 0.75},
+                            "white box 0.500 vs square " + ("0.250" if bad else "0.750")),
+                CheckResult("unbounded_attack_succeeds", True, {"accuracy": 0.0}, "accuracy 0.000")]
+
+    return fake
+
+
+def test_failing_check_escalates_and_rechecks(digits_model, tmp_path, monkeypatch):
+    import neurodeploy.attacks.masking as masking
+    import neurodeploy.audit.run as audit_run
+
+    model, test = digits_model
+    calls = []
+    monkeypatch.setattr(masking, "run_masking_checks",
+                        _fake_checks(lambda side, mode: side == "deployed" and mode == "bptt"))
+    monkeypatch.setattr(audit_run, "escalation_specs",
+                        lambda config, level, threat: calls.append(level) or [("fgsm", {}, "esc:fgsm")])
+    rep = run_audit(model, test.x, test.y, "loihi2", _cfg(masking_checks=True), tmp_path, quiet=True)
+    assert len(rep.escalation) == 1 and calls == [1] * 4  # 2 sides × 2 threat models
+    rnd = rep.escalation[0]
+    assert rnd["trigger"] == {"deployed": ["whitebox_beats_blackbox"]}
+    assert rnd["check_gradient"] == audit_run.check_gradient(_cfg(), 1) != {"grad_mode": "bptt"}
+    for key, v in rnd["robust_accuracy"].items():  # both sides re-attacked, worst case absorbs
+        assert v["after"]["0.1"] <= v["before"]["0.1"], key
+        assert v["attacks"] == [["fgsm", {}, "esc:fgsm"]]
+    dep = [c for c in rep.checks if c.backend == "deployed"]
+    assert {c.round for c in dep} == {1} and all(c.passed for c in dep)
+    assert {c.round for c in rep.checks if c.backend == "float"} == {0}
+    robust = [v for v in rep.verdicts if v.startswith("Robust accuracy")]
+    assert robust and all("inconclusive" not in v and "upper bound" not in v for v in robust)
+    # the final numbers are the worst case over round 0 and the escalation round
+    after = rnd["robust_accuracy"]["deployed/known"]["after"]["0.1"]
+    assert rep.lookup("deployed", "worst", 0.1, "known draw").accuracy == pytest.approx(after)
+
+
+def test_check_failing_after_every_round_is_inconclusive(digits_model, tmp_path, monkeypatch):
+    import neurodeploy.attacks.masking as masking
+    import neurodeploy.audit.run as audit_run
+
+    model, test = digits_model
+    monkeypatch.setattr(masking, "run_masking_checks",
+                        _fake_checks(lambda side, mode: side == "float"))
+    monkeypatch.setattr(audit_run, "escalation_specs",
+                        lambda config, level, threat: [("fgsm", {}, "esc:fgsm")])
+    rep = run_audit(model, test.x, test.y, "loihi2",
+                    _cfg(masking_checks=True, escalation_rounds=2, threat_models=("known",)),
+                    tmp_path, quiet=True)
+    assert [r["round"] for r in rep.escalation] == [1, 2]
+    robust = [v for v in rep.verdicts if v.startswith("Robust accuracy")]
+    assert len(robust) == 1
+    assert ("inconclusive: check whitebox_beats_blackbox failed on side float (white box 0.500 "
+            "vs square 0.250)") in robust[0]
+    assert robust[0].count("(upper bound)") == 2 and "survived" not in robust[0]
+    assert all(r.upper_bound for r in rep.accuracy if r.attack == "worst")
 
 
 def test_pipeline_end_to_end_with_resume(tmp_path):
@@ -109,7 +277,7 @@ def test_pipeline_end_to_end_with_resume(tmp_path):
         '[model]\narch = "FC32-FC10"\nnum_steps = 5\n'
         "[train]\nepochs = 2\n[evaluate]\nseeds = [0]\n"
         '[simulate]\nbackends = ["emulator", "lava"]\nlava_samples = 10\n'
-        "[audit]\neps = [0.1]\nattacks = [\"fgsm\"]\nattack_steps = 2\neot = 1\n"
+        "[audit]\neps = [0.1]\nattacks = [\"fgsm\"]\nattack_steps = 2\neot = 1\ndraws = 2\n"
         "square_queries = 5\nsamples = 12\nlava_samples = 6\nmasking_checks = false\n"
     )
     out = tmp_path / "run"

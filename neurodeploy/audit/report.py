@@ -34,16 +34,25 @@ BACKEND_LABELS = {
 
 @dataclass
 class AccuracyRow:
-    """Accuracy of one backend under one attack at one ε (``attack = "clean"`` at ε = 0,
-    ``attack = "worst"`` for the per-example worst case over all attacks)."""
+    """Accuracy of one side (``float`` or ``deployed``) under one attack at one ε
+    (``attack = "clean"`` at ε = 0, ``attack = "worst"`` for the per-example worst case over the
+    cascade). ``threat_model`` is ``known draw`` or ``unknown draw``; under the unknown draw
+    ``accuracy`` is the mean over ``draws`` evaluations and ``ci95`` its t-interval. ``preset``
+    names the attack cascade, ``checks`` the gradient-masking outcome of that side, and
+    ``upper_bound`` is true when a check failed (the attacks may have been too weak)."""
 
     backend: str
     attack: str
     eps: float
     accuracy: float
     n: int
-    ci95: float | None = None
+    ci95: list[float] | None = None
     note: str = ""
+    threat_model: str = "known draw"
+    preset: str = ""
+    draws: int = 1
+    checks: str = ""
+    upper_bound: bool = False
 
 
 @dataclass
@@ -79,6 +88,8 @@ class Check:
     message: str
     numbers: dict[str, Any] = field(default_factory=dict)
     backend: str = "float"
+    round: int = 0
+    grad_mode: str = "bptt"
 
 
 @dataclass
@@ -95,6 +106,9 @@ class AuditReport:
     attacks: list[dict[str, Any]] = field(default_factory=list)
     replay: dict[str, Any] = field(default_factory=dict)
     verdicts: list[str] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    escalation: list[dict[str, Any]] = field(default_factory=list)
+    robustness: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ queries
     def backends(self) -> list[str]:
@@ -107,10 +121,25 @@ class AuditReport:
     def epsilons(self) -> list[float]:
         return sorted({r.eps for r in self.accuracy if r.attack != "clean"})
 
-    def lookup(self, backend: str, attack: str, eps: float) -> AccuracyRow | None:
+    def lookup(self, backend: str, attack: str, eps: float,
+               threat_model: str | None = None) -> AccuracyRow | None:
         for r in self.accuracy:
-            if r.backend == backend and r.attack == attack and abs(r.eps - eps) < 1e-12:
+            if (r.backend == backend and r.attack == attack and abs(r.eps - eps) < 1e-12
+                    and (threat_model is None or r.threat_model == threat_model)):
                 return r
+        return None
+
+    def threat_models(self) -> list[str]:
+        seen: list[str] = []
+        for r in self.accuracy:
+            if r.attack != "clean" and r.threat_model not in seen:
+                seen.append(r.threat_model)
+        return seen
+
+    def comparison(self, threat_model: str, eps: float) -> dict[str, Any] | None:
+        for c in self.comparisons:
+            if c.get("threat_model") == threat_model and abs(float(c["eps"]) - eps) < 1e-12:
+                return c
         return None
 
     def clean(self, backend: str) -> AccuracyRow | None:
@@ -142,6 +171,9 @@ class AuditReport:
             attacks=d.get("attacks", []),
             replay=d.get("replay", {}),
             verdicts=d.get("verdicts", []),
+            comparisons=d.get("comparisons", []),
+            escalation=d.get("escalation", []),
+            robustness=d.get("robustness", {}),
         )
 
     def save(self, folder: str | os.PathLike, stem: str = "audit") -> dict[str, Path]:
@@ -186,71 +218,123 @@ def _pct(v: float) -> str:
 
 
 def _label(backend: str, report: AuditReport) -> str:
-    if backend in ("emulator", "lava", "twin"):
+    if backend in ("emulator", "lava", "twin", "deployed"):
         name = report.profile.get("display_name") or report.profile.get("name", "chip")
-        return f"{name} fixed point ({BACKEND_LABELS.get(backend, backend)})"
+        what = "bit-exact emulator" if backend == "deployed" else BACKEND_LABELS.get(backend, backend)
+        return f"{name} fixed point ({what})"
     return BACKEND_LABELS.get(backend, backend)
 
 
-def verdicts(report: AuditReport, tolerance: float = 0.02) -> list[str]:
+def checks_summary(checks: list[Check]) -> dict[str, dict[str, Any]]:
+    """Per side: did every check of its latest round pass, which failed, in words."""
+    out: dict[str, dict[str, Any]] = {}
+    for side in dict.fromkeys(c.backend for c in checks):
+        mine = [c for c in checks if c.backend == side]
+        last = max(c.round for c in mine)
+        mine = [c for c in mine if c.round == last]
+        failed = [c.name for c in mine if not c.passed]
+        words = (f"{len(mine)}/{len(mine)} passed" if not failed else
+                 f"FAILED {', '.join(failed)} ({len(mine) - len(failed)}/{len(mine)} passed)")
+        if last:
+            words += f" after {last} escalation round{'s' if last > 1 else ''}"
+        out[side] = {"passed": not failed, "failed": failed, "words": words, "round": last}
+    return out
+
+
+def _short_numbers(c: Check) -> str:
+    return c.message or ", ".join(f"{k} {v}" for k, v in c.numbers.items())
+
+
+def _acc(r: AccuracyRow, upper: bool) -> str:
+    text = _pct(r.accuracy)
+    if r.ci95:
+        text += f" [{100 * r.ci95[0]:.1f}, {100 * r.ci95[1]:.1f}]"
+    return f"≤ {text} (upper bound)" if upper else text
+
+
+def verdicts(report: AuditReport) -> list[str]:
     """Sentences that say whether robustness survived deployment, derived from the numbers.
 
-    For each ε, the worst-case robust accuracy of the float model is compared with that of the
-    deployed model (Lava when measured, else the emulator). A change within ``tolerance``
-    (absolute) counts as "survived".
-    """
+    "Survived" is written only when gradient-masking checks ran on both sides (float and
+    deployed) and every check of their latest round passed; otherwise each robust-accuracy
+    sentence is "inconclusive: check X failed on side Y (numbers)" and its accuracies are
+    called upper bounds. The float→chip change is the paired comparison stored in
+    ``report.comparisons`` (exact McNemar and a paired-bootstrap 95 % interval on the same
+    samples; :mod:`neurodeploy.audit.stats`)."""
     lines: list[str] = []
-    # Compare like with like: Lava is the deployed row only when it saw every sample; else the
-    # bit-exact emulator stands for the chip (its agreement with Lava is stated below).
-    c_float, c_lava = report.clean("float"), report.clean("lava")
-    full_lava = c_lava is not None and c_float is not None and c_lava.n == c_float.n
-    deployed = "lava" if full_lava else "emulator"
-    c_f, c_d = report.clean("float"), report.clean(deployed)
+    meta = report.meta
+    dep = _label("deployed", report)
+    summary = checks_summary(report.checks)
+    failed = [c for c in report.checks
+              if not c.passed and c.round == summary[c.backend]["round"]]
+    missing = [s for s in ("float", "deployed") if s not in summary]
+    if failed:
+        why = "; ".join(f"check {c.name} failed on side {c.backend} ({_short_numbers(c)})"
+                        for c in failed)
+    elif missing:
+        why = f"no gradient-masking checks ran on side {' and '.join(missing)}"
+    else:
+        why = ""
+    conclusive = not why
+    if meta.get("budget"):
+        tms = ", ".join(report.threat_models()) or "known draw"
+        lines.append(f"Attacks: {meta['budget']} cascade (per-example worst case) on the same "
+                     f"{meta.get('samples', '?')} samples for every number; threat models: {tms}.")
+    c_f, c_d = report.clean("float"), report.clean("deployed")
+    cmp0 = report.comparison("known draw", 0.0)
     if c_f and c_d:
-        lines.append(
-            f"Clean accuracy {'fell' if c_d.accuracy < c_f.accuracy else 'went'} from "
-            f"{_pct(c_f.accuracy)} ({_label('float', report)}) to {_pct(c_d.accuracy)} "
-            f"({_label(deployed, report)})."
-        )
-    for eps in report.epsilons():
-        f = report.lookup("float", "worst", eps)
-        d = report.lookup(deployed, "worst", eps)
-        if not (f and d):
-            continue
-        delta = d.accuracy - f.accuracy
-        status = "survived deployment" if abs(delta) <= tolerance or delta > 0 else (
-            "did NOT fully survive deployment")
-        if delta == 0:
-            change = (f"was {_pct(f.accuracy)} both on the {_label('float', report)} model and "
-                      f"on {_label(deployed, report)}")
+        text = (f"Clean accuracy (host spikes): {_pct(c_f.accuracy)} {_label('float', report)}, "
+                f"{_pct(c_d.accuracy)} {dep}")
+        lines.append(text + (f": {cmp0['words']}." if cmp0 else "."))
+    for tm in report.threat_models():
+        for eps in report.epsilons():
+            f = report.lookup("float", "worst", eps, tm)
+            d = report.lookup("deployed", "worst", eps, tm)
+            if not (f and d):
+                continue
+            cmp = report.comparison(tm, eps)
+            head = (f"Robust accuracy at ε={eps:g} ({tm}, {f.preset or 'attacks'}): "
+                    f"{_label('float', report)} {_acc(f, not conclusive)}, "
+                    f"{dep} {_acc(d, not conclusive)}")
+            if not conclusive:
+                change = (f"; Δ {cmp['delta'] * 100:+.1f} points" if cmp else "")
+                lines.append(f"{head}{change} — inconclusive: {why}.")
+                continue
+            if cmp is None:
+                lines.append(f"{head} — inconclusive: no paired comparison recorded.")
+                continue
+            status = ("robustness did NOT fully survive deployment"
+                      if cmp["significant"] and cmp["delta"] < 0
+                      else "robustness survived deployment")
+            lines.append(f"{head}: {cmp['words']} — {status}.")
+    rep = report.replay
+    if rep.get("replays"):
+        k, agree = int(rep["replays"]), int(rep.get("agree", 0))
+        if agree == k:
+            lines.append(f"Lava replay agreement: emulator ≡ Lava on {agree} of {k} replays "
+                         f"({rep.get('lava_samples')} samples; clean and adversarial inputs, every "
+                         f"layer's spikes) — the emulator is bit-exact with Lava here.")
         else:
-            verb = "fell" if delta < 0 else "rose"
-            change = (f"{verb} from {_pct(f.accuracy)} ({_label('float', report)}) to "
-                      f"{_pct(d.accuracy)} ({_label(deployed, report)})")
-        lines.append(f"Robust accuracy at ε={eps:g} {change}: {delta * 100:+.1f} points — "
-                     f"robustness {status}.")
-    mism = report.replay.get("lava_vs_emulator_spike_mismatches")
-    if c_lava is not None and mism is not None:
-        lines.append(
-            f"Lava replay of {c_lava.n} samples (clean and every adversarial input): "
-            f"{mism} spikes differ from the emulator"
-            + (" — the emulator is bit-exact with Lava here." if mism == 0 else
-               " — emulator and Lava DISAGREE.")
-        )
+            lines.append(f"Lava replay agreement: emulator and Lava DISAGREE on {k - agree} of {k} "
+                         f"replays ({rep.get('lava_vs_emulator_spike_mismatches')} spikes differ).")
     if report.certified.get("verified_error") is not None:
         lines.append(
             f"Certified (verified) robust error of the float model at ε={report.certified.get('eps')}: "
             f"{_pct(report.certified['verified_error'])} ({report.certified.get('method', '')})."
         )
-    failed = [c for c in report.checks if not c.passed]
     if report.checks:
+        rounds = len(report.escalation)
+        esc = f" after {rounds} escalation round{'s' if rounds != 1 else ''}" if rounds else ""
         if failed:
-            lines.append(
-                "Gradient-masking checks FAILED: " + ", ".join(f"{c.name} ({c.backend})" for c in failed)
-                + " — robust accuracies above may be overestimates."
-            )
+            lines.append("Gradient-masking checks FAILED" + esc + ": "
+                         + ", ".join(f"{c.name} ({c.backend})" for c in failed)
+                         + " — the robust accuracies above are upper bounds.")
         else:
-            lines.append(f"All {len(report.checks)} gradient-masking checks passed.")
+            lines.append(f"All {len(report.checks)} gradient-masking checks passed on both sides"
+                         f"{esc}.")
+    elif report.threat_models():
+        lines.append("No gradient-masking checks ran — the robust accuracies above are upper "
+                     "bounds.")
     return lines
 
 
@@ -277,25 +361,36 @@ def plots(report: AuditReport) -> dict[str, str]:
     eps_list = report.epsilons()
     if eps_list:
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        for b in report.backends():
-            xs, ys = [], []
-            c = report.clean(b)
-            if c:
-                xs.append(0.0)
-                ys.append(100 * c.accuracy)
-            for e in eps_list:
-                r = report.lookup(b, "worst", e)
-                if r:
-                    xs.append(e)
-                    ys.append(100 * r.accuracy)
-            if xs:
-                ax.plot(xs, ys, marker="o", label=_label(b, report))
+        upper = any(r.upper_bound for r in report.accuracy)
+        styles = {"known draw": "-", "unknown draw": "--"}
+        colours = {"float": "#1f77b4", "deployed": "#d62728"}
+        for tm in report.threat_models():
+            for b in ("float", "deployed"):
+                xs, ys, lo, hi = [], [], [], []
+                c = report.clean(b)
+                if c:
+                    xs.append(0.0)
+                    ys.append(100 * c.accuracy)
+                    lo.append(0.0)
+                    hi.append(0.0)
+                for e in eps_list:
+                    r = report.lookup(b, "worst", e, tm)
+                    if r:
+                        xs.append(e)
+                        ys.append(100 * r.accuracy)
+                        lo.append(max(0.0, 100 * (r.accuracy - r.ci95[0])) if r.ci95 else 0.0)
+                        hi.append(max(0.0, 100 * (r.ci95[1] - r.accuracy)) if r.ci95 else 0.0)
+                if len(xs) > 1:
+                    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3,
+                                linestyle=styles.get(tm, ":"), color=colours.get(b),
+                                label=f"{_label(b, report)}, {tm}")
         ax.set_xlabel("ε (ℓ∞)")
-        ax.set_ylabel("accuracy under worst-case attack (%)")
+        ax.set_ylabel("robust accuracy (%)" + (" — upper bounds" if upper else ""))
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title("Robust accuracy vs ε per backend")
+        ax.legend(fontsize=7)
+        n = report.meta.get("samples", "?")
+        ax.set_title(f"Robust accuracy vs ε, float vs deployed (the same {n} samples)")
         out["accuracy_vs_eps"] = _figure_png(fig)
     if report.layers:
         fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
@@ -360,26 +455,41 @@ def plots(report: AuditReport) -> dict[str, str]:
 
 
 def _table_rows(report: AuditReport) -> tuple[list[str], list[list[str]]]:
-    attacks = []
-    for r in report.accuracy:
-        if r.attack not in attacks and r.attack != "clean":
-            attacks.append(r.attack)
-    header = ["backend", "clean"] + [
-        f"{a} ε={e:g}" for e in report.epsilons() for a in attacks
-        if any(r.attack == a and abs(r.eps - e) < 1e-12 for r in report.accuracy)
-    ]
-    rows = []
-    for b in report.backends():
-        c = report.clean(b)
-        row = [_label(b, report), _pct(c.accuracy) if c else "–"]
-        for e in report.epsilons():
-            for a in attacks:
-                if not any(r.attack == a and abs(r.eps - e) < 1e-12 for r in report.accuracy):
-                    continue
-                r = report.lookup(b, a, e)
-                row.append(_pct(r.accuracy) if r else "–")
-        rows.append(row)
+    """One row per (ε, threat model): float / deployed / Δ / threat model / attack / checks."""
+    header = ["ε", "threat model", "float", "deployed", "Δ deployed − float (95 % CI)",
+              "attack", "checks"]
+    rows: list[list[str]] = []
+    c_f, c_d = report.clean("float"), report.clean("deployed")
+    if c_f and c_d:
+        rows.append(["0 (clean)", c_f.threat_model, _pct(c_f.accuracy), _pct(c_d.accuracy),
+                     _delta_cell(report.comparison(c_f.threat_model, 0.0)), "none", "–"])
+    summary = checks_summary(report.checks)
+    for e in report.epsilons():
+        for tm in report.threat_models():
+            f = report.lookup("float", "worst", e, tm)
+            d = report.lookup("deployed", "worst", e, tm)
+            if not (f or d):
+                continue
+            checks = "; ".join(f"{s}: {v['words']}" for s, v in summary.items()) or "not run"
+            rows.append([
+                f"{e:g}", tm + (f" ({f.draws} draws)" if f and f.draws > 1 else ""),
+                _acc(f, f.upper_bound) if f else "–", _acc(d, d.upper_bound) if d else "–",
+                _delta_cell(report.comparison(tm, e)), (f or d).preset or "–", checks,
+            ])
     return header, rows
+
+
+def _grad_words(rnd: dict[str, Any]) -> str:
+    g = rnd.get("check_gradient") or {}
+    return ", ".join(f"{k}={v}" for k, v in g.items()) or str(rnd.get("check_grad_mode", "?"))
+
+
+def _delta_cell(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "–"
+    lo, hi = c["ci95"]
+    p = f", p = {c['p_value']:.2g}" if c.get("p_value") is not None else ""
+    return f"{100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{p}"
 
 
 def render_markdown(report: AuditReport) -> str:
@@ -392,12 +502,14 @@ def render_markdown(report: AuditReport) -> str:
         f"- profile: **{report.profile.get('name', '?')}**",
         f"- samples: {m.get('samples', '?')}, seed: {m.get('seed', '?')}, git: `{m.get('git_sha', '?')}`,"
         f" created {m.get('created', '?')}",
+        f"- attack budget: **{m.get('budget', '?')}**; threat models: "
+        f"{', '.join(m.get('threat_models', [])) or '?'}",
         "",
         "## Verdict",
         "",
         *[f"- {v}" for v in (report.verdicts or verdicts(report))],
         "",
-        "## Accuracy per backend",
+        "## Accuracy (every number on the same samples)",
         "",
     ]
     header, rows = _table_rows(report)
@@ -413,11 +525,20 @@ def render_markdown(report: AuditReport) -> str:
                 f"| {r.layer} | {r.neurons} | {_fmt_pct(r.agreement_emulator)} | "
                 f"{_fmt_pct(r.agreement_lava)} | {_fmt(r.weight_error)} | {_fmt(r.threshold_error)} |"
             )
+    if report.replay.get("replays"):
+        lines += ["", "## Lava replay agreement", "",
+                  "| input | emulator ≡ Lava |", "|---|---|"]
+        for name, v in (report.replay.get("per_input") or {}).items():
+            lines.append(f"| {name} | {v['agree']} of {v['replays']} replays |")
     if report.checks:
-        lines += ["", "## Gradient-masking checks", "", "| check | backend | result | details |",
-                  "|---|---|---|---|"]
+        lines += ["", "## Gradient-masking checks", "",
+                  "| check | side | round | gradient | result | details |", "|---|---|---|---|---|---|"]
         for c in report.checks:
-            lines.append(f"| {c.name} | {c.backend} | {'pass' if c.passed else 'FAIL'} | {c.message} |")
+            lines.append(f"| {c.name} | {c.backend} | {c.round} | {c.grad_mode} | "
+                         f"{'pass' if c.passed else 'FAIL'} | {c.message} |")
+    for rnd in report.escalation:
+        lines += ["", f"Escalation round {rnd['round']}: triggered by {rnd['trigger']}; checks "
+                  f"re-run with {_grad_words(rnd)}, {rnd['check_iterations']} iterations."]
     if report.certified:
         lines += ["", "## Certification", "", "```", json.dumps(report.certified, indent=2,
                                                                default=_jsonable), "```"]
@@ -439,7 +560,7 @@ color:#222;padding:0 1rem}
 h1{font-size:1.6rem;border-bottom:3px solid #4c72b0;padding-bottom:.3rem}
 h2{font-size:1.2rem;margin-top:2rem;color:#333}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;overflow-wrap:anywhere}
 th{background:#eef2f8} td:first-child,th:first-child{text-align:left}
 .verdict{background:#f4f8f4;border-left:4px solid #55a868;padding:.5rem 1rem}
 .verdict.bad{background:#fbf1f1;border-left-color:#c44e52}
@@ -454,7 +575,7 @@ def render_html(report: AuditReport) -> str:
     m = report.meta
     pics = plots(report)
     vlines = report.verdicts or verdicts(report)
-    bad = any("NOT" in v or "FAILED" in v for v in vlines)
+    bad = any("NOT" in v or "FAILED" in v or "inconclusive" in v for v in vlines)
     header, rows = _table_rows(report)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -464,10 +585,11 @@ def render_html(report: AuditReport) -> str:
         f"<p class='meta'>model <code>{e(str(report.model.get('arch', '?')))}</code> · neuron "
         f"{e(str(report.model.get('neuron', 'lif')))} · defense {e(str(report.model.get('defense', 'none')))}"
         f" · profile <b>{e(str(report.profile.get('name', '?')))}</b> · samples {e(str(m.get('samples', '?')))}"
-        f" · seed {e(str(m.get('seed', '?')))} · git {e(str(m.get('git_sha', '?')))}</p>",
+        f" · seed {e(str(m.get('seed', '?')))} · git {e(str(m.get('git_sha', '?')))}"
+        f" · attack budget <b>{e(str(m.get('budget', '?')))}</b></p>",
         f"<div class='verdict{' bad' if bad else ''}'><ul>"
         + "".join(f"<li>{e(v)}</li>" for v in vlines) + "</ul></div>",
-        "<h2>Accuracy per backend</h2><table><tr>"
+        "<h2>Accuracy (every number on the same samples)</h2><table id='accuracy'><tr>"
         + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
         + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
         + "</table>",
@@ -482,14 +604,26 @@ def render_html(report: AuditReport) -> str:
         if key in pics:
             parts.append(f"<h2>{e(title)}</h2><img id='plot-{key}' alt='{e(title)}' "
                          f"src='data:image/png;base64,{pics[key]}'>")
+    if report.replay.get("replays"):
+        parts.append("<h2>Lava replay agreement</h2><table><tr><th>input</th>"
+                     "<th>emulator ≡ Lava</th></tr>")
+        for name, v in (report.replay.get("per_input") or {}).items():
+            parts.append(f"<tr><td>{e(name)}</td><td>{v['agree']} of {v['replays']} replays"
+                         f"</td></tr>")
+        parts.append("</table>")
     if report.checks:
-        parts.append("<h2>Gradient-masking checks</h2><table><tr><th>check</th><th>backend</th>"
-                     "<th>result</th><th>details</th></tr>")
+        parts.append("<h2>Gradient-masking checks</h2><table><tr><th>check</th><th>side</th>"
+                     "<th>round</th><th>gradient</th><th>result</th><th>details</th></tr>")
         for c in report.checks:
             cls, word = ("pass", "pass") if c.passed else ("fail", "FAIL")
-            parts.append(f"<tr><td>{e(c.name)}</td><td>{e(c.backend)}</td>"
+            parts.append(f"<tr><td>{e(c.name)}</td><td>{e(c.backend)}</td><td>{c.round}</td>"
+                         f"<td>{e(c.grad_mode)}</td>"
                          f"<td class='{cls}'>{word}</td><td>{e(c.message)}</td></tr>")
         parts.append("</table>")
+    for rnd in report.escalation:
+        parts.append(f"<p class='meta'>Escalation round {rnd['round']}: triggered by "
+                     f"{e(str(rnd['trigger']))}; both sides re-attacked; checks re-run with "
+                     f"{e(_grad_words(rnd))}, {rnd['check_iterations']} iterations.</p>")
     if report.layers:
         parts.append("<h2>Per-layer table</h2><table><tr><th>layer</th><th>neurons</th>"
                      "<th>agreement emulator</th><th>agreement Lava</th><th>rate float</th>"

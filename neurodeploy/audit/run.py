@@ -2,68 +2,112 @@
 
 For a model and a hardware profile the audit
 
-1. compiles the model (NIR → fixed-point plan) and builds the backends: the float model, the
-   bit-exact emulator, the differentiable hardware twin and (when its environment exists) Lava;
-2. generates Bernoulli input spikes **on the host** with a fixed per-example seed
-   (:func:`host_spikes`) and feeds the identical spikes to every backend;
-3. runs the attack suite: (a) white-box on the float model, (b) white-box on the hardware twin,
-   (c) transfer of (a) to the hardware and of (b) to the float model, (d) Square on the exact
-   emulator and on the float model (gradient-free). The threat model is symmetric: each side
-   is attacked by its own white-box attacks, the other side's adversarial inputs and Square,
-   so a drop from float to hardware is not an artefact of attacking one side harder;
-4. **replays** every adversarial input found on every backend with the fixed host spikes — a
-   point counts as broken on a backend only if the replay fools that backend; Lava replays a
-   configurable sample (all of it when small), and the emulator↔Lava replay agreement is
-   reported;
-5. adds certification (plain LIF models), gradient-masking checks, per-layer spike agreement
-   and quantization error, TA-LIF threshold traces and the resource map, and writes the
-   :class:`~neurodeploy.audit.report.AuditReport` (JSON + Markdown + HTML).
+1. compiles the model (NIR → fixed-point plan) and builds the two **sides**: the float model and
+   the **deployed** model — the bit-exact emulator of the plan, with gradients from the
+   differentiable hardware twin (BPDA, :mod:`neurodeploy.audit.deployed`). Every example gets
+   the host's uniform map (:func:`neurodeploy.encoding.host_uniform`, one seeding rule), so both
+   sides and every replay see the spikes the chip is fed;
+2. evaluates both **threat models** on both sides with the attack engine
+   (:func:`neurodeploy.attacks.engine.evaluate_robustness`: per-example worst case over the
+   attack cascade, run only on still-robust points, every success replayed):
 
-Attacks on stochastic (Bernoulli-coded) models use EoT over encoder draws while crafting; the
-accuracy reported for every backend is the replay accuracy under the fixed host spikes, so all
-rows are computed the same way and differ only in the model that classifies.
+   - *known draw* — the attacker knows each example's host map (what the chip is fed);
+     deterministic, so one evaluation; the known-draw attacks (spike-set search) apply;
+   - *unknown draw* — fresh Bernoulli draws at evaluation, EoT over draws while crafting;
+     ``draws`` (≥ 5) independent evaluations, mean with a 95 % t-interval.
+
+   The cascade is ``config.attacks``: a preset (``auto``, expanded by
+   :func:`neurodeploy.attacks.presets.preset`; ``preset_budget = "demo"`` selects the small
+   ``auto-demo`` budget) and/or single attacks. Each (side, threat model) evaluation keeps a
+   resumable state file under ``OUT/state/<fingerprint>/``: an interrupted audit resumes with
+   identical results;
+3. runs the **gradient-masking checks** on both sides (known draw). When a check fails on a
+   side, the audit **escalates** by itself, up to ``escalation_rounds`` rounds: both sides are
+   attacked again with :func:`~neurodeploy.attacks.presets.escalation` (stronger specs: other
+   surrogates, more iterations and restarts; both sides, so the comparison stays symmetric), the
+   per-example worst case absorbs the new successes, and the failing side's checks are re-run
+   with the next gradient of the presets' escalation sweep (:func:`check_gradient`) and twice
+   the iterations. Every round is
+   recorded in the report;
+4. compares float and deployed **on the same samples**: exact McNemar test and a seeded paired
+   bootstrap interval of Δ accuracy (:mod:`neurodeploy.audit.stats`);
+5. replays the clean inputs and the deployed side's adversarial inputs on **Lava** for the first
+   ``lava_samples`` examples and reports the emulator ≡ Lava replay agreement (not accuracy);
+6. adds certification (plain LIF models), per-layer spike agreement and quantization error,
+   TA-LIF threshold traces and the resource map, and writes the
+   :class:`~neurodeploy.audit.report.AuditReport` (JSON + Markdown + HTML). Verdicts
+   (:func:`~neurodeploy.audit.report.verdicts`) say "survived" only when every check passed on
+   both sides.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
+import os
 import subprocess
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from neurodeploy.audit.report import AccuracyRow, AuditReport, Check, LayerRow, ThresholdTrace
+from neurodeploy.audit.report import (
+    AccuracyRow,
+    AuditReport,
+    Check,
+    LayerRow,
+    ThresholdTrace,
+    checks_summary,
+)
 from neurodeploy.classifier import SNNClassifier
+from neurodeploy.encoding import (  # noqa: F401 - host_spikes re-exported
+    HOST_SEED_STRIDE,
+    BernoulliEncoder,
+    KnownDrawEncoder,
+    host_spikes,
+    host_uniform,
+)
 from neurodeploy.errors import ConfigError, EnvironmentMissingError
 from neurodeploy.models import SpikingNet, library_versions
 
-HOST_SEED_STRIDE = 1_000_003
+SIDES = ("float", "deployed")
+THREAT_MODELS = {"known": "known draw", "unknown": "unknown draw"}
+PRESETS = ("auto", "auto-demo")
+BUDGETS = ("full", "demo")
+MAX_ESCALATION_ROUNDS = 5
+
+#: test hook: called with a stage name after every finished stage (see tests/test_audit_run.py)
+_STAGE_HOOK: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
 class AuditConfig:
     """What to attack, how hard, and on how many samples.
 
-    ``attacks``: white-box attack names of the attack suite run on the float model and on the
-    twin; ``square_queries``: query budget of Square on the float model and on the emulator
-    (0 disables it);
+    ``attacks``: preset names (``auto``; ``auto-demo``) and/or single attack names, run as one
+    cascade; ``preset_budget``: ``full`` or ``demo`` (``auto`` then means ``auto-demo``);
+    ``attack_steps``: iterations of single gradient attacks; ``square_queries``: queries of a
+    single ``square`` attack and of the masking checks' Square;
+    ``threat_models``: ``known`` and/or ``unknown``; ``draws``: independent evaluations under
+    the unknown draw (≥ 5 for the interval); ``eot``: EoT draws per gradient under the unknown
+    draw; ``escalation_rounds``: at most this many escalation rounds when a check fails;
     ``lava_samples``: how many samples are replayed on Lava (``None`` = all; 0 = skip Lava);
-    ``square_samples``: Square runs one example at a time (each query needs that example's
-    host spikes), so it may be limited to the first N samples (``None`` = all);
-    ``masking_samples``: how many samples the gradient-masking checks use (they run many
-    attacks, so they get a subset).
+    ``masking_samples``: samples for the gradient-masking checks.
     """
 
     eps: tuple[float, ...] = (0.05, 0.1)
-    attacks: tuple[str, ...] = ("pgd", "apgd-ce")
+    attacks: tuple[str, ...] = ("auto",)
+    preset_budget: str = "full"
     attack_steps: int = 20
     eot: int = 4
+    draws: int = 5
+    threat_models: tuple[str, ...] = ("known", "unknown")
     square_queries: int = 200
-    square_samples: int | None = None
     samples: int = 100
     lava_samples: int | None = 50
     seed: int = 0
@@ -71,6 +115,7 @@ class AuditConfig:
     cert_eps: float | None = None
     masking_checks: bool = True
     masking_samples: int = 64
+    escalation_rounds: int = 2
     lava_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -78,6 +123,22 @@ class AuditConfig:
             raise ConfigError(f"audit eps must be in (0, 1], got {self.eps}")
         if self.samples < 1:
             raise ConfigError("audit samples must be >= 1")
+        if not self.attacks:
+            raise ConfigError("audit attacks is empty (default: ['auto'])")
+        if self.preset_budget not in BUDGETS:
+            raise ConfigError(f"audit preset_budget must be one of {BUDGETS}, got "
+                              f"{self.preset_budget!r}")
+        bad = [t for t in self.threat_models if t not in THREAT_MODELS]
+        if bad or not self.threat_models:
+            raise ConfigError(f"audit threat_models must be a non-empty subset of "
+                              f"{sorted(THREAT_MODELS)}, got {list(self.threat_models)}")
+        if "unknown" in self.threat_models and self.draws < 2:
+            raise ConfigError("audit draws must be >= 2 for the unknown-draw interval (use 5+)")
+        if not 0 <= self.escalation_rounds <= MAX_ESCALATION_ROUNDS:
+            raise ConfigError(f"audit escalation_rounds must be in [0, {MAX_ESCALATION_ROUNDS}], "
+                              f"got {self.escalation_rounds}")
+        if self.attack_steps < 1 or self.eot < 1 or self.masking_samples < 1:
+            raise ConfigError("audit attack_steps, eot and masking_samples must be >= 1")
 
 
 def git_sha() -> str:
@@ -89,24 +150,109 @@ def git_sha() -> str:
         return "unknown"
 
 
-def host_spikes(x: torch.Tensor, index: torch.Tensor, seed: int, num_steps: int) -> torch.Tensor:
-    """Bernoulli spikes ``1[x_i > u_i]`` with ``u_i`` drawn from a generator seeded by
-    ``seed·1000003 + index_i``: the same example gets the same uniform map on every backend and
-    in every replay, whatever batch it is in. Returns float32 ``[T, B, *shape]`` in {0, 1}."""
-    out = torch.empty((num_steps, *x.shape), dtype=torch.float32)
-    xc = x.detach().float().cpu()
-    for j, i in enumerate(index.tolist()):
-        g = torch.Generator().manual_seed(int(seed) * HOST_SEED_STRIDE + int(i))
-        u = torch.rand((num_steps, *x.shape[1:]), generator=g)
-        out[:, j] = (xc[j].unsqueeze(0) > u).float()
+# ---------------------------------------------------------------------- attack specs
+
+Spec = tuple[str, dict[str, Any], str]
+
+
+def _traits(threat: str) -> dict[str, Any]:
+    """Preset traits, the same for both sides (so both get the same cascade): Bernoulli-coded
+    spiking classifiers exposing the output membrane; the known draw holds the host maps."""
+    return {"bernoulli": True, "spiking": True, "membrane": True}
+
+
+def preset_name(config: AuditConfig, name: str) -> str:
+    return "auto-demo" if (name == "auto" and config.preset_budget == "demo") else name
+
+
+def attack_specs(config: AuditConfig, stochastic: bool, threat: str = "known"
+                 ) -> tuple[list[Spec], str]:
+    """The cascade of ``config.attacks`` as ``(attack, params, label)`` specs, and its label.
+
+    Preset names expand through :func:`neurodeploy.attacks.presets.preset` (the known draw adds
+    the spike-set search); single attacks get ``attack_steps`` iterations (gradient attacks) or
+    ``square_queries`` queries (Square)."""
+    from neurodeploy.attacks.base import attack_fields
+    from neurodeploy.attacks.presets import preset
+
+    specs: list[Spec] = []
+    labels: list[str] = []
+    for a in config.attacks:
+        if a in PRESETS:
+            name = preset_name(config, a)
+            specs += [(n, dict(p), lab) for n, p, lab in preset(
+                name, eps_kind="box", stochastic=stochastic, known_draw=threat == "known",
+                seed=config.seed, **_traits(threat))]
+            labels.append(name)
+        else:
+            fields = attack_fields(a)  # raises ConfigError for an unknown name
+            params: dict[str, Any] = {}
+            if "n_iter" in fields:
+                params["n_iter"] = config.attack_steps
+            if "n_queries" in fields:
+                params["n_queries"] = config.square_queries
+            specs.append((a, params, a))
+            labels.append(a)
+    return specs, "+".join(labels)
+
+
+def escalation_specs(config: AuditConfig, level: int, threat: str) -> list[Spec]:
+    """Stronger specs for escalation round ``level`` (:func:`neurodeploy.attacks.presets.escalation`)."""
+    from neurodeploy.attacks.presets import BUDGETS, escalation
+
+    base = next((preset_name(config, a) for a in config.attacks if a in PRESETS), "auto")
+    return [(n, dict(p), lab) for n, p, lab in escalation(
+        level, base=base if base in BUDGETS else "auto", seed=config.seed, **_traits(threat))]
+
+
+def check_gradient(config: AuditConfig, level: int) -> dict[str, Any]:
+    """The gradient the masking checks test in round ``level``: round 0 the one the evaluation
+    relied on (the preset's main APGD gradient; the model's own surrogate for single attacks),
+    round r ≥ 1 the r-th configuration of the presets' escalation sweep (other surrogates)."""
+    from neurodeploy.attacks.presets import ESCALATION_SWEEP, MAIN
+
+    if level == 0:
+        if any(a in PRESETS for a in config.attacks):
+            return dict(MAIN)
+        return {"grad_mode": "bptt"}
+    _, grad, ig, lo = ESCALATION_SWEEP[(level - 1) % len(ESCALATION_SWEEP)]
+    return {"grad_mode": grad, "input_grad": ig, "loss_on": lo}
+
+
+def deployed_specs(specs: list[Spec]) -> tuple[list[Any], list[str]]:
+    """The specs as the deployed classifier runs them: the spike-set search on the emulator with
+    the twin's gradient; BPTR/RGA (defined on the float neurons) left out and listed."""
+    from neurodeploy.audit.deployed import TWIN_GRAD_MODES, deployed_spike_set
+
+    keep: list[Any] = []
+    dropped: list[str] = []
+    for n, p, lab in specs:
+        mode = str(p.get("grad_mode", "bptt")).split(":")[0]
+        if mode not in TWIN_GRAD_MODES:
+            dropped.append(f"{lab} ({p.get('grad_mode')}: not defined on the twin)")
+        elif n == "spike-set":
+            keep.append(deployed_spike_set(p, lab))
+        else:
+            keep.append((n, p, lab))
+    return keep, dropped
+
+
+def _spec_record(specs: list[Any]) -> list[Any]:
+    out = []
+    for sp in specs:
+        if hasattr(sp, "to_dict"):
+            d = sp.to_dict()
+            out.append([d.get("attack", d["name"]), _plain(d["config"]), d["name"]])
+        else:
+            out.append(_plain(list(sp)))
     return out
 
 
 # ---------------------------------------------------------------------- backends
 
 
-class Backends:
-    """The float model, emulator, twin and (optionally) Lava for one plan, all fed spikes."""
+class Sides:
+    """The float model, emulator, twin and (optionally) Lava for one plan, all fed host spikes."""
 
     def __init__(self, model: SpikingNet, plan: Any, lava: bool, timeout_s: float) -> None:
         from neurodeploy.sims.emulator import Emulator
@@ -119,6 +265,15 @@ class Backends:
                                  surrogate=model.config.surrogate)
         self.lava = lava
         self.timeout_s = timeout_s
+
+    def classifier(self, side: str, threat: str, u: torch.Tensor, seed: int) -> Any:
+        from neurodeploy.audit.deployed import DeployedClassifier
+
+        T = self.model.config.num_steps
+        enc = KnownDrawEncoder(T, u) if threat == "known" else BernoulliEncoder(T)
+        if side == "float":
+            return SNNClassifier(self.model, enc, seed=seed)
+        return DeployedClassifier(self.emulator, self.twin, enc, seed=seed)
 
     def float_layers(self, spikes: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad():
@@ -135,10 +290,6 @@ class Backends:
                        record_layers=True)
         return [torch.as_tensor(np.asarray(s)).float() for s in res.layer_spikes]
 
-    def logits(self, backend: str, spikes: torch.Tensor) -> torch.Tensor:
-        layers = getattr(self, f"{backend}_layers")(spikes)
-        return layers[-1].sum(0)
-
 
 def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Correct = the true class is the argmax (torch's first-index tie-breaking), the same
@@ -150,14 +301,70 @@ def _agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> list[float]:
     return [float((x == y).float().mean()) for x, y in zip(a, b, strict=True)]
 
 
+def _fingerprint(model: SpikingNet, plan: Any, config: AuditConfig, x: torch.Tensor,
+                 y: torch.Tensor) -> str:
+    """Hash of everything an audit's numbers depend on: weights, plan, config, data."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for L in plan.layers:
+        h.update(np.ascontiguousarray(np.asarray(L.weights)).tobytes())
+        h.update(np.ascontiguousarray(np.asarray(L.bias_mant)).tobytes())
+        h.update(repr((L.name, L.kind, L.weight_exp, L.du, L.dv, L.vth, L.bias_exp, L.neuron,
+                       float(L.scale))).encode())
+    h.update(json.dumps(_plain(asdict(config)), sort_keys=True).encode())
+    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _stage_done(name: str) -> None:
+    if _STAGE_HOOK is not None:
+        _STAGE_HOOK(name)
+
+
 # ---------------------------------------------------------------------- the audit
 
 
 @dataclass
-class _Candidates:
-    """Adversarial inputs per (source, eps): ``x`` of shape [N, …]."""
+class _Eval:
+    """One (side, threat model) result: per-ε robust flags ``[draws, N]`` (worst case over every
+    round so far), adversarial examples (first draw that broke a point) and the engine records."""
 
-    by_key: dict[tuple[str, float], torch.Tensor] = field(default_factory=dict)
+    flags: dict[float, torch.Tensor]
+    adversarial: dict[float, torch.Tensor]
+    clean: list[float]
+    records: list[dict[str, Any]]
+    draws: int
+
+    def still_robust(self) -> torch.Tensor:
+        """Examples robust in some draw at some ε (the only ones worth attacking again)."""
+        return torch.stack([f.any(0) for f in self.flags.values()]).any(0).nonzero()[:, 0]
+
+    def absorb(self, res: Any, rows: torch.Tensor, record: dict[str, Any]) -> None:
+        """Worst case with an escalation result ``res`` computed on examples ``rows``."""
+        for e in self.flags:
+            new = res.robust[e].cpu()
+            old = self.flags[e][:, rows]
+            # the stored example is the one that first broke a point: take the new one only
+            # where no earlier round had broken the point in any draw
+            take = old.all(0) & ~new.all(0)
+            self.flags[e][:, rows] = old & new
+            self.adversarial[e][rows[take]] = res.adversarial[e].cpu()[take]
+        self.records.append(record)
+
+
+def _engine(clf: Any, x: torch.Tensor, y: torch.Tensor, specs: list[tuple[str, dict]],
+            eps: list[float], seed: int, draws: int, eot: int | None, state: Path,
+            quiet: bool) -> tuple[Any, dict[str, Any]]:
+    from neurodeploy.attacks.engine import evaluate_robustness
+
+    res = evaluate_robustness(clf, x, y, specs, eps, seed=seed, draws=draws, state_path=state,
+                              quiet=quiet, eot_iter=eot)
+    rec = res.to_dict()
+    seconds = rec.pop("seconds", {})
+    return res, {"record": rec, "seconds": seconds}
 
 
 def run_audit(
@@ -172,16 +379,16 @@ def run_audit(
     plan: Any = None,
 ) -> AuditReport:
     """Run the whole audit (see module docstring) and write the report into ``out_dir``."""
-    from neurodeploy.attacks import make_attack
-    from neurodeploy.attacks.base import attack_fields
     from neurodeploy.exporters.compiler import compile_model
 
-    if model.config.encoding == "direct":
-        raise ConfigError("the audit needs a spiking input encoding (bernoulli or spikes); "
-                          "direct current coding cannot be deployed to the chip")
+    t_audit = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    if model.config.encoding != "bernoulli":
+        raise ConfigError(f"the audit needs Bernoulli-coded image inputs (the host encodes them "
+                          f"for the chip); the model's encoding is {model.config.encoding!r}")
     out_dir = Path(out_dir)
     n = min(config.samples, len(y))
-    x, y = x[:n].float(), y[:n]
+    x, y = x[:n].float().cpu(), y[:n].long().cpu()
     idx = torch.arange(n)
     T = model.config.num_steps
     model = model.eval()
@@ -195,111 +402,139 @@ def run_audit(
             find_lava_python()
         except EnvironmentMissingError:
             lava_ok = False
-    be = Backends(model, plan, lava_ok, config.lava_timeout_s)
+    sides = Sides(model, plan, lava_ok, config.lava_timeout_s)
     n_lava = n if config.lava_samples is None else min(n, config.lava_samples)
-    bar = tqdm(total=5, desc="audit", disable=quiet)
+    fp = _fingerprint(model, plan, config, x, y)
+    state_dir = out_dir / "state" / fp
+    state_dir.mkdir(parents=True, exist_ok=True)
+    u = host_uniform(idx, config.seed, T, tuple(x.shape[1:]))
 
     # --- clean: identical host spikes to every backend
-    spikes = host_spikes(x, idx, config.seed, T)
-    f_layers, e_layers = be.float_layers(spikes), be.emulator_layers(spikes)
-    rows: list[AccuracyRow] = [
-        AccuracyRow("float", "clean", 0.0, float(_correct(f_layers[-1].sum(0), y).float().mean()), n),
-        AccuracyRow("emulator", "clean", 0.0, float(_correct(e_layers[-1].sum(0), y).float().mean()), n),
-    ]
-    l_layers = None
+    t0 = time.perf_counter()
+    spikes = (x.unsqueeze(0) > u).float()
+    f_layers, e_layers = sides.float_layers(spikes), sides.emulator_layers(spikes)
+    clean_ok = {"float": _correct(f_layers[-1].sum(0), y),
+                "deployed": _correct(e_layers[-1].sum(0), y)}
+    stage_seconds["clean"] = time.perf_counter() - t0
+
+    # --- robustness: the engine per (side, threat model)
+    evals: dict[tuple[str, str], _Eval] = {}
+    specs_used: dict[str, Any] = {}
+    budget_label = ""
+    for threat in config.threat_models:
+        for side in SIDES:
+            t0 = time.perf_counter()
+            clf = sides.classifier(side, threat, u, config.seed)
+            stoch = bool(clf.stochastic)
+            specs, budget_label = attack_specs(config, stoch, threat)
+            dropped: list[str] = []
+            if side == "deployed":
+                specs, dropped = deployed_specs(specs)
+            draws = config.draws if stoch else 1
+            res, rec = _engine(clf, x, y, specs, list(config.eps), config.seed, draws,
+                               config.eot if stoch else None,
+                               state_dir / f"{side}_{threat}.pt", quiet)
+            ev = _Eval(flags={e: res.robust[e].cpu().clone() for e in res.eps_list},
+                       adversarial={e: res.adversarial[e].cpu().clone() for e in res.eps_list},
+                       clean=list(res.clean_accuracy), records=[], draws=draws)
+            ev.records.append({"round": 0, "not_applicable": dropped, **rec["record"]})
+            evals[(side, threat)] = ev
+            specs_used[f"{side}/{threat}"] = {"attacks": _spec_record(specs), "draws": draws,
+                                              "eot_iter": config.eot if stoch else None,
+                                              "not_applicable": dropped}
+            stage_seconds[f"attack {side}/{THREAT_MODELS[threat]}"] = time.perf_counter() - t0
+            _stage_done(f"{side}/{threat}")
+
+    # --- gradient-masking checks (known draw: what the chip is fed), escalation
+    checks: list[Check] = []
+    escalation: list[dict[str, Any]] = []
+    if config.masking_checks:
+        t0 = time.perf_counter()
+        m = min(n, config.masking_samples)
+        latest: dict[str, list[Check]] = {}
+        for side in SIDES:
+            latest[side] = _masking(sides, side, u, x, y, m, config, 0, state_dir)
+        stage_seconds["masking checks"] = time.perf_counter() - t0
+        _stage_done("checks/0")
+        for level in range(1, config.escalation_rounds + 1):
+            failing = [s for s in SIDES if any(not c.passed for c in latest[s])]
+            if not failing:
+                break
+            t0 = time.perf_counter()
+            rnd: dict[str, Any] = {
+                "round": level, "trigger": {s: [c.name for c in latest[s] if not c.passed]
+                                            for s in failing},
+                "check_gradient": check_gradient(config, level),
+                "check_iterations": _check_iters(config, level), "robust_accuracy": {},
+            }
+            for threat in config.threat_models:
+                for side in SIDES:
+                    ev = evals[(side, threat)]
+                    clf = sides.classifier(side, threat, u, config.seed)
+                    stoch = bool(clf.stochastic)
+                    specs = escalation_specs(config, level, threat)
+                    dropped = []
+                    if side == "deployed":
+                        specs, dropped = deployed_specs(specs)
+                    before = {e: float(ev.flags[e].float().mean()) for e in ev.flags}
+                    rows = ev.still_robust()
+                    if specs and rows.numel():
+                        res, rec = _engine(clf.select(rows), x[rows], y[rows], specs,
+                                           list(config.eps), config.seed + 7919 * level,
+                                           ev.draws, config.eot if stoch else None,
+                                           state_dir / f"{side}_{threat}_esc{level}.pt", quiet)
+                        ev.absorb(res, rows, {"round": level, "rows": rows.tolist(),
+                                              "not_applicable": dropped, **rec["record"]})
+                    after = {e: float(ev.flags[e].float().mean()) for e in ev.flags}
+                    rnd["robust_accuracy"][f"{side}/{threat}"] = {
+                        "attacks": _spec_record(specs), "not_applicable": dropped,
+                        "before": _plain(before), "after": _plain(after)}
+            for side in failing:
+                latest[side] = _masking(sides, side, u, x, y, m, config, level, state_dir)
+            rnd["checks_after"] = {s: [asdict(c) for c in latest[s]] for s in failing}
+            escalation.append(rnd)
+            stage_seconds[f"escalation round {level}"] = time.perf_counter() - t0
+            _stage_done(f"checks/{level}")
+        for side in SIDES:
+            checks += latest[side]
+
+    # --- Lava: replay agreement with the emulator (clean + the deployed side's adversarials)
+    t0 = time.perf_counter()
     replay: dict[str, Any] = {"lava_samples": n_lava if lava_ok else 0}
+    l_layers = None
     if lava_ok:
-        l_layers = be.lava_layers(spikes[:, :n_lava])
-        rows.append(AccuracyRow("lava", "clean", 0.0,
-                                float(_correct(l_layers[-1].sum(0), y[:n_lava]).float().mean()), n_lava))
-        replay["clean_lava_equals_emulator"] = all(
-            torch.equal(a[:, :n_lava], b) for a, b in zip(e_layers, l_layers, strict=True))
-    bar.update()
+        known = evals.get(("deployed", "known"))
+        batches = [("clean", spikes[:, :n_lava])]
+        if known is not None:
+            for e in config.eps:
+                xa = known.adversarial[float(e)][:n_lava]
+                batches.append((f"eps={e:g}", (xa.unsqueeze(0) > u[:, :n_lava]).float()))
+        big = torch.cat([b for _, b in batches], dim=1)
+        lav_all = sides.lava_layers(big)
+        emu_all = sides.emulator_layers(big)
+        agree_per = torch.ones(big.shape[1], dtype=torch.bool)
+        mism = 0
+        for a, b in zip(emu_all, lav_all, strict=True):
+            diff = (a != b).flatten(2).transpose(0, 1).flatten(1)
+            agree_per &= ~diff.any(1)
+            mism += int(diff.sum())
+        l_layers = [s[:, :n_lava] for s in lav_all]
+        per_batch = {}
+        for j, (name, _) in enumerate(batches):
+            sl = agree_per[j * n_lava:(j + 1) * n_lava]
+            per_batch[name] = {"agree": int(sl.sum()), "replays": int(sl.numel())}
+        replay.update({
+            "replays": int(agree_per.numel()), "agree": int(agree_per.sum()),
+            "lava_vs_emulator_spike_mismatches": mism, "per_input": per_batch,
+            "what": "clean inputs and the deployed side's known-draw adversarial inputs of "
+                    "the first lava_samples examples, host spikes, all layers compared",
+        })
+    else:
+        replay["lava_vs_emulator_spike_mismatches"] = None
+    stage_seconds["lava replay"] = time.perf_counter() - t0
 
-    # --- craft adversarial inputs
-    float_clf = SNNClassifier(model, seed=config.seed)
-    cands = _Candidates()
-    attack_cfgs = []
-    for name in config.attacks:
-        params: dict[str, Any] = {"seed": config.seed}
-        if "n_iter" in attack_fields(name):  # single-step attacks have no iterations
-            params["n_iter"] = config.attack_steps
-        if float_clf.stochastic:
-            params["eot_iter"] = config.eot
-        attack_cfgs.append({"name": name, **params})
-        atk = make_attack(name, **params)
-        for eps in config.eps:
-            g = torch.Generator().manual_seed(config.seed)
-            cands.by_key[(f"float:{name}", eps)] = atk.perturb(float_clf, x, y, eps, generator=g).detach()
-            be.twin.reseed(config.seed)
-            cands.by_key[(f"twin:{name}", eps)] = atk.perturb(be.twin, x, y, eps,
-                                                              generator=g).detach()
-    bar.update()
-    if config.square_queries > 0:
-        # Gradient-free Square on each side's exact forward (the float model and the bit-exact
-        # emulator), one example at a time so each query sees that example's host spikes.
-        sq = make_attack("square", n_queries=config.square_queries, seed=config.seed)
-        for target in ("float", "emulator"):
-            n_sq = n if config.square_samples is None else min(n, config.square_samples)
-            attack_cfgs.append({"name": "square", "n_queries": config.square_queries,
-                                "target": target, "samples": n_sq})
-            for eps in config.eps:
-                advs = []
-                for i in range(n_sq):
-                    def fn(xb: torch.Tensor, i: int = i, target: str = target) -> torch.Tensor:
-                        sp = host_spikes(xb, torch.full((xb.shape[0],), i), config.seed, T)
-                        return be.logits(target, sp)
-
-                    g = torch.Generator().manual_seed(config.seed + i)
-                    advs.append(sq.perturb(fn, x[i:i + 1], y[i:i + 1], eps, generator=g).detach())
-                advs.append(x[n_sq:])  # samples beyond square_samples: not attacked by Square
-                cands.by_key[(f"{target}:square", eps)] = torch.cat(advs)
-    bar.update()
-
-    # --- replay every candidate on every backend with the fixed host spikes
-    # Symmetric threat model: each side gets its own white-box attacks, the other side's
-    # (transfer), and Square on its own exact forward pass.
-    sources = {
-        "float": [k for k in cands.by_key if k[0] != "emulator:square"],
-        "emulator": [k for k in cands.by_key if k[0] != "float:square"],
-    }
-    correct_after: dict[tuple[str, str, float], torch.Tensor] = {}
-    emu_layers: dict[tuple[str, float], list[torch.Tensor]] = {}
-    cand_spikes: dict[tuple[str, float], torch.Tensor] = {}
-    for (src, eps), xa in cands.by_key.items():
-        sp = host_spikes(xa, idx, config.seed, T)
-        cand_spikes[(src, eps)] = sp
-        correct_after[("float", src, eps)] = _correct(be.logits("float", sp), y)
-        emu_layers[(src, eps)] = be.emulator_layers(sp)
-        correct_after[("emulator", src, eps)] = _correct(emu_layers[(src, eps)][-1].sum(0), y)
-    lava_mismatch = 0
-    if lava_ok and cand_spikes:
-        # One Lava run for every replay: compile once, all candidates back to back.
-        keys = list(cand_spikes)
-        big = torch.cat([cand_spikes[k][:, :n_lava] for k in keys], dim=1)
-        lav_all = be.lava_layers(big)
-        for j, (src, eps) in enumerate(keys):
-            lav = [s[:, j * n_lava:(j + 1) * n_lava] for s in lav_all]
-            correct_after[("lava", src, eps)] = _correct(lav[-1].sum(0), y[:n_lava])
-            lava_mismatch += sum(int((a[:, :n_lava] != b).sum())
-                                 for a, b in zip(emu_layers[(src, eps)], lav, strict=True))
-    replay["lava_vs_emulator_spike_mismatches"] = lava_mismatch if lava_ok else None
-    bar.update()
-    backends = ["float", "emulator"] + (["lava"] if lava_ok else [])
-    for b in backends:
-        m = n_lava if b == "lava" else n
-        clean_ok = _correct(
-            {"float": f_layers, "emulator": e_layers, "lava": l_layers}[b][-1].sum(0), y[:m])
-        for eps in config.eps:
-            keys = [k for k in (sources["float"] if b == "float" else sources["emulator"]) if k[1] == eps]
-            worst = clean_ok.clone()
-            for src, _ in keys:
-                ok = correct_after[(b, src, eps)]
-                rows.append(AccuracyRow(b, src, eps, float((clean_ok & ok).float().mean()), m))
-                worst &= ok
-            rows.append(AccuracyRow(b, "worst", eps, float(worst.float().mean()), m))
-
-    # --- certification, masking checks
+    # --- certification
+    t0 = time.perf_counter()
     certified: dict[str, Any] = {}
     if config.certify and model.config.neuron == "lif":
         from neurodeploy.bounds.certify import certify
@@ -312,23 +547,44 @@ def run_audit(
             certified[f"{method}_verified_error"] = err
             best = err if best is None else min(best, err)
         certified.update({"eps": ceps, "verified_error": best, "method": "best of S-IBP, S-CROWN"})
-    checks: list[Check] = []
-    if config.masking_checks:
-        from neurodeploy.attacks.masking import run_masking_checks
+    stage_seconds["certify"] = time.perf_counter() - t0
 
-        eps0 = max(config.eps)
-        for backend, clf in (("float", float_clf), ("twin", be.twin)):
-            m = min(n, config.masking_samples)
-            results = run_masking_checks(
-                clf, x[:m], y[:m], eps0, draws=2 if clf.stochastic else None,
-                n_iter=max(50, config.attack_steps),
-                square_queries=max(100, config.square_queries),
-                eot_iter=config.eot if clf.stochastic else None, seed=config.seed,
-                source_classifier=float_clf if backend == "twin" else None)
-            for c in results:
-                checks.append(Check(c.name, bool(c.passed), c.message, _plain(c.numbers), backend))
-    bar.update()
-    bar.close()
+    # --- rows and paired comparisons (every number on the same n samples)
+    from neurodeploy.audit.stats import paired_change
+
+    summary = checks_summary(checks) if config.masking_checks else {}
+    rows: list[AccuracyRow] = []
+    comparisons: list[dict[str, Any]] = []
+    for side in SIDES:
+        rows.append(AccuracyRow(side, "clean", 0.0, float(clean_ok[side].float().mean()), n,
+                                threat_model="known draw", preset="–", checks="–"))
+    ch = paired_change(clean_ok["float"], clean_ok["deployed"], seed=config.seed)
+    comparisons.append({"threat_model": "known draw", "eps": 0.0, **ch.to_dict(),
+                        "words": ch.words})
+    for threat in config.threat_models:
+        tm = THREAT_MODELS[threat]
+        for e in config.eps:
+            e = float(e)
+            per = {}
+            for side in SIDES:
+                ev = evals[(side, threat)]
+                fl = ev.flags[e].float()
+                per_draw = fl.mean(1).tolist()
+                from neurodeploy.audit.stats import t_interval
+
+                mean, ci = t_interval(per_draw)
+                state = summary.get(side)
+                # a failed (or missing) check on either side makes every robust accuracy an
+                # upper bound: the verdicts say so too
+                upper = any(s not in summary or not summary[s]["passed"] for s in SIDES)
+                rows.append(AccuracyRow(
+                    side, "worst", e, mean, n, ci95=list(ci) if ci else None,
+                    threat_model=tm, preset=budget_label, draws=ev.draws,
+                    checks=state["words"] if state else "not run", upper_bound=upper))
+                per[side] = fl.mean(0)  # per-example robust fraction over draws
+            ch = paired_change(per["float"], per["deployed"], seed=config.seed)
+            comparisons.append({"threat_model": tm, "eps": e, **ch.to_dict(), "words": ch.words})
+    _stage_done("rows")
 
     # --- per-layer fidelity, thresholds, resources
     quant = plan.quantization or {}
@@ -343,18 +599,56 @@ def run_audit(
             _first(q, ("weight_max_abs_err_rel",)), _first(q, ("threshold_err_rel",)),
             cores=_cores(plan.resources, k),
         ))
-    thresholds = _threshold_traces(model, be, spikes)
+    thresholds = _threshold_traces(model, sides, spikes)
+    stage_seconds["total"] = time.perf_counter() - t_audit
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = AuditReport(
         meta={"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "git_sha": git_sha(), "seed": config.seed, "samples": n,
-              "versions": library_versions(), "config": _plain(asdict(config))},
+              "versions": library_versions(), "config": _plain(asdict(config)),
+              "budget": budget_label, "state_dir": str(state_dir),
+              "stage_seconds": {k: round(v, 2) for k, v in stage_seconds.items()},
+              "load_average": list(load) if load else None,
+              "threat_models": [THREAT_MODELS[t] for t in config.threat_models]},
         model={**model.config.to_dict(), **(model_info or {})},
         profile={"name": profile, "display_name": _display(profile)},
         accuracy=rows, certified=certified, layers=layers, thresholds=thresholds,
-        checks=checks, resources=_plain(plan.resources), attacks=attack_cfgs, replay=replay,
+        checks=checks, resources=_plain(plan.resources), attacks=[specs_used], replay=replay,
+        comparisons=comparisons, escalation=escalation,
+        robustness=_plain({f"{s}/{t}": ev.records for (s, t), ev in evals.items()}),
     )
     report.save(out_dir)
     return report
+
+
+def _check_iters(config: AuditConfig, level: int) -> int:
+    return max(50, config.attack_steps) * 2**level
+
+
+def _masking(sides: Sides, side: str, u: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+             m: int, config: AuditConfig, level: int, state_dir: Path) -> list[Check]:
+    """The checks of one side on the first ``m`` samples (known draw) at escalation ``level``;
+    cached in the state folder so a resumed audit does not run them twice."""
+    from neurodeploy.attacks.masking import run_masking_checks
+    from neurodeploy.training.metrics import write_text_atomic
+
+    cache = state_dir / f"checks_{side}_{level}.json"
+    if cache.is_file():
+        return [Check(**c) for c in json.loads(cache.read_text())]
+    rows = torch.arange(m)
+    clf = sides.classifier(side, "known", u, config.seed).select(rows)
+    src = sides.classifier("float", "known", u, config.seed).select(rows) \
+        if side == "deployed" else None
+    grad = check_gradient(config, level)
+    results = run_masking_checks(
+        clf, x[:m], y[:m], max(config.eps), n_iter=_check_iters(config, level),
+        square_queries=max(100, config.square_queries) * 2**level, seed=config.seed + level,
+        attack_params=grad, source_classifier=src)
+    mode = ", ".join(f"{k}={v}" for k, v in grad.items())
+    out = [Check(c.name, bool(c.passed), c.message, _plain(c.numbers), side, round=level,
+                 grad_mode=mode) for c in results]
+    write_text_atomic(cache, json.dumps([asdict(c) for c in out]))
+    return out
 
 
 def _first(d: dict[str, Any], keys: tuple[str, ...]) -> float | None:
@@ -384,23 +678,25 @@ def _plain(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, np.generic):
         return o.item()
+    if isinstance(o, float) and o != o:  # NaN → null (JSON)
+        return None
     return o
 
 
-def _threshold_traces(model: SpikingNet, be: Backends, spikes: torch.Tensor) -> list[ThresholdTrace]:
-    """Mean θ per step for TA-LIF layers, float vs fixed point (θ_int / (scale·2⁶))."""
+def _threshold_traces(model: SpikingNet, sides: Sides, spikes: torch.Tensor) -> list[ThresholdTrace]:
+    """Mean θ per step for TA-LIF layers, float vs fixed point (θ_int in float units)."""
     if model.config.neuron != "talif":
         return []
     with torch.no_grad():
         tr = model.run(spikes, record=True)
-    res = be.emulator.run(spikes, record=True)
+    res = sides.emulator.run(spikes, record=True)
     fixed = getattr(res, "layer_theta", None) or []
     out = []
-    for k, L in enumerate(be.plan.layers):
+    for k, L in enumerate(sides.plan.layers):
         if L.neuron != "talif" or k >= len(fixed) or fixed[k] is None:
             continue
         f = tr.thetas[k].flatten(2).mean(dim=(1, 2)).tolist()
         q = (torch.as_tensor(np.asarray(fixed[k])).double()
-             / be.plan.fixed_point.v_per_float(L.scale))
+             / sides.plan.fixed_point.v_per_float(L.scale))
         out.append(ThresholdTrace(L.name, f, q.flatten(2).mean(dim=(1, 2)).tolist()))
     return out
