@@ -2,8 +2,8 @@
 through the bit-exact emulator (which equals Lava), every recorded integer compared with its
 bound — exactly, no tolerance (integers).
 
-Checked per layer and step: spikes in ``[s_L, s_U]``, the voltage after reset in
-``[vr_L, vr_U]``, TA-LIF θ in ``[θ_L, θ_U]``; and the count margins ``c_y − c_j`` against
+Checked per layer and step: spikes in ``[s_L, s_U]``, the voltage before the reset in
+``[v_L, v_U]`` and after it in ``[vr_L, vr_U]``, TA-LIF θ in ``[θ_L, θ_U]``; and the count margins ``c_y − c_j`` against
 their lower bound. :func:`check_plan_soundness_lava` checks the spike bounds on the chip's
 global time line instead (the literal numpy transcription of the Lava network, one step of
 synaptic delay per layer, staggered resets), at global step ``τ + 1 + depth_k``.
@@ -84,6 +84,12 @@ def check_plan_soundness(
                                              | (spk > lbd.s_hi.unsqueeze(1))).sum())
             rep.voltage_violations[li] += int(((v < lbd.vr_lo.unsqueeze(1))
                                                | (v > lbd.vr_hi.unsqueeze(1))).sum())
+            pre = getattr(res, "v", ())
+            if len(pre) > li:  # the emulator also records v before the reset
+                vp = pre[li].reshape(steps, k_, b, -1)
+                rep.voltage_violations[li] += int(((vp < lbd.v_lo.unsqueeze(1))
+                                                   | (vp > lbd.v_hi.unsqueeze(1))).sum())
+                rep.values_checked += vp.numel()
             rep.values_checked += 2 * spk.numel()
             th = res.layer_theta[li] if res.layer_theta else None
             if th is not None and lbd.theta_lo is not None:
