@@ -82,78 +82,365 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 TOP_LEVEL_KEYS = {"seed", "device"}
-DATA_KEYS = {"source", "train_limit", "test_limit", "num_steps"}
-MODEL_KEYS = {
-    "arch",
-    "num_steps",
-    "alpha",
-    "theta",
-    "surrogate",
-    "readout",
-    "encoding",
-    "neuron",
-    "neuron_params",
-    "bias",
-    "init_from",
-}
-DEFENSE_KEYS = {"name", "options"}
-EVALUATE_KEYS = {"batch_size", "seeds"}
-EXPORT_KEYS = {"profile"}
-SIMULATE_KEYS = {"backends", "samples", "lava_samples"}
 
 
-def _audit_keys() -> set[str]:
-    from neurodeploy.audit.run import AuditConfig
+# ----------------------------------------------------------------------------- config schema
+#
+# Every section's keys and value types come from a dataclass (the stage's own config class
+# where there is one: TrainConfig, ModelConfig, AuditConfig), so a key added to those classes
+# is accepted here without a second list to keep in step.
 
-    return {f.name for f in dataclasses.fields(AuditConfig)} - {"seed"}
+
+@dataclass(frozen=True)
+class DataSection:
+    """[data]: ``source`` = "digits" or a folder (IDX, N-MNIST); first N samples; T of events."""
+
+    source: str = "digits"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    num_steps: int | None = None
 
 
-def _train_keys() -> set[str]:
+@dataclass(frozen=True)
+class DefenseSection:
+    """[defense]: a registered defense name (or ``a+b``) and its options."""
+
+    name: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluateSection:
+    """[evaluate]: batch size and the seeds of the Bernoulli draws (accuracy = their mean)."""
+
+    batch_size: int = 256
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    """[export]: a hardware profile name or a profile .toml path."""
+
+    profile: str = "loihi2"
+
+
+@dataclass(frozen=True)
+class SimulateSection:
+    """[simulate]: backends to run the plan on; samples (all test samples by default) and how
+    many of them go through Lava."""
+
+    backends: tuple[str, ...] = ("emulator", "lava")
+    samples: int | None = None
+    lava_samples: int = 100
+
+
+def _model_schema() -> dict[str, Any]:
+    from neurodeploy.models import ModelConfig
+
+    hints = _hints(ModelConfig)
+    hints.pop("input_shape")  # from the data
+    hints["init_from"] = str
+    return hints
+
+
+def _train_schema() -> dict[str, Any]:
     from neurodeploy.training.trainer import TrainConfig
 
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    return _hints(TrainConfig)
 
 
-KNOWN_SECTIONS: dict[str, Callable[[], set[str]]] = {
-    "data": lambda: DATA_KEYS,
-    "model": lambda: MODEL_KEYS,
-    "train": _train_keys,
-    "defense": lambda: DEFENSE_KEYS,
-    "evaluate": lambda: EVALUATE_KEYS,
-    "export": lambda: EXPORT_KEYS,
-    "simulate": lambda: SIMULATE_KEYS,
-    "audit": _audit_keys,
+def _audit_schema() -> dict[str, Any]:
+    from neurodeploy.audit.run import AuditConfig
+
+    hints = _hints(AuditConfig)
+    hints.pop("seed", None)  # the pipeline's seed
+    return hints
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+
+
+#: Section name → its keys and types. Stage modules may add theirs (:func:`register_section`).
+SECTION_SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "data": lambda: _hints(DataSection),
+    "model": _model_schema,
+    "train": _train_schema,
+    "defense": lambda: _hints(DefenseSection),
+    "evaluate": lambda: _hints(EvaluateSection),
+    "export": lambda: _hints(ExportSection),
+    "simulate": lambda: _hints(SimulateSection),
+    "audit": _audit_schema,
 }
+#: Free-form sub-tables (their keys are checked by their consumer: defense options, neuron
+#: parameters).
+FREE_TABLES = {("defense", "options"), ("model", "neuron_params")}
+
+
+def register_section(name: str, schema: Callable[[], dict[str, Any]] | type) -> None:
+    """Declare a config section (a dataclass, or a function returning ``{key: type}``)."""
+    SECTION_SCHEMAS[name] = (lambda: _hints(schema)) if isinstance(schema, type) else schema
+
+
+# kept for callers of the old names
+KNOWN_SECTIONS = SECTION_SCHEMAS
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_value(value: Any, hint: Any, where: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` has the type ``hint`` (TOML values: int
+    is not bool, a float may be written as an int, tuples/lists are TOML arrays)."""
+    import math
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for h in args:
+            if h is type(None):
+                if value is None:
+                    return
+                continue
+            try:
+                check_value(value, h, where)
+                return
+            except ConfigError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        raise ConfigError(f"{where} = {value!r}: expected {_type_name(hint)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}: expected a list, e.g. [{value!r}]")
+        elem = args[0] if args else Any
+        for i, v in enumerate(value):
+            check_value(v, elem, f"{where}[{i}]")
+        return
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} = {value!r}: expected a table")
+        return
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+        return
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: expected an integer")
+        return
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r}: expected a finite number")
+        return
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string")
+        return
+
+
+def _check_structure(config: dict[str, Any], source: str) -> None:
+    """Every section, key and value type known (before anything is merged or run)."""
+    load_stage_modules()
+    sections = sorted(SECTION_SCHEMAS)
+    for key, value in config.items():
+        if key.startswith("_"):
+            continue
+        if not isinstance(value, dict):
+            if key not in TOP_LEVEL_KEYS:
+                raise ConfigError(
+                    f"{source}: unknown top-level key {key!r}{_suggest(key, sorted(TOP_LEVEL_KEYS))}"
+                    f" (allowed: {sorted(TOP_LEVEL_KEYS)} and the sections {sections})")
+            continue
+        if key not in SECTION_SCHEMAS:
+            raise ConfigError(f"{source}: unknown section [{key}]{_suggest(key, sections)}; "
+                              f"known sections: {sections}")
+        schema = SECTION_SCHEMAS[key]()
+        for k, v in value.items():
+            if k not in schema:
+                raise ConfigError(f"{source}: unknown key {k!r} in [{key}]"
+                                  f"{_suggest(k, sorted(schema))}; allowed: {sorted(schema)}")
+            if (key, k) in FREE_TABLES:
+                check_value(v, dict, f"{source}: [{key}] {k}")
+            else:
+                check_value(v, schema[k], f"{source}: [{key}] {k}")
+    if "seed" in config:
+        check_value(config["seed"], int, f"{source}: seed")
+    if "device" in config:
+        check_value(config["device"], str, f"{source}: device")
+
+
+def _positive(section: dict[str, Any], keys: Sequence[str], name: str, source: str,
+              minimum: int = 1) -> None:
+    for k in keys:
+        v = section.get(k)
+        if v is not None and v < minimum:
+            raise ConfigError(f"{source}: [{name}] {k} = {v}: must be >= {minimum}")
+
+
+def _resolve_names(cfg: dict[str, Any], source: str) -> None:
+    """Ranges, and every name (dataset, model parts, defense, profile, backend, attack)
+    resolved through the project's registries; raises ConfigError naming section and key."""
+    def at(section: str, what: str) -> _Where:
+        return _Where(source, section, what)
+
+    data = cfg.get("data", {})
+    _positive(data, ("train_limit", "test_limit", "num_steps"), "data", source)
+    src = str(data.get("source", "digits"))
+    resolved = resolve_source(src, cfg.get("_config_dir"))
+    fmt = "digits"
+    if resolved != "digits":
+        path = Path(resolved)
+        if not path.is_dir():
+            raise ConfigError(f"{source}: [data] source = {src!r}: no such folder (and not "
+                              f"'digits')")
+        from neurodeploy.data.core import FOLDER_FORMATS
+
+        fmt = next(name for name, detect, _ in FOLDER_FORMATS if detect(path))
+    model = dict(cfg.get("model", {}))
+    init_from = model.pop("init_from", None)
+    with at("defense", "name"):
+        from neurodeploy.training.defense import make_defense
+
+        dsec = cfg.get("defense", {})
+        make_defense(str(dsec.get("name", "none")), dict(dsec.get("options", {})))
+    with at("model", ""):
+        if init_from is not None:
+            ip = Path(resolve_source(str(init_from), cfg.get("_config_dir")))
+            if not ip.is_file():
+                raise ConfigError(f"init_from = {str(init_from)!r}: no such checkpoint")
+        from neurodeploy.models import ModelConfig, build_model
+        from neurodeploy.surrogates import make_surrogate
+
+        if "arch" not in model:
+            raise ConfigError('needs arch (e.g. "FC256-FC10")')
+        make_surrogate(str(model.get("surrogate", "rect")))
+        spikes = fmt == "nmnist"
+        if spikes and model.get("encoding", "spikes") != "spikes":
+            raise ConfigError(f"encoding = {model['encoding']!r}: data {src!r} are spikes; "
+                              f"use 'spikes'")
+        if not spikes and model.get("encoding") == "spikes":
+            raise ConfigError(f"encoding = 'spikes' needs event data; {src!r} are images")
+        if fmt == "digits" and init_from is None:
+            # architecture vs input shape, neuron kind and its parameters, all values
+            build_model(ModelConfig(input_shape=(1, 8, 8), **model))
+    tr = dict(cfg.get("train", {}))
+    tr.setdefault("seed", int(cfg.get("seed", 0)))
+    with at("train", ""):
+        from neurodeploy.training.trainer import TrainConfig
+
+        TrainConfig.from_dict(tr)
+    ev = cfg.get("evaluate", {})
+    _positive(ev, ("batch_size",), "evaluate", source)
+    if "seeds" in ev and not ev["seeds"]:
+        raise ConfigError(f"{source}: [evaluate] seeds is empty")
+    if "export" in cfg:
+        with at("export", "profile"):
+            from neurodeploy.exporters.profiles import load_profile
+
+            load_profile(resolve_source(str(cfg["export"].get("profile", "loihi2")),
+                                        cfg.get("_config_dir")))
+    if "simulate" in cfg:
+        sim = cfg["simulate"]
+        _positive(sim, ("samples",), "simulate", source)
+        _positive(sim, ("lava_samples",), "simulate", source, minimum=0)
+        known = backend_names()
+        for b in sim.get("backends", ()):
+            if b not in known:
+                raise ConfigError(f"{source}: [simulate] backends: unknown backend {b!r}"
+                                  f"{_suggest(b, known)}; choose from {known}")
+    if "audit" in cfg:
+        with at("audit", ""):
+            from neurodeploy.audit import run as audit_run
+
+            sec = cfg["audit"]
+            kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sec.items()}
+            acfg = audit_run.AuditConfig(seed=int(cfg.get("seed", 0)), **kw)
+            specs = getattr(audit_run, "attack_specs", None)
+            if specs is not None:  # presets and single attacks, as the audit resolves them
+                for stochastic in (False, True):
+                    specs(acfg, stochastic)
+            else:
+                from neurodeploy.attacks.base import attack_names
+
+                known = attack_names()
+                for a in acfg.attacks:
+                    if a not in known:
+                        raise ConfigError(f"attacks: unknown attack {a!r}{_suggest(a, known)}; "
+                                          f"choose from {known}")
+
+
+class _Where:
+    """Context manager: a ConfigError (or a TypeError/ValueError from a config class) inside
+    gets the file and section in front of its message."""
+
+    def __init__(self, source: str, section: str, key: str) -> None:
+        self.prefix = f"{source}: [{section}]" + (f" {key}" if key else "")
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        from neurodeploy.errors import NeurodeployError
+
+        if exc is None:
+            return False
+        if isinstance(exc, NeurodeployError) and not isinstance(exc, ConfigError):
+            raise type(exc)(f"{self.prefix}: {exc}") from exc
+        if isinstance(exc, (ConfigError, TypeError, ValueError, KeyError)):
+            raise ConfigError(f"{self.prefix}: {exc}") from exc
+        return False
+
+
+def backend_names() -> list[str]:
+    """The simulation backends of the backend registry."""
+    try:
+        from neurodeploy import runtime
+
+        names = getattr(runtime, "backend_names", None)
+        if callable(names):
+            return sorted(names())
+    except ImportError:
+        pass
+    from neurodeploy.simulation import BACKENDS
+
+    return sorted(BACKENDS)
 
 
 # ----------------------------------------------------------------------------- config
 
 
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Check known sections strictly; return a copy with the defaults filled in."""
-    for key, value in config.items():
-        if not isinstance(value, dict) and key not in TOP_LEVEL_KEYS:
-            raise ConfigError(
-                f"{source}: unknown top-level key {key!r} (allowed: {sorted(TOP_LEVEL_KEYS)} "
-                f"and [sections])"
-            )
-        if key in KNOWN_SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: [{key}] must be a section")
-            allowed = KNOWN_SECTIONS[key]()
-            for k in value:
-                if k not in allowed:
-                    raise ConfigError(
-                        f"{source}: unknown key {k!r} in [{key}]; allowed: {sorted(allowed)}"
-                    )
+    """Check the whole config — sections, keys, value types, ranges, and every name through
+    the registries — before any stage runs; return a copy with the defaults filled in."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: a config is a table of sections")
+    _check_structure(config, source)
     merged = copy.deepcopy(DEFAULT_CONFIG)
     for key, value in config.items():
         if isinstance(value, dict) and key in merged and key != "defense":
             merged[key].update(copy.deepcopy(value))
         else:
             merged[key] = copy.deepcopy(value)
-    if "seed" in merged and not isinstance(merged["seed"], int):
-        raise ConfigError(f"{source}: seed must be an integer")
+    _resolve_names(merged, source)
     return merged
 
 
@@ -166,11 +453,12 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {str(path)!r} not found") from exc
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read as text ({exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
-    cfg = validate_config(raw, str(path))
-    cfg["_config_dir"] = str(path.resolve().parent)
-    return cfg
+    raw["_config_dir"] = str(path.resolve().parent)  # relative paths are checked from here
+    return validate_config(raw, str(path))
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -416,22 +704,37 @@ def run_pipeline(
     if device is not None:
         config["device"] = device
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
     digest = config_hash(config)
     state: dict[str, Any] = {"config_sha256": digest, "completed": {}}
-    if resume and state_path.is_file():
-        state = read_json(state_path)
-        if state.get("config_sha256") != digest:
-            raise ConfigError(
-                f"{state_path}: was made with a different config (or --seed/--device); "
-                f"use a new --out or the same config"
-            )
+    previous: dict[str, Any] | None = None
+    if state_path.is_file():
+        previous = read_json(state_path)
+        if resume:
+            state = previous
+            if state.get("config_sha256") != digest:
+                raise ConfigError(
+                    f"{state_path}: was made with a different config (or --seed/--device); "
+                    f"use a new --out or the same config"
+                )
+    order = stage_order(stages)  # unknown stage names fail here, before anything is written
+    completed: dict[str, Any] = state["completed"]
+    for name in order:
+        missing = [d for d in STAGES[name].after if d not in completed and d not in order]
+        if missing:
+            raise ConfigError(f"stage {name!r} needs {missing} to run first (add them to "
+                              f"--stages, or --resume a folder where they finished)")
+    lava_note = _lava_note(config, order)
+    if lava_note is not None:
+        state["lava"] = lava_note
+    out.mkdir(parents=True, exist_ok=True)
+    if previous is not None and not resume:
+        removed = remove_previous_outputs(out, previous)
+        if removed:
+            log(f"[pipeline] not resuming: removed the previous run's {', '.join(removed)}")
     write_json_atomic(
         out / "config.json", {k: v for k, v in config.items() if not k.startswith("_")}
     )
-    order = stage_order(stages)
-    completed: dict[str, Any] = state["completed"]
     artifacts = {n: rec["artifacts"] for n, rec in completed.items()}
     ctx = StageContext(
         config,
@@ -446,9 +749,6 @@ def run_pipeline(
         if name in completed:
             log(f"[{name}] done earlier, skipped (resume)")
             continue
-        missing = [d for d in STAGES[name].after if d not in completed]
-        if missing:
-            raise ConfigError(f"stage {name!r} needs {missing} to run first (add them to --stages)")
         log(f"[{name}] running")
         t0 = time.perf_counter()
         result = STAGES[name].fn(ctx) or {}
@@ -462,6 +762,57 @@ def run_pipeline(
         write_json_atomic(state_path, state)
         log(f"[{name}] finished in {completed[name]['seconds']:.1f} s")
     return artifacts
+
+
+def _lava_note(config: dict[str, Any], order: Sequence[str]) -> str | None:
+    """When a stage of this run asks for Lava and its environment is missing: say so on the
+    terminal now (whatever --quiet) and return the note recorded in the state file."""
+    wants = ("simulate" in order and "lava" in config.get("simulate", {}).get("backends", ())) \
+        or ("audit" in order and config.get("audit", {}).get("lava_samples", 1) != 0)
+    if not wants:
+        return None
+    from neurodeploy.sims.lava_env import warn_lava_missing
+
+    reason = warn_lava_missing("the pipeline")
+    return None if reason is None else f"skipped: {reason}"
+
+
+_OUTPUT_SUFFIXES = {".json", ".pt", ".npz", ".nir", ".md", ".html", ".png", ".svg"}
+
+
+def remove_previous_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
+    """Remove what an earlier (non-resumed) run wrote into ``out``: the files and folders its
+    stages recorded, and those named after a stage (``<stage>/``, ``<stage>.json``,
+    ``<stage>_*.json``) — so no output of an older model sits beside the new one. Other files
+    are left alone. Returns the removed names."""
+    import shutil
+
+    names: set[str] = set()
+    for rec in previous.get("completed", {}).values():
+        for value in (rec.get("artifacts") or {}).values():
+            for v in value.values() if isinstance(value, dict) else [value]:
+                if (isinstance(v, str) and v and not Path(v).is_absolute() and ".." not in v
+                        and ("/" in v or Path(v).suffix in _OUTPUT_SUFFIXES)):
+                    names.add(Path(v).parts[0])
+    load_stage_modules()
+    stage_names = set(STAGES)
+    for entry in out.iterdir():
+        n = entry.name
+        stem = n[:-5] if n.endswith(".json") else n
+        if n in stage_names or stem in stage_names or stem.split("_")[0] in stage_names:
+            names.add(n)
+    names -= {"config.json"}
+    removed = []
+    for n in sorted(names):
+        target = out / n
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+            removed.append(n + "/")
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+            removed.append(n)
+    (out / STATE_FILE).unlink(missing_ok=True)
+    return removed
 
 
 # ----------------------------------------------------------------------------- built-in stages
@@ -492,9 +843,9 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
 def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     """Clean accuracy of the trained model on the test split, one figure per seed."""
     from neurodeploy.classifier import SNNClassifier
-    from neurodeploy.cli.common import resolve_device
     from neurodeploy.evaluation import evaluate
     from neurodeploy.models import load_checkpoint
+    from neurodeploy.runtime import resolve_device
 
     sec = ctx.section("evaluate")
     model, _ = load_checkpoint(ctx.path(ctx.artifacts["train"]["model"]))
