@@ -252,7 +252,7 @@ def evaluate_robustness(
     batch_size : attack / forward batch size (default: all points at once).
     eot_iter : EoT draws for attacks whose config leaves ``eot_iter`` unset.
     """
-    from neurodeploy.cli.common import progress_disabled
+    from neurodeploy.runtime import progress_disabled
 
     t_start = time.perf_counter()
     domain = input_domain(classifier)
@@ -341,7 +341,8 @@ def evaluate_robustness(
                     gen = torch.Generator()
                     gen.manual_seed(step_seed(s, b0))
                     clf_sub = select_rows(classifier, sub)  # known maps follow their rows
-                    x_adv = a.perturb(clf_sub, x_sub, y_sub, eps, gen)
+                    a_sub = a.select(sub) if hasattr(a, "select") else a  # transfer sources too
+                    x_adv = a_sub.perturb(clf_sub, x_sub, y_sub, eps, gen)
                     if tuple(x_adv.shape) != tuple(x_sub.shape):
                         raise DataError(f"attack {names[ai]} returned shape {tuple(x_adv.shape)}, "
                                         f"expected {tuple(x_sub.shape)}")

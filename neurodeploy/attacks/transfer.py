@@ -44,6 +44,14 @@ class TransferAttack:
     def config(self) -> Any:
         return getattr(self.source_attack, "config", None)
 
+    def select(self, idx: torch.Tensor) -> TransferAttack:
+        """This attack with its source classifier bound to rows ``idx`` (when the source holds
+        per-example maps; the engine binds source and target to the same rows)."""
+        from neurodeploy.attacks.base import select_rows
+
+        return TransferAttack(self.source_attack, select_rows(self.source_classifier, idx),
+                              self._name)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
