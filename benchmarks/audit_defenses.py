@@ -1,9 +1,13 @@
-"""Findings of issue 7: does each defense's robustness survive deployment to Loihi 2 fixed point?
+"""Findings (issues 7 and 11): does each defense's robustness survive deployment to Loihi 2
+fixed point — measured with the strong default attack?
 
 For every defense (plain, certified, FGSM-AT, HoSNN+AT, TGO) on the MNIST split (first 8,000
 t10k images train, last 2,000 test) with the same architecture (certify_snn's FC512-FC256-FC10,
 Bernoulli input, T = 10, α = θ = 0.25), run the hardware audit (float model vs Loihi 2 fixed
-point: emulator for all samples, Lava for a subset) at two ε, and collect a table.
+point: emulator for all samples, Lava for a subset) with the ``auto`` cascade
+(``--budget full``: the ``auto`` preset; ``demo``: ``auto-demo``) under the threat models of
+``--threats`` (default: known draw — the host's map, what the chip is fed), with the
+gradient-masking checks and their escalation, at two ε, and collect a table.
 
 Models: plain = certify_snn's pretrained ``mnist_FC``; certified = certify_snn's
 ``FC_T_3_eps_0.06`` (S-CROWN trained by the paper's code); FGSM-AT, HoSNN+AT and TGO are
@@ -66,6 +70,9 @@ def main() -> None:
     ap.add_argument("--eps", default="0.05,0.1")
     ap.add_argument("--defenses", default="plain,certified,fgsm-at,hosnn+at,tgo")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget", choices=("full", "demo"), default="full")
+    ap.add_argument("--threats", default="known", help="known, unknown or known,unknown")
+    ap.add_argument("--masking-samples", type=int, default=64)
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,22 +83,29 @@ def main() -> None:
     for name in args.defenses.split(","):
         t0 = time.perf_counter()
         model = model_for(name, split, out, args.quiet)
-        cfg = AuditConfig(eps=eps, attacks=("pgd", "apgd-ce"), attack_steps=20, eot=4,
-                          square_queries=100, square_samples=40, samples=args.samples,
-                          lava_samples=args.lava_samples, seed=0, cert_eps=0.06)
+        cfg = AuditConfig(eps=eps, attacks=("auto",), preset_budget=args.budget,
+                          threat_models=tuple(args.threats.split(",")), samples=args.samples,
+                          lava_samples=args.lava_samples, seed=0, cert_eps=0.06,
+                          masking_samples=args.masking_samples)
         rep = run_audit(model, split.test.x, split.test.y, "loihi2", cfg, out / name / "audit",
                         model_info={"defense": name}, quiet=args.quiet)
         row = {"defense": name, "neuron": model.config.neuron,
                "seconds": round(time.perf_counter() - t0, 1),
                "verdicts": rep.verdicts,
                "failed_checks": [f"{c.name} ({c.backend})" for c in rep.checks if not c.passed],
-               "certified": rep.certified, "replay": rep.replay}
+               "certified": rep.certified, "replay": rep.replay,
+               "budget": args.budget, "threat_models": args.threats,
+               "comparisons": rep.comparisons, "escalation": rep.escalation}
         for b in rep.backends():
             c = rep.clean(b)
             row[f"{b}_clean"] = c.accuracy if c else None
-            for e in eps:
-                r = rep.lookup(b, "worst", e)
-                row[f"{b}_worst_{e:g}"] = r.accuracy if r else None
+            for tm in ("known draw", "unknown draw"):
+                for e in eps:
+                    r = rep.lookup(b, "worst", e, threat_model=tm)
+                    if r is not None:
+                        key = f"{b}_{tm.split()[0]}_{e:g}"
+                        row[key] = r.accuracy
+                        row[key + "_upper_bound"] = r.upper_bound
         rows.append(row)
         print(json.dumps(row), flush=True)
         (out / "findings.json").write_text(json.dumps(rows, indent=2))
