@@ -267,7 +267,7 @@ def test_check_failing_after_every_round_is_inconclusive(digits_model, tmp_path,
     assert all(r.upper_bound for r in rep.accuracy if r.attack == "worst")
 
 
-def test_pipeline_end_to_end_with_resume(tmp_path):
+def test_pipeline_end_to_end_with_resume(tmp_path, capsys):
     """train → evaluate → export → simulate → audit into one folder, then a resume skips all."""
     from neurodeploy.cli import main
 
@@ -291,6 +291,21 @@ def test_pipeline_end_to_end_with_resume(tmp_path):
     assert sim["samples"] == 40 and 0 <= sim["accuracy_backend"] <= 1
     if lava_available():
         assert json.loads((out / "simulate_lava.json").read_text())["samples"] == 10
+    printed = capsys.readouterr().out.strip().splitlines()
+    audit = json.loads((out / "audit" / "audit.json").read_text())
+    # pipeline ends with the audit's verdict lines and the report's path
+    assert printed[-1] == f"audit report: {out / 'audit' / 'audit.html'}"
+    assert printed[-1 - len(audit["verdicts"]):-1] == audit["verdicts"]
+    assert any(v.startswith("Robust accuracy at ε=0.1 (known draw, fgsm)") for v in audit["verdicts"])
+    # the audit command on the trained checkpoint ends the same way
+    rep = tmp_path / "audit_cli"
+    assert main(["audit", "--model", str(out / "train" / "model.pt"), "--out", str(rep),
+                 "--attacks", "fgsm", "--eps", "0.1", "--samples", "8", "--draws", "2",
+                 "--threat-models", "known,unknown", "--lava-samples", "0", "--no-certify",
+                 "--no-masking-checks", "-q"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    verdict = json.loads((rep / "audit.json").read_text())["verdicts"]
+    assert printed == verdict + [f"report: {rep / 'audit.html'} (also audit.md, audit.json)"]
     stamp = (out / "audit" / "audit.json").stat().st_mtime_ns
     assert main(["pipeline", "--config", str(cfg), "--out", str(out), "--resume", "-q"]) == 0
     assert (out / "audit" / "audit.json").stat().st_mtime_ns == stamp

@@ -8,6 +8,7 @@ or timed out (a missing Lava environment is a warning: the audit runs without La
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
 
@@ -28,25 +29,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
         help="attack float and deployed model side by side; write JSON/Markdown/HTML report",
-        description="Compile the model for --profile, attack the float model, the hardware twin "
-        "(white-box), transfer float→hardware and Square on the exact emulator, replay every "
-        "adversarial input on the emulator and Lava, and write OUT/audit.{json,md,html}.",
+        description="Compile the model for --profile and attack the float model and the deployed "
+        "model (bit-exact emulator, gradients from the hardware twin) side by side with the attack "
+        "engine, under the known-draw and unknown-draw threat models; run the gradient-masking "
+        "checks on both sides (escalating when one fails); compare the two sides on the same "
+        "samples (McNemar, paired bootstrap); replay on Lava; write OUT/audit.{json,md,html}. "
+        "An interrupted audit resumes from OUT/state/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_args(p)
     p.add_argument("--data", default="digits", help="'digits' or a folder with IDX files")
     p.add_argument("--profile", default="loihi2", help="hardware profile name or .toml path")
     p.add_argument("--eps", default="0.05,0.1", help="comma-separated ℓ∞ budgets")
-    p.add_argument("--attacks", default="pgd,apgd-ce", help="white-box attacks")
-    p.add_argument("--attack-steps", type=int, default=20, help="iterations per attack")
-    p.add_argument("--eot", type=int, default=4, help="EoT draws for stochastic models")
+    p.add_argument("--attacks", default="auto",
+                   help="the 'auto' cascade (attacks/presets.py) and/or single attacks, "
+                   "comma-separated (e.g. pgd,apgd-ce)")
+    p.add_argument("--preset-budget", choices=("full", "demo"), default="full",
+                   help="'demo': the small auto-demo budget")
+    p.add_argument("--threat-models", default="known,unknown",
+                   help="known (the host's map: what the chip is fed) and/or unknown (fresh draws)")
+    p.add_argument("--draws", type=int, default=5,
+                   help="unknown draw: independent evaluations (mean ± 95 %% interval)")
+    p.add_argument("--eot", type=int, default=4, help="unknown draw: EoT draws while crafting")
+    p.add_argument("--attack-steps", type=int, default=20,
+                   help="iterations of single gradient attacks")
     p.add_argument("--square-queries", type=int, default=200,
-                   help="Square queries per sample on the emulator (0: skip)")
+                   help="queries of a single Square attack and of the masking checks' Square")
     p.add_argument("--samples", type=int, default=100, help="test samples to audit")
+    p.add_argument("--masking-samples", type=int, default=64,
+                   help="samples of the gradient-masking checks")
+    p.add_argument("--escalation-rounds", type=int, default=2,
+                   help="at most this many escalation rounds when a masking check fails")
     p.add_argument("--lava-samples", type=int, default=50,
                    help="samples replayed on Lava (-1: all, 0: skip Lava)")
     p.add_argument("--no-certify", action="store_true", help="skip S-IBP/S-CROWN certification")
-    p.add_argument("--no-masking-checks", action="store_true", help="skip gradient-masking checks")
+    p.add_argument("--no-masking-checks", action="store_true",
+                   help="skip gradient-masking checks (no verdict can then say 'survived')")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -67,16 +85,19 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     data = load_dataset(args.data).test
     model = load_model(args, data.input_shape)
+    names = lambda t: tuple(a.strip() for a in t.split(",") if a.strip())  # noqa: E731
     cfg = AuditConfig(
-        eps=_floats(args.eps),
-        attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
-        attack_steps=args.attack_steps, eot=args.eot, square_queries=args.square_queries,
-        samples=args.samples, lava_samples=None if args.lava_samples < 0 else args.lava_samples,
+        eps=_floats(args.eps), attacks=names(args.attacks), preset_budget=args.preset_budget,
+        threat_models=names(args.threat_models), draws=args.draws, eot=args.eot,
+        attack_steps=args.attack_steps, square_queries=args.square_queries,
+        samples=args.samples, masking_samples=args.masking_samples,
+        escalation_rounds=args.escalation_rounds,
+        lava_samples=None if args.lava_samples < 0 else args.lava_samples,
         seed=args.seed, certify=not args.no_certify, masking_checks=not args.no_masking_checks,
     )
     report = run_audit(model, data.x, data.y, args.profile, cfg, args.out,
                        quiet=progress_disabled(args.quiet))
     for line in report.verdicts:
         print(line)
-    print(f"report: {args.out}/audit.html, audit.md, audit.json")
+    print(f"report: {Path(args.out) / 'audit.html'} (also audit.md, audit.json)")
     return 0

@@ -75,4 +75,11 @@ def run(args: argparse.Namespace) -> int:
     if "clean_accuracy" in ev:
         print(f"clean accuracy {100 * ev['clean_accuracy']:.2f} % (evaluate.json in {args.out})")
     print(f"pipeline finished: {', '.join(artifacts)} -> {args.out}")
+    audit = artifacts.get("audit") or {}
+    for line in audit.get("verdicts") or []:  # the audit's verdict lines and its report last
+        print(line)
+    if audit.get("html"):
+        from pathlib import Path
+
+        print(f"audit report: {Path(args.out) / audit['html']}")
     return 0
