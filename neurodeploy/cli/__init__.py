@@ -41,10 +41,12 @@ COMMAND_MODULES = (
     "certify",
     "audit",
     "pipeline",
+    "compare",
 )
 
 #: What ``--out`` names for each command: a folder the command fills, or one result file.
 OUT_KIND = {
+    "compare": "dir",
     "train": "dir", "export": "dir", "audit": "dir", "pipeline": "dir",
     "evaluate": "file", "simulate": "file", "attack": "file", "certify": "file",
 }
