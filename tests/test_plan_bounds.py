@@ -374,3 +374,30 @@ def test_verdict_sentence_words() -> None:
     assert "weaker" in verdict_sentence(0.06, 0.54, 0.60)
     assert "unchanged" in verdict_sentence(0.06, 0.54, 0.542)
     assert verdict_sentence(0.1, None, 0.3, "loihi1") == "verified error at ε=0.1: 0.30 (Loihi 1)"
+
+
+def test_certify_cli_with_plan_and_model(tmp_path, capsys) -> None:
+    import json
+
+    from neurodeploy.cli import main
+    from neurodeploy.exporters.compiler import compile_model
+    from neurodeploy.models import ModelConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("FC16-FC10", (1, 8, 8), num_steps=4, readout="rate")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    save_checkpoint(tmp_path / "m.pt", model)
+    compile_model(model, profile="loihi2").save(tmp_path / "plan.npz")
+    out = tmp_path / "cert.json"
+    code = main(["certify", "--plan", str(tmp_path / "plan.npz"), "--model",
+                 str(tmp_path / "m.pt"), "--data", "digits", "--samples", "24", "--eps", "0.02",
+                 "--method", "ibp", "--batch-size", "10", "-q", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    d = json.loads(out.read_text())
+    assert set(d["methods"]) == {"deployed (plan-ibp)", "float (ibp)"}
+    assert d["n"] == 24 and "(Loihi 2)" in d["verdict"] and d["verdict"] in printed
+    code = main(["certify", "--eps", "0.02", "--data", "digits"])
+    assert code == 2 and "--plan" in capsys.readouterr().err
