@@ -454,7 +454,7 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
         syn_core = [int(syn[lo:hi].sum()) for lo, hi in parts]
         layers.append({
             "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
-            "neuron": TALIF if L.is_talif else "lif",
+            "neuron": TALIF if L.is_talif else ("sublif" if L.reset == "subtract" else "lif"),
             "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
             "neurons_per_core": [hi - lo for lo, hi in parts],
             "synapses_per_core": syn_core,
@@ -552,6 +552,15 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         stride = L.stride if L.kind != "fc" else (1, 1)
         name = f"layer{L.index}"
         neuron, nparams, narrays, treport = "lif", {}, {}, {}
+        if L.reset == "subtract":
+            if L.is_talif:
+                raise ConfigError(f"{_label(L)}: TA-LIF with subtract reset has no chip neuron")
+            if not profile.programmable_neurons:
+                raise HardwareFitError(
+                    f"{_label(L)}: subtract reset (node {L.neuron_node!r}) needs programmable "
+                    f"neurons; {profile.name}'s fixed LIF resets to zero — compile for loihi2, "
+                    f"or deploy with reset to zero (export --nir … --reset zero)")
+            neuron = "sublif"
         if L.is_talif:
             neuron = TALIF
             nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),

@@ -6,8 +6,9 @@
    semantics (printed notes say what was inferred) and applies the exact rewrites;
 2. :func:`chip_notes` lists what the chip runs differently from the float reference
    (graded multi-spikes sent as one spike, ``>=`` compared as ``>``, a non-zero initial
-   membrane) — each printed and written into the plan, never silent — and refuses what it
-   cannot run at all, naming the node, the field and what would make it compile;
+   membrane, snntorch's delayed subtraction) — each printed and written into the plan, never
+   silent; the compiler refuses what it cannot run at all, naming the node, the field and
+   what would make it compile;
 3. :func:`~neurodeploy.exporters.nir_import.to_canonical_nir` writes the graph in the
    neurodeploy convention, which :func:`~neurodeploy.exporters.compiler.compile_graph` compiles.
 
@@ -40,22 +41,27 @@ class NIRDeployment:
 
 
 def chip_notes(g: DGraph) -> list[str]:
-    """Differences between the float reference and a Loihi-style LIF population, as notes;
-    raises :class:`ConfigError` for what no chip mapping exists for yet."""
+    """Differences between the float reference and the chip's neurons (Loihi LIF, or the
+    subtract-reset ``sublif``), as notes. What has no chip mapping at all is refused by the
+    compiler (naming the node)."""
     notes: list[str] = []
     for name in g.neurons():
         n = g.nodes[name]
         assert isinstance(n, DNeuron)
         where = f"node {n.source!r}"
-        if n.spiking and n.reset == "subtract":
-            raise ConfigError(
-                f"{where}: subtract reset is not deployable yet (Lava's LIF resets to zero); "
-                f"to deploy with reset-to-zero instead pass --reset zero (the float reference "
-                f"then also resets to zero: measure the change against the producer's own "
-                f"simulation), or retrain with a zero reset")
+        if n.spiking and n.reset == "subtract" and n.reset_amount is not None and \
+                not np.allclose(n.reset_amount, n.theta, rtol=1e-12, atol=0):
+            notes.append(f"{where}: the chip subtracts θ at the spike; the producer subtracts θ "
+                         f"one step later, before the decay (≡ θ/α now): the membrane after a "
+                         f"spike differs by (1/α − 1)·θ")
+        if n.spiking and n.zero_hold:
+            notes.append(f"{where}: the producer also drops the input of the step after a "
+                         f"spike; the chip integrates it")
         if n.spiking and n.multi_spike:
+            tail = ("the rest stays on v (subtract reset) and fires later" if n.reset ==
+                    "subtract" else "equal while v < 2θ")
             notes.append(f"{where}: graded multi-spikes (⌊v/θ⌋ per step) are sent as one "
-                         f"binary spike with reset to zero on the chip; equal while v < 2θ")
+                         f"binary spike on the chip; {tail}")
         if n.spiking and n.spike_op == ">=":
             notes.append(f"{where}: spikes on v ≥ θ in the float model, v > θ on the chip "
                          f"(differs only when v equals the threshold)")

@@ -116,6 +116,7 @@ GAIN_TOL = 1e-9
 float64 round-off of τ = dt/(1−α), R = 1/(1−α); anything larger is a real difference."""
 
 RESET_ZERO = "zero"
+RESET_SUBTRACT = "subtract"
 
 TALIF_META_KEY = "neurodeploy.neuron"
 """Neuron-node metadata key marking neurodeploy's neuron extensions (value ``"talif"``)."""
@@ -155,6 +156,7 @@ class ChainLayer:
     theta_hint: float | None = None
     theta_v: np.ndarray | None = None
     nds: np.ndarray | None = None
+    reset: str = RESET_ZERO
 
     @property
     def is_talif(self) -> bool:
@@ -413,7 +415,9 @@ def _all_zero(arr: Any, field_name: str, where: str) -> None:
                           f"expressible on Lava's LIF")
 
 
-def _check_reset_hint(node: nir.NIRNode, where: str) -> None:
+def _check_reset_hint(node: nir.NIRNode, where: str) -> str:
+    """The node's reset from its metadata hint: ``zero`` (also without a hint, NIR's own
+    semantics) or ``subtract`` (compiled to the subtract-reset neuron); anything else refused."""
     meta = getattr(node, "metadata", None) or {}
     hint = None
     for key in ("reset", "reset_mechanism", "snntorch_reset"):
@@ -421,18 +425,19 @@ def _check_reset_hint(node: nir.NIRNode, where: str) -> None:
             hint = str(np.asarray(meta[key]).item() if isinstance(meta[key], np.ndarray)
                        else meta[key])
             break
-    if hint is not None and hint.lower() != RESET_ZERO:
-        raise ConfigError(
-            f"{where}: metadata says reset {hint!r}; only reset-to-zero can be deployed (Lava's "
-            f"LIF resets v to 0; subtract reset differs in discrete time, research §2.3)"
-        )
+    if hint is None or hint.lower() == RESET_ZERO:
+        return RESET_ZERO
+    if hint.lower() == RESET_SUBTRACT:
+        return RESET_SUBTRACT
+    raise ConfigError(
+        f"{where}: metadata says reset {hint!r}; known resets are 'zero' (Lava's LIF) and "
+        f"'subtract' (the sublif neuron)")
 
 
 def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
                    ) -> tuple[str, float, float | None, float]:
     """(kind, alpha, theta, gain) of a neuron node, validated."""
     where = f"node {name!r} ({type(node).__name__})"
-    _check_reset_hint(node, where)
     if isinstance(node, nir.LIF):
         tau = _uniform(node.tau, "tau", where)
         r = _uniform(node.r, "r", where)
@@ -648,13 +653,14 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             bias = bias * gain if bias is not None else None
         meta = getattr(neu, "metadata", None) or {}
         theta_v, nds = _talif_params(meta, nkind, tuple(out_shape), nwhere)
+        reset = _check_reset_hint(neu, f"node {neu_name!r} ({type(neu).__name__})")
         layers.append(ChainLayer(
             index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
             in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
             flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
             neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
-            theta_v=theta_v, nds=nds,
+            theta_v=theta_v, nds=nds, reset=reset,
         ))
         shape = tuple(out_shape)
         i += 2
@@ -777,6 +783,10 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
     theta = (_exact_param(theta_layers[0].theta, theta_layers[0].theta_hint)
              if theta_layers else 0.25)
     for L in chain.layers:
+        if L.reset != RESET_ZERO:
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): reset {L.reset!r}; "
+                              f"SpikingNet resets to zero (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
         a = _exact_param(L.alpha, L.alpha_hint)
         if a != alpha:
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): α = {a!r} differs from "

@@ -307,3 +307,37 @@ def check_torch_file(path: str | os.PathLike) -> None:
         raise ValueError("is empty")
     if head[:1] != b"\x80":  # every pickle protocol >= 2 starts with PROTO (0x80)
         raise ValueError("is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+
+
+def publish_files(folder: str | os.PathLike, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write files that belong together (``{"model.nir": fn, "plan.npz": fn}``, each
+    ``fn(path)`` writing one file) so that they appear together.
+
+    When ``folder`` is new or holds nothing but these files, they are written into a temporary
+    folder that replaces ``folder`` in one rename (:func:`publish_dir`). When ``folder`` also
+    holds other files (a shared output folder), each file is renamed into place only after
+    all of them were written, so a failure leaves the old set untouched; a kill during the
+    final renames (microseconds) is the only window in which old and new could mix.
+    """
+    folder = Path(folder)
+    others = [] if not folder.is_dir() else [
+        e.name for e in folder.iterdir() if e.name not in writers and not is_temp_name(e.name)]
+    if not others:
+        with publish_dir(folder) as tmp:
+            for name, fn in writers.items():
+                fn(tmp / name)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmps = {name: temp_name(folder / name, Path(name).suffix) for name in writers}
+    try:
+        for name, fn in writers.items():
+            fn(tmps[name])
+            os.chmod(tmps[name], file_mode())
+        for name in writers:
+            os.replace(tmps[name], folder / name)
+        _fsync_dir(folder)
+    except BaseException:
+        for t in tmps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(t)
+        raise

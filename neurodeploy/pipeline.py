@@ -335,8 +335,8 @@ def _resolve_names(cfg: dict[str, Any], source: str) -> None:
         make_surrogate(str(model.get("surrogate", "rect")))
         spikes = fmt == "nmnist"
         if spikes and model.get("encoding", "spikes") != "spikes":
-            raise ConfigError(f"encoding = {model['encoding']!r}: data {src!r} are spikes; "
-                              f"use 'spikes'")
+            raise ConfigError(f"encoding must be 'spikes' for the spike data {src!r}, got "
+                              f"{model['encoding']!r}")
         if not spikes and model.get("encoding") == "spikes":
             raise ConfigError(f"encoding = 'spikes' needs event data; {src!r} are images")
         if fmt == "digits" and init_from is None:

@@ -181,9 +181,14 @@ def test_unknown_config_keys_are_named(tmp_path):
         p.write_text(text)
         with pytest.raises(ConfigError, match=fragment):
             load_config(p)
-    cfg = tmp_path / "free.toml"
-    cfg.write_text("[attack]\nwhatever = [1, 2]\n")  # free sections for later stages
-    assert load_config(cfg)["attack"] == {"whatever": [1, 2]}
+    for text, fragment in [  # no free sections: a typo is named with its close match
+        ("[trian]\nepochs = 1\n", r"unknown section \[trian\] \(did you mean 'train'\?\)"),
+        ("[attack]\nwhatever = [1, 2]\n", r"unknown section \[attack\]"),
+    ]:
+        p = tmp_path / "c.toml"
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=fragment):
+            load_config(p)
 
 
 def test_pipeline_runs_records_and_resumes(tmp_path, capsys):

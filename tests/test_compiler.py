@@ -221,7 +221,12 @@ def test_refusals():
         compile_model(li)
     g = to_nir(build_model(ModelConfig("FC8-FC4", (5,))))
     g.nodes["lif2"].metadata["reset"] = "subtract"
-    with pytest.raises(ConfigError, match="'lif2'.*subtract"):
+    # subtract reset runs on Loihi 2's programmable neurons (sublif), not on Loihi 1's fixed LIF
+    assert [L.neuron for L in compile_graph(g, "loihi2", 10, (5,)).layers] == ["lif", "sublif"]
+    with pytest.raises(HardwareFitError, match="layer 2.*subtract reset .node 'lif2'.*programmable"):
+        compile_graph(g, "loihi1", 10, (5,))
+    g.nodes["lif2"].metadata["reset"] = "halfway"
+    with pytest.raises(ConfigError, match="'lif2'.*'halfway'"):
         compile_graph(g, "loihi2", 10, (5,))
     with pytest.raises(ConfigError, match="input shape"):
         compile_graph(to_nir(build_model(ModelConfig("FC8-FC4", (5,)))), "loihi2", 10, (6,))

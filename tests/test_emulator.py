@@ -176,7 +176,8 @@ def test_rejects_bad_inputs_and_unsupported_plans() -> None:
     conv = random_conv_plan(rng, (1, 4, 4), 2, (2, 2), (1, 1), (0, 0), 1, 3)
     L0 = conv.layers[0]
     bad = DeploymentPlan(conv.profile, conv.num_steps, conv.input_shape,
-                         (PlanLayer(**{**L0.__dict__, "weight_exp": 2}),) + conv.layers[1:])
+                         (PlanLayer(**{**L0.__dict__, "weight_exp": 2}),) + conv.layers[1:],
+                         raw_weights=conv.raw_weights)
     with pytest.raises(PlanError, match="ignores weight_exp"):
         Emulator(bad)
     talif = DeploymentPlan(plan.profile, 2, (4,),

@@ -41,10 +41,16 @@ def test_export_nir_needs_a_producer_and_states_assumptions(tmp_path, capsys):
     f = _foreign_file(tmp_path / "net.nir")
     assert main(["export", "--nir", str(f), "--steps", "8", "--out", str(tmp_path / "a")]) == 2
     assert "--producer" in capsys.readouterr().err
-    # snntorch's default reset (subtract) is not on the chip yet: refused, saying what to do
+    # snntorch's default reset (subtract) needs the programmable sublif neuron: not on loihi1
     rc = main(["export", "--nir", str(f), "--producer", "snntorch", "--steps", "8",
-               "--out", str(tmp_path / "b")])
-    assert rc == 2 and "--reset zero" in capsys.readouterr().err
+               "--profile", "loihi1", "--out", str(tmp_path / "b")])
+    assert rc == 3 and "--reset zero" in capsys.readouterr().err
+    rc = main(["export", "--nir", str(f), "--producer", "snntorch", "--steps", "8",
+               "--out", str(tmp_path / "b2"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "one step later, before the decay" in out
+    assert [L.neuron for L in DeploymentPlan.load(tmp_path / "b2" / "plan.npz").layers] == \
+        ["sublif", "sublif"]
     rc = main(["export", "--nir", str(f), "--producer", "snntorch", "--reset", "zero",
                "--steps", "8", "--out", str(tmp_path / "c"), "-q"])
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.errors import ConfigError
+from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.exporters.nir_deploy import chip_notes, compile_nir
 from neurodeploy.exporters.nir_import import (
     READERS,
@@ -364,10 +364,14 @@ def test_canonical_writer_round_trips():
     _assert_same(_run(d1, x), _run(d2, x))
 
 
-def test_chip_refuses_subtract_and_notes_approximations():
+def test_subtract_reset_compiles_to_sublif_and_approximations_are_noted():
     g = _sinabs_like()
-    with pytest.raises(ConfigError, match=r"node 'n1': subtract reset.*--reset zero"):
-        compile_nir(g, "loihi2", 10, producer="sinabs")
+    dep = compile_nir(g, "loihi2", 10, producer="sinabs")
+    assert [L.neuron for L in dep.plan.layers] == ["sublif", "sublif"]
+    assert any("rest stays on v" in n for n in dep.chip_notes)
+    with pytest.raises(HardwareFitError, match=r"layer 1 .*subtract reset \(node 'n1'\).*"
+                                               r"programmable neurons.*--reset zero"):
+        compile_nir(g, "loihi1", 10, producer="sinabs")
     dg = read_graph(g, producer="sinabs", reset="zero")
     notes = chip_notes(dg)
     assert any("multi-spikes" in n for n in notes) and any("v ≥ θ" in n for n in notes)
@@ -375,6 +379,7 @@ def test_chip_refuses_subtract_and_notes_approximations():
     meta = dep.plan.source["nir_metadata"]
     assert "multi-spikes" in meta["chip_notes"] and "sinabs" in meta["semantics"]
     assert [L.kind for L in dep.plan.layers] == ["conv", "conv"]
+    assert [L.neuron for L in dep.plan.layers] == ["lif", "lif"]
     assert dep.plan.layers[1].stride == (2, 2)
 
 

@@ -35,17 +35,20 @@ def export_stage(ctx: StageContext) -> dict[str, Any]:
     model = _model(ctx)
     graph = to_nir(model)
     plan = compile_graph(graph, profile, model.config.num_steps, model.config.input_shape)
-    write_graph(graph, ctx.path("export/model.nir"))
-    plan.save(ctx.path("export/plan.npz"))
+    from neurodeploy.atomicio import publish_files
+
+    # model.nir and plan.npz appear together (one folder rename), never one without the other
+    publish_files(ctx.path("export"), {"model.nir": lambda p: write_graph(graph, p),
+                                       "plan.npz": plan.save})
     return {"nir": "export/model.nir", "plan": "export/plan.npz", "profile": profile.name,
             "cores": plan.resources.get("cores_used")}
 
 
 def simulate_stage(ctx: StageContext) -> dict[str, Any]:
     """Run the plan on the test split with the emulator (and Lava when available)."""
-    from neurodeploy.cli.simulate import encode, simulate
     from neurodeploy.exporters.plan import DeploymentPlan
     from neurodeploy.sims.lava_env import lava_available
+    from neurodeploy.simulation import encode, simulate
 
     sec = ctx.section("simulate")
     plan = DeploymentPlan.load(ctx.path(ctx.artifacts["export"]["plan"]))

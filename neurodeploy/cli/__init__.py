@@ -173,6 +173,7 @@ def guard_output(command: str, out: str | None) -> Iterator[None]:
         lock.acquire()
         if kind == "dir":
             remove_stale_temps(path)
+            remove_stale_temps(path.parent, recursive=False, only_prefix=path.name)
         else:
             remove_stale_temps(path.parent, recursive=False, only_prefix=path.name)
         yield

@@ -150,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    write_graph(graph, out / "model.nir")
-    plan.save(out / "plan.npz")
+    from neurodeploy.atomicio import publish_files
+
+    # both files appear together (a folder rename when OUT holds nothing else)
+    publish_files(out, {"model.nir": lambda p: write_graph(graph, p), "plan.npz": plan.save})
     if not args.quiet:
         print(format_report(plan))
     print(f"wrote {out / 'model.nir'} and {out / 'plan.npz'}")

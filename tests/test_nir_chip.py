@@ -1,0 +1,127 @@
+"""NIR neuron kinds on the chip: the subtract-reset neuron (``sublif``) and CubaLIF's current
+decay (``du``) — emulator ≡ Lava spike for spike on random plans (hypothesis), and the
+emulator against an independent plain-integer loop. Lava tests skip without ``.venv-lava``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from neurodeploy.exporters.plan import DeploymentPlan
+from neurodeploy.sims.emulator import Emulator, random_conv_plan, random_fc_plan
+from neurodeploy.sims.lava_env import lava_available, run_lava
+
+needs_lava = pytest.mark.skipif(not lava_available(),
+                                reason="Lava environment (.venv-lava) not found")
+
+
+def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None = None
+                  ) -> DeploymentPlan:
+    layers = []
+    for k, L in enumerate(plan.layers):
+        ch = {"neuron": kinds[k % len(kinds)]}
+        if du is not None:
+            ch["du"] = int(du[k % len(du)])
+        layers.append(dataclasses.replace(L, **ch))
+    out = dataclasses.replace(plan, layers=tuple(layers))
+    out.validate()
+    return out
+
+
+def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.ndarray]:
+    """A literal loop of the docstring equations (dense layers, one-step synaptic delay per
+    layer as the emulator reports it), in Python ints."""
+    fmt = plan.fixed_point
+    T, B = spikes.shape[:2]
+    x = spikes.reshape(T, B, -1).astype(np.int64)
+    outs = []
+    for L in plan.layers:
+        W = np.asarray(L.weights, dtype=np.int64)
+        n = W.shape[0]
+        u = np.zeros((B, n), dtype=np.int64)
+        v = np.zeros((B, n), dtype=np.int64)
+        theta = int(L.vth) << fmt.threshold_shift
+        bias = np.asarray(L.bias_mant, dtype=np.int64) << int(L.bias_exp)
+        fu = fmt.decay_unity - int(L.du) - fmt.current_decay_offset
+        fv = fmt.decay_unity - int(L.dv) - fmt.voltage_decay_offset
+        s_all = np.zeros((T, B, n), dtype=np.uint8)
+        for t in range(T):
+            a = x[t] @ W.T
+            u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
+            v = np.sign(v * fv) * (np.abs(v * fv) >> fmt.decay_bits) + u + bias
+            s = v > theta
+            if L.neuron == "sublif":
+                v = v - s * theta
+            else:
+                v = np.where(s, 0, v)
+            s_all[t] = s
+        outs.append(s_all)
+        x = s_all.astype(np.int64)
+    return outs
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(["sublif", "lif"]),
+       st.booleans())
+def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba):
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 20, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0)
+    other = "lif" if first == "sublif" else "sublif"
+    du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
+    plan = _with_neurons(plan, [first, other], du)
+    spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    ref = _plain_integer_sublif(plan, spikes)
+    for k, (e, r) in enumerate(zip(emu.layer_spikes, ref, strict=True)):
+        assert np.array_equal(e.numpy().reshape(r.shape), r), f"layer {k}"
+
+
+def test_sublif_differs_from_lif():
+    rng = np.random.default_rng(3)
+    plan = random_fc_plan(rng, (12, 10), num_steps=12, weight_mode="excitatory",
+                          weight_scale=60.0)
+    spikes = (rng.random((12, 4, 12)) < 0.6).astype(np.uint8)
+    a = Emulator(_with_neurons(plan, ["lif"])).run(torch.as_tensor(spikes)).layer_spikes[0]
+    b = Emulator(_with_neurons(plan, ["sublif"])).run(torch.as_tensor(spikes)).layer_spikes[0]
+    assert not torch.equal(a, b) and b.sum() >= a.sum()
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.booleans())
+def test_lava_equals_emulator_sublif_and_du_fc(seed, n_layers, cuba):
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 30, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=int(rng.integers(2, 9)),
+                          weight_mode="mixed_even", weight_scale=60.0)
+    du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
+    plan = _with_neurons(plan, ["sublif", "lif"], du)
+    spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+
+
+@needs_lava
+@pytest.mark.lava
+def test_lava_equals_emulator_sublif_conv_pool():
+    rng = np.random.default_rng(2)  # a seed where every layer fires
+    plan = random_conv_plan(rng, (2, 7, 7), channels=3, kernel=(3, 3), stride=(1, 1),
+                            padding=(1, 1), pool=2, classes=4, num_steps=10,
+                            weight_scale=80.0)
+    plan = _with_neurons(plan, ["sublif"])
+    spikes = (rng.random((10, 3, 2, 7, 7)) < 0.6).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}"
+        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
