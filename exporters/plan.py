@@ -22,15 +22,15 @@ where ``>>₀`` rounds toward zero. In float units ``W ≈ W_int / scale``, ``θ
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import ConfigError
+from neurodeploy.errors import ConfigError, NeurodeployError
 from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
 
 PLAN_FORMAT = "neurodeploy-plan"
@@ -43,10 +43,74 @@ LAYER_KINDS = ("dense", "conv", "pool")
 NEURON_KINDS = ("lif", "talif", "sublif")
 
 
-class PlanError(ValueError):
-    """A plan file that is missing, corrupt, of another version, or inconsistent."""
+class PlanError(NeurodeployError):
+    """A plan file that is missing, corrupt, of another version, or inconsistent (exit 2)."""
 
     exit_code = 2
+
+
+#: Keys of a plan header and of each layer header, with their JSON types (``int`` excludes
+#: bool; ``float`` accepts an int). Layer keys are the :class:`PlanLayer` fields minus the
+#: arrays, so a field added there must be added here (a test keeps them equal).
+HEADER_KEYS: dict[str, tuple[type, ...]] = {
+    "format": (str,), "version": (int,), "profile": (str,), "num_steps": (int,),
+    "input_shape": (list,), "layers": (list,),
+}
+LAYER_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,), "kind": (str,), "in_shape": (list,), "out_shape": (list,),
+    "weight_exp": (int,), "du": (int,), "dv": (int,), "vth": (int,), "bias_exp": (int,),
+    "scale": (float, int), "delay": (int,), "stride": (list,), "padding": (list,),
+    "groups": (int,), "flatten_before": (bool,), "neuron": (str,), "neuron_params": (dict,),
+    "neuron_arrays": (list,),
+}
+LAYER_REQUIRED = ("name", "kind", "in_shape", "out_shape", "weight_exp", "du", "dv", "vth",
+                  "bias_exp", "scale")
+#: Bound on |weight| of a ``raw_weights`` plan (int16: what a chip's weight port can carry).
+RAW_WEIGHT_LIMIT = 2**15 - 1
+#: Largest synaptic delay a plan may ask for (Loihi's dendritic delay field is 6 bits).
+MAX_DELAY = 63
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def _type_words(types: tuple[type, ...]) -> str:
+    return {(str,): "a string", (int,): "an integer", (float, int): "a number",
+            (list,): "a list", (dict,): "a table", (bool,): "true/false"}.get(types, str(types))
+
+
+def _int_range(where: str, field_: str, value: Any, lo: int, hi: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise PlanError(f"{where}: {field_} = {value!r} is not an integer in [{lo}, {hi}]"
+                        + (f" ({why})" if why else ""))
+    if not lo <= int(value) <= hi:
+        raise PlanError(f"{where}: {field_} = {value} outside the allowed range [{lo}, {hi}]"
+                        + (f" ({why})" if why else ""))
+
+
+def _array_range(where: str, field_: str, a: np.ndarray, lo: int, hi: int, why: str) -> None:
+    if not np.issubdtype(a.dtype, np.integer):
+        raise PlanError(f"{where}: {field_} must hold integers, got dtype {a.dtype}")
+    if a.size == 0:
+        return
+    amin, amax = int(a.min()), int(a.max())
+    if amin < lo or amax > hi:
+        bad = amin if amin < lo else amax
+        idx = np.unravel_index(int(np.argmin(a) if amin < lo else np.argmax(a)), a.shape)
+        raise PlanError(f"{where}: {field_}{list(map(int, idx))} = {bad} outside the allowed "
+                        f"range [{lo}, {hi}] ({why})")
+
+
+def _shape_list(where: str, field_: str, value: Any, dims: tuple[int, ...] = (1, 3),
+                minimum: int = 1) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) not in dims or not all(
+            _is(v, (int,)) and v >= minimum for v in value):
+        raise PlanError(f"{where}: {field_} = {value!r} must be a list of {' or '.join(map(str, dims))}"
+                        f" integers >= {minimum}")
+    return tuple(int(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -130,6 +194,10 @@ class DeploymentPlan:
     quantization: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     fixed_point: FixedPointFormat = LAVA_0_10
+    #: Weights handed to the chip as they are, off the compiler's grid (property tests of
+    #: Lava's own clipping and LSB truncation); validation then only bounds them by
+    #: :data:`RAW_WEIGHT_LIMIT`. Written into the header, so a plan file has to declare it.
+    raw_weights: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -141,37 +209,125 @@ class DeploymentPlan:
         return int(sum(layer.delay for layer in self.layers))
 
     def validate(self) -> None:
-        """Raise :class:`PlanError` naming the layer and field on any inconsistency."""
+        """Check the plan against the fixed-point format it declares (``fixed_point``).
+
+        Every integer field and array must fit its width (weights, weight exponent, ``du``,
+        ``dv``, ``vth``, bias mantissa and exponent, TA-LIF θ_v/NDS and shift), every float
+        must be finite (``scale`` > 0), ``num_steps`` positive, and the shapes must chain.
+        Raises :class:`PlanError` naming the layer, the field, the value and the allowed range.
+        """
+        fmt = self.fixed_point
+        _int_range("plan", "num_steps", self.num_steps, 1, 2**31 - 1, "time steps T")
+        shape = _shape_list("plan", "input_shape", list(self.input_shape))
         if not self.layers:
             raise PlanError("plan has no layers")
-        shape = tuple(self.input_shape)
         for i, L in enumerate(self.layers):
             where = f"plan layer {i} ({L.name})"
             if L.kind not in LAYER_KINDS:
-                raise PlanError(f"{where}: unknown kind {L.kind!r}")
+                raise PlanError(f"{where}: kind = {L.kind!r} is not one of {list(LAYER_KINDS)}")
             if L.neuron not in NEURON_KINDS:
-                raise PlanError(f"{where}: unknown neuron {L.neuron!r}")
+                raise PlanError(f"{where}: neuron = {L.neuron!r} is not one of "
+                                f"{list(NEURON_KINDS)}")
             if tuple(L.in_shape) != shape:
-                raise PlanError(f"{where}: in_shape {L.in_shape} != previous output {shape}")
-            if not np.issubdtype(L.weights.dtype, np.integer):
-                raise PlanError(f"{where}: weights must be integers, got {L.weights.dtype}")
+                raise PlanError(f"{where}: in_shape {tuple(L.in_shape)} != previous output {shape}")
+            out_shape = _shape_list(where, "out_shape", list(L.out_shape))
+            if not isinstance(L.weights, np.ndarray) or not isinstance(L.bias_mant, np.ndarray):
+                raise PlanError(f"{where}: weights and bias_mant must be integer arrays")
             if L.kind == "dense":
+                _int_range(where, "groups", L.groups, 1, 1, "dense layers are not grouped")
+                _shape_list(where, "stride", list(L.stride), dims=(2,))
+                _shape_list(where, "padding", list(L.padding), dims=(2,), minimum=0)
                 want = (L.out_size, L.in_size)
                 if tuple(L.weights.shape) != want:
-                    raise PlanError(f"{where}: dense weights {L.weights.shape}, expected {want}")
+                    raise PlanError(f"{where}: dense weights shape {L.weights.shape}, expected "
+                                    f"{want}")
             else:
-                if len(L.in_shape) != 3 or len(L.out_shape) != 3 or L.weights.ndim != 4:
-                    raise PlanError(f"{where}: conv/pool layers need (C,H,W) shapes, 4-D weights")
+                self._check_conv(where, L, shape, out_shape)
             if L.bias_mant.shape != (L.out_size,):
                 raise PlanError(f"{where}: bias_mant shape {L.bias_mant.shape}, expected "
                                 f"({L.out_size},)")
-            fmt = self.fixed_point
-            for name, val, lo, hi in (("du", L.du, 0, fmt.decay_max),
-                                      ("dv", L.dv, 0, fmt.decay_max),
-                                      ("vth", L.vth, 0, fmt.vth_max), ("delay", L.delay, 0, 63)):
-                if not lo <= int(val) <= hi:
-                    raise PlanError(f"{where}: {name} = {val} outside [{lo}, {hi}]")
-            shape = tuple(L.out_shape)
+            # weights: mixed-sign matrices on the even grid, single-sign within the magnitude
+            w = L.weights
+            if not np.issubdtype(w.dtype, np.integer):
+                raise PlanError(f"{where}: weights must hold integers, got dtype {w.dtype}")
+            mode = fmt.weight_sign_mode(w)
+            if self.raw_weights:
+                _array_range(where, "weights", w, -RAW_WEIGHT_LIMIT, RAW_WEIGHT_LIMIT,
+                             "raw weights of a plan with raw_weights = true")
+            else:
+                lo, hi = fmt.weight_range(mode)
+                _array_range(where, "weights", w, lo, hi,
+                             f"{mode}-sign mantissas of {fmt.weight_bits}-bit weights")
+            if not self.raw_weights and mode == "mixed" and fmt.mixed_step > 1 and w.size \
+                    and bool((w % 2).any()):
+                idx = np.unravel_index(int(np.argmax(w % 2 != 0)), w.shape)
+                raise PlanError(f"{where}: weights{list(map(int, idx))} = {int(w[idx])} is odd; "
+                                f"mixed-sign mantissas must be multiples of {fmt.mixed_step}")
+            _int_range(where, "weight_exp", L.weight_exp, fmt.weight_exp_min, fmt.weight_exp_max,
+                       "weight exponent")
+            _int_range(where, "du", L.du, 0, fmt.decay_max, f"{fmt.decay_bits}-bit decay")
+            _int_range(where, "dv", L.dv, 0, fmt.decay_max, f"{fmt.decay_bits}-bit decay")
+            _int_range(where, "vth", L.vth, 0, fmt.vth_max,
+                       f"{fmt.threshold_bits}-bit threshold mantissa")
+            _array_range(where, "bias_mant", L.bias_mant, fmt.bias_mant_min, fmt.bias_mant_max,
+                         f"{fmt.bias_mant_bits}-bit signed bias mantissa")
+            _int_range(where, "bias_exp", L.bias_exp, 0, fmt.bias_exp_max,
+                       f"{fmt.bias_exp_bits}-bit bias exponent")
+            _int_range(where, "delay", L.delay, 0, MAX_DELAY, "synaptic delay in steps")
+            if isinstance(L.scale, bool) or not isinstance(L.scale, (int, float, np.floating)) \
+                    or not math.isfinite(float(L.scale)) or not float(L.scale) > 0:
+                raise PlanError(f"{where}: scale = {L.scale!r} must be a finite number > 0")
+            if L.neuron == "talif":
+                self._check_talif(where, L)
+            elif L.neuron_arrays:
+                raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays, got "
+                                f"{sorted(L.neuron_arrays)}")
+            shape = out_shape
+
+    def _check_conv(self, where: str, L: PlanLayer, shape: tuple[int, ...],
+                    out_shape: tuple[int, ...]) -> None:
+        if len(shape) != 3 or len(out_shape) != 3 or L.weights.ndim != 4:
+            raise PlanError(f"{where}: conv/pool layers need (C,H,W) shapes and 4-D weights, got "
+                            f"in {shape}, out {out_shape}, weights {L.weights.shape}")
+        stride = _shape_list(where, "stride", list(L.stride), dims=(2,))
+        padding = _shape_list(where, "padding", list(L.padding), dims=(2,), minimum=0)
+        _int_range(where, "groups", L.groups, 1, shape[0], "input channels")
+        c_out, c_in_g, kh, kw = (int(v) for v in L.weights.shape)
+        if shape[0] % L.groups or out_shape[0] % L.groups or c_out != out_shape[0] \
+                or c_in_g != shape[0] // L.groups:
+            raise PlanError(f"{where}: weights shape {L.weights.shape} does not match in "
+                            f"{shape}, out {out_shape}, groups {L.groups}")
+        want = tuple((n + 2 * p - k) // s + 1 for n, p, k, s in
+                     zip(shape[1:], padding, (kh, kw), stride, strict=True))
+        if want != out_shape[1:]:
+            raise PlanError(f"{where}: out_shape {out_shape} but kernel {kh}x{kw}, stride "
+                            f"{stride}, padding {padding} on {shape} give {(c_out, *want)}")
+
+    def _check_talif(self, where: str, L: PlanLayer) -> None:
+        fmt = self.fixed_point
+        where = f"{where}: talif"
+        if fmt.talif_state_bits is None or fmt.talif_theta_v_bits is None \
+                or fmt.talif_theta_v_shift_max is None:
+            raise PlanError(f"{where} layer, but the plan's fixed-point format has no TA-LIF "
+                            f"widths")
+        params = L.neuron_params
+        _int_range(where, "neuron_params.theta_v_shift", params.get("theta_v_shift"), 0,
+                   fmt.talif_theta_v_shift_max, "TA-LIF θ_v shift")
+        _int_range(where, "neuron_params.theta_bits", params.get("theta_bits"), 1,
+                   fmt.talif_state_bits, "TA-LIF state width")
+        want = {"theta_v": (L.out_size,), "nds": (int(self.num_steps), L.out_size)}
+        if set(L.neuron_arrays) != set(want):
+            raise PlanError(f"{where} neuron_arrays {sorted(L.neuron_arrays)}, expected "
+                            f"{sorted(want)}")
+        for k, shp in want.items():
+            a = L.neuron_arrays[k]
+            if not isinstance(a, np.ndarray) or tuple(a.shape) != shp:
+                raise PlanError(f"{where} {k} shape {getattr(a, 'shape', None)}, expected {shp}")
+        _array_range(where, "theta_v", L.neuron_arrays["theta_v"], 0,
+                     2**fmt.talif_theta_v_bits - 1, f"{fmt.talif_theta_v_bits}-bit θ_v mantissa")
+        lim = fmt.talif_theta_max()
+        _array_range(where, "nds", L.neuron_arrays["nds"], -lim, lim,
+                     f"{fmt.talif_state_bits}-bit TA-LIF state")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan atomically as ``.npz`` (a temporary file renamed into place)."""
@@ -194,19 +350,16 @@ class DeploymentPlan:
             "source": self.source,
             "fixed_point": self.fixed_point.to_dict(),
         }
+        if self.raw_weights:
+            header["raw_weights"] = True
         arrays["header"] = np.array(json.dumps(header, default=_json_default))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        from neurodeploy.atomicio import write_with  # stdlib only; mode from the umask
+
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        write_with(path, write, suffix=".npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeploymentPlan:
@@ -214,48 +367,94 @@ class DeploymentPlan:
         path = Path(path)
         if not path.is_file():
             raise PlanError(f"plan {str(path)!r} does not exist")
-        try:
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise PlanError(f"plan {str(path)!r} is not a deployment plan (not an .npz archive)")
+        try:  # zipfile checks every member's CRC-32 as it reads it
             with np.load(path, allow_pickle=False) as z:
                 files = {k: z[k] for k in z.files}
         except Exception as exc:
-            raise PlanError(f"plan {str(path)!r} cannot be read: {exc}") from exc
+            raise PlanError(f"plan {str(path)!r} is corrupt and cannot be read "
+                            f"({type(exc).__name__}: {exc})") from exc
         if "header" not in files:
             raise PlanError(f"{path}: not a deployment plan (no header)")
         try:
             h = json.loads(str(files["header"]))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, ValueError) as exc:
             raise PlanError(f"{path}: corrupt plan header: {exc}") from exc
+        if not isinstance(h, dict):
+            raise PlanError(f"{path}: corrupt plan header (not a JSON object)")
         if h.get("format") != PLAN_FORMAT:
             raise PlanError(f"{path}: not a deployment plan (format {h.get('format')!r})")
         if h.get("version") not in READABLE_PLAN_VERSIONS:
             raise PlanError(f"{path}: plan version {h.get('version')} unsupported "
                             f"(this build reads versions {list(READABLE_PLAN_VERSIONS)})")
+        for key, types in HEADER_KEYS.items():
+            if key not in h:
+                raise PlanError(f"{path}: plan header lacks {key!r}")
+            if not _is(h[key], types):
+                raise PlanError(f"{path}: plan header {key} = {h[key]!r:.80} must be "
+                                f"{_type_words(types)}")
         if h["version"] >= 2 and "fixed_point" not in h:
             raise PlanError(f"{path}: version-{h['version']} plan lacks its fixed_point format")
         try:
             fmt = (FixedPointFormat.from_dict(h["fixed_point"], f"{path}: fixed_point")
                    if "fixed_point" in h else LAVA_0_10)
-        except ConfigError as exc:
+        except (ConfigError, TypeError, ValueError) as exc:
             raise PlanError(str(exc)) from exc
-        layers = []
-        for i, lh in enumerate(h["layers"]):
-            try:
-                arrays = {k: files[f"layer{i}.n.{k}"] for k in lh.pop("neuron_arrays")}
-                layers.append(PlanLayer(
-                    weights=files[f"layer{i}.weights"],
-                    bias_mant=files[f"layer{i}.bias_mant"],
-                    neuron_arrays=arrays,
-                    **{**lh,
-                       "in_shape": tuple(lh["in_shape"]), "out_shape": tuple(lh["out_shape"]),
-                       "stride": tuple(lh["stride"]), "padding": tuple(lh["padding"])},
-                ))
-            except (KeyError, TypeError) as exc:
-                raise PlanError(f"{path}: layer {i} is incomplete ({exc})") from exc
-        plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), tuple(layers),
-                   h.get("resources", {}), h.get("quantization", {}), h.get("source", {}),
-                   fixed_point=fmt)
-        plan.validate()
+        layers = tuple(_layer_from_header(path, i, lh, files) for i, lh in enumerate(h["layers"]))
+        extra = {k: h.get(k, {}) for k in ("resources", "quantization", "source")}
+        for k, v in extra.items():
+            if not isinstance(v, dict):
+                raise PlanError(f"{path}: plan header {k} must be a table")
+        raw = h.get("raw_weights", False)
+        if not isinstance(raw, bool):
+            raise PlanError(f"{path}: plan header raw_weights = {raw!r} must be true/false")
+        plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), layers,
+                   extra["resources"], extra["quantization"], extra["source"], fixed_point=fmt,
+                   raw_weights=raw)
+        try:
+            plan.validate()
+        except PlanError as exc:
+            raise PlanError(f"{path}: {exc}") from exc
         return plan
+
+
+def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]) -> PlanLayer:
+    """One :class:`PlanLayer` from its header and arrays; PlanError names a missing, unknown
+    or mistyped key and a missing or non-integer array."""
+    where = f"{path}: plan layer {i}"
+    if not isinstance(lh, dict):
+        raise PlanError(f"{where}: header is not a table")
+    where = f"{path}: plan layer {i} ({lh.get('name', '?')})"
+    unknown = sorted(set(lh) - set(LAYER_KEYS))
+    if unknown:
+        raise PlanError(f"{where}: unknown key(s) {unknown}")
+    for key in LAYER_REQUIRED:
+        if key not in lh:
+            raise PlanError(f"{where}: lacks {key!r}")
+    for key, value in lh.items():
+        if not _is(value, LAYER_KEYS[key]):
+            raise PlanError(f"{where}: {key} = {value!r:.80} must be "
+                            f"{_type_words(LAYER_KEYS[key])}")
+    names = lh.get("neuron_arrays", [])
+    if not all(isinstance(n, str) for n in names):
+        raise PlanError(f"{where}: neuron_arrays must list names")
+    arrays = {}
+    for key in ["weights", "bias_mant", *[f"n.{n}" for n in names]]:
+        a = files.get(f"layer{i}.{key}")
+        if a is None:
+            raise PlanError(f"{where}: array {key!r} is missing")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise PlanError(f"{where}: array {key!r} must hold integers, got dtype {a.dtype}")
+        arrays[key] = a
+    args = {k: v for k, v in lh.items() if k != "neuron_arrays"}
+    for k in ("in_shape", "out_shape", "stride", "padding"):
+        if k in args:
+            args[k] = tuple(args[k])
+    return PlanLayer(weights=arrays["weights"], bias_mant=arrays["bias_mant"],
+                     neuron_arrays={n: arrays[f"n.{n}"] for n in names}, **args)
 
 
 def _json_default(o: Any) -> Any:
