@@ -144,7 +144,10 @@ def headline(result: Any, attacks_label: str, threat: str, checks: list[Any] | N
     out = []
     for e in result.eps_list:
         s = result._summary(result.robust_accuracy[e])
-        ci = f" [95 % CI {100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}]" if s["ci95"] else ""
+        ci = ""
+        if s["ci95"]:  # a t-interval of a proportion, shown within [0, 100] %
+            lo, hi = max(0.0, s["ci95"][0]), min(1.0, s["ci95"][1])
+            ci = f" [95 % CI {100 * lo:.1f}, {100 * hi:.1f}]"
         bound = "≤ " if failed or checks is None else ""
         out.append(f"robust accuracy at eps={e:g}: {bound}{100 * s['mean']:.1f} %{ci} "
                    f"(attacks {attacks_label}, {threat}, n={result.n_examples}; {state})")
