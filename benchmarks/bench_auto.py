@@ -92,10 +92,10 @@ def main() -> None:
     if AutoAttack is not None:
         for sur in [s for s in args.surrogates.split(",") if s]:
             aa = AutoAttack(net, norm="Linf", eps=eps, version="standard", seed=0,
-                            device=x.device, verbose=False)
+                            device=x.device)
             t = time.perf_counter()
             with gradient_mode(net, f"bptt:{sur}"):
-                xa = aa.run_standard_evaluation(x, y, bs=n)
+                xa = aa.run_standard_evaluation(x, y, batch_size=n)
             t_ref[sur] = time.perf_counter() - t
             rows.append((f"pyautoattack standard + {sur}", t_ref[sur], acc_of(net, xa, y)))
             print(rows[-1], flush=True)
