@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from neurodeploy.cli.common import progress_disabled
 from neurodeploy.data.core import Dataset
 from neurodeploy.errors import ConfigError
+from neurodeploy.runtime import progress_disabled
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,6 @@ ENCODINGS = ("bernoulli", "direct", "spikes")
 CHECKPOINT_FORMAT = "neurodeploy-checkpoint"
 CHECKPOINT_VERSION = 1
 
-# Neuron kinds that live in defense modules; imported on demand so that the registry is filled.
-_NEURON_MODULES = {
-    "talif": "neurodeploy.defenses.hosnn",
-    "noisy": "neurodeploy.defenses.tgo",
-}
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model (saved in every checkpoint).
@@ -125,11 +118,8 @@ def _make_synapse(spec: LayerSpec, bias: bool) -> nn.Module:
 
 
 def _neuron_factory(kind: str):
-    if kind not in NEURON_KINDS and kind in _NEURON_MODULES:
-        importlib.import_module(_NEURON_MODULES[kind])
-    if kind not in NEURON_KINDS:
-        raise ConfigError(f"unknown neuron kind {kind!r}; known: {sorted(NEURON_KINDS)}")
-    return NEURON_KINDS[kind]
+    """The registered factory of a hidden-layer neuron kind (:data:`NEURON_KINDS`)."""
+    return NEURON_KINDS.get_entry(kind)
 
 
 #: The float model's result is the one backend :class:`~neurodeploy.trace.Trace` (``mems`` and

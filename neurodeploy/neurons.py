@@ -28,6 +28,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from neurodeploy.registry import Registry
 from neurodeploy.surrogates import SpikeFn, make_surrogate
 
 
@@ -140,10 +141,12 @@ class LeakyIntegrator(nn.Module):
         return StepOut(torch.zeros_like(mem), mem, self.theta, (mem,))
 
 
-# Registry of hidden-layer neuron kinds. Defenses add theirs (``talif``, ``noisy``) on import.
-# A factory takes (model_config, layer_index, out_shape) and returns a neuron module.
+# Registry of hidden-layer neuron kinds. A factory takes (model_config, layer_index, out_shape)
+# and returns a neuron module. The defense modules listed register theirs (``talif``, ``noisy``);
+# they are imported on the first lookup of a kind not registered yet (neurodeploy.registry).
 NeuronFactory = Callable[..., nn.Module]
-NEURON_KINDS: dict[str, NeuronFactory] = {}
+NEURON_KINDS: Registry[NeuronFactory] = Registry(
+    "neuron kind", modules=("neurodeploy.defenses.hosnn", "neurodeploy.defenses.tgo"))
 
 
 def register_neuron(kind: str, factory: NeuronFactory) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.registry import Registry
 from neurodeploy.training.metrics import read_json, write_json_atomic
 
 STATE_FILE = "pipeline_state.json"
@@ -630,11 +630,10 @@ class Stage:
     description: str = ""
 
 
-STAGES: dict[str, Stage] = {}
-
-# Modules that register further stages when imported (added by later issues, e.g.
-# "neurodeploy.exporters.stage"). Missing modules are skipped.
-STAGE_MODULES: list[str] = ["neurodeploy.audit.stages"]
+#: Stage name → stage. ``train`` and ``evaluate`` are registered below; the modules listed
+#: register the others and are imported on the first lookup (neurodeploy.registry).
+STAGE_MODULES: tuple[str, ...] = ("neurodeploy.audit.stages",)
+STAGES: Registry[Stage] = Registry("stage", modules=STAGE_MODULES)
 
 
 def register_stage(
@@ -642,17 +641,13 @@ def register_stage(
 ) -> Stage:
     """Register (or replace) a stage; ``after`` names the stages whose artifacts it needs."""
     stage = Stage(name, fn, tuple(after), description or (fn.__doc__ or "").strip().split("\n")[0])
-    STAGES[name] = stage
+    STAGES.register(name, stage)
     return stage
 
 
 def load_stage_modules() -> None:
-    for mod in STAGE_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    """Import every stage module (:data:`STAGE_MODULES`) so that all stages are registered."""
+    STAGES.load()
 
 
 def stage_order(selected: Sequence[str] | None = None) -> list[str]:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from neurodeploy.errors import ConfigError, DataError
+from neurodeploy.registry import Registry
 
 DOMAINS = ("box", "binary")
 NORMS = ("linf", "l2")
@@ -490,18 +491,21 @@ def ball_violation(adv: torch.Tensor, x: torch.Tensor, eps: float, domain: str, 
 # --------------------------------------------------------------------------- registry
 
 AttackFactory = Callable[[Any], Attack]
-# name -> (config dataclass, factory(config) -> Attack)
-ATTACKS: dict[str, tuple[type, AttackFactory]] = {}
+#: name -> (config dataclass, factory(config) -> Attack). The attack modules listed register
+#: themselves on import; the registry imports them on the first lookup (neurodeploy.registry).
+ATTACKS: Registry[tuple[type, AttackFactory]] = Registry("attack", modules=(
+    "neurodeploy.attacks.apgd", "neurodeploy.attacks.gradient", "neurodeploy.attacks.spikes",
+    "neurodeploy.attacks.spikeset", "neurodeploy.attacks.square"))
 
 
 def register_attack(name: str, config_cls: type, factory: AttackFactory) -> None:
     """Register an attack under ``name`` (idempotent)."""
-    ATTACKS[name] = (config_cls, factory)
+    ATTACKS.register(name, (config_cls, factory))
 
 
 def _ensure_registered() -> None:
-    # The attack modules register themselves on import.
-    from neurodeploy.attacks import apgd, gradient, spikes, spikeset, square  # noqa: F401
+    """Every attack module imported (the registry does it on the first lookup)."""
+    ATTACKS.load()
 
 
 def make_attack(name: str, **params: Any) -> Attack:
@@ -541,11 +545,3 @@ def attack_fields(name: str) -> set[str]:
 def attack_names() -> list[str]:
     _ensure_registered()
     return sorted(ATTACKS)
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """A (name, params) pair as stored in result records."""
-
-    name: str
-    params: dict[str, Any]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
+
+# device choice and quiet mode live in the library's runtime module (re-exported for commands)
+from neurodeploy.runtime import progress_disabled, resolve_device  # noqa: F401
 
 
 def add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
@@ -15,27 +17,6 @@ def add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if out:
         p.add_argument("--out", default=None, help="output folder or file (see the command)")
-
-
-def resolve_device(name: str):
-    import torch
-
-    from neurodeploy.errors import ConfigError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return dev
-
-
-def progress_disabled(quiet: bool) -> bool:
-    """Progress bars are off with --quiet or NEURODEPLOY_QUIET=1."""
-    return quiet or os.environ.get("NEURODEPLOY_QUIET", "") == "1"
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -12,13 +12,14 @@ Defenses are registered by name in :data:`DEFENSES`; ``a+b`` composes them (see
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.registry import Registry
 
 
 @dataclass
@@ -65,53 +66,34 @@ class Defense:
 
 
 DefenseFactory = Callable[[dict[str, Any]], Defense]
-DEFENSES: dict[str, DefenseFactory] = {"none": lambda opts: Defense()}
+#: Defense name → factory. The modules listed register the others on import; the registry
+#: imports them on the first lookup of a name it does not hold (neurodeploy.registry).
+DEFENSES: Registry[DefenseFactory] = Registry("defense", modules=(
+    "neurodeploy.defenses.certified", "neurodeploy.defenses.hosnn", "neurodeploy.defenses.tgo",
+    "neurodeploy.defenses.adversarial"))
+DEFENSES.register("none", lambda opts: Defense())
 
-# Defenses living in other modules, imported on first use so the registry fills itself.
-_DEFENSE_MODULES = {
-    "certified": "neurodeploy.defenses.certified",
-    "hosnn": "neurodeploy.defenses.hosnn",
-    "tgo": "neurodeploy.defenses.tgo",
-    "at": "neurodeploy.defenses.adversarial",
-    "fgsm-at": "neurodeploy.defenses.adversarial",
-    "pgd-at": "neurodeploy.defenses.adversarial",
-    "rat": "neurodeploy.defenses.adversarial",
-}
-
-# Composition hook: set by neurodeploy.defenses.compose (``a+b``).
-COMPOSE: dict[str, Callable[[list[Defense]], Defense]] = {}
+#: Composition rules for ``a+b`` (``compose``: neurodeploy.defenses.compose).
+COMPOSE: Registry[Callable[[list[Defense]], Defense]] = Registry(
+    "defense composition", modules=("neurodeploy.defenses.compose",))
 
 
 def register_defense(name: str, factory: DefenseFactory) -> None:
-    DEFENSES[name] = factory
+    DEFENSES.register(name, factory)
 
 
 def make_defense(spec: str, options: dict[str, Any] | None = None) -> Defense:
     """Build a defense from ``"name"`` or ``"a+b"`` with shared ``options``."""
-    import importlib
-
     options = dict(options or {})
     parts = [p.strip().lower() for p in spec.split("+") if p.strip()]
     if not parts:
         raise ConfigError("empty defense name")
     built = []
     for p in parts:
-        if p not in DEFENSES and p in _DEFENSE_MODULES:
-            importlib.import_module(_DEFENSE_MODULES[p])
         if p not in DEFENSES:
-            known = sorted(set(DEFENSES) | set(_DEFENSE_MODULES))
-            raise ConfigError(f"unknown defense {p!r}; choose from {known} (combine with '+')")
+            raise ConfigError(f"unknown defense {p!r}; choose from {sorted(DEFENSES)} "
+                              f"(combine with '+')")
         built.append(DEFENSES[p](options))
     if len(built) == 1:
         return built[0]
-    if "compose" not in COMPOSE:
-        importlib.import_module("neurodeploy.defenses.compose")
-    return COMPOSE["compose"](built)
-
-
-@dataclass
-class DefenseSpec:
-    """A defense name plus its options, as stored in configs and checkpoints."""
-
-    name: str = "none"
-    options: dict[str, Any] = field(default_factory=dict)
+    return COMPOSE.get_entry("compose")(built)

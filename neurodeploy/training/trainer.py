@@ -48,11 +48,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from neurodeploy.cli.common import progress_disabled, resolve_device
 from neurodeploy.data.core import DatasetSplit
 from neurodeploy.errors import CheckpointError, ConfigError, NeurodeployError
 from neurodeploy.evaluation import evaluate
 from neurodeploy.models import atomic_torch_save, library_versions, save_checkpoint
+from neurodeploy.runtime import progress_disabled, resolve_device
 from neurodeploy.scale.ddp import Replicas
 from neurodeploy.training.defense import BatchContext, Defense
 from neurodeploy.training.metrics import write_json_atomic
