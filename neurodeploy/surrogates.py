@@ -33,45 +33,33 @@ from neurodeploy.errors import ConfigError
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-class _Rect(torch.autograd.Function):
+class _Heaviside(torch.autograd.Function):
+    """Forward the strict Heaviside ``1[x > 0]``; backward ``grad · deriv(x, param)``."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, deriv: Callable[[torch.Tensor, float], torch.Tensor],
+                param: float) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
-        ctx.width = width
+        ctx.deriv, ctx.param = deriv, param
         return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() < ctx.width).to(grad.dtype), None
+        return grad * ctx.deriv(x, ctx.param).to(grad.dtype), None, None
 
 
-class _Triangle(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.gamma = gamma
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        g = ctx.gamma
-        return grad * (g - x.abs()).clamp(min=0) / (g * g), None
+def _rect_deriv(x: torch.Tensor, width: float) -> torch.Tensor:
+    return (x.abs() < width).to(x.dtype)
 
 
-class _AdaptiveArctan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, omega: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.omega = omega
-        return (x > 0).to(x.dtype)
+def _triangle_deriv(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return (gamma - x.abs()).clamp(min=0) / (gamma * gamma)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        a = adaptive_sharpness(x, ctx.omega)
-        return grad * (a / 2) / (1 + (torch.pi / 2 * a * x) ** 2), None
+
+def _assg_deriv(x: torch.Tensor, omega: float) -> torch.Tensor:
+    a = adaptive_sharpness(x, omega)
+    return (a / 2) / (1 + (torch.pi / 2 * a * x) ** 2)
 
 
 def adaptive_sharpness(x: torch.Tensor, omega: float) -> torch.Tensor:
@@ -85,7 +73,7 @@ def adaptive_sharpness(x: torch.Tensor, omega: float) -> torch.Tensor:
 
 def _assg(omega: float = 1.0) -> SpikeFn:
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return _AdaptiveArctan.apply(x, omega)
+        return _Heaviside.apply(x, _assg_deriv, omega)
 
     fn.per_step = True  # type: ignore[attr-defined]  # statistics over one step's [B, …]
     return fn
@@ -93,14 +81,14 @@ def _assg(omega: float = 1.0) -> SpikeFn:
 
 def _rect(width: float = 0.5) -> SpikeFn:
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return _Rect.apply(x, width)
+        return _Heaviside.apply(x, _rect_deriv, width)
 
     return fn
 
 
 def _triangle(gamma: float = 1.0) -> SpikeFn:
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return _Triangle.apply(x, gamma)
+        return _Heaviside.apply(x, _triangle_deriv, gamma)
 
     return fn
 
