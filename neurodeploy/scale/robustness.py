@@ -25,12 +25,13 @@ SEED_RULE = ("per shard: sha256([seed, 'shard', None, n, sha256(indices)]) is th
 
 
 def _robustness_task(shard: Shard, p: dict[str, Any]) -> dict[str, Any]:
+    from neurodeploy.attacks.base import select_rows
     from neurodeploy.attacks.engine import evaluate_robustness
 
     bd = p["batch_dim"]
     idx = torch.tensor(shard.indices, dtype=torch.long)
     device = torch.device(p["device"])
-    clf = p["classifier"]
+    clf = select_rows(p["classifier"], idx)  # known-draw maps follow the shard's samples
     if hasattr(clf, "to"):
         clf = clf.to(device)
     x = p["x"].index_select(bd, idx).to(device)
