@@ -27,7 +27,11 @@ from neurodeploy.exporters.profiles import load_profile
 from neurodeploy.models import ModelConfig, build_model
 
 NMNIST_CNN = "C16K5S2-C32K3-SP2-C64K3-SP2-FC256-FC10"
-VGG_32 = "C32K3-C32K3-SP2-C64K3-C64K3-SP2-C128K3-SP2-FC256-FC10"
+# Pools over at most 64 channels: Lava 0.10's Conv model (lava/proc/conv/models.py) types
+# ``groups`` as int8, so a pool over 128 channels (a Conv with groups=128) wraps to -128 and
+# Lava outputs no spikes at all, while the emulator and the numpy transcription of Lava agree
+# (measured on C128K3-SP2-FC10: Lava 0 pool spikes, emulator = transcription = 12,367).
+VGG_32 = "C32K3-C32K3-SP2-C64K3-C64K3-SP2-C128K3-C128K3-FC256-FC10"
 
 
 def _plan(arch, shape, profile, steps=4, scale=3.0, encoding="bernoulli"):

@@ -188,3 +188,27 @@ def test_two_ray_workers_give_results_identical_to_serial(tmp_path):
     assert cert_serial.samples["crown"]["margin_lb"].unique().numel() > 100
     assert 0 < att_serial.robust_accuracy[0.05][0] < att_serial.clean_accuracy[0]
     assert any(b == "fgsm" for b in att_serial.broken_by[0.1])
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+@pytest.mark.skipif(not ray_available(), reason="ray not installed (pip install 'neurodeploy[scale]')")
+def test_lava_replay_as_separate_tasks_equals_one_run():
+    import numpy as np
+
+    from neurodeploy.scale.lava import replay_lava_sharded
+    from neurodeploy.sims.emulator import random_fc_plan
+    from neurodeploy.sims.lava_env import lava_available, run_lava
+
+    if not lava_available():
+        pytest.skip("Lava environment (.venv-lava) not found")
+    rng = np.random.default_rng(2)
+    plan = random_fc_plan(rng, (12, 10, 6), num_steps=5)
+    x = (rng.random((5, 6, 12)) < 0.5).astype(np.uint8)
+    one = run_lava(plan, x, record_layers=True)
+    par = replay_lava_sharded(plan, x, 2, record_layers=True, workers=2)
+    assert par["shards"] == 3
+    assert np.array_equal(one.out_spikes, par["out_spikes"])
+    for a, b in zip(one.layer_spikes, par["layer_spikes"], strict=True):
+        assert np.array_equal(a, b)
+    assert one.out_spikes.sum() > 0
