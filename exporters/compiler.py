@@ -107,6 +107,7 @@ from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.exporters.nir_export import TALIF, ChainLayer, NIRChain, parse_graph
 from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import HardwareProfile, load_profile
+from neurodeploy.jsonable import jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     import nir
@@ -604,7 +605,7 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                        "weight_exp 0, smallest fitting bias_exp, du 4095"}
     plan = DeploymentPlan(profile=profile.name, num_steps=int(num_steps),
                           input_shape=chain.input_shape, layers=tuple(layers),
-                          resources=resources, quantization=_jsonable(quant), source=source,
+                          resources=resources, quantization=jsonable(quant), source=source,
                           fixed_point=profile.fixed_point)
     plan.validate()
     return plan
@@ -636,18 +637,6 @@ def _check_value_ranges(layers: list[PlanLayer], chain: NIRChain,
         if wmin < 0 < wmax and profile.mixed_sign_drops_lsb and np.any(P.weights % 2):
             raise HardwareFitError(f"{where}: odd mixed-sign weight mantissas would lose their "
                                    f"LSB on {profile.name}")
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, float) and math.isinf(o):
-        return None  # JSON has no inf: "unbounded"
-    if isinstance(o, np.generic):
-        return _jsonable(o.item())
-    return o
 
 
 def compile_model(model: SpikingNet, profile: HardwareProfile | str = "loihi2",

@@ -32,6 +32,7 @@ import numpy as np
 
 from neurodeploy.errors import ConfigError, NeurodeployError
 from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
+from neurodeploy.jsonable import jsonable
 
 PLAN_FORMAT = "neurodeploy-plan"
 #: Version 2 adds the header key ``fixed_point`` (the profile's :class:`FixedPointFormat`).
@@ -352,7 +353,7 @@ class DeploymentPlan:
         }
         if self.raw_weights:
             header["raw_weights"] = True
-        arrays["header"] = np.array(json.dumps(header, default=_json_default))
+        arrays["header"] = np.array(json.dumps(jsonable(header)))
         from neurodeploy.atomicio import write_with  # stdlib only; mode from the umask
 
         def write(tmp: Path) -> None:
@@ -455,15 +456,3 @@ def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]
             args[k] = tuple(args[k])
     return PlanLayer(weights=arrays["weights"], bias_mant=arrays["bias_mant"],
                      neuron_arrays={n: arrays[f"n.{n}"] for n in names}, **args)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.jsonable import jsonable
 from neurodeploy.training.metrics import write_text_atomic
 
 REPORT_FORMAT = "neurodeploy-audit"
@@ -187,27 +188,10 @@ class AuditReport:
             "markdown": folder / f"{stem}.md",
             "html": folder / f"{stem}.html",
         }
-        write_text_atomic(paths["json"], json.dumps(self.to_dict(), indent=2, default=_jsonable))
+        write_text_atomic(paths["json"], json.dumps(jsonable(self.to_dict()), indent=2))
         write_text_atomic(paths["markdown"], render_markdown(self))
         write_text_atomic(paths["html"], render_html(self))
         return paths
-
-
-def _jsonable(o: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 # ---------------------------------------------------------------------- verdicts
@@ -540,8 +524,8 @@ def render_markdown(report: AuditReport) -> str:
         lines += ["", f"Escalation round {rnd['round']}: triggered by {rnd['trigger']}; checks "
                   f"re-run with {_grad_words(rnd)}, {rnd['check_iterations']} iterations."]
     if report.certified:
-        lines += ["", "## Certification", "", "```", json.dumps(report.certified, indent=2,
-                                                               default=_jsonable), "```"]
+        lines += ["", "## Certification", "", "```",
+                  json.dumps(jsonable(report.certified), indent=2), "```"]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()), ""]
     return "\n".join(lines)
 

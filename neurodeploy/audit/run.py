@@ -73,6 +73,7 @@ from neurodeploy.encoding import (  # noqa: F401 - host_spikes re-exported
     host_uniform,
 )
 from neurodeploy.errors import ConfigError, EnvironmentMissingError
+from neurodeploy.jsonable import jsonable as _plain
 from neurodeploy.models import SpikingNet, library_versions
 
 SIDES = ("float", "deployed")
@@ -665,22 +666,6 @@ def _cores(resources: dict[str, Any], k: int) -> int | None:
 
 def _display(profile: str) -> str:
     return {"loihi2": "Loihi 2", "loihi1": "Loihi 1"}.get(profile, profile)
-
-
-def _plain(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, float) and o != o:  # NaN → null (JSON)
-        return None
-    return o
 
 
 def _threshold_traces(model: SpikingNet, sides: Sides, spikes: torch.Tensor) -> list[ThresholdTrace]:

@@ -8,27 +8,12 @@ version intact.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from neurodeploy.errors import DataError
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: tuples → lists, paths → str, NaN/inf → None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _clean(obj.item())
-    return obj
+from neurodeploy.jsonable import jsonable
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -41,7 +26,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """``json.dump`` (indented, NaN → null) to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
