@@ -158,6 +158,20 @@ def _decay(alpha: float, profile: HardwareProfile) -> tuple[int, dict[str, Any]]
                 "dv": dv}
 
 
+def _current_decay(beta: float | None, profile: HardwareProfile
+                   ) -> tuple[int, float, dict[str, Any]]:
+    """(du, amplification 1/(1 − β_q), report) of a CubaLIF current decay β; ``beta=None``
+    (no current state): ``du = decay_max``, u = this step's input."""
+    if beta is None:
+        return profile.decay_max, 1.0, {}
+    unity = profile.decay_unity
+    offset = profile.current_decay_offset
+    du = int(np.clip(unity - offset - round(unity * beta), 0, profile.decay_max))
+    beta_q = (unity - du - offset) / unity
+    return du, 1.0 / (1.0 - beta_q), {"beta": beta, "beta_q": beta_q, "du": du,
+                                      "current_decay_abs_err": abs(beta_q - beta)}
+
+
 def _pick_bias_exp(b_units: np.ndarray, profile: HardwareProfile
                    ) -> tuple[np.ndarray, int] | None:
     """Smallest exponent whose mantissa fits; ``b_units`` is the bias in weight units."""
@@ -188,13 +202,15 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
         limits["weights"] = (profile.weight_max_mixed if mixed else profile.weight_max_single
                              ) / wmax
     limits["threshold"] = profile.vth_max / theta
+    du, amp, cur = _current_decay(L.beta, profile)  # u accumulates up to amp × one input
     rows = W.reshape(W.shape[0], -1)
     row_pos = float(np.clip(rows, 0, None).sum(1).max()) if rows.size else 0.0
     row_neg = float(-np.clip(rows, None, 0).sum(1).min()) if rows.size else 0.0
     if max(row_pos, row_neg) > 0:
         # margin for rounding: each weight moves by at most one step
         slack = rows.shape[1] * (profile.mixed_step if mixed else 1) / 2
-        limits["u_wrap"] = max(profile.input_limit - 1 - slack, 1) / max(row_pos, row_neg)
+        limits["u_wrap"] = max(profile.input_limit / amp - 1 - slack, 1) / max(row_pos,
+                                                                                row_neg)
     bmax = float(np.abs(b).max()) if b.size else 0.0
     if bmax > 0:
         limits["bias"] = (profile.bias_mant_max * 2.0 ** (profile.bias_exp_max
@@ -225,12 +241,13 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     rows_int = W_int.reshape(W_int.shape[0], -1)
     a_pos = int(np.clip(rows_int, 0, None).sum(1).max()) if rows_int.size else 0
     a_neg = int(-np.clip(rows_int, None, 0).sum(1).min()) if rows_int.size else 0
-    if max(a_pos, a_neg) >= profile.input_limit:
-        raise HardwareFitError(f"{where}: worst-case synaptic input {max(a_pos, a_neg)} reaches "
+    if max(a_pos, a_neg) * amp >= profile.input_limit:
+        raise HardwareFitError(f"{where}: worst-case synaptic input {max(a_pos, a_neg)}"
+                               f"{f' × {amp:g} (current decay)' if amp != 1 else ''} reaches "
                                f"the {profile.state_bits}-bit u range (|a| < "
                                f"{profile.input_limit}) of {profile.name}")
     b_units = bias_mant * 2.0 ** (bias_exp - shift)
-    neg_drive = a_neg + max(0.0, float(-b_units.min())) if b_units.size else a_neg
+    neg_drive = a_neg * amp + max(0.0, float(-b_units.min())) if b_units.size else a_neg * amp
     alpha_q = dec["alpha_q"]
     v_unit_max = profile.state_max / 2.0**shift
     v_neg_bound = neg_drive / (1.0 - alpha_q) if alpha_q < 1 else math.inf
@@ -251,12 +268,13 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
         "bias_max_abs_err_rel_theta": float(np.abs(b_q - b).max() / theta) if b.size else 0.0,
         **dec,
         "max_input_pos": a_pos, "max_input_neg": a_neg,
-        "u_headroom": profile.input_limit / max(1, a_pos, a_neg),
+        "u_headroom": profile.input_limit / max(1.0, max(a_pos, a_neg) * amp),
+        **cur,
         "v_neg_bound": v_neg_bound,
         "v_state_headroom": (v_unit_max / v_neg_bound) if v_neg_bound > 0 else math.inf,
     }
     return QuantizedLayer(W_int, bias_mant.astype(np.int64), int(bias_exp), vth, dv,
-                          profile.decay_max, scale, report)
+                          du, scale, report)
 
 
 def _quantize_pool(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:

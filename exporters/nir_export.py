@@ -157,6 +157,7 @@ class ChainLayer:
     theta_v: np.ndarray | None = None
     nds: np.ndarray | None = None
     reset: str = RESET_ZERO
+    beta: float | None = None
 
     @property
     def is_talif(self) -> bool:
@@ -390,17 +391,29 @@ def _pair(v: Any, what: str, where: str) -> tuple[int, int]:
     raise ConfigError(f"{where}: {what} {v!r} is not an int or a pair")
 
 
-def _uniform(arr: Any, field_name: str, where: str) -> float:
+def _float_tol(*arrays: Any) -> float:
+    """Relative tolerance of "equals 1" / "equals 0" tests: float32 round-off (8 ulp) when a
+    producer wrote float32 (snntorch: β = 0.9 → r = 9.999997), float64 round-off otherwise."""
+    if any(np.asarray(a).dtype == np.float32 for a in arrays if a is not None):
+        return 8 * float(np.finfo(np.float32).eps)
+    return GAIN_TOL
+
+
+def _uniform(arr: Any, field_name: str, where: str, allow_inf: bool = False) -> float:
     a = np.asarray(arr, dtype=np.float64).ravel()
     if a.size == 0:
         raise ConfigError(f"{where}: {field_name} is empty")
+    if allow_inf and np.all(np.isposinf(a)):
+        return math.inf
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"{where}: {field_name} holds NaN/inf")
     v = float(a[0])
     if np.any(np.abs(a - v) > GAIN_TOL * max(1.0, abs(v))):
         raise ConfigError(
             f"{where}: {field_name} differs between neurons ({a.min():g} … {a.max():g}); a Lava "
-            f"LIF population (and SpikingNet) has one {field_name} per layer"
+            f"LIF population (and SpikingNet) has one {field_name} per layer — the NIR "
+            f"interpreter (exporters.nir_interp) runs per-neuron values; to deploy, give the "
+            f"population one value"
         )
     return v
 
@@ -411,8 +424,8 @@ def _all_zero(arr: Any, field_name: str, where: str) -> None:
     a = np.asarray(arr, dtype=np.float64)
     if np.any(a != 0):
         raise ConfigError(f"{where}: {field_name} must be 0 (got values up to "
-                          f"{np.abs(a).max():g}); only v_leak = 0 and reset-to-zero are "
-                          f"expressible on Lava's LIF")
+                          f"{np.abs(a).max():g}); `export --nir` (exporters.nir_deploy) rewrites "
+                          f"v_leak into the synapse bias")
 
 
 def _check_reset_hint(node: nir.NIRNode, where: str) -> str:
@@ -439,18 +452,29 @@ def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
     """(kind, alpha, theta, gain) of a neuron node, validated."""
     where = f"node {name!r} ({type(node).__name__})"
     if isinstance(node, nir.LIF):
-        tau = _uniform(node.tau, "tau", where)
-        r = _uniform(node.r, "r", where)
+        tau = _uniform(node.tau, "tau", where, allow_inf=True)
+        r = _uniform(node.r, "r", where, allow_inf=True)
         if tau <= 0:
             raise ConfigError(f"{where}: tau must be > 0, got {tau}")
         _all_zero(node.v_leak, "v_leak", where)
         _all_zero(node.v_reset, "v_reset", where)
+        tol = _float_tol(node.tau, node.r)
+        if math.isinf(tau):
+            if not math.isinf(r):
+                raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
+                                  f"population as IF")
+            # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
+            return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), 1.0
         alpha = 1.0 - dt / tau
+        if -tol <= alpha < 0:  # τ = dt written in float32 (snntorch β = 0)
+            alpha = 0.0
         if alpha < 0:
             raise ConfigError(f"{where}: tau = {tau:g} < dt = {dt:g} gives a negative decay "
-                              f"1 − dt/τ = {alpha:g}")
+                              f"1 − dt/τ = {alpha:g}; use the producer's dt (graph metadata "
+                              f"'dt', or export --nir … --dt)")
         theta = _uniform(node.v_threshold, "v_threshold", where)
-        return "lif", alpha, theta, r * dt / tau
+        gain = r * dt / tau
+        return "lif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
     if isinstance(node, nir.IF):
         _all_zero(node.v_reset, "v_reset", where)
         return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _uniform(
@@ -464,10 +488,41 @@ def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
             raise ConfigError(f"{where}: tau must be > 0, got {tau}")
         _all_zero(node.v_leak, "v_leak", where)
         return "li", 1.0 - dt / tau, None, _uniform(node.r, "r", where) * dt / tau
+    if isinstance(node, nir.CubaLIF):
+        tau = _uniform(node.tau_mem, "tau_mem", where)
+        if tau <= 0:
+            raise ConfigError(f"{where}: tau_mem must be > 0, got {tau}")
+        _all_zero(node.v_reset, "v_reset", where)  # v_leak: the plan's bias (parse_graph)
+        tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
+        alpha = 1.0 - dt / tau
+        if -tol <= alpha < 0:
+            alpha = 0.0
+        if alpha < 0:
+            raise ConfigError(f"{where}: tau_mem = {tau:g} < dt = {dt:g} gives a negative "
+                              f"decay; use the producer's dt")
+        theta = _uniform(node.v_threshold, "v_threshold", where)
+        beta, syn_gain = _current_decay(node, dt, where)
+        gain = _uniform(node.r, "r", where) * dt / tau * syn_gain
+        return "cubalif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
     raise ConfigError(
-        f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, and "
-        f"LI as the output layer (CubaLIF with a synaptic current state is not supported)"
+        f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, "
+        f"CubaLIF and LI as the output layer"
     )
+
+
+def _current_decay(node: nir.CubaLIF, dt: float, where: str) -> tuple[float, float]:
+    """(β, input gain) of CubaLIF's current ``τ_syn·dI/dt = −I + w_in·S`` (Euler at dt)."""
+    tau_syn = _uniform(node.tau_syn, "tau_syn", where)
+    if tau_syn <= 0:
+        raise ConfigError(f"{where}: tau_syn must be > 0, got {tau_syn}")
+    tol = _float_tol(node.tau_syn)
+    beta = 1.0 - dt / tau_syn
+    if -tol <= beta < 0:
+        beta = 0.0
+    if beta < 0:
+        raise ConfigError(f"{where}: tau_syn = {tau_syn:g} < dt = {dt:g} gives a negative "
+                          f"current decay; use the producer's dt")
+    return beta, _uniform(node.w_in, "w_in", where) * dt / tau_syn
 
 
 def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
@@ -645,22 +700,41 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
                 raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
                                   f"layer has {math.prod(out_shape)} neurons")
-        if abs(gain - 1.0) > GAIN_TOL:
+        if abs(gain - 1.0) > _float_tol(getattr(neu, "r", None), getattr(neu, "tau", None)):
             if kind in ("avgpool", "sumpool"):
                 raise ConfigError(f"{nwhere}: input gain R·dt/τ = {gain:g} ≠ 1 after a pooling "
                                   f"node cannot be folded into fixed pooling weights")
             weight = weight * gain
             bias = bias * gain if bias is not None else None
+        if nkind == "cubalif" and bias is not None and np.any(bias != 0):
+            raise ConfigError(f"node {name!r}: a bias feeding the CubaLIF {neu_name!r} enters its "
+                              f"current, the chip's bias enters v; write it as the CubaLIF's "
+                              f"v_leak, or drop it")
+        if nkind == "cubalif" and np.any(np.asarray(neu.v_leak) != 0):
+            # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
+            leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64) * dt /
+                                   _uniform(neu.tau_mem, "tau_mem", nwhere),
+                                   (math.prod(out_shape),)).reshape(out_shape)
+            if kind == "conv":
+                per_ch = leak.reshape(out_shape[0], -1)
+                if not np.all(per_ch == per_ch[:, :1]):
+                    raise ConfigError(f"{nwhere}: v_leak differs within a channel; a conv "
+                                      f"layer's bias is one value per channel")
+                leak = per_ch[:, 0]
+            elif kind != "fc":
+                raise ConfigError(f"{nwhere}: v_leak after a pooling node has no bias to go to")
+            bias = (bias if bias is not None else 0.0) + leak.reshape(-1)
         meta = getattr(neu, "metadata", None) or {}
         theta_v, nds = _talif_params(meta, nkind, tuple(out_shape), nwhere)
         reset = _check_reset_hint(neu, f"node {neu_name!r} ({type(neu).__name__})")
+        beta = _current_decay(neu, dt, nwhere)[0] if nkind == "cubalif" else None
         layers.append(ChainLayer(
             index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
             in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
             flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
             neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
-            theta_v=theta_v, nds=nds, reset=reset,
+            theta_v=theta_v, nds=nds, reset=reset, beta=beta,
         ))
         shape = tuple(out_shape)
         i += 2
@@ -783,6 +857,10 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
     theta = (_exact_param(theta_layers[0].theta, theta_layers[0].theta_hint)
              if theta_layers else 0.25)
     for L in chain.layers:
+        if L.neuron == "cubalif":
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
+                              f"current SpikingNet does not model (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
         if L.reset != RESET_ZERO:
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): reset {L.reset!r}; "
                               f"SpikingNet resets to zero (run the graph with "
@@ -796,13 +874,15 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
                               f"from θ = {theta!r}; SpikingNet has one θ for all layers")
         if L.neuron == "li" and L.index != len(chain.layers):
             raise ConfigError(f"layer {L.index}: LI only as the output layer")
-    alpha = min(max(alpha, 0.0), 1.0)
+    if not 0.0 <= alpha <= 1.0:  # parse_graph refuses these; no clamping here
+        raise ConfigError(f"α = {alpha!r} outside [0, 1]")
     if chain.layers[-1].neuron == "li":
         readout = "membrane"
     else:
-        readout = _meta_str(meta, "readout", "count")
+        readout = _meta_str(meta, "readout", "count")  # NIR's own reading: spike counts
         if readout not in READOUTS or readout == "membrane":
-            readout = "count"
+            raise ConfigError(f"graph metadata readout = {readout!r}: a spiking output layer "
+                              f"reads out one of {[r for r in READOUTS if r != 'membrane']}")
     weighted = [L for L in chain.layers if L.weight is not None]
     bias = any(L.bias is not None and np.any(L.bias != 0) for L in weighted)
     talif_layers = [L for L in chain.layers if L.is_talif]
@@ -821,12 +901,15 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): NDS has "
                               f"{L.nds.shape[0]} steps, the model runs {int(num_steps)}")
     encoding = _meta_str(meta, "encoding", "bernoulli")
+    if encoding not in ("bernoulli", "direct", "spikes"):
+        raise ConfigError(f"graph metadata encoding = {encoding!r} is not one of 'bernoulli', "
+                          f"'direct', 'spikes'")
     surrogate = _meta_str(meta, "surrogate", "rect")
     try:
         config = ModelConfig(
             arch="-".join(tokens), input_shape=chain.input_shape, num_steps=int(num_steps),
             alpha=alpha, theta=theta, surrogate=surrogate, readout=readout,
-            encoding=encoding if encoding in ("bernoulli", "direct", "spikes") else "bernoulli",
+            encoding=encoding,
             bias=bias, neuron=TALIF if talif_layers else "lif",
         )
         model = build_model(config)

@@ -185,6 +185,14 @@ def test_refuses_branching_and_cubalif():
                                  v_threshold=np.ones(3)),
                "output": nir.Output(output_type={"output": np.array([3])})},
         edges=[("input", "fc1"), ("fc1", "cu"), ("cu", "output")])
+    # the compiler's chain takes CubaLIF (current decay β = 1 − dt/τ_syn, gains folded) ...
+    L = parse_graph(cuba).layers[0]
+    assert L.neuron == "cubalif" and L.beta == pytest.approx(0.5)
+    assert np.allclose(L.weight, 0.5)  # r·dt/τ_mem = 2·0.5 = 1, w_in·dt/τ_syn = 1·0.5
+    # ... SpikingNet has no synaptic current: refused, pointing at the NIR interpreter
+    with pytest.raises(ConfigError, match="'cu'.*CubaLIF.*nir_interp"):
+        from_nir(cuba)
+    cuba.nodes["cu"] = nir.Delay(delay=np.ones(3))
     with pytest.raises(ConfigError, match="'cu'.*unsupported neuron"):
         parse_graph(cuba)
 

@@ -393,3 +393,28 @@ def test_shapes_are_checked():
         to_dgraph(g, PRODUCERS["neurodeploy"])
     assert math.prod((2, 3)) == 6
     assert issubclass(DLinear, object) and issubclass(DNeuron, object)
+
+
+def test_cubalif_compiles_with_current_decay_and_leak_bias():
+    rng = np.random.default_rng(13)
+    dt = 1e-4
+    W = rng.normal(0, 1.0, (4, 6))
+    g = _graph({"input": nir.Input(input_type={"input": np.array([6])}),
+                "fc": nir.Linear(weight=W),
+                "cu": nir.CubaLIF(tau_syn=np.full(4, 4e-4), tau_mem=np.full(4, 5e-4),
+                                  r=np.full(4, 5.0), v_leak=np.full(4, 0.3),
+                                  v_threshold=np.full(4, 0.8), w_in=np.full(4, 4.0)),
+                "output": nir.Output(output_type={"output": np.array([4])})},
+               [("input", "fc"), ("fc", "cu"), ("cu", "output")])
+    dep = compile_nir(g, "loihi2", 12, producer="lava-dl")
+    L = dep.plan.layers[0]
+    # β = 1 − dt/τ_syn = 0.75 → u factor 3072 = 4096 − du − 1; α = 0.8 → dv = 819
+    assert (L.du, L.dv, L.neuron) == (1023, 819, "lif")
+    q = dep.plan.quantization["layer1"]
+    assert q["beta_q"] == 0.75 and q["u_headroom"] > 1
+    # v_leak enters v each step: dt/τ_mem·v_leak = 0.06 in float units → the bias mantissa
+    b_float = L.bias_mant * 2.0 ** (L.bias_exp - 6) / L.scale
+    assert np.allclose(b_float, 0.06, atol=1e-3)
+    g.nodes["fc"] = nir.Affine(weight=W, bias=np.full(4, 0.1))
+    with pytest.raises(ConfigError, match="bias feeding the CubaLIF 'cu' enters its current"):
+        compile_nir(g, "loihi2", 12, producer="lava-dl")

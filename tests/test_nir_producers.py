@@ -292,3 +292,8 @@ def test_rockpool_cubalif_exact(tmp_path):
     dg = read_graph(path, producer="rockpool")
     assert abs(dg.semantics.dt - 1e-3) < 1e-9  # recovered from r = τ/dt·exp(−dt/τ)
     _exact(ref, NIRModel(dg).run(x.transpose(0, 1)).spikes)
+    # on the chip: subtract-reset neurons with the current decay du, v ≥ θ read as v > θ
+    agree, dep = _emulator_agreement(path, "rockpool", p=0.4)
+    assert [L.neuron for L in dep.plan.layers] == ["sublif", "sublif"]
+    assert all(L.du < 4095 for L in dep.plan.layers)
+    assert min(agree) >= 0.9
