@@ -19,7 +19,7 @@ feed-forward this equals the step-major order exactly (tested).
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import importlib.metadata
 import math
 import os
 import platform
@@ -233,12 +233,11 @@ def build_model(config: ModelConfig) -> SpikingNet:
 def library_versions() -> dict[str, str]:
     """Versions recorded in checkpoints and reports."""
     out = {"neurodeploy": neurodeploy.__version__, "python": platform.python_version()}
-    for mod in ("torch", "snntorch", "nir", "numpy"):
-        try:
-            # str(): torch's TorchVersion cannot be read back by torch.load(weights_only=True)
-            out[mod] = str(importlib.import_module(mod).__version__)
-        except Exception:  # pragma: no cover - optional
-            out[mod] = "missing"
+    for dist in ("torch", "snntorch", "nir", "numpy"):
+        try:  # installed distribution versions (plain str, readable by weights_only loads)
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - optional
+            out[dist] = "missing"
     return out
 
 
