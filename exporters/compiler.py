@@ -473,7 +473,9 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
         syn_core = [int(syn[lo:hi].sum()) for lo, hi in parts]
         layers.append({
             "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
-            "neuron": TALIF if L.is_talif else ("sublif" if L.reset == "subtract" else "lif"),
+            "neuron": TALIF if L.is_talif else (
+                ("sublif_delayed" if L.reset_timing == "next-step" else "sublif")
+                if L.reset == "subtract" else "lif"),
             "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
             "neurons_per_core": [hi - lo for lo, hi in parts],
             "synapses_per_core": syn_core,
@@ -579,7 +581,7 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                     f"{_label(L)}: subtract reset (node {L.neuron_node!r}) needs programmable "
                     f"neurons; {profile.name}'s fixed LIF resets to zero — compile for loihi2, "
                     f"or deploy with reset to zero (export --nir … --reset zero)")
-            neuron = "sublif"
+            neuron = "sublif_delayed" if L.reset_timing == "next-step" else "sublif"
         if L.is_talif:
             neuron = TALIF
             nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),

@@ -49,11 +49,6 @@ def chip_notes(g: DGraph) -> list[str]:
         n = g.nodes[name]
         assert isinstance(n, DNeuron)
         where = f"node {n.source!r}"
-        if n.spiking and n.reset == "subtract" and n.reset_amount is not None and \
-                not np.allclose(n.reset_amount, n.theta, rtol=1e-12, atol=0):
-            notes.append(f"{where}: the chip subtracts θ at the spike; the producer subtracts θ "
-                         f"one step later, before the decay (≡ θ/α now): the membrane after a "
-                         f"spike differs by (1/α − 1)·θ")
         if n.spiking and n.zero_hold:
             notes.append(f"{where}: the producer also drops the input of the step after a "
                          f"spike; the chip integrates it")

@@ -158,6 +158,7 @@ class ChainLayer:
     nds: np.ndarray | None = None
     reset: str = RESET_ZERO
     beta: float | None = None
+    reset_timing: str = "immediate"
 
     @property
     def is_talif(self) -> bool:
@@ -727,6 +728,10 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         meta = getattr(neu, "metadata", None) or {}
         theta_v, nds = _talif_params(meta, nkind, tuple(out_shape), nwhere)
         reset = _check_reset_hint(neu, f"node {neu_name!r} ({type(neu).__name__})")
+        timing = _meta_str(getattr(neu, "metadata", None) or {}, "reset_timing", "immediate")
+        if timing not in ("immediate", "next-step"):
+            raise ConfigError(f"{nwhere}: metadata reset_timing = {timing!r} is not "
+                              f"'immediate' or 'next-step'")
         beta = _current_decay(neu, dt, nwhere)[0] if nkind == "cubalif" else None
         layers.append(ChainLayer(
             index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
@@ -734,7 +739,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
             neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
-            theta_v=theta_v, nds=nds, reset=reset, beta=beta,
+            theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
         ))
         shape = tuple(out_shape)
         i += 2

@@ -121,6 +121,7 @@ class DNeuron(DNode):
     syn_gain: np.ndarray | None = None
     reset: str = "zero"
     reset_amount: np.ndarray | None = None
+    reset_timing: str = "immediate"
     spike_op: str = ">"
     multi_spike: bool = False
     v_init: np.ndarray | None = None
@@ -528,8 +529,12 @@ def _finish_reset(n: DNeuron, node: nir.NIRNode, ctx: ReadContext, where: str) -
     if ctx.semantics.producer == "neurodeploy" and "reset_amount" in meta:
         n.reset_amount = _broadcast(np.asarray(meta["reset_amount"], dtype=np.float64),
                                     n.theta.shape, "metadata reset_amount", where)
+        n.reset_timing = str(np.asarray(meta.get("reset_timing", "immediate")).item()
+                             if isinstance(meta.get("reset_timing"), np.ndarray)
+                             else meta.get("reset_timing", "immediate"))
         return n
     if n.reset == "subtract" and ctx.semantics.reset_timing == "next-step":
+        n.reset_timing = "next-step"
         if np.any(n.alpha <= 0):
             raise ConfigError(f"{where}: next-step subtract reset with decay α = 0 subtracts "
                               f"from a membrane that is already forgotten; pass --reset zero")
@@ -920,6 +925,8 @@ def _neuron_meta(n: DNeuron) -> dict[str, Any]:
         meta["multi_spike"] = int(n.multi_spike)
         if n.reset_amount is not None and not np.array_equal(n.reset_amount, n.theta):
             meta["reset_amount"] = np.asarray(n.reset_amount, dtype=np.float64)
+        if n.reset == "subtract":
+            meta["reset_timing"] = n.reset_timing
     if n.v_init is not None:
         meta["v_init"] = np.asarray(n.v_init, dtype=np.float64)
     if n.zero_hold:

@@ -41,7 +41,7 @@ PLAN_FORMAT = "neurodeploy-plan"
 PLAN_VERSION = 2
 READABLE_PLAN_VERSIONS = (1, 2)
 LAYER_KINDS = ("dense", "conv", "pool")
-NEURON_KINDS = ("lif", "talif", "sublif")
+NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed")
 
 
 class PlanError(NeurodeployError):

@@ -438,8 +438,34 @@ class SubLIF(LIF):
         return s, v_pre, NeuronState(st.u, v, st.theta)
 
 
+class SubLIFDelayed(LIF):
+    """Subtract reset one step late, as snntorch's default ``Leaky`` (``reset_delay=True``):
+    no reset at the spike; the next step subtracts θ after the decay::
+
+        p = v > θ (the stored, unreset v: last step's spike);  u, v integrate as LIF;
+        v = v − p·θ;  s = v > θ
+
+    ``p`` is recomputed from the stored v, so the state is u, v only (the
+    ``sims/lava_procs/sublif`` process with ``delayed=True``)."""
+
+    kind: ClassVar[str] = "sublif_delayed"
+
+    @classmethod
+    def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+             act_t: torch.Tensor, t: int
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        theta = float(P.vth_scaled)
+        inclusive = P.fmt.spike_comparison == ">="
+        pending = ar.fire(st.v, theta, P.unit, inclusive)  # before the in-place integration
+        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        v = ar.reset(st.v, pending, theta, True)
+        s = ar.fire(v, theta, P.unit, inclusive)
+        return s, v, NeuronState(st.u, v, st.theta)
+
+
 #: Neuron kind → its integer step (the Lava side's processes: ``sims/lava_runner``).
-NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF}
+NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF,
+                                "sublif_delayed": SubLIFDelayed}
 
 
 def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device

@@ -230,9 +230,9 @@ def check_plan_supported(plan: DeploymentPlan, lava_format: bool = True) -> None
                         f"Lava cannot run it exactly")
     for i, L in enumerate(plan.layers):
         where = f"plan layer {i} ({L.name})"
-        if L.neuron not in ("lif", "talif", "sublif"):
+        if L.neuron not in ("lif", "talif", "sublif", "sublif_delayed"):
             raise PlanError(f"{where}: neuron {L.neuron!r} is not supported by the Lava runner "
-                            f"(only 'lif', 'talif' and 'sublif')")
+                            f"(only 'lif', 'talif', 'sublif' and 'sublif_delayed')")
         if L.neuron == "talif":
             TALIFFixed.from_layer(L, fmt)
         if L.delay != LAVA_SYNAPSE_DELAY:
@@ -319,10 +319,11 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                         theta_v_shift=tal.shift, theta_bits=tal.bits,
                         threshold_shift=plan.fixed_point.threshold_shift,
                         name=f"{L.name}_talif")
-        elif L.neuron == "sublif":
+        elif L.neuron in ("sublif", "sublif_delayed"):
             from neurodeploy.sims.lava_procs.sublif.process import SubLIF
 
-            lif = SubLIF(**common, name=f"{L.name}_sublif")
+            lif = SubLIF(**common, delayed=L.neuron == "sublif_delayed",
+                         name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)

@@ -1,5 +1,5 @@
-"""NIR neuron kinds on the chip: the subtract-reset neuron (``sublif``) and CubaLIF's current
-decay (``du``) — emulator ≡ Lava spike for spike on random plans (hypothesis), and the
+"""NIR neuron kinds on the chip: the subtract-reset neurons (``sublif``, and ``sublif_delayed``
+for snntorch's one-step-late subtraction) and CubaLIF's current decay (``du``) — emulator ≡ Lava spike for spike on random plans (hypothesis), and the
 emulator against an independent plain-integer loop. Lava tests skip without ``.venv-lava``."""
 
 from __future__ import annotations
@@ -50,14 +50,17 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         fu = fmt.decay_unity - int(L.du) - fmt.current_decay_offset
         fv = fmt.decay_unity - int(L.dv) - fmt.voltage_decay_offset
         s_all = np.zeros((T, B, n), dtype=np.uint8)
+        s = np.zeros((B, n), dtype=bool)
         for t in range(T):
             a = x[t] @ W.T
             u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
             v = np.sign(v * fv) * (np.abs(v * fv) >> fmt.decay_bits) + u + bias
+            if L.neuron == "sublif_delayed":  # last step's spike, subtracted after the decay
+                v = v - s * theta
             s = v > theta
             if L.neuron == "sublif":
                 v = v - s * theta
-            else:
+            elif L.neuron == "lif":
                 v = np.where(s, 0, v)
             s_all[t] = s
         outs.append(s_all)
@@ -66,15 +69,15 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(["sublif", "lif"]),
-       st.booleans())
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3),
+       st.sampled_from(["sublif", "lif", "sublif_delayed"]), st.booleans())
 def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba):
     rng = np.random.default_rng(seed)
     sizes = tuple(int(v) for v in rng.integers(2, 20, n_layers + 1))
     plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0)
-    other = "lif" if first == "sublif" else "sublif"
+    kinds = ["sublif", "lif", "sublif_delayed"]
     du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
-    plan = _with_neurons(plan, [first, other], du)
+    plan = _with_neurons(plan, kinds[kinds.index(first):] + kinds[:kinds.index(first)], du)
     spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     ref = _plain_integer_sublif(plan, spikes)
@@ -82,14 +85,16 @@ def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba
         assert np.array_equal(e.numpy().reshape(r.shape), r), f"layer {k}"
 
 
-def test_sublif_differs_from_lif():
+def test_sublif_kinds_differ_from_lif():
     rng = np.random.default_rng(3)
     plan = random_fc_plan(rng, (12, 10), num_steps=12, weight_mode="excitatory",
                           weight_scale=60.0)
     spikes = (rng.random((12, 4, 12)) < 0.6).astype(np.uint8)
-    a = Emulator(_with_neurons(plan, ["lif"])).run(torch.as_tensor(spikes)).layer_spikes[0]
-    b = Emulator(_with_neurons(plan, ["sublif"])).run(torch.as_tensor(spikes)).layer_spikes[0]
-    assert not torch.equal(a, b) and b.sum() >= a.sum()
+    out = {k: Emulator(_with_neurons(plan, [k])).run(torch.as_tensor(spikes)).layer_spikes[0]
+           for k in ("lif", "sublif", "sublif_delayed")}
+    assert not torch.equal(out["lif"], out["sublif"])
+    assert not torch.equal(out["sublif"], out["sublif_delayed"])
+    assert out["sublif"].sum() >= out["lif"].sum()
 
 
 @needs_lava
@@ -103,7 +108,7 @@ def test_lava_equals_emulator_sublif_and_du_fc(seed, n_layers, cuba):
     plan = random_fc_plan(rng, sizes, num_steps=int(rng.integers(2, 9)),
                           weight_mode="mixed_even", weight_scale=60.0)
     du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
-    plan = _with_neurons(plan, ["sublif", "lif"], du)
+    plan = _with_neurons(plan, ["sublif", "sublif_delayed", "lif"], du)
     spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
     lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
     emu = Emulator(plan).run(torch.as_tensor(spikes))

@@ -48,9 +48,9 @@ def test_export_nir_needs_a_producer_and_states_assumptions(tmp_path, capsys):
     rc = main(["export", "--nir", str(f), "--producer", "snntorch", "--steps", "8",
                "--out", str(tmp_path / "b2"), "-q"])
     out = capsys.readouterr().out
-    assert rc == 0 and "one step later, before the decay" in out
+    assert rc == 0 and "reset subtract (next-step): the snntorch convention" in out
     assert [L.neuron for L in DeploymentPlan.load(tmp_path / "b2" / "plan.npz").layers] == \
-        ["sublif", "sublif"]
+        ["sublif_delayed", "sublif_delayed"]
     rc = main(["export", "--nir", str(f), "--producer", "snntorch", "--reset", "zero",
                "--steps", "8", "--out", str(tmp_path / "c"), "-q"])
     out = capsys.readouterr().out

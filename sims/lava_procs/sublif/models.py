@@ -28,15 +28,20 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         super().__init__(proc_params)
         self.reset_interval = proc_params["reset_interval"]
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
+        self.delayed = bool(proc_params.get("delayed", False))
 
     def run_spk(self) -> None:
         a_in_data = self.a_in.recv()
         if (self.time_step % self.reset_interval) == self.reset_offset:
             self.u *= 0
             self.v *= 0
+        theta = int(self.vth) << self.vth_shift
+        pending = self.v > theta  # delayed: the stored v is unreset, so this is last spike
         self.scale_bias()
         self.subthr_dynamics(activation_in=a_in_data)
-        theta = int(self.vth) << self.vth_shift
+        if self.delayed:
+            self.v[pending] -= theta
         s_out = self.v > theta
-        self.v[s_out] -= theta
+        if not self.delayed:
+            self.v[s_out] -= theta
         self.s_out.send(s_out)

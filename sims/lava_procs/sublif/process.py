@@ -9,8 +9,14 @@ Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift 
 
 This is the reset of sinabs' ``IAF``/``LIF`` (``MembraneSubtract``), rockpool's ``LIFTorch`` and
 snntorch's ``Leaky(reset_mechanism="subtract", reset_delay=False)``; Loihi 2 runs it as a
-microcode neuron. The per-sample reset schedule (``reset_interval``/``reset_offset``) is
-``LIFReset``'s: u and v are zeroed before that step's input is integrated.
+microcode neuron. With ``delayed=True`` (snntorch's default ``reset_delay=True``) nothing is
+reset at the spike; the next step subtracts it after the decay::
+
+    p = v > (vth << 6)        (the stored v: the last step's spike)
+    v = sat24( (v·(4096 − dv)) >>₀ 12 + u + bias ) − p·(vth << 6);   s = v > (vth << 6)
+
+The per-sample reset schedule (``reset_interval``/``reset_offset``) is ``LIFReset``'s: u and v
+are zeroed before that step's input is integrated.
 """
 
 from __future__ import annotations
@@ -19,4 +25,9 @@ from lava.proc.lif.process import LIFReset
 
 
 class SubLIF(LIFReset):
-    """LIF with reset by subtraction (see the module docstring); same parameters as LIFReset."""
+    """LIF with reset by subtraction (see the module docstring): LIFReset's parameters plus
+    ``delayed`` (subtract one step late, snntorch's ``reset_delay=True``)."""
+
+    def __init__(self, *, delayed: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.proc_params["delayed"] = bool(delayed)
