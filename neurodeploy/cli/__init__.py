@@ -155,6 +155,15 @@ def _missing_dirs(path: Path) -> list[Path]:
     return missing[::-1]
 
 
+def _torchrun_secondary() -> bool:
+    """A torchrun process other than rank 0: rank 0 holds the output's lock for the whole
+    data-parallel job (and is the only rank that writes there)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
+    except ValueError:
+        return False
+
+
 @contextlib.contextmanager
 def guard_output(command: str, out: str | None) -> Iterator[None]:
     """Lock ``out``, clear stale temporary files, and on failure remove the folders this run
@@ -162,7 +171,7 @@ def guard_output(command: str, out: str | None) -> Iterator[None]:
     from neurodeploy.atomicio import OutputLock, remove_stale_temps
 
     kind = OUT_KIND.get(command)
-    if out is None or kind is None:
+    if out is None or kind is None or _torchrun_secondary():
         yield
         return
     path = Path(out)
