@@ -18,7 +18,10 @@ Methods (registry :data:`METHODS`):
   still not verified, optimised relaxation parameters (:mod:`neurodeploy.bounds.alpha`).
 
 Randomness: Bernoulli-coded inputs draw the shared uniform map from ``generator`` (or
-``seed``); the clean accuracy uses a separate draw with the model's own T.
+``seed``); the clean accuracy uses a separate draw with the model's own T. With
+``host_index`` (the examples' indices) both come from the host encoder's one seeding rule
+instead (:func:`neurodeploy.encoding.host_uniform`): the box contains exactly the spikes the
+chip is fed for each example, and the clean forward runs on them.
 """
 
 from __future__ import annotations
@@ -32,8 +35,13 @@ import torch
 from neurodeploy.bounds.crown import crown_margin_lower
 from neurodeploy.bounds.ibp import LayerBounds, ibp_bounds, ibp_margin_lower, margin_spec
 from neurodeploy.bounds.network import BoundLayer, bounded_layers
-from neurodeploy.bounds.perturbation import InputBox, PerturbationSet, default_set
-from neurodeploy.encoding import make_encoder, make_generator
+from neurodeploy.bounds.perturbation import (
+    BernoulliLinfSet,
+    InputBox,
+    PerturbationSet,
+    default_set,
+)
+from neurodeploy.encoding import host_spikes, host_uniform, make_encoder, make_generator
 from neurodeploy.errors import ConfigError, DataError
 
 
@@ -115,9 +123,15 @@ def _check_method(method: str) -> None:
 
 def input_box(
     model, x: torch.Tensor, eps: float, steps: int, generator: torch.Generator | None,
-    perturbation: PerturbationSet | None = None,
+    perturbation: PerturbationSet | None = None, uniform: torch.Tensor | None = None,
 ) -> InputBox:
+    """The perturbation set's box; ``uniform`` (Bernoulli sets) fixes the host's map."""
     pset = perturbation or default_set(model.config.encoding, eps)
+    if uniform is not None:
+        if not isinstance(pset, BernoulliLinfSet):
+            raise ConfigError(f"host_index (the host's uniform maps) applies to Bernoulli-coded "
+                              f"inputs only, not to {type(pset).__name__}")
+        return pset.box(x, steps, generator, uniform=uniform.to(x.device, x.dtype))
     return pset.box(x, steps, generator)
 
 
@@ -144,7 +158,12 @@ def margin_bounds(
     return out, bounds
 
 
-def _clean_correct(model, x, y, generator) -> torch.Tensor:
+def _clean_correct(model, x, y, generator, host: tuple[torch.Tensor, int] | None = None
+                   ) -> torch.Tensor:
+    """Clean prediction; ``host = (indices, seed)`` uses the host encoder's spikes."""
+    if host is not None:
+        x_seq = host_spikes(x, host[0], host[1], model.config.num_steps).to(x.device, x.dtype)
+        return model(x_seq).argmax(1) == y
     enc = make_encoder(model.config.encoding, model.config.num_steps)
     x_seq = x if model.config.encoding == "spikes" else enc(x, generator)
     return model(x_seq).argmax(1) == y
@@ -163,10 +182,15 @@ def certify_many(
     batch_size: int = 500,
     method_options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    host_index: torch.Tensor | None = None,
 ) -> dict[str, CertResult]:
     """:func:`certify` for several methods on the *same* random draws (paired comparison).
 
     ``x``: images ``[B, *shape]`` (Bernoulli/direct coding) or spikes ``[T, B, *shape]``.
+    ``host_index``: example indices ``[B]``; given, Bernoulli-coded inputs use the host
+    encoder's seeding rule (:func:`neurodeploy.encoding.host_uniform` with ``seed``): example
+    i's uniform map is the one the chip's host draws for it, in the box and in the clean
+    forward, whatever batch it is in — the spikes the audit, simulate and every replay give it.
     """
     steps = int(cert_steps or model.config.num_steps)
     if steps < 1:
@@ -175,6 +199,9 @@ def certify_many(
     n = x.shape[1] if spikes else x.shape[0]
     if y.shape[0] != n:
         raise DataError(f"{n} inputs but {y.shape[0]} labels")
+    if host_index is not None and (spikes or torch.as_tensor(host_index).shape != (n,)):
+        raise DataError(f"host_index needs images [B, …] and B = {n} indices, got "
+                        f"{tuple(torch.as_tensor(host_index).shape)}")
     g = generator or make_generator(seed, x.device)
     was_training = model.training
     model.eval()
@@ -185,8 +212,13 @@ def certify_many(
         for i in range(0, n, batch_size):
             xb = x[:, i:i + batch_size] if spikes else x[i:i + batch_size]
             yb = y[i:i + batch_size]
+            host = None
+            uniform = None
+            if host_index is not None:
+                host = (torch.as_tensor(host_index)[i:i + batch_size].cpu(), int(seed))
+                uniform = host_uniform(host[0], int(seed), steps, tuple(xb.shape[1:]))
             with torch.no_grad():
-                box = input_box(model, xb, eps, steps, g, perturbation)
+                box = input_box(model, xb, eps, steps, g, perturbation, uniform)
                 unstable.append(box.unstable_fraction)
             with torch.no_grad():  # alpha-crown enables grad for its own parameters only
                 out, _ = margin_bounds(model, box, yb, methods, surrogate=False,
@@ -194,7 +226,7 @@ def certify_many(
             for m in methods:
                 lbs[m].append(out[m].detach())
             with torch.no_grad():
-                clean.append(_clean_correct(model, xb, yb, g))
+                clean.append(_clean_correct(model, xb, yb, g, host))
             if progress is not None:
                 progress(int(yb.shape[0]))
     finally:
@@ -223,6 +255,7 @@ def certify(
     perturbation: PerturbationSet | None = None,
     batch_size: int = 500,
     method_options: dict[str, Any] | None = None,
+    host_index: torch.Tensor | None = None,
 ) -> CertResult:
     """Certify ``model`` on ``(x, y)`` for the ε-set of its input encoding (see module doc).
 
@@ -235,10 +268,11 @@ def certify(
     method : ``"ibp"``, ``"crown"`` or ``"alpha-crown"``.
     generator, seed : randomness of the uniform map / flip set and the clean draw.
     perturbation : overrides the set chosen from the encoding (e.g. ``SpikeFlipSet(mode="all")``).
+    host_index : example indices: use the host encoder's uniform maps (see :func:`certify_many`).
     """
     _check_method(method)
     return certify_many(model, x, y, eps, cert_steps, (method,), generator, seed, perturbation,
-                        batch_size, method_options)[method]
+                        batch_size, method_options, host_index=host_index)[method]
 
 
 def verified_error(
