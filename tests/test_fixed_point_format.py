@@ -23,12 +23,12 @@ from neurodeploy.sims.twin import HardwareTwin
 REPO = Path(__file__).resolve().parents[1]
 
 #: The interpreters of a plan: they must read every chip constant from the plan's format.
-INTERPRETERS = [
+INTERPRETERS = sorted({
     "sims/emulator.py", "sims/twin.py", "sims/lava_runner.py", "sims/kernel.py",
-    "sims/lava_procs/talif/process.py", "sims/lava_procs/talif/models.py",
-    "exporters/compiler.py", "exporters/plan.py", "neurodeploy/training/qat.py",
-    "neurodeploy/audit/run.py", "neurodeploy/audit/thresholds.py",
-]
+    "sims/backends.py", "exporters/compiler.py", "exporters/plan.py",
+    "neurodeploy/training/qat.py", "neurodeploy/audit/run.py", "neurodeploy/audit/thresholds.py",
+    *(str(p.relative_to(REPO)) for p in (REPO / "sims/lava_procs").rglob("*.py")),
+})
 #: Numbers that are Loihi/Lava arithmetic constants when they appear in code (not in
 #: docstrings or comments): 2^12 decay unity and its max, 8-bit weight bounds, 2^6 as a
 #: float, 2^23 / 2^24 state bounds, and 17-bit vth max.

@@ -100,8 +100,12 @@ def _defined_names(path: Path) -> set[str]:
 def test_step_bodies_live_only_in_the_kernel():
     """The emulator and the twin call the kernel's synapse and neuron kinds; neither defines
     its own decay / θ update (the numpy Lava transcription is the separate oracle)."""
-    assert set(NEURON_KINDS) == {"lif", "talif"} and {"dense", "conv", "pool"} <= set(
-        SYNAPSE_KINDS)
+    from neurodeploy.exporters.plan import LAYER_KINDS
+    from neurodeploy.exporters.plan import NEURON_KINDS as PLAN_NEURONS
+
+    # every neuron / layer kind a plan may name has its one integer step here
+    assert {"lif", "talif"} <= set(NEURON_KINDS) == set(PLAN_NEURONS)
+    assert set(SYNAPSE_KINDS) == set(LAYER_KINDS)
     for rel in ("sims/emulator.py", "sims/twin.py"):
         src = (REPO / rel).read_text()
         code = src.split("def reference_lava_network")[0]  # the oracle keeps its own copy
