@@ -99,3 +99,32 @@ def test_nccl_two_gpus_stay_in_sync_and_learn(tmp_path):
     r0, r1 = _run(tmp_path, 2, "nccl", device="cuda")
     assert _same(r0["state"], r1["state"])
     assert r0["history"][1]["train_loss"] < r0["history"][0]["train_loss"]
+
+
+@pytest.mark.slow
+def test_neurodeploy_train_under_torchrun(tmp_path):
+    """The command itself under torchrun: rank 0 writes, metrics say world 2, --resume works
+    under the same world size and is refused under another."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--master_port", str(_free_port()), "-m", "neurodeploy", "train", "--data", "digits",
+            "--arch", "FC32-FC10", "--train-limit", "256", "--test-limit", "100", "--out",
+            str(out), "-q", "--threads", "1"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([*base, "--epochs", "1"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    base[base.index("--master_port") + 1] = str(_free_port())
+    r = subprocess.run([*base, "--epochs", "2", "--resume"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert [e["world_size"] for e in m["epochs"]] == [2, 2]
+    single = subprocess.run([sys.executable, "-m", "neurodeploy", "train", "--data", "digits",
+                             "--arch", "FC32-FC10", "--train-limit", "256", "--out", str(out),
+                             "--epochs", "3", "--resume", "-q"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert single.returncode == 2 and "same number" in single.stderr
