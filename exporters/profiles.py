@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import MISSING, dataclass, fields
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -346,58 +347,59 @@ class HardwareProfile:
     def total_cores(self) -> int:
         return self.cores_per_chip * self.chips
 
+    # The fixed-point ranges are the format's (one definition, FixedPointFormat).
     @property
     def weight_max_mixed(self) -> int:
         """Largest mixed-sign weight mantissa (254 for 8 bits with LSB dropped)."""
-        return 2**self.weight_bits - (2 if self.mixed_sign_drops_lsb else 1)
+        return self.fixed_point.weight_max_mixed
 
     @property
     def weight_min_mixed(self) -> int:
-        return -(2**self.weight_bits)
+        return self.fixed_point.weight_min_mixed
 
     @property
     def weight_max_single(self) -> int:
         """Largest single-sign weight magnitude (255 for 8 bits)."""
-        return 2**self.weight_bits - 1
+        return self.fixed_point.weight_max_single
 
     @property
     def mixed_step(self) -> int:
         """Granularity of mixed-sign mantissas (2 when the LSB is dropped)."""
-        return 2 if self.mixed_sign_drops_lsb else 1
+        return self.fixed_point.mixed_step
 
     @property
     def vth_max(self) -> int:
-        return 2**self.threshold_bits - 1
+        return self.fixed_point.vth_max
 
     @property
     def bias_mant_min(self) -> int:
-        return -(2 ** (self.bias_mant_bits - 1))
+        return self.fixed_point.bias_mant_min
 
     @property
     def bias_mant_max(self) -> int:
-        return 2 ** (self.bias_mant_bits - 1) - 1
+        return self.fixed_point.bias_mant_max
 
     @property
     def bias_exp_max(self) -> int:
-        return 2**self.bias_exp_bits - 1
+        return self.fixed_point.bias_exp_max
 
     @property
     def decay_unity(self) -> int:
-        return 2**self.decay_bits
+        return self.fixed_point.decay_unity
 
     @property
     def decay_max(self) -> int:
-        return 2**self.decay_bits - 1
+        return self.fixed_point.decay_max
 
     @property
     def state_max(self) -> int:
         """Largest |v| (saturation bound), 2^(state_bits−1) − 1."""
-        return 2 ** (self.state_bits - 1) - 1
+        return self.fixed_point.state_max
 
     @property
     def input_limit(self) -> int:
         """|a| must stay below this so that ``a << activation_shift`` does not wrap u."""
-        return 2 ** (self.state_bits - 1 - self.activation_shift)
+        return self.fixed_point.input_limit
 
     @property
     def supports_talif(self) -> bool:
@@ -410,9 +412,9 @@ class HardwareProfile:
         """Largest |θ| and |NDS| of a TA-LIF neuron, 2^(talif_state_bits−1) − 1."""
         if self.talif_state_bits is None:
             raise ConfigError(f"profile {self.name!r} defines no TA-LIF state width")
-        return 2 ** (self.talif_state_bits - 1) - 1
+        return self.fixed_point.talif_theta_max()
 
-    @property
+    @cached_property
     def fixed_point(self) -> FixedPointFormat:
         """This profile's integer arithmetic as the frozen record every interpreter reads."""
         return FixedPointFormat(**{f.name: getattr(self, f.name) for f in fields(FixedPointFormat)})

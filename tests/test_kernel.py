@@ -112,3 +112,15 @@ def test_step_bodies_live_only_in_the_kernel():
         assert "NEURON_KINDS[" in code and "SYNAPSE_KINDS[" in code
         for body in (".trunc_()", "theta_v *", "* K.theta_v", "masked_fill_"):
             assert body not in code, f"{rel} has its own step body ({body!r})"
+
+
+def test_twin_and_emulator_refuse_the_same_plans():
+    """One preparation for both: a negative bias exponent (which the twin once accepted while
+    the emulator refused it) is refused by both, naming the field."""
+    from neurodeploy.exporters.plan import PlanError
+
+    plan = random_fc_plan(np.random.default_rng(9), (4, 3), num_steps=3)
+    bad = dataclasses.replace(plan, layers=(dataclasses.replace(plan.layers[0], bias_exp=-1),))
+    for build in (lambda p: Emulator(p), lambda p: HardwareTwin(p, encoding="spikes")):
+        with pytest.raises(PlanError, match="bias_exp"):
+            build(bad)
