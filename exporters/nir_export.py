@@ -12,6 +12,11 @@ One synaptic node and one neuron node per layer of the architecture string; node
 (k = 1-based layer index). ``nir.write`` stores it in HDF5; ``nir.read`` reads it back with no
 neurodeploy code.
 
+Both directions are tables of one small converter per kind: :data:`SYNAPSE_WRITERS` /
+:data:`NEURON_WRITERS` (model → NIR) and :data:`SYNAPSE_READERS` / :data:`NEURON_READERS`
+(NIR → the compiler's chain). Graphs from other frameworks go through
+:mod:`~neurodeploy.exporters.nir_import` (per-producer semantics, exact rewrites) first.
+
 Discrete-time mapping (NIR is continuous-time and stores no time step)
 ----------------------------------------------------------------------
 NIR's LIF is ``τ·dv/dt = (v_leak − v) + R·I``, spike ``z = [v > v_threshold]`` (strict),
@@ -211,6 +216,104 @@ def _hint_params(neuron: Any) -> dict[str, float]:
                                                                      float | int)}
 
 
+# ----------------------------------------------------------------------------- writer tables
+# One small converter per layer kind and per neuron kind (model → NIR node); to_nir looks them
+# up. A new kind is one function and one table entry.
+
+
+def _write_fc(spec: Any, syn: Any) -> nir.NIRNode:
+    w = syn.weight.detach().cpu().numpy().copy()
+    if syn.bias is not None:
+        return nir.Affine(weight=w, bias=syn.bias.detach().cpu().numpy().copy())
+    return nir.Linear(weight=w)
+
+
+def _write_conv(spec: Any, syn: Any) -> nir.NIRNode:
+    w = syn.weight.detach().cpu().numpy().copy()
+    b = (syn.bias.detach().cpu().numpy().copy() if syn.bias is not None
+         else np.zeros(w.shape[0], dtype=w.dtype))
+    return nir.Conv2d(input_shape=tuple(spec.in_shape[1:]), weight=w, stride=spec.stride,
+                      padding=spec.padding, dilation=1, groups=1, bias=b)
+
+
+def _write_pool(spec: Any, syn: Any) -> nir.NIRNode:
+    cls = nir.AvgPool2d if spec.kind == "avgpool" else nir.SumPool2d
+    return cls(kernel_size=np.array([spec.kernel, spec.kernel]),
+               stride=np.array([spec.stride, spec.stride]), padding=np.array([0, 0]))
+
+
+SYNAPSE_WRITERS: dict[str, Callable[[Any, Any], nir.NIRNode]] = {
+    "fc": _write_fc, "conv": _write_conv, "avgpool": _write_pool, "sumpool": _write_pool,
+}
+"""Layer kind of the architecture string → its NIR synapse node."""
+
+
+def _is_li(neuron: Any) -> bool:
+    from neurodeploy.neurons import LeakyIntegrator
+
+    return isinstance(neuron, LeakyIntegrator)
+
+
+def _is_talif(neuron: Any) -> bool:
+    return getattr(neuron, "kind", None) == TALIF
+
+
+def _is_lif(neuron: Any) -> bool:
+    from neurodeploy.neurons import LIF
+
+    return type(neuron) is LIF or _exports_as_lif(neuron)
+
+
+def _write_li(neuron: Any, shape: tuple[int, ...], dt: float, meta: dict[str, Any], where: str,
+              last: bool) -> tuple[str, nir.NIRNode]:
+    if not last:
+        raise ConfigError(f"{where}: a non-spiking LI layer can only be the output layer")
+    if neuron.alpha >= 1.0:
+        raise ConfigError(f"{where}: membrane read-out with α = 1 (a perfect integrator) has no "
+                          f"NIR LI equivalent")
+    arr = _neuron_arrays(neuron.alpha, 0.0, shape, dt)
+    return "li", nir.LI(tau=arr["tau"], r=arr["r"], v_leak=arr["v_leak"], metadata=meta)
+
+
+def _write_lif_like(neuron: Any, shape: tuple[int, ...], dt: float, meta: dict[str, Any]
+                    ) -> tuple[str, nir.NIRNode]:
+    arr = _neuron_arrays(neuron.alpha, neuron.theta, shape, dt)
+    if neuron.alpha >= 1.0:
+        return "if", nir.IF(**arr, metadata=meta)
+    return "lif", nir.LIF(**arr, metadata=meta)
+
+
+def _write_talif(neuron: Any, shape: tuple[int, ...], dt: float, meta: dict[str, Any],
+                 where: str, last: bool) -> tuple[str, nir.NIRNode]:
+    meta.update(_talif_metadata(neuron, shape, where))
+    return _write_lif_like(neuron, shape, dt, meta)
+
+
+def _write_lif(neuron: Any, shape: tuple[int, ...], dt: float, meta: dict[str, Any],
+               where: str, last: bool) -> tuple[str, nir.NIRNode]:
+    if getattr(neuron, "kind", "lif") != "lif":
+        meta["trained_as"] = str(neuron.kind)
+        meta.update({k: float(v) for k, v in _hint_params(neuron).items()})
+    return _write_lif_like(neuron, shape, dt, meta)
+
+
+NEURON_WRITERS: tuple[tuple[Callable[[Any], bool], Callable[..., tuple[str, nir.NIRNode]]],
+                      ...] = ((_is_li, _write_li), (_is_talif, _write_talif),
+                              (_is_lif, _write_lif))
+"""(accepts(neuron), writer) pairs, first match wins: writer(neuron, shape, dt, metadata,
+where, is_last_layer) → (node name prefix, NIR node). A neuron no entry accepts is refused."""
+
+
+def _inexpressible(neuron: Any, where: str) -> str:
+    kind = getattr(neuron, "kind", type(neuron).__name__)
+    extra = (" (noise kept at inference: ξ has no NIR primitive; export with "
+             "noise_at_inference off to deploy the deterministic LIF)"
+             if getattr(neuron, "stochastic", False)
+             or getattr(neuron, "noise_at_inference", False) else "")
+    return (f"{where}: neuron kind {kind!r} cannot be expressed in NIR{extra}; only the "
+            f"canonical zero-reset LIF exports")
+
+
 def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """Export ``model`` as a standard NIR graph (see the module docstring for the mapping).
 
@@ -225,8 +328,6 @@ def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         *without* noise at inference is exported as the plain LIF it is in eval mode (metadata
         ``trained_as = "noisy"``, ``sigma``).
     """
-    from neurodeploy.neurons import LIF, LeakyIntegrator
-
     if not (isinstance(dt, float | int) and math.isfinite(dt) and dt > 0):
         raise ConfigError(f"dt must be a positive number of seconds, got {dt!r}")
     dt = float(dt)
@@ -248,68 +349,17 @@ def to_nir(model: SpikingNet, dt: float = DEFAULT_DT) -> nir.NIRGraph:
             edges.append((prev, name))
             prev = name
         syn_name = f"{'fc' if spec.kind == 'fc' else spec.kind}{k}"
-        if spec.kind == "fc":
-            w = syn.weight.detach().cpu().numpy().copy()
-            if syn.bias is not None:
-                nodes[syn_name] = nir.Affine(weight=w, bias=syn.bias.detach().cpu().numpy().copy())
-            else:
-                nodes[syn_name] = nir.Linear(weight=w)
-        elif spec.kind == "conv":
-            w = syn.weight.detach().cpu().numpy().copy()
-            b = (syn.bias.detach().cpu().numpy().copy() if syn.bias is not None
-                 else np.zeros(w.shape[0], dtype=w.dtype))
-            nodes[syn_name] = nir.Conv2d(
-                input_shape=tuple(spec.in_shape[1:]), weight=w, stride=spec.stride,
-                padding=spec.padding, dilation=1, groups=1, bias=b,
-            )
-        else:
-            cls = nir.AvgPool2d if spec.kind == "avgpool" else nir.SumPool2d
-            nodes[syn_name] = cls(kernel_size=np.array([spec.kernel, spec.kernel]),
-                                  stride=np.array([spec.stride, spec.stride]),
-                                  padding=np.array([0, 0]))
+        nodes[syn_name] = SYNAPSE_WRITERS[spec.kind](spec, syn)
         edges.append((prev, syn_name))
         prev = syn_name
-
         meta = {"reset": RESET_ZERO, "alpha": float(neuron.alpha), "theta": float(neuron.theta)}
-        shape = tuple(spec.out_shape)
-        if isinstance(neuron, LeakyIntegrator):
-            if k != n:
-                raise ConfigError(f"layer {k} ({spec.token}): a non-spiking LI layer can only be "
-                                  f"the output layer")
-            if neuron.alpha >= 1.0:
-                raise ConfigError(f"layer {k} ({spec.token}): membrane read-out with α = 1 (a "
-                                  f"perfect integrator) has no NIR LI equivalent")
-            arr = _neuron_arrays(neuron.alpha, 0.0, shape, dt)
-            neu_name = f"li{k}"
-            nodes[neu_name] = nir.LI(tau=arr["tau"], r=arr["r"], v_leak=arr["v_leak"],
-                                     metadata=meta)
-        elif getattr(neuron, "kind", None) == TALIF:
-            meta.update(_talif_metadata(neuron, shape, f"layer {k} ({spec.token})"))
-            arr = _neuron_arrays(neuron.alpha, neuron.theta, shape, dt)
-            neu_name = f"if{k}" if neuron.alpha >= 1.0 else f"lif{k}"
-            cls = nir.IF if neuron.alpha >= 1.0 else nir.LIF
-            nodes[neu_name] = cls(**arr, metadata=meta)
-        elif type(neuron) is LIF or _exports_as_lif(neuron):
-            if getattr(neuron, "kind", "lif") != "lif":
-                meta["trained_as"] = str(neuron.kind)
-                meta.update({k: float(v) for k, v in _hint_params(neuron).items()})
-            arr = _neuron_arrays(neuron.alpha, neuron.theta, shape, dt)
-            if neuron.alpha >= 1.0:
-                neu_name = f"if{k}"
-                nodes[neu_name] = nir.IF(**arr, metadata=meta)
-            else:
-                neu_name = f"lif{k}"
-                nodes[neu_name] = nir.LIF(**arr, metadata=meta)
-        else:
-            kind = getattr(neuron, "kind", type(neuron).__name__)
-            extra = (" (noise kept at inference: ξ has no NIR primitive; export with "
-                     "noise_at_inference off to deploy the deterministic LIF)"
-                     if getattr(neuron, "stochastic", False)
-                     or getattr(neuron, "noise_at_inference", False) else "")
-            raise ConfigError(
-                f"layer {k} ({spec.token}): neuron kind {kind!r} cannot be expressed in NIR"
-                f"{extra}; only the canonical zero-reset LIF exports"
-            )
+        where = f"layer {k} ({spec.token})"
+        writer = next((w for accepts, w in NEURON_WRITERS if accepts(neuron)), None)
+        if writer is None:
+            raise ConfigError(_inexpressible(neuron, where))
+        prefix, nodes_neuron = writer(neuron, tuple(spec.out_shape), dt, meta, where, k == n)
+        neu_name = f"{prefix}{k}"
+        nodes[neu_name] = nodes_neuron
         edges.append((prev, neu_name))
         prev = neu_name
     nodes["output"] = nir.Output(output_type={"output": np.array(model.layer_specs[-1].out_shape)})
@@ -448,67 +498,87 @@ def _check_reset_hint(node: nir.NIRNode, where: str) -> str:
         f"'subtract' (the sublif neuron)")
 
 
+def _lif_params(node: nir.LIF, where: str, dt: float, last: bool
+                ) -> tuple[str, float, float | None, float]:
+    tau = _uniform(node.tau, "tau", where, allow_inf=True)
+    r = _uniform(node.r, "r", where, allow_inf=True)
+    if tau <= 0:
+        raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+    _all_zero(node.v_leak, "v_leak", where)
+    _all_zero(node.v_reset, "v_reset", where)
+    tol = _float_tol(node.tau, node.r)
+    if math.isinf(tau):
+        if not math.isinf(r):
+            raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
+                              f"population as IF")
+        # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
+        return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), 1.0
+    alpha = 1.0 - dt / tau
+    if -tol <= alpha < 0:  # τ = dt written in float32 (snntorch β = 0)
+        alpha = 0.0
+    if alpha < 0:
+        raise ConfigError(f"{where}: tau = {tau:g} < dt = {dt:g} gives a negative decay "
+                          f"1 − dt/τ = {alpha:g}; use the producer's dt (graph metadata "
+                          f"'dt', or export --nir … --dt)")
+    theta = _uniform(node.v_threshold, "v_threshold", where)
+    gain = r * dt / tau
+    return "lif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
+
+
+def _if_params(node: nir.IF, where: str, dt: float, last: bool
+               ) -> tuple[str, float, float | None, float]:
+    _all_zero(node.v_reset, "v_reset", where)
+    return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _uniform(
+        node.r, "r", where)
+
+
+def _li_params(node: nir.LI, where: str, dt: float, last: bool
+               ) -> tuple[str, float, float | None, float]:
+    if not last:
+        raise ConfigError(f"{where}: a non-spiking LI population is only supported as the "
+                          f"output layer")
+    tau = _uniform(node.tau, "tau", where)
+    if tau <= 0:
+        raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+    _all_zero(node.v_leak, "v_leak", where)
+    return "li", 1.0 - dt / tau, None, _uniform(node.r, "r", where) * dt / tau
+
+
+def _cubalif_params(node: nir.CubaLIF, where: str, dt: float, last: bool
+                    ) -> tuple[str, float, float | None, float]:
+    tau = _uniform(node.tau_mem, "tau_mem", where)
+    if tau <= 0:
+        raise ConfigError(f"{where}: tau_mem must be > 0, got {tau}")
+    _all_zero(node.v_reset, "v_reset", where)  # v_leak: the plan's bias (parse_graph)
+    tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
+    alpha = 1.0 - dt / tau
+    if -tol <= alpha < 0:
+        alpha = 0.0
+    if alpha < 0:
+        raise ConfigError(f"{where}: tau_mem = {tau:g} < dt = {dt:g} gives a negative "
+                          f"decay; use the producer's dt")
+    theta = _uniform(node.v_threshold, "v_threshold", where)
+    beta, syn_gain = _current_decay(node, dt, where)
+    gain = _uniform(node.r, "r", where) * dt / tau * syn_gain
+    return "cubalif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
+
+
+NEURON_READERS: dict[type, Callable[..., tuple[str, float, float | None, float]]] = {
+    nir.LIF: _lif_params, nir.IF: _if_params, nir.LI: _li_params, nir.CubaLIF: _cubalif_params,
+}
+"""NIR neuron type → (kind, α, θ, input gain) reader for the compiler's chain."""
+
+
 def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
                    ) -> tuple[str, float, float | None, float]:
-    """(kind, alpha, theta, gain) of a neuron node, validated."""
+    """(kind, alpha, theta, gain) of a neuron node, validated (one reader per NIR type)."""
     where = f"node {name!r} ({type(node).__name__})"
-    if isinstance(node, nir.LIF):
-        tau = _uniform(node.tau, "tau", where, allow_inf=True)
-        r = _uniform(node.r, "r", where, allow_inf=True)
-        if tau <= 0:
-            raise ConfigError(f"{where}: tau must be > 0, got {tau}")
-        _all_zero(node.v_leak, "v_leak", where)
-        _all_zero(node.v_reset, "v_reset", where)
-        tol = _float_tol(node.tau, node.r)
-        if math.isinf(tau):
-            if not math.isinf(r):
-                raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
-                                  f"population as IF")
-            # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
-            return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), 1.0
-        alpha = 1.0 - dt / tau
-        if -tol <= alpha < 0:  # τ = dt written in float32 (snntorch β = 0)
-            alpha = 0.0
-        if alpha < 0:
-            raise ConfigError(f"{where}: tau = {tau:g} < dt = {dt:g} gives a negative decay "
-                              f"1 − dt/τ = {alpha:g}; use the producer's dt (graph metadata "
-                              f"'dt', or export --nir … --dt)")
-        theta = _uniform(node.v_threshold, "v_threshold", where)
-        gain = r * dt / tau
-        return "lif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
-    if isinstance(node, nir.IF):
-        _all_zero(node.v_reset, "v_reset", where)
-        return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _uniform(
-            node.r, "r", where)
-    if isinstance(node, nir.LI):
-        if not last:
-            raise ConfigError(f"{where}: a non-spiking LI population is only supported as the "
-                              f"output layer")
-        tau = _uniform(node.tau, "tau", where)
-        if tau <= 0:
-            raise ConfigError(f"{where}: tau must be > 0, got {tau}")
-        _all_zero(node.v_leak, "v_leak", where)
-        return "li", 1.0 - dt / tau, None, _uniform(node.r, "r", where) * dt / tau
-    if isinstance(node, nir.CubaLIF):
-        tau = _uniform(node.tau_mem, "tau_mem", where)
-        if tau <= 0:
-            raise ConfigError(f"{where}: tau_mem must be > 0, got {tau}")
-        _all_zero(node.v_reset, "v_reset", where)  # v_leak: the plan's bias (parse_graph)
-        tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
-        alpha = 1.0 - dt / tau
-        if -tol <= alpha < 0:
-            alpha = 0.0
-        if alpha < 0:
-            raise ConfigError(f"{where}: tau_mem = {tau:g} < dt = {dt:g} gives a negative "
-                              f"decay; use the producer's dt")
-        theta = _uniform(node.v_threshold, "v_threshold", where)
-        beta, syn_gain = _current_decay(node, dt, where)
-        gain = _uniform(node.r, "r", where) * dt / tau * syn_gain
-        return "cubalif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
-    raise ConfigError(
-        f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, "
-        f"CubaLIF and LI as the output layer"
-    )
+    reader = NEURON_READERS.get(type(node))
+    if reader is None:
+        raise ConfigError(
+            f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, "
+            f"CubaLIF and LI as the output layer")
+    return reader(node, where, dt, last)
 
 
 def _current_decay(node: nir.CubaLIF, dt: float, where: str) -> tuple[float, float]:
@@ -582,6 +652,94 @@ def _meta_float(meta: dict[str, Any], key: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Synapse:
+    """What a synapse reader returns (float64 weights; pooling has none)."""
+
+    kind: str
+    out_shape: tuple[int, ...]
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    kernel: tuple[int, int] = (0, 0)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+
+
+def _read_dense(node: nir.Affine | nir.Linear, shape: tuple[int, ...], where: str) -> _Synapse:
+    weight = np.asarray(node.weight, dtype=np.float64)
+    if weight.ndim != 2:
+        raise ConfigError(f"{where}: weight must be 2-D, got shape {weight.shape}")
+    if len(shape) != 1:
+        raise ConfigError(f"{where}: a dense layer needs a flat input, got shape {shape} "
+                          f"(insert a Flatten node)")
+    if weight.shape[1] != shape[0]:
+        raise ConfigError(f"{where}: weight {weight.shape} does not take {shape[0]} inputs")
+    bias = (np.asarray(node.bias, dtype=np.float64).reshape(-1)
+            if isinstance(node, nir.Affine) and node.bias is not None else None)
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ConfigError(f"{where}: bias shape {bias.shape} != ({weight.shape[0]},)")
+    return _Synapse("fc", (int(weight.shape[0]),), weight, bias)
+
+
+def _read_conv2d(node: nir.Conv2d, shape: tuple[int, ...], where: str) -> _Synapse:
+    weight = np.asarray(node.weight, dtype=np.float64)
+    if len(shape) != 3 or weight.ndim != 4:
+        raise ConfigError(f"{where}: needs a (C,H,W) input and 4-D weights, got input "
+                          f"{shape}, weight {weight.shape}")
+    groups = int(node.groups)
+    if weight.shape[1] * groups != shape[0]:
+        raise ConfigError(f"{where}: weight {weight.shape} with groups={groups} does not "
+                          f"take {shape[0]} input channels")
+    dil = _pair(node.dilation, "dilation", where)
+    if dil != (1, 1):
+        raise ConfigError(f"{where}: dilation {dil} is not supported (plans have none)")
+    kernel = (int(weight.shape[2]), int(weight.shape[3]))
+    stride = _pair(node.stride, "stride", where)
+    if isinstance(node.padding, str):
+        if node.padding == "valid":
+            padding = (0, 0)
+        elif all(kk % 2 == 1 for kk in kernel) and stride == (1, 1):
+            padding = (kernel[0] // 2, kernel[1] // 2)
+        else:
+            raise ConfigError(f"{where}: padding 'same' needs odd kernels and stride 1")
+    else:
+        padding = _pair(node.padding, "padding", where)
+    bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if node.bias is not None \
+        else None
+    if bias is not None and bias.size == 1 and weight.shape[0] > 1:
+        bias = np.full(weight.shape[0], float(bias[0]))
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ConfigError(f"{where}: bias shape {bias.shape} != ({weight.shape[0]},)")
+    ho = _conv_out(shape[1], kernel[0], stride[0], padding[0])
+    wo = _conv_out(shape[2], kernel[1], stride[1], padding[1])
+    return _Synapse("conv", (int(weight.shape[0]), ho, wo), weight, bias, kernel, stride,
+                    padding, groups)
+
+
+def _read_pool(node: nir.AvgPool2d | nir.SumPool2d, shape: tuple[int, ...], where: str
+               ) -> _Synapse:
+    if len(shape) != 3:
+        raise ConfigError(f"{where}: pooling needs a (C,H,W) input, got {shape}")
+    kernel = _pair(node.kernel_size, "kernel_size", where)
+    stride = _pair(node.stride, "stride", where)
+    pad = _pair(node.padding, "padding", where)
+    if pad != (0, 0):
+        raise ConfigError(f"{where}: pooling with padding {pad} is not supported")
+    ho = _conv_out(shape[1], kernel[0], stride[0], 0)
+    wo = _conv_out(shape[2], kernel[1], stride[1], 0)
+    kind = "avgpool" if isinstance(node, nir.AvgPool2d) else "sumpool"
+    return _Synapse(kind, (shape[0], ho, wo), kernel=kernel, stride=stride)
+
+
+SYNAPSE_READERS: dict[type, Callable[[Any, tuple[int, ...], str], _Synapse]] = {
+    nir.Affine: _read_dense, nir.Linear: _read_dense, nir.Conv2d: _read_conv2d,
+    nir.AvgPool2d: _read_pool, nir.SumPool2d: _read_pool,
+}
+"""NIR synapse type → reader for the compiler's chain (a pooling node feeding a linear node
+directly is fused by ``exporters.nir_rewrite`` first when it comes through ``export --nir``)."""
+
+
 def parse_graph(graph: nir.NIRGraph) -> NIRChain:
     """Read a NIR graph as a feed-forward chain of synapse → neuron layers.
 
@@ -621,72 +779,15 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             name, node = body[i], graph.nodes[body[i]]
         k = len(layers) + 1
         where = f"node {name!r} ({type(node).__name__})"
-        weight = bias = None
-        kernel, stride, padding, groups = (0, 0), (1, 1), (0, 0), 1
-        if isinstance(node, nir.Affine | nir.Linear):
-            weight = np.asarray(node.weight, dtype=np.float64)
-            if weight.ndim != 2:
-                raise ConfigError(f"{where}: weight must be 2-D, got shape {weight.shape}")
-            if len(shape) != 1:
-                raise ConfigError(f"{where}: a dense layer needs a flat input, got shape {shape} "
-                                  f"(insert a Flatten node)")
-            if weight.shape[1] != shape[0]:
-                raise ConfigError(f"{where}: weight {weight.shape} does not take {shape[0]} "
-                                  f"inputs")
-            bias = (np.asarray(node.bias, dtype=np.float64).reshape(-1)
-                    if isinstance(node, nir.Affine) and node.bias is not None else None)
-            if bias is not None and bias.shape != (weight.shape[0],):
-                raise ConfigError(f"{where}: bias shape {bias.shape} != ({weight.shape[0]},)")
-            kind, out_shape = "fc", (int(weight.shape[0]),)
-        elif isinstance(node, nir.Conv2d):
-            weight = np.asarray(node.weight, dtype=np.float64)
-            if len(shape) != 3 or weight.ndim != 4:
-                raise ConfigError(f"{where}: needs a (C,H,W) input and 4-D weights, got input "
-                                  f"{shape}, weight {weight.shape}")
-            groups = int(node.groups)
-            if weight.shape[1] * groups != shape[0]:
-                raise ConfigError(f"{where}: weight {weight.shape} with groups={groups} does not "
-                                  f"take {shape[0]} input channels")
-            dil = _pair(node.dilation, "dilation", where)
-            if dil != (1, 1):
-                raise ConfigError(f"{where}: dilation {dil} is not supported (plans have none)")
-            kernel = (int(weight.shape[2]), int(weight.shape[3]))
-            stride = _pair(node.stride, "stride", where)
-            if isinstance(node.padding, str):
-                if node.padding == "valid":
-                    padding = (0, 0)
-                elif all(kk % 2 == 1 for kk in kernel) and stride == (1, 1):
-                    padding = (kernel[0] // 2, kernel[1] // 2)
-                else:
-                    raise ConfigError(f"{where}: padding 'same' needs odd kernels and stride 1")
-            else:
-                padding = _pair(node.padding, "padding", where)
-            bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if node.bias is not None \
-                else None
-            if bias is not None and bias.size == 1 and weight.shape[0] > 1:
-                bias = np.full(weight.shape[0], float(bias[0]))
-            if bias is not None and bias.shape != (weight.shape[0],):
-                raise ConfigError(f"{where}: bias shape {bias.shape} != ({weight.shape[0]},)")
-            ho = _conv_out(shape[1], kernel[0], stride[0], padding[0])
-            wo = _conv_out(shape[2], kernel[1], stride[1], padding[1])
-            kind, out_shape = "conv", (int(weight.shape[0]), ho, wo)
-        elif isinstance(node, nir.AvgPool2d | nir.SumPool2d):
-            if len(shape) != 3:
-                raise ConfigError(f"{where}: pooling needs a (C,H,W) input, got {shape}")
-            kernel = _pair(node.kernel_size, "kernel_size", where)
-            stride = _pair(node.stride, "stride", where)
-            pad = _pair(node.padding, "padding", where)
-            if pad != (0, 0):
-                raise ConfigError(f"{where}: pooling with padding {pad} is not supported")
-            ho = _conv_out(shape[1], kernel[0], stride[0], 0)
-            wo = _conv_out(shape[2], kernel[1], stride[1], 0)
-            kind = "avgpool" if isinstance(node, nir.AvgPool2d) else "sumpool"
-            out_shape = (shape[0], ho, wo)
-        else:
+        reader = SYNAPSE_READERS.get(type(node))
+        if reader is None:
             raise ConfigError(
                 f"{where}: expected a synapse (Affine, Linear, Conv2d, AvgPool2d, SumPool2d, "
                 f"optionally after Flatten) as layer {k}"
             )
+        syn = reader(node, shape, where)
+        kind, out_shape, weight, bias = syn.kind, syn.out_shape, syn.weight, syn.bias
+        kernel, stride, padding, groups = syn.kernel, syn.stride, syn.padding, syn.groups
         if any(v <= 0 for v in out_shape):
             raise ConfigError(f"{where}: empty output shape {out_shape} for input {shape}")
         if i + 1 >= len(body):
