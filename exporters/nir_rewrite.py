@@ -15,6 +15,8 @@ run :mod:`~neurodeploy.exporters.nir_interp` before and after each pass on rando
   the bias of the linear node feeding it, divided by the neuron's input gain: ``b_syn += b/g``
   (per channel for a convolution, so only when ``b/g`` is uniform within each channel).
 * :func:`mark_if` — a LIF with α = 1 (τ = ∞) is an IF.
+* :func:`normalize_thresholds` — per-neuron thresholds become 1 by dividing each neuron's
+  input row by its θ (so a chip population has one θ).
 """
 
 from __future__ import annotations
@@ -223,11 +225,53 @@ def mark_if(g: DGraph) -> DGraph:
     return g
 
 
-PASSES = (drop_identities, fuse_scale, fuse_pool, fold_leak, mark_if)
-"""The passes :func:`rewrite_all` runs, in this order."""
-
-
 def rewrite_all(g: DGraph) -> DGraph:
     for p in PASSES:
         g = p(g)
     return g
+
+
+def normalize_thresholds(g: DGraph) -> DGraph:
+    """Per-neuron thresholds → θ = 1 by scaling each neuron's input row (exact: the spike
+    ``v > θ_i`` is ``v/θ_i > 1``, and every term of v — input, bias, reset, initial value —
+    scales by 1/θ_i). Applies to a spiking population whose θ differs between neurons and
+    whose only input is one Affine (or a Conv2d when θ is uniform per channel); a chip
+    population then needs one θ. Per-neuron decays cannot be rescaled and stay as they are
+    (the compiler names them)."""
+    order, back = g.order()
+    for name in order:
+        n = g.nodes[name]
+        if not isinstance(n, DNeuron) or not n.spiking or np.all(n.theta == n.theta.flat[0]):
+            continue
+        pre = g.preds(name)
+        if len(pre) != 1 or (pre[0], name) in back or _only_succ(g, pre[0]) != name:
+            continue
+        if np.any(n.theta <= 0):
+            continue
+        syn = g.nodes[pre[0]]
+        th = n.theta
+        if isinstance(syn, DLinear):
+            inv = 1.0 / th.reshape(-1)
+            syn.weight = syn.weight * inv[:, None]
+            syn.bias = syn.bias * inv if syn.bias is not None else None
+        elif isinstance(syn, DConv):
+            per_ch = th.reshape(th.shape[0], -1)
+            if not np.all(per_ch == per_ch[:, :1]):
+                continue
+            inv = 1.0 / per_ch[:, 0]
+            syn.weight = syn.weight * inv[:, None, None, None]
+            syn.bias = syn.bias * inv if syn.bias is not None else None
+        else:
+            continue
+        n.bias = n.bias / th
+        n.v_reset = n.v_reset / th if n.v_reset is not None else None
+        n.reset_amount = n.reset_amount / th if n.reset_amount is not None else None
+        n.v_init = n.v_init / th if n.v_init is not None else None
+        n.theta = np.ones_like(th)
+        g.notes.append(f"rewrite: per-neuron thresholds of {n.source!r} normalised to 1 (rows of "
+                       f"{syn.source!r} divided by θ)")
+    return g
+
+
+PASSES = (drop_identities, fuse_scale, fuse_pool, fold_leak, mark_if, normalize_thresholds)
+"""The passes :func:`rewrite_all` runs, in this order."""

@@ -418,3 +418,28 @@ def test_cubalif_compiles_with_current_decay_and_leak_bias():
     g.nodes["fc"] = nir.Affine(weight=W, bias=np.full(4, 0.1))
     with pytest.raises(ConfigError, match="bias feeding the CubaLIF 'cu' enters its current"):
         compile_nir(g, "loihi2", 12, producer="lava-dl")
+
+
+def test_per_neuron_thresholds_normalise_exactly_and_compile():
+    W, b = _fc(14)
+    theta = np.random.default_rng(15).uniform(0.3, 1.2, 4)
+    lif = nir.LIF(tau=np.full(4, 3e-4), r=np.full(4, 3.0), v_leak=np.full(4, 0.05),
+                  v_threshold=theta, v_reset=np.zeros(4))
+    g = _graph({"input": nir.Input(input_type={"input": np.array([6])}),
+                "fc": nir.Affine(weight=W, bias=b), "lif": lif,
+                "output": nir.Output(output_type={"output": np.array([4])})},
+               [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    for reset in ("zero", "subtract"):
+        before = read_graph(g, producer="neurodeploy", reset=reset, rewrite=False)
+        after = read_graph(g, producer="neurodeploy", reset=reset)
+        assert np.all(after.nodes["lif"].theta == 1.0)
+        x = _spikes((6,), T=40)
+        a, c = _run(before, x), _run(after, x)
+        assert torch.equal(a.spikes[0], c.spikes[0]) and a.spikes[0].sum() > 10
+    dep = compile_nir(g, "loihi2", 10, producer="neurodeploy", reset="zero")
+    assert dep.plan.layers[0].vth > 0
+    # per-neuron decays cannot be rescaled: the compiler names the node and the field
+    g.nodes["lif"] = nir.LIF(tau=np.array([2e-4, 3e-4, 3e-4, 3e-4]), r=np.full(4, 3.0),
+                             v_leak=np.zeros(4), v_threshold=theta, v_reset=np.zeros(4))
+    with pytest.raises(ConfigError, match=r"'lif'.*tau differs between neurons"):
+        compile_nir(g, "loihi2", 10, producer="neurodeploy", reset="zero")
