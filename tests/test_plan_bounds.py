@@ -32,6 +32,12 @@ from neurodeploy.sims.emulator import Emulator, random_conv_plan, random_fc_plan
 BROKEN_WRAP = functools.partial(plan_ibp_bounds, widen_wraps=False)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(_quiet_and_threads):
+    """Small integer workloads: on the shared 2-core machine extra threads only contend."""
+    torch.set_num_threads(1)
+
+
 def _dropped_reset_union(plan, box, *a, **k):
     """Broken: an unknown spike keeps the pre-reset voltage interval (forgets v = 0)."""
     b = plan_ibp_bounds(plan, box)
@@ -232,16 +238,51 @@ def test_wraps_matter_and_dropping_the_widening_is_caught() -> None:
     assert bad.total_violations > 0
 
 
-def test_conv_pool_plan_sound_and_conv_wrap_needed() -> None:
+def test_conv_pool_plan_sound() -> None:
     rng = np.random.default_rng(2)
     plan = random_conv_plan(rng, (1, 5, 5), 2, (3, 3), (1, 1), (1, 1), 2, 4, num_steps=5,
-                            weight_scale=3e6, vth=2000)
+                            weight_scale=300.0, vth=200)
     assert [L.kind for L in plan.layers] == ["conv", "pool", "dense"]
     x, y = _bern(plan, (1, 5, 5), 4, 4)
     g = torch.Generator().manual_seed(1)
-    assert check_plan_soundness(plan, BernoulliLinfSet(0.15), x, y, 5, 2500, g).sound
+    r = check_plan_soundness(plan, BernoulliLinfSet(0.15), x, y, 5, 2500, g)
+    assert r.samples >= 10_000 and r.sound, r
+
+
+def _conv_wrap_plan(seed: int) -> DeploymentPlan:
+    """80 input channels, 3x3 kernel, large positive int16 weights: conv sums reach past 2^23
+    and wrap (Lava's 24-bit conv output)."""
+    rng = np.random.default_rng(seed)
+    C, H = 80, 4
+    w = rng.integers(8000, 32001, size=(2, C, 3, 3)).astype(np.int32)
+    w[:, ::9] *= -1
+    conv = PlanLayer(name="conv1", kind="conv", in_shape=(C, H, H), out_shape=(2, H, H),
+                     weights=w, weight_exp=0, du=4095, dv=0, vth=20000,
+                     bias_mant=np.zeros(2 * H * H, np.int32), bias_exp=0, scale=1.0,
+                     stride=(1, 1), padding=(1, 1))
+    fc = PlanLayer(name="fc2", kind="dense", in_shape=(2, H, H), out_shape=(4,),
+                   weights=(2 * rng.integers(-60, 61, size=(4, 2 * H * H))).astype(np.int32),
+                   weight_exp=0, du=4095, dv=0, vth=100, bias_mant=np.zeros(4, np.int32),
+                   bias_exp=0, scale=1.0, flatten_before=True)
+    kw = {"raw_weights": True} if any(
+        f.name == "raw_weights" for f in dataclasses.fields(DeploymentPlan)) else {}
+    return DeploymentPlan("loihi2", 5, (C, H, H), (conv, fc), **kw)
+
+
+@pytest.mark.parametrize("members", [pytest.param(500, id="fast"),
+                                     pytest.param(2500, id="1e4", marks=pytest.mark.slow)])
+def test_conv_wrap_needed_and_dropping_it_is_caught(members) -> None:
+    plan = _conv_wrap_plan(0)
     g = torch.Generator().manual_seed(1)
-    bad = check_plan_soundness(plan, BernoulliLinfSet(0.15), x, y, 5, 2500, g,
+    x = 0.6 + 0.4 * torch.rand(4, 80, 4, 4, generator=g)
+    y = torch.randint(0, 4, (4,), generator=g)
+    b = plan_ibp_bounds(plan, BernoulliLinfSet(0.15).box(x, 5, g))
+    assert int(b.layers[0].a_hi.max()) == 2**23 - 1  # some interval was widened
+    g = torch.Generator().manual_seed(1)
+    ok = check_plan_soundness(plan, BernoulliLinfSet(0.15), x, y, 5, members, g)
+    assert ok.samples == 4 * members and ok.sound, ok
+    g = torch.Generator().manual_seed(1)
+    bad = check_plan_soundness(plan, BernoulliLinfSet(0.15), x, y, 5, 200, g,
                                bounds_fn=BROKEN_WRAP)
     assert bad.spike_violations[0] > 0
 

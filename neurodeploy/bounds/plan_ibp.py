@@ -219,6 +219,8 @@ def _layers(plan, fmt: PlanFormat) -> list[_LayerInt]:
                               f"(only 'lif' and 'talif')")
         if L.kind == "dense":
             w = torch.as_tensor(effective_dense_weights(np.asarray(L.weights), fmt), dtype=I64)
+            if int(w.abs().sum(1).max()) >= 2 ** 52:
+                raise ConfigError(f"plan layer {L.name}: dense sums exceed 2^52")
         elif L.kind in ("conv", "pool"):
             w64 = np.asarray(L.weights).astype(np.int64)
             if int(np.abs(w64).reshape(w64.shape[0], -1).sum(1).max(initial=0)) >= 2 ** 52:
@@ -257,9 +259,14 @@ def synaptic_interval(layer: _LayerInt, s_lo: torch.Tensor, s_hi: torch.Tensor,
     xor = (s_hi.reshape(T * B, *layer.in_shape).to(I64) - lo)
     w = layer.weight
     if layer.kind == "dense":
-        fix = lo.flatten(1) @ w.T
-        a_lo = fix + xor.flatten(1) @ w.clamp(max=0).T
-        a_hi = fix + xor.flatten(1) @ w.clamp(min=0).T
+        # Exact in float64 BLAS: every partial sum of 0/1 inputs times integer weights is an
+        # integer of magnitude ≤ Σ|W| < 2^53 (checked when the layer is prepared); int64 after.
+        f64 = torch.float64
+        wf = w.to(f64)
+        lo_f, xor_f = lo.flatten(1).to(f64), xor.flatten(1).to(f64)
+        fix = (lo_f @ wf.T).to(I64)
+        a_lo = fix + (xor_f @ wf.clamp(max=0).T).to(I64)
+        a_hi = fix + (xor_f @ wf.clamp(min=0).T).to(I64)
         e = layer.weight_exp
         if e > 0:
             a_lo, a_hi = a_lo << e, a_hi << e
