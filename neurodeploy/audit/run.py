@@ -276,20 +276,25 @@ class Sides:
             return SNNClassifier(self.model, enc, seed=seed)
         return DeployedClassifier(self.emulator, self.twin, enc, seed=seed)
 
-    def float_layers(self, spikes: torch.Tensor) -> list[torch.Tensor]:
+    def layers(self, backend: str, spikes: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's spikes (float, CPU) of ``backend`` (float / emulator / lava) on host
+        ``spikes``, through the one backend contract (:mod:`neurodeploy.trace`)."""
+        from neurodeploy.sims.backends import LavaBackend
+
+        runner = {"float": self.model, "emulator": self.emulator,
+                  "lava": LavaBackend(self.plan, timeout_s=self.timeout_s)}[backend]
         with torch.no_grad():
-            return [s.cpu() for s in self.model.run(spikes, record=True).spikes]
+            trace = runner.run(spikes, record=True)
+        return [s.detach().cpu().float() for s in trace.spikes]
+
+    def float_layers(self, spikes: torch.Tensor) -> list[torch.Tensor]:
+        return self.layers("float", spikes)
 
     def emulator_layers(self, spikes: torch.Tensor) -> list[torch.Tensor]:
-        res = self.emulator.run(spikes, record=True)
-        return [torch.as_tensor(np.asarray(s)).float() for s in res.layer_spikes]
+        return self.layers("emulator", spikes)
 
     def lava_layers(self, spikes: torch.Tensor) -> list[torch.Tensor]:
-        from neurodeploy.sims.lava_env import run_lava
-
-        res = run_lava(self.plan, spikes.numpy().astype(np.uint8), timeout_s=self.timeout_s,
-                       record_layers=True)
-        return [torch.as_tensor(np.asarray(s)).float() for s in res.layer_spikes]
+        return self.layers("lava", spikes)
 
 
 def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
