@@ -360,41 +360,64 @@ def test_sound_bigger_random_plans(seed) -> None:
 # ----------------------------------------------------------------------------- certify
 
 
-def test_certify_plan_verified_samples_are_correct_and_paired_with_float() -> None:
+def _small_compiled(T: int = 5):
+    from neurodeploy.exporters.compiler import compile_model
     from neurodeploy.models import ModelConfig, build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig("FC16-FC4", (1, 3, 3), num_steps=5, readout="rate")).eval()
+    model = build_model(ModelConfig("FC16-FC4", (1, 3, 3), num_steps=T, readout="rate")).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)
-    from neurodeploy.exporters.compiler import compile_model
+    return model, compile_model(model, profile="loihi2")
 
-    plan = compile_model(model, profile="loihi2")
+
+def test_certify_plan_known_draw_exact_at_eps0_and_paired_with_float() -> None:
+    from neurodeploy.encoding import host_spikes
+
+    model, plan = _small_compiled()
     g = torch.Generator().manual_seed(0)
     x = torch.rand(40, 1, 3, 3, generator=g)
-    with torch.no_grad():
-        from neurodeploy.encoding import BernoulliEncoder
-
-        y = Emulator(plan).run(BernoulliEncoder(5)(x, g)).counts.argmax(1)
-    out = certify_plan(plan, x, y, 0.0, host_seed=0, model=model, batch_size=16)
-    assert out["deployed"]["method"] == "plan-ibp" and out["n"] == 40
-    assert set(out["float"]) == {"ibp"}
-    assert "(float) →" in out["verdict"] and "Loihi 2" in out["verdict"]
-    res = certify_plan_many(plan, x, y, 0.0, batch_size=16, seed=0)
-    # ε = 0: the set is the clean draw itself; bounds are exact, so a verified sample's
-    # counts strictly prefer y on that draw — check against the emulator on the same map
-    g = torch.Generator().manual_seed(0)
-    u_maps = []
-    for i in range(0, 40, 16):
-        u_maps.append(torch.rand((5, *x[i:i + 16].shape), generator=g))
-        torch.rand((5, *x[i:i + 16].shape), generator=g)  # the clean draw
-    u = torch.cat(u_maps, 1)
-    counts = Emulator(plan).run((x.unsqueeze(0) > u).float()).counts
+    idx = torch.arange(100, 140)
+    spikes = host_spikes(x, idx, 7, 5)
+    counts = Emulator(plan).run(spikes).counts
+    y = counts.argmax(1)
+    y[:5] = (y[:5] + 1) % 4  # some wrong labels
+    out = certify_plan(plan, x, y, 0.0, host_seed=7, model=model, index=idx, batch_size=16)
+    # ε = 0: the box is the host's draw itself, the integer bounds are exact, so verified ⇔
+    # the emulator's counts on the host spikes strictly prefer y
     top2 = counts.topk(2, 1).values
     strict = (counts.argmax(1) == y) & (top2[:, 0] > top2[:, 1])
-    assert torch.equal(res.verified, strict)
-    assert 0 < res.verified.float().mean() <= 1
+    assert out["deployed"]["verified_error"] == pytest.approx(1 - strict.float().mean().item())
+    assert out["deployed"]["clean_accuracy"] == pytest.approx(35 / 40)
+    assert set(out["float"]) == {"ibp", "crown"} and out["n"] == 40
+    assert "(float) →" in out["verdict"] and "Loihi 2" in out["verdict"]
+    # the float side is certified on the same box: at ε = 0 float S-IBP is exact too
+    with torch.no_grad():
+        f_counts = model.run(spikes, record=True).spikes[-1].sum(0)
+    f_top2 = f_counts.topk(2, 1).values
+    f_strict = (f_counts.argmax(1) == y) & (f_top2[:, 0] > f_top2[:, 1])
+    assert out["float"]["ibp"]["verified_error"] == pytest.approx(
+        1 - f_strict.float().mean().item())
+    # ε > 0 can only lose certificates
+    wider = certify_plan(plan, x, y, 0.1, host_seed=7, index=idx)
+    assert wider["deployed"]["verified_error"] >= out["deployed"]["verified_error"]
+    assert "float" not in wider
+
+
+def test_certify_plan_many_pairs_draws_with_certify_many() -> None:
+    from neurodeploy.bounds.certify import certify_many
+
+    model, plan = _small_compiled()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(30, 1, 3, 3, generator=g)
+    y = torch.randint(0, 4, (30,), generator=g)
+    a = certify_plan_many(plan, x, y, 0.0, seed=3, batch_size=16)
+    b = certify_many(model, x, y, 0.0, None, ("ibp",), seed=3, batch_size=16)["ibp"]
+    # same draws: both clean accuracies come from the same second draw per batch, and the
+    # float and deployed models agree on most of these examples
+    assert a.margin_lb.shape == b.margin_lb.shape == (30, 3)
+    assert abs(a.clean_accuracy - b.clean_accuracy) <= 0.2
 
 
 def test_certify_plan_refuses_analog_set_and_bad_boxes() -> None:

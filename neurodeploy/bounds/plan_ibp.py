@@ -526,42 +526,83 @@ def certify_plan_many(
                "profile": getattr(plan, "profile", "")})
 
 
-def certify_plan(plan, x, y, eps, host_seed: int = 0, *, model=None,
-                 cert_steps: int | None = None, methods: tuple[str, ...] = ("ibp",),
-                 batch_size: int = 500, perturbation: PerturbationSet | None = None,
-                 encoding: str | None = None) -> dict[str, Any]:
-    """The audit's call: verified error of the deployed plan, and — when ``model`` (the float
-    model it was compiled from) is given — the float model's on the *same* uniform maps.
+def certify_plan(plan, x: torch.Tensor, y: torch.Tensor, eps: float, host_seed: int = 0, *,
+                 model=None, index: torch.Tensor | None = None, cert_steps: int | None = None,
+                 methods: tuple[str, ...] = ("ibp", "crown"), batch_size: int = 500
+                 ) -> dict[str, Any]:
+    """The audit's call: the certificate of the deployed plan under the **known draw** — the
+    host's own uniform map per example (:func:`neurodeploy.encoding.host_uniform` with
+    ``host_seed``, the map every backend of the audit is fed) — and, when ``model`` (the float
+    model the plan was compiled from) is given, the float bounds on the *same* input box.
 
-    Returns a JSON-ready dict::
+    ``x`` images ``[B, *shape]`` in [0, 1]; ``index`` the examples' indices for the host map
+    (default ``arange(B)``). Returns a JSON-ready dict::
 
-        {"eps", "cert_steps", "n", "seed", "profile",
+        {"eps", "cert_steps", "n", "seed", "profile", "threat_model",
          "deployed": {"method": "plan-ibp", "verified_error", "clean_accuracy", ...},
-         "float": {"ibp": {...}, "crown": {...}} (when model is given),
-         "verdict": "verified error at ε=0.06: 0.54 (float) → 0.55 (Loihi 2)"}
+         "float": {"ibp": {...}, "crown": {...}}, "float_best_method", "verified_error" (float
+         best), "verdict": "verified error at ε=0.06: 0.54 (float) → 0.55 (Loihi 2) — …"}
     """
-    from neurodeploy.encoding import make_generator
+    from neurodeploy.bounds.certify import margin_bounds
+    from neurodeploy.bounds.perturbation import BernoulliLinfSet
+    from neurodeploy.encoding import host_uniform
+    from neurodeploy.sims.emulator import Emulator
 
-    steps = int(cert_steps or plan.num_steps)
-    out: dict[str, Any] = {"eps": float(eps), "cert_steps": steps, "n": int(y.shape[0]),
-                           "seed": int(host_seed), "profile": getattr(plan, "profile", "")}
-    res = certify_plan_many(plan, x, y, eps, steps, make_generator(host_seed, x.device),
-                            batch_size=batch_size, perturbation=perturbation,
-                            encoding=encoding)
-    out["deployed"] = res.to_dict()
+    x = x.detach().float().cpu()
+    y = y.long().cpu()
+    n = int(y.shape[0])
+    if x.shape[0] != n:
+        raise DataError(f"{x.shape[0]} inputs but {n} labels")
+    T = int(plan.num_steps)
+    steps = int(cert_steps or T)
+    if not 1 <= steps <= T:
+        raise ConfigError(f"cert_steps must be in [1, {T}], got {steps}")
+    index = torch.arange(n) if index is None else torch.as_tensor(index)
+    fmt = plan_format(plan)
+    layers = _layers(plan, fmt)
+    emu = Emulator(plan)
+    pset = BernoulliLinfSet(eps)
+    d_lb, d_clean, f_lb, f_clean = [], [], {m: [] for m in methods}, []
+    unstable = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            u = host_uniform(index[i:i + batch_size], host_seed, T, tuple(xb.shape[1:]))
+            box = pset.box(xb, steps, uniform=u[:steps])
+            unstable.append(box.unstable_fraction)
+            pbox = InputBox(box.lo.reshape(steps, xb.shape[0], *plan.input_shape),
+                            box.hi.reshape(steps, xb.shape[0], *plan.input_shape), {})
+            d_lb.append(plan_margin_lower(plan_ibp_bounds(plan, pbox, fmt, layers), yb))
+            spikes = (xb.unsqueeze(0) > u).float()
+            d_clean.append(emu.run(spikes.reshape(T, xb.shape[0], *plan.input_shape),
+                                   record=False).counts.argmax(1).cpu() == yb)
+            if model is not None:
+                out, _ = margin_bounds(model, box, yb, tuple(methods))
+                for m in methods:
+                    f_lb[m].append(out[m])
+                f_clean.append(model.run(spikes).logits.argmax(1).cpu() == yb)
+    extra = {"unstable_input_fraction": float(sum(unstable) / max(len(unstable), 1))}
+    dep = CertResult(verified=is_verified(torch.cat(d_lb)), margin_lb=torch.cat(d_lb),
+                     clean_correct=torch.cat(d_clean), method="plan-ibp", eps=float(eps),
+                     cert_steps=steps, extra=extra)
+    out_d: dict[str, Any] = {
+        "eps": float(eps), "cert_steps": steps, "n": n, "seed": int(host_seed),
+        "profile": getattr(plan, "profile", ""),
+        "threat_model": "known draw (the host's uniform map per example)",
+        "deployed": dep.to_dict()}
     if model is not None:
-        from neurodeploy.bounds.certify import certify_many
-
-        fl = certify_many(model, x, y, eps, steps, tuple(methods),
-                          make_generator(host_seed, x.device), perturbation=perturbation,
-                          batch_size=batch_size)
-        out["float"] = {m: r.to_dict() for m, r in fl.items()}
-        best = min(r.verified_error for r in fl.values())
-        out["float_best_method"] = min(fl, key=lambda m: fl[m].verified_error)
-        out["verdict"] = verdict_sentence(eps, best, res.verified_error, out["profile"])
+        fl = {m: CertResult(verified=is_verified(torch.cat(f_lb[m])), margin_lb=torch.cat(f_lb[m]),
+                            clean_correct=torch.cat(f_clean), method=m, eps=float(eps),
+                            cert_steps=steps, extra=extra) for m in methods}
+        best = min(fl, key=lambda m: fl[m].verified_error)
+        out_d["float"] = {m: r.to_dict() for m, r in fl.items()}
+        out_d["float_best_method"] = best
+        out_d["verified_error"] = fl[best].verified_error
+        out_d["verdict"] = verdict_sentence(eps, fl[best].verified_error, dep.verified_error,
+                                            out_d["profile"])
     else:
-        out["verdict"] = verdict_sentence(eps, None, res.verified_error, out["profile"])
-    return out
+        out_d["verdict"] = verdict_sentence(eps, None, dep.verified_error, out_d["profile"])
+    return out_d
 
 
 _PROFILE_NAMES = {"loihi2": "Loihi 2", "loihi1": "Loihi 1", "loihi": "Loihi"}
