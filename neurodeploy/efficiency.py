@@ -362,3 +362,146 @@ def efficiency_section(model, plan, x_clean: torch.Tensor, x_adv: torch.Tensor |
         if isinstance(v, dict):
             v.pop("_reports", None)
     return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if v != v:
+            return "–"
+        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.{digits}g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def efficiency_table(eff: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows of the audit's efficiency table: one per (side, input), NeuroBench totals."""
+    header = ["model", "inputs", "synops (eff. ACs+MACs)", "dense ops", "act. sparsity",
+              "spikes", "neuron updates", "params", "footprint (B)"]
+    rows = []
+    for inp in ("clean", "adversarial"):
+        block = eff.get(inp) or {}
+        for side in ("float", "deployed"):
+            d = block.get(side)
+            if not d:
+                continue
+            t = d.get("totals", {})
+            rows.append([side, inp, _num(t.get("synaptic_operations")), _num(t.get("dense_ops")),
+                         _num(t.get("activation_sparsity")), _num(t.get("spikes")),
+                         _num(t.get("neuron_updates")), _num(d.get("parameter_count")),
+                         _num(d.get("footprint_bytes"))])
+    return header, rows
+
+
+def efficiency_sentences(eff: dict[str, Any], certified: dict[str, Any] | None = None
+                         ) -> list[str]:
+    """The section's sentences: certificate float → deployed, activity change under attack,
+    the chip cost estimate and fit."""
+    out = []
+    if certified and certified.get("deployed_verdict"):
+        out.append(certified["deployed_verdict"])
+    for side, r in (eff.get("ratio_adversarial_over_clean") or {}).items():
+        s = r.get("synaptic_operations")
+        if s is not None and s == s:
+            out.append(f"{side}: adversarial inputs change synaptic operations by ×{s:.2f} and "
+                       f"activation sparsity {r['activation_sparsity_clean']:.3f} → "
+                       f"{r['activation_sparsity_adversarial']:.3f}")
+    c = eff.get("cost_clean")
+    if c:
+        lat = c.get("latency_per_inference_us")
+        line = (f"estimated energy per inference on {c['profile']}: "
+                f"{c['energy_per_inference_nj']:.4g} nJ clean")
+        ca = eff.get("cost_adversarial")
+        if ca:
+            line += f", {ca['energy_per_inference_nj']:.4g} nJ adversarial"
+        if lat is not None:
+            line += f"; latency ≈ {lat:.4g} µs"
+        line += f" (APPROXIMATE: {c['source']})"
+        out.append(line)
+    fit = ((eff.get("clean") or {}).get("deployed") or {}).get("chip_fit") or {}
+    if fit.get("cores_used") is not None:
+        mem = fit.get("synaptic_memory_bytes")
+        out.append(f"chip fit: {fit['cores_used']} of {fit.get('cores_available')} cores"
+                   + (f", {mem:,} B synaptic memory" if mem else "")
+                   + (f", busiest core at {100 * fit['peak_core_memory_fraction']:.0f} % of its "
+                      f"synaptic memory" if fit.get("peak_core_memory_fraction") else ""))
+    return out
+
+
+def efficiency_plot(eff: dict[str, Any]) -> str | None:
+    """Base64 PNG: effective synaptic operations per layer, float vs deployed, clean vs
+    adversarial (None when there is nothing to plot)."""
+    series = []
+    for inp in ("clean", "adversarial"):
+        for side in ("float", "deployed"):
+            d = (eff.get(inp) or {}).get(side)
+            if d and d.get("layers"):
+                series.append((f"{side}, {inp}",
+                               [L["name"] for L in d["layers"]],
+                               [L["effective_ops"] for L in d["layers"]]))
+    if not series:
+        return None
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_layers = max(len(s[1]) for s in series)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    width = 0.8 / len(series)
+    colours = {"float, clean": "#1f77b4", "deployed, clean": "#d62728",
+               "float, adversarial": "#aec7e8", "deployed, adversarial": "#ff9896"}
+    for i, (label, _names, vals) in enumerate(series):
+        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(vals))]
+        ax.bar(xs, vals, width, label=label, color=colours.get(label))
+    ax.set_xticks(range(n_layers))
+    ax.set_xticklabels(series[0][1][:n_layers], fontsize=8)
+    ax.set_ylabel("effective synaptic ops / inference")
+    ax.set_title("Synaptic operations per layer (NeuroBench effective ACs/MACs)")
+    ax.legend(fontsize=7)
+    ax.grid(True, axis="y", alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def efficiency_markdown(eff: dict[str, Any], certified: dict[str, Any] | None = None
+                        ) -> list[str]:
+    """Markdown lines of the audit's "Efficiency and chip cost" section."""
+    if not eff:
+        return []
+    header, rows = efficiency_table(eff)
+    lines = ["", "## Efficiency and chip cost (NeuroBench definitions)", ""]
+    lines += [f"- {s}" for s in efficiency_sentences(eff, certified)]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def efficiency_html(eff: dict[str, Any], certified: dict[str, Any] | None = None) -> list[str]:
+    """HTML parts of the same section (table id ``efficiency``, plot id ``plot-efficiency``)."""
+    import html
+
+    if not eff:
+        return []
+    e = html.escape
+    header, rows = efficiency_table(eff)
+    parts = ["<h2>Efficiency and chip cost (NeuroBench definitions)</h2>"]
+    sents = efficiency_sentences(eff, certified)
+    if sents:
+        parts.append("<ul class='meta'>" + "".join(f"<li>{e(s)}</li>" for s in sents) + "</ul>")
+    parts.append("<table id='efficiency'><tr>" + "".join(f"<th>{e(h)}</th>" for h in header)
+                 + "</tr>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+                                     for r in rows) + "</table>")
+    png = efficiency_plot(eff)
+    if png:
+        parts.append(f"<img id='plot-efficiency' alt='synaptic operations per layer' "
+                     f"src='data:image/png;base64,{png}'>")
+    return parts

@@ -215,3 +215,21 @@ def test_adversarial_ratio_and_section() -> None:
     clean = float_efficiency(model, enc(x))
     assert activity_ratio(clean, clean)["spikes"] in (1.0,) or np.isnan(
         activity_ratio(clean, clean)["spikes"])
+
+
+def test_section_renders_markdown_and_html() -> None:
+    from neurodeploy.efficiency import efficiency_html, efficiency_markdown
+    from neurodeploy.exporters.compiler import compile_model
+
+    model = _tiny_model(T=4)
+    plan = compile_model(model, profile="loihi2")
+    u = torch.rand(4, 1, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    x = torch.full((6, 1, 2, 2), 0.2)
+    sec = efficiency_section(model, plan, x, x.clamp(min=0.9), lambda v: (v.unsqueeze(0) > u).float())
+    cert = {"deployed_verdict": "verified error at ε=0.1: 0.50 (float) → 0.52 (Loihi 2)"}
+    md = "\n".join(efficiency_markdown(sec, cert))
+    assert "## Efficiency and chip cost" in md and "(Loihi 2)" in md and "APPROXIMATE" in md
+    assert md.count("| float |") == 2 and md.count("| deployed |") == 2
+    html = "\n".join(efficiency_html(sec, cert))
+    assert "id='efficiency'" in html and "id='plot-efficiency'" in html
+    assert efficiency_markdown({}) == [] and efficiency_html({}) == []
