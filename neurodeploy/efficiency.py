@@ -505,3 +505,36 @@ def efficiency_html(eff: dict[str, Any], certified: dict[str, Any] | None = None
         parts.append(f"<img id='plot-efficiency' alt='synaptic operations per layer' "
                      f"src='data:image/png;base64,{png}'>")
     return parts
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def audit_blocks(model, plan, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor,
+                 host_seed: int, cert_eps: float | None,
+                 adversarial: torch.Tensor | None = None, profile=None,
+                 methods: tuple[str, ...] = ("ibp", "crown")) -> tuple[dict, dict]:
+    """What the audit adds for issue 15, computed on its own host maps (known draw):
+
+    - ``certificate``: :func:`neurodeploy.bounds.plan_ibp.certify_plan` at ``cert_eps`` —
+      deployed (integer S-IBP on the plan) and, for canonical-LIF models, float S-IBP/S-CROWN on
+      the same input boxes, with the verdict sentence (empty dict when ``cert_eps`` is None);
+    - ``efficiency``: :func:`efficiency_section` on the clean images and on ``adversarial``
+      (the audit's worst-case examples, same host maps) with the chip cost estimate.
+    """
+    from neurodeploy.bounds.plan_ibp import certify_plan
+    from neurodeploy.encoding import host_uniform
+
+    T = int(plan.num_steps)
+    u = host_uniform(index, host_seed, T, tuple(x.shape[1:]))
+
+    def enc(v: torch.Tensor) -> torch.Tensor:
+        return (v.detach().float().cpu().unsqueeze(0) > u).float()
+
+    cert: dict[str, Any] = {}
+    if cert_eps is not None:
+        lif = getattr(getattr(model, "config", None), "neuron", "lif") == "lif"
+        cert = certify_plan(plan, x, y, cert_eps, host_seed, model=model if lif else None,
+                            index=index, methods=methods)
+    eff = efficiency_section(model, plan, x, adversarial, enc, profile)
+    return cert, eff

@@ -233,3 +233,22 @@ def test_section_renders_markdown_and_html() -> None:
     html = "\n".join(efficiency_html(sec, cert))
     assert "id='efficiency'" in html and "id='plot-efficiency'" in html
     assert efficiency_markdown({}) == [] and efficiency_html({}) == []
+
+
+def test_audit_blocks_on_host_maps() -> None:
+    from neurodeploy.efficiency import audit_blocks
+    from neurodeploy.exporters.compiler import compile_model
+
+    model = _tiny_model(T=4)
+    plan = compile_model(model, profile="loihi2")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 1, 2, 2, generator=g)
+    y = torch.randint(0, 2, (12,), generator=g)
+    cert, eff = audit_blocks(model, plan, x, y, torch.arange(12), 3, 0.05,
+                             adversarial=(x + 0.05).clamp(0, 1))
+    assert cert["deployed"]["method"] == "plan-ibp" and set(cert["float"]) == {"ibp", "crown"}
+    assert "(Loihi 2)" in cert["verdict"]
+    assert eff["cost_clean"]["energy_per_inference_nj"] > 0
+    assert "ratio_adversarial_over_clean" in eff
+    cert, eff = audit_blocks(model, plan, x, y, torch.arange(12), 3, None)
+    assert cert == {} and "adversarial" not in eff
