@@ -401,7 +401,7 @@ def efficiency_sentences(eff: dict[str, Any], certified: dict[str, Any] | None =
     """The section's sentences: certificate float → deployed, activity change under attack,
     the chip cost estimate and fit."""
     out = []
-    if certified and certified.get("deployed_verdict"):
+    if certified and certified.get("deployed_verdict") and not certified.get("deployed"):
         out.append(certified["deployed_verdict"])
     for side, r in (eff.get("ratio_adversarial_over_clean") or {}).items():
         s = r.get("synaptic_operations")
@@ -472,13 +472,36 @@ def efficiency_plot(eff: dict[str, Any]) -> str | None:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def certification_rows(certified: dict[str, Any] | None) -> list[list[str]]:
+    """Rows ``[model, bound, verified error, clean accuracy]`` of the float-vs-deployed
+    certificate (known draw, same input boxes); empty without a deployed certificate."""
+    if not certified or not certified.get("deployed"):
+        return []
+    names = {"ibp": "S-IBP", "crown": "S-CROWN", "alpha-crown": "α-S-CROWN"}
+    rows = []
+    for m, r in (certified.get("float_known_draw") or {}).items():
+        rows.append(["float", names.get(m, m), f"{r['verified_error']:.4f}",
+                     f"{100 * r['clean_accuracy']:.2f} %"])
+    d = certified["deployed"]
+    rows.append(["deployed", "integer S-IBP (plan)", f"{d['verified_error']:.4f}",
+                 f"{100 * d['clean_accuracy']:.2f} %"])
+    return rows
+
+
 def efficiency_markdown(eff: dict[str, Any], certified: dict[str, Any] | None = None
                         ) -> list[str]:
     """Markdown lines of the audit's "Efficiency and chip cost" section."""
+    lines: list[str] = []
+    crows = certification_rows(certified)
+    if crows:
+        lines += ["", f"## Certified robustness, float vs deployed (ε = {certified.get('eps')}, "
+                  "known draw, same input boxes)", "", f"{certified.get('deployed_verdict', '')}",
+                  "", "| model | bound | verified error | clean accuracy |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in crows]
     if not eff:
-        return []
+        return lines
     header, rows = efficiency_table(eff)
-    lines = ["", "## Efficiency and chip cost (NeuroBench definitions)", ""]
+    lines += ["", "## Efficiency and chip cost (NeuroBench definitions)", ""]
     lines += [f"- {s}" for s in efficiency_sentences(eff, certified)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -489,11 +512,21 @@ def efficiency_html(eff: dict[str, Any], certified: dict[str, Any] | None = None
     """HTML parts of the same section (table id ``efficiency``, plot id ``plot-efficiency``)."""
     import html
 
-    if not eff:
-        return []
     e = html.escape
+    parts: list[str] = []
+    crows = certification_rows(certified)
+    if crows:
+        parts.append(f"<h2>Certified robustness, float vs deployed (ε = {e(str(certified.get('eps')))}"
+                     ", known draw, same input boxes)</h2>")
+        parts.append(f"<p class='verdict'>{e(str(certified.get('deployed_verdict', '')))}</p>")
+        parts.append("<table id='certified'><tr><th>model</th><th>bound</th><th>verified error"
+                     "</th><th>clean accuracy</th></tr>" + "".join(
+                         "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in crows)
+                     + "</table>")
+    if not eff:
+        return parts
     header, rows = efficiency_table(eff)
-    parts = ["<h2>Efficiency and chip cost (NeuroBench definitions)</h2>"]
+    parts.append("<h2>Efficiency and chip cost (NeuroBench definitions)</h2>")
     sents = efficiency_sentences(eff, certified)
     if sents:
         parts.append("<ul class='meta'>" + "".join(f"<li>{e(s)}</li>" for s in sents) + "</ul>")

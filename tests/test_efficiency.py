@@ -226,12 +226,17 @@ def test_section_renders_markdown_and_html() -> None:
     u = torch.rand(4, 1, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     x = torch.full((6, 1, 2, 2), 0.2)
     sec = efficiency_section(model, plan, x, x.clamp(min=0.9), lambda v: (v.unsqueeze(0) > u).float())
-    cert = {"deployed_verdict": "verified error at ε=0.1: 0.50 (float) → 0.52 (Loihi 2)"}
+    cert = {"eps": 0.1, "deployed_verdict": "verified error at ε=0.1: 0.50 (float) → 0.52 (Loihi 2)",
+            "deployed": {"verified_error": 0.52, "clean_accuracy": 0.9},
+            "float_known_draw": {"ibp": {"verified_error": 0.5, "clean_accuracy": 0.91}}}
     md = "\n".join(efficiency_markdown(sec, cert))
     assert "## Efficiency and chip cost" in md and "(Loihi 2)" in md and "APPROXIMATE" in md
-    assert md.count("| float |") == 2 and md.count("| deployed |") == 2
+    assert "| float | S-IBP | 0.5000 | 91.00 % |" in md
+    assert "| deployed | integer S-IBP (plan) | 0.5200 | 90.00 % |" in md
+    assert md.count("| float | clean |") == 1 and md.count("| deployed | adversarial |") == 1
     html = "\n".join(efficiency_html(sec, cert))
     assert "id='efficiency'" in html and "id='plot-efficiency'" in html
+    assert "id='certified'" in html and "0.52 (Loihi 2)" in html
     assert efficiency_markdown({}) == [] and efficiency_html({}) == []
 
 
