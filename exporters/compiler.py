@@ -395,15 +395,16 @@ def _synapses_per_neuron(L: ChainLayer) -> np.ndarray:
     return np.broadcast_to(valid * cin, (C_out, Ho, Wo)).reshape(-1).astype(np.int64)
 
 
-def _input_mask(L: ChainLayer, lo: int, hi: int) -> np.ndarray:
-    """Boolean mask over L's (flattened) input of what output neurons [lo, hi) read."""
+def _input_mask(L: ChainLayer, part: slice | np.ndarray) -> np.ndarray:
+    """Boolean mask over L's (flattened) input of what output neurons ``part`` (a slice or
+    flat indices) read."""
     n_in = int(np.prod(L.in_shape))
     if L.kind == "fc":
         return np.ones(n_in, dtype=bool)
     C_out, Ho, Wo = L.out_shape
     C_in, H, W = L.in_shape
     out = np.zeros(C_out * Ho * Wo, dtype=bool)
-    out[lo:hi] = True
+    out[part] = True
     out = out.reshape(C_out, Ho, Wo)
     groups = L.groups if L.kind == "conv" else C_in
     cout_g, cin_g = C_out // groups, C_in // groups
@@ -450,15 +451,22 @@ def _layer_cores(L: ChainLayer, profile: HardwareProfile, syn: np.ndarray) -> in
 def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
     """Cores, neurons, synapses, memory and axons per layer and core; raises on misfit."""
     layers: list[dict[str, Any]] = []
-    parts_all: list[list[tuple[int, int]]] = []
+    parts_all: list[list[Any]] = []
     masks_all: list[list[np.ndarray]] = []
     total = 0
     for L in chain.layers:
         syn = _synapses_per_neuron(L)
         cores = _layer_cores(L, profile, syn)
-        parts = _partition(syn.size, cores)
-        masks = [_input_mask(L, lo, hi) for lo, hi in parts]
+        parts: list[Any] = [slice(lo, hi) for lo, hi in _partition(syn.size, cores)]
+        masks = [_input_mask(L, p) for p in parts]
         fan_in = [int(m.sum()) for m in masks]
+        if (profile.max_fan_in_per_core is not None and max(fan_in) > profile.max_fan_in_per_core
+                and L.kind != "fc"):  # split by output channels × rows instead (partition.py)
+            from neurodeploy.exporters.partition import chain_layer_parts
+
+            parts = chain_layer_parts(L, profile)
+            masks = [_input_mask(L, p) for p in parts]
+            fan_in = [int(m.sum()) for m in masks]
         if profile.max_fan_in_per_core is not None and max(fan_in) > profile.max_fan_in_per_core:
             raise HardwareFitError(
                 f"{_label(L)}: a core reads {max(fan_in)} input axons but {profile.name} "
@@ -470,14 +478,14 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
                 f"{int(syn.sum())} synapses), bringing the total to {total} cores, but "
                 f"{profile.name} has {profile.cores_per_chip} cores per chip × {profile.chips} "
                 f"chip(s) = {profile.total_cores}")
-        syn_core = [int(syn[lo:hi].sum()) for lo, hi in parts]
+        syn_core = [int(syn[p].sum()) for p in parts]
         layers.append({
             "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
             "neuron": TALIF if L.is_talif else (
                 ("sublif_delayed" if L.reset_timing == "next-step" else "sublif")
                 if L.reset == "subtract" else "lif"),
             "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
-            "neurons_per_core": [hi - lo for lo, hi in parts],
+            "neurons_per_core": [int(syn[p].size) for p in parts],
             "synapses_per_core": syn_core,
             "synaptic_memory_bytes_per_core": [
                 math.ceil(s * profile.bits_per_synapse / 8) for s in syn_core],
@@ -492,7 +500,7 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
             info["output_axons_per_core"] = [0 for _ in parts_all[k]]
             continue
         targets = np.sum([m.astype(np.int64) for m in masks_all[k + 1]], axis=0)
-        out_ax = [int(targets[lo:hi].sum()) for lo, hi in parts_all[k]]
+        out_ax = [int(targets[p].sum()) for p in parts_all[k]]
         info["output_axons_per_core"] = out_ax
         if profile.max_fan_out_per_core is not None and max(out_ax) > \
                 profile.max_fan_out_per_core:
@@ -510,7 +518,8 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
         "limits": profile.limits(),
         "notes": "input layer is host-fed (no core); synaptic memory = synapses × "
                  "bits_per_synapse / 8, conv weights counted unshared; neurons split evenly "
-                 "over consecutive cores",
+                 "over consecutive cores, or by output channels x rows when a core's fan-in "
+                 "would be exceeded",
     }
 
 

@@ -131,7 +131,7 @@ def _as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def _geometry(L: PlanLayer) -> dict[str, Any]:
     """Kernel, stride, padding and channels per group of a conv/pool layer."""
-    kh, kw = int(L.weights.shape[-2]), int(L.weights.shape[-1])
+    kh, kw = (int(v) for v in (getattr(L, "kernel", None) or L.weights.shape[-2:]))
     C_in = int(L.in_shape[0])
     groups = int(L.groups) if L.kind == "conv" else C_in
     return {"k": (kh, kw), "s": tuple(L.stride), "p": tuple(L.padding), "groups": groups,
@@ -242,6 +242,36 @@ def partition_layer(L: PlanLayer, k: int, profile: HardwareProfile) -> list[Core
             f"{L.name}: a core reads {worst.fan_in} input axons but {profile.name} allows "
             f"{profile.max_fan_in_per_core} per core (max_fan_in_per_core); {what}")
     return best
+
+
+@dataclass(frozen=True)
+class _LayerView:
+    """The geometry :func:`partition_layer` reads, for a compiler ``ChainLayer``."""
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+    flatten_before: bool = False
+
+
+def chain_layer_parts(L: Any, profile: HardwareProfile) -> list[np.ndarray]:
+    """The compiler's hook (``resource_map``): the fewest-core channel × row split of a
+    conv/pool ``ChainLayer`` as flat output indices (C·H·W order) per core. Used when the
+    compiler's consecutive split would exceed the core's fan-in; raises
+    :class:`HardwareFitError` naming the layer and the limit when no split fits."""
+    pool = L.kind in ("avgpool", "sumpool")
+    view = _LayerView(f"layer {L.index}", "pool" if pool else "conv", tuple(L.in_shape),
+                      tuple(L.out_shape), tuple(L.kernel), tuple(L.stride), tuple(L.padding),
+                      int(L.in_shape[0]) if pool else int(L.groups))
+    C, Ho, Wo = _as_chw(view.out_shape)
+    flat = np.arange(C * Ho * Wo).reshape(C, Ho, Wo)
+    return [flat[b.channels[0]:b.channels[1], b.rows[0]:b.rows[1]].reshape(-1)
+            for b in partition_layer(view, L.index, profile)]  # type: ignore[arg-type]
 
 
 def partition_plan(plan: DeploymentPlan, profile: HardwareProfile) -> list[list[CoreBlock]]:

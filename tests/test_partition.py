@@ -210,3 +210,25 @@ def test_emulator_equals_lava_on_the_board_nets(arch, shape, enc):
         total += int(e.sum())
     assert total > 1000  # the nets are active, not silent
     assert np.array_equal(emu.out_spikes.numpy(), lava.out_spikes)
+
+
+def test_compiler_splits_rows_when_a_core_would_exceed_its_fan_in():
+    """Loihi 1 allows 4096 input axons per core: a conv reading a 32×16×16 input (8192 axons)
+    used to be refused; the compiler now splits it by output rows (partition.py) and every
+    core's fan-in, neuron count and memory stay within the limits."""
+    prof = load_profile("loihi1")
+    assert prof.max_fan_in_per_core == 4096
+    plan = _plan("C8K3-FC10", (32, 16, 16), prof)
+    info = plan.resources["layers"][0]
+    assert max(info["input_axons_per_core"]) <= 4096 < 32 * 16 * 16
+    assert sum(info["neurons_per_core"]) == info["neurons"] == 8 * 16 * 16
+    assert sum(info["synapses_per_core"]) == info["synapses"]
+    assert max(info["synaptic_memory_bytes_per_core"]) <= prof.synaptic_memory_bytes_per_core
+    assert max(info["neurons_per_core"]) <= prof.neurons_per_core
+    # the fan-out of the next layer's inputs is counted over the same (non-contiguous) cores
+    assert sum(info["output_axons_per_core"]) == info["neurons"] * plan.resources["layers"][1][
+        "cores"]
+    # the same blocks as the partition module's own split
+    blocks = partition_layer(plan.layers[0], 0, prof)
+    assert [b.fan_in for b in blocks] == info["input_axons_per_core"]
+    assert [b.neurons for b in blocks] == info["neurons_per_core"]
