@@ -97,6 +97,7 @@ Environment: main only (needs ``nir``; the Lava environment reads the resulting 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -379,8 +380,9 @@ def _quantize_talif(L: ChainLayer, scale: float, num_steps: int, profile: Hardwa
 
 def _synapses_per_neuron(L: ChainLayer) -> np.ndarray:
     """Synapse count of every output neuron (flat, C·H·W order)."""
-    if L.kind == "fc":
-        return np.full(L.out_shape[0], int(np.prod(L.in_shape)), dtype=np.int64)
+    if L.kind == "fc":  # a recurrent connection adds N synapses per neuron
+        rec = L.out_shape[0] if L.rec_weight is not None else 0
+        return np.full(L.out_shape[0], int(np.prod(L.in_shape)) + rec, dtype=np.int64)
     C_out, Ho, Wo = L.out_shape
     H, W = L.in_shape[1], L.in_shape[2]
     valid = np.zeros((Ho, Wo), dtype=np.int64)
@@ -573,8 +575,22 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                 f"{_label(L)}: node {L.neuron_node!r} is a non-spiking LI output (membrane "
                 f"read-out); Lava's LIF population always spikes — train with readout "
                 f"'count' or 'rate' to deploy")
-        q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
-            L, profile)
+        rec_int = None
+        if L.rec_weight is not None:
+            if L.is_talif:
+                raise ConfigError(f"{_label(L)}: a recurrent TA-LIF population has no chip "
+                                  f"neuron")
+            # one scale for [W | W_rec]: spikes are binary, so the recurrent weights share the
+            # layer's scale; u headroom and the sign grid are taken over both
+            n_in = int(np.prod(L.in_shape))
+            aug = dataclasses.replace(L, weight=np.concatenate(
+                [np.asarray(L.weight).reshape(L.out_shape[0], -1), L.rec_weight], axis=1))
+            q = _quantize_weighted(aug, profile)
+            rec_int = q.weights[:, n_in:].astype(np.int32)
+            q = dataclasses.replace(q, weights=q.weights[:, :n_in])
+        else:
+            q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
+                L, profile)
         bias_mant = q.bias_mant
         if L.kind == "conv":  # one bias per channel → one mantissa per neuron (C, H, W)
             bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
@@ -582,6 +598,13 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         stride = L.stride if L.kind != "fc" else (1, 1)
         name = f"layer{L.index}"
         neuron, nparams, narrays, treport = "lif", {}, {}, {}
+        if L.reset == "zero" and L.reset_timing == "next-step":
+            if L.is_talif or not profile.programmable_neurons:
+                raise HardwareFitError(
+                    f"{_label(L)}: a zero reset one step late (node {L.neuron_node!r}, snntorch "
+                    f"Synaptic/RLeaky) needs programmable neurons and no TA-LIF; {profile.name} "
+                    f"cannot — compile for loihi2")
+            neuron = "lif_delayed"
         if L.reset == "subtract":
             if L.is_talif:
                 raise ConfigError(f"{_label(L)}: TA-LIF with subtract reset has no chip neuron")
@@ -602,7 +625,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             bias_exp=q.bias_exp, scale=float(q.scale), delay=profile.synaptic_delay,
             stride=tuple(int(v) for v in stride), padding=tuple(int(v) for v in L.padding),
             groups=int(groups), flatten_before=bool(L.flatten_before),
-            neuron=neuron, neuron_params=nparams, neuron_arrays=narrays,
+            neuron=neuron if rec_int is None else f"{neuron}_rec", neuron_params=nparams,
+            neuron_arrays=narrays if rec_int is None else {"w_rec": rec_int},
         ))
         quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
                        **q.report, **treport}

@@ -49,9 +49,6 @@ def chip_notes(g: DGraph) -> list[str]:
         n = g.nodes[name]
         assert isinstance(n, DNeuron)
         where = f"node {n.source!r}"
-        if n.spiking and n.zero_hold:
-            notes.append(f"{where}: the producer also drops the input of the step after a "
-                         f"spike; the chip integrates it")
         if n.spiking and n.multi_spike:
             tail = ("the rest stays on v (subtract reset) and fires later" if n.reset ==
                     "subtract" else "equal while v < 2θ")

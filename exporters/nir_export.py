@@ -164,6 +164,8 @@ class ChainLayer:
     reset: str = RESET_ZERO
     beta: float | None = None
     reset_timing: str = "immediate"
+    rec_weight: np.ndarray | None = None
+    rec_node: str | None = None
 
     @property
     def is_talif(self) -> bool:
@@ -614,7 +616,28 @@ def graph_dt(graph: nir.NIRGraph) -> float:
     return dt
 
 
+def _recurrent_loops(graph: nir.NIRGraph, succ: dict[str, list[str]]) -> dict[str, str]:
+    """``{neuron: linear node}`` for every ``neuron → Linear/Affine → same neuron`` loop (a
+    recurrent connection: the only cycle the compiler's chain accepts)."""
+    loops: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        if type(node) not in NEURON_READERS:
+            continue
+        for d in succ[name]:
+            if isinstance(graph.nodes[d], nir.Affine | nir.Linear) and succ[d] == [name]:
+                if name in loops:
+                    raise ConfigError(f"node {name!r} has two recurrent loops "
+                                      f"({loops[name]!r}, {d!r}); sum them into one")
+                loops[name] = d
+    return loops
+
+
 def _chain_order(graph: nir.NIRGraph) -> list[str]:
+    return _chain_order_rec(graph)[0]
+
+
+def _chain_order_rec(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
+    """(Input → … → Output path, recurrent loops ``{neuron: linear node}``)."""
     inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -625,9 +648,10 @@ def _chain_order(graph: nir.NIRGraph) -> list[str]:
         if src not in graph.nodes or dst not in graph.nodes:
             raise ConfigError(f"NIR edge ({src!r}, {dst!r}) names a node that does not exist")
         succ[src].append(dst)
+    loops = _recurrent_loops(graph, succ)
     order = [inputs[0]]
     while order[-1] != outputs[0]:
-        nxt = succ[order[-1]]
+        nxt = [d for d in succ[order[-1]] if loops.get(order[-1]) != d]
         if len(nxt) != 1:
             raise ConfigError(
                 f"node {order[-1]!r} has {len(nxt)} successors {nxt}; only feed-forward chains "
@@ -637,10 +661,10 @@ def _chain_order(graph: nir.NIRGraph) -> list[str]:
             raise ConfigError(f"NIR graph has a cycle through {nxt[0]!r}; recurrent graphs are "
                               f"not supported")
         order.append(nxt[0])
-    if len(order) != len(graph.nodes):
-        extra = sorted(set(graph.nodes) - set(order))
+    if len(order) + len(loops) != len(graph.nodes):
+        extra = sorted(set(graph.nodes) - set(order) - set(loops.values()))
         raise ConfigError(f"NIR graph nodes {extra} are not on the Input → Output path")
-    return order
+    return order, loops
 
 
 def _meta_float(meta: dict[str, Any], key: str) -> float | None:
@@ -755,7 +779,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
     if not isinstance(graph, nir.NIRGraph):
         raise ConfigError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     dt = graph_dt(graph)
-    order = _chain_order(graph)
+    order, loops = _chain_order_rec(graph)
     inp = graph.nodes[order[0]]
     in_type = inp.input_type.get("input") if isinstance(inp.input_type, dict) else None
     if in_type is None:
@@ -802,12 +826,27 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
                 raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
                                   f"layer has {math.prod(out_shape)} neurons")
+        rec_weight = rec_node = None
+        if neu_name in loops:
+            rec_node = loops[neu_name]
+            rnode = graph.nodes[rec_node]
+            rec_weight = np.asarray(rnode.weight, dtype=np.float64)
+            n_out = math.prod(out_shape)
+            if kind != "fc" or rec_weight.shape != (n_out, n_out):
+                raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a dense "
+                                  f"layer and an [{n_out}, {n_out}] weight, got {kind} and "
+                                  f"{rec_weight.shape}")
+            rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
+            if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
+                bias = (bias if bias is not None else 0.0) + np.asarray(
+                    rb, dtype=np.float64).reshape(-1)
         if abs(gain - 1.0) > _float_tol(getattr(neu, "r", None), getattr(neu, "tau", None)):
             if kind in ("avgpool", "sumpool"):
                 raise ConfigError(f"{nwhere}: input gain R·dt/τ = {gain:g} ≠ 1 after a pooling "
                                   f"node cannot be folded into fixed pooling weights")
             weight = weight * gain
             bias = bias * gain if bias is not None else None
+            rec_weight = rec_weight * gain if rec_weight is not None else None
         if nkind == "cubalif" and bias is not None and np.any(bias != 0):
             raise ConfigError(f"node {name!r}: a bias feeding the CubaLIF {neu_name!r} enters its "
                               f"current, the chip's bias enters v; write it as the CubaLIF's "
@@ -841,6 +880,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
             theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
+            rec_weight=rec_weight, rec_node=rec_node,
         ))
         shape = tuple(out_shape)
         i += 2
@@ -963,6 +1003,10 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
     theta = (_exact_param(theta_layers[0].theta, theta_layers[0].theta_hint)
              if theta_layers else 0.25)
     for L in chain.layers:
+        if L.rec_weight is not None:
+            raise ConfigError(f"layer {L.index} (node {L.rec_node!r}): a recurrent connection "
+                              f"is not a SpikingNet layer (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
         if L.neuron == "cubalif":
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
                               f"current SpikingNet does not model (run the graph with "

@@ -931,6 +931,7 @@ def _neuron_meta(n: DNeuron) -> dict[str, Any]:
         meta["v_init"] = np.asarray(n.v_init, dtype=np.float64)
     if n.zero_hold:
         meta["zero_hold"] = 1
+        meta["reset_timing"] = "next-step"
     return meta
 
 

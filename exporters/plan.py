@@ -41,7 +41,10 @@ PLAN_FORMAT = "neurodeploy-plan"
 PLAN_VERSION = 2
 READABLE_PLAN_VERSIONS = (1, 2)
 LAYER_KINDS = ("dense", "conv", "pool")
-NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed")
+NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed", "lif_rec",
+                "sublif_rec", "sublif_delayed_rec", "lif_delayed_rec")
+#: Recurrent kinds (``<kind>_rec``) carry ``neuron_arrays["w_rec"]`` [N, N] (H-nir, issue 13).
+RECURRENT_SUFFIX = "_rec"
 
 
 class PlanError(NeurodeployError):
@@ -280,6 +283,15 @@ class DeploymentPlan:
                 raise PlanError(f"{where}: scale = {L.scale!r} must be a finite number > 0")
             if L.neuron == "talif":
                 self._check_talif(where, L)
+            elif L.neuron.endswith(RECURRENT_SUFFIX):
+                w = L.neuron_arrays.get("w_rec")
+                if set(L.neuron_arrays) != {"w_rec"} or not isinstance(w, np.ndarray) or \
+                        tuple(w.shape) != (L.out_size, L.out_size):
+                    raise PlanError(f"{where}: a {L.neuron} layer needs neuron_arrays "
+                                    f"{{'w_rec': [{L.out_size}, {L.out_size}]}}, got "
+                                    f"{ {k: getattr(v, 'shape', None) for k, v in L.neuron_arrays.items()} }")
+                _array_range(where, "w_rec", w, *fmt.weight_range(fmt.weight_sign_mode(w)),
+                             f"{fmt.weight_bits}-bit recurrent weight mantissas")
             elif L.neuron_arrays:
                 raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays, got "
                                 f"{sorted(L.neuron_arrays)}")

@@ -463,9 +463,84 @@ class SubLIFDelayed(LIF):
         return s, v, NeuronState(st.u, v, st.theta)
 
 
+class ZeroLIFDelayed(LIF):
+    """Zero reset one step late, as snntorch's ``Synaptic``/``RLeaky``/``RSynaptic`` with
+    ``reset_mechanism="zero"`` (``reset_delay=True``): nothing is reset at the spike; on the
+    next step the new membrane (this step's input included) is set to 0::
+
+        p = v > θ (the stored, unreset v: last step's spike);  u, v integrate as LIF;
+        v = 0 where p;  s = v > θ
+
+    (the ``sims/lava_procs/sublif`` process with ``reset="zero_delayed"``)."""
+
+    kind: ClassVar[str] = "lif_delayed"
+
+    @classmethod
+    def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+             act_t: torch.Tensor, t: int
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        theta = float(P.vth_scaled)
+        inclusive = P.fmt.spike_comparison == ">="
+        pending = ar.fire(st.v, theta, P.unit, inclusive)  # before the in-place integration
+        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        v = ar.reset(st.v, pending, theta, False)
+        s = ar.fire(v, theta, P.unit, inclusive)
+        return s, v, NeuronState(st.u, v, st.theta)
+
+
+@dataclass
+class RecurrentState(NeuronState):
+    """:class:`NeuronState` plus the population's spikes of the previous step."""
+
+    s_prev: torch.Tensor | None = None
+
+
+def recurrent(base: Any) -> Any:
+    """The neuron kind ``base`` with a recurrent connection (kind ``<base>_rec``): the plan's
+    integer ``neuron_arrays["w_rec"]`` ``[N, N]`` (flat plan neuron order, used as they are —
+    the compiler puts them on the weight grid) add ``W_rec · s[t − 1]`` to the step's synaptic
+    input (``s[−1] = 0``)::
+
+        a_t = a_forward[t] + W_rec · s[t−1];   then ``base``'s step
+
+    The Lava side runs it inside the neuron process (``sims/lava_procs/sublif``), so the
+    per-sample reset clears ``s[t−1]`` with u and v."""
+
+    class Recurrent(base):  # type: ignore[misc, valid-type]
+        kind: ClassVar[str] = f"{base.kind}_rec"
+
+        @staticmethod
+        def constants(P: LayerData, dtype: torch.dtype, device: torch.device
+                      ) -> dict[str, torch.Tensor]:
+            w = np.asarray(P.layer.neuron_arrays["w_rec"]).astype(np.int64)
+            return {"w_rec": torch.as_tensor(w, dtype=torch.float64, device=device)}
+
+        @staticmethod
+        def init(P: LayerData, like: torch.Tensor) -> NeuronState:
+            st = base.init(P, like)
+            return RecurrentState(st.u, st.v, st.theta, torch.zeros_like(like))
+
+        @classmethod
+        def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+                 act_t: torch.Tensor, t: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+            assert isinstance(st, RecurrentState) and st.s_prev is not None
+            prev = st.s_prev.reshape(st.s_prev.shape[0], -1)
+            rec = ar.matmul(prev.to(consts["w_rec"].dtype), consts["w_rec"])
+            rec = ar.wrap(rec, P.fmt.port_bits).reshape(act_t.shape)
+            act = ar.wrap(act_t + rec * float(1 << P.fmt.activation_shift), P.fmt.port_bits)
+            s, v_pre, new = base.step(ar, P, consts, NeuronState(st.u, st.v, st.theta), act, t)
+            return s, v_pre, RecurrentState(new.u, new.v, new.theta, s.to(act_t.dtype))
+
+    Recurrent.__name__ = Recurrent.__qualname__ = f"{base.__name__}Recurrent"
+    return Recurrent
+
+
 #: Neuron kind → its integer step (the Lava side's processes: ``sims/lava_runner``).
 NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF,
-                                "sublif_delayed": SubLIFDelayed}
+                                "sublif_delayed": SubLIFDelayed, "lif_delayed": ZeroLIFDelayed}
+NEURON_KINDS.update({f"{k}_rec": recurrent(v) for k, v in list(NEURON_KINDS.items())
+                     if k != "talif"})
 
 
 def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device

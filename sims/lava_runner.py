@@ -60,6 +60,12 @@ EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_NO_LAVA = 0, 1, 2, 4
 
 #: Lava's Dense / Conv add one step of synaptic delay (a_buff is sent before it is computed).
 LAVA_SYNAPSE_DELAY = LAVA_0_10.synaptic_delay
+#: Plan neuron kinds run by the ``SubLIF`` process (sims/lava_procs/sublif), with its reset.
+SUBLIF_RESETS = {"sublif": "subtract", "sublif_delayed": "subtract_delayed",
+                 "lif_delayed": "zero_delayed", "lif_rec": "zero", "sublif_rec": "subtract",
+                 "sublif_delayed_rec": "subtract_delayed", "lif_delayed_rec": "zero_delayed"}
+#: Every plan neuron kind the Lava runner builds a process for.
+LAVA_NEURONS = ("lif", "talif", *SUBLIF_RESETS)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -230,9 +236,9 @@ def check_plan_supported(plan: DeploymentPlan, lava_format: bool = True) -> None
                         f"Lava cannot run it exactly")
     for i, L in enumerate(plan.layers):
         where = f"plan layer {i} ({L.name})"
-        if L.neuron not in ("lif", "talif", "sublif", "sublif_delayed"):
+        if L.neuron not in LAVA_NEURONS:
             raise PlanError(f"{where}: neuron {L.neuron!r} is not supported by the Lava runner "
-                            f"(only 'lif', 'talif', 'sublif' and 'sublif_delayed')")
+                            f"(only {', '.join(LAVA_NEURONS)})")
         if L.neuron == "talif":
             TALIFFixed.from_layer(L, fmt)
         if L.delay != LAVA_SYNAPSE_DELAY:
@@ -319,10 +325,17 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                         theta_v_shift=tal.shift, theta_bits=tal.bits,
                         threshold_shift=plan.fixed_point.threshold_shift,
                         name=f"{L.name}_talif")
-        elif L.neuron in ("sublif", "sublif_delayed"):
+        elif L.neuron in SUBLIF_RESETS:
             from neurodeploy.sims.lava_procs.sublif.process import SubLIF
 
-            lif = SubLIF(**common, delayed=L.neuron == "sublif_delayed",
+            w_rec = None
+            if L.neuron.endswith("_rec"):  # flat plan order (C,H,W) → Lava's reversed layout
+                n = L.out_size
+                perm = to_lava_layout(np.arange(n).reshape(L.out_shape),
+                                      len(L.out_shape)).reshape(-1)
+                w = np.asarray(L.neuron_arrays["w_rec"])
+                w_rec = np.ascontiguousarray(w[np.ix_(perm, perm)]).astype(np.int32)
+            lif = SubLIF(**common, reset=SUBLIF_RESETS[L.neuron], w_rec=w_rec,
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")

@@ -1,5 +1,6 @@
 """NIR neuron kinds on the chip: the subtract-reset neurons (``sublif``, and ``sublif_delayed``
-for snntorch's one-step-late subtraction) and CubaLIF's current decay (``du``) — emulator ≡ Lava spike for spike on random plans (hypothesis), and the
+for snntorch's one-step-late subtraction), the one-step-late zero reset (``lif_delayed``),
+recurrent populations (``*_rec``) and CubaLIF's current decay (``du``) — emulator ≡ Lava spike for spike on random plans (hypothesis), and the
 emulator against an independent plain-integer loop. Lava tests skip without ``.venv-lava``."""
 
 from __future__ import annotations
@@ -16,17 +17,23 @@ from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.sims.emulator import Emulator, random_conv_plan, random_fc_plan
 from neurodeploy.sims.lava_env import lava_available, run_lava
 
+KINDS = ["sublif", "lif", "sublif_delayed", "lif_delayed", "lif_rec", "sublif_rec",
+         "sublif_delayed_rec", "lif_delayed_rec"]
 needs_lava = pytest.mark.skipif(not lava_available(),
                                 reason="Lava environment (.venv-lava) not found")
 
 
-def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None = None
-                  ) -> DeploymentPlan:
+def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None = None,
+                  rng: np.random.Generator | None = None) -> DeploymentPlan:
     layers = []
     for k, L in enumerate(plan.layers):
         ch = {"neuron": kinds[k % len(kinds)]}
         if du is not None:
             ch["du"] = int(du[k % len(du)])
+        if ch["neuron"].endswith("_rec"):  # even mixed-sign recurrent mantissas
+            n = L.out_size
+            w = 2 * (rng or np.random.default_rng(k)).integers(-20, 21, (n, n))
+            ch["neuron_arrays"] = {"w_rec": w.astype(np.int32)}
         layers.append(dataclasses.replace(L, **ch))
     out = dataclasses.replace(plan, layers=tuple(layers))
     out.validate()
@@ -51,16 +58,21 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         fv = fmt.decay_unity - int(L.dv) - fmt.voltage_decay_offset
         s_all = np.zeros((T, B, n), dtype=np.uint8)
         s = np.zeros((B, n), dtype=bool)
+        W_rec = (np.asarray(L.neuron_arrays["w_rec"], dtype=np.int64)
+                 if L.neuron.endswith("_rec") else np.zeros((n, n), dtype=np.int64))
+        kind = L.neuron.removesuffix("_rec")
         for t in range(T):
-            a = x[t] @ W.T
+            a = x[t] @ W.T + s.astype(np.int64) @ W_rec.T
             u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
             v = np.sign(v * fv) * (np.abs(v * fv) >> fmt.decay_bits) + u + bias
-            if L.neuron == "sublif_delayed":  # last step's spike, subtracted after the decay
+            if kind == "sublif_delayed":  # last step's spike, subtracted after the decay
                 v = v - s * theta
+            elif kind == "lif_delayed":  # last step's spike zeroes the new membrane
+                v = np.where(s, 0, v)
             s = v > theta
-            if L.neuron == "sublif":
+            if kind == "sublif":
                 v = v - s * theta
-            elif L.neuron == "lif":
+            elif kind == "lif":
                 v = np.where(s, 0, v)
             s_all[t] = s
         outs.append(s_all)
@@ -69,15 +81,14 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32 - 1), st.integers(1, 3),
-       st.sampled_from(["sublif", "lif", "sublif_delayed"]), st.booleans())
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(KINDS), st.booleans())
 def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba):
     rng = np.random.default_rng(seed)
     sizes = tuple(int(v) for v in rng.integers(2, 20, n_layers + 1))
     plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0)
-    kinds = ["sublif", "lif", "sublif_delayed"]
     du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
-    plan = _with_neurons(plan, kinds[kinds.index(first):] + kinds[:kinds.index(first)], du)
+    i = KINDS.index(first)
+    plan = _with_neurons(plan, KINDS[i:] + KINDS[:i], du, rng)
     spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     ref = _plain_integer_sublif(plan, spikes)
@@ -108,7 +119,8 @@ def test_lava_equals_emulator_sublif_and_du_fc(seed, n_layers, cuba):
     plan = random_fc_plan(rng, sizes, num_steps=int(rng.integers(2, 9)),
                           weight_mode="mixed_even", weight_scale=60.0)
     du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
-    plan = _with_neurons(plan, ["sublif", "sublif_delayed", "lif"], du)
+    kinds = list(rng.permutation(KINDS))
+    plan = _with_neurons(plan, kinds, du, rng)
     spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
     lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
     emu = Emulator(plan).run(torch.as_tensor(spikes))

@@ -143,6 +143,11 @@ def test_snntorch_rleaky_recurrent_exact(tmp_path):
     dg = read_graph(path, producer="snntorch", reset="zero")
     assert dg.order()[1], "the recurrent edge must be a back edge"
     _exact([torch.stack(out)], NIRModel(dg).run(x).spikes)
+    # on the chip: a recurrent population with snntorch's one-step-late zero reset
+    agree, dep = _emulator_agreement(path, "snntorch", reset="zero")
+    assert [L.neuron for L in dep.plan.layers] == ["lif_delayed_rec"]
+    assert dep.plan.layers[0].neuron_arrays["w_rec"].shape == (4, 4)
+    assert min(agree) >= 0.95
 
 
 # ----------------------------------------------------------------------------- norse

@@ -1,7 +1,7 @@
 """Bit-accurate (``fixed_pt``) model of :class:`SubLIF` (equations in process.py).
 
 Lava's own ``AbstractPyLifModelFixed`` integration (bit-identical to its LIF), ``LIFReset``'s
-schedule, and a reset that subtracts ``vth << vth_shift`` from the neurons that fired.
+schedule, the chosen reset, and the recurrent input ``W_rec · s[t−1]`` added to ``a_in``.
 """
 
 from __future__ import annotations
@@ -23,25 +23,42 @@ from neurodeploy.sims.lava_procs.sublif.process import SubLIF
 class PySubLIFModelFixed(AbstractPyLifModelFixed):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: int = LavaPyType(int, np.int32, precision=17)
+    w_rec: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.reset_interval = proc_params["reset_interval"]
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
-        self.delayed = bool(proc_params.get("delayed", False))
+        self.reset = proc_params.get("reset", "subtract")
+        self.recurrent = bool(proc_params.get("recurrent", False))
+        self.s_prev = None
 
     def run_spk(self) -> None:
         a_in_data = self.a_in.recv()
+        if self.s_prev is None:
+            self.s_prev = np.zeros(self.v.shape, dtype=bool)
         if (self.time_step % self.reset_interval) == self.reset_offset:
             self.u *= 0
             self.v *= 0
+            self.s_prev[:] = False
+        if self.recurrent:
+            rec = self.w_rec.astype(np.int64) @ self.s_prev.reshape(-1).astype(np.int64)
+            # the sum a Dense would send: an int32 word
+            rec = ((rec + 2**31) % 2**32 - 2**31).reshape(self.v.shape)
+            a_in_data = ((a_in_data.astype(np.int64) + rec + 2**31) % 2**32
+                         - 2**31).astype(np.int32)
         theta = int(self.vth) << self.vth_shift
-        pending = self.v > theta  # delayed: the stored v is unreset, so this is last spike
+        pending = self.v > theta  # subtract_delayed: the stored v is unreset: last spike
         self.scale_bias()
         self.subthr_dynamics(activation_in=a_in_data)
-        if self.delayed:
+        if self.reset == "subtract_delayed":
             self.v[pending] -= theta
+        elif self.reset == "zero_delayed":
+            self.v[pending] = 0
         s_out = self.v > theta
-        if not self.delayed:
+        if self.reset == "subtract":
             self.v[s_out] -= theta
+        elif self.reset == "zero":
+            self.v[s_out] = 0
+        self.s_prev = s_out.copy()
         self.s_out.send(s_out)

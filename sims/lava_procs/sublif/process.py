@@ -1,33 +1,50 @@
-"""Subtract-reset LIF Lava process: Lava's ``LIFReset`` whose spike subtracts the threshold.
+"""Subtract-reset (and recurrent) LIF Lava process: Lava's ``LIFReset`` with other resets.
 
 Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift as in Lava's LIF;
-``>>₀`` rounds toward zero)::
+``>>₀`` rounds toward zero; θ = vth << 6)::
 
+    a  = a_in + W_rec · s[t−1]                                    (only with w_rec)
     u  = wrap24( (u·(4096 − du − 1)) >>₀ 12 + (a << 6) )          Lava LIF, unchanged
     v  = sat24( (v·(4096 − dv)) >>₀ 12 + u + (bias_mant << bias_exp) )
-    s  = v > (vth << 6) ;   v[s] = v[s] − (vth << 6)               the only change: subtract
+    reset "subtract":          s = v > θ;  v[s] = v[s] − θ
+    reset "subtract_delayed":  v = v − p·θ with p = (stored v > θ), the last step's spike
+                               (nothing reset at the spike: snntorch ``reset_delay=True``);
+                               s = v > θ
+    reset "zero":              s = v > θ;  v[s] = 0              (with w_rec: a recurrent LIF)
+    reset "zero_delayed":      v = 0 where p (last step's spike, as above); s = v > θ
+                               (snntorch Synaptic/RLeaky/RSynaptic zero reset)
 
-This is the reset of sinabs' ``IAF``/``LIF`` (``MembraneSubtract``), rockpool's ``LIFTorch`` and
-snntorch's ``Leaky(reset_mechanism="subtract", reset_delay=False)``; Loihi 2 runs it as a
-microcode neuron. With ``delayed=True`` (snntorch's default ``reset_delay=True``) nothing is
-reset at the spike; the next step subtracts it after the decay::
-
-    p = v > (vth << 6)        (the stored v: the last step's spike)
-    v = sat24( (v·(4096 − dv)) >>₀ 12 + u + bias ) − p·(vth << 6);   s = v > (vth << 6)
-
-The per-sample reset schedule (``reset_interval``/``reset_offset``) is ``LIFReset``'s: u and v
-are zeroed before that step's input is integrated.
+``subtract`` is the reset of sinabs' ``IAF``/``LIF`` (``MembraneSubtract``), rockpool's
+``LIFTorch`` and snntorch's ``Leaky(reset_mechanism="subtract", reset_delay=False)``; Loihi 2
+runs these as microcode neurons. ``W_rec`` (effective Dense weights, ``[N, N]``, Lava's flat
+neuron order) is applied inside the process so that the per-sample reset schedule
+(``reset_interval``/``reset_offset``, ``LIFReset``'s: u and v zeroed before that step's input
+is integrated) also clears ``s[t−1]`` — a recurrent ``Dense`` would carry the previous sample's
+last spikes into the next one.
 """
 
 from __future__ import annotations
 
+import numpy as np
+from lava.magma.core.process.variable import Var
 from lava.proc.lif.process import LIFReset
+
+RESETS = ("zero", "subtract", "subtract_delayed", "zero_delayed")
 
 
 class SubLIF(LIFReset):
-    """LIF with reset by subtraction (see the module docstring): LIFReset's parameters plus
-    ``delayed`` (subtract one step late, snntorch's ``reset_delay=True``)."""
+    """LIF with another reset and an optional recurrent matrix (module docstring):
+    LIFReset's parameters plus ``reset`` and ``w_rec``; ``delayed=True`` is
+    ``reset="subtract_delayed"``."""
 
-    def __init__(self, *, delayed: bool = False, **kwargs) -> None:
+    def __init__(self, *, delayed: bool = False, reset: str | None = None,
+                 w_rec: np.ndarray | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.proc_params["delayed"] = bool(delayed)
+        reset = reset or ("subtract_delayed" if delayed else "subtract")
+        if reset not in RESETS:
+            raise ValueError(f"SubLIF reset {reset!r} is not one of {RESETS}")
+        self.proc_params["reset"] = reset
+        n = int(np.prod(kwargs["shape"]))
+        w = np.zeros((n, n), dtype=np.int32) if w_rec is None else np.asarray(w_rec, np.int32)
+        self.w_rec = Var(shape=(n, n), init=w)
+        self.proc_params["recurrent"] = w_rec is not None
