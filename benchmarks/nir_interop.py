@@ -87,6 +87,35 @@ def snntorch_rleaky():
     return export_to_nir(net, torch.zeros(1, 20), ignore_dims=[0]), x, [torch.stack(out)]
 
 
+def snntorch_synaptic(reset):
+    import snntorch as snn
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(6)
+    l1, l2 = torch.nn.Linear(20, 16), torch.nn.Linear(16, 10)
+    with torch.no_grad():
+        l1.weight.mul_(2)
+        l2.weight.mul_(2)
+    a1, b1, t1 = torch.full((16,), .6), torch.full((16,), .8), torch.full((16,), 1.)
+    a2, b2, t2 = torch.full((10,), .5), torch.full((10,), .9), torch.full((10,), 1.)
+    k1 = snn.Synaptic(alpha=a1, beta=b1, threshold=t1, reset_mechanism=reset)
+    k2 = snn.Synaptic(alpha=a2, beta=b2, threshold=t2, reset_mechanism=reset)
+    x = _rand((T, B, 20), .4, 6)
+    sy1, m1 = k1.init_synaptic()
+    sy2, m2 = k2.init_synaptic()
+    o1, o2 = [], []
+    for t in range(T):
+        s1, sy1, m1 = k1(l1(x[t]), sy1, m1)
+        s2, sy2, m2 = k2(l2(s1), sy2, m2)
+        o1.append(s1)
+        o2.append(s2)
+    net = torch.nn.Sequential(
+        l1, snn.Synaptic(alpha=a1, beta=b1, threshold=t1, init_hidden=True), l2,
+        snn.Synaptic(alpha=a2, beta=b2, threshold=t2, init_hidden=True, output=True))
+    return export_to_nir(net, torch.zeros(1, 20), ignore_dims=[0]), x, \
+        [torch.stack(o1), torch.stack(o2)]
+
+
 def norse_net(cuba):
     import norse.torch as nt
 
@@ -188,6 +217,10 @@ CASES = [
      "feed-forward"),
     ("snntorch RLeaky zero", "snntorch", snntorch_rleaky, "zero", "LIF (subgraph)",
      "zero (+ hold)", "recurrent"),
+    ("snntorch Synaptic zero", "snntorch", lambda: snntorch_synaptic("zero"), "zero",
+     "CubaLIF", "zero (+ hold)", "feed-forward"),
+    ("snntorch Synaptic (default)", "snntorch", lambda: snntorch_synaptic("subtract"), None,
+     "CubaLIF", "subtract (next step)", "feed-forward"),
     ("norse LIFBox/LIF/IAF", "norse", lambda: norse_net(True), None, "LIF, CubaLIF, IF",
      "zero", "feed-forward"),
     ("norse LIFBox/LIFBox/IAF", "norse", lambda: norse_net(False), None, "LIF (v_leak), IF",

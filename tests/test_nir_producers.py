@@ -302,3 +302,34 @@ def test_rockpool_cubalif_exact(tmp_path):
     assert [L.neuron for L in dep.plan.layers] == ["sublif", "sublif"]
     assert all(L.du < 4095 for L in dep.plan.layers)
     assert min(agree) >= 0.9
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_snntorch_synaptic_exact_and_bias_refusal(reset, tmp_path):
+    """snntorch Synaptic → CubaLIF: zero reset also drops the next step's membrane input
+    (snntorch's own rule), subtract is one step late; the interpreter matches both exactly.
+    The chip refuses the Linear bias, which enters the current (not a constant v bias)."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(6)
+    lin = torch.nn.Linear(6, 5)
+    with torch.no_grad():
+        lin.weight.mul_(2)
+    a, b, th = torch.full((5,), .6), torch.full((5,), .8), torch.full((5,), 1.)
+    k = snn.Synaptic(alpha=a, beta=b, threshold=th, reset_mechanism=reset)
+    x = (torch.rand(T, B, 6, generator=torch.Generator().manual_seed(7)) < 0.5).float()
+    syn, mem = k.init_synaptic()
+    out = []
+    for t in range(T):
+        s, syn, mem = k(lin(x[t]), syn, mem)
+        out.append(s)
+    net = torch.nn.Sequential(lin, snn.Synaptic(alpha=a, beta=b, threshold=th,
+                                                init_hidden=True, output=True))
+    path = tmp_path / "synaptic.nir"
+    nir.write(str(path), export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0]))
+    rs = None if reset == "subtract" else "zero"
+    dg = read_graph(path, producer="snntorch", reset=rs)
+    _exact([torch.stack(out)], NIRModel(dg).run(x).spikes)
+    with pytest.raises(Exception, match="bias feeding the CubaLIF"):
+        compile_nir(path, "loihi2", T, producer="snntorch", reset=rs)
