@@ -396,8 +396,7 @@ def test_shapes_are_checked():
 
 
 def test_cubalif_compiles_with_current_decay_and_leak_bias():
-    rng = np.random.default_rng(13)
-    dt = 1e-4
+    rng = np.random.default_rng(13)  # dt = 1e-4: the lava-dl convention
     W = rng.normal(0, 1.0, (4, 6))
     g = _graph({"input": nir.Input(input_type={"input": np.array([6])}),
                 "fc": nir.Linear(weight=W),
