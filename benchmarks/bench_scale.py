@@ -7,8 +7,8 @@ A. **Sharded sweeps, 1 vs 2 local Ray workers.** The same job (same shards, iden
    checked) run with ``workers=1`` and ``workers=2``, alternating (1, 2, 1, 2) so that a load
    change on the shared machine hits both sides; wall time includes starting and stopping
    Ray (measured alone too). Two jobs:
-   - ``attack``: the attack engine over shards of digits test samples (APGD-CE then Square,
-     two ε) on a small trained SNN — :func:`neurodeploy.scale.robustness.evaluate_robustness_sharded`;
+   - ``attack``: the attack engine over 4 shards of digits test samples (APGD-CE then
+     Square, two ε) on a small trained SNN — :func:`neurodeploy.scale.robustness.evaluate_robustness_sharded`;
    - ``audit``: the audit (``neurodeploy.audit.run.run_audit``: compile, attacks on float and
      deployed sides, emulator replays, certification; Lava off) on each shard of samples —
      per-shard reports, the merge is not part of the timing.
@@ -93,19 +93,19 @@ def _audit_task(shard, p):
     return {"rows": len(getattr(rep, "accuracy", []))}
 
 
-def bench_sweeps(quick: bool, rounds: int) -> dict[str, Any]:
+def bench_sweeps(quick: bool, rounds: int, n_attack: int, n_audit: int) -> dict[str, Any]:
     from neurodeploy.classifier import SNNClassifier
     from neurodeploy.scale.ray_pool import ray_session
     from neurodeploy.scale.robustness import evaluate_robustness_sharded
     from neurodeploy.scale.runner import run_sharded
 
     model, split = _trained_digits(2 if quick else 4)
-    n = 16 if quick else 120
+    n = 16 if quick else n_attack
     x, y = split.test.x[:n], split.test.y[:n]
     clf = SNNClassifier(model, seed=0)
     attacks = [("apgd-ce", {"n_iter": 5 if quick else 20}),
-               ("square", {"n_queries": 20 if quick else 200})]
-    shard = 4 if quick else 30
+               ("square", {"n_queries": 20 if quick else 100})]
+    shard = max(1, n // 4)  # 4 shards: both workers busy, 2 tasks each
 
     def attack_job(workers: int) -> Any:
         return evaluate_robustness_sharded(clf, x, y, attacks, [0.05, 0.1], seed=0, draws=1,
@@ -114,7 +114,7 @@ def bench_sweeps(quick: bool, rounds: int) -> dict[str, Any]:
     audit_cfg = {"eps": (0.1,), "attacks": ("auto",), "preset_budget": "demo",
                  "threat_models": ("known",), "lava_samples": 0, "certify": True,
                  "masking_checks": False, "escalation_rounds": 0}
-    n_audit = 8 if quick else 60
+    n_audit = 8 if quick else n_audit
     audit_payload = {"model": model, "x": split.test.x[:n_audit], "y": split.test.y[:n_audit],
                      "config": audit_cfg}
 
@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="alternating 1/2-worker rounds")
     ap.add_argument("--parts", default="sweeps,emulator")
+    ap.add_argument("--attack-samples", type=int, default=64)
+    ap.add_argument("--audit-samples", type=int, default=32)
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/bench_scale.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("NEURODEPLOY_QUIET", "1")
@@ -276,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                            "quick": args.quick}
     parts = set(args.parts.split(","))
     if "sweeps" in parts:
-        rec["sweeps"] = bench_sweeps(args.quick, args.rounds)
+        rec["sweeps"] = bench_sweeps(args.quick, args.rounds, args.attack_samples,
+                                     args.audit_samples)
         for job in ("attack", "audit"):
             r = rec["sweeps"][job]
             print(f"{job:>7}: 1 worker {min(r['wall_s_1_worker']):7.1f} s  2 workers "
