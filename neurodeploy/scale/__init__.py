@@ -7,6 +7,7 @@
 - :mod:`~neurodeploy.scale.ray_pool`: optional Ray (local instance or a cluster);
 - :mod:`~neurodeploy.scale.certify`, :mod:`~neurodeploy.scale.robustness`: the sharded
   certify and attack evaluations with their merges;
+- :mod:`~neurodeploy.scale.lava`: Lava replays as separate tasks (one process tree per shard);
 - :mod:`~neurodeploy.scale.ddp`: process groups, gradient all-reduce and rank rules for
   ``torchrun``;
 - :mod:`~neurodeploy.scale.cli`: ``--workers``, ``--ray-address``, ``--shard-size``.
