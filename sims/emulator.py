@@ -17,13 +17,15 @@ between the voltage update and the spike, with θ = ``vth << 6`` at t = 0 and k 
             θ     = sat_θ( θ + trunc0(θ_v · (v − NDS[min(t, T_nds − 1)]) / 2^k) )
             s     = v > θ;   v[s] = 0
 
-(θ is recorded per layer in :attr:`EmulatorResult.layer_theta`, None for LIF layers).
+(θ is recorded per layer in the :class:`~neurodeploy.trace.Trace`'s ``theta``, None for LIF
+layers). The step bodies are :mod:`neurodeploy.sims.kernel`'s, run with exact in-place
+arithmetic; the twin runs the same bodies with straight-through arithmetic.
 
 ``wrap24₁`` is Lava's single conditional wrap (``u − 2²⁴`` if ``u > 2²³``, ``u + 2²⁴`` if
 ``u ≤ −2²³``), applied after the int32 arithmetic of the Python model (``a << 6`` and the sums
 are int32 and wrap mod 2³²; the port casts the int64 Dense sum to int32). For realistic plans
 none of the int32 wraps ever triggers; the emulator proves that per layer from a static bound
-and then skips them (``LayerKernel.small``).
+and then skips them (``LayerData.small`` of :mod:`neurodeploy.sims.kernel`).
 
 Timing: the emulator computes the undelayed ("aligned") recurrence — layer k at step t sees
 layer k−1's spikes of step t — and returns ``[T, B, …]`` per layer. Lava delays by one step per
