@@ -575,22 +575,41 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                 f"{_label(L)}: node {L.neuron_node!r} is a non-spiking LI output (membrane "
                 f"read-out); Lava's LIF population always spikes — train with readout "
                 f"'count' or 'rate' to deploy")
-        rec_int = None
-        if L.rec_weight is not None:
-            if L.is_talif:
-                raise ConfigError(f"{_label(L)}: a recurrent TA-LIF population has no chip "
-                                  f"neuron")
-            # one scale for [W | W_rec]: spikes are binary, so the recurrent weights share the
-            # layer's scale; u headroom and the sign grid are taken over both
-            n_in = int(np.prod(L.in_shape))
-            aug = dataclasses.replace(L, weight=np.concatenate(
-                [np.asarray(L.weight).reshape(L.out_shape[0], -1), L.rec_weight], axis=1))
-            q = _quantize_weighted(aug, profile)
-            rec_int = q.weights[:, n_in:].astype(np.int32)
+        rec_int = a_bias = None
+        if L.is_talif and (L.rec_weight is not None or L.cur_bias is not None):
+            raise ConfigError(f"{_label(L)}: a recurrent or current-biased TA-LIF population "
+                              f"has no chip neuron")
+        if L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None):
+            # one scale for [W | W_rec | b_cur]: spikes are binary (the current bias is an
+            # always-on input), so they share the layer's scale; u headroom over all of them
+            n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
+            cols = [np.asarray(L.weight).reshape(n_out, -1)]
+            if L.rec_weight is not None:
+                cols.append(L.rec_weight)
+            if L.cur_bias is not None:
+                cols.append(np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1))
+            q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)),
+                                   profile)
+            if L.rec_weight is not None:
+                rec_int = q.weights[:, n_in:n_in + n_out].astype(np.int32)
+            if L.cur_bias is not None:
+                a_bias = q.weights[:, -1].astype(np.int32)
             q = dataclasses.replace(q, weights=q.weights[:, :n_in])
+        elif L.rec_weight is not None:
+            raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense layer")
         else:
             q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
                 L, profile)
+            if L.cur_bias is not None:  # conv: one current bias per channel
+                per_ch = np.round(np.asarray(L.cur_bias, dtype=np.float64) * q.scale)
+                a_bias = np.repeat(per_ch, L.out_shape[1] * L.out_shape[2]).astype(np.int32)
+                worst = int(np.abs(q.weights).reshape(q.weights.shape[0], -1).sum(1).max()
+                            + np.abs(per_ch).max())
+                amp = 1.0 / (1.0 - q.report["beta_q"]) if "beta_q" in q.report else 1.0
+                if worst * amp >= profile.input_limit:
+                    raise HardwareFitError(f"{_label(L)}: synaptic input plus current bias "
+                                           f"{worst} (× {amp:g}, current decay) reaches the u "
+                                           f"range of {profile.name}")
         bias_mant = q.bias_mant
         if L.kind == "conv":  # one bias per channel → one mantissa per neuron (C, H, W)
             bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
@@ -625,8 +644,12 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             bias_exp=q.bias_exp, scale=float(q.scale), delay=profile.synaptic_delay,
             stride=tuple(int(v) for v in stride), padding=tuple(int(v) for v in L.padding),
             groups=int(groups), flatten_before=bool(L.flatten_before),
-            neuron=neuron if rec_int is None else f"{neuron}_rec", neuron_params=nparams,
-            neuron_arrays=narrays if rec_int is None else {"w_rec": rec_int},
+            neuron=(neuron if rec_int is None and a_bias is None else
+                    f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
+            neuron_params=nparams,
+            neuron_arrays=(narrays if rec_int is None and a_bias is None else
+                           {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
+                            if v is not None}),
         ))
         quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
                        **q.report, **treport}

@@ -166,6 +166,7 @@ class ChainLayer:
     reset_timing: str = "immediate"
     rec_weight: np.ndarray | None = None
     rec_node: str | None = None
+    cur_bias: np.ndarray | None = None
 
     @property
     def is_talif(self) -> bool:
@@ -847,10 +848,10 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             weight = weight * gain
             bias = bias * gain if bias is not None else None
             rec_weight = rec_weight * gain if rec_weight is not None else None
+        cur_bias = None
         if nkind == "cubalif" and bias is not None and np.any(bias != 0):
-            raise ConfigError(f"node {name!r}: a bias feeding the CubaLIF {neu_name!r} enters its "
-                              f"current, the chip's bias enters v; write it as the CubaLIF's "
-                              f"v_leak, or drop it")
+            # a bias feeding a CubaLIF enters its current: a constant synaptic input (a_bias)
+            cur_bias, bias = bias, None
         if nkind == "cubalif" and np.any(np.asarray(neu.v_leak) != 0):
             # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
             leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64) * dt /
@@ -880,7 +881,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
             theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
-            rec_weight=rec_weight, rec_node=rec_node,
+            rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
         ))
         shape = tuple(out_shape)
         i += 2

@@ -41,10 +41,15 @@ PLAN_FORMAT = "neurodeploy-plan"
 PLAN_VERSION = 2
 READABLE_PLAN_VERSIONS = (1, 2)
 LAYER_KINDS = ("dense", "conv", "pool")
-NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed", "lif_rec",
-                "sublif_rec", "sublif_delayed_rec", "lif_delayed_rec")
-#: Recurrent kinds (``<kind>_rec``) carry ``neuron_arrays["w_rec"]`` [N, N] (H-nir, issue 13).
+#: NIR neuron kinds (H-nir, issue 13): resets, and two input extensions of each:
+#: ``<kind>_rec`` carries ``neuron_arrays["w_rec"]`` [N, N] (and optionally ``a_bias``),
+#: ``<kind>_cb`` carries ``neuron_arrays["a_bias"]`` [N] (a constant synaptic input).
+NIR_BASE_KINDS = ("lif", "sublif", "sublif_delayed", "lif_delayed")
 RECURRENT_SUFFIX = "_rec"
+CURRENT_BIAS_SUFFIX = "_cb"
+NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed",
+                *(k + RECURRENT_SUFFIX for k in NIR_BASE_KINDS),
+                *(k + CURRENT_BIAS_SUFFIX for k in NIR_BASE_KINDS))
 
 
 class PlanError(NeurodeployError):
@@ -283,15 +288,23 @@ class DeploymentPlan:
                 raise PlanError(f"{where}: scale = {L.scale!r} must be a finite number > 0")
             if L.neuron == "talif":
                 self._check_talif(where, L)
-            elif L.neuron.endswith(RECURRENT_SUFFIX):
-                w = L.neuron_arrays.get("w_rec")
-                if set(L.neuron_arrays) != {"w_rec"} or not isinstance(w, np.ndarray) or \
-                        tuple(w.shape) != (L.out_size, L.out_size):
-                    raise PlanError(f"{where}: a {L.neuron} layer needs neuron_arrays "
-                                    f"{{'w_rec': [{L.out_size}, {L.out_size}]}}, got "
-                                    f"{ {k: getattr(v, 'shape', None) for k, v in L.neuron_arrays.items()} }")
-                _array_range(where, "w_rec", w, *fmt.weight_range(fmt.weight_sign_mode(w)),
-                             f"{fmt.weight_bits}-bit recurrent weight mantissas")
+            elif L.neuron.endswith((RECURRENT_SUFFIX, CURRENT_BIAS_SUFFIX)):
+                rec = L.neuron.endswith(RECURRENT_SUFFIX)
+                want = {"w_rec": (L.out_size, L.out_size)} if rec else {}
+                if not rec or "a_bias" in L.neuron_arrays:
+                    want["a_bias"] = (L.out_size,)
+                got = {k: getattr(v, "shape", None) for k, v in L.neuron_arrays.items()}
+                if {k: tuple(v) if v is not None else None for k, v in got.items()} != want:
+                    raise PlanError(f"{where}: a {L.neuron} layer needs neuron_arrays {want}, "
+                                    f"got {got}")
+                if rec:
+                    w = L.neuron_arrays["w_rec"]
+                    _array_range(where, "w_rec", w, *fmt.weight_range(fmt.weight_sign_mode(w)),
+                                 f"{fmt.weight_bits}-bit recurrent weight mantissas")
+                if "a_bias" in want:  # a constant input in weight units: the port word
+                    _array_range(where, "a_bias", L.neuron_arrays["a_bias"],
+                                 -(2 ** (fmt.port_bits - 1)), 2 ** (fmt.port_bits - 1) - 1,
+                                 f"{fmt.port_bits}-bit synaptic input")
             elif L.neuron_arrays:
                 raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays, got "
                                 f"{sorted(L.neuron_arrays)}")

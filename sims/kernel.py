@@ -495,25 +495,31 @@ class RecurrentState(NeuronState):
     s_prev: torch.Tensor | None = None
 
 
-def recurrent(base: Any) -> Any:
-    """The neuron kind ``base`` with a recurrent connection (kind ``<base>_rec``): the plan's
-    integer ``neuron_arrays["w_rec"]`` ``[N, N]`` (flat plan neuron order, used as they are —
-    the compiler puts them on the weight grid) add ``W_rec · s[t − 1]`` to the step's synaptic
-    input (``s[−1] = 0``)::
+def recurrent(base: Any, suffix: str = "_rec") -> Any:
+    """The neuron kind ``base`` with extra synaptic input (kind ``<base><suffix>``): the plan's
+    integer ``neuron_arrays["w_rec"]`` ``[N, N]`` (``_rec``; flat plan neuron order, used as
+    they are — the compiler puts them on the weight grid) add ``W_rec · s[t − 1]``
+    (``s[−1] = 0``), and ``neuron_arrays["a_bias"]`` ``[N]`` (``_cb``, optional with ``_rec``)
+    a constant input — a bias that enters a CubaLIF's current, not v::
 
-        a_t = a_forward[t] + W_rec · s[t−1];   then ``base``'s step
+        a_t = a_forward[t] + W_rec · s[t−1] + a_bias;   then ``base``'s step
 
     The Lava side runs it inside the neuron process (``sims/lava_procs/sublif``), so the
     per-sample reset clears ``s[t−1]`` with u and v."""
 
     class Recurrent(base):  # type: ignore[misc, valid-type]
-        kind: ClassVar[str] = f"{base.kind}_rec"
+        kind: ClassVar[str] = f"{base.kind}{suffix}"
 
         @staticmethod
         def constants(P: LayerData, dtype: torch.dtype, device: torch.device
                       ) -> dict[str, torch.Tensor]:
-            w = np.asarray(P.layer.neuron_arrays["w_rec"]).astype(np.int64)
-            return {"w_rec": torch.as_tensor(w, dtype=torch.float64, device=device)}
+            arrays = P.layer.neuron_arrays
+            n = P.layer.out_size
+            w = np.asarray(arrays.get("w_rec", np.zeros((n, n)))).astype(np.int64)
+            b = np.asarray(arrays.get("a_bias", np.zeros(n))).astype(np.int64)
+            return {"w_rec": torch.as_tensor(w, dtype=torch.float64, device=device),
+                    "a_bias": torch.as_tensor(b.reshape(1, n), dtype=torch.float64,
+                                              device=device)}
 
         @staticmethod
         def init(P: LayerData, like: torch.Tensor) -> NeuronState:
@@ -526,7 +532,7 @@ def recurrent(base: Any) -> Any:
                  ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
             assert isinstance(st, RecurrentState) and st.s_prev is not None
             prev = st.s_prev.reshape(st.s_prev.shape[0], -1)
-            rec = ar.matmul(prev.to(consts["w_rec"].dtype), consts["w_rec"])
+            rec = ar.matmul(prev.to(consts["w_rec"].dtype), consts["w_rec"]) + consts["a_bias"]
             rec = ar.wrap(rec, P.fmt.port_bits).reshape(act_t.shape)
             act = ar.wrap(act_t + rec * float(1 << P.fmt.activation_shift), P.fmt.port_bits)
             s, v_pre, new = base.step(ar, P, consts, NeuronState(st.u, st.v, st.theta), act, t)
@@ -539,8 +545,8 @@ def recurrent(base: Any) -> Any:
 #: Neuron kind → its integer step (the Lava side's processes: ``sims/lava_runner``).
 NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF,
                                 "sublif_delayed": SubLIFDelayed, "lif_delayed": ZeroLIFDelayed}
-NEURON_KINDS.update({f"{k}_rec": recurrent(v) for k, v in list(NEURON_KINDS.items())
-                     if k != "talif"})
+NEURON_KINDS.update({f"{k}{sfx}": recurrent(v, sfx) for k, v in list(NEURON_KINDS.items())
+                     if k != "talif" for sfx in ("_rec", "_cb")})
 
 
 def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device

@@ -61,9 +61,10 @@ EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_NO_LAVA = 0, 1, 2, 4
 #: Lava's Dense / Conv add one step of synaptic delay (a_buff is sent before it is computed).
 LAVA_SYNAPSE_DELAY = LAVA_0_10.synaptic_delay
 #: Plan neuron kinds run by the ``SubLIF`` process (sims/lava_procs/sublif), with its reset.
-SUBLIF_RESETS = {"sublif": "subtract", "sublif_delayed": "subtract_delayed",
-                 "lif_delayed": "zero_delayed", "lif_rec": "zero", "sublif_rec": "subtract",
-                 "sublif_delayed_rec": "subtract_delayed", "lif_delayed_rec": "zero_delayed"}
+_BASE_RESETS = {"lif": "zero", "sublif": "subtract", "sublif_delayed": "subtract_delayed",
+                "lif_delayed": "zero_delayed"}
+SUBLIF_RESETS = {**{k: v for k, v in _BASE_RESETS.items() if k != "lif"},
+                 **{k + sfx: v for k, v in _BASE_RESETS.items() for sfx in ("_rec", "_cb")}}
 #: Every plan neuron kind the Lava runner builds a process for.
 LAVA_NEURONS = ("lif", "talif", *SUBLIF_RESETS)
 
@@ -328,14 +329,17 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         elif L.neuron in SUBLIF_RESETS:
             from neurodeploy.sims.lava_procs.sublif.process import SubLIF
 
-            w_rec = None
-            if L.neuron.endswith("_rec"):  # flat plan order (C,H,W) → Lava's reversed layout
-                n = L.out_size
-                perm = to_lava_layout(np.arange(n).reshape(L.out_shape),
-                                      len(L.out_shape)).reshape(-1)
+            w_rec = a_bias = None
+            # flat plan order (C,H,W) → Lava's reversed layout
+            perm = to_lava_layout(np.arange(L.out_size).reshape(L.out_shape),
+                                  len(L.out_shape)).reshape(-1)
+            if "w_rec" in L.neuron_arrays:
                 w = np.asarray(L.neuron_arrays["w_rec"])
                 w_rec = np.ascontiguousarray(w[np.ix_(perm, perm)]).astype(np.int32)
-            lif = SubLIF(**common, reset=SUBLIF_RESETS[L.neuron], w_rec=w_rec,
+            if "a_bias" in L.neuron_arrays:
+                a_bias = np.ascontiguousarray(
+                    np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
+            lif = SubLIF(**common, reset=SUBLIF_RESETS[L.neuron], w_rec=w_rec, a_bias=a_bias,
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")

@@ -18,7 +18,8 @@ from neurodeploy.sims.emulator import Emulator, random_conv_plan, random_fc_plan
 from neurodeploy.sims.lava_env import lava_available, run_lava
 
 KINDS = ["sublif", "lif", "sublif_delayed", "lif_delayed", "lif_rec", "sublif_rec",
-         "sublif_delayed_rec", "lif_delayed_rec"]
+         "sublif_delayed_rec", "lif_delayed_rec", "lif_cb", "sublif_cb", "sublif_delayed_cb",
+         "lif_delayed_cb"]
 needs_lava = pytest.mark.skipif(not lava_available(),
                                 reason="Lava environment (.venv-lava) not found")
 
@@ -30,10 +31,14 @@ def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None =
         ch = {"neuron": kinds[k % len(kinds)]}
         if du is not None:
             ch["du"] = int(du[k % len(du)])
+        r = rng or np.random.default_rng(k)
+        n = L.out_size
         if ch["neuron"].endswith("_rec"):  # even mixed-sign recurrent mantissas
-            n = L.out_size
-            w = 2 * (rng or np.random.default_rng(k)).integers(-20, 21, (n, n))
-            ch["neuron_arrays"] = {"w_rec": w.astype(np.int32)}
+            ch["neuron_arrays"] = {"w_rec": (2 * r.integers(-20, 21, (n, n))).astype(np.int32)}
+            if r.random() < 0.5:
+                ch["neuron_arrays"]["a_bias"] = r.integers(-30, 31, n).astype(np.int32)
+        elif ch["neuron"].endswith("_cb"):  # a constant synaptic input
+            ch["neuron_arrays"] = {"a_bias": r.integers(-30, 31, n).astype(np.int32)}
         layers.append(dataclasses.replace(L, **ch))
     out = dataclasses.replace(plan, layers=tuple(layers))
     out.validate()
@@ -58,11 +63,11 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         fv = fmt.decay_unity - int(L.dv) - fmt.voltage_decay_offset
         s_all = np.zeros((T, B, n), dtype=np.uint8)
         s = np.zeros((B, n), dtype=bool)
-        W_rec = (np.asarray(L.neuron_arrays["w_rec"], dtype=np.int64)
-                 if L.neuron.endswith("_rec") else np.zeros((n, n), dtype=np.int64))
-        kind = L.neuron.removesuffix("_rec")
+        W_rec = np.asarray(L.neuron_arrays.get("w_rec", np.zeros((n, n))), dtype=np.int64)
+        a_bias = np.asarray(L.neuron_arrays.get("a_bias", np.zeros(n)), dtype=np.int64)
+        kind = L.neuron.removesuffix("_rec").removesuffix("_cb")
         for t in range(T):
-            a = x[t] @ W.T + s.astype(np.int64) @ W_rec.T
+            a = x[t] @ W.T + s.astype(np.int64) @ W_rec.T + a_bias
             u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
             v = np.sign(v * fv) * (np.abs(v * fv) >> fmt.decay_bits) + u + bias
             if kind == "sublif_delayed":  # last step's spike, subtracted after the decay

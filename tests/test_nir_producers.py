@@ -305,10 +305,10 @@ def test_rockpool_cubalif_exact(tmp_path):
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_snntorch_synaptic_exact_and_bias_refusal(reset, tmp_path):
+def test_snntorch_synaptic_exact_and_deploys(reset, tmp_path):
     """snntorch Synaptic → CubaLIF: zero reset also drops the next step's membrane input
     (snntorch's own rule), subtract is one step late; the interpreter matches both exactly.
-    The chip refuses the Linear bias, which enters the current (not a constant v bias)."""
+    On the chip the Linear bias, which enters the current, is a constant synaptic input."""
     snn = pytest.importorskip("snntorch")
     from snntorch.export_nir import export_to_nir
 
@@ -331,5 +331,7 @@ def test_snntorch_synaptic_exact_and_bias_refusal(reset, tmp_path):
     rs = None if reset == "subtract" else "zero"
     dg = read_graph(path, producer="snntorch", reset=rs)
     _exact([torch.stack(out)], NIRModel(dg).run(x).spikes)
-    with pytest.raises(Exception, match="bias feeding the CubaLIF"):
-        compile_nir(path, "loihi2", T, producer="snntorch", reset=rs)
+    agree, dep = _emulator_agreement(path, "snntorch", reset=rs, p=0.5)
+    want = {"zero": "lif_delayed_cb", "subtract": "sublif_delayed_cb"}[reset]
+    assert [L.neuron for L in dep.plan.layers] == [want] and dep.plan.layers[0].du < 4095
+    assert min(agree) >= 0.95

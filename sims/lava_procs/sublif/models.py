@@ -24,6 +24,7 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: int = LavaPyType(int, np.int32, precision=17)
     w_rec: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    a_bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -42,7 +43,8 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
             self.v *= 0
             self.s_prev[:] = False
         if self.recurrent:
-            rec = self.w_rec.astype(np.int64) @ self.s_prev.reshape(-1).astype(np.int64)
+            rec = self.w_rec.astype(np.int64) @ self.s_prev.reshape(-1).astype(np.int64) \
+                + self.a_bias.astype(np.int64)
             # the sum a Dense would send: an int32 word
             rec = ((rec + 2**31) % 2**32 - 2**31).reshape(self.v.shape)
             a_in_data = ((a_in_data.astype(np.int64) + rec + 2**31) % 2**32

@@ -3,7 +3,7 @@
 Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift as in Lava's LIF;
 ``>>₀`` rounds toward zero; θ = vth << 6)::
 
-    a  = a_in + W_rec · s[t−1]                                    (only with w_rec)
+    a  = a_in + W_rec · s[t−1] + a_bias                   (only with w_rec / a_bias)
     u  = wrap24( (u·(4096 − du − 1)) >>₀ 12 + (a << 6) )          Lava LIF, unchanged
     v  = sat24( (v·(4096 − dv)) >>₀ 12 + u + (bias_mant << bias_exp) )
     reset "subtract":          s = v > θ;  v[s] = v[s] − θ
@@ -38,7 +38,8 @@ class SubLIF(LIFReset):
     ``reset="subtract_delayed"``."""
 
     def __init__(self, *, delayed: bool = False, reset: str | None = None,
-                 w_rec: np.ndarray | None = None, **kwargs) -> None:
+                 w_rec: np.ndarray | None = None, a_bias: np.ndarray | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         reset = reset or ("subtract_delayed" if delayed else "subtract")
         if reset not in RESETS:
@@ -47,4 +48,6 @@ class SubLIF(LIFReset):
         n = int(np.prod(kwargs["shape"]))
         w = np.zeros((n, n), dtype=np.int32) if w_rec is None else np.asarray(w_rec, np.int32)
         self.w_rec = Var(shape=(n, n), init=w)
-        self.proc_params["recurrent"] = w_rec is not None
+        self.a_bias = Var(shape=(n,), init=np.zeros(n, np.int32) if a_bias is None
+                          else np.asarray(a_bias, np.int32).reshape(n))
+        self.proc_params["recurrent"] = w_rec is not None or a_bias is not None
