@@ -176,6 +176,8 @@ def guard_output(command: str, out: str | None) -> Iterator[None]:
         return
     path = Path(out)
     created = _missing_dirs(path if kind == "dir" else path.parent)
+    existing = {p for p in path.rglob("*") if p.is_dir()} if kind == "dir" and path.is_dir() \
+        else set()
     lock = OutputLock(path, command)
     ok = False
     try:
@@ -190,6 +192,11 @@ def guard_output(command: str, out: str | None) -> Iterator[None]:
     finally:
         lock.release()
         if not ok:
+            if kind == "dir" and path.is_dir():  # folders this run made and left empty
+                for d in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+                    if d not in existing:
+                        with contextlib.suppress(OSError):
+                            d.rmdir()  # only if empty
             for d in reversed(created + ([path] if kind == "dir" and path in created else [])):
                 with contextlib.suppress(OSError):
                     d.rmdir()  # only if empty

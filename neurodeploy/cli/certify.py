@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.cli.argtypes import nonneg_int, positive_int, unit_float
 from neurodeploy.cli.common import add_common, progress_disabled, resolve_device
 from neurodeploy.scale.cli import add_scale_args, scale_options, shard_dir_for
 
@@ -47,19 +48,19 @@ def register(subparsers: Any) -> None:
                    help="input shape for --arch, e.g. 1,28,28 (default: the data's)")
     p.add_argument("--readout", default="rate", help="readout for --arch models (count|rate)")
     p.add_argument("--encoding", default="bernoulli", help="encoding for --arch models")
-    p.add_argument("--steps", "--num-steps", dest="num_steps", type=int, default=10, help="time steps T for --arch models")
+    p.add_argument("--steps", "--num-steps", dest="num_steps", type=positive_int, default=10, help="time steps T for --arch models")
     p.add_argument("--data", default="digits", help="digits, or a folder with IDX files")
     p.add_argument("--split", default="test", choices=("test", "train", "all"),
                    help="which part of the data (all = train then test, in file order)")
-    p.add_argument("--eps", type=float, required=True,
-                   help="ℓ∞ half-width (digital) or flip probability (spikes)")
-    p.add_argument("--cert-steps", type=int, default=None, help="T' (default: the model's T)")
+    p.add_argument("--eps", type=unit_float, required=True,
+                   help="ℓ∞ half-width in [0, 1] (digital) or flip probability (spikes)")
+    p.add_argument("--cert-steps", type=positive_int, default=None, help="T' (default: the model's T)")
     p.add_argument("--method", default="ibp,crown",
                    help="comma-separated: ibp, crown, alpha-crown (default ibp,crown)")
-    p.add_argument("--alpha-iterations", type=int, default=20, help="alpha-crown Adam steps")
-    p.add_argument("--samples", type=int, default=None, help="first N samples (default: all)")
-    p.add_argument("--draws", type=int, default=1, help="random draws (seeds seed … seed+N−1)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--alpha-iterations", type=nonneg_int, default=20, help="alpha-crown Adam steps")
+    p.add_argument("--samples", type=positive_int, default=None, help="first N samples (default: all)")
+    p.add_argument("--draws", type=positive_int, default=1, help="random draws (seeds seed … seed+N−1)")
+    p.add_argument("--batch-size", type=positive_int, default=500)
     add_common(p)
     add_scale_args(p)
     from neurodeploy.cli.certify_plan import add_plan_args
@@ -139,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.samples is not None:
         xs, ys = xs[: args.samples], ys[: args.samples]
     model = load_model(args, tuple(xs.shape[1:])).to(device).eval()
+    data_shape = tuple(xs.shape[2:] if model.config.encoding == "spikes" else xs.shape[1:])
+    if tuple(model.config.input_shape) != data_shape:
+        raise ConfigError(f"shape mismatch: the model expects inputs "
+                          f"{tuple(model.config.input_shape)}, data {args.data!r} has {data_shape}")
     if model.config.encoding == "spikes" and xs.dim() == len(model.config.input_shape) + 2:
         xs = xs.movedim(1, 0).contiguous()
     x, y = xs.to(device), ys.to(device)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurodeploy.cli.argtypes import positive_float, positive_int
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
 from neurodeploy.simulation import (  # noqa: F401 - the library side, re-exported
     BACKENDS,
@@ -40,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p, required=False)
     p.add_argument("--data", default="digits", help="'digits' or an IDX / N-MNIST folder")
     p.add_argument("--backend", default="emulator", choices=BACKENDS)
-    p.add_argument("--samples", type=int, default=500, help="first N test samples")
-    p.add_argument("--batch-size", type=int, default=1000, help="emulator / float batch size")
-    p.add_argument("--timeout", type=float, default=3600.0, help="Lava runner timeout (s)")
+    p.add_argument("--samples", type=positive_int, default=500, help="first N test samples")
+    p.add_argument("--batch-size", type=positive_int, default=1000, help="emulator / float batch size")
+    p.add_argument("--timeout", type=positive_float, default=3600.0, help="Lava runner timeout (s)")
     g = p.add_argument_group("a NIR file as --model (float reference: the NIR interpreter)")
     g.add_argument("--producer", default=None,
                    help="framework that wrote the .nir (default: the file's metadata, else the "
