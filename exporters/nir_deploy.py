@@ -91,19 +91,20 @@ def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_step
 
 def float_reference(source: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
                     reset: str | None = None, dt: float | None = None,
-                    num_steps: int | None = None):
+                    num_steps: int | None = None, surrogate: str | None = None):
     """The float model of a NIR file for ``simulate``/``audit``: a
     :class:`~neurodeploy.exporters.nir_interp.NIRModel` (``run(x [T, B, …], record=True)`` →
-    trace with ``spikes`` per spiking population and ``logits`` [B, classes])."""
+    trace with ``spikes`` per spiking population and ``logits`` [B, classes]; with
+    ``surrogate`` (e.g. ``"atan"``) ``forward(x)`` is differentiable for attacks)."""
     from neurodeploy.exporters.nir_interp import NIRModel
 
     return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt),
-                    num_steps=num_steps)
+                    num_steps=num_steps, surrogate=surrogate)
 
 
 def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any = None,
                              producer: str | None = None, reset: str | None = None,
-                             dt: float | None = None):
+                             dt: float | None = None, surrogate: str | None = None):
     """:func:`float_reference` with the semantics a plan was compiled with as defaults.
 
     The canonical ``model.nir`` that ``export --nir`` writes states its own semantics; the
@@ -123,4 +124,4 @@ def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any
         reset = reset if reset is not None else meta.get("reset")
         dt = dt if dt is not None else meta.get("source_dt")
     return float_reference(graph, producer=producer, reset=reset, dt=dt,
-                           num_steps=getattr(plan, "num_steps", None))
+                           num_steps=getattr(plan, "num_steps", None), surrogate=surrogate)

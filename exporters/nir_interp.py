@@ -15,6 +15,11 @@ Per time step, in the evaluation order of :meth:`DGraph.order`::
 
 Tensors are time-first ``[T, B, *shape]``. ``dtype`` (default float32, the producers' own)
 sets the arithmetic; tests compare against each producer's simulation with it.
+
+Gradients (for attacks on the float side): ``NIRModel(g, surrogate="atan")`` makes
+``forward(x)`` / ``run(x, grad=True)`` differentiable — the forward values are unchanged (the
+spike is still the hard threshold; a graded multi-spike keeps its count), the backward pass
+of every spike uses the named surrogate of :mod:`neurodeploy.surrogates` on ``v − θ``.
 """
 
 from __future__ import annotations
@@ -66,9 +71,16 @@ class NIRModel(torch.nn.Module):
     """``NIRModel(dgraph).run(x [T, B, *input_shape], record=True) -> NIRTrace``."""
 
     def __init__(self, g: DGraph, dtype: torch.dtype = torch.float32,
-                 num_steps: int | None = None) -> None:
+                 num_steps: int | None = None, surrogate: str | None = None) -> None:
         super().__init__()
         self.graph = g
+        self.surrogate = surrogate
+        self._spike_fn = None
+        if surrogate is not None:
+            from neurodeploy.surrogates import make_surrogate
+
+            self._spike_fn = make_surrogate(surrogate)
+        self._grad = False
         self.dtype = dtype
         self.order, self.back = g.order()
         self.num_steps = num_steps
@@ -165,6 +177,9 @@ class NIRModel(torch.nn.Module):
             out = (v >= th).to(v.dtype)
         else:
             out = (v > th).to(v.dtype)
+        if self._grad and self._spike_fn is not None:  # same values, surrogate gradient
+            sg = self._spike_fn(v - th).to(v.dtype)
+            out = out.detach() + sg - sg.detach()
         st["v_rec"] = v
         st["s"] = out
         if n.reset == "subtract":
@@ -175,9 +190,21 @@ class NIRModel(torch.nn.Module):
         return out
 
     # ------------------------------------------------------------------ run
-    @torch.no_grad()
-    def run(self, x: torch.Tensor, record: bool = True) -> NIRTrace:
-        """Run ``x`` ``[T, B, *input_shape]``; returns the :class:`NIRTrace`."""
+    def run(self, x: torch.Tensor, record: bool = True, grad: bool = False) -> NIRTrace:
+        """Run ``x`` ``[T, B, *input_shape]``; returns the :class:`NIRTrace`. ``grad=True``
+        (needs ``surrogate``) keeps the autograd graph."""
+        if grad and self._spike_fn is None:
+            from neurodeploy.errors import ConfigError
+
+            raise ConfigError("NIRModel(..., surrogate=…) is needed for gradients")
+        self._grad = grad
+        try:
+            with torch.set_grad_enabled(grad):
+                return self._run(x, record)
+        finally:
+            self._grad = False
+
+    def _run(self, x: torch.Tensor, record: bool) -> NIRTrace:
         x = torch.as_tensor(x).to(self._device, self.dtype)
         T, B = int(x.shape[0]), int(x.shape[1])
         g = self.graph
@@ -232,4 +259,5 @@ class NIRModel(torch.nn.Module):
             names=self.spiking_names)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x, record=False).logits
+        """Logits ``[B, N]`` of ``x`` ``[T, B, …]``; differentiable with a ``surrogate``."""
+        return self.run(x, record=False, grad=self._spike_fn is not None).logits

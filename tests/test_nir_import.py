@@ -445,3 +445,21 @@ def test_per_neuron_thresholds_normalise_exactly_and_compile():
                              v_leak=np.zeros(4), v_threshold=theta, v_reset=np.zeros(4))
     with pytest.raises(ConfigError, match=r"'lif'.*tau differs between neurons"):
         compile_nir(g, "loihi2", 10, producer="neurodeploy", reset="zero")
+
+
+def test_surrogate_gradients_keep_the_forward_values():
+    W, b = _fc(16)
+    g = _graph({"input": nir.Input(input_type={"input": np.array([6])}),
+                "fc": nir.Affine(weight=W, bias=b), "lif": _lif(4),
+                "output": nir.Output(output_type={"output": np.array([4])})},
+               [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    dg = read_graph(g, producer="neurodeploy")
+    x = _spikes((6,)).requires_grad_(True)
+    plain = NIRModel(dg, dtype=torch.float64).run(x.detach())
+    m = NIRModel(dg, dtype=torch.float64, surrogate="atan")
+    logits = m(x)
+    assert torch.equal(logits.detach(), plain.logits)
+    logits.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="surrogate"):
+        NIRModel(dg).run(x, grad=True)
