@@ -78,7 +78,7 @@ def test_verdict_lines_follow_the_numbers():
     ok = "\n".join(verdicts(_report(drop=0.0, significant=False)))
     assert "did NOT" not in ok and ok.count("robustness survived deployment") == 4
     assert "emulator ≡ Lava on 30 of 30 replays" in ok
-    assert "Attacks: auto cascade" in ok
+    assert "Attacks (per-example worst case of the cascade): auto; the same 100 samples" in ok
 
 
 @pytest.mark.parametrize("float_fail", [(), *[(n,) for n in CHECK_NAMES]])

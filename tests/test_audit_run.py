@@ -44,6 +44,31 @@ def test_audit_config_rejects_bad_threat_models_and_budget():
         AuditConfig(draws=1)
 
 
+def test_attack_specs_presets_single_configurations_and_threat_models():
+    from neurodeploy.attacks.presets import preset
+    from neurodeploy.audit.run import attack_specs, deployed_specs
+
+    cfg = AuditConfig(attacks=("auto",), preset_budget="demo",
+                      unknown_attacks=("auto-demo:apgd-ce", "pgd"), attack_steps=7)
+    known, label = attack_specs(cfg, False, "known")
+    assert label == "auto-demo"
+    assert [s[2] for s in known] == [s[2] for s in preset("auto-demo", known_draw=True)]
+    assert "spike-set" in [s[0] for s in known]
+    unknown, label = attack_specs(cfg, True, "unknown")
+    assert label == "auto-demo:apgd-ce+pgd"
+    assert [s[2] for s in unknown] == ["apgd-ce", "pgd"] and unknown[1][1] == {"n_iter": 7}
+    assert unknown[0][1]["n_iter"] == 50  # the auto-demo budget's main APGD-CE
+    with pytest.raises(ConfigError, match="no configuration 'nope'"):
+        attack_specs(AuditConfig(attacks=("auto:nope",)), False)
+    with pytest.raises(ConfigError):
+        attack_specs(AuditConfig(attacks=("no-such-attack",)), False)
+    # the deployed side runs the same cascade, BPTR/RGA left out (named), spike-set on the chip
+    dep, dropped = deployed_specs(known)
+    assert len(dep) + len(dropped) == len(known)
+    assert sorted(d.split(" ")[0] for d in dropped) == ["sweep:bptr", "sweep:rga"]
+    assert any(getattr(a, "label", None) == "spike-set" for a in dep)
+
+
 @pytest.fixture(scope="module")
 def digits_model():
     torch.manual_seed(0)
@@ -141,6 +166,20 @@ def test_deployed_classifier_is_emulator_forward_twin_backward(digits_model):
     with pytest.raises(ConfigError, match="bptr"):
         with gradient_mode(clf, "bptr"):
             pass
+    # the known-draw spike-set search on the deployed model: images in the ε-ball whose host
+    # spikes fool the emulator
+    from neurodeploy.audit.deployed import deployed_spike_set
+
+    atk = deployed_spike_set({"n_iter": 20, "n_restarts": 1, "grad_mode": "bptt:fast_sigmoid:5"},
+                             "spike-set")
+    x_adv = atk.perturb(clf, x, y, 0.2, torch.Generator().manual_seed(0))
+    assert (x_adv - x).abs().max() <= 0.2 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    z_adv = emu.run((x_adv.unsqueeze(0) > u).float(), record=False).counts.float()
+    clean_ok = want.argmax(1) == y
+    fooled = (z_adv.argmax(1) != y) & clean_ok
+    assert fooled.sum() >= 1, "spike-set found nothing at ε = 0.2"
+    with torch.no_grad():
+        assert torch.equal(clf(x_adv), z_adv)
 
 
 def test_audit_lava_replay_matches_emulator(audited):
@@ -164,9 +203,15 @@ def test_audit_report_files(audited):
     assert "verified_error" in d["certified"]
     assert any("ε=0.1" in v for v in report.verdicts)
     assert (out / "audit.html").read_text().count("data:image/png;base64,") >= 3
+    md = (out / "audit.md").read_text()
+    assert "## Cascade: examples broken first by each attack" in md
+    broken = sum(c for rec in d["robustness"].values() for pe in rec[0]["per_eps"]
+                 for c in pe["broken_by_counts"].values())
+    assert broken > 0 and "| float, known draw | 0 | 0.1 | pgd " in md
 
 
-_VOLATILE = ("created", "stage_seconds", "load_average", "state_dir")
+_VOLATILE = ("created", "git_sha", "stage_seconds", "stage_cpu_seconds", "attack_seconds", "load_average",
+             "state_dir")
 
 
 def _stable(path):

@@ -262,7 +262,7 @@ def verdicts(report: AuditReport) -> list[str]:
     conclusive = not why
     if meta.get("budget"):
         tms = ", ".join(report.threat_models()) or "known draw"
-        lines.append(f"Attacks: {meta['budget']} cascade (per-example worst case) on the same "
+        lines.append(f"Attacks (per-example worst case of the cascade): {meta['budget']}; the same "
                      f"{meta.get('samples', '?')} samples for every number; threat models: {tms}.")
     c_f, c_d = report.clean("float"), report.clean("deployed")
     cmp0 = report.comparison("known draw", 0.0)
@@ -463,6 +463,21 @@ def _table_rows(report: AuditReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def cascade_rows(report: AuditReport) -> list[list[str]]:
+    """Per (side/threat model, ε): how many examples each attack of the cascade broke first
+    (from the engine's records, every round)."""
+    out = []
+    for key, records in report.robustness.items():
+        for rec in records:
+            for pe in rec.get("per_eps", []):
+                counts = {a: c for a, c in (pe.get("broken_by_counts") or {}).items() if c}
+                text = ", ".join(f"{a} {c}" for a, c in counts.items()) or "none"
+                out.append([key.replace("/", ", ").replace("known", "known draw")
+                            .replace("unknown", "unknown draw"), str(rec.get("round", 0)),
+                            f"{pe['eps']:g}", text])
+    return out
+
+
 def _grad_words(rnd: dict[str, Any]) -> str:
     g = rnd.get("check_gradient") or {}
     return ", ".join(f"{k}={v}" for k, v in g.items()) or str(rnd.get("check_grad_mode", "?"))
@@ -520,6 +535,13 @@ def render_markdown(report: AuditReport) -> str:
         for c in report.checks:
             lines.append(f"| {c.name} | {c.backend} | {c.round} | {c.grad_mode} | "
                          f"{'pass' if c.passed else 'FAIL'} | {c.message} |")
+    casc = cascade_rows(report)
+    if casc:
+        lines += ["", "## Cascade: examples broken first by each attack", "",
+                  "| side, threat model | round | ε | broken by |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in casc]
+    if report.meta.get("escalation_budget"):
+        lines += ["", f"Escalation budget: {report.meta['escalation_budget']}."]
     for rnd in report.escalation:
         lines += ["", f"Escalation round {rnd['round']}: triggered by {rnd['trigger']}; checks "
                   f"re-run with {_grad_words(rnd)}, {rnd['check_iterations']} iterations."]
@@ -604,6 +626,14 @@ def render_html(report: AuditReport) -> str:
                          f"<td>{e(c.grad_mode)}</td>"
                          f"<td class='{cls}'>{word}</td><td>{e(c.message)}</td></tr>")
         parts.append("</table>")
+    casc = cascade_rows(report)
+    if casc:
+        parts.append("<h2>Cascade: examples broken first by each attack</h2><table><tr>"
+                     "<th>side, threat model</th><th>round</th><th>ε</th><th>broken by</th></tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in casc]
+        parts.append("</table>")
+    if report.meta.get("escalation_budget"):
+        parts.append(f"<p class='meta'>Escalation budget: {e(report.meta['escalation_budget'])}.</p>")
     for rnd in report.escalation:
         parts.append(f"<p class='meta'>Escalation round {rnd['round']}: triggered by "
                      f"{e(str(rnd['trigger']))}; both sides re-attacked; checks re-run with "

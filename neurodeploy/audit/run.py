@@ -90,8 +90,11 @@ _STAGE_HOOK: Callable[[str], None] | None = None
 class AuditConfig:
     """What to attack, how hard, and on how many samples.
 
-    ``attacks``: preset names (``auto``; ``auto-demo``) and/or single attack names, run as one
-    cascade; ``preset_budget``: ``full`` or ``demo`` (``auto`` then means ``auto-demo``);
+    ``attacks``: preset names (``auto``; ``auto-demo``), single configurations of a preset
+    (``auto-demo:apgd-ce``: the preset's spec with that label) and/or single attack names, run
+    as one cascade; ``unknown_attacks``: the cascade under the unknown draw when it should differ
+    (empty: ``attacks``; each evaluation there costs ``draws × eot`` times the known draw's);
+    ``preset_budget``: ``full`` or ``demo`` (``auto`` then means ``auto-demo``);
     ``attack_steps``: iterations of single gradient attacks; ``square_queries``: queries of a
     single ``square`` attack and of the masking checks' Square;
     ``threat_models``: ``known`` and/or ``unknown``; ``draws``: independent evaluations under
@@ -103,6 +106,7 @@ class AuditConfig:
 
     eps: tuple[float, ...] = (0.05, 0.1)
     attacks: tuple[str, ...] = ("auto",)
+    unknown_attacks: tuple[str, ...] = ()
     preset_budget: str = "full"
     attack_steps: int = 20
     eot: int = 4
@@ -178,12 +182,24 @@ def attack_specs(config: AuditConfig, stochastic: bool, threat: str = "known"
 
     specs: list[Spec] = []
     labels: list[str] = []
-    for a in config.attacks:
-        if a in PRESETS:
-            name = preset_name(config, a)
-            specs += [(n, dict(p), lab) for n, p, lab in preset(
+    names = config.attacks
+    if threat == "unknown" and config.unknown_attacks:
+        names = config.unknown_attacks
+    for a in names:
+        head, _, sel = a.partition(":")
+        if head in PRESETS:
+            name = preset_name(config, head)
+            got = [(n, dict(p), lab) for n, p, lab in preset(
                 name, eps_kind="box", stochastic=stochastic, known_draw=threat == "known",
                 seed=config.seed, **_traits(threat))]
+            if sel:  # one configuration of the preset, by its label
+                pick = [g for g in got if g[2] == sel]
+                if not pick:
+                    raise ConfigError(f"attack {a!r}: preset {name!r} has no configuration "
+                                      f"{sel!r}; its labels: {[g[2] for g in got]}")
+                got = pick
+                name = f"{name}:{sel}"
+            specs += got
             labels.append(name)
         else:
             fields = attack_fields(a)  # raises ConfigError for an unknown name
@@ -325,6 +341,16 @@ def _fingerprint(model: SpikingNet, plan: Any, config: AuditConfig, x: torch.Ten
     return h.hexdigest()[:16]
 
 
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> tuple[float, float]:
+    """(wall, CPU) seconds since ``t0``: the CPU time of this process (all its threads) is what
+    a stage would take on a quiet machine at one core, whatever the load while it ran."""
+    return time.perf_counter() - t0[0], time.process_time() - t0[1]
+
+
 def _stage_done(name: str) -> None:
     if _STAGE_HOOK is not None:
         _STAGE_HOOK(name)
@@ -387,8 +413,8 @@ def run_audit(
     """Run the whole audit (see module docstring) and write the report into ``out_dir``."""
     from neurodeploy.exporters.compiler import compile_model
 
-    t_audit = time.perf_counter()
-    stage_seconds: dict[str, float] = {}
+    t_audit = _now()
+    stage_seconds: dict[str, tuple[float, float]] = {}
     if model.config.encoding != "bernoulli":
         raise ConfigError(f"the audit needs Bernoulli-coded image inputs (the host encodes them "
                           f"for the chip); the model's encoding is {model.config.encoding!r}")
@@ -416,23 +442,24 @@ def run_audit(
     u = host_uniform(idx, config.seed, T, tuple(x.shape[1:]))
 
     # --- clean: identical host spikes to every backend
-    t0 = time.perf_counter()
+    t0 = _now()
     spikes = (x.unsqueeze(0) > u).float()
     f_layers, e_layers = sides.float_layers(spikes), sides.emulator_layers(spikes)
     clean_ok = {"float": _correct(f_layers[-1].sum(0), y),
                 "deployed": _correct(e_layers[-1].sum(0), y)}
-    stage_seconds["clean"] = time.perf_counter() - t0
+    stage_seconds["clean"] = _since(t0)
 
     # --- robustness: the engine per (side, threat model)
     evals: dict[tuple[str, str], _Eval] = {}
+    attack_seconds: dict[str, Any] = {}
     specs_used: dict[str, Any] = {}
-    budget_label = ""
+    budget_labels: dict[str, str] = {}
     for threat in config.threat_models:
         for side in SIDES:
-            t0 = time.perf_counter()
+            t0 = _now()
             clf = sides.classifier(side, threat, u, config.seed)
             stoch = bool(clf.stochastic)
-            specs, budget_label = attack_specs(config, stoch, threat)
+            specs, budget_labels[threat] = attack_specs(config, stoch, threat)
             dropped: list[str] = []
             if side == "deployed":
                 specs, dropped = deployed_specs(specs)
@@ -444,29 +471,30 @@ def run_audit(
                        adversarial={e: res.adversarial[e].cpu().clone() for e in res.eps_list},
                        clean=list(res.clean_accuracy), records=[], draws=draws)
             ev.records.append({"round": 0, "not_applicable": dropped, **rec["record"]})
+            attack_seconds[f"{side}/{threat}"] = _plain(rec["seconds"])
             evals[(side, threat)] = ev
             specs_used[f"{side}/{threat}"] = {"attacks": _spec_record(specs), "draws": draws,
                                               "eot_iter": config.eot if stoch else None,
                                               "not_applicable": dropped}
-            stage_seconds[f"attack {side}/{THREAT_MODELS[threat]}"] = time.perf_counter() - t0
+            stage_seconds[f"attack {side}/{THREAT_MODELS[threat]}"] = _since(t0)
             _stage_done(f"{side}/{threat}")
 
     # --- gradient-masking checks (known draw: what the chip is fed), escalation
     checks: list[Check] = []
     escalation: list[dict[str, Any]] = []
     if config.masking_checks:
-        t0 = time.perf_counter()
+        t0 = _now()
         m = min(n, config.masking_samples)
         latest: dict[str, list[Check]] = {}
         for side in SIDES:
             latest[side] = _masking(sides, side, u, x, y, m, config, 0, state_dir)
-        stage_seconds["masking checks"] = time.perf_counter() - t0
+        stage_seconds["masking checks"] = _since(t0)
         _stage_done("checks/0")
         for level in range(1, config.escalation_rounds + 1):
             failing = [s for s in SIDES if any(not c.passed for c in latest[s])]
             if not failing:
                 break
-            t0 = time.perf_counter()
+            t0 = _now()
             rnd: dict[str, Any] = {
                 "round": level, "trigger": {s: [c.name for c in latest[s] if not c.passed]
                                             for s in failing},
@@ -499,13 +527,13 @@ def run_audit(
                 latest[side] = _masking(sides, side, u, x, y, m, config, level, state_dir)
             rnd["checks_after"] = {s: [asdict(c) for c in latest[s]] for s in failing}
             escalation.append(rnd)
-            stage_seconds[f"escalation round {level}"] = time.perf_counter() - t0
+            stage_seconds[f"escalation round {level}"] = _since(t0)
             _stage_done(f"checks/{level}")
         for side in SIDES:
             checks += latest[side]
 
     # --- Lava: replay agreement with the emulator (clean + the deployed side's adversarials)
-    t0 = time.perf_counter()
+    t0 = _now()
     replay: dict[str, Any] = {"lava_samples": n_lava if lava_ok else 0}
     l_layers = None
     if lava_ok:
@@ -537,10 +565,10 @@ def run_audit(
         })
     else:
         replay["lava_vs_emulator_spike_mismatches"] = None
-    stage_seconds["lava replay"] = time.perf_counter() - t0
+    stage_seconds["lava replay"] = _since(t0)
 
     # --- certification
-    t0 = time.perf_counter()
+    t0 = _now()
     certified: dict[str, Any] = {}
     if config.certify and model.config.neuron == "lif":
         from neurodeploy.bounds.certify import certify
@@ -553,7 +581,7 @@ def run_audit(
             certified[f"{method}_verified_error"] = err
             best = err if best is None else min(best, err)
         certified.update({"eps": ceps, "verified_error": best, "method": "best of S-IBP, S-CROWN"})
-    stage_seconds["certify"] = time.perf_counter() - t0
+    stage_seconds["certify"] = _since(t0)
 
     # --- rows and paired comparisons (every number on the same n samples)
     from neurodeploy.audit.stats import paired_change
@@ -585,7 +613,7 @@ def run_audit(
                 upper = any(s not in summary or not summary[s]["passed"] for s in SIDES)
                 rows.append(AccuracyRow(
                     side, "worst", e, mean, n, ci95=list(ci) if ci else None,
-                    threat_model=tm, preset=budget_label, draws=ev.draws,
+                    threat_model=tm, preset=budget_labels[threat], draws=ev.draws,
                     checks=state["words"] if state else "not run", upper_bound=upper))
                 per[side] = fl.mean(0)  # per-example robust fraction over draws
             ch = paired_change(per["float"], per["deployed"], seed=config.seed)
@@ -606,14 +634,22 @@ def run_audit(
             cores=_cores(plan.resources, k),
         ))
     thresholds = _threshold_traces(model, sides, spikes)
-    stage_seconds["total"] = time.perf_counter() - t_audit
+    stage_seconds["total"] = _since(t_audit)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = AuditReport(
         meta={"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "git_sha": git_sha(), "seed": config.seed, "samples": n,
               "versions": library_versions(), "config": _plain(asdict(config)),
-              "budget": budget_label, "state_dir": str(state_dir),
-              "stage_seconds": {k: round(v, 2) for k, v in stage_seconds.items()},
+              "budget": _budget_words(budget_labels), "state_dir": str(state_dir),
+              "escalation_budget": (
+                  f"at most {config.escalation_rounds} round(s), only while a check fails; round "
+                  f"r re-attacks both sides with presets.escalation(r) (2^r × the iterations, "
+                  f"more restarts, other surrogates) and re-runs the failing side's checks with "
+                  f"2^r × {max(50, config.attack_steps)} iterations and the r-th escalation "
+                  f"gradient"),
+              "stage_seconds": {k: round(v[0], 2) for k, v in stage_seconds.items()},
+              "stage_cpu_seconds": {k: round(v[1], 2) for k, v in stage_seconds.items()},
+              "attack_seconds": attack_seconds,
               "load_average": list(load) if load else None,
               "threat_models": [THREAT_MODELS[t] for t in config.threat_models]},
         model={**model.config.to_dict(), **(model_info or {})},
@@ -625,6 +661,12 @@ def run_audit(
     )
     report.save(out_dir)
     return report
+
+
+def _budget_words(labels: dict[str, str]) -> str:
+    if len(set(labels.values())) <= 1:
+        return next(iter(labels.values()), "")
+    return "; ".join(f"{THREAT_MODELS[t]}: {v}" for t, v in labels.items())
 
 
 def _check_iters(config: AuditConfig, level: int) -> int:
