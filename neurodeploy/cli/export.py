@@ -98,6 +98,8 @@ PRODUCER_NAMES = ("neurodeploy", "snntorch", "norse", "sinabs", "rockpool", "lav
 
 def run_nir(args: argparse.Namespace) -> int:
     """``export --nir FILE``: import, rewrite, check and compile a foreign NIR graph."""
+    import numpy as np
+
     from neurodeploy.errors import ConfigError
     from neurodeploy.exporters.nir_deploy import compile_nir
     from neurodeploy.exporters.nir_export import write_graph
@@ -111,6 +113,10 @@ def run_nir(args: argparse.Namespace) -> int:
     dep = compile_nir(args.nir, profile, args.steps, producer=args.producer, reset=args.reset,
                       dt=args.dt)
     print(f"read {args.nir}: {dep.dgraph.semantics.describe()}, T = {args.steps} (--steps)")
+    meta_t = dep.dgraph.metadata.get("num_steps")
+    if meta_t is not None and int(np.asarray(meta_t).item()) != int(args.steps):
+        print(f"  note:    the graph metadata says num_steps = {int(np.asarray(meta_t).item())}; "
+              f"the plan runs --steps {args.steps}")
     for note in dep.notes:
         print(f"  assumed: {note}")
     for note in dep.chip_notes:
