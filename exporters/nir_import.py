@@ -487,6 +487,14 @@ def _membrane(node: nir.NIRNode, tau: np.ndarray, r: np.ndarray, v_leak: np.ndar
 def _spiking_fields(node: nir.NIRNode, shape: tuple[int, ...], ctx: ReadContext, where: str
                     ) -> dict[str, Any]:
     sem = ctx.semantics
+    meta0 = getattr(node, "metadata", None) or {}
+    ext = meta0.get("neurodeploy.neuron")
+    if ext is not None and str(np.asarray(ext).item() if isinstance(ext, np.ndarray)
+                               else ext) != "lif":
+        raise ConfigError(f"{where}: metadata neurodeploy.neuron = {ext!r} (an adaptive-"
+                          f"threshold extension this reader does not run); deploy the model's "
+                          f"checkpoint with `export --model`, or compile the graph with "
+                          f"exporters.compiler.compile_graph")
     theta = _broadcast(_arr(node, "v_threshold", where), shape, "v_threshold", where)
     v_reset = getattr(node, "v_reset", None)
     v_reset = (np.zeros(shape) if v_reset is None

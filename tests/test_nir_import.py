@@ -463,3 +463,15 @@ def test_surrogate_gradients_keep_the_forward_values():
     assert x.grad is not None and x.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="surrogate"):
         NIRModel(dg).run(x, grad=True)
+
+
+def test_talif_extension_is_refused_not_run_as_lif():
+    W, b = _fc(17)
+    lif = _lif(4, metadata={"neurodeploy.neuron": "talif", "theta_v": np.zeros(4),
+                            "nds": np.zeros((3, 4))})
+    g = _graph({"input": nir.Input(input_type={"input": np.array([6])}),
+                "fc": nir.Affine(weight=W, bias=b), "lif": lif,
+                "output": nir.Output(output_type={"output": np.array([4])})},
+               [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    with pytest.raises(ConfigError, match="'lif'.*neurodeploy.neuron.*export --model"):
+        read_graph(g, producer="neurodeploy")
