@@ -95,7 +95,7 @@ def main() -> None:
                             device=x.device)
             t = time.perf_counter()
             with gradient_mode(net, f"bptt:{sur}"):
-                xa = aa.run_standard_evaluation(x, y, batch_size=n)
+                xa, _ = aa.run_standard_evaluation(x, y, batch_size=n)  # (x_adv, y_adv)
             t_ref[sur] = time.perf_counter() - t
             rows.append((f"pyautoattack standard + {sur}", t_ref[sur], acc_of(net, xa, y)))
             print(rows[-1], flush=True)
