@@ -39,14 +39,19 @@ exporter breaks on scalar β/threshold, research/deploy_path.md §2.1).
 
 Reset
 -----
-SpikingNet always resets to zero, which is the only reset NIR's LIF (``v_reset``) and Lava's
-LIF express. NIR cannot say "subtract"; the NIR docs say backends must not rely on metadata,
-so metadata is only a *hint*: we write ``{"reset": "zero"}`` on every neuron node, and
-:func:`parse_graph` (used by :func:`from_nir` and the compiler) refuses a node whose metadata
-says anything else (e.g. snntorch's default ``"subtract"``), a non-zero ``v_leak`` or
-``v_reset``, and per-neuron parameters that differ within a layer (Lava's LIF has one
-``du``/``dv``/``vth`` per population). A graph with no reset hint is taken as reset-to-zero,
-the semantics NIR itself defines.
+SpikingNet always resets to zero, which is what NIR's LIF (``v_reset``) and Lava's LIF express.
+NIR cannot say "subtract"; the NIR docs say backends must not rely on metadata, so metadata is
+only a *hint*: we write ``{"reset": "zero"}`` on every neuron node. :func:`parse_graph` (the
+compiler's reader) reads the hints ``reset`` (``zero`` / ``subtract``) and ``reset_timing``
+(``immediate`` / ``next-step``, snntorch's ``reset_delay``) and compiles them to the chip's
+neuron kinds (``lif``, ``sublif``, ``sublif_delayed``, ``lif_delayed``); it also reads
+CubaLIF (current decay ``du``) and ``neuron → Linear/Affine → neuron`` recurrent loops; it
+refuses a non-zero ``v_leak`` on LIF or ``v_reset``, and per-neuron parameters that differ
+within a layer (one ``du``/``dv``/``vth`` per population). A graph with no reset hint is taken
+as reset-to-zero, the semantics NIR itself defines. Graphs from other frameworks should come
+through :mod:`~neurodeploy.exporters.nir_deploy` (``export --nir``), which states their
+semantics and rewrites ``v_leak``, pooling chains and per-neuron thresholds exactly first.
+:func:`from_nir` (SpikingNet) still takes zero-reset feed-forward LIF/IF/LI graphs only.
 
 TA-LIF (HoSNN's threshold-adaptive LIF) — a documented metadata extension
 --------------------------------------------------------------------------
