@@ -1,7 +1,7 @@
 """Compile a NIR graph for a hardware profile into a fixed-point :class:`DeploymentPlan`.
 
 Pipeline: ``nir.NIRGraph`` → :func:`~neurodeploy.exporters.nir_export.parse_graph` (a chain of
-synapse → LIF layers, validated: reset to zero, v_leak = 0, uniform α/θ per layer) →
+synapse → LIF/IF/CubaLIF layers, validated: v_leak = 0 on LIF, uniform α/θ per layer) →
 per-layer quantization → resource map / fit checks → plan. :func:`compile_model` goes through
 :func:`~neurodeploy.exporters.nir_export.to_nir`, so the NIR path is the real path.
 
@@ -38,6 +38,12 @@ Dense / conv layers:
    lava-dl netx convention, bias in weight units) when the layer has no bias.
 5. ``dv = round(4096·(1−α))`` clipped to [0, 4095] (α = 0.25 → 3072 exact; α = 1 → 0),
    ``du = 4095`` (no synaptic current state), ``delay = profile.synaptic_delay``.
+6. NIR neuron kinds (graphs from other frameworks, issue 13; Loihi 2's programmable neurons):
+   CubaLIF ``du = 4096 − 1 − round(4096·β)`` with the u headroom divided by ``1 − β_q``;
+   reset hint ``subtract`` → ``sublif`` (``sublif_delayed`` for ``reset_timing = next-step``),
+   zero with ``next-step`` → ``lif_delayed``; a recurrent loop → ``<kind>_rec`` with
+   ``W_rec`` quantized with the layer's scale (one column block of ``[W | W_rec]``); a bias
+   into a CubaLIF's current → ``<kind>_cb`` (an always-on input column ``a_bias``).
 
 Pool layers (AvgPool2d / SumPool2d + LIF) compile to ``kind = "pool"``: weights
 ``(C, 1, kH, kW)`` all equal to one integer ``w``, ``groups = C``, stride = the pool stride, no
