@@ -212,6 +212,8 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path.parent, os.W_OK) and self.out.is_dir():
+            self.path = self.out / ".neurodeploy.lock"  # parent not ours: lock inside
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
             try:

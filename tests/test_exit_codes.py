@@ -120,3 +120,29 @@ def test_help_shows_each_default_once_and_no_rest_markup() -> None:
         assert "``" not in text and ":func:" not in text and ":class:" not in text, name
         for line in text.splitlines():
             assert line.count("default") <= 1 or "default:" not in line, (name, line)
+
+
+@pytest.mark.parametrize("toml, words", [
+    ('[audit]\nattacks = ["pgdd"]\n', ["[audit]", "'pgdd'"]),
+    ('[simulate]\nbackends = ["emulater"]\n', ["[simulate]", "did you mean 'emulator'"]),
+    ('[trian]\nepochs = 1\n', ["unknown section [trian]", "did you mean 'train'"]),
+    ('[train]\nepochs = "ten"\n', ["[train] epochs = 'ten': expected an integer"]),
+    ('[audit]\neps = [1.5]\n', ["[audit]", "eps"]),
+    ('[export]\nprofile = "loihi9"\n', ["[export] profile", "loihi9"]),
+    ('[defense]\nname = "hosn"\n', ["[defense] name", "unknown defense 'hosn'"]),
+])
+def test_pipeline_config_is_checked_whole_before_any_stage(tmp_path, monkeypatch, capsys, toml,
+                                                           words) -> None:
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(toml)
+    t0 = time.perf_counter()
+    assert run(["pipeline", "--config", "c.toml", "--out", "runs/p"]) == 2
+    seconds = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err, (w, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # nothing written
+    print(f"refused in {seconds:.3f} s")  # reported, not asserted (timings on a shared machine)
