@@ -123,18 +123,22 @@ def test_dead_runner_is_noticed_within_seconds(monkeypatch) -> None:
 
     import threading
 
+    killed_at: list[float] = []
+
     def kill_runner() -> None:
         wait_until(lambda: started and children(started[0].pid), 60)
         time.sleep(2.0)
         for pid in children(started[0].pid):
             os.kill(pid, signal.SIGKILL)
+        killed_at.append(time.monotonic())
 
     threading.Thread(target=kill_runner, daemon=True).start()
     plan = random_fc_plan(np.random.default_rng(0), (8, 4), num_steps=4)
-    t0 = time.monotonic()
     with pytest.raises(LavaRunError, match="signal 9"):
         run_lava(plan, np.zeros((4, 20000, 8), np.uint8), timeout_s=300)
-    assert time.monotonic() - t0 < 60  # not the 300 s timeout
+    noticed = time.monotonic() - killed_at[0]
+    print(f"dead runner noticed {noticed:.2f} s after its SIGKILL")
+    assert noticed < 10  # seconds, not the 300 s timeout
     assert wait_until(lambda: live_members(started[0].pid) == [], 10)
 
 
