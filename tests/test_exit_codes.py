@@ -7,7 +7,7 @@ import argparse
 import sys
 
 import pytest
-from cli_runs import COMMANDS, prepare, run
+from cli_runs import COMMANDS, MODEL, SMALL_AUDIT, prepare, run
 
 from neurodeploy.cli import build_parser, main
 from neurodeploy.errors import (
@@ -146,3 +146,36 @@ def test_pipeline_config_is_checked_whole_before_any_stage(tmp_path, monkeypatch
     assert err.count("\n") == 1 and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # nothing written
     print(f"refused in {seconds:.3f} s")  # reported, not asserted (timings on a shared machine)
+
+
+def test_missing_lava_is_said_wherever_lava_was_asked_for(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from neurodeploy.sims import lava_env
+
+    monkeypatch.chdir(tmp_path)
+    prepare(tmp_path, "simulate")
+    monkeypatch.setenv(lava_env.ENV_VAR, str(tmp_path / "no-such-python"))
+    lava_env._find.cache_clear()
+    try:
+        capsys.readouterr()
+        # simulate on Lava: exit 4, one line saying how to make the environment
+        assert run(["simulate", "--plan", "ex/plan.npz", "--backend", "lava"]) == 4
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "scripts/setup.sh" in err, err
+        # the pipeline: a warning on the terminal before the first stage, a note in its state
+        (tmp_path / "lava.toml").write_text((tmp_path / "small.toml").read_text().replace(
+            'backends = ["emulator"]', 'backends = ["emulator", "lava"]'))
+        assert run(["pipeline", "--config", "lava.toml", "--out", "pl", "--stages",
+                    "train,export,simulate"]) == 0
+        err = capsys.readouterr().err
+        assert "warning: the pipeline runs without Lava" in err, err
+        state = json.loads((tmp_path / "pl" / "pipeline_state.json").read_text())
+        assert state["lava"].startswith("skipped: ")
+        assert state["completed"]["simulate"]["artifacts"]["lava"].startswith("skipped")
+        # the audit command
+        assert run(["audit", "--model", MODEL, *SMALL_AUDIT[:-4], "--lava-samples", "2",
+                    "--samples", "4", "--out", "au"]) == 0
+        assert "warning: the audit runs without Lava" in capsys.readouterr().err
+    finally:
+        lava_env._find.cache_clear()
