@@ -47,7 +47,7 @@ COMMAND_MODULES = (
 #: What ``--out`` names for each command: a folder the command fills, or one result file.
 OUT_KIND = {
     "compare": "dir",
-    "train": "dir", "export": "dir", "audit": "dir", "pipeline": "dir", "compare": "dir",
+    "train": "dir", "export": "dir", "audit": "dir", "pipeline": "dir",
     "evaluate": "file", "simulate": "file", "attack": "file", "certify": "file",
 }
 #: Commands that continue an interrupted run with ``--resume``.
