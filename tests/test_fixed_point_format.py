@@ -27,6 +27,8 @@ INTERPRETERS = sorted({
     "sims/emulator.py", "sims/twin.py", "sims/lava_runner.py", "sims/kernel.py",
     "sims/backends.py", "exporters/compiler.py", "exporters/plan.py",
     "neurodeploy/training/qat.py", "neurodeploy/audit/run.py", "neurodeploy/audit/thresholds.py",
+    "neurodeploy/audit/deployed.py", "neurodeploy/bounds/plan_ibp.py",
+    "neurodeploy/bounds/plan_soundness.py", "neurodeploy/efficiency.py", "sims/lava_env.py",
     *(str(p.relative_to(REPO)) for p in (REPO / "sims/lava_procs").rglob("*.py")),
 })
 #: Numbers that are Loihi/Lava arithmetic constants when they appear in code (not in
