@@ -33,8 +33,12 @@ from pathlib import Path
 
 TMP_MARK = ".ndtmp-"
 LOCK_SUFFIX = ".lock"
-# Temporary names: ours (.x.ndtmp-…) and the older mkstemp ones (.x.<8 chars>[.npz|.nir]).
-_TMP_RE = re.compile(r"^\..+(\.ndtmp-\d+-[0-9a-f]+.*|\.[a-z0-9_]{8}(\.npz|\.nir)?)$")
+# Temporary names: ours (.x.ndtmp-<pid>-<hex>…) and those of the older mkstemp writers, which
+# only ever wrapped these output kinds (.model.pt.<8 chars>, .plan.npz.<8 chars>.npz, …).
+_TMP_RE = re.compile(r"^\..+\.ndtmp-\d+-[0-9a-f]+.*$"
+                     r"|^\..+\.(pt|json|npz|nir|md|html)\.[a-z0-9_]{8}(\.npz|\.nir)?$")
+#: How deep :func:`remove_stale_temps` looks below an output folder (our outputs nest 2 deep).
+_MAX_DEPTH = 3
 
 
 class OutputLockedError(OSError):
@@ -170,9 +174,10 @@ def is_temp_name(name: str) -> bool:
 
 
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True,
-                       only_prefix: str | None = None) -> list[Path]:
-    """Remove temporary files/folders left by killed writers in ``folder``; call it while
-    holding the output's :class:`OutputLock` (no live writer then). Returns what was removed."""
+                       only_prefix: str | None = None, _depth: int = 0) -> list[Path]:
+    """Remove temporary files/folders left by killed writers in ``folder`` (and its
+    non-hidden sub-folders, a few levels deep); call it while holding the output's
+    :class:`OutputLock` (no live writer then). Returns what was removed."""
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
@@ -186,8 +191,9 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True,
                 with contextlib.suppress(OSError):
                     entry.unlink()
             removed.append(entry)
-        elif recursive and entry.is_dir() and not entry.is_symlink() and only_prefix is None:
-            removed += remove_stale_temps(entry, True)
+        elif (recursive and only_prefix is None and _depth < _MAX_DEPTH and entry.is_dir()
+              and not entry.is_symlink() and not name.startswith(".")):
+            removed += remove_stale_temps(entry, True, None, _depth + 1)
     return removed
 
 

@@ -187,3 +187,20 @@ def test_sigint_is_exit_130_with_state_kept(tmp_path, monkeypatch) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 130
     assert "Traceback" not in (tmp_path / "log2").read_text()
+
+
+def test_stale_temp_cleanup_touches_only_our_temporary_names(tmp_path) -> None:
+    from neurodeploy.atomicio import remove_stale_temps
+
+    ours = [".model.pt.ndtmp-12-abcd", ".best.pt.x1y2z3w4", "train/.plan.npz.abcdefgh.npz",
+            "train/.metrics.json.ndtmp-3-0f"]
+    theirs = [".coverage.abcdefgh", ".bashrc", "model.pt", ".git/.x.pt.ndtmp-1-aa",
+              "a/b/c/d/.deep.pt.ndtmp-1-aa", ".att.json.lock"]
+    for rel in ours + theirs:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / ".export.ndtmp-9-ff").mkdir()  # a bundle folder of a killed export
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in removed) == sorted(
+        [*ours, ".export.ndtmp-9-ff"])
+    assert all((tmp_path / rel).exists() for rel in theirs)
