@@ -129,10 +129,10 @@ class TwinLayer(nn.Module):
         self.arith = arith
         self.data = prepare_layer(layer, fmt)
         self.register_buffer("weight", torch.tensor(self.data.weights, dtype=torch.float64))
-        for key, c in neuron_constants(self.data, torch.float64, torch.device("cpu")).items():
+        consts = neuron_constants(self.data, torch.float64, torch.device("cpu"))
+        for key, c in consts.items():  # buffers: they follow the module to its device
             self.register_buffer(key, c)
-        self._const_names = sorted(neuron_constants(self.data, torch.float64,
-                                                    torch.device("cpu")))
+        self._const_names = sorted(consts)
 
     def forward(self, spikes_in: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
