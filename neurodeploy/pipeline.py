@@ -794,9 +794,11 @@ def remove_previous_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
     stage_names = set(STAGES)
     for entry in out.iterdir():
         n = entry.name
-        stem = n[:-5] if n.endswith(".json") else n
-        if n in stage_names or stem in stage_names or stem.split("_")[0] in stage_names:
+        if n in stage_names and entry.is_dir():  # <stage>/
             names.add(n)
+        elif n.endswith(".json") and entry.is_file() and (
+                n[:-5] in stage_names or n[:-5].split("_")[0] in stage_names):
+            names.add(n)  # <stage>.json, <stage>_<x>.json
     names -= {"config.json"}
     removed = []
     for n in sorted(names):

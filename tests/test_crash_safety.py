@@ -154,9 +154,11 @@ def test_pipeline_rerun_without_resume_removes_stale_outputs(tmp_path, monkeypat
     assert run([*base, "--stages", "train,evaluate,export,simulate"]) == 0
     assert (tmp_path / "pl" / "export" / "plan.npz").is_file()
     (tmp_path / "pl" / "notes.txt").write_text("mine")  # not the pipeline's: kept
+    (tmp_path / "pl" / "train_notes.txt").write_text("mine too")
     assert run([*base, "--stages", "train,evaluate"]) == 0
     left = sorted(os.listdir(tmp_path / "pl"))
-    assert left == ["config.json", "evaluate.json", "notes.txt", "pipeline_state.json", "train"]
+    assert left == ["config.json", "evaluate.json", "notes.txt", "pipeline_state.json", "train",
+                    "train_notes.txt"]
     # a bad stage list fails before anything is touched
     assert run([*base, "--stages", "train,bogus"]) == 2
     assert sorted(os.listdir(tmp_path / "pl")) == left
