@@ -8,7 +8,8 @@ as separate modules; both sides run alternately (ABBA order) on the same plans a
 thread, and their spikes are checked equal first. Reported: min and median wall time per side
 and the new/old ratios. Plans: random FC 784-512-256-10 (B = 500, T = 10), conv 2×16×16 → C8 →
 pool → FC10 (B = 200), the FC plan with TA-LIF hidden layers (emulator), and the twin's
-forward + backward on the FC plan (B = 64). On a shared machine, read the ratios, not the times.
+forward + backward on the FC plan (B = 64). On a shared machine, read the ratios (the paired
+per-round median above all), not the times.
 """
 
 from __future__ import annotations
@@ -45,14 +46,18 @@ def _time(fns, rounds: int) -> list[list[float]]:
             t0 = time.perf_counter()
             fns[i]()
             ts[i].append(time.perf_counter() - t0)
-    return [sorted(t) for t in ts]
+    return ts
 
 
-def _row(name: str, to: list[float], tn: list[float]) -> str:
+def _row(name: str, t_old: list[float], t_new: list[float]) -> str:
+    """min / median per side, their ratios, and the median of the per-round ratios (the two
+    calls of a round run back to back, so they share the machine's load)."""
+    to, tn = sorted(t_old), sorted(t_new)
+    paired = sorted(n / o for o, n in zip(t_old, t_new, strict=True))
     m = len(to) // 2
     return (f"{name}: old min {to[0] * 1e3:.1f} med {to[m] * 1e3:.1f} ms | new min "
             f"{tn[0] * 1e3:.1f} med {tn[m] * 1e3:.1f} ms | new/old min {tn[0] / to[0]:.3f} "
-            f"med {tn[m] / to[m]:.3f}")
+            f"med {tn[m] / to[m]:.3f} paired-median {paired[m]:.3f}")
 
 
 def main() -> int:
