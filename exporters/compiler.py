@@ -582,6 +582,12 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                 f"read-out); Lava's LIF population always spikes — train with readout "
                 f"'count' or 'rate' to deploy")
         rec_int = a_bias = None
+        if (L.rec_weight is not None or L.cur_bias is not None) and \
+                not profile.programmable_neurons:
+            raise HardwareFitError(
+                f"{_label(L)}: a recurrent connection or a bias into a CubaLIF current (node "
+                f"{L.neuron_node!r}) runs inside a programmable neuron; {profile.name} has only "
+                f"the fixed LIF — compile for loihi2")
         if L.is_talif and (L.rec_weight is not None or L.cur_bias is not None):
             raise ConfigError(f"{_label(L)}: a recurrent or current-biased TA-LIF population "
                               f"has no chip neuron")

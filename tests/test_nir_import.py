@@ -475,3 +475,18 @@ def test_talif_extension_is_refused_not_run_as_lif():
                [("input", "fc"), ("fc", "lif"), ("lif", "output")])
     with pytest.raises(ConfigError, match="'lif'.*neurodeploy.neuron.*export --model"):
         read_graph(g, producer="neurodeploy")
+
+
+def test_recurrent_and_current_bias_need_programmable_neurons():
+    W, b = _fc(18)
+    V = np.random.default_rng(19).normal(0, 0.5, (4, 4))
+    g = _graph({"input": nir.Input(input_type={"input": np.array([6])}),
+                "fc": nir.Affine(weight=W, bias=b), "lif": _lif(4),
+                "w_rec": nir.Linear(weight=V),
+                "output": nir.Output(output_type={"output": np.array([4])})},
+               [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+                ("lif", "output")])
+    L = compile_nir(g, "loihi2", 10, producer="neurodeploy").plan.layers[0]
+    assert L.neuron == "lif_rec" and L.neuron_arrays["w_rec"].shape == (4, 4)
+    with pytest.raises(HardwareFitError, match="recurrent connection.*programmable"):
+        compile_nir(g, "loihi1", 10, producer="neurodeploy")
