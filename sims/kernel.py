@@ -560,17 +560,6 @@ def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device
     return consts
 
 
-def run_layer(ar: Arithmetic, P: LayerData, consts: dict[str, Any], a: torch.Tensor,
-              on_step: Any = None) -> None:
-    """Run the neuron of layer ``P`` over ``a`` ``[T, B, *shape]`` (``a << activation_shift``
-    already applied), calling ``on_step(t, spike, v_pre, state)`` after every step."""
-    kind = NEURON_KINDS[P.layer.neuron]
-    st = kind.init(P, a[0])
-    for t in range(a.shape[0]):
-        s, v_pre, st = kind.step(ar, P, consts, st, a[t], t)
-        on_step(t, s, v_pre, st)
-
-
 def activation(ar: Arithmetic, P: LayerData, a: torch.Tensor) -> torch.Tensor:
     """``wrap_port(a << activation_shift)`` of a fresh tensor of synaptic inputs."""
     act = a * float(1 << P.fmt.activation_shift)
