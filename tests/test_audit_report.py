@@ -198,3 +198,72 @@ def test_html_renders_with_visible_plots(tmp_path):
     blue = np.array([0x1F, 0x77, 0xB4]) / 255.0
     n_blue = (np.abs(img - blue).max(axis=-1) < 0.06).sum()
     assert n_blue > 500, f"plots not visible: only {n_blue} plot-coloured pixels"
+
+
+def _efficiency_blocks():
+    """A real efficiency section and deployed certificate (tiny compiled model)."""
+    import torch
+
+    from neurodeploy.efficiency import audit_blocks
+    from neurodeploy.exporters.compiler import compile_model
+    from neurodeploy.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("FC8-FC3", (1, 2, 2), num_steps=4, readout="rate")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    plan = compile_model(model, profile="loihi2")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(10, 1, 2, 2, generator=g)
+    y = torch.randint(0, 3, (10,), generator=g)
+    cert, eff = audit_blocks(model, plan, x, y, torch.arange(10), 0, 0.05,
+                             adversarial=(x + 0.1).clamp(0, 1))
+    certified = {"eps": 0.05, "deployed": cert["deployed"], "deployed_verdict": cert["verdict"],
+                 "float_known_draw": cert["float"]}
+    return certified, eff
+
+
+def test_efficiency_and_deployed_certificate_sections(tmp_path):
+    rep = _report()
+    rep.certified, rep.efficiency = _efficiency_blocks()
+    paths = rep.save(tmp_path / "rep")
+    md = paths["markdown"].read_text()
+    assert "## Certified robustness, float vs deployed" in md and "(Loihi 2)" in md
+    assert "## Efficiency and chip cost" in md and "APPROXIMATE" in md
+    html = paths["html"].read_text()
+    assert "id='certified'" in html and "id='efficiency'" in html
+    assert html.count("data:image/png;base64,") == 5  # the four plots + synops per layer
+    back = AuditReport.from_dict(json.loads(paths["json"].read_text()))
+    assert back.efficiency["cost_clean"]["energy_per_inference_nj"] == pytest.approx(
+        rep.efficiency["cost_clean"]["energy_per_inference_nj"])
+
+
+@pytest.mark.browser
+def test_html_efficiency_section_visible_in_browser(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not installed (scripts/install_browser.sh installs Debian's chromium)")
+    rep = _report()
+    rep.certified, rep.efficiency = _efficiency_blocks()
+    paths = rep.save(tmp_path / "rep")
+    probe = tmp_path / "rep" / "probe_eff.html"
+    probe.write_text(paths["html"].read_text().replace(
+        "</body>",
+        "<script>const i = document.getElementById('plot-efficiency');"
+        "const r = i.getBoundingClientRect();"
+        "const t = document.getElementById('efficiency').getBoundingClientRect();"
+        "const c = document.getElementById('certified').getBoundingClientRect();"
+        "document.body.setAttribute('data-eff', [i.complete && i.naturalWidth, r.width, r.height,"
+        " t.width, t.height, c.height].join(','));</script></body>"))
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
+    dom = subprocess.run([*base, "--window-size=1280,900", "--dump-dom", probe.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    import re
+
+    vals = [float(v) for v in re.search(r'data-eff="([^"]+)"', dom).group(1).split(",")]
+    natural_w, img_w, img_h, tab_w, tab_h, cert_h = vals
+    assert natural_w > 300 and img_w > 300 and img_h > 150, vals  # the plot is decoded and shown
+    assert 300 < tab_w <= 1280 and tab_h > 60 and cert_h > 40, vals

@@ -110,6 +110,9 @@ class AuditReport:
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     escalation: list[dict[str, Any]] = field(default_factory=list)
     robustness: dict[str, Any] = field(default_factory=dict)
+    #: issue 15: NeuroBench-style activity float vs deployed, clean vs adversarial, and the
+    #: chip cost estimate (neurodeploy.efficiency.efficiency_section)
+    efficiency: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ queries
     def backends(self) -> list[str]:
@@ -175,6 +178,7 @@ class AuditReport:
             comparisons=d.get("comparisons", []),
             escalation=d.get("escalation", []),
             robustness=d.get("robustness", {}),
+            efficiency=d.get("efficiency", {}),
         )
 
     def save(self, folder: str | os.PathLike, stem: str = "audit") -> dict[str, Path]:
@@ -548,6 +552,9 @@ def render_markdown(report: AuditReport) -> str:
     if report.certified:
         lines += ["", "## Certification", "", "```",
                   json.dumps(jsonable(report.certified), indent=2), "```"]
+    from neurodeploy.efficiency import efficiency_markdown
+
+    lines += efficiency_markdown(report.efficiency, report.certified)
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()), ""]
     return "\n".join(lines)
 
@@ -649,6 +656,9 @@ def render_html(report: AuditReport) -> str:
                 f"<td>{_fmt(r.rate_emulator)}</td><td>{_fmt(r.weight_error)}</td>"
                 f"<td>{_fmt(r.threshold_error)}</td></tr>")
         parts.append("</table>")
+    from neurodeploy.efficiency import efficiency_html
+
+    parts += efficiency_html(report.efficiency, report.certified)
     vers = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
     parts.append(f"<p class='meta'>versions: {e(vers)}</p></body></html>")
     return "\n".join(parts)

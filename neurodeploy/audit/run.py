@@ -583,6 +583,28 @@ def run_audit(
         certified.update({"eps": ceps, "verified_error": best, "method": "best of S-IBP, S-CROWN"})
     stage_seconds["certify"] = _since(t0)
 
+    # --- deployed certificate (integer S-IBP on the plan, float bounds on the same host-map
+    # boxes) and efficiency / chip cost on clean and worst-case inputs (issue 15)
+    from neurodeploy.efficiency import audit_blocks
+
+    ceps_d = None
+    if config.certify:
+        ceps_d = config.cert_eps if config.cert_eps is not None else min(config.eps)
+    e_adv = max(config.eps) if config.eps else None
+    ev_d = evals.get(("deployed", "known"))
+    adv = ev_d.adversarial.get(float(e_adv)) if ev_d is not None and e_adv is not None else None
+    dep_cert, efficiency = audit_blocks(model, plan, x, y, idx, config.seed, ceps_d,
+                                        adversarial=adv, profile=profile)
+    if dep_cert:
+        certified["deployed"] = dep_cert["deployed"]
+        certified["deployed_verdict"] = dep_cert["verdict"]
+        certified["deployed_threat_model"] = dep_cert["threat_model"]
+        certified.setdefault("eps", dep_cert["eps"])
+        if "float" in dep_cert:
+            certified["float_known_draw"] = dep_cert["float"]
+    if adv is not None:
+        efficiency["adversarial_eps"] = float(e_adv)
+
     # --- rows and paired comparisons (every number on the same n samples)
     from neurodeploy.audit.stats import paired_change
 
@@ -657,6 +679,7 @@ def run_audit(
         accuracy=rows, certified=certified, layers=layers, thresholds=thresholds,
         checks=checks, resources=_plain(plan.resources), attacks=[specs_used], replay=replay,
         comparisons=comparisons, escalation=escalation,
+        efficiency=_plain(efficiency),
         robustness=_plain({f"{s}/{t}": ev.records for (s, t), ev in evals.items()}),
     )
     report.save(out_dir)
