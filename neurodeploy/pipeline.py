@@ -66,7 +66,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "export": {"profile": "loihi2"},
     "simulate": {"backends": ["emulator", "lava"], "lava_samples": 100},
     "audit": {
-        "eps": [0.05, 0.1],
+        "eps": [0.1],
         "attacks": ["auto"],
         "preset_budget": "demo",
         "unknown_attacks": ["auto-demo:apgd-ce"],
