@@ -373,7 +373,7 @@ def _num(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         if v != v:
             return "–"
-        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.{digits}g}"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.{digits}g}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
