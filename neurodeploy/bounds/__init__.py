@@ -14,4 +14,7 @@ Modules (import them explicitly; this ``__init__`` imports nothing, so no torch)
 - :mod:`.alpha`        α-S-CROWN: optimised fire slopes and temporal planes (beyond the paper);
 - :mod:`.certify`      ``certify`` / ``certify_many`` / ``verified_error`` → ``CertResult``;
 - :mod:`.soundness`    sampling-based soundness check (used by the tests and the audit).
+- :mod:`.plan_ibp`     integer S-IBP on a deployment plan (the chip's exact step) and
+                       ``certify_plan`` (deployed vs float certificate on the host's maps);
+- :mod:`.plan_soundness` the same sampling check against the emulator / Lava transcription.
 """
