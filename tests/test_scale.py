@@ -212,3 +212,39 @@ def test_lava_replay_as_separate_tasks_equals_one_run():
     for a, b in zip(one.layer_spikes, par["layer_spikes"], strict=True):
         assert np.array_equal(a, b)
     assert one.out_spikes.sum() > 0
+
+
+def test_attack_cli_shards_checkpoint_and_resume(tmp_path, monkeypatch):
+    model, _ = _trained_digits()
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, model, {"data": {"source": "digits"}})
+    base = ["attack", "--model", str(ck), "--samples", "24", "--eps", "0.05,0.1",
+            "--attacks", "fgsm,pgd", "--set", "pgd.n_iter=3", "--no-checks",
+            "--shard-size", "8", "--seed", "2", "-q"]
+    out1 = tmp_path / "a.json"
+    assert main([*base, "--out", str(out1)]) == 0
+    assert not (tmp_path / "a.json.shards-known").exists()  # removed once written
+    import neurodeploy.scale.robustness as sr
+
+    real = sr._robustness_task
+    calls, kill = [], {"at": 1}
+
+    def flaky(shard, p):
+        calls.append(shard.number)
+        if shard.number == kill["at"]:
+            raise KeyboardInterrupt
+        return real(shard, p)
+
+    monkeypatch.setattr(sr, "_robustness_task", flaky)
+    out2 = tmp_path / "b.json"
+    assert main([*base, "--out", str(out2)]) == 130
+    assert len(list((tmp_path / "b.json.shards-known").glob("shard-*.pt"))) == 1
+    calls.clear()
+    kill["at"] = None
+    assert main([*base, "--out", str(out2), "--resume"]) == 0
+    assert calls == [1, 2]  # shard 0 was reloaded, not recomputed
+    a = json.loads(out1.read_text())["results"][0]
+    b = json.loads(out2.read_text())["results"][0]
+    assert a["per_eps"] == b["per_eps"] and a["sharding"]["shard_size"] == 8
+    flags = [f for e in a["per_eps"] for f in e["robust_flags"][0]]
+    assert 0 < sum(flags) < len(flags)  # informative: some points broken, some not

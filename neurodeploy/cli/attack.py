@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from neurodeploy.cli.common import add_common, resolve_device
+from neurodeploy.scale.cli import add_scale_args, scale_options
 
 
 def register(subparsers: Any) -> None:
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="attack batch size (default: all)")
     p.add_argument("--resume", action="store_true", help="resume from <out>.state.pt")
     add_common(p)
+    add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.scale)
     p.set_defaults(func=run)
 
 
@@ -215,12 +217,17 @@ def run(args: argparse.Namespace) -> int:
             state_path = out.with_name(f"{out.name}.state-{threat}.pt")
             if not args.resume and state_path.exists():
                 state_path.unlink()
-        result = evaluate_robustness(
-            clf, x, y, attacks, eps_list, seed=args.seed,
-            draws=args.draws if stochastic else 1, state_path=state_path, quiet=args.quiet,
-            batch_size=args.batch_size,
-            eot_iter=(args.eot if args.eot is not None else 10) if stochastic else args.eot,
-        )
+        scale = scale_options(args)
+        if scale is None:
+            result = evaluate_robustness(
+                clf, x, y, attacks, eps_list, seed=args.seed,
+                draws=args.draws if stochastic else 1, state_path=state_path, quiet=args.quiet,
+                batch_size=args.batch_size,
+                eot_iter=(args.eot if args.eot is not None else 10) if stochastic else args.eot,
+            )
+        else:  # shards of samples, each seeded from its indices: serial loop or Ray tasks
+            result = _sharded(args, scale, clf, x, y, attacks, eps_list, stochastic, threat,
+                              device)
         print(f"threat model: {tname}")
         print(format_table(result))
         checks = None
@@ -237,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  check {c.name}: {'passed' if c.passed else 'FAILED'} — {c.message}")
         rec = result.to_dict()
         rec["threat_model"] = tname
+        if scale is not None:
+            rec["sharding"] = scale.to_dict()
         rec["attack_preset"] = label
         rec["masking_checks"] = None if checks is None else [c.to_dict() for c in checks]
         records.append(rec)
@@ -252,7 +261,35 @@ def run(args: argparse.Namespace) -> int:
             sp = Path(args.out).with_name(f"{Path(args.out).name}.state-{threat}.pt")
             if sp.exists():
                 sp.unlink()
+            import shutil
+
+            shutil.rmtree(_shard_dir(args.out, threat), ignore_errors=True)
         print(f"wrote {args.out}")
     for line in lines:
         print(line)
     return 0
+
+
+def _shard_dir(out: str, threat: str) -> Path:
+    return Path(out).with_name(f"{Path(out).name}.shards-{threat}")
+
+
+def _sharded(args: argparse.Namespace, scale: Any, clf: Any, x: Any, y: Any, attacks: list[Any],
+             eps_list: list[float], stochastic: bool, threat: str, device: Any) -> Any:
+    """The engine over shards of samples (:mod:`neurodeploy.scale.robustness`); with ``--out``
+    the finished shards checkpoint to ``<out>.shards-<threat>/`` (kept for ``--resume``)."""
+    import shutil
+
+    from neurodeploy.scale.robustness import evaluate_robustness_sharded
+
+    state_dir = None
+    if args.out:
+        state_dir = _shard_dir(args.out, threat)
+        if not args.resume and state_dir.exists():
+            shutil.rmtree(state_dir)
+    return evaluate_robustness_sharded(
+        clf, x, y, attacks, eps_list, seed=args.seed, draws=args.draws if stochastic else 1,
+        batch_size=args.batch_size,
+        eot_iter=(args.eot if args.eot is not None else 10) if stochastic else args.eot,
+        shard_size=scale.shard_size, workers=scale.workers, address=scale.address,
+        state_dir=state_dir, device=str(device))
