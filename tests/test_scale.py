@@ -248,3 +248,27 @@ def test_attack_cli_shards_checkpoint_and_resume(tmp_path, monkeypatch):
     assert a["per_eps"] == b["per_eps"] and a["sharding"]["shard_size"] == 8
     flags = [f for e in a["per_eps"] for f in e["robust_flags"][0]]
     assert 0 < sum(flags) < len(flags)  # informative: some points broken, some not
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ray_available(), reason="ray not installed (pip install 'neurodeploy[scale]')")
+def test_attack_and_certify_cli_two_workers_equal_serial(tmp_path):
+    model, _ = _trained_digits()
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, model, {"data": {"source": "digits"}})
+    att = ["attack", "--model", str(ck), "--samples", "24", "--eps", "0.1", "--attacks",
+           "fgsm,pgd", "--set", "pgd.n_iter=3", "--no-checks", "--shard-size", "8", "-q"]
+    cert = ["certify", "--model", str(ck), "--samples", "30", "--eps", "0.01", "--shard-size",
+            "8", "-q"]
+    outs = {}
+    for tag, extra in (("serial", []), ("ray", ["--workers", "2"])):
+        outs[f"att-{tag}"] = tmp_path / f"att-{tag}.json"
+        outs[f"cert-{tag}"] = tmp_path / f"cert-{tag}.json"
+        assert main([*att, *extra, "--out", str(outs[f"att-{tag}"])]) == 0
+        assert main([*cert, *extra, "--out", str(outs[f"cert-{tag}"])]) == 0
+    a, b = (json.loads(outs[f"att-{t}"].read_text())["results"][0] for t in ("serial", "ray"))
+    assert a["per_eps"] == b["per_eps"] and b["sharding"]["workers"] == 2
+    c, d = (json.loads(outs[f"cert-{t}"].read_text()) for t in ("serial", "ray"))
+    for m in c["methods"]:
+        assert c["methods"][m]["verified_error_per_draw"] == \
+            d["methods"][m]["verified_error_per_draw"]
