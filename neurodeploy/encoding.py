@@ -33,7 +33,6 @@ import torch
 
 from neurodeploy.errors import ConfigError, DataError
 
-
 HOST_SEED_STRIDE = 1_000_003
 
 
