@@ -52,9 +52,8 @@ def main() -> None:
               defense=make_defense(spec, opts), quiet=True)
     model.eval()
     save_checkpoint(out / f"{args.defense}-qat" / "model.pt", model)
-    cfg = AuditConfig(eps=(0.05, 0.1), attacks=("pgd", "apgd-ce"), attack_steps=20, eot=4,
-                      square_queries=100, square_samples=40, samples=args.samples,
-                      lava_samples=50, seed=0, cert_eps=0.06)
+    cfg = AuditConfig(eps=(0.05, 0.1), attacks=("auto",), threat_models=("known",),
+                      samples=args.samples, lava_samples=50, seed=0, cert_eps=0.06)
     rep = run_audit(model, split.test.x, split.test.y, "loihi2", cfg,
                     out / f"{args.defense}-qat" / "audit",
                     model_info={"defense": f"{args.defense} + QAT"}, quiet=True)
