@@ -24,7 +24,7 @@ from neurodeploy.errors import (
     (ConfigError("bad\nvalue"), 2), (HardwareFitError("layer 1 too big"), 3),
     (EnvironmentMissingError("no lava"), 4), (LavaRuntimeError("runner died"), 5),
     (KeyboardInterrupt(), 130), (Terminated(), 143), (RuntimeError("bug"), 1),
-    (PermissionError(13, "Permission denied", "/root/x"), 2),
+    (PermissionError(13, "Permission denied", "/forbidden/x"), 2),
 ])
 def test_each_cause_has_its_exit_code(monkeypatch, capsys, exc, code) -> None:
     from neurodeploy.cli import evaluate
