@@ -9,7 +9,13 @@ from neurodeploy.attacks import make_attack
 from neurodeploy.attacks.engine import evaluate_robustness
 from neurodeploy.attacks.masking import run_masking_checks
 from neurodeploy.attacks.presets import escalation, expand, main_gradient, preset
-from neurodeploy.attacks.spikeset import SpikeSetConfig, _levels, image_of, spike_set_search, spikes_of
+from neurodeploy.attacks.spikeset import (
+    SpikeSetConfig,
+    _levels,
+    image_of,
+    spike_set_search,
+    spikes_of,
+)
 from neurodeploy.attacks.toy import cached_digits_snn
 from neurodeploy.classifier import SNNClassifier
 from neurodeploy.data.core import load_digits_split
