@@ -121,6 +121,7 @@ def test_neurodeploy_train_under_torchrun(tmp_path):
     r = subprocess.run([*base, "--epochs", "2", "--resume"], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("test accuracy") == 1, r.stdout  # only rank 0 prints the result
     m = json.loads((out / "metrics.json").read_text())
     assert [e["world_size"] for e in m["epochs"]] == [2, 2]
     single = subprocess.run([sys.executable, "-m", "neurodeploy", "train", "--data", "digits",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from neurodeploy.cli.argtypes import (
@@ -179,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     res = train_from_config(config, args.out, resume=args.resume, quiet=args.quiet)
     final = "n/a" if res.final_test_acc is None else f"{100 * res.final_test_acc:.2f} %"
     best = "n/a" if res.best_test_acc is None else f"{100 * res.best_test_acc:.2f} %"
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 prints the result
+        return 0
     print(
         f"test accuracy {final} after {len(res.history)} epochs (best {best} at epoch "
         f"{res.best_epoch}); {res.seconds:.1f} s; model: {res.files.get('model')}"
