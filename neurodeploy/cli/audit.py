@@ -8,9 +8,11 @@ or timed out (a missing Lava environment is a warning: the audit runs without La
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
+from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -25,6 +27,15 @@ def _floats(text: str) -> tuple[float, ...]:
     return vals
 
 
+def _ray(scale: ScaleOptions | None) -> contextlib.AbstractContextManager:
+    """A Ray session for the audit's lifetime when workers or a cluster were asked for."""
+    if scale is None or not scale.parallel:
+        return contextlib.nullcontext()
+    from neurodeploy.scale.ray_pool import ray_session
+
+    return ray_session(scale.workers, scale.address)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
@@ -34,7 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "engine, under the known-draw and unknown-draw threat models; run the gradient-masking "
         "checks on both sides (escalating when one fails); compare the two sides on the same "
         "samples (McNemar, paired bootstrap); replay on Lava; write OUT/audit.{json,md,html}. "
-        "An interrupted audit resumes from OUT/state/.",
+        "An interrupted audit resumes from OUT/state/. --workers N / --ray-address ADDR run "
+        "the attack evaluations and the Lava replay as shards of --shard-size samples on Ray "
+        "(one Lava process tree per shard); --shard-size alone runs the same shards serially, "
+        "with the same report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_args(p)
@@ -66,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-masking-checks", action="store_true",
                    help="skip gradient-masking checks (no verdict can then say 'survived')")
     add_common(p)
+    add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.audit.sharding)
     p.set_defaults(func=run)
 
 
@@ -78,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise ConfigError("audit needs --out DIR for the report")
+    scale = scale_options(args)  # validated before any work (exit 2 without Ray)
     if args.lava_samples != 0:  # Lava was asked for: say so when it cannot run
         from neurodeploy.sims.lava_env import warn_lava_missing
 
@@ -94,9 +110,13 @@ def run(args: argparse.Namespace) -> int:
         escalation_rounds=args.escalation_rounds,
         lava_samples=None if args.lava_samples < 0 else args.lava_samples,
         seed=args.seed, certify=not args.no_certify, masking_checks=not args.no_masking_checks,
+        shard_size=scale.shard_size if scale is not None else None,
     )
-    report = run_audit(model, data.x, data.y, args.profile, cfg, args.out,
-                       quiet=progress_disabled(args.quiet))
+    with _ray(scale):  # one Ray instance for every sharded stage of the audit
+        report = run_audit(model, data.x, data.y, args.profile, cfg, args.out,
+                           quiet=progress_disabled(args.quiet),
+                           workers=scale.workers if scale is not None else None,
+                           address=scale.address if scale is not None else None)
     for line in report.verdicts:
         print(line)
     print(f"report: {Path(args.out) / 'audit.html'} (also audit.md, audit.json)")
