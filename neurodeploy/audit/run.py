@@ -262,6 +262,21 @@ def deployed_specs(specs: list[Spec]) -> tuple[list[Any], list[str]]:
     return keep, dropped
 
 
+def nir_float_specs(specs: list[Spec]) -> tuple[list[Spec], list[str]]:
+    """The specs as a NIR model's float side runs them (:mod:`neurodeploy.audit.nir_model`):
+    BPTR/RGA (defined on SpikingNet neurons) left out and listed; the fused LIF kernels (for
+    SpikingNets) off."""
+    keep: list[Spec] = []
+    dropped: list[str] = []
+    for n, p, lab in specs:
+        mode = str(p.get("grad_mode", "bptt")).split(":")[0]
+        if mode != "bptt":
+            dropped.append(f"{lab} ({p.get('grad_mode')}: not defined on the NIR interpreter)")
+        else:
+            keep.append((n, {**p, "fused": False} if n == "spike-set" else p, lab))
+    return keep, dropped
+
+
 def _spec_record(specs: list[Any]) -> list[Any]:
     out = []
     for sp in specs:
@@ -449,6 +464,8 @@ def run_audit(
         raise ConfigError(f"the audit needs Bernoulli-coded image inputs (the host encodes them "
                           f"for the chip); the model's encoding is {model.config.encoding!r}")
     out_dir = Path(out_dir)
+    if not isinstance(model, SpikingNet):  # a NIR graph's interpreter: images in its Input shape
+        x = model.fit_images(x)
     n = min(config.samples, len(y))
     x, y = x[:n].float().cpu(), y[:n].long().cpu()
     idx = torch.arange(n)
@@ -495,6 +512,8 @@ def run_audit(
             dropped: list[str] = []
             if side == "deployed":
                 specs, dropped = deployed_specs(specs)
+            elif not isinstance(model, SpikingNet):  # a NIR graph's interpreter
+                specs, dropped = nir_float_specs(specs)
             draws = config.draws if stoch else 1
             res, rec = _engine(clf, x, y, specs, list(config.eps), config.seed, draws,
                                config.eot if stoch else None,
@@ -542,6 +561,8 @@ def run_audit(
                     dropped = []
                     if side == "deployed":
                         specs, dropped = deployed_specs(specs)
+                    elif not isinstance(model, SpikingNet):
+                        specs, dropped = nir_float_specs(specs)
                     before = {e: float(ev.flags[e].float().mean()) for e in ev.flags}
                     rows = ev.still_robust()
                     if specs and rows.numel():
@@ -626,7 +647,9 @@ def run_audit(
     e_adv = max(config.eps) if config.eps else None
     ev_d = evals.get(("deployed", "known"))
     adv = ev_d.adversarial.get(float(e_adv)) if ev_d is not None and e_adv is not None else None
-    dep_cert, efficiency = audit_blocks(model, plan, x, y, idx, config.seed, ceps_d,
+    # a NIR interpreter has no SpikingNet layers: deployed certificate and chip metrics only
+    net = model if isinstance(model, SpikingNet) else None
+    dep_cert, efficiency = audit_blocks(net, plan, x, y, idx, config.seed, ceps_d,
                                         adversarial=adv, profile=profile)
     if dep_cert:
         certified["deployed"] = dep_cert["deployed"]
