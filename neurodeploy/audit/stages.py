@@ -6,7 +6,10 @@ Config sections (all optional)::
     [simulate]  backends = ["emulator", "lava"]; samples = 360 (Lava skipped when its
                 environment is missing, with a note in the artifacts)
     [audit]     eps = [0.05, 0.1]; attacks = ["pgd", "apgd-ce"]; attack_steps; eot;
-                square_queries; samples; lava_samples; certify; masking_checks
+                square_queries; samples; lava_samples; certify; masking_checks; shard_size
+
+With ``[model] nir = "net.nir"`` the export stage compiles that file and simulate/audit take the
+NIR interpreter as the float model (:mod:`neurodeploy.audit.nir_stages`).
 """
 
 from __future__ import annotations
