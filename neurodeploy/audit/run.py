@@ -472,6 +472,9 @@ def run_audit(
     T = model.config.num_steps
     model = model.eval()
     if plan is None:
+        if not isinstance(model, SpikingNet):
+            raise ConfigError("a NIR model is audited with its plan: load both with "
+                              "neurodeploy.audit.nir_model.load_nir_model")
         plan = compile_model(model, profile=profile)
     lava_ok = config.lava_samples != 0
     if lava_ok:
