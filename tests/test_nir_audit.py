@@ -134,6 +134,8 @@ def test_pipeline_nir_config_validated_before_any_stage(trained, tmp_path):
     from neurodeploy.pipeline import validate_config
 
     st = str(trained["snntorch"])
+    events = tmp_path / "events"
+    (events / "Test" / "0").mkdir(parents=True)  # an N-MNIST folder layout
     ok = validate_config({"model": {"nir": st, "producer": "snntorch"}})
     assert ok["model"] == {"nir": st, "producer": "snntorch"}  # no checkpoint defaults
     bad = [
@@ -146,6 +148,8 @@ def test_pipeline_nir_config_validated_before_any_stage(trained, tmp_path):
          "no such file"),
         ({"model": {"nir": st, "producer": "snntorch", "reset": "soft"}}, "reset"),
         ({"model": {"arch": "FC10", "producer": "snntorch"}}, "NIR model"),
+        ({"model": {"nir": st, "producer": "snntorch"}, "data": {"source": str(events)}},
+         "event data"),
     ]
     for config, words in bad:
         with pytest.raises(ConfigError) as info:

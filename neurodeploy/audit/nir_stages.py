@@ -92,6 +92,11 @@ def check_nir_model(config: dict[str, Any], data_format: str) -> None:
         make_surrogate(str(m["surrogate"]))
     if m.get("num_steps") is not None and int(m["num_steps"]) < 1:
         raise ConfigError(f"num_steps = {m['num_steps']}: must be >= 1")
+    if data_format == "nmnist":
+        raise ConfigError(f"nir = {m['nir']!r} with event data: the audit stage attacks images "
+                          f"through the host's Bernoulli encoder (known/unknown draw), which "
+                          f"does not apply to events; use image data, or `neurodeploy simulate "
+                          f"--model FILE.nir` for events")
     g = read_graph(path, producer=m.get("producer"), reset=m.get("reset"), dt=m.get("dt"))
     images = {"digits": (1, 8, 8), "idx": (1, 28, 28)}.get(data_format)
     want = tuple(int(v) for v in np.asarray(g.nodes[g.input_name].out_shape))
