@@ -15,11 +15,17 @@ fine-tuned here from the plain model on the 8,000 training images (trainer + def
 package). Checkpoints and audit reports go to ``--out``.
 
     .venv/bin/python benchmarks/audit_defenses.py --out runs/findings [--samples 200]
+        [--workers N | --ray-address ADDR] [--shard-size K]
+
+``--workers`` / ``--ray-address`` / ``--shard-size`` pass through to every audit
+(:mod:`neurodeploy.audit.sharding`): one Ray instance serves the whole sweep; training the
+fine-tuned defenses stays in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -30,6 +36,7 @@ from neurodeploy.audit.run import AuditConfig, run_audit
 from neurodeploy.classifier import SNNClassifier
 from neurodeploy.data.idx import load_idx_split
 from neurodeploy.models import ModelConfig, import_state_dict, load_checkpoint
+from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options
 from neurodeploy.training.defense import make_defense
 from neurodeploy.training.trainer import TrainConfig, train
 
@@ -74,8 +81,19 @@ def main() -> None:
     ap.add_argument("--threats", default="known", help="known, unknown or known,unknown")
     ap.add_argument("--masking-samples", type=int, default=64)
     ap.add_argument("-q", "--quiet", action="store_true")
+    add_scale_args(ap)
     args = ap.parse_args()
+    scale = scale_options(args)
     torch.set_num_threads(args.threads)
+    with contextlib.ExitStack() as stack:
+        if scale is not None and scale.parallel:  # one Ray instance for every audit
+            from neurodeploy.scale.ray_pool import ray_session
+
+            stack.enter_context(ray_session(scale.workers, scale.address))
+        sweep(args, scale)
+
+
+def sweep(args: argparse.Namespace, scale: ScaleOptions | None) -> None:
     out = Path(args.out)
     split = load_idx_split(SHARED / "data" / "mnist")
     eps = tuple(float(e) for e in args.eps.split(","))
@@ -86,16 +104,20 @@ def main() -> None:
         cfg = AuditConfig(eps=eps, attacks=("auto",), preset_budget=args.budget,
                           threat_models=tuple(args.threats.split(",")), samples=args.samples,
                           lava_samples=args.lava_samples, seed=0, cert_eps=0.06,
-                          masking_samples=args.masking_samples)
+                          masking_samples=args.masking_samples,
+                          shard_size=scale.shard_size if scale is not None else None)
         rep = run_audit(model, split.test.x, split.test.y, "loihi2", cfg, out / name / "audit",
-                        model_info={"defense": name}, quiet=args.quiet)
+                        model_info={"defense": name}, quiet=args.quiet,
+                        workers=scale.workers if scale is not None else None,
+                        address=scale.address if scale is not None else None)
         row = {"defense": name, "neuron": model.config.neuron,
                "seconds": round(time.perf_counter() - t0, 1),
                "verdicts": rep.verdicts,
                "failed_checks": [f"{c.name} ({c.backend})" for c in rep.checks if not c.passed],
                "certified": rep.certified, "replay": rep.replay,
                "budget": args.budget, "threat_models": args.threats,
-               "comparisons": rep.comparisons, "escalation": rep.escalation}
+               "comparisons": rep.comparisons, "escalation": rep.escalation,
+               "sharding": rep.meta.get("sharding")}
         for b in rep.backends():
             c = rep.clean(b)
             row[f"{b}_clean"] = c.accuracy if c else None

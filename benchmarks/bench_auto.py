@@ -20,6 +20,13 @@ standard (ratio printed per surrogate).
 
     .venv/bin/python benchmarks/bench_auto.py [--samples 100] [--threads 1] [--singles]
         [--surrogates rect,fast_sigmoid:5,atan,assg] [--append benchmarks/RESULTS_attacks.md]
+        [--workers N | --ray-address ADDR] [--shard-size K]
+
+``--workers`` / ``--ray-address`` / ``--shard-size`` run the ``auto`` row as shards
+(:func:`neurodeploy.scale.robustness.evaluate_robustness_sharded`; its numbers then depend on
+the shard size, not on the workers, and its wall time is no longer a one-process time: the
+ratio to pyautoattack is printed with that caveat). The pyautoattack and single rows stay
+one-process calls.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from neurodeploy.attacks import is_correct, make_attack  # noqa: E402
 from neurodeploy.attacks.engine import evaluate_robustness  # noqa: E402
 from neurodeploy.attacks.grad_modes import gradient_mode  # noqa: E402
 from neurodeploy.attacks.presets import expand  # noqa: E402
+from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options  # noqa: E402
 
 
 def build(samples: int):
@@ -70,7 +78,9 @@ def main() -> None:
     ap.add_argument("--surrogates", default="rect,fast_sigmoid:5,atan,assg")
     ap.add_argument("--singles", action="store_true", help="also run every cascade spec alone")
     ap.add_argument("--append", default=None)
+    add_scale_args(ap)
     args = ap.parse_args()
+    scale = scale_options(args)
     torch.set_num_threads(args.threads)
     net, x, y = build(args.samples)
     eps, n = args.eps, args.samples
@@ -78,10 +88,20 @@ def main() -> None:
     rows: list[tuple[str, float, float]] = []
 
     t = time.perf_counter()
-    res = evaluate_robustness(net, x, y, ["auto"], [eps], seed=0, quiet=True)
+    if scale is None:
+        res = evaluate_robustness(net, x, y, ["auto"], [eps], seed=0, quiet=True)
+        auto_name = "auto (neurodeploy)"
+    else:
+        from neurodeploy.scale.robustness import evaluate_robustness_sharded
+
+        res = evaluate_robustness_sharded(net, x, y, ["auto"], [eps], seed=0,
+                                          shard_size=scale.shard_size, workers=scale.workers,
+                                          address=scale.address)
+        auto_name = (f"auto (neurodeploy, shards of {scale.shard_size}, "
+                     f"{scale.workers or scale.address or 'serial'} workers)")
     t_auto = time.perf_counter() - t
     a_auto = res.robust_mean(eps)
-    rows.append(("auto (neurodeploy)", t_auto, a_auto))
+    rows.append((auto_name, t_auto, a_auto))
     print(rows[-1], flush=True)
 
     try:
@@ -111,7 +131,8 @@ def main() -> None:
         f"### bench_auto.py — {datetime.date.today().isoformat()}",
         "",
         f"Command: `.venv/bin/python benchmarks/bench_auto.py --samples {n} --eps {eps} "
-        f"--threads {args.threads}{' --singles' if args.singles else ''}`  ",
+        f"--threads {args.threads}{' --singles' if args.singles else ''}"
+        f"{_scale_flags(scale)}`  ",
         f"Machine: {platform.machine()}, {args.threads} torch thread(s), CPU only, load average "
         f"{load:.1f} at the end (shared machine); torch {torch.__version__}  ",
         f"Model: certify_snn mnist_FC, known draw (one shared map, seed 0), {n} MNIST test-split "
@@ -125,7 +146,8 @@ def main() -> None:
                      f"{'—' if name.startswith('auto') else ('yes' if a_auto <= acc else 'NO')} |")
     for sur, tr in t_ref.items():
         lines.append(f"\nwall time auto / pyautoattack standard + {sur}: {t_auto / tr:.2f}× "
-                     f"(target ≤ 1)")
+                     f"(target ≤ 1)" + ("" if scale is None or not scale.parallel else
+                                        " — auto ran on Ray workers: not a one-process ratio"))
     if AutoAttack is None:
         lines.append("\npyautoattack is not installed (`pip install pyautoattack==0.2.0`): "
                      "no reference rows")
@@ -134,6 +156,14 @@ def main() -> None:
     if args.append:
         with open(args.append, "a") as fh:
             fh.write("\n" + text)
+
+
+def _scale_flags(scale: ScaleOptions | None) -> str:
+    if scale is None:
+        return ""
+    where = f" --workers {scale.workers}" if scale.workers else (
+        f" --ray-address {scale.address}" if scale.address else "")
+    return f"{where} --shard-size {scale.shard_size}"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ raises :class:`~neurodeploy.errors.ConfigError` naming it), and free sections fo
     seed = 0                 # optional top-level keys: seed, device
     [data]     source, train_limit, test_limit, num_steps
     [model]    arch, num_steps, alpha, theta, surrogate, readout, encoding, neuron, bias
-               (+ [model.neuron_params])
+               (+ [model.neuron_params]); or a NIR file: nir, producer, reset, dt,
+               num_steps, surrogate (nothing trained: neurodeploy.audit.nir_stages)
     [train]    any field of TrainConfig (epochs, batch_size, optimizer, lr, schedule, …)
     [defense]  name (+ [defense.options])
     [evaluate] batch_size, seeds
@@ -141,6 +142,9 @@ def _model_schema() -> dict[str, Any]:
     hints = _hints(ModelConfig)
     hints.pop("input_shape")  # from the data
     hints["init_from"] = str
+    from neurodeploy.audit.nir_stages import NIR_MODEL_KEYS
+
+    hints.update(NIR_MODEL_KEYS)  # [model] nir = "net.nir" (+ producer, reset, dt)
     return hints
 
 
@@ -297,6 +301,30 @@ def _positive(section: dict[str, Any], keys: Sequence[str], name: str, source: s
             raise ConfigError(f"{source}: [{name}] {k} = {v}: must be >= {minimum}")
 
 
+def _check_checkpoint_model(model: dict[str, Any], init_from: Any, fmt: str, src: str,
+                            cfg: dict[str, Any]) -> None:
+    """[model] of a model the pipeline trains: names, values, architecture vs input shape."""
+    if init_from is not None:
+        ip = Path(resolve_source(str(init_from), cfg.get("_config_dir")))
+        if not ip.is_file():
+            raise ConfigError(f"init_from = {str(init_from)!r}: no such checkpoint")
+    from neurodeploy.models import ModelConfig, build_model
+    from neurodeploy.surrogates import make_surrogate
+
+    if "arch" not in model:
+        raise ConfigError('needs arch (e.g. "FC256-FC10")')
+    make_surrogate(str(model.get("surrogate", "rect")))
+    spikes = fmt == "nmnist"
+    if spikes and model.get("encoding", "spikes") != "spikes":
+        raise ConfigError(f"encoding must be 'spikes' for the spike data {src!r}, got "
+                          f"{model['encoding']!r}")
+    if not spikes and model.get("encoding") == "spikes":
+        raise ConfigError(f"encoding = 'spikes' needs event data; {src!r} are images")
+    if fmt == "digits" and init_from is None:
+        # architecture vs input shape, neuron kind and its parameters, all values
+        build_model(ModelConfig(input_shape=(1, 8, 8), **model))
+
+
 def _resolve_names(cfg: dict[str, Any], source: str) -> None:
     """Ranges, and every name (dataset, model parts, defense, profile, backend, attack)
     resolved through the project's registries; raises ConfigError naming section and key."""
@@ -323,26 +351,13 @@ def _resolve_names(cfg: dict[str, Any], source: str) -> None:
 
         dsec = cfg.get("defense", {})
         make_defense(str(dsec.get("name", "none")), dict(dsec.get("options", {})))
-    with at("model", ""):
-        if init_from is not None:
-            ip = Path(resolve_source(str(init_from), cfg.get("_config_dir")))
-            if not ip.is_file():
-                raise ConfigError(f"init_from = {str(init_from)!r}: no such checkpoint")
-        from neurodeploy.models import ModelConfig, build_model
-        from neurodeploy.surrogates import make_surrogate
+    with at("model", "nir" if model.get("nir") else ""):
+        if model.get("nir"):  # a NIR file as the model (neurodeploy.audit.nir_stages)
+            from neurodeploy.audit.nir_stages import check_nir_model
 
-        if "arch" not in model:
-            raise ConfigError('needs arch (e.g. "FC256-FC10")')
-        make_surrogate(str(model.get("surrogate", "rect")))
-        spikes = fmt == "nmnist"
-        if spikes and model.get("encoding", "spikes") != "spikes":
-            raise ConfigError(f"encoding must be 'spikes' for the spike data {src!r}, got "
-                              f"{model['encoding']!r}")
-        if not spikes and model.get("encoding") == "spikes":
-            raise ConfigError(f"encoding = 'spikes' needs event data; {src!r} are images")
-        if fmt == "digits" and init_from is None:
-            # architecture vs input shape, neuron kind and its parameters, all values
-            build_model(ModelConfig(input_shape=(1, 8, 8), **model))
+            check_nir_model(cfg, fmt)
+        else:
+            _check_checkpoint_model(model, init_from, fmt, src, cfg)
     tr = dict(cfg.get("train", {}))
     tr.setdefault("seed", int(cfg.get("seed", 0)))
     with at("train", ""):
@@ -441,6 +456,9 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
             merged[key].update(copy.deepcopy(value))
         else:
             merged[key] = copy.deepcopy(value)
+    from neurodeploy.audit.nir_stages import merge_nir_model
+
+    merge_nir_model(config, merged, source)  # [model] nir: no checkpoint defaults, no training
     _resolve_names(merged, source)
     return merged
 
@@ -825,6 +843,10 @@ def stage_data(ctx: StageContext):
 
 def train_stage(ctx: StageContext) -> dict[str, Any]:
     """Train the model of [model] on [data] with [train] and [defense] into train/."""
+    from neurodeploy.audit import nir_stages
+
+    if nir_stages.is_nir_config(ctx.config):  # a NIR file: nothing to train
+        return nir_stages.skipped(ctx, "train")
     res = train_from_config(
         ctx.config, ctx.out_dir / "train", resume=ctx.resume, quiet=ctx.quiet, split=stage_data(ctx)
     )
@@ -840,11 +862,14 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
 
 def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     """Clean accuracy of the trained model on the test split, one figure per seed."""
+    from neurodeploy.audit import nir_stages
     from neurodeploy.classifier import SNNClassifier
     from neurodeploy.evaluation import evaluate
     from neurodeploy.models import load_checkpoint
     from neurodeploy.runtime import resolve_device
 
+    if nir_stages.is_nir_config(ctx.config):  # a NIR file: simulate reports its float accuracy
+        return nir_stages.skipped(ctx, "evaluate")
     sec = ctx.section("evaluate")
     model, _ = load_checkpoint(ctx.path(ctx.artifacts["train"]["model"]))
     clf = SNNClassifier(model, seed=ctx.seed).to(resolve_device(ctx.device))

@@ -104,7 +104,9 @@ class StraightThroughArithmetic:
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         # v ≥ θ ⟺ v − θ + ½ > 0 for integers: the surrogate stays centred between the two.
-        return self.spike_fn((v - theta + (0.5 if inclusive else 0.0)) / unit)
+        # cast back: snntorch's surrogates (atan, …) return float32 spikes, which would break
+        # the twin's float64 integer arithmetic (values are 0/1, so the cast is exact)
+        return self.spike_fn((v - theta + (0.5 if inclusive else 0.0)) / unit).to(v.dtype)
 
     def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
               subtract: bool) -> torch.Tensor:

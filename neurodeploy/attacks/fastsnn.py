@@ -215,10 +215,11 @@ class FastSNN:
 def fast_classifier(classifier: Any) -> FastSNN | None:
     """The fused path for ``classifier`` if it is eligible (module docstring), else ``None``."""
     from neurodeploy.classifier import SNNClassifier
+    from neurodeploy.models import SpikingNet
     from neurodeploy.neurons import LIF, LeakyIntegrator
 
-    if type(classifier) is not SNNClassifier:
-        return None
+    if type(classifier) is not SNNClassifier or not isinstance(classifier.model, SpikingNet):
+        return None  # the fused kernels read a SpikingNet's layers (not, e.g., a NIR interpreter)
     model = classifier.model
     if getattr(classifier.encoder, "name", None) not in ("bernoulli", "direct", "spikes",
                                                          "bernoulli-fixed", "bernoulli-known"):

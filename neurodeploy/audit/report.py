@@ -210,7 +210,26 @@ def _label(backend: str, report: AuditReport) -> str:
         name = report.profile.get("display_name") or report.profile.get("name", "chip")
         what = "bit-exact emulator" if backend == "deployed" else BACKEND_LABELS.get(backend, backend)
         return f"{name} fixed point ({what})"
+    if backend == "float" and report.model.get("nir"):  # a NIR file's float side
+        return "float (NIR interpreter)"
     return BACKEND_LABELS.get(backend, backend)
+
+
+def nir_lines(report: AuditReport) -> list[str]:
+    """What a NIR model's audit assumed (semantics, input coding, threat models), in words."""
+    nir = report.model.get("nir")
+    if not nir:
+        return []
+    out = [f"NIR model `{nir.get('path')}`: {nir.get('semantics')}; deployed side: "
+           f"{nir.get('plan')}; float side: the NIR interpreter (surrogate "
+           f"{nir.get('surrogate')})",
+           f"input: {nir.get('input')}", f"threat models: {nir.get('threat_models')}"]
+    if nir.get("data_reshape"):
+        out.append(f"input: {nir['data_reshape']}")
+    out += [f"assumed: {n}" for n in nir.get("notes", [])]
+    out += [f"chip: {n}" for n in nir.get("chip_notes", [])]
+    out += [f"not run: {n}" for n in nir.get("not_run", [])]
+    return out
 
 
 def checks_summary(checks: list[Check]) -> dict[str, dict[str, Any]]:
@@ -507,6 +526,7 @@ def render_markdown(report: AuditReport) -> str:
         f" created {m.get('created', '?')}",
         f"- attack budget: **{m.get('budget', '?')}**; threat models: "
         f"{', '.join(m.get('threat_models', [])) or '?'}",
+        *[f"- {v}" for v in nir_lines(report)],
         "",
         "## Verdict",
         "",
@@ -600,6 +620,7 @@ def render_html(report: AuditReport) -> str:
         f" · profile <b>{e(str(report.profile.get('name', '?')))}</b> · samples {e(str(m.get('samples', '?')))}"
         f" · seed {e(str(m.get('seed', '?')))} · git {e(str(m.get('git_sha', '?')))}"
         f" · attack budget <b>{e(str(m.get('budget', '?')))}</b></p>",
+        "".join(f"<p class='meta'>{e(v)}</p>" for v in nir_lines(report)),
         f"<div class='verdict{' bad' if bad else ''}'><ul>"
         + "".join(f"<li>{e(v)}</li>" for v in vlines) + "</ul></div>",
         "<h2>Accuracy (every number on the same samples)</h2><table id='accuracy'><tr>"

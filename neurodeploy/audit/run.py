@@ -64,6 +64,7 @@ from neurodeploy.audit.report import (
     ThresholdTrace,
     checks_summary,
 )
+from neurodeploy.audit.sharding import AuditShards
 from neurodeploy.classifier import SNNClassifier
 from neurodeploy.encoding import (  # noqa: F401 - host_spikes re-exported
     HOST_SEED_STRIDE,
@@ -101,7 +102,10 @@ class AuditConfig:
     the unknown draw (≥ 5 for the interval); ``eot``: EoT draws per gradient under the unknown
     draw; ``escalation_rounds``: at most this many escalation rounds when a check fails;
     ``lava_samples``: how many samples are replayed on Lava (``None`` = all; 0 = skip Lava);
-    ``masking_samples``: samples for the gradient-masking checks.
+    ``masking_samples``: samples for the gradient-masking checks;
+    ``shard_size``: run the attack evaluations and the Lava replay as shards of this many
+    samples (:mod:`neurodeploy.audit.sharding`; ``None``: unsharded). The numbers depend on it,
+    not on how many workers run the shards.
     """
 
     eps: tuple[float, ...] = (0.05, 0.1)
@@ -122,6 +126,7 @@ class AuditConfig:
     masking_samples: int = 64
     escalation_rounds: int = 2
     lava_timeout_s: float = 600.0
+    shard_size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.eps or any(not (0 < e <= 1) for e in self.eps):
@@ -144,6 +149,9 @@ class AuditConfig:
                               f"got {self.escalation_rounds}")
         if self.attack_steps < 1 or self.eot < 1 or self.masking_samples < 1:
             raise ConfigError("audit attack_steps, eot and masking_samples must be >= 1")
+        if self.shard_size is not None and (isinstance(self.shard_size, bool)
+                                            or int(self.shard_size) < 1):
+            raise ConfigError(f"audit shard_size must be an integer >= 1, got {self.shard_size!r}")
 
 
 def git_sha() -> str:
@@ -254,6 +262,21 @@ def deployed_specs(specs: list[Spec]) -> tuple[list[Any], list[str]]:
     return keep, dropped
 
 
+def nir_float_specs(specs: list[Spec]) -> tuple[list[Spec], list[str]]:
+    """The specs as a NIR model's float side runs them (:mod:`neurodeploy.audit.nir_model`):
+    BPTR/RGA (defined on SpikingNet neurons) left out and listed; the fused LIF kernels (for
+    SpikingNets) off."""
+    keep: list[Spec] = []
+    dropped: list[str] = []
+    for n, p, lab in specs:
+        mode = str(p.get("grad_mode", "bptt")).split(":")[0]
+        if mode != "bptt":
+            dropped.append(f"{lab} ({p.get('grad_mode')}: not defined on the NIR interpreter)")
+        else:
+            keep.append((n, {**p, "fused": False} if n == "spike-set" else p, lab))
+    return keep, dropped
+
+
 def _spec_record(specs: list[Any]) -> list[Any]:
     out = []
     for sp in specs:
@@ -269,7 +292,13 @@ def _spec_record(specs: list[Any]) -> list[Any]:
 
 
 class Sides:
-    """The float model, emulator, twin and (optionally) Lava for one plan, all fed host spikes."""
+    """The float model, emulator, twin and (optionally) Lava for one plan, all fed host spikes.
+
+    ``shards`` (set by :func:`run_audit`): Lava replays as shards checkpointed in
+    ``state_dir``."""
+
+    shards: AuditShards | None = None
+    state_dir: Path = Path(".")
 
     def __init__(self, model: SpikingNet, plan: Any, lava: bool, timeout_s: float) -> None:
         from neurodeploy.sims.emulator import Emulator
@@ -310,6 +339,9 @@ class Sides:
         return self.layers("emulator", spikes)
 
     def lava_layers(self, spikes: torch.Tensor) -> list[torch.Tensor]:
+        if self.shards is not None:  # one run_lava subprocess per shard, checkpointed
+            return self.shards.lava_layers(self.plan, spikes, self.timeout_s,
+                                           self.state_dir / "lava.shards")
         return self.layers("lava", spikes)
 
 
@@ -389,11 +421,17 @@ class _Eval:
 
 def _engine(clf: Any, x: torch.Tensor, y: torch.Tensor, specs: list[tuple[str, dict]],
             eps: list[float], seed: int, draws: int, eot: int | None, state: Path,
-            quiet: bool) -> tuple[Any, dict[str, Any]]:
+            quiet: bool, shards: AuditShards | None = None) -> tuple[Any, dict[str, Any]]:
+    """The engine on ``(x, y)``; with ``shards``, shard by shard with the shards' checkpoints
+    in ``<state>.shards/`` instead of the engine's state file ``state``."""
     from neurodeploy.attacks.engine import evaluate_robustness
 
-    res = evaluate_robustness(clf, x, y, specs, eps, seed=seed, draws=draws, state_path=state,
-                              quiet=quiet, eot_iter=eot)
+    if shards is not None:
+        res = shards.engine(clf, x, y, specs, eps, seed, draws, eot, state.with_suffix(".shards"),
+                            quiet)
+    else:
+        res = evaluate_robustness(clf, x, y, specs, eps, seed=seed, draws=draws,
+                                  state_path=state, quiet=quiet, eot_iter=eot)
     rec = res.to_dict()
     seconds = rec.pop("seconds", {})
     return res, {"record": rec, "seconds": seconds}
@@ -409,22 +447,34 @@ def run_audit(
     model_info: dict[str, Any] | None = None,
     quiet: bool = False,
     plan: Any = None,
+    workers: int | None = None,
+    address: str | None = None,
 ) -> AuditReport:
-    """Run the whole audit (see module docstring) and write the report into ``out_dir``."""
+    """Run the whole audit (see module docstring) and write the report into ``out_dir``.
+
+    ``workers`` (a local Ray instance) or ``address`` (a Ray cluster) run the shards of
+    ``config.shard_size`` samples (default :data:`~neurodeploy.scale.DEFAULT_SHARD_SIZE`) in
+    parallel (:mod:`neurodeploy.audit.sharding`); the report is the same as the serial one."""
     from neurodeploy.exporters.compiler import compile_model
 
     t_audit = _now()
+    config, shards = audit_shards(config, workers, address)
     stage_seconds: dict[str, tuple[float, float]] = {}
     if model.config.encoding != "bernoulli":
         raise ConfigError(f"the audit needs Bernoulli-coded image inputs (the host encodes them "
                           f"for the chip); the model's encoding is {model.config.encoding!r}")
     out_dir = Path(out_dir)
+    if not isinstance(model, SpikingNet):  # a NIR graph's interpreter: images in its Input shape
+        x = model.fit_images(x)
     n = min(config.samples, len(y))
     x, y = x[:n].float().cpu(), y[:n].long().cpu()
     idx = torch.arange(n)
     T = model.config.num_steps
     model = model.eval()
     if plan is None:
+        if not isinstance(model, SpikingNet):
+            raise ConfigError("a NIR model is audited with its plan: load both with "
+                              "neurodeploy.audit.nir_model.load_nir_model")
         plan = compile_model(model, profile=profile)
     lava_ok = config.lava_samples != 0
     if lava_ok:
@@ -435,10 +485,12 @@ def run_audit(
         except EnvironmentMissingError:
             lava_ok = False
     sides = Sides(model, plan, lava_ok, config.lava_timeout_s)
+    sides.shards = shards
     n_lava = n if config.lava_samples is None else min(n, config.lava_samples)
     fp = _fingerprint(model, plan, config, x, y)
     state_dir = out_dir / "state" / fp
     state_dir.mkdir(parents=True, exist_ok=True)
+    sides.state_dir = state_dir
     u = host_uniform(idx, config.seed, T, tuple(x.shape[1:]))
 
     # --- clean: identical host spikes to every backend
@@ -463,10 +515,12 @@ def run_audit(
             dropped: list[str] = []
             if side == "deployed":
                 specs, dropped = deployed_specs(specs)
+            elif not isinstance(model, SpikingNet):  # a NIR graph's interpreter
+                specs, dropped = nir_float_specs(specs)
             draws = config.draws if stoch else 1
             res, rec = _engine(clf, x, y, specs, list(config.eps), config.seed, draws,
                                config.eot if stoch else None,
-                               state_dir / f"{side}_{threat}.pt", quiet)
+                               state_dir / f"{side}_{threat}.pt", quiet, shards)
             ev = _Eval(flags={e: res.robust[e].cpu().clone() for e in res.eps_list},
                        adversarial={e: res.adversarial[e].cpu().clone() for e in res.eps_list},
                        clean=list(res.clean_accuracy), records=[], draws=draws)
@@ -510,13 +564,16 @@ def run_audit(
                     dropped = []
                     if side == "deployed":
                         specs, dropped = deployed_specs(specs)
+                    elif not isinstance(model, SpikingNet):
+                        specs, dropped = nir_float_specs(specs)
                     before = {e: float(ev.flags[e].float().mean()) for e in ev.flags}
                     rows = ev.still_robust()
                     if specs and rows.numel():
                         res, rec = _engine(clf.select(rows), x[rows], y[rows], specs,
                                            list(config.eps), config.seed + 7919 * level,
                                            ev.draws, config.eot if stoch else None,
-                                           state_dir / f"{side}_{threat}_esc{level}.pt", quiet)
+                                           state_dir / f"{side}_{threat}_esc{level}.pt", quiet,
+                                           shards)
                         ev.absorb(res, rows, {"round": level, "rows": rows.tolist(),
                                               "not_applicable": dropped, **rec["record"]})
                     after = {e: float(ev.flags[e].float().mean()) for e in ev.flags}
@@ -593,7 +650,9 @@ def run_audit(
     e_adv = max(config.eps) if config.eps else None
     ev_d = evals.get(("deployed", "known"))
     adv = ev_d.adversarial.get(float(e_adv)) if ev_d is not None and e_adv is not None else None
-    dep_cert, efficiency = audit_blocks(model, plan, x, y, idx, config.seed, ceps_d,
+    # a NIR interpreter has no SpikingNet layers: deployed certificate and chip metrics only
+    net = model if isinstance(model, SpikingNet) else None
+    dep_cert, efficiency = audit_blocks(net, plan, x, y, idx, config.seed, ceps_d,
                                         adversarial=adv, profile=profile)
     if dep_cert:
         certified["deployed"] = dep_cert["deployed"]
@@ -673,7 +732,8 @@ def run_audit(
               "stage_cpu_seconds": {k: round(v[1], 2) for k, v in stage_seconds.items()},
               "attack_seconds": attack_seconds,
               "load_average": list(load) if load else None,
-              "threat_models": [THREAT_MODELS[t] for t in config.threat_models]},
+              "threat_models": [THREAT_MODELS[t] for t in config.threat_models],
+              "sharding": shards.record() if shards is not None else None},
         model={**model.config.to_dict(), **(model_info or {})},
         profile={"name": profile, "display_name": _display(profile)},
         accuracy=rows, certified=certified, layers=layers, thresholds=thresholds,
@@ -684,6 +744,25 @@ def run_audit(
     )
     report.save(out_dir)
     return report
+
+
+def audit_shards(config: AuditConfig, workers: int | None, address: str | None
+                 ) -> tuple[AuditConfig, AuditShards | None]:
+    """The config with its shard size (the default one when workers or a cluster were given
+    without it) and where the shards run; ``None`` for the unsharded audit."""
+    from dataclasses import replace
+
+    from neurodeploy.scale import DEFAULT_SHARD_SIZE
+
+    if workers is not None and address is not None:
+        raise ConfigError("give workers (a local Ray instance) or a Ray address, not both")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    if config.shard_size is None and workers is None and address is None:
+        return config, None
+    if config.shard_size is None:
+        config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
+    return config, AuditShards(int(config.shard_size), workers, address)
 
 
 def _budget_words(labels: dict[str, str]) -> str:

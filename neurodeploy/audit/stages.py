@@ -6,7 +6,10 @@ Config sections (all optional)::
     [simulate]  backends = ["emulator", "lava"]; samples = 360 (Lava skipped when its
                 environment is missing, with a note in the artifacts)
     [audit]     eps = [0.05, 0.1]; attacks = ["pgd", "apgd-ce"]; attack_steps; eot;
-                square_queries; samples; lava_samples; certify; masking_checks
+                square_queries; samples; lava_samples; certify; masking_checks; shard_size
+
+With ``[model] nir = "net.nir"`` the export stage compiles that file and simulate/audit take the
+NIR interpreter as the float model (:mod:`neurodeploy.audit.nir_stages`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from neurodeploy.training.metrics import write_json_atomic
 
 
 def _model(ctx: StageContext):
+    from neurodeploy.audit import nir_stages
     from neurodeploy.models import load_checkpoint
+
+    if nir_stages.is_nir_config(ctx.config):  # the NIR interpreter with the exported plan
+        return nir_stages.float_model(ctx)
 
     model, _ = load_checkpoint(ctx.path(ctx.artifacts["train"]["model"]))
     return model
@@ -26,6 +33,10 @@ def _model(ctx: StageContext):
 
 def export_stage(ctx: StageContext) -> dict[str, Any]:
     """Export the trained model to NIR and compile the plan for [export] profile."""
+    from neurodeploy.audit import nir_stages
+
+    if nir_stages.is_nir_config(ctx.config):  # [model] nir: compile the file itself
+        return nir_stages.export_stage(ctx)
     from neurodeploy.exporters.compiler import compile_graph
     from neurodeploy.exporters.nir_export import to_nir, write_graph
     from neurodeploy.exporters.profiles import load_profile
@@ -55,6 +66,9 @@ def simulate_stage(ctx: StageContext) -> dict[str, Any]:
     model = _model(ctx)
     test = stage_data(ctx).test.subset(sec.get("samples"))
     spikes = encode(test, plan.num_steps, ctx.seed)
+    from neurodeploy.audit import nir_stages
+
+    spikes = nir_stages.fit_spikes(ctx, spikes, plan)  # a NIR graph's Input may be flat
     out: dict[str, Any] = {}
     for backend in sec.get("backends", ["emulator", "lava"]):
         if backend == "lava" and not lava_available():

@@ -8,9 +8,12 @@ or timed out (a missing Lava environment is a warning: the audit runs without La
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
+from neurodeploy.cli.export import PRODUCER_NAMES
+from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -25,6 +28,50 @@ def _floats(text: str) -> tuple[float, ...]:
     return vals
 
 
+def _ray(scale: ScaleOptions | None) -> contextlib.AbstractContextManager:
+    """A Ray session for the audit's lifetime when workers or a cluster were asked for."""
+    if scale is None or not scale.parallel:
+        return contextlib.nullcontext()
+    from neurodeploy.scale.ray_pool import ray_session
+
+    return ray_session(scale.workers, scale.address)
+
+
+def _nir_model(args: argparse.Namespace, data):  # noqa: ANN202 - (model, plan, x, info)
+    """The NIR interpreter and the plan of ``--model FILE.nir`` (``--plan`` or compiled), the
+    images in the graph's input shape, and the report's ``nir`` block; prints what was assumed."""
+    from neurodeploy.audit.nir_model import load_nir_model
+    from neurodeploy.errors import ConfigError, DataError
+
+    if data.time_first:
+        raise DataError(f"data {args.data!r} are spike/event trains: the audit attacks images "
+                        f"through the host's Bernoulli encoder (known/unknown draw), which do "
+                        f"not apply to event data; audit a NIR model on image data")
+    plan = None
+    if args.plan:
+        from neurodeploy.exporters.plan import DeploymentPlan, PlanError
+
+        try:
+            plan = DeploymentPlan.load(args.plan)
+        except PlanError as exc:
+            raise ConfigError(str(exc)) from exc
+        if args.profile and args.profile != plan.profile:
+            raise ConfigError(f"--profile {args.profile} but the plan {args.plan} was compiled "
+                              f"for {plan.profile}; leave --profile out with --plan")
+        profile = None
+    else:
+        from neurodeploy.exporters.profiles import load_profile
+
+        profile = load_profile(args.profile or "loihi2")
+    model, plan = load_nir_model(args.model, plan=plan, plan_path=args.plan, profile=profile,
+                                 num_steps=args.steps, producer=args.producer,
+                                 reset=args.reset, dt=args.dt)
+    x = model.fit_images(data.x, f"data {args.data!r}")
+    for line in model.source.lines():
+        print(line)
+    return model, plan, x, None  # the model's config carries the report's ``nir`` block
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
@@ -34,12 +81,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "engine, under the known-draw and unknown-draw threat models; run the gradient-masking "
         "checks on both sides (escalating when one fails); compare the two sides on the same "
         "samples (McNemar, paired bootstrap); replay on Lava; write OUT/audit.{json,md,html}. "
-        "An interrupted audit resumes from OUT/state/.",
+        "An interrupted audit resumes from OUT/state/. --workers N / --ray-address ADDR run "
+        "the attack evaluations and the Lava replay as shards of --shard-size samples on Ray "
+        "(one Lava process tree per shard); --shard-size alone runs the same shards serially, "
+        "with the same report. --model FILE.nir audits a NIR graph from any producer: the "
+        "float side is the NIR interpreter (attacked with its surrogate gradient), the "
+        "deployed side the --plan given or the plan compiled from the file with --producer/"
+        "--reset/--dt/--steps; the semantics assumed are printed and written into the report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_args(p)
     p.add_argument("--data", default="digits", help="'digits' or a folder with IDX files")
-    p.add_argument("--profile", default="loihi2", help="hardware profile name or .toml path")
+    p.add_argument("--profile", default=None,
+                   help="hardware profile name or .toml path (default loihi2; with --plan the "
+                   "plan's)")
     p.add_argument("--eps", default="0.05,0.1", help="comma-separated ℓ∞ budgets")
     p.add_argument("--attacks", default="auto",
                    help="the 'auto' cascade (attacks/presets.py) and/or single attacks, "
@@ -65,7 +120,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-certify", action="store_true", help="skip S-IBP/S-CROWN certification")
     p.add_argument("--no-masking-checks", action="store_true",
                    help="skip gradient-masking checks (no verdict can then say 'survived')")
+    g = p.add_argument_group("a NIR file as --model (float side: the NIR interpreter)")
+    g.add_argument("--plan", default=None, metavar="PLAN.npz",
+                   help="the deployment plan of the .nir (from `export --nir`); default: compile "
+                   "the file for --profile with --steps time steps")
+    g.add_argument("--producer", default=None, choices=sorted(PRODUCER_NAMES),
+                   help="framework that wrote the .nir (its dt, discretisation, reset and spike "
+                   "conventions); default: the file's metadata, else the plan's record")
+    g.add_argument("--reset", default=None, choices=("zero", "subtract"),
+                   help="reset of the .nir (default: the producer's, or the plan's record)")
+    g.add_argument("--dt", type=float, default=None,
+                   help="seconds per step of the .nir (default: the producer's convention)")
     add_common(p)
+    add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.audit.sharding)
     p.set_defaults(func=run)
 
 
@@ -78,13 +145,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise ConfigError("audit needs --out DIR for the report")
+    scale = scale_options(args)  # validated before any work (exit 2 without Ray)
     if args.lava_samples != 0:  # Lava was asked for: say so when it cannot run
         from neurodeploy.sims.lava_env import warn_lava_missing
 
         warn_lava_missing("the audit")
     torch.manual_seed(args.seed)
     data = load_dataset(args.data).test
-    model = load_model(args, data.input_shape)
     names = lambda t: tuple(a.strip() for a in t.split(",") if a.strip())  # noqa: E731
     cfg = AuditConfig(
         eps=_floats(args.eps), attacks=names(args.attacks), preset_budget=args.preset_budget,
@@ -94,9 +161,23 @@ def run(args: argparse.Namespace) -> int:
         escalation_rounds=args.escalation_rounds,
         lava_samples=None if args.lava_samples < 0 else args.lava_samples,
         seed=args.seed, certify=not args.no_certify, masking_checks=not args.no_masking_checks,
+        shard_size=scale.shard_size if scale is not None else None,
     )
-    report = run_audit(model, data.x, data.y, args.profile, cfg, args.out,
-                       quiet=progress_disabled(args.quiet))
+    x, plan, info = data.x, None, None
+    if str(args.model).lower().endswith(".nir"):
+        model, plan, x, info = _nir_model(args, data)
+        profile = plan.profile
+    else:
+        if args.plan or args.producer or args.reset or args.dt is not None:
+            raise ConfigError("--plan, --producer, --reset and --dt describe a NIR model "
+                              "(--model FILE.nir); a checkpoint states its own semantics")
+        model = load_model(args, data.input_shape)
+        profile = args.profile or "loihi2"
+    with _ray(scale):  # one Ray instance for every sharded stage of the audit
+        report = run_audit(model, x, data.y, profile, cfg, args.out,
+                           quiet=progress_disabled(args.quiet), plan=plan, model_info=info,
+                           workers=scale.workers if scale is not None else None,
+                           address=scale.address if scale is not None else None)
     for line in report.verdicts:
         print(line)
     print(f"report: {Path(args.out) / 'audit.html'} (also audit.md, audit.json)")
