@@ -9,9 +9,10 @@ A. **Sharded sweeps, 1 vs 2 local Ray workers.** The same job (same shards, iden
    Ray (measured alone too). Two jobs:
    - ``attack``: the attack engine over 4 shards of digits test samples (APGD-CE then
      Square, two ε) on a small trained SNN — :func:`neurodeploy.scale.robustness.evaluate_robustness_sharded`;
-   - ``audit``: the audit (``neurodeploy.audit.run.run_audit``: compile, attacks on float and
-     deployed sides, emulator replays, certification; Lava off) on each shard of samples —
-     per-shard reports, the merge is not part of the timing.
+   - ``audit``: the whole audit as ``neurodeploy audit --workers N`` runs it
+     (``run_audit(..., workers=N)`` with ``shard_size`` = a quarter of the samples: compile,
+     sharded attacks on float and deployed sides, emulator replays, certification; Lava off);
+     the two reports' numbers (rows, comparisons, engine records) are checked equal.
 B. **Emulator vs the dense-matmul bound.** The bit-exact emulator (``record=False``) on two
    plans (random FC 784-512-256-10; the N-MNIST-shape CNN compiled for loihi2), against the
    time of the plain matmuls of the same layer shapes (dense: ``[T·B, n_in] × [n_in, n_out]``;
@@ -82,22 +83,19 @@ def _trained_digits(epochs: int):
     return model.eval(), split
 
 
-def _audit_task(shard, p):
-    from neurodeploy.audit.run import AuditConfig, run_audit
-
-    idx = list(shard.indices)
-    cfg = AuditConfig(**{**p["config"], "seed": shard.seed(0) % (2**31),
-                         "samples": len(idx)})
-    with tempfile.TemporaryDirectory() as tmp:
-        rep = run_audit(p["model"], p["x"][idx], p["y"][idx], "loihi2", cfg, tmp, quiet=True)
-    return {"rows": len(getattr(rep, "accuracy", []))}
+def _strip_meta(report: dict[str, Any]) -> Any:
+    """A report's numbers: accuracy rows, comparisons and engine records without wall times."""
+    rec = report["robustness"]
+    for recs in rec.values():
+        for r in recs:
+            r.pop("seconds", None)
+    return report["accuracy"], report["comparisons"], rec
 
 
 def bench_sweeps(quick: bool, rounds: int, n_attack: int, n_audit: int) -> dict[str, Any]:
     from neurodeploy.classifier import SNNClassifier
     from neurodeploy.scale.ray_pool import ray_session
     from neurodeploy.scale.robustness import evaluate_robustness_sharded
-    from neurodeploy.scale.runner import run_sharded
 
     model, split = _trained_digits(2 if quick else 4)
     n = 16 if quick else n_attack
@@ -115,12 +113,15 @@ def bench_sweeps(quick: bool, rounds: int, n_attack: int, n_audit: int) -> dict[
                  "threat_models": ("known",), "lava_samples": 0, "certify": True,
                  "masking_checks": False, "escalation_rounds": 0}
     n_audit = 8 if quick else n_audit
-    audit_payload = {"model": model, "x": split.test.x[:n_audit], "y": split.test.y[:n_audit],
-                     "config": audit_cfg}
 
     def audit_job(workers: int) -> Any:
-        return run_sharded(_audit_task, n_audit, n_audit // 4, payload=audit_payload,
-                           workers=workers)
+        from neurodeploy.audit.run import AuditConfig, run_audit
+
+        cfg = AuditConfig(**audit_cfg, samples=n_audit, shard_size=max(1, n_audit // 4))
+        with tempfile.TemporaryDirectory() as tmp:
+            run_audit(model, split.test.x[:n_audit], split.test.y[:n_audit], "loihi2",
+                      cfg, tmp, quiet=True, workers=workers)
+            return json.loads((Path(tmp) / "audit.json").read_text())
 
     out: dict[str, Any] = {"load_before": _load()}
     t0 = time.perf_counter()
@@ -144,8 +145,11 @@ def bench_sweeps(quick: bool, rounds: int, n_attack: int, n_audit: int) -> dict[
             rec["job"] = (f"{n} digits samples, shards of {shard}, apgd-ce + square, eps "
                           f"0.05/0.1")
         else:
-            rec["job"] = (f"run_audit on {n_audit} samples in 4 shards (demo preset, known "
-                          f"draw, eps 0.1, certification, no Lava)")
+            a, b = (_strip_meta(results[w]) for w in (1, 2))
+            rec["identical"] = a == b
+            rec["job"] = (f"run_audit(workers=N) = `neurodeploy audit --workers N` on {n_audit} "
+                          f"samples in 4 shards (demo preset, known draw, eps 0.1, "
+                          f"certification, no Lava)")
         out[name] = rec
     out["load_after"] = _load()
     return out
