@@ -88,6 +88,18 @@ def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int | None = No
     return dense_effective_weights(w, fmt, num_weight_bits)
 
 
+def _cpu_float32_is_ieee() -> bool:
+    """True when float32 matmuls and oneDNN convolutions on CPU run in IEEE float32 (not
+    bf16/tf32 "fast math", which would round the integer products)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mkldnn = torch.backends.mkldnn
+    for knob in (mkldnn, getattr(mkldnn, "matmul", None), getattr(mkldnn, "conv", None)):
+        if getattr(knob, "fp32_precision", "none") not in ("none", "ieee"):
+            return False
+    return True
+
+
 def _wrap_np(x: np.ndarray, bits: int) -> np.ndarray:
     half = 1 << (bits - 1)
     return ((x.astype(np.int64) + half) % (1 << bits)) - half
@@ -113,8 +125,12 @@ class Emulator:
     The step is :mod:`neurodeploy.sims.kernel`'s, run with :class:`ExactArithmetic`.
     Synaptic sums run as float matmuls that are exact because every partial sum is an integer
     below the format's mantissa limit (float32: 2²⁴ on CPU with "highest" matmul precision;
-    float64: 2⁵³, used on CUDA to stay clear of TF32); conv uses unfold + matmul (no
-    Winograd/FFT). The neuron recurrence runs in place on exact integers held in float64
+    float64: 2⁵³, used on CUDA to stay clear of TF32); conv runs as ``F.conv2d`` where torch
+    picks a direct or im2col backend (oneDNN on CPU), else unfold + matmul — never Winograd
+    or FFT (:func:`~neurodeploy.sims.kernel.conv_exact`). The synaptic input of a layer is
+    computed for all T steps at once (one product over ``[T·B, …]``: the emulator runs layer
+    by layer, so a layer's input spikes are known for every step before its neurons are
+    stepped). The neuron recurrence runs in place on exact integers held in float64
     (:data:`STATE_DTYPE`). ``kernels[k]`` is layer k's :class:`~neurodeploy.sims.kernel.LayerData`.
     """
 
@@ -132,8 +148,11 @@ class Emulator:
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
 
     def _device_weights(self, P: LayerData) -> torch.Tensor:
+        """Float32 where every partial synaptic sum is provably an exact float32 integer
+        (``P.bound`` = max over outputs of ``Σ|W|`` < 2^24, binary inputs) and the CPU runs
+        float32 products at full precision; float64 (exact below 2^53) otherwise."""
         fp32_ok = (P.bound < FLOAT32_EXACT and self.device.type == "cpu"
-                   and torch.get_float32_matmul_precision() == "highest")
+                   and _cpu_float32_is_ieee())
         dtype = torch.float32 if fp32_ok else torch.float64
         return torch.as_tensor(P.weights, dtype=dtype, device=self.device)
 
@@ -141,7 +160,8 @@ class Emulator:
 
     def synaptic_input(self, k: int, s_in: torch.Tensor) -> torch.Tensor:
         """Integer input ``a`` of layer k for spikes ``[T, B, *in_shape]`` → ``[T, B, N]``
-        (float64 holding exact integers, see :data:`STATE_DTYPE`)."""
+        (exact integers held in the layer's weight dtype: float32 or float64, see
+        :meth:`_device_weights`)."""
         P = self.kernels[k]
         T, B = s_in.shape[:2]
         x = s_in.reshape(T * B, *s_in.shape[2:])
@@ -155,7 +175,12 @@ class Emulator:
                            torch.Tensor | None]:
         """Run layer k's neurons over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v before
         reset or None, int64 v after reset or None, int64 θ ``[T, B, N]`` for
-        adaptive-threshold layers or None); the voltages only with ``record_v``."""
+        adaptive-threshold layers or None); the voltages only with ``record_v``.
+
+        ``a`` may be float32 (exact integers below 2^24, see :meth:`_device_weights`); the
+        state u, v, θ is float64 (:data:`STATE_DTYPE`) and adds it exactly. Samples are
+        independent, so the batch is stepped in blocks of :meth:`_block_rows` rows, each
+        through all T steps: a block's state stays in cache across the step's passes."""
         P = self.kernels[k]
         T, B, N = a.shape
         kind = NEURON_KINDS[P.layer.neuron]
@@ -166,18 +191,34 @@ class Emulator:
         v_pre = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
         v_post = torch.empty_like(v_pre) if record_v else None
         act = activation(ar, P, a)
-        st = kind.init(P, act[0])
-        thetas = None if st.theta is None else torch.empty(T, B, N, dtype=torch.int64,
-                                                           device=a.device)
-        for t in range(T):
-            s, v, st = kind.step(ar, P, consts, st, act[t], t)
-            spikes[t] = s
-            if record_v:
-                v_pre[t] = v
-                v_post[t] = st.v
-            if thetas is not None:
-                thetas[t] = st.theta
+        thetas = None
+        rows = self._block_rows(B, N)
+        for b0 in range(0, B, rows):
+            blk = slice(b0, min(B, b0 + rows))
+            st = kind.init(P, torch.empty(blk.stop - b0, N, dtype=STATE_DTYPE,
+                                          device=a.device))
+            if st.theta is not None and thetas is None:
+                thetas = torch.empty(T, B, N, dtype=torch.int64, device=a.device)
+            for t in range(T):
+                s, v, st = kind.step(ar, P, consts, st, act[t, blk], t)
+                spikes[t, blk] = s
+                if record_v:
+                    v_pre[t, blk] = v
+                    v_post[t, blk] = st.v
+                if thetas is not None:
+                    thetas[t, blk] = st.theta
         return spikes, v_pre, v_post, thetas
+
+    #: elements of one state tensor per block of the CPU step loop (u, v, the step's
+    #: temporaries and a block of the input stay in L2: ~0.5 MB each in float64)
+    BLOCK_ELEMENTS = 1 << 16
+
+    def _block_rows(self, B: int, N: int) -> int:
+        """Batch rows per block of :meth:`lif_run`: all of them on CUDA (one launch per op),
+        else ~:attr:`BLOCK_ELEMENTS` elements."""
+        if self.device.type != "cpu":
+            return max(B, 1)
+        return max(1, min(B, self.BLOCK_ELEMENTS // max(N, 1)))
 
     # -------------------------------------------------------------- whole network
 
