@@ -200,7 +200,8 @@ class Emulator:
             if st.theta is not None and thetas is None:
                 thetas = torch.empty(T, B, N, dtype=torch.int64, device=a.device)
             for t in range(T):
-                s, v, st = kind.step(ar, P, consts, st, act[t, blk], t)
+                # widened per block (in cache): float64 + float32 would convert anyway
+                s, v, st = kind.step(ar, P, consts, st, act[t, blk].to(STATE_DTYPE), t)
                 spikes[t, blk] = s
                 if record_v:
                     v_pre[t, blk] = v
@@ -261,7 +262,11 @@ class Emulator:
                             f"{tuple(x.shape)}")
         if x.is_floating_point() and not torch.isfinite(x).all():
             raise DataError("emulator input contains NaN or inf")
-        if not ((x == 0) | (x == 1)).all():
+        if x.dtype in (torch.bool, torch.uint8):   # one pass: 0/1 iff max ≤ 1
+            binary = x.numel() == 0 or x.dtype == torch.bool or int(x.max()) <= 1
+        else:
+            binary = bool(((x == 0) | (x == 1)).all())
+        if not binary:
             raise DataError("emulator input must be binary spikes (0/1)")
         return x.to(device=self.device, dtype=torch.uint8)
 

@@ -119,6 +119,10 @@ class ExactArithmetic:
         self.inplace_reset = inplace_reset
 
     def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        if factor == 0.0:   # du/dv = max: nothing is kept (trunc(x·0) = 0)
+            return x.zero_()
+        if factor == 1.0:   # no decay: trunc(x) = x for the integer x
+            return x
         return x.mul_(factor).trunc_()
 
     def shift_trunc(self, x: torch.Tensor, inv: float) -> torch.Tensor:
@@ -145,16 +149,25 @@ class ExactArithmetic:
 
     def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
               subtract: bool) -> torch.Tensor:
+        # Through uint8 views of the boolean spike: torch's bool→float conversion and
+        # masked_fill are several times slower than a uint8 multiply on CPU. v·0 may give
+        # −0.0, the same integer 0 (equal in every comparison, sum and int64 cast).
         if subtract:
-            drop = s.to(v.dtype).mul_(theta)
+            drop = _as_uint8(s).to(v.dtype).mul_(theta)
             return v.sub_(drop) if self.inplace_reset else v - drop
-        return v.masked_fill_(s, 0.0) if self.inplace_reset else v.masked_fill(s, 0.0)
+        keep = _as_uint8(torch.logical_not(s))
+        return v.mul_(keep) if self.inplace_reset else v * keep
 
     def matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return x.to(w.dtype) @ w.T
 
     def conv(self, x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
         return conv_exact(x.to(w.dtype), w, L)
+
+
+def _as_uint8(s: torch.Tensor) -> torch.Tensor:
+    """A 0/1 spike tensor as uint8 (a view of a boolean one)."""
+    return s.view(torch.uint8) if s.dtype == torch.bool else s.to(torch.uint8)
 
 
 def wrap_once(x: torch.Tensor, half: float) -> torch.Tensor:
