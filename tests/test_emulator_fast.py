@@ -34,12 +34,13 @@ def slow(n: int) -> settings:
 
 @contextmanager
 def exact_path():
-    """The emulator without its fast paths: float64 weights, unfold + matmul convolutions,
-    the whole batch in one block."""
+    """The emulator without its fast paths: float64 weights, unfold + matmul convolutions
+    (no F.conv2d), plan-order neurons, the whole batch in one block."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(emulator_mod, "_cpu_float32_is_ieee", lambda: False)
         mp.setattr(kernel_mod, "conv_backend", lambda x, w, L: None)
         mp.setattr(Emulator, "BLOCK_ELEMENTS", 1 << 40)
+        mp.setattr(Emulator, "CHANNELS_LAST", False)
         yield
 
 
@@ -213,7 +214,8 @@ def _with_kind(plan: DeploymentPlan, kind: str, rng: np.random.Generator) -> Dep
             if kind.endswith(("_rec", "_cb")):
                 arrays["a_bias"] = rng.integers(-40, 41, n).astype(np.int32)
             layers.append(dataclasses.replace(L, neuron=kind, neuron_arrays=arrays))
-    out = dataclasses.replace(plan, layers=tuple(layers))
+    # raw: a tiny "mixed_even" layer may come out single-signed, off the compiler's grid
+    out = dataclasses.replace(plan, layers=tuple(layers), raw_weights=True)
     out.validate()
     return out
 
@@ -282,3 +284,24 @@ def test_conv_runs_conv2d_only_on_direct_backends() -> None:
         mp.setattr(kernel_mod, "conv_backend", lambda x, w, L: "NnpackSpatial")
         mp.setattr(kernel_mod.F, "conv2d", refuse)
         assert torch.equal(kernel_mod.conv_exact(x, w, L), want)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(("kernel", "stride"), [((2, 2), (2, 2)), ((3, 3), (2, 2)),
+                                                ((3, 2), (1, 2)), ((1, 1), (1, 1))])
+def test_depthwise_conv_equals_int64_sums(kernel, stride, layout) -> None:
+    """The pools (depthwise convolutions): every channel at Σ|w| = 2^24 − 1 (float32's last exact
+    bound), odd sizes (rows left over), both memory layouts."""
+    rng = np.random.default_rng(3)
+    C, H, W = 5, 9, 7
+    kh, kw = kernel
+    w = np.stack([_row_weights(rng, 1, kh * kw, FLOAT32_EXACT - 1, FLOAT32_EXACT, sign)[0]
+                  for sign in ("+", "-", "mixed", "+", "-")]).reshape(C, 1, kh, kw)
+    out = (C, (H - kh) // stride[0] + 1, (W - kw) // stride[1] + 1)
+    L = PlanLayer("pool", "pool", (C, H, W), out, w.astype(np.int64), 0, 4095, 0, 100,
+                  np.zeros(int(np.prod(out)), np.int32), 0, 1.0, stride=stride, groups=C)
+    x = (torch.as_tensor(rng.random((4, C, H, W))) < 0.5).float()
+    x[0] = 1.0
+    got = kernel_mod.conv_exact(x.contiguous(memory_format=layout),
+                                torch.as_tensor(w, dtype=torch.float32), L)
+    assert torch.equal(got.to(torch.float64), _int_conv(x, w, L).to(torch.float64))
