@@ -276,8 +276,8 @@ class Emulator:
         return spikes, v_pre, v_post, thetas
 
     #: elements of one state tensor per block of the CPU step loop (u, v, the step's
-    #: temporaries and a block of the input stay in L2: ~0.5 MB each in float64)
-    BLOCK_ELEMENTS = 1 << 16
+    #: temporaries and a block of the input stay in L2: 256 KB each in float64)
+    BLOCK_ELEMENTS = 1 << 15
 
     def _block_rows(self, B: int, N: int) -> int:
         """Batch rows per block of :meth:`lif_run`: all of them on CUDA (one launch per op),
