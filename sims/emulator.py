@@ -145,6 +145,7 @@ class Emulator:
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
         self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
         self._weights = [self._device_weights(P) for P in self.kernels]
+        self._act_weights = [self._shifted_weights(k) for k in range(len(self.kernels))]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
         self._nhwc = [self._channels_last_ok(k) for k in range(len(self.kernels))]
 
@@ -198,23 +199,49 @@ class Emulator:
         return self._hwc_to_plan(t, shape) if nhwc else t.reshape(*t.shape[:2], *shape)
 
     def _synapse(self, k: int, h: torch.Tensor, h_hwc: tuple[int, ...] | None
-                 ) -> torch.Tensor:
+                 ) -> tuple[torch.Tensor, bool]:
         """:meth:`synaptic_input` inside :meth:`run`: ``h`` ``[T, B, …]`` in plan order, or
         ``[T, B, N]`` in (H, W, C) order of shape ``h_hwc`` = (C, H, W); the result in
-        (H, W, C) order where ``self._nhwc[k]``."""
+        (H, W, C) order where ``self._nhwc[k]``, and whether it is already shifted (summed
+        with :meth:`_shifted_weights`)."""
         P = self.kernels[k]
         T, B = h.shape[:2]
+        w = self._act_weights[k]
+        shifted = w is not None
+        w = self._weights[k] if w is None else w
         if not self._nhwc[k]:
             if h_hwc is not None:
                 h = self._hwc_to_plan(h, h_hwc)
-            return self.synaptic_input(k, h)
+            x = h.reshape(T * B, *h.shape[2:])
+            return SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, w, x).reshape(T, B, -1), shifted
         C, H, W = P.layer.in_shape
         if h_hwc is not None:   # a channels-last view of the (H, W, C) spikes: no copy
             x = h.reshape(T * B, H, W, C).permute(0, 3, 1, 2)
         else:
             x = h.reshape(T * B, C, H, W).contiguous(memory_format=torch.channels_last)
-        a = SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, self._weights[k], x)
-        return a.permute(0, 2, 3, 1).reshape(T, B, -1)
+        a = SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, w, x)
+        return a.permute(0, 2, 3, 1).reshape(T, B, -1), shifted
+
+    def _shifted_weights(self, k: int) -> torch.Tensor | None:
+        """``W · 2^activation_shift`` where ``a << activation_shift`` may be taken inside the
+        synaptic sum (no wrap in between: ``P.small``, and for conv ``Σ|W| < 2^(conv_output_bits
+        − 1)``; dense needs ``weight_exp ≥ 0``, as the floor of a negative exponent does not
+        commute with the shift), else None. Exact: every partial sum is a power-of-two multiple
+        of an exact integer partial sum, and ``|a << shift| ≤ 2^state_bits`` under ``small``."""
+        P = self.kernels[k]
+        L = P.layer
+        if not P.small or (L.kind == "dense" and L.weight_exp < 0):
+            return None
+        if L.kind != "dense" and P.bound >= 1 << (self.fmt.conv_output_bits - 1):
+            return None
+        return self._weights[k] * float(1 << self.fmt.activation_shift)
+
+    def _activation(self, k: int, h: torch.Tensor, h_hwc: tuple[int, ...] | None
+                    ) -> torch.Tensor:
+        """``wrap_port(a << activation_shift)`` of layer k inside :meth:`run` (the shift folded
+        into the weights where :meth:`_shifted_weights` allows)."""
+        a, shifted = self._synapse(k, h, h_hwc)
+        return a if shifted else activation(_EXACT, self.kernels[k], a)
 
     # -------------------------------------------------------------- synapses (all T at once)
 
@@ -241,29 +268,31 @@ class Emulator:
         state u, v, θ is float64 (:data:`STATE_DTYPE`) and adds it exactly. Samples are
         independent, so the batch is stepped in blocks of :meth:`_block_rows` rows, each
         through all T steps: a block's state stays in cache across the step's passes."""
-        return self._neurons(k, a, record_v, self._flat_consts(k, nhwc=False))
+        return self._neurons(k, activation(_EXACT, self.kernels[k], a), record_v,
+                             self._flat_consts(k, nhwc=False))
 
-    def _neurons(self, k: int, a: torch.Tensor, record_v: bool,
+    def _neurons(self, k: int, act: torch.Tensor, record_v: bool,
                  consts: dict[str, torch.Tensor]
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
                             torch.Tensor | None]:
-        """:meth:`lif_run` with the neuron constants ``[…, N]`` given (in ``a``'s order)."""
+        """:meth:`lif_run` from ``act`` = ``wrap_port(a << activation_shift)``, with the
+        neuron constants ``[…, N]`` given (in ``act``'s neuron order)."""
         P = self.kernels[k]
-        T, B, N = a.shape
+        T, B, N = act.shape
         kind = NEURON_KINDS[P.layer.neuron]
         ar = _EXACT_KEEP_V if record_v else _EXACT
-        spikes = torch.empty(T, B, N, dtype=torch.uint8, device=a.device)
-        v_pre = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
+        dev = act.device
+        spikes = torch.empty(T, B, N, dtype=torch.uint8, device=dev)
+        v_pre = torch.empty(T, B, N, dtype=torch.int64, device=dev) if record_v else None
         v_post = torch.empty_like(v_pre) if record_v else None
-        act = activation(ar, P, a)
         thetas = None
         rows = self._block_rows(B, N)
         for b0 in range(0, B, rows):
             blk = slice(b0, min(B, b0 + rows))
             st = kind.init(P, torch.empty(blk.stop - b0, N, dtype=STATE_DTYPE,
-                                          device=a.device))
+                                          device=dev))
             if st.theta is not None and thetas is None:
-                thetas = torch.empty(T, B, N, dtype=torch.int64, device=a.device)
+                thetas = torch.empty(T, B, N, dtype=torch.int64, device=dev)
             for t in range(T):
                 # widened per block (in cache): float64 + float32 would convert anyway
                 s, v, st = kind.step(ar, P, consts, st, act[t, blk].to(STATE_DTYPE), t)
@@ -307,8 +336,8 @@ class Emulator:
             out_shape = tuple(P.layer.out_shape)
             shape = (T, B, *out_shape)
             nhwc = self._nhwc[k]
-            a = self._synapse(k, h, h_hwc)
-            s, v, va, th = self._neurons(k, a, record_v, self._flat_consts(k, nhwc))
+            act = self._activation(k, h, h_hwc)
+            s, v, va, th = self._neurons(k, act, record_v, self._flat_consts(k, nhwc))
 
             h, h_hwc = (s, out_shape) if nhwc else (s.reshape(shape), None)
             if record:

@@ -35,12 +35,14 @@ def slow(n: int) -> settings:
 @contextmanager
 def exact_path():
     """The emulator without its fast paths: float64 weights, unfold + matmul convolutions
-    (no F.conv2d), plan-order neurons, the whole batch in one block."""
+    (no F.conv2d), the activation shift after the sum, plan-order neurons, the whole batch
+    in one block."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(emulator_mod, "_cpu_float32_is_ieee", lambda: False)
         mp.setattr(kernel_mod, "conv_backend", lambda x, w, L: None)
         mp.setattr(Emulator, "BLOCK_ELEMENTS", 1 << 40)
         mp.setattr(Emulator, "CHANNELS_LAST", False)
+        mp.setattr(Emulator, "_shifted_weights", lambda self, k: None)
         yield
 
 
@@ -227,7 +229,8 @@ def networks(draw):
     if draw(st.booleans()):
         sizes = tuple(draw(st.integers(1, 30)) for _ in range(draw(st.integers(2, 4))))
         plan = random_fc_plan(rng, sizes, num_steps=T,
-                              weight_mode=draw(st.sampled_from(["mixed_even", "mixed_any"])),
+                              weight_mode=draw(st.sampled_from(
+                                  ["mixed_even", "mixed_any", "excitatory", "inhibitory"])),
                               weight_exp=draw(st.integers(-2, 7)),  # ≥ 5: port wraps
                               du=draw(st.sampled_from([4095, None])))
         shape: tuple[int, ...] = (sizes[0],)
@@ -305,3 +308,20 @@ def test_depthwise_conv_equals_int64_sums(kernel, stride, layout) -> None:
     got = kernel_mod.conv_exact(x.contiguous(memory_format=layout),
                                 torch.as_tensor(w, dtype=torch.float32), L)
     assert torch.equal(got.to(torch.float64), _int_conv(x, w, L).to(torch.float64))
+
+
+@pytest.mark.parametrize("weight_exp", [-2, -1, 0, 3])
+def test_activation_shift_folds_only_where_exact(weight_exp: int) -> None:
+    """The shift is folded into dense weights only for ``weight_exp ≥ 0``: with a negative
+    exponent the floor comes first (odd sums: 64·floor(S/2) ≠ 32·S)."""
+    rng = np.random.default_rng(5)
+    plan = random_fc_plan(rng, (30, 20, 5), num_steps=5, weight_mode="excitatory",
+                          weight_scale=30.0, weight_exp=weight_exp, vth=50)
+    x = torch.as_tensor((rng.random((5, 6, 30)) < 0.5).astype(np.uint8))
+    emu = Emulator(plan)
+    assert [w is not None for w in emu._act_weights] == [weight_exp >= 0] * 2
+    fast = emu.run(x, record_v=True)
+    with exact_path():
+        exact = Emulator(plan).run(x, record_v=True)
+    assert all(torch.equal(f, e) for f, e in zip(fast.v, exact.v, strict=True))
+    assert all(torch.equal(f, e) for f, e in zip(fast.spikes, exact.spikes, strict=True))
