@@ -17,6 +17,11 @@ B. **Emulator vs the dense-matmul bound.** The bit-exact emulator (``record=Fals
    time of the plain matmuls of the same layer shapes (dense: ``[T·B, n_in] × [n_in, n_out]``;
    conv/pool: the im2col product ``[T·B·P, C·k·k] × [C·k·k, C_out]``) in the emulator's own
    dtype — the floor for an emulator built on those matmuls. Ratio = emulator / bound.
+   The emulator runs its convolutions as oneDNN direct convolutions (same products, no
+   im2col), so the bound is the same arithmetic as a GEMM, not the emulator's own conv call;
+   the bound leaves out the neuron update and every conversion. For a pool (grouped conv,
+   groups = C) the one GEMM has the grouped conv's FLOPs but reads C× fewer inputs, so it
+   is optimistic there (well under 1 % of the CNN's bound).
 C. **Event-driven synapses** for the dense layers at the spike densities of B's run:
    ``a = Σ_{active inputs i} W[:, i]`` (index_add over the non-zero spikes) against the dense
    matmul of the same input; results checked equal.
