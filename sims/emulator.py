@@ -39,6 +39,8 @@ by tests to pin the fast emulator and Lava to the same integer model.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -92,6 +94,9 @@ def _cpu_float32_is_ieee() -> bool:
     """True when float32 matmuls and oneDNN convolutions on CPU run in IEEE float32 (not
     bf16/tf32 "fast math", which would round the integer products)."""
     if torch.get_float32_matmul_precision() != "highest":
+        return False
+    if os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "strict").strip().lower() not in (
+            "strict", ""):   # oneDNN's process-wide bf16/tf32 "fpmath" switch
         return False
     mkldnn = torch.backends.mkldnn
     for knob in (mkldnn, getattr(mkldnn, "matmul", None), getattr(mkldnn, "conv", None)):

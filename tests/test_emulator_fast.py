@@ -325,3 +325,19 @@ def test_activation_shift_folds_only_where_exact(weight_exp: int) -> None:
         exact = Emulator(plan).run(x, record_v=True)
     assert all(torch.equal(f, e) for f, e in zip(fast.v, exact.v, strict=True))
     assert all(torch.equal(f, e) for f, e in zip(fast.spikes, exact.spikes, strict=True))
+
+
+def test_float32_only_when_the_cpu_computes_it_in_ieee() -> None:
+    """bf16/tf32 "fast math" (torch's matmul precision, oneDNN's fpmath switch) rounds the
+    integer products: the emulator then sums in float64."""
+    plan = random_fc_plan(np.random.default_rng(0), (6, 4))
+    assert Emulator(plan)._weights[0].dtype == torch.float32
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
+        assert Emulator(plan)._weights[0].dtype == torch.float64
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert Emulator(plan)._weights[0].dtype == torch.float64
+    finally:
+        torch.set_float32_matmul_precision(before)
