@@ -39,6 +39,8 @@ by tests to pin the fast emulator and Lava to the same integer model.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -88,6 +90,21 @@ def lava_dense_effective_weights(w: np.ndarray, num_weight_bits: int | None = No
     return dense_effective_weights(w, fmt, num_weight_bits)
 
 
+def _cpu_float32_is_ieee() -> bool:
+    """True when float32 matmuls and oneDNN convolutions on CPU run in IEEE float32 (not
+    bf16/tf32 "fast math", which would round the integer products)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    if os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "strict").strip().lower() not in (
+            "strict", ""):   # oneDNN's process-wide bf16/tf32 "fpmath" switch
+        return False
+    mkldnn = torch.backends.mkldnn
+    for knob in (mkldnn, getattr(mkldnn, "matmul", None), getattr(mkldnn, "conv", None)):
+        if getattr(knob, "fp32_precision", "none") not in ("none", "ieee"):
+            return False
+    return True
+
+
 def _wrap_np(x: np.ndarray, bits: int) -> np.ndarray:
     half = 1 << (bits - 1)
     return ((x.astype(np.int64) + half) % (1 << bits)) - half
@@ -113,8 +130,12 @@ class Emulator:
     The step is :mod:`neurodeploy.sims.kernel`'s, run with :class:`ExactArithmetic`.
     Synaptic sums run as float matmuls that are exact because every partial sum is an integer
     below the format's mantissa limit (float32: 2²⁴ on CPU with "highest" matmul precision;
-    float64: 2⁵³, used on CUDA to stay clear of TF32); conv uses unfold + matmul (no
-    Winograd/FFT). The neuron recurrence runs in place on exact integers held in float64
+    float64: 2⁵³, used on CUDA to stay clear of TF32); conv runs as ``F.conv2d`` where torch
+    picks a direct or im2col backend (oneDNN on CPU), else unfold + matmul — never Winograd
+    or FFT (:func:`~neurodeploy.sims.kernel.conv_exact`). The synaptic input of a layer is
+    computed for all T steps at once (one product over ``[T·B, …]``: the emulator runs layer
+    by layer, so a layer's input spikes are known for every step before its neurons are
+    stepped). The neuron recurrence runs in place on exact integers held in float64
     (:data:`STATE_DTYPE`). ``kernels[k]`` is layer k's :class:`~neurodeploy.sims.kernel.LayerData`.
     """
 
@@ -129,19 +150,110 @@ class Emulator:
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
         self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
         self._weights = [self._device_weights(P) for P in self.kernels]
+        self._act_weights = [self._shifted_weights(k) for k in range(len(self.kernels))]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
+        self._nhwc = [self._channels_last_ok(k) for k in range(len(self.kernels))]
 
     def _device_weights(self, P: LayerData) -> torch.Tensor:
+        """Float32 where every partial synaptic sum is provably an exact float32 integer
+        (``P.bound`` = max over outputs of ``Σ|W|`` < 2^24, binary inputs) and the CPU runs
+        float32 products at full precision; float64 (exact below 2^53) otherwise."""
         fp32_ok = (P.bound < FLOAT32_EXACT and self.device.type == "cpu"
-                   and torch.get_float32_matmul_precision() == "highest")
+                   and _cpu_float32_is_ieee())
         dtype = torch.float32 if fp32_ok else torch.float64
         return torch.as_tensor(P.weights, dtype=dtype, device=self.device)
+
+    #: run conv/pool layers with their neurons in (H, W, C) order on CPU (oneDNN's
+    #: channels-last convolutions are ~1.7× faster than NCHW ones; spikes stay in that order
+    #: from one conv layer to the next). Traces are returned in plan order all the same.
+    CHANNELS_LAST = True
+
+    def _channels_last_ok(self, k: int) -> bool:
+        """Layer k may run in (H, W, C) order: a conv/pool on CPU whose neuron constants are
+        all per-neuron arrays ``[…, C, H, W]`` (permuted alike; a ``w_rec`` ``[N, N]`` is not
+        and keeps plan order)."""
+        L = self.kernels[k].layer
+        shape = tuple(L.out_shape)
+        return (self.CHANNELS_LAST and L.kind != "dense" and len(shape) == 3
+                and self.device.type == "cpu"
+                and all(tuple(c.shape[c.dim() - 3:]) == shape
+                        for c in self._consts[k].values()))
+
+    def _flat_consts(self, k: int, nhwc: bool) -> dict[str, torch.Tensor]:
+        """Layer k's neuron constants with the neuron dims flattened (``[…, N]``), in plan
+        order or (H, W, C) order."""
+        shape = tuple(self.kernels[k].layer.out_shape)
+        out = {}
+        for key, c in self._consts[k].items():
+            lead = c.shape[:c.dim() - len(shape)]
+            if nhwc:
+                c = c.permute(*range(len(lead)), -2, -1, -3)
+            out[key] = c.reshape(*lead, -1)
+        return out
+
+    @staticmethod
+    def _hwc_to_plan(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """``[T, B, H·W·C]`` in (H, W, C) order → ``[T, B, C, H, W]`` (a copy)."""
+        C, H, W = shape
+        T, B = t.shape[:2]
+        return t.reshape(T, B, H, W, C).permute(0, 1, 4, 2, 3).contiguous()
+
+    def _plan_order(self, t: torch.Tensor, shape: tuple[int, ...], nhwc: bool
+                    ) -> torch.Tensor:
+        """``[T, B, N]`` → ``[T, B, *shape]`` in plan order."""
+        return self._hwc_to_plan(t, shape) if nhwc else t.reshape(*t.shape[:2], *shape)
+
+    def _synapse(self, k: int, h: torch.Tensor, h_hwc: tuple[int, ...] | None
+                 ) -> tuple[torch.Tensor, bool]:
+        """:meth:`synaptic_input` inside :meth:`run`: ``h`` ``[T, B, …]`` in plan order, or
+        ``[T, B, N]`` in (H, W, C) order of shape ``h_hwc`` = (C, H, W); the result in
+        (H, W, C) order where ``self._nhwc[k]``, and whether it is already shifted (summed
+        with :meth:`_shifted_weights`)."""
+        P = self.kernels[k]
+        T, B = h.shape[:2]
+        w = self._act_weights[k]
+        shifted = w is not None
+        w = self._weights[k] if w is None else w
+        if not self._nhwc[k]:
+            if h_hwc is not None:
+                h = self._hwc_to_plan(h, h_hwc)
+            x = h.reshape(T * B, *h.shape[2:])
+            return SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, w, x).reshape(T, B, -1), shifted
+        C, H, W = P.layer.in_shape
+        if h_hwc is not None:   # a channels-last view of the (H, W, C) spikes: no copy
+            x = h.reshape(T * B, H, W, C).permute(0, 3, 1, 2)
+        else:
+            x = h.reshape(T * B, C, H, W).contiguous(memory_format=torch.channels_last)
+        a = SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, w, x)
+        return a.permute(0, 2, 3, 1).reshape(T, B, -1), shifted
+
+    def _shifted_weights(self, k: int) -> torch.Tensor | None:
+        """``W · 2^activation_shift`` where ``a << activation_shift`` may be taken inside the
+        synaptic sum (no wrap in between: ``P.small``, and for conv ``Σ|W| < 2^(conv_output_bits
+        − 1)``; dense needs ``weight_exp ≥ 0``, as the floor of a negative exponent does not
+        commute with the shift), else None. Exact: every partial sum is a power-of-two multiple
+        of an exact integer partial sum, and ``|a << shift| ≤ 2^state_bits`` under ``small``."""
+        P = self.kernels[k]
+        L = P.layer
+        if not P.small or (L.kind == "dense" and L.weight_exp < 0):
+            return None
+        if L.kind != "dense" and P.bound >= 1 << (self.fmt.conv_output_bits - 1):
+            return None
+        return self._weights[k] * float(1 << self.fmt.activation_shift)
+
+    def _activation(self, k: int, h: torch.Tensor, h_hwc: tuple[int, ...] | None
+                    ) -> torch.Tensor:
+        """``wrap_port(a << activation_shift)`` of layer k inside :meth:`run` (the shift folded
+        into the weights where :meth:`_shifted_weights` allows)."""
+        a, shifted = self._synapse(k, h, h_hwc)
+        return a if shifted else activation(_EXACT, self.kernels[k], a)
 
     # -------------------------------------------------------------- synapses (all T at once)
 
     def synaptic_input(self, k: int, s_in: torch.Tensor) -> torch.Tensor:
         """Integer input ``a`` of layer k for spikes ``[T, B, *in_shape]`` → ``[T, B, N]``
-        (float64 holding exact integers, see :data:`STATE_DTYPE`)."""
+        (exact integers held in the layer's weight dtype: float32 or float64, see
+        :meth:`_device_weights`)."""
         P = self.kernels[k]
         T, B = s_in.shape[:2]
         x = s_in.reshape(T * B, *s_in.shape[2:])
@@ -155,29 +267,58 @@ class Emulator:
                            torch.Tensor | None]:
         """Run layer k's neurons over ``a`` ``[T, B, N]`` → (spikes uint8, int64 v before
         reset or None, int64 v after reset or None, int64 θ ``[T, B, N]`` for
-        adaptive-threshold layers or None); the voltages only with ``record_v``."""
+        adaptive-threshold layers or None); the voltages only with ``record_v``.
+
+        ``a`` may be float32 (exact integers below 2^24, see :meth:`_device_weights`); the
+        state u, v, θ is float64 (:data:`STATE_DTYPE`) and adds it exactly. Samples are
+        independent, so the batch is stepped in blocks of :meth:`_block_rows` rows, each
+        through all T steps: a block's state stays in cache across the step's passes."""
+        return self._neurons(k, activation(_EXACT, self.kernels[k], a), record_v,
+                             self._flat_consts(k, nhwc=False))
+
+    def _neurons(self, k: int, act: torch.Tensor, record_v: bool,
+                 consts: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                            torch.Tensor | None]:
+        """:meth:`lif_run` from ``act`` = ``wrap_port(a << activation_shift)``, with the
+        neuron constants ``[…, N]`` given (in ``act``'s neuron order)."""
         P = self.kernels[k]
-        T, B, N = a.shape
+        T, B, N = act.shape
         kind = NEURON_KINDS[P.layer.neuron]
         ar = _EXACT_KEEP_V if record_v else _EXACT
-        consts = {key: c.reshape(*c.shape[:c.dim() - len(P.layer.out_shape)], N)
-                  for key, c in self._consts[k].items()}
-        spikes = torch.empty(T, B, N, dtype=torch.uint8, device=a.device)
-        v_pre = torch.empty(T, B, N, dtype=torch.int64, device=a.device) if record_v else None
+        dev = act.device
+        spikes = torch.empty(T, B, N, dtype=torch.uint8, device=dev)
+        v_pre = torch.empty(T, B, N, dtype=torch.int64, device=dev) if record_v else None
         v_post = torch.empty_like(v_pre) if record_v else None
-        act = activation(ar, P, a)
-        st = kind.init(P, act[0])
-        thetas = None if st.theta is None else torch.empty(T, B, N, dtype=torch.int64,
-                                                           device=a.device)
-        for t in range(T):
-            s, v, st = kind.step(ar, P, consts, st, act[t], t)
-            spikes[t] = s
-            if record_v:
-                v_pre[t] = v
-                v_post[t] = st.v
-            if thetas is not None:
-                thetas[t] = st.theta
+        thetas = None
+        rows = self._block_rows(B, N)
+        for b0 in range(0, B, rows):
+            blk = slice(b0, min(B, b0 + rows))
+            st = kind.init(P, torch.empty(blk.stop - b0, N, dtype=STATE_DTYPE,
+                                          device=dev))
+            if st.theta is not None and thetas is None:
+                thetas = torch.empty(T, B, N, dtype=torch.int64, device=dev)
+            for t in range(T):
+                # widened per block (in cache): float64 + float32 would convert anyway
+                s, v, st = kind.step(ar, P, consts, st, act[t, blk].to(STATE_DTYPE), t)
+                spikes[t, blk] = s
+                if record_v:
+                    v_pre[t, blk] = v
+                    v_post[t, blk] = st.v
+                if thetas is not None:
+                    thetas[t, blk] = st.theta
         return spikes, v_pre, v_post, thetas
+
+    #: elements of one state tensor per block of the CPU step loop (u, v, the step's
+    #: temporaries and a block of the input stay in L2: 256 KB each in float64)
+    BLOCK_ELEMENTS = 1 << 15
+
+    def _block_rows(self, B: int, N: int) -> int:
+        """Batch rows per block of :meth:`lif_run`: all of them on CUDA (one launch per op),
+        else ~:attr:`BLOCK_ELEMENTS` elements."""
+        if self.device.type != "cpu":
+            return max(B, 1)
+        return max(1, min(B, self.BLOCK_ELEMENTS // max(N, 1)))
 
     # -------------------------------------------------------------- whole network
 
@@ -195,18 +336,23 @@ class Emulator:
         x = self._check_input(spikes)
         T, B = x.shape[:2]
         layer_s, layer_th, layer_v, layer_va = [], [], [], []
-        h = x
+        h, h_hwc = x, None
         for k, P in enumerate(self.kernels):
-            shape = (T, B, *P.layer.out_shape)
-            a = self.synaptic_input(k, h)
-            s, v, va, th = self.lif_run(k, a, record_v)
-            h = s.reshape(shape)
+            out_shape = tuple(P.layer.out_shape)
+            shape = (T, B, *out_shape)
+            nhwc = self._nhwc[k]
+            act = self._activation(k, h, h_hwc)
+            s, v, va, th = self._neurons(k, act, record_v, self._flat_consts(k, nhwc))
+
+            h, h_hwc = (s, out_shape) if nhwc else (s.reshape(shape), None)
             if record:
-                layer_s.append(h)
-                layer_th.append(None if th is None else th.reshape(shape))
+                layer_s.append(self._plan_order(s, out_shape, nhwc))
+                layer_th.append(None if th is None else self._plan_order(th, out_shape, nhwc))
             if record_v:
-                layer_v.append(v.reshape(shape))
-                layer_va.append(va.reshape(shape))
+                layer_v.append(self._plan_order(v, out_shape, nhwc))
+                layer_va.append(self._plan_order(va, out_shape, nhwc))
+        if h_hwc is not None:
+            h = self._hwc_to_plan(h, h_hwc)
         out = h.reshape(T, B, -1)
         return Trace(out_spikes=out, logits=out.sum(0, dtype=torch.int64),
                      spikes=tuple(layer_s), v=tuple(layer_v), theta=tuple(layer_th),
@@ -220,7 +366,11 @@ class Emulator:
                             f"{tuple(x.shape)}")
         if x.is_floating_point() and not torch.isfinite(x).all():
             raise DataError("emulator input contains NaN or inf")
-        if not ((x == 0) | (x == 1)).all():
+        if x.dtype in (torch.bool, torch.uint8):   # one pass: 0/1 iff max ≤ 1
+            binary = x.numel() == 0 or x.dtype == torch.bool or int(x.max()) <= 1
+        else:
+            binary = bool(((x == 0) | (x == 1)).all())
+        if not binary:
             raise DataError("emulator input must be binary spikes (0/1)")
         return x.to(device=self.device, dtype=torch.uint8)
 

@@ -95,21 +95,34 @@ class Arithmetic(Protocol):
         """``v`` after the spike ``s``: 0 where it fired, or ``v − θ`` when ``subtract``."""
 
     def matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """``x @ w.T`` as exact integers in float64."""
+        """``x @ w.T`` as exact integers (in ``w``'s float dtype: float32 only where the caller
+        proved every partial sum below 2^24)."""
 
     def conv(self, x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
-        """PyTorch-layout grouped cross-correlation ``[N, C, H, W]`` → ``[N, C', H', W']``."""
+        """PyTorch-layout grouped cross-correlation ``[N, C, H, W]`` → ``[N, C', H', W']``
+        (exact integers, in ``w``'s float dtype as for :meth:`matmul`)."""
 
 
 class ExactArithmetic:
     """Exact integer arithmetic on float64 (the emulator's): in place where the protocol
     allows it, boolean spikes. Exact because every value stays below 2^53.
-    ``inplace_reset = False`` leaves the pre-reset v intact (to record it)."""
+    ``inplace_reset = False`` leaves the pre-reset v intact (to record it).
+
+    Synaptic sums may arrive in float32 (the emulator uses float32 weights only where every
+    partial sum is an integer below 2^24, :data:`FLOAT32_EXACT`); scaling them by a power of
+    two, flooring them and adding them to float64 state is exact in float32, and the one
+    operation that is not — :meth:`wrap`, whose ``x + 2^(bits−1)`` can leave float32's exact
+    range — first widens to float64.
+    """
 
     def __init__(self, inplace_reset: bool = True) -> None:
         self.inplace_reset = inplace_reset
 
     def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        if factor == 0.0:   # du/dv = max: nothing is kept (trunc(x·0) = 0)
+            return x.zero_()
+        if factor == 1.0:   # no decay: trunc(x) = x for the integer x
+            return x
         return x.mul_(factor).trunc_()
 
     def shift_trunc(self, x: torch.Tensor, inv: float) -> torch.Tensor:
@@ -122,7 +135,7 @@ class ExactArithmetic:
         return x.add_(y)
 
     def wrap(self, x: torch.Tensor, bits: int) -> torch.Tensor:
-        return wrap_signed(x, bits)
+        return wrap_signed(x.to(torch.float64), bits)  # no copy when already float64
 
     def wrap_once(self, x: torch.Tensor, half: float) -> torch.Tensor:
         return wrap_once(x, half)
@@ -136,16 +149,25 @@ class ExactArithmetic:
 
     def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
               subtract: bool) -> torch.Tensor:
+        # Through uint8 views of the boolean spike: torch's bool→float conversion and
+        # masked_fill are several times slower than a uint8 multiply on CPU. v·0 may give
+        # −0.0, the same integer 0 (equal in every comparison, sum and int64 cast).
         if subtract:
-            drop = s.to(v.dtype).mul_(theta)
+            drop = _as_uint8(s).to(v.dtype).mul_(theta)
             return v.sub_(drop) if self.inplace_reset else v - drop
-        return v.masked_fill_(s, 0.0) if self.inplace_reset else v.masked_fill(s, 0.0)
+        keep = _as_uint8(torch.logical_not(s))
+        return v.mul_(keep) if self.inplace_reset else v * keep
 
     def matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return (x.to(w.dtype) @ w.T).to(torch.float64)
+        return x.to(w.dtype) @ w.T
 
     def conv(self, x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
-        return conv_unfold(x.to(w.dtype), w, L).to(torch.float64)
+        return conv_exact(x.to(w.dtype), w, L)
+
+
+def _as_uint8(s: torch.Tensor) -> torch.Tensor:
+    """A 0/1 spike tensor as uint8 (a view of a boolean one)."""
+    return s.view(torch.uint8) if s.dtype == torch.bool else s.to(torch.uint8)
 
 
 def wrap_once(x: torch.Tensor, half: float) -> torch.Tensor:
@@ -158,6 +180,43 @@ def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
     ``x − 2^bits · floor((x + 2^(bits−1)) / 2^bits)`` (exact for |x| < 2^53)."""
     m = float(1 << bits)
     return x - m * torch.floor((x + m / 2) / m)
+
+
+#: PyTorch convolution backends that sum plain products ``w·x`` (direct convolution or
+#: im2col + GEMM): on integers whose partial sums all stay below the dtype's exact range they
+#: are exact in any summation order. Winograd, FFT, NNPACK and cuDNN (which may pick either)
+#: transform the operands into non-integers and are not used.
+_EXACT_CONV_BACKENDS = frozenset({"Mkldnn", "Slow2d"})
+
+
+def conv_backend(x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> str | None:
+    """The name of the backend ``F.conv2d(x, w, …)`` would run with layer ``L``'s geometry
+    (``torch._C._select_conv_backend``), or None where this torch cannot say."""
+    try:
+        backend = torch._C._select_conv_backend(
+            x, w, None, [int(v) for v in L.stride], [int(v) for v in L.padding], [1, 1],
+            False, [0, 0], int(L.groups))
+    except (AttributeError, RuntimeError, TypeError):  # private API: absent or changed
+        return None
+    return str(getattr(backend, "name", backend))
+
+
+def conv_exact(x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
+    """Grouped PyTorch-layout cross-correlation of exact integers: ``F.conv2d`` where torch
+    runs it as a direct or im2col convolution (:data:`_EXACT_CONV_BACKENDS`; oneDNN's direct
+    kernels are 3–10× faster than unfold + matmul on CPU), else :func:`conv_unfold`.
+
+    Exactness is the caller's bound: every partial sum of ``Σ w·x`` over any subset of one
+    output's fan-in is at most ``Σ|w|`` in magnitude (inputs are 0/1 spikes), so with that
+    below 2^24 (float32) / 2^53 (float64) every sum is exact whatever the order."""
+    if conv_backend(x, w, L) in _EXACT_CONV_BACKENDS:
+        out = F.conv2d(x, w, stride=tuple(L.stride), padding=tuple(L.padding),
+                       groups=int(L.groups))
+        if tuple(out.shape[1:]) != tuple(L.out_shape):
+            raise PlanError(f"plan layer {L.name}: conv output {tuple(out.shape[1:])} does "
+                            f"not match out_shape {L.out_shape}")
+        return out
+    return conv_unfold(x, w, L)
 
 
 def conv_unfold(x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
@@ -297,12 +356,15 @@ class DenseSynapse:
 
 class ConvSynapse:
     """``a = wrap_conv(conv(s, W))`` (``weight_exp`` is not applied: Lava's Conv ignores it and
-    the plan check refuses a non-zero one)."""
+    the plan check refuses a non-zero one). The wrap is skipped where the static bound
+    ``|a| ≤ Σ|W| < 2^(conv_output_bits − 1)`` makes it the identity."""
 
     @staticmethod
     def apply(ar: Arithmetic, P: LayerData, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         L = P.layer
         acc = ar.conv(x.reshape(x.shape[0], *L.in_shape), w, L)
+        if P.bound < 1 << (P.fmt.conv_output_bits - 1):
+            return acc
         return ar.wrap(acc, P.fmt.conv_output_bits)
 
 
