@@ -50,6 +50,11 @@ CURRENT_BIAS_SUFFIX = "_cb"
 NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed",
                 *(k + RECURRENT_SUFFIX for k in NIR_BASE_KINDS),
                 *(k + CURRENT_BIAS_SUFFIX for k in NIR_BASE_KINDS))
+#: Optional per-neuron decays of every NIR kind (not ``talif``): ``neuron_arrays["du"]`` /
+#: ``["dv"]`` ``[N]`` (flat plan neuron order) replace the layer's scalar ``du`` / ``dv``,
+#: which then hold the population's largest value (for reports). The chip runs them in the
+#: programmable ``sublif`` process (Lava's own LIF holds one decay per population).
+PER_NEURON_DECAYS = ("du", "dv")
 
 
 class PlanError(NeurodeployError):
@@ -140,7 +145,9 @@ class PlanLayer:
     bias_mant, bias_exp : per-neuron 13-bit bias mantissa (int32 array, flat), shared exponent.
     scale : float→integer factor of this layer (``W_int ≈ W · scale``).
     delay : synaptic pipeline delay in steps (Lava Dense/Conv: 1).
-    neuron : ``lif`` or ``talif``; ``neuron_arrays`` holds integer per-neuron data of TA-LIF.
+    neuron : one of :data:`NEURON_KINDS`; ``neuron_arrays`` holds integer per-neuron data
+        (TA-LIF's θ_v/NDS, ``w_rec``/``a_bias`` of ``*_rec``/``*_cb``, and per-neuron ``du``/
+        ``dv`` of any other kind, see :data:`PER_NEURON_DECAYS`).
     """
 
     name: str
@@ -286,14 +293,25 @@ class DeploymentPlan:
             if isinstance(L.scale, bool) or not isinstance(L.scale, (int, float, np.floating)) \
                     or not math.isfinite(float(L.scale)) or not float(L.scale) > 0:
                 raise PlanError(f"{where}: scale = {L.scale!r} must be a finite number > 0")
-            if L.neuron == "talif":
+            talif = L.neuron == "talif"
+            if talif:
                 self._check_talif(where, L)
+            decays = {} if talif else {k: L.neuron_arrays[k] for k in PER_NEURON_DECAYS
+                                       if k in L.neuron_arrays}
+            for k, a in decays.items():
+                if getattr(a, "shape", None) != (L.out_size,):
+                    raise PlanError(f"{where}: per-neuron {k} has shape "
+                                    f"{getattr(a, 'shape', None)}, expected ({L.out_size},)")
+                _array_range(where, k, a, 0, fmt.decay_max, f"{fmt.decay_bits}-bit decay")
+            arrays = {k: v for k, v in L.neuron_arrays.items() if k not in decays}
+            if talif:
+                pass
             elif L.neuron.endswith((RECURRENT_SUFFIX, CURRENT_BIAS_SUFFIX)):
                 rec = L.neuron.endswith(RECURRENT_SUFFIX)
                 want = {"w_rec": (L.out_size, L.out_size)} if rec else {}
-                if not rec or "a_bias" in L.neuron_arrays:
+                if not rec or "a_bias" in arrays:
                     want["a_bias"] = (L.out_size,)
-                got = {k: getattr(v, "shape", None) for k, v in L.neuron_arrays.items()}
+                got = {k: getattr(v, "shape", None) for k, v in arrays.items()}
                 if {k: tuple(v) if v is not None else None for k, v in got.items()} != want:
                     raise PlanError(f"{where}: a {L.neuron} layer needs neuron_arrays {want}, "
                                     f"got {got}")
@@ -305,8 +323,9 @@ class DeploymentPlan:
                     _array_range(where, "a_bias", L.neuron_arrays["a_bias"],
                                  -(2 ** (fmt.port_bits - 1)), 2 ** (fmt.port_bits - 1) - 1,
                                  f"{fmt.port_bits}-bit synaptic input")
-            elif L.neuron_arrays:
-                raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays, got "
+            elif arrays:
+                raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays but the "
+                                f"per-neuron decays {list(PER_NEURON_DECAYS)}, got "
                                 f"{sorted(L.neuron_arrays)}")
             shape = out_shape
 

@@ -69,6 +69,14 @@ SUBLIF_RESETS = {**{k: v for k, v in _BASE_RESETS.items() if k != "lif"},
 LAVA_NEURONS = ("lif", "talif", *SUBLIF_RESETS)
 
 
+def per_neuron_decays(L: PlanLayer) -> tuple[str, ...]:
+    """The per-neuron decays (``du``, ``dv``) a non-TA-LIF layer carries in ``neuron_arrays``;
+    such a layer runs in the ``SubLIF`` process (Lava's LIF has one decay per population)."""
+    if L.neuron == "talif":
+        return ()
+    return tuple(k for k in ("du", "dv") if k in L.neuron_arrays)
+
+
 # ----------------------------------------------------------------------------- schedule
 
 
@@ -326,20 +334,25 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                         theta_v_shift=tal.shift, theta_bits=tal.bits,
                         threshold_shift=plan.fixed_point.threshold_shift,
                         name=f"{L.name}_talif")
-        elif L.neuron in SUBLIF_RESETS:
+        elif L.neuron in SUBLIF_RESETS or per_neuron_decays(L):
             from neurodeploy.sims.lava_procs.sublif.process import SubLIF
 
             w_rec = a_bias = None
             # flat plan order (C,H,W) → Lava's reversed layout
             perm = to_lava_layout(np.arange(L.out_size).reshape(L.out_shape),
                                   len(L.out_shape)).reshape(-1)
+            for key in per_neuron_decays(L):  # Lava layout, shape_l
+                common[key] = np.ascontiguousarray(to_lava_layout(
+                    np.asarray(L.neuron_arrays[key]).reshape(L.out_shape),
+                    len(L.out_shape))).astype(np.int32)
             if "w_rec" in L.neuron_arrays:
                 w = np.asarray(L.neuron_arrays["w_rec"])
                 w_rec = np.ascontiguousarray(w[np.ix_(perm, perm)]).astype(np.int32)
             if "a_bias" in L.neuron_arrays:
                 a_bias = np.ascontiguousarray(
                     np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
-            lif = SubLIF(**common, reset=SUBLIF_RESETS[L.neuron], w_rec=w_rec, a_bias=a_bias,
+            lif = SubLIF(**common, reset=SUBLIF_RESETS.get(L.neuron, "zero"),  # "lif": zero
+                         w_rec=w_rec, a_bias=a_bias,
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")

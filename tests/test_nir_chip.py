@@ -25,7 +25,10 @@ needs_lava = pytest.mark.skipif(not lava_available(),
 
 
 def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None = None,
-                  rng: np.random.Generator | None = None) -> DeploymentPlan:
+                  rng: np.random.Generator | None = None, per_neuron: bool = False
+                  ) -> DeploymentPlan:
+    """``per_neuron``: random per-neuron ``du``/``dv`` arrays (a few distinct values each,
+    or one of them absent) on every layer."""
     layers = []
     for k, L in enumerate(plan.layers):
         ch = {"neuron": kinds[k % len(kinds)]}
@@ -33,12 +36,20 @@ def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None =
             ch["du"] = int(du[k % len(du)])
         r = rng or np.random.default_rng(k)
         n = L.out_size
+        arrays: dict[str, np.ndarray] = {}
         if ch["neuron"].endswith("_rec"):  # even mixed-sign recurrent mantissas
-            ch["neuron_arrays"] = {"w_rec": (2 * r.integers(-20, 21, (n, n))).astype(np.int32)}
+            arrays = {"w_rec": (2 * r.integers(-20, 21, (n, n))).astype(np.int32)}
             if r.random() < 0.5:
-                ch["neuron_arrays"]["a_bias"] = r.integers(-30, 31, n).astype(np.int32)
+                arrays["a_bias"] = r.integers(-30, 31, n).astype(np.int32)
         elif ch["neuron"].endswith("_cb"):  # a constant synaptic input
-            ch["neuron_arrays"] = {"a_bias": r.integers(-30, 31, n).astype(np.int32)}
+            arrays = {"a_bias": r.integers(-30, 31, n).astype(np.int32)}
+        if per_neuron:
+            for key, keep in (("du", r.random() < 0.8), ("dv", r.random() < 0.8)):
+                if keep:  # distinct values drawn from a small pool (as populations split)
+                    pool = r.integers(0, 4096, int(r.integers(1, 4)))
+                    arrays[key] = r.choice(pool, n).astype(np.int32)
+        if arrays:
+            ch["neuron_arrays"] = arrays
         layers.append(dataclasses.replace(L, **ch))
     out = dataclasses.replace(plan, layers=tuple(layers))
     out.validate()
@@ -59,8 +70,10 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         v = np.zeros((B, n), dtype=np.int64)
         theta = int(L.vth) << fmt.threshold_shift
         bias = np.asarray(L.bias_mant, dtype=np.int64) << int(L.bias_exp)
-        fu = fmt.decay_unity - int(L.du) - fmt.current_decay_offset
-        fv = fmt.decay_unity - int(L.dv) - fmt.voltage_decay_offset
+        du = np.asarray(L.neuron_arrays.get("du", np.full(n, L.du)), dtype=np.int64)
+        dv = np.asarray(L.neuron_arrays.get("dv", np.full(n, L.dv)), dtype=np.int64)
+        fu = fmt.decay_unity - du - fmt.current_decay_offset  # per neuron [n]
+        fv = fmt.decay_unity - dv - fmt.voltage_decay_offset
         s_all = np.zeros((T, B, n), dtype=np.uint8)
         s = np.zeros((B, n), dtype=bool)
         W_rec = np.asarray(L.neuron_arrays.get("w_rec", np.zeros((n, n))), dtype=np.int64)
@@ -86,14 +99,15 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(KINDS), st.booleans())
-def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(KINDS), st.booleans(),
+       st.booleans())
+def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba, per_neuron):
     rng = np.random.default_rng(seed)
     sizes = tuple(int(v) for v in rng.integers(2, 20, n_layers + 1))
     plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0)
     du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
     i = KINDS.index(first)
-    plan = _with_neurons(plan, KINDS[i:] + KINDS[:i], du, rng)
+    plan = _with_neurons(plan, KINDS[i:] + KINDS[:i], du, rng, per_neuron=per_neuron)
     spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     ref = _plain_integer_sublif(plan, spikes)
@@ -146,4 +160,42 @@ def test_lava_equals_emulator_sublif_conv_pool():
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
         assert np.array_equal(e.numpy(), l_), f"layer {k}"
+        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3))
+def test_lava_equals_emulator_per_neuron_decays_fc(seed, n_layers):
+    """Per-neuron du/dv (NIR populations whose τ differ between neurons) on every kind."""
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 30, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=int(rng.integers(2, 9)),
+                          weight_mode="mixed_even", weight_scale=60.0)
+    plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng, per_neuron=True)
+    spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+
+
+@needs_lava
+@pytest.mark.lava
+def test_lava_equals_emulator_per_neuron_decays_conv_pool():
+    """Per-neuron decays on conv and pool populations: the (C, H, W) → Lava layout of the
+    decay arrays is exercised (a neuron's decay must follow it)."""
+    rng = np.random.default_rng(2)
+    plan = random_conv_plan(rng, (2, 7, 7), channels=3, kernel=(3, 3), stride=(1, 1),
+                            padding=(1, 1), pool=2, classes=4, num_steps=10,
+                            weight_scale=80.0)
+    plan = _with_neurons(plan, ["lif", "sublif"], None, np.random.default_rng(5),
+                         per_neuron=True)
+    spikes = (rng.random((10, 3, 2, 7, 7)) < 0.6).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
         assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
