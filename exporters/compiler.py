@@ -44,6 +44,10 @@ Dense / conv layers:
    zero with ``next-step`` → ``lif_delayed``; a recurrent loop → ``<kind>_rec`` with
    ``W_rec`` quantized with the layer's scale (one column block of ``[W | W_rec]``); a bias
    into a CubaLIF's current → ``<kind>_cb`` (an always-on input column ``a_bias``).
+   Per-neuron decays (τ, τ_syn differing within a population) → per-neuron ``dv``/``du`` in
+   ``neuron_arrays`` (same rounding as above, neuron by neuron); the layer's scalar
+   ``dv``/``du`` and every headroom check use the largest α/β. Input gains r·dt/τ that differ
+   between neurons are folded into the weight rows (conv: per channel).
 
 Pool layers (AvgPool2d / SumPool2d + LIF) compile to ``kind = "pool"``: weights
 ``(C, 1, kH, kW)`` all equal to one integer ``w``, ``groups = C``, stride = the pool stride, no
@@ -177,6 +181,44 @@ def _current_decay(beta: float | None, profile: HardwareProfile
     beta_q = (unity - du - offset) / unity
     return du, 1.0 / (1.0 - beta_q), {"beta": beta, "beta_q": beta_q, "du": du,
                                       "current_decay_abs_err": abs(beta_q - beta)}
+
+
+def _per_neuron_decays(L: ChainLayer, profile: HardwareProfile
+                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-neuron ``dv`` (from ``L.alphas``) and ``du`` (from ``L.betas``) as plan
+    ``neuron_arrays`` (flat neuron order), with their report; empty when the population has
+    one decay. The layer's scalar ``dv``/``du`` are those of the largest α/β (``L.alpha``/
+    ``L.beta``), the worst case of the headroom checks. They run in the programmable
+    ``sublif`` neuron (Lava's LIF holds one decay per population), so a profile without
+    programmable neurons refuses them, naming the node."""
+    if L.alphas is None and L.betas is None:
+        return {}, {}
+    where = _label(L)
+    if not profile.programmable_neurons:
+        raise HardwareFitError(
+            f"{where}: node {L.neuron_node!r} has per-neuron decays (τ differs between "
+            f"neurons); {profile.name}'s fixed LIF holds one decay per population — compile "
+            f"for loihi2, or give the population one τ")
+    if L.is_talif:
+        raise ConfigError(f"{where}: TA-LIF with per-neuron decays has no chip neuron")
+    unity, offset = profile.decay_unity, profile.current_decay_offset
+    arrays: dict[str, np.ndarray] = {}
+    report: dict[str, Any] = {}
+    if L.alphas is not None:
+        dv = np.clip(np.round(unity * (1.0 - L.alphas)), 0, profile.decay_max).astype(np.int32)
+        arrays["dv"] = dv
+        report.update({"dv_per_neuron": [int(dv.min()), int(dv.max())],
+                       "dv_distinct": int(np.unique(dv).size),
+                       "decay_abs_err": float(np.abs(1.0 - dv / unity - L.alphas).max())})
+    if L.betas is not None:
+        du = np.clip(unity - offset - np.round(unity * L.betas), 0,
+                     profile.decay_max).astype(np.int32)
+        arrays["du"] = du
+        report.update({"du_per_neuron": [int(du.min()), int(du.max())],
+                       "du_distinct": int(np.unique(du).size),
+                       "current_decay_abs_err": float(np.abs(
+                           (unity - du - offset) / unity - L.betas).max())})
+    return arrays, report
 
 
 def _pick_bias_exp(b_units: np.ndarray, profile: HardwareProfile
@@ -649,6 +691,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron = TALIF
             nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),
                                                         profile)
+        decays, dreport = _per_neuron_decays(L, profile)
+        q = dataclasses.replace(q, report={**q.report, **dreport})
         layers.append(PlanLayer(
             name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
             out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=0,
@@ -659,9 +703,9 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron=(neuron if rec_int is None and a_bias is None else
                     f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
             neuron_params=nparams,
-            neuron_arrays=(narrays if rec_int is None and a_bias is None else
-                           {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
-                            if v is not None}),
+            neuron_arrays={**(narrays if rec_int is None and a_bias is None else
+                              {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
+                               if v is not None}), **decays},
         ))
         quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
                        **q.report, **treport}

@@ -143,7 +143,10 @@ class ChainLayer:
 
     ``kind`` is ``fc``, ``conv``, ``avgpool`` or ``sumpool``; ``neuron`` is ``lif`` (α < 1),
     ``if`` (α = 1) or ``li`` (non-spiking, last layer only). ``gain`` (R·dt/τ) is already
-    folded into ``weight``/``bias`` when it differs from 1.
+    folded into ``weight``/``bias`` when it differs from 1 (per neuron: row by row).
+    Per-neuron decays: ``alphas`` / ``betas`` hold one value per neuron (flat C·H·W order)
+    when they differ within the population, and ``alpha`` / ``beta`` then hold the largest
+    (the worst case for the compiler's headroom checks); None when the population has one.
     """
 
     index: int
@@ -172,6 +175,8 @@ class ChainLayer:
     rec_weight: np.ndarray | None = None
     rec_node: str | None = None
     cur_bias: np.ndarray | None = None
+    alphas: np.ndarray | None = None
+    betas: np.ndarray | None = None
 
     @property
     def is_talif(self) -> bool:
@@ -477,6 +482,28 @@ def _uniform(arr: Any, field_name: str, where: str, allow_inf: bool = False) -> 
     return v
 
 
+def _per_neuron(arr: Any, field_name: str, where: str, allow_inf: bool = False
+                ) -> float | np.ndarray:
+    """One value when the population has one (within :data:`GAIN_TOL`), else the flat
+    per-neuron float64 array (NaN refused; ∞ only with ``allow_inf``)."""
+    a = np.asarray(arr, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ConfigError(f"{where}: {field_name} is empty")
+    if np.any(np.isnan(a)) or (not allow_inf and not np.all(np.isfinite(a))):
+        raise ConfigError(f"{where}: {field_name} holds NaN/inf")
+    v = float(a[0])
+    if np.all(a == v) or (math.isfinite(v) and np.all(np.isfinite(a)) and np.all(
+            np.abs(a - v) <= GAIN_TOL * max(1.0, abs(v)))):
+        return v
+    return a
+
+
+def _collapse(a: np.ndarray) -> float | np.ndarray:
+    """A per-neuron array whose entries are all equal → that value."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    return float(a[0]) if np.all(a == a[0]) else a
+
+
 def _all_zero(arr: Any, field_name: str, where: str) -> None:
     if arr is None:
         return
@@ -506,38 +533,59 @@ def _check_reset_hint(node: nir.NIRNode, where: str) -> str:
         f"'subtract' (the sublif neuron)")
 
 
+Decay = float | np.ndarray
+"""One value for the population, or one per neuron (flat) where they differ."""
+
+
+def _euler_decay(tau: Decay, dt: float, tol: float, what: str, where: str) -> Decay:
+    """``1 − dt/τ`` per neuron (τ = ∞ → 1), snapping float32 round-off of τ = dt to 0."""
+    t = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+    if np.any(t <= 0):
+        raise ConfigError(f"{where}: {what} must be > 0, got {t.min():g}")
+    with np.errstate(divide="ignore"):
+        a = np.where(np.isinf(t), 1.0, 1.0 - dt / t)
+    a = np.where((a < 0) & (a >= -tol), 0.0, a)  # τ = dt written in float32 (snntorch β = 0)
+    if np.any(a < 0):
+        raise ConfigError(f"{where}: {what} = {t.min():g} < dt = {dt:g} gives a negative decay "
+                          f"1 − dt/τ = {a.min():g}; use the producer's dt (graph metadata "
+                          f"'dt', or export --nir … --dt)")
+    return float(a[0]) if np.ndim(tau) == 0 else _collapse(a)
+
+
+def _gain(gain: np.ndarray | float, tol: float) -> Decay:
+    """Input gains within ``tol`` of 1 are 1 (float round-off); one value or per neuron."""
+    g = np.atleast_1d(np.asarray(gain, dtype=np.float64))
+    g = np.where(np.abs(g - 1.0) <= tol, 1.0, g)
+    return _collapse(g)
+
+
 def _lif_params(node: nir.LIF, where: str, dt: float, last: bool
-                ) -> tuple[str, float, float | None, float]:
-    tau = _uniform(node.tau, "tau", where, allow_inf=True)
-    r = _uniform(node.r, "r", where, allow_inf=True)
-    if tau <= 0:
-        raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+                ) -> tuple[str, Decay, float | None, Decay]:
+    tau = _per_neuron(node.tau, "tau", where, allow_inf=True)
+    r = _per_neuron(node.r, "r", where, allow_inf=True)
     _all_zero(node.v_leak, "v_leak", where)
     _all_zero(node.v_reset, "v_reset", where)
     tol = _float_tol(node.tau, node.r)
-    if math.isinf(tau):
-        if not math.isinf(r):
-            raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
-                              f"population as IF")
-        # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
-        return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), 1.0
-    alpha = 1.0 - dt / tau
-    if -tol <= alpha < 0:  # τ = dt written in float32 (snntorch β = 0)
-        alpha = 0.0
-    if alpha < 0:
-        raise ConfigError(f"{where}: tau = {tau:g} < dt = {dt:g} gives a negative decay "
-                          f"1 − dt/τ = {alpha:g}; use the producer's dt (graph metadata "
-                          f"'dt', or export --nir … --dt)")
+    t_inf = np.isinf(np.asarray(tau))
+    r_b = np.broadcast_to(np.asarray(r, dtype=np.float64), t_inf.shape)
+    if np.any(t_inf & ~np.isinf(r_b)):
+        raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
+                          f"population as IF")
+    alpha = _euler_decay(tau, dt, tol, "tau", where)
     theta = _uniform(node.v_threshold, "v_threshold", where)
-    gain = r * dt / tau
-    return "lif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
+    # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.where(t_inf, 1.0, np.asarray(r, dtype=np.float64) * dt
+                        / np.where(t_inf, 1.0, np.asarray(tau, dtype=np.float64)))
+    kind = "if" if np.all(np.asarray(alpha) == 1.0) else "lif"
+    return kind, alpha, theta, _gain(gain, tol)
 
 
 def _if_params(node: nir.IF, where: str, dt: float, last: bool
-               ) -> tuple[str, float, float | None, float]:
+               ) -> tuple[str, Decay, float | None, Decay]:
     _all_zero(node.v_reset, "v_reset", where)
-    return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _uniform(
-        node.r, "r", where)
+    return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _gain(
+        _per_neuron(node.r, "r", where), _float_tol(node.r))
 
 
 def _li_params(node: nir.LI, where: str, dt: float, last: bool
@@ -553,22 +601,16 @@ def _li_params(node: nir.LI, where: str, dt: float, last: bool
 
 
 def _cubalif_params(node: nir.CubaLIF, where: str, dt: float, last: bool
-                    ) -> tuple[str, float, float | None, float]:
-    tau = _uniform(node.tau_mem, "tau_mem", where)
-    if tau <= 0:
-        raise ConfigError(f"{where}: tau_mem must be > 0, got {tau}")
+                    ) -> tuple[str, Decay, float | None, Decay]:
+    tau = _per_neuron(node.tau_mem, "tau_mem", where)
     _all_zero(node.v_reset, "v_reset", where)  # v_leak: the plan's bias (parse_graph)
     tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
-    alpha = 1.0 - dt / tau
-    if -tol <= alpha < 0:
-        alpha = 0.0
-    if alpha < 0:
-        raise ConfigError(f"{where}: tau_mem = {tau:g} < dt = {dt:g} gives a negative "
-                          f"decay; use the producer's dt")
+    alpha = _euler_decay(tau, dt, tol, "tau_mem", where)
     theta = _uniform(node.v_threshold, "v_threshold", where)
     beta, syn_gain = _current_decay(node, dt, where)
-    gain = _uniform(node.r, "r", where) * dt / tau * syn_gain
-    return "cubalif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
+    gain = np.asarray(_per_neuron(node.r, "r", where)) * dt / np.asarray(tau) * np.asarray(
+        syn_gain)
+    return "cubalif", alpha, theta, _gain(gain, tol)
 
 
 NEURON_READERS: dict[type, Callable[..., tuple[str, float, float | None, float]]] = {
@@ -589,19 +631,15 @@ def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
     return reader(node, where, dt, last)
 
 
-def _current_decay(node: nir.CubaLIF, dt: float, where: str) -> tuple[float, float]:
-    """(β, input gain) of CubaLIF's current ``τ_syn·dI/dt = −I + w_in·S`` (Euler at dt)."""
-    tau_syn = _uniform(node.tau_syn, "tau_syn", where)
-    if tau_syn <= 0:
-        raise ConfigError(f"{where}: tau_syn must be > 0, got {tau_syn}")
-    tol = _float_tol(node.tau_syn)
-    beta = 1.0 - dt / tau_syn
-    if -tol <= beta < 0:
-        beta = 0.0
-    if beta < 0:
-        raise ConfigError(f"{where}: tau_syn = {tau_syn:g} < dt = {dt:g} gives a negative "
-                          f"current decay; use the producer's dt")
-    return beta, _uniform(node.w_in, "w_in", where) * dt / tau_syn
+def _current_decay(node: nir.CubaLIF, dt: float, where: str) -> tuple[Decay, Decay]:
+    """(β, input gain) of CubaLIF's current ``τ_syn·dI/dt = −I + w_in·S`` (Euler at dt), one
+    value or one per neuron each."""
+    tau_syn = _per_neuron(node.tau_syn, "tau_syn", where)
+    beta = _euler_decay(tau_syn, dt, _float_tol(node.tau_syn), "tau_syn", where)
+    if np.any(np.asarray(beta) >= 1.0):
+        raise ConfigError(f"{where}: tau_syn = ∞ (no current decay) has no chip mapping")
+    gain = np.asarray(_per_neuron(node.w_in, "w_in", where)) * dt / np.asarray(tau_syn)
+    return beta, _collapse(gain) if np.ndim(gain) else float(gain)
 
 
 def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
@@ -827,7 +865,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         last = i + 2 == len(body)
         nkind, alpha, theta, gain = _neuron_params(neu, neu_name, dt, last)
         nwhere = f"node {neu_name!r}"
-        for fname in ("tau", "r", "v_threshold"):
+        for fname in ("tau", "r", "v_threshold", "tau_mem", "tau_syn", "w_in"):
             arr = getattr(neu, fname, None)
             if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
                 raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
@@ -846,21 +884,36 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
                 bias = (bias if bias is not None else 0.0) + np.asarray(
                     rb, dtype=np.float64).reshape(-1)
-        if abs(gain - 1.0) > _float_tol(getattr(neu, "r", None), getattr(neu, "tau", None)):
+        g = np.asarray(gain, dtype=np.float64)
+        if np.any(np.abs(g - 1.0) > _float_tol(getattr(neu, "r", None),
+                                               getattr(neu, "tau", None))):
             if kind in ("avgpool", "sumpool"):
-                raise ConfigError(f"{nwhere}: input gain R·dt/τ = {gain:g} ≠ 1 after a pooling "
-                                  f"node cannot be folded into fixed pooling weights")
-            weight = weight * gain
-            bias = bias * gain if bias is not None else None
-            rec_weight = rec_weight * gain if rec_weight is not None else None
+                raise ConfigError(f"{nwhere}: input gain R·dt/τ = {g.max():g} ≠ 1 after a "
+                                  f"pooling node cannot be folded into fixed pooling weights")
+            if g.ndim == 0:
+                rows = g
+            elif kind == "fc":  # one gain per neuron: scale its weight row (exact)
+                rows = g.reshape(-1)
+            else:  # conv: one gain per output channel
+                per_ch = np.broadcast_to(g.reshape(-1), (math.prod(out_shape),)).reshape(
+                    out_shape[0], -1)
+                if not np.all(per_ch == per_ch[:, :1]):
+                    raise ConfigError(f"{nwhere}: input gain R·dt/τ differs within a channel; "
+                                      f"a conv layer's kernel can be scaled per channel only")
+                rows = per_ch[:, 0]
+            shape_w = (-1,) + (1,) * (weight.ndim - 1) if np.ndim(rows) else ()
+            weight = weight * np.reshape(rows, shape_w)
+            bias = bias * rows if bias is not None else None
+            rec_weight = (rec_weight * np.reshape(rows, (-1, 1) if np.ndim(rows) else ())
+                          if rec_weight is not None else None)
         cur_bias = None
         if nkind == "cubalif" and bias is not None and np.any(bias != 0):
             # a bias feeding a CubaLIF enters its current: a constant synaptic input (a_bias)
             cur_bias, bias = bias, None
         if nkind == "cubalif" and np.any(np.asarray(neu.v_leak) != 0):
             # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
-            leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64) * dt /
-                                   _uniform(neu.tau_mem, "tau_mem", nwhere),
+            leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64).reshape(-1) * dt
+                                   / np.asarray(_per_neuron(neu.tau_mem, "tau_mem", nwhere)),
                                    (math.prod(out_shape),)).reshape(out_shape)
             if kind == "conv":
                 per_ch = leak.reshape(out_shape[0], -1)
@@ -879,6 +932,17 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             raise ConfigError(f"{nwhere}: metadata reset_timing = {timing!r} is not "
                               f"'immediate' or 'next-step'")
         beta = _current_decay(neu, dt, nwhere)[0] if nkind == "cubalif" else None
+        n_neurons = math.prod(out_shape)
+        alphas = (np.broadcast_to(alpha, (n_neurons,)).astype(np.float64)
+                  if np.ndim(alpha) else None)
+        betas = (np.broadcast_to(beta, (n_neurons,)).astype(np.float64)
+                 if beta is not None and np.ndim(beta) else None)
+        if np.ndim(alpha) and np.asarray(alpha).size != n_neurons or \
+                np.ndim(beta) and np.asarray(beta).size != n_neurons:
+            raise ConfigError(f"{nwhere}: per-neuron decays for {np.asarray(alpha).size} "
+                              f"neurons, the layer has {n_neurons}")
+        alpha = float(np.max(alpha))
+        beta = float(np.max(beta)) if beta is not None else None
         layers.append(ChainLayer(
             index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
             in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
@@ -887,6 +951,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
             theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
             rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
+            alphas=alphas, betas=betas,
         ))
         shape = tuple(out_shape)
         i += 2
@@ -1012,6 +1077,10 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
         if L.rec_weight is not None:
             raise ConfigError(f"layer {L.index} (node {L.rec_node!r}): a recurrent connection "
                               f"is not a SpikingNet layer (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+        if L.alphas is not None:
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): per-neuron decays; "
+                              f"SpikingNet has one α (run the graph with "
                               f"neurodeploy.exporters.nir_interp.NIRModel instead)")
         if L.neuron == "cubalif":
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
