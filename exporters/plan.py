@@ -47,9 +47,13 @@ LAYER_KINDS = ("dense", "conv", "pool")
 NIR_BASE_KINDS = ("lif", "sublif", "sublif_delayed", "lif_delayed")
 RECURRENT_SUFFIX = "_rec"
 CURRENT_BIAS_SUFFIX = "_cb"
+#: Non-spiking read-out populations (NIR ``LI``, ``CubaLI`` with ``du``, ``I`` with ``dv = 0``;
+#: ``li_cb``: a bias into CubaLI's current): integrate as the LIF, never spike, never reset;
+#: the output is the membrane v each step. Only as the last layer.
+MEMBRANE_KINDS = ("li", "li" + CURRENT_BIAS_SUFFIX)
 NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed",
                 *(k + RECURRENT_SUFFIX for k in NIR_BASE_KINDS),
-                *(k + CURRENT_BIAS_SUFFIX for k in NIR_BASE_KINDS))
+                *(k + CURRENT_BIAS_SUFFIX for k in NIR_BASE_KINDS), *MEMBRANE_KINDS)
 #: Optional per-neuron decays of every NIR kind (not ``talif``): ``neuron_arrays["du"]`` /
 #: ``["dv"]`` ``[N]`` (flat plan neuron order) replace the layer's scalar ``du`` / ``dv``,
 #: which then hold the population's largest value (for reports). The chip runs them in the
@@ -220,6 +224,14 @@ class DeploymentPlan:
         return self.layers[-1].out_size
 
     @property
+    def readout(self) -> str:
+        """``membrane`` when the last layer is a non-spiking read-out (:data:`MEMBRANE_KINDS`:
+        its membrane v per step is the output, summed over time as the logits), else
+        ``count`` (output spike counts)."""
+        return "membrane" if self.layers and self.layers[-1].neuron in MEMBRANE_KINDS \
+            else "count"
+
+    @property
     def latency(self) -> int:
         """Pipeline latency in steps: the sum of the layers' synaptic delays."""
         return int(sum(layer.delay for layer in self.layers))
@@ -244,6 +256,9 @@ class DeploymentPlan:
             if L.neuron not in NEURON_KINDS:
                 raise PlanError(f"{where}: neuron = {L.neuron!r} is not one of "
                                 f"{list(NEURON_KINDS)}")
+            if L.neuron in MEMBRANE_KINDS and i != len(self.layers) - 1:
+                raise PlanError(f"{where}: a non-spiking read-out ({L.neuron}) sends no spikes; "
+                                f"it can only be the last layer")
             if tuple(L.in_shape) != shape:
                 raise PlanError(f"{where}: in_shape {tuple(L.in_shape)} != previous output {shape}")
             out_shape = _shape_list(where, "out_shape", list(L.out_shape))

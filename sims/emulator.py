@@ -196,10 +196,15 @@ class Emulator:
         T, B = x.shape[:2]
         layer_s, layer_th, layer_v, layer_va = [], [], [], []
         h = x
+        membrane = self.plan.readout == "membrane"
+        v_out = None
         for k, P in enumerate(self.kernels):
             shape = (T, B, *P.layer.out_shape)
             a = self.synaptic_input(k, h)
-            s, v, va, th = self.lif_run(k, a, record_v)
+            last_li = membrane and k == len(self.kernels) - 1
+            s, v, va, th = self.lif_run(k, a, record_v or last_li)
+            if last_li:  # the read-out: the membrane each step (v units)
+                v_out = v.reshape(T, B, -1)
             h = s.reshape(shape)
             if record:
                 layer_s.append(h)
@@ -208,9 +213,13 @@ class Emulator:
                 layer_v.append(v.reshape(shape))
                 layer_va.append(va.reshape(shape))
         out = h.reshape(T, B, -1)
-        return Trace(out_spikes=out, logits=out.sum(0, dtype=torch.int64),
+        # a membrane read-out (plan.readout): logits = Σ_t v (v units), as the float
+        # interpreter sums its output membrane; ``out_v`` in meta holds v [T, B, N]
+        logits = out.sum(0, dtype=torch.int64) if v_out is None else v_out.sum(0)
+        meta = {} if v_out is None else {"readout": "membrane", "out_v": v_out}
+        return Trace(out_spikes=out, logits=logits,
                      spikes=tuple(layer_s), v=tuple(layer_v), theta=tuple(layer_th),
-                     v_after=tuple(layer_va), backend=self.name)
+                     v_after=tuple(layer_va), backend=self.name, meta=meta)
 
     def _check_input(self, spikes: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(spikes)

@@ -497,6 +497,21 @@ class ZeroLIFDelayed(LIF):
         return s, v, NeuronState(st.u, v, st.theta)
 
 
+class LI(LIF):
+    """Non-spiking read-out (NIR ``LI``/``CubaLI``/``I``; the ``sims/lava_procs/sublif``
+    process with ``reset="none"``, sending v): LIF integration, no spike, no reset; the
+    output is v itself (the plan's ``readout`` is ``membrane``)."""
+
+    kind: ClassVar[str] = "li"
+
+    @classmethod
+    def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+             act_t: torch.Tensor, t: int
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        st = cls.integrate(ar, P, st, act_t, consts)
+        return torch.zeros_like(st.v), st.v, st
+
+
 @dataclass
 class RecurrentState(NeuronState):
     """:class:`NeuronState` plus the population's spikes of the previous step."""
@@ -556,6 +571,7 @@ NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF,
                                 "sublif_delayed": SubLIFDelayed, "lif_delayed": ZeroLIFDelayed}
 NEURON_KINDS.update({f"{k}{sfx}": recurrent(v, sfx) for k, v in list(NEURON_KINDS.items())
                      if k != "talif" for sfx in ("_rec", "_cb")})
+NEURON_KINDS.update({"li": LI, "li_cb": recurrent(LI, "_cb")})
 
 
 def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
+from neurodeploy.exporters.plan import MEMBRANE_KINDS, DeploymentPlan, PlanError, PlanLayer
 from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
 
 #: Exit codes of the command line (the main side maps them to errors).
@@ -64,7 +64,9 @@ LAVA_SYNAPSE_DELAY = LAVA_0_10.synaptic_delay
 _BASE_RESETS = {"lif": "zero", "sublif": "subtract", "sublif_delayed": "subtract_delayed",
                 "lif_delayed": "zero_delayed"}
 SUBLIF_RESETS = {**{k: v for k, v in _BASE_RESETS.items() if k != "lif"},
-                 **{k + sfx: v for k, v in _BASE_RESETS.items() for sfx in ("_rec", "_cb")}}
+                 **{k + sfx: v for k, v in _BASE_RESETS.items() for sfx in ("_rec", "_cb")},
+                 # non-spiking read-out: the process sends v each step (a graded value)
+                 **{k: "none" for k in MEMBRANE_KINDS}}
 #: Every plan neuron kind the Lava runner builds a process for.
 LAVA_NEURONS = ("lif", "talif", *SUBLIF_RESETS)
 
@@ -381,6 +383,8 @@ class RunOutput:
     layer_spikes: dict[int, np.ndarray]
     raw: dict[int, np.ndarray]
     meta: dict[str, Any]
+    #: a membrane read-out's v ``[T, B, classes]`` (int32 v units), else None
+    out_v: np.ndarray | None = None
 
 
 def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = False,
@@ -413,9 +417,13 @@ def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = Fal
     t6 = time.perf_counter()
     n = len(plan.layers)
     layer_spikes, raw_out = {}, {}
+    out_v = None
     for k, d in data.items():
         L = plan.layers[k]
         train = to_lava_layout(np.moveaxis(d, -1, 0), len(L.out_shape))  # [total, *plan shape]
+        if L.neuron in MEMBRANE_KINDS:  # the read-out's sink holds v, not spikes
+            out_v = schedule.window(np.ascontiguousarray(train.astype(np.int32)), k + 1)
+            train = np.zeros_like(train)
         if not np.isin(train, (0, 1)).all():
             raise RuntimeError(f"layer {k}: sink holds non-binary values")
         train = np.ascontiguousarray(train.astype(np.uint8))
@@ -430,7 +438,10 @@ def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = Fal
         "timings_s": {"build": t1 - t0, "compile": t2 - t1, "runtime_init": t3 - t2,
                       "run": t4 - t3, "read": t5 - t4, "stop": t6 - t5, "total": t6 - t0},
     }
-    return RunOutput(layer_spikes[n - 1], layer_spikes if record_layers else {}, raw_out, meta)
+    if out_v is not None:
+        meta["readout"] = "membrane"
+    return RunOutput(layer_spikes[n - 1], layer_spikes if record_layers else {}, raw_out, meta,
+                     out_v)
 
 
 def _check_spikes(plan: DeploymentPlan, spikes: np.ndarray) -> np.ndarray:
@@ -490,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     arrays = {"out_spikes": res.out_spikes, "meta": np.array(json.dumps(res.meta))}
+    if res.out_v is not None:
+        arrays["out_v"] = res.out_v
     for k, v in res.layer_spikes.items():
         arrays[f"layer{k}"] = v
     for k, v in res.raw.items():

@@ -217,13 +217,18 @@ class HardwareTwin(nn.Module):
         (float64 holding integers; θ None for fixed-threshold layers)."""
         h = spikes.to(torch.float64)
         layer_s, layer_v, layer_th = [], [], []
+        v = h
         for layer in self.layers:
             h, v, th = layer(h)
             if record:
                 layer_s.append(h)
                 layer_v.append(v)
                 layer_th.append(th)
-        return Trace(out_spikes=h, logits=h.sum(0), spikes=tuple(layer_s), v=tuple(layer_v),
+        logits = h.sum(0)
+        if self.plan.readout == "membrane":  # Σ_t v of the read-out, in float units
+            last = self.layers[-1].data
+            logits = v.reshape(v.shape[0], v.shape[1], -1).sum(0) / last.unit
+        return Trace(out_spikes=h, logits=logits, spikes=tuple(layer_s), v=tuple(layer_v),
                      theta=tuple(layer_th), backend=self.name)
 
     def run_spikes(self, spikes: torch.Tensor) -> list[torch.Tensor]:

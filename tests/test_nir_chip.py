@@ -79,6 +79,7 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         W_rec = np.asarray(L.neuron_arrays.get("w_rec", np.zeros((n, n))), dtype=np.int64)
         a_bias = np.asarray(L.neuron_arrays.get("a_bias", np.zeros(n)), dtype=np.int64)
         kind = L.neuron.removesuffix("_rec").removesuffix("_cb")
+        v_all = np.zeros((T, B, n), dtype=np.int64)
         for t in range(T):
             a = x[t] @ W.T + s.astype(np.int64) @ W_rec.T + a_bias
             u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
@@ -87,7 +88,9 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
                 v = v - s * theta
             elif kind == "lif_delayed":  # last step's spike zeroes the new membrane
                 v = np.where(s, 0, v)
-            s = v > theta
+            v = np.clip(v, -(2**23 - 1), 2**23 - 1)  # 24-bit saturation (never hit here)
+            v_all[t] = v
+            s = v > theta if kind != "li" else np.zeros_like(v, dtype=bool)  # li: no spike
             if kind == "sublif":
                 v = v - s * theta
             elif kind == "lif":
@@ -95,6 +98,7 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
             s_all[t] = s
         outs.append(s_all)
         x = s_all.astype(np.int64)
+    outs.append(v_all)  # the last layer's membrane (a read-out's output)
     return outs
 
 
@@ -110,9 +114,71 @@ def test_emulator_sublif_and_du_equal_plain_integers(seed, n_layers, first, cuba
     plan = _with_neurons(plan, KINDS[i:] + KINDS[:i], du, rng, per_neuron=per_neuron)
     spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
     emu = Emulator(plan).run(torch.as_tensor(spikes))
-    ref = _plain_integer_sublif(plan, spikes)
+    ref = _plain_integer_sublif(plan, spikes)[:-1]
     for k, (e, r) in enumerate(zip(emu.layer_spikes, ref, strict=True)):
         assert np.array_equal(e.numpy().reshape(r.shape), r), f"layer {k}"
+
+
+def _with_readout(plan: DeploymentPlan, kind: str, rng: np.random.Generator) -> DeploymentPlan:
+    """The last layer made a non-spiking read-out (``li`` / ``li_cb``)."""
+    L = plan.layers[-1]
+    arrays = dict(L.neuron_arrays)
+    for k in [k for k in arrays if k not in ("du", "dv")]:
+        del arrays[k]
+    if kind == "li_cb":
+        arrays["a_bias"] = rng.integers(-30, 31, L.out_size).astype(np.int32)
+    out = dataclasses.replace(plan, layers=plan.layers[:-1] + (
+        dataclasses.replace(L, neuron=kind, neuron_arrays=arrays),))
+    out.validate()
+    assert out.readout == "membrane"
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(["li", "li_cb"]),
+       st.booleans(), st.booleans())
+def test_emulator_membrane_readout_equals_plain_integers(seed, n_layers, kind, cuba,
+                                                         per_neuron):
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 20, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0)
+    du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
+    plan = _with_neurons(plan, list(rng.permutation(KINDS)), du, rng, per_neuron=per_neuron)
+    plan = _with_readout(plan, kind, rng)
+    spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    ref = _plain_integer_sublif(plan, spikes)
+    v_ref = ref[-1]
+    assert np.array_equal(emu.meta["out_v"].numpy(), v_ref)
+    assert np.array_equal(emu.logits.numpy(), v_ref.sum(0))
+    assert emu.out_spikes.sum() == 0 and np.abs(v_ref).sum() > 0
+    for k, (e, r) in enumerate(zip(emu.layer_spikes[:-1], ref[:-2], strict=True)):
+        assert np.array_equal(e.numpy().reshape(r.shape), r), f"layer {k}"
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(["li", "li_cb"]))
+def test_lava_equals_emulator_membrane_readout(seed, n_layers, kind):
+    """The read-out's membrane, every step, equal in Lava (the process sends v) and the
+    emulator; the spiking layers before it equal spike for spike."""
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 30, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=int(rng.integers(2, 9)),
+                          weight_mode="mixed_even", weight_scale=60.0)
+    plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng,
+                         per_neuron=bool(rng.random() < 0.5))
+    plan = _with_readout(plan, kind, rng)
+    spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    assert lava.out_v is not None and np.abs(lava.out_v).sum() > 0
+    assert np.array_equal(emu.meta["out_v"].numpy(), lava.out_v), \
+        f"v differs at {int((emu.meta['out_v'].numpy() != lava.out_v).sum())} entries"
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
 
 
 def test_sublif_kinds_differ_from_lif():

@@ -56,6 +56,9 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         pending = self.v > theta  # subtract_delayed: the stored v is unreset: last spike
         self.scale_bias()
         self.subthr_dynamics(activation_in=a_in_data)
+        if self.reset == "none":  # non-spiking read-out: the membrane is the output
+            self.s_out.send(self.v.copy())
+            return
         if self.reset == "subtract_delayed":
             self.v[pending] -= theta
         elif self.reset == "zero_delayed":

@@ -13,6 +13,9 @@ Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift 
     reset "zero":              s = v > θ;  v[s] = 0              (with w_rec: a recurrent LIF)
     reset "zero_delayed":      v = 0 where p (last step's spike, as above); s = v > θ
                                (snntorch Synaptic/RLeaky/RSynaptic zero reset)
+    reset "none":              no spike, no reset: ``s_out`` sends v itself each step (a
+                               non-spiking read-out, NIR LI/CubaLI/I; on Loihi 2 a graded
+                               spike whose 24-bit payload is the membrane)
 
 ``subtract`` is the reset of sinabs' ``IAF``/``LIF`` (``MembraneSubtract``), rockpool's
 ``LIFTorch`` and snntorch's ``Leaky(reset_mechanism="subtract", reset_delay=False)``; Loihi 2
@@ -35,7 +38,7 @@ import numpy as np
 from lava.magma.core.process.variable import Var
 from lava.proc.lif.process import LIFReset
 
-RESETS = ("zero", "subtract", "subtract_delayed", "zero_delayed")
+RESETS = ("zero", "subtract", "subtract_delayed", "zero_delayed", "none")
 
 
 class SubLIF(LIFReset):
