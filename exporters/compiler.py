@@ -116,7 +116,7 @@ import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.exporters.nir_export import TALIF, ChainLayer, NIRChain, parse_graph
-from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
+from neurodeploy.exporters.plan import MEMBRANE_KINDS, DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 from neurodeploy.jsonable import jsonable
 
@@ -236,8 +236,9 @@ def _pick_bias_exp(b_units: np.ndarray, profile: HardwareProfile
 def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
     W = np.asarray(L.weight, dtype=np.float64)
     b = np.zeros(W.shape[0]) if L.bias is None else np.asarray(L.bias, dtype=np.float64)
-    theta = float(L.theta)
     where = _label(L)
+    readout = L.theta is None  # a non-spiking read-out: no threshold to snap the scale to
+    theta = 1.0 if readout else float(L.theta)
     if not np.all(np.isfinite(W)) or not np.all(np.isfinite(b)):
         raise ConfigError(f"{where}: weights or bias contain NaN/inf")
     if theta <= 0:
@@ -250,7 +251,8 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     if wmax > 0:
         limits["weights"] = (profile.weight_max_mixed if mixed else profile.weight_max_single
                              ) / wmax
-    limits["threshold"] = profile.vth_max / theta
+    if not readout:
+        limits["threshold"] = profile.vth_max / theta
     du, amp, cur = _current_decay(L.beta, profile)  # u accumulates up to amp × one input
     rows = W.reshape(W.shape[0], -1)
     row_pos = float(np.clip(rows, 0, None).sum(1).max()) if rows.size else 0.0
@@ -273,7 +275,7 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     scale = n / theta if n >= 1 else s_max
     mode = "mixed" if mixed else "excitatory" if sign > 0 else "inhibitory"
     W_int = profile.fixed_point.quantize_weights(W, scale, mode).astype(np.int64)
-    vth = int(np.clip(round(theta * scale), 0, profile.vth_max))
+    vth = 0 if readout else int(np.clip(round(theta * scale), 0, profile.vth_max))
     picked = _pick_bias_exp(b * scale, profile)
     if picked is None:  # cannot happen with s ≤ s_b; kept as a guard with a clear message
         raise HardwareFitError(f"{where}: bias {bmax:g} × scale {scale:g} does not fit a "
@@ -300,6 +302,10 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     alpha_q = dec["alpha_q"]
     v_unit_max = profile.state_max / 2.0**shift
     v_neg_bound = neg_drive / (1.0 - alpha_q) if alpha_q < 1 else math.inf
+    if readout:  # no reset either: the membrane's positive excursion is bounded the same way
+        pos_drive = a_pos * amp + max(0.0, float(b_units.max(initial=0.0)))
+        v_neg_bound = max(v_neg_bound, pos_drive / (1.0 - alpha_q) if alpha_q < 1
+                          else math.inf)
     report = {
         "kind": L.kind, "scale": scale, "scale_bound_by": bound_by, "scale_max": s_max,
         "mixed_sign": mixed,
@@ -309,11 +315,13 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
         "weight_rms_err_rel": float(np.sqrt((err**2).mean()) / wmax) if wmax > 0 else 0.0,
         "weights_zeroed_frac": float(((W_int == 0) & (W != 0)).sum() / max(1, (W != 0).sum())),
         "weight_int_max_abs": int(np.abs(W_int).max()) if W_int.size else 0,
-        "theta": theta, "vth": vth, "theta_q": vth / scale,
-        "threshold_err_rel": abs(vth / scale - theta) / theta,
+        "theta": None if readout else theta, "vth": vth,
+        "theta_q": None if readout else vth / scale,
+        "threshold_err_rel": 0.0 if readout else abs(vth / scale - theta) / theta,
         "bias_exp": int(bias_exp),
         "bias_max_abs": bmax,
         "bias_max_abs_err": float(np.abs(b_q - b).max()) if b.size else 0.0,
+        # (a read-out has no θ: relative to one float unit)
         "bias_max_abs_err_rel_theta": float(np.abs(b_q - b).max() / theta) if b.size else 0.0,
         **dec,
         "max_input_pos": a_pos, "max_input_neg": a_neg,
@@ -328,6 +336,10 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
 
 def _quantize_pool(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
     where = _label(L)
+    if L.theta is None:
+        raise ConfigError(f"{where}: a pooling node feeding the non-spiking read-out "
+                          f"{L.neuron_node!r} has no chip mapping (its weights are fixed by "
+                          f"θ); put an Affine/Conv2d before the read-out")
     theta = float(L.theta)
     if theta <= 0:
         raise ConfigError(f"{where}: threshold θ = {theta} must be > 0")
@@ -531,7 +543,7 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
         syn_core = [int(syn[p].sum()) for p in parts]
         layers.append({
             "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
-            "neuron": TALIF if L.is_talif else (
+            "neuron": TALIF if L.is_talif else "li" if L.neuron in ("li", "cubali") else (
                 ("sublif_delayed" if L.reset_timing == "next-step" else "sublif")
                 if L.reset == "subtract" else "lif"),
             "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
@@ -618,11 +630,16 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     layers: list[PlanLayer] = []
     quant: dict[str, Any] = {}
     for L in chain.layers:
-        if L.neuron == "li":
-            raise ConfigError(
-                f"{_label(L)}: node {L.neuron_node!r} is a non-spiking LI output (membrane "
-                f"read-out); Lava's LIF population always spikes — train with readout "
-                f"'count' or 'rate' to deploy")
+        readout = L.neuron in ("li", "cubali")
+        if readout and not profile.programmable_neurons:
+            raise HardwareFitError(
+                f"{_label(L)}: node {L.neuron_node!r} is a non-spiking read-out (membrane "
+                f"output); {profile.name}'s fixed LIF always spikes — compile for loihi2 (a "
+                f"programmable neuron sends v each step), or train with readout 'count'")
+        if readout and L.rec_weight is not None:
+            raise ConfigError(f"{_label(L)}: a recurrent loop on the non-spiking read-out "
+                              f"{L.neuron_node!r} (node {L.rec_node!r}) feeds back a membrane, "
+                              f"not spikes; it has no chip mapping")
         rec_int = a_bias = None
         if (L.rec_weight is not None or L.cur_bias is not None) and \
                 not profile.programmable_neurons:
@@ -691,6 +708,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron = TALIF
             nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),
                                                         profile)
+        if readout:  # no spike, no reset: the membrane is sent each step
+            neuron = "li"
         decays, dreport = _per_neuron_decays(L, profile)
         q = dataclasses.replace(q, report={**q.report, **dreport})
         layers.append(PlanLayer(
@@ -734,7 +753,9 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     source = {"nir_metadata": meta, "dt": chain.dt, "profile_source": profile.source,
               "compiler": "neurodeploy.exporters.compiler",
               "rules": "threshold-snapped per-layer scale, even mixed-sign mantissas, "
-                       "weight_exp 0, smallest fitting bias_exp, du 4095"}
+                       "weight_exp 0, smallest fitting bias_exp, du 4095",
+              # what the output is: spike counts, or the read-out's membrane Σ_t v
+              "readout": "membrane" if layers[-1].neuron in MEMBRANE_KINDS else "count"}
     plan = DeploymentPlan(profile=profile.name, num_steps=int(num_steps),
                           input_shape=chain.input_shape, layers=tuple(layers),
                           resources=resources, quantization=jsonable(quant), source=source,

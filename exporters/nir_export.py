@@ -589,15 +589,39 @@ def _if_params(node: nir.IF, where: str, dt: float, last: bool
 
 
 def _li_params(node: nir.LI, where: str, dt: float, last: bool
-               ) -> tuple[str, float, float | None, float]:
+               ) -> tuple[str, Decay, float | None, Decay]:
     if not last:
         raise ConfigError(f"{where}: a non-spiking LI population is only supported as the "
-                          f"output layer")
-    tau = _uniform(node.tau, "tau", where)
-    if tau <= 0:
-        raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+                          f"output layer (its membrane is the read-out)")
+    tau = _per_neuron(node.tau, "tau", where)
     _all_zero(node.v_leak, "v_leak", where)
-    return "li", 1.0 - dt / tau, None, _uniform(node.r, "r", where) * dt / tau
+    alpha = _euler_decay(tau, dt, _float_tol(node.tau, node.r), "tau", where)
+    gain = np.asarray(_per_neuron(node.r, "r", where)) * dt / np.asarray(tau)
+    return "li", alpha, None, _gain(gain, _float_tol(node.tau, node.r))
+
+
+def _i_params(node: nir.I, where: str, dt: float, last: bool
+              ) -> tuple[str, Decay, float | None, Decay]:
+    """NIR ``I`` (``dv/dt = R·I``): a non-leaky read-out, LI with α = 1 and gain r."""
+    if not last:
+        raise ConfigError(f"{where}: a non-spiking I population is only supported as the "
+                          f"output layer (its membrane is the read-out)")
+    return "li", 1.0, None, _gain(_per_neuron(node.r, "r", where), _float_tol(node.r))
+
+
+def _cubali_params(node: nir.CubaLI, where: str, dt: float, last: bool
+                   ) -> tuple[str, Decay, float | None, Decay]:
+    """NIR ``CubaLI``: CubaLIF's current and membrane without the spike (the read-out)."""
+    if not last:
+        raise ConfigError(f"{where}: a non-spiking CubaLI population is only supported as "
+                          f"the output layer (its membrane is the read-out)")
+    tau = _per_neuron(node.tau_mem, "tau_mem", where)
+    tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
+    alpha = _euler_decay(tau, dt, tol, "tau_mem", where)
+    _beta, syn_gain = _current_decay(node, dt, where)
+    gain = np.asarray(_per_neuron(node.r, "r", where)) * dt / np.asarray(tau) * np.asarray(
+        syn_gain)
+    return "cubali", alpha, None, _gain(gain, tol)
 
 
 def _cubalif_params(node: nir.CubaLIF, where: str, dt: float, last: bool
@@ -613,8 +637,9 @@ def _cubalif_params(node: nir.CubaLIF, where: str, dt: float, last: bool
     return "cubalif", alpha, theta, _gain(gain, tol)
 
 
-NEURON_READERS: dict[type, Callable[..., tuple[str, float, float | None, float]]] = {
+NEURON_READERS: dict[type, Callable[..., tuple[str, Decay, float | None, Decay]]] = {
     nir.LIF: _lif_params, nir.IF: _if_params, nir.LI: _li_params, nir.CubaLIF: _cubalif_params,
+    nir.I: _i_params, nir.CubaLI: _cubali_params,
 }
 """NIR neuron type → (kind, α, θ, input gain) reader for the compiler's chain."""
 
@@ -627,7 +652,7 @@ def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
     if reader is None:
         raise ConfigError(
             f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, "
-            f"CubaLIF and LI as the output layer")
+            f"CubaLIF, and LI, CubaLI, I as the output layer (membrane read-out)")
     return reader(node, where, dt, last)
 
 
@@ -907,10 +932,11 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             rec_weight = (rec_weight * np.reshape(rows, (-1, 1) if np.ndim(rows) else ())
                           if rec_weight is not None else None)
         cur_bias = None
-        if nkind == "cubalif" and bias is not None and np.any(bias != 0):
+        cuba = nkind in ("cubalif", "cubali")
+        if cuba and bias is not None and np.any(bias != 0):
             # a bias feeding a CubaLIF enters its current: a constant synaptic input (a_bias)
             cur_bias, bias = bias, None
-        if nkind == "cubalif" and np.any(np.asarray(neu.v_leak) != 0):
+        if cuba and np.any(np.asarray(neu.v_leak) != 0):
             # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
             leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64).reshape(-1) * dt
                                    / np.asarray(_per_neuron(neu.tau_mem, "tau_mem", nwhere)),
@@ -931,7 +957,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         if timing not in ("immediate", "next-step"):
             raise ConfigError(f"{nwhere}: metadata reset_timing = {timing!r} is not "
                               f"'immediate' or 'next-step'")
-        beta = _current_decay(neu, dt, nwhere)[0] if nkind == "cubalif" else None
+        beta = _current_decay(neu, dt, nwhere)[0] if cuba else None
         n_neurons = math.prod(out_shape)
         alphas = (np.broadcast_to(alpha, (n_neurons,)).astype(np.float64)
                   if np.ndim(alpha) else None)
@@ -1082,7 +1108,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): per-neuron decays; "
                               f"SpikingNet has one α (run the graph with "
                               f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        if L.neuron == "cubalif":
+        if L.neuron in ("cubalif", "cubali"):
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
                               f"current SpikingNet does not model (run the graph with "
                               f"neurodeploy.exporters.nir_interp.NIRModel instead)")
