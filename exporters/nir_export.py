@@ -566,8 +566,7 @@ def _lif_params(node: nir.LIF, where: str, dt: float, last: bool
     _all_zero(node.v_leak, "v_leak", where)
     _all_zero(node.v_reset, "v_reset", where)
     tol = _float_tol(node.tau, node.r)
-    t_inf = np.isinf(np.asarray(tau))
-    r_b = np.broadcast_to(np.asarray(r, dtype=np.float64), t_inf.shape)
+    t_inf, r_b = np.broadcast_arrays(np.isinf(np.asarray(tau)), np.asarray(r, np.float64))
     if np.any(t_inf & ~np.isinf(r_b)):
         raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
                           f"population as IF")
@@ -575,8 +574,7 @@ def _lif_params(node: nir.LIF, where: str, dt: float, last: bool
     theta = _uniform(node.v_threshold, "v_threshold", where)
     # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        gain = np.where(t_inf, 1.0, np.asarray(r, dtype=np.float64) * dt
-                        / np.where(t_inf, 1.0, np.asarray(tau, dtype=np.float64)))
+        gain = np.where(t_inf, 1.0, r_b * dt / np.where(t_inf, 1.0, np.asarray(tau, np.float64)))
     kind = "if" if np.all(np.asarray(alpha) == 1.0) else "lif"
     return kind, alpha, theta, _gain(gain, tol)
 

@@ -79,7 +79,7 @@ LAYER_KEYS: dict[str, tuple[type, ...]] = {
     "weight_exp": (int,), "du": (int,), "dv": (int,), "vth": (int,), "bias_exp": (int,),
     "scale": (float, int), "delay": (int,), "stride": (list,), "padding": (list,),
     "groups": (int,), "flatten_before": (bool,), "neuron": (str,), "neuron_params": (dict,),
-    "neuron_arrays": (list,),
+    "neuron_arrays": (list,), "skip_from": (list,),
 }
 LAYER_REQUIRED = ("name", "kind", "in_shape", "out_shape", "weight_exp", "du", "dv", "vth",
                   "bias_exp", "scale")
@@ -152,6 +152,12 @@ class PlanLayer:
     neuron : one of :data:`NEURON_KINDS`; ``neuron_arrays`` holds integer per-neuron data
         (TA-LIF's θ_v/NDS, ``w_rec``/``a_bias`` of ``*_rec``/``*_cb``, and per-neuron ``du``/
         ``dv`` of any other kind, see :data:`PER_NEURON_DECAYS`).
+    skip_from, skip_weights : skip edges into this (dense) layer: source ``j`` (a plan layer
+        index before the previous one, or −1 for the network input) and integer weights
+        ``[N_out, size of j's output]`` (flat plan order), on the weight grid. Their sum enters
+        this layer's input port with layer ``j``'s spikes of the *same* step: on the chip the
+        skip synapse delays by the main path's extra latency ``Σ delay`` of layers j+1 … k−1
+        (≤ :data:`MAX_DELAY`), so both arrive together.
     """
 
     name: str
@@ -174,6 +180,8 @@ class PlanLayer:
     neuron: str = "lif"
     neuron_params: dict[str, Any] = field(default_factory=dict)
     neuron_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    skip_from: tuple[int, ...] = ()
+    skip_weights: tuple[np.ndarray, ...] = ()
 
     @property
     def out_size(self) -> int:
@@ -185,8 +193,9 @@ class PlanLayer:
 
     def header(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("weights", "bias_mant", "neuron_arrays"):
+        for k in ("weights", "bias_mant", "neuron_arrays", "skip_weights"):
             d.pop(k)
+        d["skip_from"] = [int(j) for j in self.skip_from]
         d["in_shape"] = list(self.in_shape)
         d["out_shape"] = list(self.out_shape)
         d["stride"] = list(self.stride)
@@ -342,7 +351,50 @@ class DeploymentPlan:
                 raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays but the "
                                 f"per-neuron decays {list(PER_NEURON_DECAYS)}, got "
                                 f"{sorted(L.neuron_arrays)}")
+            self._check_skips(i, where, L)
             shape = out_shape
+
+    def skip_delay(self, k: int, j: int) -> int:
+        """Extra steps a skip edge from ``j`` (−1: the input) into layer ``k`` waits so that
+        it meets the main path: the synaptic delays of layers j+1 … k−1."""
+        return int(sum(self.layers[m].delay for m in range(j + 1, k)))
+
+    def _check_skips(self, i: int, where: str, L: PlanLayer) -> None:
+        if not L.skip_from and not L.skip_weights:
+            return
+        fmt = self.fixed_point
+        if len(L.skip_from) != len(L.skip_weights):
+            raise PlanError(f"{where}: {len(L.skip_from)} skip sources but "
+                            f"{len(L.skip_weights)} skip weight arrays")
+        if L.kind != "dense":
+            raise PlanError(f"{where}: skip edges only into a dense layer, got {L.kind}")
+        if list(L.skip_from) != sorted(set(L.skip_from)):
+            raise PlanError(f"{where}: skip_from {list(L.skip_from)} must be increasing and "
+                            f"distinct")
+        for j, w in zip(L.skip_from, L.skip_weights, strict=True):
+            _int_range(where, "skip_from", j, -1, i - 2,
+                       "a layer before the previous one, or -1 for the input")
+            src = self.input_shape if j < 0 else self.layers[j].out_shape
+            want = (L.out_size, int(np.prod(src)))
+            if not isinstance(w, np.ndarray) or tuple(w.shape) != want:
+                raise PlanError(f"{where}: skip weights from {j} have shape "
+                                f"{getattr(w, 'shape', None)}, expected {want}")
+            if not np.issubdtype(w.dtype, np.integer):
+                raise PlanError(f"{where}: skip weights must hold integers, got {w.dtype}")
+            mode = fmt.weight_sign_mode(w)
+            if self.raw_weights:
+                _array_range(where, f"skip{j}", w, -RAW_WEIGHT_LIMIT, RAW_WEIGHT_LIMIT,
+                             "raw weights of a plan with raw_weights = true")
+            else:
+                _array_range(where, f"skip{j}", w, *fmt.weight_range(mode),
+                             f"{mode}-sign mantissas of {fmt.weight_bits}-bit weights")
+                if mode == "mixed" and fmt.mixed_step > 1 and bool((w % 2).any()):
+                    raise PlanError(f"{where}: skip weights from {j} hold odd mixed-sign "
+                                    f"mantissas (multiples of {fmt.mixed_step} needed)")
+            d = self.skip_delay(i, j)
+            if d > MAX_DELAY:
+                raise PlanError(f"{where}: the skip edge from {j} needs an extra delay of {d} "
+                                f"steps to meet the main path (at most {MAX_DELAY})")
 
     def _check_conv(self, where: str, L: PlanLayer, shape: tuple[int, ...],
                     out_shape: tuple[int, ...]) -> None:
@@ -398,6 +450,8 @@ class DeploymentPlan:
             arrays[f"layer{i}.bias_mant"] = np.ascontiguousarray(L.bias_mant, dtype=np.int32)
             for k, v in L.neuron_arrays.items():
                 arrays[f"layer{i}.n.{k}"] = np.ascontiguousarray(v, dtype=np.int32)
+            for m, w in enumerate(L.skip_weights):
+                arrays[f"layer{i}.skip{m}"] = np.ascontiguousarray(w, dtype=np.int32)
         header = {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
@@ -501,8 +555,12 @@ def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]
     names = lh.get("neuron_arrays", [])
     if not all(isinstance(n, str) for n in names):
         raise PlanError(f"{where}: neuron_arrays must list names")
+    skips = lh.get("skip_from", [])
+    if not all(_is(j, (int,)) for j in skips):
+        raise PlanError(f"{where}: skip_from must list layer indices")
     arrays = {}
-    for key in ["weights", "bias_mant", *[f"n.{n}" for n in names]]:
+    for key in ["weights", "bias_mant", *[f"n.{n}" for n in names],
+                *[f"skip{m}" for m in range(len(skips))]]:
         a = files.get(f"layer{i}.{key}")
         if a is None:
             raise PlanError(f"{where}: array {key!r} is missing")
@@ -510,7 +568,8 @@ def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]
             raise PlanError(f"{where}: array {key!r} must hold integers, got dtype {a.dtype}")
         arrays[key] = a
     args = {k: v for k, v in lh.items() if k != "neuron_arrays"}
-    for k in ("in_shape", "out_shape", "stride", "padding"):
+    args["skip_weights"] = tuple(arrays[f"skip{m}"] for m in range(len(skips)))
+    for k in ("in_shape", "out_shape", "stride", "padding", "skip_from"):
         if k in args:
             args[k] = tuple(args[k])
     return PlanLayer(weights=arrays["weights"], bias_mant=arrays["bias_mant"],

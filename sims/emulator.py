@@ -49,6 +49,7 @@ from neurodeploy.sims.kernel import (
     FLOAT32_EXACT,
     NEURON_KINDS,
     SYNAPSE_KINDS,
+    DenseSynapse,
     ExactArithmetic,
     LayerData,
     activation,
@@ -56,6 +57,7 @@ from neurodeploy.sims.kernel import (
     dense_effective_weights,
     neuron_constants,
     prepare_layer,
+    wrap_signed,
 )
 from neurodeploy.sims.lava_runner import (
     Schedule,
@@ -129,6 +131,12 @@ class Emulator:
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
         self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
         self._weights = [self._device_weights(P) for P in self.kernels]
+        # skip edges (plan layer k reads layer j's spikes of the same step, j < k − 1)
+        self._skips = [[(int(j), torch.as_tensor(dense_effective_weights(w, self.fmt),
+                                                 dtype=self._weights[k].dtype,
+                                                 device=self.device))
+                        for j, w in zip(L.skip_from, L.skip_weights, strict=True)]
+                       for k, L in enumerate(plan.layers)]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
 
     def _device_weights(self, P: LayerData) -> torch.Tensor:
@@ -139,13 +147,23 @@ class Emulator:
 
     # -------------------------------------------------------------- synapses (all T at once)
 
-    def synaptic_input(self, k: int, s_in: torch.Tensor) -> torch.Tensor:
+    def synaptic_input(self, k: int, s_in: torch.Tensor,
+                       sources: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Integer input ``a`` of layer k for spikes ``[T, B, *in_shape]`` → ``[T, B, N]``
-        (float64 holding exact integers, see :data:`STATE_DTYPE`)."""
+        (float64 holding exact integers, see :data:`STATE_DTYPE`). ``sources`` (the network
+        input, then every layer's spikes so far) feed the layer's skip edges: each is a Dense
+        of its own, and the port adds the int32 words (wrapped as Lava's port does)."""
         P = self.kernels[k]
         T, B = s_in.shape[:2]
         x = s_in.reshape(T * B, *s_in.shape[2:])
         a = SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, self._weights[k], x)
+        for j, w in self._skips[k]:
+            if sources is None:
+                raise ConfigError(f"plan layer {P.layer.name} has skip edges: pass sources")
+            src = sources[j + 1]
+            a = a + DenseSynapse.apply(_EXACT, P, w, src.reshape(T * B, *src.shape[2:]))
+            if not P.small:
+                a = wrap_signed(a, P.fmt.port_bits)
         return a.reshape(T, B, -1)
 
     # -------------------------------------------------------------- neurons (step loop)
@@ -198,14 +216,16 @@ class Emulator:
         h = x
         membrane = self.plan.readout == "membrane"
         v_out = None
+        sources = [x]  # the input, then each layer's spikes (read by skip edges)
         for k, P in enumerate(self.kernels):
             shape = (T, B, *P.layer.out_shape)
-            a = self.synaptic_input(k, h)
+            a = self.synaptic_input(k, h, sources)
             last_li = membrane and k == len(self.kernels) - 1
             s, v, va, th = self.lif_run(k, a, record_v or last_li)
             if last_li:  # the read-out: the membrane each step (v units)
                 v_out = v.reshape(T, B, -1)
             h = s.reshape(shape)
+            sources.append(h)
             if record:
                 layer_s.append(h)
                 layer_th.append(None if th is None else th.reshape(shape))

@@ -252,6 +252,9 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
     if L.kind == "dense":
         w = dense_effective_weights(L.weights, fmt)
         bound = int(np.abs(w).sum(axis=1).max(initial=0))
+        # skip edges add into the same input port (each its own Dense, own sign mode)
+        bound += sum(int(np.abs(dense_effective_weights(ws, fmt)).sum(axis=1).max(initial=0))
+                     for ws in L.skip_weights)
         a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
     else:
         w = np.asarray(L.weights).astype(np.int64)

@@ -279,13 +279,14 @@ class LavaNetwork:
     neurons: list[Any]
     sinks: dict[int, Any]
     schedule: Schedule
+    skips: list[Any] | None = None  # the skip edges' DelayDense processes
 
 
 def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                   record_layers: bool) -> LavaNetwork:
     """Create (not compile) the Lava processes for ``plan`` with ``spikes`` in the source."""
     from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
+    from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIFReset
@@ -293,7 +294,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
     check_plan_supported(plan)
     src = Source(data=_source_data(schedule, spikes, len(plan.input_shape)))
     prev_port, prev_shape = src.s_out, tuple(plan.input_shape)
-    synapses, neurons, sinks = [], [], {}
+    synapses, neurons, sinks, skips = [], [], {}, []
     n = len(plan.layers)
     for k, L in enumerate(plan.layers):
         depth = k + 1
@@ -359,6 +360,18 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)
+        for j, w in zip(L.skip_from, L.skip_weights, strict=True):
+            # a skip edge: layer j's spikes wait Σ delay of layers j+1 … k−1 more steps in a
+            # DelayDense (delay d: sent d + 1 steps later) and meet the main input in a_in
+            src_port, src_shape = ((src.s_out, tuple(plan.input_shape)) if j < 0 else
+                                   (neurons[j].s_out, tuple(plan.layers[j].out_shape)))
+            skip = DelayDense(weights=lava_dense_weight(np.asarray(w), src_shape),
+                              delays=plan.skip_delay(k, j), weight_exp=int(L.weight_exp),
+                              num_weight_bits=plan.fixed_point.weight_bits,
+                              name=f"{L.name}_skip{j}")
+            (src_port if len(src_shape) == 1 else src_port.flatten()).connect(skip.s_in)
+            skip.a_out.connect(lif.a_in)
+            skips.append(skip)
         if record_layers or k == n - 1:
             sink = Sink(shape=shape_l, buffer=schedule.total_steps)
             lif.s_out.connect(sink.a_in)
@@ -366,7 +379,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         synapses.append(syn)
         neurons.append(lif)
         prev_port, prev_shape = lif.s_out, tuple(L.out_shape)
-    return LavaNetwork(src, synapses, neurons, sinks, schedule)
+    return LavaNetwork(src, synapses, neurons, sinks, schedule, skips)
 
 
 def _source_data(schedule: Schedule, spikes: np.ndarray, in_nd: int) -> np.ndarray:

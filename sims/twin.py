@@ -184,6 +184,10 @@ class HardwareTwin(nn.Module):
             raise ConfigError("the chip takes spikes: direct (current) encoding cannot be deployed")
         plan.validate()
         check_plan_supported(plan, lava_format=False)
+        skips = [L.name for L in plan.layers if L.skip_from]
+        if skips:
+            raise ConfigError(f"the hardware twin has no skip edges yet (plan layers {skips}); "
+                              f"the emulator and Lava run them")
         check_format_supported(plan.fixed_point)
         self.plan = plan
         arith = StraightThroughArithmetic(surrogate)

@@ -63,6 +63,7 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
     T, B = spikes.shape[:2]
     x = spikes.reshape(T, B, -1).astype(np.int64)
     outs = []
+    sources = [x]  # the input, then every layer's spikes (skip edges: same step)
     for L in plan.layers:
         W = np.asarray(L.weights, dtype=np.int64)
         n = W.shape[0]
@@ -82,6 +83,8 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         v_all = np.zeros((T, B, n), dtype=np.int64)
         for t in range(T):
             a = x[t] @ W.T + s.astype(np.int64) @ W_rec.T + a_bias
+            for j, w_skip in zip(L.skip_from, L.skip_weights, strict=True):
+                a = a + sources[j + 1][t] @ np.asarray(w_skip, dtype=np.int64).T
             u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
             v = np.sign(v * fv) * (np.abs(v * fv) >> fmt.decay_bits) + u + bias
             if kind == "sublif_delayed":  # last step's spike, subtracted after the decay
@@ -98,6 +101,7 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
             s_all[t] = s
         outs.append(s_all)
         x = s_all.astype(np.int64)
+        sources.append(x)
     outs.append(v_all)  # the last layer's membrane (a read-out's output)
     return outs
 
@@ -342,7 +346,10 @@ def test_lava_equals_emulator_nir_per_neuron_decays(seed, cuba, reset):
     rng = np.random.default_rng(seed)
     g = _nir_per_neuron_graph(rng, 8, tuple(int(v) for v in rng.integers(3, 15, 2)), cuba)
     plan = compile_nir(g, "loihi2", 10, producer="neurodeploy", reset=reset).plan
-    assert all("dv" in L.neuron_arrays for L in plan.layers)
+    for k, L in enumerate(plan.layers):  # per-neuron dv exactly where τ differs
+        node = g.nodes[f"lif{k}"]
+        tau = np.asarray(node.tau_mem if cuba else node.tau)
+        assert ("dv" in L.neuron_arrays) == bool(np.any(tau != tau.flat[0]))
     spikes = (rng.random((10, 3, 8)) < 0.5).astype(np.uint8)
     lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
     emu = Emulator(plan).run(torch.as_tensor(spikes))
@@ -426,3 +433,80 @@ def test_lava_equals_emulator_nir_membrane_readout(seed, kind):
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     assert np.array_equal(emu.meta["out_v"].numpy(), lava.out_v)
     assert np.array_equal(emu.layer_spikes[0].numpy(), lava.layer_spikes[0])
+
+
+# ----------------------------------------------------------------------------- skip edges
+
+
+def _with_skips(plan: DeploymentPlan, rng: np.random.Generator) -> DeploymentPlan:
+    """Random skip edges (even mixed-sign weights, as the compiler writes) into every layer
+    k ≥ 2 from the input or any layer before k − 1; at least one edge."""
+    layers = list(plan.layers)
+    for k in range(1, len(layers)):
+        L = layers[k]
+        cands = list(range(-1, k - 1))
+        pick = sorted(j for j in cands if rng.random() < 0.6) or [cands[0]]
+        ws = []
+        for j in pick:
+            n_src = int(np.prod(plan.input_shape if j < 0 else layers[j].out_shape))
+            ws.append((2 * rng.integers(-25, 26, (L.out_size, n_src))).astype(np.int32))
+        layers[k] = dataclasses.replace(L, skip_from=tuple(pick), skip_weights=tuple(ws))
+    out = dataclasses.replace(plan, layers=tuple(layers))
+    out.validate()
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(2, 4), st.booleans())
+def test_emulator_skip_edges_equal_plain_integers(seed, n_layers, readout):
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 20, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0)
+    plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng)
+    if readout:
+        plan = _with_readout(plan, "li", rng)
+    plan = _with_skips(plan, rng)
+    spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
+    emu = Emulator(plan).run(torch.as_tensor(spikes), record_v=True)
+    ref = _plain_integer_sublif(plan, spikes)
+    for k, (e, r) in enumerate(zip(emu.layer_spikes, ref[:-1], strict=True)):
+        assert np.array_equal(e.numpy().reshape(r.shape), r), f"layer {k}"
+    assert np.array_equal(emu.v[-1].numpy().reshape(ref[-1].shape), ref[-1])
+
+
+def test_skip_edges_change_the_result_and_roundtrip(tmp_path):
+    rng = np.random.default_rng(4)
+    plan = random_fc_plan(rng, (10, 12, 8, 6), num_steps=10, weight_mode="mixed_even",
+                          weight_scale=60.0)
+    skipped = _with_skips(plan, rng)
+    spikes = (rng.random((10, 4, 10)) < 0.5).astype(np.uint8)
+    a = Emulator(plan).run(torch.as_tensor(spikes)).layer_spikes[-1]
+    b = Emulator(skipped).run(torch.as_tensor(spikes)).layer_spikes[-1]
+    assert not torch.equal(a, b)
+    skipped.save(tmp_path / "p.npz")
+    back = DeploymentPlan.load(tmp_path / "p.npz")
+    assert [L.skip_from for L in back.layers] == [L.skip_from for L in skipped.layers]
+    assert all(np.array_equal(x, y) for L, M in zip(back.layers, skipped.layers, strict=True)
+               for x, y in zip(L.skip_weights, M.skip_weights, strict=True))
+    c = Emulator(back).run(torch.as_tensor(spikes)).layer_spikes[-1]
+    assert torch.equal(b, c)
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(2, 4))
+def test_lava_equals_emulator_skip_edges(seed, n_layers):
+    """Skip edges as DelayDense (delay = the main path's extra latency) into the same a_in."""
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 30, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=int(rng.integers(2, 9)),
+                          weight_mode="mixed_even", weight_scale=60.0)
+    plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng)
+    plan = _with_skips(plan, rng)
+    spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
