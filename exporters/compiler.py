@@ -183,6 +183,24 @@ def _current_decay(beta: float | None, profile: HardwareProfile
                                       "current_decay_abs_err": abs(beta_q - beta)}
 
 
+def _skip_delays(L: ChainLayer, chain: NIRChain, profile: HardwareProfile) -> list[int]:
+    """Plan ``skip_from`` of ``L``'s skip edges (−1: the input), after checking that each
+    can wait for the main path: a skip from chain index j into layer k needs an extra
+    synaptic delay of ``synaptic_delay · (k − 1 − j)`` steps (Lava's DelayDense), at most
+    the profile's ``max_synaptic_delay``; refused naming the edge otherwise."""
+    out = []
+    for (j, _w), label in zip(L.skips, L.skip_labels, strict=True):
+        extra = profile.synaptic_delay * (L.index - 1 - j)
+        if extra > profile.max_synaptic_delay:
+            raise HardwareFitError(
+                f"{label}: skips {L.index - 1 - j} layers, so it must wait {extra} steps to "
+                f"meet the main path, but {profile.name}'s synaptic delay is at most "
+                f"{profile.max_synaptic_delay} (max_synaptic_delay): the delays cannot be "
+                f"aligned exactly")
+        out.append(j - 1)
+    return out
+
+
 def _per_neuron_decays(L: ChainLayer, profile: HardwareProfile
                        ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-neuron ``dv`` (from ``L.alphas``) and ``du`` (from ``L.betas``) as plan
@@ -553,6 +571,9 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
                 math.ceil(s * profile.bits_per_synapse / 8) for s in syn_core],
             "fan_in_per_neuron": int(syn.max()),
             "input_axons_per_core": fan_in,
+            # skip-edge synapses (their own delayed synapse block): counted here, not in the
+            # per-core memory and fan-in figures above
+            "skip_synapses": int(sum(np.count_nonzero(w) for _, w in L.skips)),
         })
         parts_all.append(parts)
         masks_all.append(masks)
@@ -650,19 +671,26 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         if L.is_talif and (L.rec_weight is not None or L.cur_bias is not None):
             raise ConfigError(f"{_label(L)}: a recurrent or current-biased TA-LIF population "
                               f"has no chip neuron")
-        if L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None):
-            # one scale for [W | W_rec | b_cur]: spikes are binary (the current bias is an
-            # always-on input), so they share the layer's scale; u headroom over all of them
+        skip_from, skip_int = _skip_delays(L, chain, profile), []
+        if L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None or L.skips):
+            # one scale for [W | W_rec | W_skip… | b_cur]: spikes are binary (the current bias
+            # is an always-on input), so they share the layer's scale; u headroom over all
             n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
             cols = [np.asarray(L.weight).reshape(n_out, -1)]
             if L.rec_weight is not None:
                 cols.append(L.rec_weight)
+            cols.extend(w for _, w in L.skips)
             if L.cur_bias is not None:
                 cols.append(np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1))
             q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)),
                                    profile)
+            at = n_in
             if L.rec_weight is not None:
-                rec_int = q.weights[:, n_in:n_in + n_out].astype(np.int32)
+                rec_int = q.weights[:, at:at + n_out].astype(np.int32)
+                at += n_out
+            for _, w in L.skips:
+                skip_int.append(q.weights[:, at:at + w.shape[1]].astype(np.int32))
+                at += w.shape[1]
             if L.cur_bias is not None:
                 a_bias = q.weights[:, -1].astype(np.int32)
             q = dataclasses.replace(q, weights=q.weights[:, :n_in])
@@ -725,6 +753,7 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron_arrays={**(narrays if rec_int is None and a_bias is None else
                               {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
                                if v is not None}), **decays},
+            skip_from=tuple(skip_from), skip_weights=tuple(skip_int),
         ))
         quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
                        **q.report, **treport}

@@ -147,6 +147,9 @@ class ChainLayer:
     Per-neuron decays: ``alphas`` / ``betas`` hold one value per neuron (flat C·H·W order)
     when they differ within the population, and ``alpha`` / ``beta`` then hold the largest
     (the worst case for the compiler's headroom checks); None when the population has one.
+    ``skips``: skip edges into this (dense) layer, ``(j, W_skip)`` with ``j`` the source's chain
+    index (0: the input; j < index − 1) and ``W_skip`` float ``[N_out, size of j's output]``
+    (gain folded; its bias is in ``bias``); ``skip_labels`` name the edges for messages.
     """
 
     index: int
@@ -177,6 +180,8 @@ class ChainLayer:
     cur_bias: np.ndarray | None = None
     alphas: np.ndarray | None = None
     betas: np.ndarray | None = None
+    skips: tuple[tuple[int, np.ndarray], ...] = ()
+    skip_labels: tuple[str, ...] = ()
 
     @property
     def is_talif(self) -> bool:
@@ -703,8 +708,38 @@ def _chain_order(graph: nir.NIRGraph) -> list[str]:
     return _chain_order_rec(graph)[0]
 
 
+@dataclass(frozen=True)
+class _SkipEdge:
+    """A skip edge of the chain: main-path ``source`` (Input or a neuron) → [``flatten``] →
+    ``synapse`` (Affine/Linear) → main-path neuron ``target``."""
+
+    source: str
+    synapse: str
+    target: str
+    flatten: str | None = None
+
+    @property
+    def label(self) -> str:
+        mid = f"{self.flatten!r} → " if self.flatten else ""
+        return f"skip edge {self.source!r} → {mid}{self.synapse!r} → {self.target!r}"
+
+
 def _chain_order_rec(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
     """(Input → … → Output path, recurrent loops ``{neuron: linear node}``)."""
+    order, loops, skips = _chain_order_skips(graph)
+    if skips:
+        e = skips[0]
+        raise ConfigError(f"{e.label}: a node fed by two upstream nodes; use parse_graph")
+    return order, loops
+
+
+def _chain_order_skips(graph: nir.NIRGraph
+                       ) -> tuple[list[str], dict[str, str], list[_SkipEdge]]:
+    """(main path Input → … → Output, recurrent loops ``{neuron: linear node}``, skip edges).
+
+    The main path is the longest path from Input to Output (loops removed); every other node
+    must sit on a skip edge: ``Input or neuron → [Flatten] → Affine/Linear → neuron`` with
+    both ends on the main path (a residual add into one population)."""
     inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -716,22 +751,73 @@ def _chain_order_rec(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
             raise ConfigError(f"NIR edge ({src!r}, {dst!r}) names a node that does not exist")
         succ[src].append(dst)
     loops = _recurrent_loops(graph, succ)
+    fwd = {k: [d for d in v if loops.get(k) != d and not (k in loops.values() and
+                                                          loops.get(d) == k)]
+           for k, v in succ.items()}
+    fwd = {k: v for k, v in fwd.items() if k not in loops.values()}
+    depth: dict[str, int] = {}
+    state: dict[str, int] = {}
+
+    def longest(node: str) -> int:  # steps to Output along the longest path (−∞: none)
+        if node in depth:
+            return depth[node]
+        if state.get(node) == 1:
+            raise ConfigError(f"NIR graph has a cycle through {node!r}; recurrent graphs are "
+                              f"not supported except neuron → Linear/Affine → same neuron")
+        state[node] = 1
+        best = 0 if node == outputs[0] else -(10**9)
+        for d in fwd.get(node, []):
+            best = max(best, 1 + longest(d))
+        state[node] = 2
+        depth[node] = best
+        return best
+
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(graph.nodes) + 100))
+    try:
+        if longest(inputs[0]) < 0:
+            raise ConfigError("NIR graph has no path from Input to Output")
+    finally:
+        sys.setrecursionlimit(limit)
     order = [inputs[0]]
+    side: list[tuple[str, str]] = []
     while order[-1] != outputs[0]:
-        nxt = [d for d in succ[order[-1]] if loops.get(order[-1]) != d]
-        if len(nxt) != 1:
+        nxt = fwd[order[-1]]
+        best = max(nxt, key=lambda d: depth.get(d, -(10**9)))
+        side.extend((order[-1], d) for d in nxt if d != best)
+        order.append(best)
+    on_main = set(order)
+    skips: list[_SkipEdge] = []
+    used: set[str] = set()
+    for src, first in side:
+        path = [first]
+        if isinstance(graph.nodes[first], nir.Flatten) and len(fwd.get(first, [])) == 1:
+            path.append(fwd[first][0])
+        syn = path[-1]
+        tgt = fwd.get(syn, [])
+        ok = (isinstance(graph.nodes[syn], nir.Affine | nir.Linear) and len(tgt) == 1
+              and tgt[0] in on_main and type(graph.nodes[tgt[0]]) in NEURON_READERS
+              and (src == inputs[0] or type(graph.nodes[src]) in NEURON_READERS)
+              and all(len([s for s, d in graph.edges if d == n]) == 1 for n in path))
+        if isinstance(graph.nodes[syn], nir.Conv2d) and len(tgt) == 1 and tgt[0] in on_main:
             raise ConfigError(
-                f"node {order[-1]!r} has {len(nxt)} successors {nxt}; only feed-forward chains "
-                f"(one path Input → … → Output) are supported"
-            )
-        if nxt[0] in order:
-            raise ConfigError(f"NIR graph has a cycle through {nxt[0]!r}; recurrent graphs are "
-                              f"not supported")
-        order.append(nxt[0])
-    if len(order) + len(loops) != len(graph.nodes):
-        extra = sorted(set(graph.nodes) - set(order) - set(loops.values()))
+                f"{_SkipEdge(src, syn, tgt[0]).label}: a convolutional skip edge would need a "
+                f"Conv delayed to meet the main path, which Lava 0.10 has not (DelayDense is "
+                f"dense only); skip edges through Affine/Linear compile")
+        if not ok or used & set(path):
+            raise ConfigError(
+                f"node {src!r} has {len(fwd[src])} successors {fwd[src]}; besides the main "
+                f"path only skip edges Input/neuron → [Flatten] → Affine/Linear → a neuron on "
+                f"the main path are supported (the branch through {first!r} is not one)")
+        used |= set(path)
+        skips.append(_SkipEdge(src, syn, tgt[0], path[0] if len(path) == 2 else None))
+    covered = on_main | set(loops.values()) | used
+    if covered != set(graph.nodes):
+        extra = sorted(set(graph.nodes) - covered)
         raise ConfigError(f"NIR graph nodes {extra} are not on the Input → Output path")
-    return order, loops
+    return order, loops, skips
 
 
 def _meta_float(meta: dict[str, Any], key: str) -> float | None:
@@ -846,7 +932,8 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
     if not isinstance(graph, nir.NIRGraph):
         raise ConfigError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     dt = graph_dt(graph)
-    order, loops = _chain_order_rec(graph)
+    order, loops, skips = _chain_order_skips(graph)
+    index_of = {order[0]: 0}  # main-path Input / neuron → chain index (0: the input)
     inp = graph.nodes[order[0]]
     in_type = inp.input_type.get("input") if isinstance(inp.input_type, dict) else None
     if in_type is None:
@@ -907,6 +994,33 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
                 bias = (bias if bias is not None else 0.0) + np.asarray(
                     rb, dtype=np.float64).reshape(-1)
+        skip_ws: list[tuple[int, np.ndarray]] = []
+        skip_labels: list[str] = []
+        for e in (e for e in skips if e.target == neu_name):
+            if kind != "fc":
+                raise ConfigError(f"{e.label}: a skip edge into a {kind} layer has no chip "
+                                  f"mapping (its delay would need a delayed Conv, which Lava "
+                                  f"has not); skip edges into dense (Affine/Linear) layers "
+                                  f"compile")
+            if e.source not in index_of:
+                raise ConfigError(f"{e.label}: its source is not an earlier population of the "
+                                  f"main path")
+            j = index_of[e.source]
+            src_shape = input_shape if j == 0 else layers[j - 1].out_shape
+            if len(src_shape) > 1 and e.flatten is None:
+                raise ConfigError(f"{e.label}: {e.synapse!r} reads a {src_shape} tensor; "
+                                  f"insert a Flatten node")
+            sw = _read_dense(graph.nodes[e.synapse], (math.prod(src_shape),), e.label)
+            if sw.out_shape != tuple(out_shape):
+                raise ConfigError(f"{e.label}: {e.synapse!r} gives {sw.out_shape[0]} outputs, "
+                                  f"the population has {math.prod(out_shape)}")
+            if sw.bias is not None:  # biases add (exact)
+                bias = (bias if bias is not None else 0.0) + sw.bias
+            if j == k - 1:  # the same source as the main synapse: the matrices add (exact)
+                weight = weight + sw.weight
+            else:
+                skip_ws.append((j, sw.weight))
+                skip_labels.append(e.label)
         g = np.asarray(gain, dtype=np.float64)
         if np.any(np.abs(g - 1.0) > _float_tol(getattr(neu, "r", None),
                                                getattr(neu, "tau", None))):
@@ -929,6 +1043,8 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             bias = bias * rows if bias is not None else None
             rec_weight = (rec_weight * np.reshape(rows, (-1, 1) if np.ndim(rows) else ())
                           if rec_weight is not None else None)
+            skip_ws = [(j, w * np.reshape(rows, (-1, 1) if np.ndim(rows) else ()))
+                       for j, w in skip_ws]
         cur_bias = None
         cuba = nkind in ("cubalif", "cubali")
         if cuba and bias is not None and np.any(bias != 0):
@@ -975,8 +1091,9 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
             theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
             rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
-            alphas=alphas, betas=betas,
+            alphas=alphas, betas=betas, skips=tuple(skip_ws), skip_labels=tuple(skip_labels),
         ))
+        index_of[neu_name] = k
         shape = tuple(out_shape)
         i += 2
     if not layers:
@@ -1101,6 +1218,9 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
         if L.rec_weight is not None:
             raise ConfigError(f"layer {L.index} (node {L.rec_node!r}): a recurrent connection "
                               f"is not a SpikingNet layer (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+        if L.skips:
+            raise ConfigError(f"{L.skip_labels[0]}: SpikingNet is a chain (run the graph with "
                               f"neurodeploy.exporters.nir_interp.NIRModel instead)")
         if L.alphas is not None:
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): per-neuron decays; "
