@@ -227,6 +227,32 @@ def lava_dense_weight(w: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(w[:, perm.ravel()])
 
 
+#: Lava 0.10's ``PyConvModelFixed`` declares ``groups`` as int8 (conv/models.py:29): 128 or
+#: more groups wrap negative and the Conv emits nothing.
+LAVA_MAX_CONV_GROUPS = 127
+
+
+def lava_conv_groups(w: np.ndarray, groups: int) -> tuple[np.ndarray, int]:
+    """``(w', groups')`` equal to the grouped conv ``(w, groups)`` with ``groups' ≤``
+    :data:`LAVA_MAX_CONV_GROUPS` (PyTorch layout ``[C_out, C_in/groups, kH, kW]``).
+
+    ``q`` consecutive groups merge into one whose kernel is block-diagonal (zeros between
+    the old groups), ``q`` the smallest divisor of ``groups`` that brings it to ≤ 127: an
+    output channel still reads exactly its old group's input channels, so the sums are
+    identical (zeros add nothing) and the conv output wrap is unchanged."""
+    g = int(groups)
+    if g <= LAVA_MAX_CONV_GROUPS:
+        return w, g
+    q = next(d for d in range(2, g + 1) if g % d == 0 and g // d <= LAVA_MAX_CONV_GROUPS)
+    c_out, cin_g, kh, kw = w.shape
+    cout_g = c_out // g
+    out = np.zeros((c_out, q * cin_g, kh, kw), dtype=w.dtype)
+    for o in range(c_out):
+        k = (o // cout_g) % q  # the old group's place inside the merged one
+        out[o, k * cin_g:(k + 1) * cin_g] = w[o]
+    return out, g // q
+
+
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(s) for s in reversed(shape))
 
@@ -308,11 +334,12 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
             out_port = syn.a_out
         else:  # conv / pool: a grouped Conv
             in_l = lava_shape(L.in_shape)
-            syn = Conv(weight=lava_conv_weight(np.asarray(L.weights)).astype(np.int32),
+            w_g, groups = lava_conv_groups(np.asarray(L.weights), int(L.groups))
+            syn = Conv(weight=lava_conv_weight(w_g).astype(np.int32),
                        input_shape=in_l,
                        padding=(int(L.padding[1]), int(L.padding[0])),
                        stride=(int(L.stride[1]), int(L.stride[0])),
-                       groups=int(L.groups), name=f"{L.name}_conv")
+                       groups=groups, name=f"{L.name}_conv")
             if tuple(syn.output_shape) != lava_shape(L.out_shape):
                 raise PlanError(f"plan layer {k} ({L.name}): Lava Conv output "
                                 f"{tuple(syn.output_shape)} != reversed out_shape {L.out_shape}")

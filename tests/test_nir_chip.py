@@ -606,3 +606,43 @@ def test_lava_equals_emulator_nir_skip_edges(seed, reset):
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
         assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+
+
+# ----------------------------------------------------------------------------- Lava's int8 groups
+
+
+@pytest.mark.parametrize("groups,cin_g,cout_g", [(130, 1, 1), (256, 1, 1), (131, 2, 1),
+                                                 (254, 1, 2), (12, 1, 1)])
+def test_lava_conv_groups_regrouping_is_the_same_conv(groups, cin_g, cout_g):
+    """Merging groups (block-diagonal kernels) gives the same grouped convolution."""
+    import torch.nn.functional as F
+
+    from neurodeploy.sims.lava_runner import LAVA_MAX_CONV_GROUPS, lava_conv_groups
+
+    rng = np.random.default_rng(groups)
+    w = rng.integers(-50, 51, (groups * cout_g, cin_g, 2, 2))
+    x = torch.as_tensor(rng.random((2, groups * cin_g, 5, 5)) < 0.5, dtype=torch.float64)
+    w2, g2 = lava_conv_groups(w, groups)
+    assert g2 <= LAVA_MAX_CONV_GROUPS and (g2 == groups) == (groups <= LAVA_MAX_CONV_GROUPS)
+    a = F.conv2d(x, torch.as_tensor(w, dtype=torch.float64), groups=groups)
+    b = F.conv2d(x, torch.as_tensor(w2, dtype=torch.float64), groups=g2)
+    assert torch.equal(a, b)
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.parametrize("channels", [130, 256])
+def test_lava_equals_emulator_pool_over_128_channels_or_more(channels):
+    """A pool (depthwise conv) over ≥ 128 channels: Lava's int8 ``groups`` would wrap and the
+    Conv emit nothing; the runner merges groups (exact) and Lava ≡ emulator."""
+    rng = np.random.default_rng(channels)
+    plan = random_conv_plan(rng, (1, 4, 4), channels=channels, kernel=(3, 3), stride=(1, 1),
+                            padding=(1, 1), pool=2, classes=3, num_steps=6,
+                            weight_scale=80.0, du=4095, dv=0, vth=60, bias_max=0)
+    assert plan.layers[1].kind == "pool" and plan.layers[1].groups == channels
+    spikes = (rng.random((6, 2, 1, 4, 4)) < 0.6).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
