@@ -183,6 +183,50 @@ def _current_decay(beta: float | None, profile: HardwareProfile
                                       "current_decay_abs_err": abs(beta_q - beta)}
 
 
+def _conv_matrix(L: ChainLayer) -> np.ndarray:
+    """The forward conv of ``L`` as a dense matrix ``[N_out, N_in]`` (flat C·H·W orders)."""
+    C, H, W = L.in_shape
+    Co, Ho, Wo = L.out_shape
+    w = np.asarray(L.weight, dtype=np.float64)
+    _, cin_g, kh, kw = w.shape
+    cout_g = Co // L.groups
+    i_in = np.arange(C * H * W).reshape(C, H, W)
+    i_out = np.arange(Co * Ho * Wo).reshape(Co, Ho, Wo)
+    m = np.zeros((Co * Ho * Wo, C * H * W))
+    for o in range(Co):
+        c0 = (o // cout_g) * cin_g
+        for y in range(Ho):
+            for x in range(Wo):
+                for ci in range(cin_g):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = y * L.stride[0] - L.padding[0] + ky
+                            ix = x * L.stride[1] - L.padding[1] + kx
+                            if 0 <= iy < H and 0 <= ix < W:
+                                m[i_out[o, y, x], i_in[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
+    return m
+
+
+def _quantize_conv_recurrent(L: ChainLayer, profile: HardwareProfile
+                             ) -> tuple[QuantizedLayer, np.ndarray]:
+    """(quantized conv layer, integer W_rec) of a conv population with a recurrent
+    convolution (see the call site)."""
+    if L.cur_bias is not None:
+        raise ConfigError(f"{_label(L)}: a recurrent convolution together with a bias into a "
+                          f"CubaLIF current has no chip neuron yet")
+    n_out = int(np.prod(L.out_shape))
+    bias = None if L.bias is None else np.repeat(np.asarray(L.bias, dtype=np.float64),
+                                                 L.out_shape[1] * L.out_shape[2])
+    joint = np.concatenate([_conv_matrix(L), L.rec_weight], 1)
+    q = _quantize_weighted(dataclasses.replace(L, kind="fc", weight=joint, bias=bias), profile)
+    mode = ("mixed" if q.report["mixed_sign"] else
+            "inhibitory" if (joint < 0).any() else "excitatory")
+    kernel = profile.fixed_point.quantize_weights(np.asarray(L.weight, dtype=np.float64),
+                                                  q.scale, mode).astype(np.int64)
+    rec_int = q.weights[:, -n_out:].astype(np.int32)
+    return dataclasses.replace(q, weights=kernel, report={**q.report, "kind": "conv"}), rec_int
+
+
 def _skip_delays(L: ChainLayer, chain: NIRChain, profile: HardwareProfile) -> list[int]:
     """Plan ``skip_from`` of ``L``'s skip edges (−1: the input), after checking that each
     can wait for the main path: a skip from chain index j into layer k needs an extra
@@ -694,8 +738,15 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             if L.cur_bias is not None:
                 a_bias = q.weights[:, -1].astype(np.int32)
             q = dataclasses.replace(q, weights=q.weights[:, :n_in])
+        elif L.kind == "conv" and L.rec_weight is not None:
+            # a recurrent convolution (W_rec unrolled, [N, N]): one scale for the unrolled
+            # forward conv and W_rec, chosen on [conv as a matrix | W_rec] (the u headroom
+            # then covers the exact worst row); the kernel is quantized with that scale and
+            # sign mode, so its taps equal the matrix's entries
+            q, rec_int = _quantize_conv_recurrent(L, profile)
         elif L.rec_weight is not None:
-            raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense layer")
+            raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense or conv "
+                              f"layer")
         else:
             q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
                 L, profile)
@@ -710,7 +761,7 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                                            f"{worst} (× {amp:g}, current decay) reaches the u "
                                            f"range of {profile.name}")
         bias_mant = q.bias_mant
-        if L.kind == "conv":  # one bias per channel → one mantissa per neuron (C, H, W)
+        if L.kind == "conv" and bias_mant.size == L.out_shape[0]:  # per channel → per neuron
             bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
         groups = L.in_shape[0] if L.kind in ("avgpool", "sumpool") else L.groups
         stride = L.stride if L.kind != "fc" else (1, 1)

@@ -696,12 +696,42 @@ def _recurrent_loops(graph: nir.NIRGraph, succ: dict[str, list[str]]) -> dict[st
         if type(node) not in NEURON_READERS:
             continue
         for d in succ[name]:
-            if isinstance(graph.nodes[d], nir.Affine | nir.Linear) and succ[d] == [name]:
+            if isinstance(graph.nodes[d], nir.Affine | nir.Linear | nir.Conv2d) and \
+                    succ[d] == [name]:
                 if name in loops:
                     raise ConfigError(f"node {name!r} has two recurrent loops "
                                       f"({loops[name]!r}, {d!r}); sum them into one")
                 loops[name] = d
     return loops
+
+
+def _unrolled_conv(node: nir.Conv2d, shape: tuple[int, ...], where: str
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A recurrent ``Conv2d`` from a ``(C, H, W)`` population onto itself as the dense matrix
+    ``W_rec [N, N]`` (flat C·H·W order; column n = the conv of the n-th unit input, exact:
+    every entry is one kernel tap or 0) and its per-channel bias."""
+    syn = _read_conv2d(node, shape, where)
+    if syn.out_shape != shape:
+        raise ConfigError(f"{where}: maps {shape} to {syn.out_shape}; a recurrent convolution "
+                          f"must keep the population's shape (stride 1, 'same' padding)")
+    C, H, W = shape
+    w = np.asarray(syn.weight, dtype=np.float64)
+    c_out, cin_g, kh, kw = w.shape
+    cout_g = c_out // syn.groups
+    idx = np.arange(C * H * W).reshape(C, H, W)
+    rec = np.zeros((C * H * W, C * H * W))
+    for o in range(c_out):
+        c0 = (o // cout_g) * cin_g  # the output channel's group reads channels c0 … c0+cin_g
+        for y in range(H):
+            for x in range(W):
+                for ci in range(cin_g):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = y * syn.stride[0] - syn.padding[0] + ky
+                            ix = x * syn.stride[1] - syn.padding[1] + kx
+                            if 0 <= iy < H and 0 <= ix < W:
+                                rec[idx[o, y, x], idx[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
+    return rec, syn.bias
 
 
 def _chain_order(graph: nir.NIRGraph) -> list[str]:
@@ -984,13 +1014,20 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         if neu_name in loops:
             rec_node = loops[neu_name]
             rnode = graph.nodes[rec_node]
-            rec_weight = np.asarray(rnode.weight, dtype=np.float64)
             n_out = math.prod(out_shape)
-            if kind != "fc" or rec_weight.shape != (n_out, n_out):
-                raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a dense "
-                                  f"layer and an [{n_out}, {n_out}] weight, got {kind} and "
-                                  f"{rec_weight.shape}")
-            rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
+            if isinstance(rnode, nir.Conv2d):  # a recurrent convolution, unrolled (exact)
+                if kind != "conv":
+                    raise ConfigError(f"node {rec_node!r}: a recurrent Conv2d on a {kind} "
+                                      f"population; it needs a conv layer")
+                rec_weight, rb = _unrolled_conv(rnode, tuple(out_shape),
+                                                f"node {rec_node!r} (recurrent Conv2d)")
+            else:
+                rec_weight = np.asarray(rnode.weight, dtype=np.float64)
+                if kind != "fc" or rec_weight.shape != (n_out, n_out):
+                    raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a "
+                                      f"dense layer and an [{n_out}, {n_out}] weight, got "
+                                      f"{kind} and {rec_weight.shape}")
+                rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
             if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
                 bias = (bias if bias is not None else 0.0) + np.asarray(
                     rb, dtype=np.float64).reshape(-1)
@@ -1041,7 +1078,9 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             shape_w = (-1,) + (1,) * (weight.ndim - 1) if np.ndim(rows) else ()
             weight = weight * np.reshape(rows, shape_w)
             bias = bias * rows if bias is not None else None
-            rec_weight = (rec_weight * np.reshape(rows, (-1, 1) if np.ndim(rows) else ())
+            rec_rows = (np.repeat(rows, math.prod(out_shape[1:])) if kind == "conv"
+                        and np.ndim(rows) else rows)  # conv: one gain per channel
+            rec_weight = (rec_weight * np.reshape(rec_rows, (-1, 1) if np.ndim(rows) else ())
                           if rec_weight is not None else None)
             skip_ws = [(j, w * np.reshape(rows, (-1, 1) if np.ndim(rows) else ()))
                        for j, w in skip_ws]
