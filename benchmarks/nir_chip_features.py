@@ -1,5 +1,6 @@
 """NIR features on the chip (issue 13 point 4): small synthetic NIR graphs that need per-neuron
-decays, a membrane read-out (LI / CubaLI / I), skip edges, or a pool over ≥ 128 channels,
+decays, a membrane read-out (LI / CubaLI / I), skip edges, a pool over ≥ 128 channels or a
+recurrent convolution,
 taken through ``compile_nir`` (loihi2) → the bit-exact emulator (→ Lava with ``--lava``).
 
 Per case it records
@@ -117,6 +118,27 @@ def pool_256(rng):
     return _graph(nodes, edges, "lif", 10), "zero"
 
 
+def recurrent_conv(rng):
+    c, size = 4, 6
+    shp, n = (c, size, size), c * size * size
+    tau = np.full(shp, 2e-4)
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, size, size])}),
+             "c0": nir.Conv2d(input_shape=(size, size), weight=rng.normal(0, 1, (c, 1, 3, 3)),
+                              stride=1, padding=1, dilation=1, groups=1,
+                              bias=rng.normal(0, 0.05, c)),
+             "lif0": nir.LIF(tau=tau, r=tau / DT, v_leak=np.zeros(shp),
+                             v_threshold=np.full(shp, 0.5), v_reset=np.zeros(shp)),
+             "rc": nir.Conv2d(input_shape=(size, size), weight=rng.normal(0, 0.4, (c, c, 3, 3)),
+                              stride=1, padding=1, dilation=1, groups=1,
+                              bias=rng.normal(0, 0.05, c)),
+             "f": nir.Flatten(input_type={"input": np.array(shp)}, start_dim=0),
+             "fc": nir.Affine(weight=rng.normal(0, 0.5, (6, n)), bias=np.zeros(6)),
+             "lif1": _lif(6, np.full(6, 2e-4))}
+    edges = [("input", "c0"), ("c0", "lif0"), ("lif0", "rc"), ("rc", "lif0"), ("lif0", "f"),
+             ("f", "fc"), ("fc", "lif1")]
+    return _graph(nodes, edges, "lif1", 6), "subtract"
+
+
 CASES = {
     "per-neuron τ, LIF (fc 8-24-10)": per_neuron_lif,
     "per-neuron τ_mem/τ_syn, CubaLIF, subtract (fc 8-24-10)": per_neuron_cubalif,
@@ -125,6 +147,7 @@ CASES = {
     "I read-out (fc 8-24-6)": readout("i"),
     "skip edges: input→L2, input→L3, L1→L3, L1→L2 (fc 8-16-12-8)": skip_edges,
     "AvgPool over 256 channels (conv 1→256, pool, fc 10)": pool_256,
+    "recurrent Conv2d 4→4 3×3 on a (4, 6, 6) population, subtract (fc 6)": recurrent_conv,
 }
 
 

@@ -47,7 +47,13 @@ Dense / conv layers:
    Per-neuron decays (τ, τ_syn differing within a population) → per-neuron ``dv``/``du`` in
    ``neuron_arrays`` (same rounding as above, neuron by neuron); the layer's scalar
    ``dv``/``du`` and every headroom check use the largest α/β. Input gains r·dt/τ that differ
-   between neurons are folded into the weight rows (conv: per channel).
+   between neurons are folded into the weight rows (conv: per channel). A recurrent Conv2d
+   on a conv population: ``W_rec`` is the convolution unrolled to ``[N, N]``, the scale
+   chosen on ``[forward conv as a matrix | W_rec]``. A non-spiking LI / CubaLI / I output →
+   ``li`` (``li_cb``): no threshold, so the scale is the largest that fits (``vth = 0``) and
+   the v headroom covers both signs (no reset). Skip edges (dense) → ``skip_from`` /
+   ``skip_weights``, one column block each of ``[W | W_rec | W_skip… | b_cur]``; the wait
+   ``synaptic_delay·(k − 1 − j)`` must fit ``max_synaptic_delay``.
 
 Pool layers (AvgPool2d / SumPool2d + LIF) compile to ``kind = "pool"``: weights
 ``(C, 1, kH, kW)`` all equal to one integer ``w``, ``groups = C``, stride = the pool stride, no

@@ -22,6 +22,13 @@ adaptive threshold; its ``fixed_pt`` model is in ``lava_procs/talif/models.py``)
 reset interval / staggered offset as a ``LIFReset`` of that depth, so θ is set back to
 ``vth << 6`` exactly when u and v are zeroed, and NDS row τ is used at the layer's local step τ.
 
+NIR neuron kinds (``sublif``, ``*_delayed``, ``*_rec``, ``*_cb``, per-neuron ``du``/``dv``, and the
+non-spiking read-out ``li``/``li_cb``, whose process sends v each step: ``out_v``) use
+:class:`neurodeploy.sims.lava_procs.sublif.process.SubLIF`. A layer's skip edges are
+``DelayDense`` processes from the source population (or the source) into the same ``a_in``,
+delayed by the main path's extra latency (:meth:`DeploymentPlan.skip_delay`). Convs with more
+than 127 groups are regrouped (:func:`lava_conv_groups`: Lava's ``groups`` is int8).
+
 Many samples, one compile (research/deploy_path.md §3.6): the samples are concatenated in the
 source buffer with period ``P`` (sample i occupies global steps ``iP+1 … iP+T``). Each Dense /
 Conv delays by one step, so layer d (1-indexed) sees sample i's step τ at global step

@@ -757,3 +757,23 @@ def test_lava_equals_emulator_nir_recurrent_conv(seed, groups, reset):
     emu = Emulator(plan).run(torch.as_tensor(spikes))
     for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
         assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+
+
+def test_simulate_predicts_a_membrane_readout_from_its_membrane():
+    """simulate: a membrane read-out plan predicts from Σ_t v (its logits), not from the
+    (absent) output spikes; the float NIR model's spiking layers are compared."""
+    from neurodeploy.exporters.nir_deploy import compile_nir, float_reference
+    from neurodeploy.simulation import simulate
+
+    rng = np.random.default_rng(2)  # a seed whose predictions vary (3 classes, 0 rarely)
+    g = _nir_readout_graph(rng, 8, 16, 4, "li")
+    plan = compile_nir(g, "loihi2", 12, producer="neurodeploy").plan
+    x = torch.as_tensor((rng.random((12, 40, 8)) < 0.4).astype(np.uint8))
+    emu = Emulator(plan).run(x)
+    labels = emu.logits.argmax(1)
+    assert len(set(labels.tolist())) > 2 and (labels != 0).sum() > 30  # counts would say 0
+    model = float_reference(g, producer="neurodeploy")
+    rep = simulate(plan, x, labels, "emulator", model=model)
+    assert rep.accuracy_backend == 1.0
+    assert rep.accuracy_float is not None and rep.accuracy_float > 0.8
+    assert rep.layers[0].spike_agreement is not None and rep.layers[0].spike_agreement > 0.97
