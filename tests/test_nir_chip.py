@@ -777,3 +777,58 @@ def test_simulate_predicts_a_membrane_readout_from_its_membrane():
     assert rep.accuracy_backend == 1.0
     assert rep.accuracy_float is not None and rep.accuracy_float > 0.8
     assert rep.layers[0].spike_agreement is not None and rep.layers[0].spike_agreement > 0.97
+
+
+def test_cli_exports_and_simulates_a_graph_with_every_new_feature(tmp_path, capsys):
+    """export --nir → simulate on the digits: per-neuron τ, skip edges (one through its own
+    Flatten), an LI read-out; the plan says what it runs, the float NIR model is compared."""
+    import json
+
+    import nir
+
+    from neurodeploy.cli import main
+
+    rng = np.random.default_rng(3)
+    dt = 1e-4
+
+    def lif(n):
+        tau = dt / rng.choice([0.1, 0.3, 0.6], n)
+        return nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(n), v_threshold=np.full(n, 0.5),
+                       v_reset=np.zeros(n))
+
+    tau_o = dt / rng.choice([0.1, 0.2], 10)
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 8, 8])}),
+             "flat": nir.Flatten(input_type={"input": np.array([1, 8, 8])}, start_dim=0),
+             "fc1": nir.Affine(weight=rng.normal(0, 0.3, (24, 64)), bias=np.zeros(24)),
+             "lif1": lif(24),
+             "fc2": nir.Affine(weight=rng.normal(0, 0.5, (16, 24)), bias=np.zeros(16)),
+             "lif2": lif(16),
+             "fc3": nir.Affine(weight=rng.normal(0, 0.5, (10, 16)), bias=np.zeros(10)),
+             "out": nir.LI(tau=tau_o, r=tau_o / dt, v_leak=np.zeros(10)),
+             "flat_s": nir.Flatten(input_type={"input": np.array([1, 8, 8])}, start_dim=0),
+             "s_in": nir.Affine(weight=rng.normal(0, 0.2, (16, 64)), bias=np.zeros(16)),
+             "s_1": nir.Affine(weight=rng.normal(0, 0.3, (10, 24)), bias=np.zeros(10)),
+             "output": nir.Output(output_type={"output": np.array([10])})}
+    edges = [("input", "flat"), ("flat", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"),
+             ("fc2", "lif2"), ("lif2", "fc3"), ("fc3", "out"), ("out", "output"),
+             ("input", "flat_s"), ("flat_s", "s_in"), ("s_in", "lif2"),
+             ("lif1", "s_1"), ("s_1", "out")]
+    f = tmp_path / "net.nir"
+    nir.write(str(f), nir.NIRGraph(nodes=nodes, edges=edges, metadata={}))
+    d = tmp_path / "dep"
+    assert main(["export", "--nir", str(f), "--producer", "neurodeploy", "--steps", "8",
+                 "--out", str(d), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "non-spiking read-out" in out
+    plan = DeploymentPlan.load(d / "plan.npz")
+    assert [L.neuron for L in plan.layers] == ["lif", "lif", "li"]
+    assert [L.skip_from for L in plan.layers] == [(), (-1,), (0,)]
+    assert all("dv" in L.neuron_arrays for L in plan.layers)
+    assert plan.readout == "membrane" and plan.source["readout"] == "membrane"
+    js = tmp_path / "sim.json"
+    assert main(["simulate", "--plan", str(d / "plan.npz"), "--model", str(f),
+                 "--samples", "40", "--out", str(js), "-q"]) == 0
+    rep = json.loads(js.read_text())
+    assert [L["spike_agreement"] is not None for L in rep["layers"]] == [True, True, False]
+    assert all(L["spike_agreement"] > 0.95 for L in rep["layers"][:2])
+    assert rep["prediction_agreement"] > 0.8
