@@ -279,6 +279,11 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
     train into ``[T, B, …]``. Tests only (slow).
     """
     check_plan_supported(plan)
+    other = [L.name for L in plan.layers if L.neuron not in ("lif", "talif") or L.skip_from
+             or any(k in L.neuron_arrays for k in ("du", "dv"))]
+    if other:  # the NIR kinds are pinned by tests/test_nir_chip.py's plain-integer loop
+        raise ConfigError(f"reference_lava_network transcribes LIF/TA-LIF chains only; plan "
+                          f"layers {other} use other neurons, skip edges or per-neuron decays")
     fmt = plan.fixed_point
     spikes = np.asarray(spikes)
     T, B = spikes.shape[:2]
