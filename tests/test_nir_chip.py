@@ -832,3 +832,28 @@ def test_cli_exports_and_simulates_a_graph_with_every_new_feature(tmp_path, caps
     assert [L["spike_agreement"] is not None for L in rep["layers"]] == [True, True, False]
     assert all(L["spike_agreement"] > 0.95 for L in rep["layers"][:2])
     assert rep["prediction_agreement"] > 0.8
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(2, 4), st.booleans(), st.booleans())
+def test_twin_forward_equals_emulator_on_the_new_plans(seed, n_layers, readout, per_neuron):
+    """The hardware twin (attacks' gradient model) runs skip edges, per-neuron decays and the
+    membrane read-out with the emulator's values: spikes equal, logits Σ_t v / unit."""
+    from neurodeploy.sims.twin import HardwareTwin
+
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 16, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=6, weight_mode="mixed_even", weight_scale=40.0)
+    plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng, per_neuron=per_neuron)
+    if readout:
+        plan = _with_readout(plan, "li", rng)
+    plan = _with_skips(plan, rng)
+    spikes = torch.as_tensor((rng.random((6, 3, sizes[0])) < 0.5).astype(np.uint8))
+    emu = Emulator(plan).run(spikes)
+    tw = HardwareTwin(plan, encoding="spikes").run(spikes.double())
+    for k, (e, t) in enumerate(zip(emu.layer_spikes, tw.spikes, strict=True)):
+        assert torch.equal(e.double().reshape(t.shape), t.detach()), f"layer {k}"
+    if readout:
+        unit = plan.fixed_point.v_per_float(plan.layers[-1].scale)
+        assert torch.allclose(tw.logits.detach(), emu.logits.double() / unit, rtol=0,
+                              atol=1e-9)
