@@ -857,3 +857,28 @@ def test_twin_forward_equals_emulator_on_the_new_plans(seed, n_layers, readout, 
         unit = plan.fixed_point.v_per_float(plan.layers[-1].scale)
         assert torch.allclose(tw.logits.detach(), emu.logits.double() / unit, rtol=0,
                               atol=1e-9)
+
+
+def test_efficiency_counts_skip_edge_synapses():
+    from neurodeploy.efficiency import plan_efficiency, plan_parameter_count
+    from neurodeploy.sims.kernel import dense_effective_weights
+
+    rng = np.random.default_rng(6)
+    plan = random_fc_plan(rng, (10, 12, 8, 6), num_steps=6, weight_mode="mixed_even",
+                          weight_scale=60.0)
+    skipped = _with_skips(plan, rng)
+    spikes = torch.as_tensor((rng.random((6, 4, 10)) < 0.5).astype(np.uint8))
+    a, b = plan_efficiency(plan, spikes), plan_efficiency(skipped, spikes)
+    extra = sum(int(w.size) for L in skipped.layers for w in L.skip_weights)
+    assert plan_parameter_count(skipped) == plan_parameter_count(plan) + extra
+    # layer 1 (its input, layer 0, has no skips: the same spikes in both plans): its ops grow
+    # by the skip edges' Σ_t Σ_b (source spikes · fan-out) / B
+    L = skipped.layers[1]
+    sources = [spikes] + list(Emulator(skipped).run(spikes).layer_spikes)
+    skip_ops = sum(float((sources[j + 1].reshape(24, -1).double().numpy()
+                          @ (dense_effective_weights(ws, skipped.fixed_point) != 0).sum(0)
+                          ).sum()) / 4
+                   for j, ws in zip(L.skip_from, L.skip_weights, strict=True))
+    assert skip_ops > 0
+    assert b.layers[1].effective_ops == pytest.approx(a.layers[1].effective_ops + skip_ops)
+    assert b.layers[1].dense_ops > a.layers[1].dense_ops
