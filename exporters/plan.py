@@ -196,6 +196,8 @@ class PlanLayer:
         for k in ("weights", "bias_mant", "neuron_arrays", "skip_weights"):
             d.pop(k)
         d["skip_from"] = [int(j) for j in self.skip_from]
+        if not self.skip_from:  # written only when used: such plans stay readable by older
+            d.pop("skip_from")  # builds (which do not know the key)
         d["in_shape"] = list(self.in_shape)
         d["out_shape"] = list(self.out_shape)
         d["stride"] = list(self.stride)
