@@ -44,6 +44,16 @@ Dense / conv layers:
    zero with ``next-step`` → ``lif_delayed``; a recurrent loop → ``<kind>_rec`` with
    ``W_rec`` quantized with the layer's scale (one column block of ``[W | W_rec]``); a bias
    into a CubaLIF's current → ``<kind>_cb`` (an always-on input column ``a_bias``).
+   Per-neuron decays (τ, τ_syn differing within a population) → per-neuron ``dv``/``du`` in
+   ``neuron_arrays`` (same rounding as above, neuron by neuron); the layer's scalar
+   ``dv``/``du`` and every headroom check use the largest α/β. Input gains r·dt/τ that differ
+   between neurons are folded into the weight rows (conv: per channel). A recurrent Conv2d
+   on a conv population: ``W_rec`` is the convolution unrolled to ``[N, N]``, the scale
+   chosen on ``[forward conv as a matrix | W_rec]``. A non-spiking LI / CubaLI / I output →
+   ``li`` (``li_cb``): no threshold, so the scale is the largest that fits (``vth = 0``) and
+   the v headroom covers both signs (no reset). Skip edges (dense) → ``skip_from`` /
+   ``skip_weights``, one column block each of ``[W | W_rec | W_skip… | b_cur]``; the wait
+   ``synaptic_delay·(k − 1 − j)`` must fit ``max_synaptic_delay``.
 
 Pool layers (AvgPool2d / SumPool2d + LIF) compile to ``kind = "pool"``: weights
 ``(C, 1, kH, kW)`` all equal to one integer ``w``, ``groups = C``, stride = the pool stride, no
@@ -112,7 +122,7 @@ import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.exporters.nir_export import TALIF, ChainLayer, NIRChain, parse_graph
-from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
+from neurodeploy.exporters.plan import MEMBRANE_KINDS, DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 from neurodeploy.jsonable import jsonable
 
@@ -179,6 +189,106 @@ def _current_decay(beta: float | None, profile: HardwareProfile
                                       "current_decay_abs_err": abs(beta_q - beta)}
 
 
+def _conv_matrix(L: ChainLayer) -> np.ndarray:
+    """The forward conv of ``L`` as a dense matrix ``[N_out, N_in]`` (flat C·H·W orders)."""
+    C, H, W = L.in_shape
+    Co, Ho, Wo = L.out_shape
+    w = np.asarray(L.weight, dtype=np.float64)
+    _, cin_g, kh, kw = w.shape
+    cout_g = Co // L.groups
+    i_in = np.arange(C * H * W).reshape(C, H, W)
+    i_out = np.arange(Co * Ho * Wo).reshape(Co, Ho, Wo)
+    m = np.zeros((Co * Ho * Wo, C * H * W))
+    for o in range(Co):
+        c0 = (o // cout_g) * cin_g
+        for y in range(Ho):
+            for x in range(Wo):
+                for ci in range(cin_g):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = y * L.stride[0] - L.padding[0] + ky
+                            ix = x * L.stride[1] - L.padding[1] + kx
+                            if 0 <= iy < H and 0 <= ix < W:
+                                m[i_out[o, y, x], i_in[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
+    return m
+
+
+def _quantize_conv_recurrent(L: ChainLayer, profile: HardwareProfile
+                             ) -> tuple[QuantizedLayer, np.ndarray]:
+    """(quantized conv layer, integer W_rec) of a conv population with a recurrent
+    convolution (see the call site)."""
+    if L.cur_bias is not None:
+        raise ConfigError(f"{_label(L)}: a recurrent convolution together with a bias into a "
+                          f"CubaLIF current has no chip neuron yet")
+    n_out = int(np.prod(L.out_shape))
+    bias = None if L.bias is None else np.repeat(np.asarray(L.bias, dtype=np.float64),
+                                                 L.out_shape[1] * L.out_shape[2])
+    joint = np.concatenate([_conv_matrix(L), L.rec_weight], 1)
+    q = _quantize_weighted(dataclasses.replace(L, kind="fc", weight=joint, bias=bias), profile)
+    mode = ("mixed" if q.report["mixed_sign"] else
+            "inhibitory" if (joint < 0).any() else "excitatory")
+    kernel = profile.fixed_point.quantize_weights(np.asarray(L.weight, dtype=np.float64),
+                                                  q.scale, mode).astype(np.int64)
+    rec_int = q.weights[:, -n_out:].astype(np.int32)
+    return dataclasses.replace(q, weights=kernel, report={**q.report, "kind": "conv"}), rec_int
+
+
+def _skip_delays(L: ChainLayer, chain: NIRChain, profile: HardwareProfile) -> list[int]:
+    """Plan ``skip_from`` of ``L``'s skip edges (−1: the input), after checking that each
+    can wait for the main path: a skip from chain index j into layer k needs an extra
+    synaptic delay of ``synaptic_delay · (k − 1 − j)`` steps (Lava's DelayDense), at most
+    the profile's ``max_synaptic_delay``; refused naming the edge otherwise."""
+    out = []
+    for (j, _w), label in zip(L.skips, L.skip_labels, strict=True):
+        extra = profile.synaptic_delay * (L.index - 1 - j)
+        if extra > profile.max_synaptic_delay:
+            raise HardwareFitError(
+                f"{label}: skips {L.index - 1 - j} layers, so it must wait {extra} steps to "
+                f"meet the main path, but {profile.name}'s synaptic delay is at most "
+                f"{profile.max_synaptic_delay} (max_synaptic_delay): the delays cannot be "
+                f"aligned exactly")
+        out.append(j - 1)
+    return out
+
+
+def _per_neuron_decays(L: ChainLayer, profile: HardwareProfile
+                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-neuron ``dv`` (from ``L.alphas``) and ``du`` (from ``L.betas``) as plan
+    ``neuron_arrays`` (flat neuron order), with their report; empty when the population has
+    one decay. The layer's scalar ``dv``/``du`` are those of the largest α/β (``L.alpha``/
+    ``L.beta``), the worst case of the headroom checks. They run in the programmable
+    ``sublif`` neuron (Lava's LIF holds one decay per population), so a profile without
+    programmable neurons refuses them, naming the node."""
+    if L.alphas is None and L.betas is None:
+        return {}, {}
+    where = _label(L)
+    if not profile.programmable_neurons:
+        raise HardwareFitError(
+            f"{where}: node {L.neuron_node!r} has per-neuron decays (τ differs between "
+            f"neurons); {profile.name}'s fixed LIF holds one decay per population — compile "
+            f"for loihi2, or give the population one τ")
+    if L.is_talif:
+        raise ConfigError(f"{where}: TA-LIF with per-neuron decays has no chip neuron")
+    unity, offset = profile.decay_unity, profile.current_decay_offset
+    arrays: dict[str, np.ndarray] = {}
+    report: dict[str, Any] = {}
+    if L.alphas is not None:
+        dv = np.clip(np.round(unity * (1.0 - L.alphas)), 0, profile.decay_max).astype(np.int32)
+        arrays["dv"] = dv
+        report.update({"dv_per_neuron": [int(dv.min()), int(dv.max())],
+                       "dv_distinct": int(np.unique(dv).size),
+                       "decay_abs_err": float(np.abs(1.0 - dv / unity - L.alphas).max())})
+    if L.betas is not None:
+        du = np.clip(unity - offset - np.round(unity * L.betas), 0,
+                     profile.decay_max).astype(np.int32)
+        arrays["du"] = du
+        report.update({"du_per_neuron": [int(du.min()), int(du.max())],
+                       "du_distinct": int(np.unique(du).size),
+                       "current_decay_abs_err": float(np.abs(
+                           (unity - du - offset) / unity - L.betas).max())})
+    return arrays, report
+
+
 def _pick_bias_exp(b_units: np.ndarray, profile: HardwareProfile
                    ) -> tuple[np.ndarray, int] | None:
     """Smallest exponent whose mantissa fits; ``b_units`` is the bias in weight units."""
@@ -194,8 +304,9 @@ def _pick_bias_exp(b_units: np.ndarray, profile: HardwareProfile
 def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
     W = np.asarray(L.weight, dtype=np.float64)
     b = np.zeros(W.shape[0]) if L.bias is None else np.asarray(L.bias, dtype=np.float64)
-    theta = float(L.theta)
     where = _label(L)
+    readout = L.theta is None  # a non-spiking read-out: no threshold to snap the scale to
+    theta = 1.0 if readout else float(L.theta)
     if not np.all(np.isfinite(W)) or not np.all(np.isfinite(b)):
         raise ConfigError(f"{where}: weights or bias contain NaN/inf")
     if theta <= 0:
@@ -208,7 +319,8 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     if wmax > 0:
         limits["weights"] = (profile.weight_max_mixed if mixed else profile.weight_max_single
                              ) / wmax
-    limits["threshold"] = profile.vth_max / theta
+    if not readout:
+        limits["threshold"] = profile.vth_max / theta
     du, amp, cur = _current_decay(L.beta, profile)  # u accumulates up to amp × one input
     rows = W.reshape(W.shape[0], -1)
     row_pos = float(np.clip(rows, 0, None).sum(1).max()) if rows.size else 0.0
@@ -231,7 +343,7 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     scale = n / theta if n >= 1 else s_max
     mode = "mixed" if mixed else "excitatory" if sign > 0 else "inhibitory"
     W_int = profile.fixed_point.quantize_weights(W, scale, mode).astype(np.int64)
-    vth = int(np.clip(round(theta * scale), 0, profile.vth_max))
+    vth = 0 if readout else int(np.clip(round(theta * scale), 0, profile.vth_max))
     picked = _pick_bias_exp(b * scale, profile)
     if picked is None:  # cannot happen with s ≤ s_b; kept as a guard with a clear message
         raise HardwareFitError(f"{where}: bias {bmax:g} × scale {scale:g} does not fit a "
@@ -258,6 +370,10 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
     alpha_q = dec["alpha_q"]
     v_unit_max = profile.state_max / 2.0**shift
     v_neg_bound = neg_drive / (1.0 - alpha_q) if alpha_q < 1 else math.inf
+    if readout:  # no reset either: the membrane's positive excursion is bounded the same way
+        pos_drive = a_pos * amp + max(0.0, float(b_units.max(initial=0.0)))
+        v_neg_bound = max(v_neg_bound, pos_drive / (1.0 - alpha_q) if alpha_q < 1
+                          else math.inf)
     report = {
         "kind": L.kind, "scale": scale, "scale_bound_by": bound_by, "scale_max": s_max,
         "mixed_sign": mixed,
@@ -267,11 +383,13 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
         "weight_rms_err_rel": float(np.sqrt((err**2).mean()) / wmax) if wmax > 0 else 0.0,
         "weights_zeroed_frac": float(((W_int == 0) & (W != 0)).sum() / max(1, (W != 0).sum())),
         "weight_int_max_abs": int(np.abs(W_int).max()) if W_int.size else 0,
-        "theta": theta, "vth": vth, "theta_q": vth / scale,
-        "threshold_err_rel": abs(vth / scale - theta) / theta,
+        "theta": None if readout else theta, "vth": vth,
+        "theta_q": None if readout else vth / scale,
+        "threshold_err_rel": 0.0 if readout else abs(vth / scale - theta) / theta,
         "bias_exp": int(bias_exp),
         "bias_max_abs": bmax,
         "bias_max_abs_err": float(np.abs(b_q - b).max()) if b.size else 0.0,
+        # (a read-out has no θ: relative to one float unit)
         "bias_max_abs_err_rel_theta": float(np.abs(b_q - b).max() / theta) if b.size else 0.0,
         **dec,
         "max_input_pos": a_pos, "max_input_neg": a_neg,
@@ -286,6 +404,10 @@ def _quantize_weighted(L: ChainLayer, profile: HardwareProfile) -> QuantizedLaye
 
 def _quantize_pool(L: ChainLayer, profile: HardwareProfile) -> QuantizedLayer:
     where = _label(L)
+    if L.theta is None:
+        raise ConfigError(f"{where}: a pooling node feeding the non-spiking read-out "
+                          f"{L.neuron_node!r} has no chip mapping (its weights are fixed by "
+                          f"θ); put an Affine/Conv2d before the read-out")
     theta = float(L.theta)
     if theta <= 0:
         raise ConfigError(f"{where}: threshold θ = {theta} must be > 0")
@@ -489,7 +611,7 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
         syn_core = [int(syn[p].sum()) for p in parts]
         layers.append({
             "layer": L.index, "token": layer_token(L), "kind": PLAN_KINDS[L.kind],
-            "neuron": TALIF if L.is_talif else (
+            "neuron": TALIF if L.is_talif else "li" if L.neuron in ("li", "cubali") else (
                 ("sublif_delayed" if L.reset_timing == "next-step" else "sublif")
                 if L.reset == "subtract" else "lif"),
             "neurons": int(syn.size), "synapses": int(syn.sum()), "cores": len(parts),
@@ -499,6 +621,9 @@ def resource_map(chain: NIRChain, profile: HardwareProfile) -> dict[str, Any]:
                 math.ceil(s * profile.bits_per_synapse / 8) for s in syn_core],
             "fan_in_per_neuron": int(syn.max()),
             "input_axons_per_core": fan_in,
+            # skip-edge synapses (their own delayed synapse block): counted here, not in the
+            # per-core memory and fan-in figures above
+            "skip_synapses": int(sum(np.count_nonzero(w) for _, w in L.skips)),
         })
         parts_all.append(parts)
         masks_all.append(masks)
@@ -576,11 +701,16 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     layers: list[PlanLayer] = []
     quant: dict[str, Any] = {}
     for L in chain.layers:
-        if L.neuron == "li":
-            raise ConfigError(
-                f"{_label(L)}: node {L.neuron_node!r} is a non-spiking LI output (membrane "
-                f"read-out); Lava's LIF population always spikes — train with readout "
-                f"'count' or 'rate' to deploy")
+        readout = L.neuron in ("li", "cubali")
+        if readout and not profile.programmable_neurons:
+            raise HardwareFitError(
+                f"{_label(L)}: node {L.neuron_node!r} is a non-spiking read-out (membrane "
+                f"output); {profile.name}'s fixed LIF always spikes — compile for loihi2 (a "
+                f"programmable neuron sends v each step), or train with readout 'count'")
+        if readout and L.rec_weight is not None:
+            raise ConfigError(f"{_label(L)}: a recurrent loop on the non-spiking read-out "
+                              f"{L.neuron_node!r} (node {L.rec_node!r}) feeds back a membrane, "
+                              f"not spikes; it has no chip mapping")
         rec_int = a_bias = None
         if (L.rec_weight is not None or L.cur_bias is not None) and \
                 not profile.programmable_neurons:
@@ -591,24 +721,38 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         if L.is_talif and (L.rec_weight is not None or L.cur_bias is not None):
             raise ConfigError(f"{_label(L)}: a recurrent or current-biased TA-LIF population "
                               f"has no chip neuron")
-        if L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None):
-            # one scale for [W | W_rec | b_cur]: spikes are binary (the current bias is an
-            # always-on input), so they share the layer's scale; u headroom over all of them
+        skip_from, skip_int = _skip_delays(L, chain, profile), []
+        if L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None or L.skips):
+            # one scale for [W | W_rec | W_skip… | b_cur]: spikes are binary (the current bias
+            # is an always-on input), so they share the layer's scale; u headroom over all
             n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
             cols = [np.asarray(L.weight).reshape(n_out, -1)]
             if L.rec_weight is not None:
                 cols.append(L.rec_weight)
+            cols.extend(w for _, w in L.skips)
             if L.cur_bias is not None:
                 cols.append(np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1))
             q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)),
                                    profile)
+            at = n_in
             if L.rec_weight is not None:
-                rec_int = q.weights[:, n_in:n_in + n_out].astype(np.int32)
+                rec_int = q.weights[:, at:at + n_out].astype(np.int32)
+                at += n_out
+            for _, w in L.skips:
+                skip_int.append(q.weights[:, at:at + w.shape[1]].astype(np.int32))
+                at += w.shape[1]
             if L.cur_bias is not None:
                 a_bias = q.weights[:, -1].astype(np.int32)
             q = dataclasses.replace(q, weights=q.weights[:, :n_in])
+        elif L.kind == "conv" and L.rec_weight is not None:
+            # a recurrent convolution (W_rec unrolled, [N, N]): one scale for the unrolled
+            # forward conv and W_rec, chosen on [conv as a matrix | W_rec] (the u headroom
+            # then covers the exact worst row); the kernel is quantized with that scale and
+            # sign mode, so its taps equal the matrix's entries
+            q, rec_int = _quantize_conv_recurrent(L, profile)
         elif L.rec_weight is not None:
-            raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense layer")
+            raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense or conv "
+                              f"layer")
         else:
             q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
                 L, profile)
@@ -623,7 +767,7 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                                            f"{worst} (× {amp:g}, current decay) reaches the u "
                                            f"range of {profile.name}")
         bias_mant = q.bias_mant
-        if L.kind == "conv":  # one bias per channel → one mantissa per neuron (C, H, W)
+        if L.kind == "conv" and bias_mant.size == L.out_shape[0]:  # per channel → per neuron
             bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
         groups = L.in_shape[0] if L.kind in ("avgpool", "sumpool") else L.groups
         stride = L.stride if L.kind != "fc" else (1, 1)
@@ -649,6 +793,10 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron = TALIF
             nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),
                                                         profile)
+        if readout:  # no spike, no reset: the membrane is sent each step
+            neuron = "li"
+        decays, dreport = _per_neuron_decays(L, profile)
+        q = dataclasses.replace(q, report={**q.report, **dreport})
         layers.append(PlanLayer(
             name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
             out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=0,
@@ -659,9 +807,10 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron=(neuron if rec_int is None and a_bias is None else
                     f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
             neuron_params=nparams,
-            neuron_arrays=(narrays if rec_int is None and a_bias is None else
-                           {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
-                            if v is not None}),
+            neuron_arrays={**(narrays if rec_int is None and a_bias is None else
+                              {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
+                               if v is not None}), **decays},
+            skip_from=tuple(skip_from), skip_weights=tuple(skip_int),
         ))
         quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
                        **q.report, **treport}
@@ -690,7 +839,9 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     source = {"nir_metadata": meta, "dt": chain.dt, "profile_source": profile.source,
               "compiler": "neurodeploy.exporters.compiler",
               "rules": "threshold-snapped per-layer scale, even mixed-sign mantissas, "
-                       "weight_exp 0, smallest fitting bias_exp, du 4095"}
+                       "weight_exp 0, smallest fitting bias_exp, du 4095",
+              # what the output is: spike counts, or the read-out's membrane Σ_t v
+              "readout": "membrane" if layers[-1].neuron in MEMBRANE_KINDS else "count"}
     plan = DeploymentPlan(profile=profile.name, num_steps=int(num_steps),
                           input_shape=chain.input_shape, layers=tuple(layers),
                           resources=resources, quantization=jsonable(quant), source=source,

@@ -59,6 +59,10 @@ def chip_notes(g: DGraph) -> list[str]:
                          f"(differs only when v equals the threshold)")
         if n.v_init is not None:
             notes.append(f"{where}: the float model starts at v = v_leak, the chip at v = 0")
+        if not n.spiking:
+            notes.append(f"{where}: non-spiking read-out — the chip sends its membrane v each "
+                         f"step (a graded value in v units = float · scale · 2^6, the plan's "
+                         f"readout 'membrane'); logits are Σ_t v")
     return notes
 
 

@@ -143,7 +143,13 @@ class ChainLayer:
 
     ``kind`` is ``fc``, ``conv``, ``avgpool`` or ``sumpool``; ``neuron`` is ``lif`` (α < 1),
     ``if`` (α = 1) or ``li`` (non-spiking, last layer only). ``gain`` (R·dt/τ) is already
-    folded into ``weight``/``bias`` when it differs from 1.
+    folded into ``weight``/``bias`` when it differs from 1 (per neuron: row by row).
+    Per-neuron decays: ``alphas`` / ``betas`` hold one value per neuron (flat C·H·W order)
+    when they differ within the population, and ``alpha`` / ``beta`` then hold the largest
+    (the worst case for the compiler's headroom checks); None when the population has one.
+    ``skips``: skip edges into this (dense) layer, ``(j, W_skip)`` with ``j`` the source's chain
+    index (0: the input; j < index − 1) and ``W_skip`` float ``[N_out, size of j's output]``
+    (gain folded; its bias is in ``bias``); ``skip_labels`` name the edges for messages.
     """
 
     index: int
@@ -172,6 +178,10 @@ class ChainLayer:
     rec_weight: np.ndarray | None = None
     rec_node: str | None = None
     cur_bias: np.ndarray | None = None
+    alphas: np.ndarray | None = None
+    betas: np.ndarray | None = None
+    skips: tuple[tuple[int, np.ndarray], ...] = ()
+    skip_labels: tuple[str, ...] = ()
 
     @property
     def is_talif(self) -> bool:
@@ -477,6 +487,28 @@ def _uniform(arr: Any, field_name: str, where: str, allow_inf: bool = False) -> 
     return v
 
 
+def _per_neuron(arr: Any, field_name: str, where: str, allow_inf: bool = False
+                ) -> float | np.ndarray:
+    """One value when the population has one (within :data:`GAIN_TOL`), else the flat
+    per-neuron float64 array (NaN refused; ∞ only with ``allow_inf``)."""
+    a = np.asarray(arr, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ConfigError(f"{where}: {field_name} is empty")
+    if np.any(np.isnan(a)) or (not allow_inf and not np.all(np.isfinite(a))):
+        raise ConfigError(f"{where}: {field_name} holds NaN/inf")
+    v = float(a[0])
+    if np.all(a == v) or (math.isfinite(v) and np.all(np.isfinite(a)) and np.all(
+            np.abs(a - v) <= GAIN_TOL * max(1.0, abs(v)))):
+        return v
+    return a
+
+
+def _collapse(a: np.ndarray) -> float | np.ndarray:
+    """A per-neuron array whose entries are all equal → that value."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    return float(a[0]) if np.all(a == a[0]) else a
+
+
 def _all_zero(arr: Any, field_name: str, where: str) -> None:
     if arr is None:
         return
@@ -506,73 +538,111 @@ def _check_reset_hint(node: nir.NIRNode, where: str) -> str:
         f"'subtract' (the sublif neuron)")
 
 
+Decay = float | np.ndarray
+"""One value for the population, or one per neuron (flat) where they differ."""
+
+
+def _euler_decay(tau: Decay, dt: float, tol: float, what: str, where: str) -> Decay:
+    """``1 − dt/τ`` per neuron (τ = ∞ → 1), snapping float32 round-off of τ = dt to 0."""
+    t = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+    if np.any(t <= 0):
+        raise ConfigError(f"{where}: {what} must be > 0, got {t.min():g}")
+    with np.errstate(divide="ignore"):
+        a = np.where(np.isinf(t), 1.0, 1.0 - dt / t)
+    a = np.where((a < 0) & (a >= -tol), 0.0, a)  # τ = dt written in float32 (snntorch β = 0)
+    if np.any(a < 0):
+        raise ConfigError(f"{where}: {what} = {t.min():g} < dt = {dt:g} gives a negative decay "
+                          f"1 − dt/τ = {a.min():g}; use the producer's dt (graph metadata "
+                          f"'dt', or export --nir … --dt)")
+    return float(a[0]) if np.ndim(tau) == 0 else _collapse(a)
+
+
+def _gain(gain: np.ndarray | float, tol: float) -> Decay:
+    """Input gains within ``tol`` of 1 are 1 (float round-off); one value or per neuron."""
+    g = np.atleast_1d(np.asarray(gain, dtype=np.float64))
+    g = np.where(np.abs(g - 1.0) <= tol, 1.0, g)
+    return _collapse(g)
+
+
 def _lif_params(node: nir.LIF, where: str, dt: float, last: bool
-                ) -> tuple[str, float, float | None, float]:
-    tau = _uniform(node.tau, "tau", where, allow_inf=True)
-    r = _uniform(node.r, "r", where, allow_inf=True)
-    if tau <= 0:
-        raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+                ) -> tuple[str, Decay, float | None, Decay]:
+    tau = _per_neuron(node.tau, "tau", where, allow_inf=True)
+    r = _per_neuron(node.r, "r", where, allow_inf=True)
     _all_zero(node.v_leak, "v_leak", where)
     _all_zero(node.v_reset, "v_reset", where)
     tol = _float_tol(node.tau, node.r)
-    if math.isinf(tau):
-        if not math.isinf(r):
-            raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
-                              f"population as IF")
-        # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
-        return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), 1.0
-    alpha = 1.0 - dt / tau
-    if -tol <= alpha < 0:  # τ = dt written in float32 (snntorch β = 0)
-        alpha = 0.0
-    if alpha < 0:
-        raise ConfigError(f"{where}: tau = {tau:g} < dt = {dt:g} gives a negative decay "
-                          f"1 − dt/τ = {alpha:g}; use the producer's dt (graph metadata "
-                          f"'dt', or export --nir … --dt)")
+    t_inf, r_b = np.broadcast_arrays(np.isinf(np.asarray(tau)), np.asarray(r, np.float64))
+    if np.any(t_inf & ~np.isinf(r_b)):
+        raise ConfigError(f"{where}: τ = ∞ with finite r gives input gain 0; write the "
+                          f"population as IF")
+    alpha = _euler_decay(tau, dt, tol, "tau", where)
     theta = _uniform(node.v_threshold, "v_threshold", where)
-    gain = r * dt / tau
-    return "lif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
+    # τ = r = ∞ (snntorch β = 1): the limit of r·dt/τ under r = τ/dt is 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.where(t_inf, 1.0, r_b * dt / np.where(t_inf, 1.0, np.asarray(tau, np.float64)))
+    kind = "if" if np.all(np.asarray(alpha) == 1.0) else "lif"
+    return kind, alpha, theta, _gain(gain, tol)
 
 
 def _if_params(node: nir.IF, where: str, dt: float, last: bool
-               ) -> tuple[str, float, float | None, float]:
+               ) -> tuple[str, Decay, float | None, Decay]:
     _all_zero(node.v_reset, "v_reset", where)
-    return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _uniform(
-        node.r, "r", where)
+    return "if", 1.0, _uniform(node.v_threshold, "v_threshold", where), _gain(
+        _per_neuron(node.r, "r", where), _float_tol(node.r))
 
 
 def _li_params(node: nir.LI, where: str, dt: float, last: bool
-               ) -> tuple[str, float, float | None, float]:
+               ) -> tuple[str, Decay, float | None, Decay]:
     if not last:
         raise ConfigError(f"{where}: a non-spiking LI population is only supported as the "
-                          f"output layer")
-    tau = _uniform(node.tau, "tau", where)
-    if tau <= 0:
-        raise ConfigError(f"{where}: tau must be > 0, got {tau}")
+                          f"output layer (its membrane is the read-out)")
+    tau = _per_neuron(node.tau, "tau", where)
     _all_zero(node.v_leak, "v_leak", where)
-    return "li", 1.0 - dt / tau, None, _uniform(node.r, "r", where) * dt / tau
+    alpha = _euler_decay(tau, dt, _float_tol(node.tau, node.r), "tau", where)
+    gain = np.asarray(_per_neuron(node.r, "r", where)) * dt / np.asarray(tau)
+    return "li", alpha, None, _gain(gain, _float_tol(node.tau, node.r))
+
+
+def _i_params(node: nir.I, where: str, dt: float, last: bool
+              ) -> tuple[str, Decay, float | None, Decay]:
+    """NIR ``I`` (``dv/dt = R·I``): a non-leaky read-out, LI with α = 1 and gain r."""
+    if not last:
+        raise ConfigError(f"{where}: a non-spiking I population is only supported as the "
+                          f"output layer (its membrane is the read-out)")
+    return "li", 1.0, None, _gain(_per_neuron(node.r, "r", where), _float_tol(node.r))
+
+
+def _cubali_params(node: nir.CubaLI, where: str, dt: float, last: bool
+                   ) -> tuple[str, Decay, float | None, Decay]:
+    """NIR ``CubaLI``: CubaLIF's current and membrane without the spike (the read-out)."""
+    if not last:
+        raise ConfigError(f"{where}: a non-spiking CubaLI population is only supported as "
+                          f"the output layer (its membrane is the read-out)")
+    tau = _per_neuron(node.tau_mem, "tau_mem", where)
+    tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
+    alpha = _euler_decay(tau, dt, tol, "tau_mem", where)
+    _beta, syn_gain = _current_decay(node, dt, where)
+    gain = np.asarray(_per_neuron(node.r, "r", where)) * dt / np.asarray(tau) * np.asarray(
+        syn_gain)
+    return "cubali", alpha, None, _gain(gain, tol)
 
 
 def _cubalif_params(node: nir.CubaLIF, where: str, dt: float, last: bool
-                    ) -> tuple[str, float, float | None, float]:
-    tau = _uniform(node.tau_mem, "tau_mem", where)
-    if tau <= 0:
-        raise ConfigError(f"{where}: tau_mem must be > 0, got {tau}")
+                    ) -> tuple[str, Decay, float | None, Decay]:
+    tau = _per_neuron(node.tau_mem, "tau_mem", where)
     _all_zero(node.v_reset, "v_reset", where)  # v_leak: the plan's bias (parse_graph)
     tol = _float_tol(node.tau_mem, node.r, node.tau_syn, node.w_in)
-    alpha = 1.0 - dt / tau
-    if -tol <= alpha < 0:
-        alpha = 0.0
-    if alpha < 0:
-        raise ConfigError(f"{where}: tau_mem = {tau:g} < dt = {dt:g} gives a negative "
-                          f"decay; use the producer's dt")
+    alpha = _euler_decay(tau, dt, tol, "tau_mem", where)
     theta = _uniform(node.v_threshold, "v_threshold", where)
     beta, syn_gain = _current_decay(node, dt, where)
-    gain = _uniform(node.r, "r", where) * dt / tau * syn_gain
-    return "cubalif", alpha, theta, 1.0 if abs(gain - 1.0) <= tol else gain
+    gain = np.asarray(_per_neuron(node.r, "r", where)) * dt / np.asarray(tau) * np.asarray(
+        syn_gain)
+    return "cubalif", alpha, theta, _gain(gain, tol)
 
 
-NEURON_READERS: dict[type, Callable[..., tuple[str, float, float | None, float]]] = {
+NEURON_READERS: dict[type, Callable[..., tuple[str, Decay, float | None, Decay]]] = {
     nir.LIF: _lif_params, nir.IF: _if_params, nir.LI: _li_params, nir.CubaLIF: _cubalif_params,
+    nir.I: _i_params, nir.CubaLI: _cubali_params,
 }
 """NIR neuron type → (kind, α, θ, input gain) reader for the compiler's chain."""
 
@@ -585,23 +655,19 @@ def _neuron_params(node: nir.NIRNode, name: str, dt: float, last: bool
     if reader is None:
         raise ConfigError(
             f"{where}: unsupported neuron node; supported: LIF (v_leak = 0, v_reset = 0), IF, "
-            f"CubaLIF and LI as the output layer")
+            f"CubaLIF, and LI, CubaLI, I as the output layer (membrane read-out)")
     return reader(node, where, dt, last)
 
 
-def _current_decay(node: nir.CubaLIF, dt: float, where: str) -> tuple[float, float]:
-    """(β, input gain) of CubaLIF's current ``τ_syn·dI/dt = −I + w_in·S`` (Euler at dt)."""
-    tau_syn = _uniform(node.tau_syn, "tau_syn", where)
-    if tau_syn <= 0:
-        raise ConfigError(f"{where}: tau_syn must be > 0, got {tau_syn}")
-    tol = _float_tol(node.tau_syn)
-    beta = 1.0 - dt / tau_syn
-    if -tol <= beta < 0:
-        beta = 0.0
-    if beta < 0:
-        raise ConfigError(f"{where}: tau_syn = {tau_syn:g} < dt = {dt:g} gives a negative "
-                          f"current decay; use the producer's dt")
-    return beta, _uniform(node.w_in, "w_in", where) * dt / tau_syn
+def _current_decay(node: nir.CubaLIF, dt: float, where: str) -> tuple[Decay, Decay]:
+    """(β, input gain) of CubaLIF's current ``τ_syn·dI/dt = −I + w_in·S`` (Euler at dt), one
+    value or one per neuron each."""
+    tau_syn = _per_neuron(node.tau_syn, "tau_syn", where)
+    beta = _euler_decay(tau_syn, dt, _float_tol(node.tau_syn), "tau_syn", where)
+    if np.any(np.asarray(beta) >= 1.0):
+        raise ConfigError(f"{where}: tau_syn = ∞ (no current decay) has no chip mapping")
+    gain = np.asarray(_per_neuron(node.w_in, "w_in", where)) * dt / np.asarray(tau_syn)
+    return beta, _collapse(gain) if np.ndim(gain) else float(gain)
 
 
 def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
@@ -630,7 +696,8 @@ def _recurrent_loops(graph: nir.NIRGraph, succ: dict[str, list[str]]) -> dict[st
         if type(node) not in NEURON_READERS:
             continue
         for d in succ[name]:
-            if isinstance(graph.nodes[d], nir.Affine | nir.Linear) and succ[d] == [name]:
+            if isinstance(graph.nodes[d], nir.Affine | nir.Linear | nir.Conv2d) and \
+                    succ[d] == [name]:
                 if name in loops:
                     raise ConfigError(f"node {name!r} has two recurrent loops "
                                       f"({loops[name]!r}, {d!r}); sum them into one")
@@ -638,12 +705,71 @@ def _recurrent_loops(graph: nir.NIRGraph, succ: dict[str, list[str]]) -> dict[st
     return loops
 
 
+def _unrolled_conv(node: nir.Conv2d, shape: tuple[int, ...], where: str
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A recurrent ``Conv2d`` from a ``(C, H, W)`` population onto itself as the dense matrix
+    ``W_rec [N, N]`` (flat C·H·W order; column n = the conv of the n-th unit input, exact:
+    every entry is one kernel tap or 0) and its per-channel bias."""
+    syn = _read_conv2d(node, shape, where)
+    if syn.out_shape != shape:
+        raise ConfigError(f"{where}: maps {shape} to {syn.out_shape}; a recurrent convolution "
+                          f"must keep the population's shape (stride 1, 'same' padding)")
+    C, H, W = shape
+    w = np.asarray(syn.weight, dtype=np.float64)
+    c_out, cin_g, kh, kw = w.shape
+    cout_g = c_out // syn.groups
+    idx = np.arange(C * H * W).reshape(C, H, W)
+    rec = np.zeros((C * H * W, C * H * W))
+    for o in range(c_out):
+        c0 = (o // cout_g) * cin_g  # the output channel's group reads channels c0 … c0+cin_g
+        for y in range(H):
+            for x in range(W):
+                for ci in range(cin_g):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = y * syn.stride[0] - syn.padding[0] + ky
+                            ix = x * syn.stride[1] - syn.padding[1] + kx
+                            if 0 <= iy < H and 0 <= ix < W:
+                                rec[idx[o, y, x], idx[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
+    return rec, syn.bias
+
+
 def _chain_order(graph: nir.NIRGraph) -> list[str]:
     return _chain_order_rec(graph)[0]
 
 
+@dataclass(frozen=True)
+class _SkipEdge:
+    """A skip edge of the chain: main-path ``source`` (Input or a neuron) → [``flatten``] →
+    ``synapse`` (Affine/Linear) → main-path neuron ``target``."""
+
+    source: str
+    synapse: str
+    target: str
+    flatten: str | None = None
+
+    @property
+    def label(self) -> str:
+        mid = f"{self.flatten!r} → " if self.flatten else ""
+        return f"skip edge {self.source!r} → {mid}{self.synapse!r} → {self.target!r}"
+
+
 def _chain_order_rec(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
     """(Input → … → Output path, recurrent loops ``{neuron: linear node}``)."""
+    order, loops, skips = _chain_order_skips(graph)
+    if skips:
+        e = skips[0]
+        raise ConfigError(f"{e.label}: a node fed by two upstream nodes; use parse_graph")
+    return order, loops
+
+
+def _chain_order_skips(graph: nir.NIRGraph
+                       ) -> tuple[list[str], dict[str, str], list[_SkipEdge]]:
+    """(main path Input → … → Output, recurrent loops ``{neuron: linear node}``, skip edges).
+
+    The main path is the longest path from Input to Output (loops removed); every other node
+    must sit on a skip edge: ``Input or neuron → [Flatten] → Affine/Linear → neuron`` with
+    both ends on the main path (a residual add into one population)."""
     inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -655,22 +781,73 @@ def _chain_order_rec(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
             raise ConfigError(f"NIR edge ({src!r}, {dst!r}) names a node that does not exist")
         succ[src].append(dst)
     loops = _recurrent_loops(graph, succ)
+    fwd = {k: [d for d in v if loops.get(k) != d and not (k in loops.values() and
+                                                          loops.get(d) == k)]
+           for k, v in succ.items()}
+    fwd = {k: v for k, v in fwd.items() if k not in loops.values()}
+    depth: dict[str, int] = {}
+    state: dict[str, int] = {}
+
+    def longest(node: str) -> int:  # steps to Output along the longest path (−∞: none)
+        if node in depth:
+            return depth[node]
+        if state.get(node) == 1:
+            raise ConfigError(f"NIR graph has a cycle through {node!r}; recurrent graphs are "
+                              f"not supported except neuron → Linear/Affine → same neuron")
+        state[node] = 1
+        best = 0 if node == outputs[0] else -(10**9)
+        for d in fwd.get(node, []):
+            best = max(best, 1 + longest(d))
+        state[node] = 2
+        depth[node] = best
+        return best
+
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(graph.nodes) + 100))
+    try:
+        if longest(inputs[0]) < 0:
+            raise ConfigError("NIR graph has no path from Input to Output")
+    finally:
+        sys.setrecursionlimit(limit)
     order = [inputs[0]]
+    side: list[tuple[str, str]] = []
     while order[-1] != outputs[0]:
-        nxt = [d for d in succ[order[-1]] if loops.get(order[-1]) != d]
-        if len(nxt) != 1:
+        nxt = fwd[order[-1]]
+        best = max(nxt, key=lambda d: depth.get(d, -(10**9)))
+        side.extend((order[-1], d) for d in nxt if d != best)
+        order.append(best)
+    on_main = set(order)
+    skips: list[_SkipEdge] = []
+    used: set[str] = set()
+    for src, first in side:
+        path = [first]
+        if isinstance(graph.nodes[first], nir.Flatten) and len(fwd.get(first, [])) == 1:
+            path.append(fwd[first][0])
+        syn = path[-1]
+        tgt = fwd.get(syn, [])
+        ok = (isinstance(graph.nodes[syn], nir.Affine | nir.Linear) and len(tgt) == 1
+              and tgt[0] in on_main and type(graph.nodes[tgt[0]]) in NEURON_READERS
+              and (src == inputs[0] or type(graph.nodes[src]) in NEURON_READERS)
+              and all(len([s for s, d in graph.edges if d == n]) == 1 for n in path))
+        if isinstance(graph.nodes[syn], nir.Conv2d) and len(tgt) == 1 and tgt[0] in on_main:
             raise ConfigError(
-                f"node {order[-1]!r} has {len(nxt)} successors {nxt}; only feed-forward chains "
-                f"(one path Input → … → Output) are supported"
-            )
-        if nxt[0] in order:
-            raise ConfigError(f"NIR graph has a cycle through {nxt[0]!r}; recurrent graphs are "
-                              f"not supported")
-        order.append(nxt[0])
-    if len(order) + len(loops) != len(graph.nodes):
-        extra = sorted(set(graph.nodes) - set(order) - set(loops.values()))
+                f"{_SkipEdge(src, syn, tgt[0]).label}: a convolutional skip edge would need a "
+                f"Conv delayed to meet the main path, which Lava 0.10 has not (DelayDense is "
+                f"dense only); skip edges through Affine/Linear compile")
+        if not ok or used & set(path):
+            raise ConfigError(
+                f"node {src!r} has {len(fwd[src])} successors {fwd[src]}; besides the main "
+                f"path only skip edges Input/neuron → [Flatten] → Affine/Linear → a neuron on "
+                f"the main path are supported (the branch through {first!r} is not one)")
+        used |= set(path)
+        skips.append(_SkipEdge(src, syn, tgt[0], path[0] if len(path) == 2 else None))
+    covered = on_main | set(loops.values()) | used
+    if covered != set(graph.nodes):
+        extra = sorted(set(graph.nodes) - covered)
         raise ConfigError(f"NIR graph nodes {extra} are not on the Input → Output path")
-    return order, loops
+    return order, loops, skips
 
 
 def _meta_float(meta: dict[str, Any], key: str) -> float | None:
@@ -785,7 +962,8 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
     if not isinstance(graph, nir.NIRGraph):
         raise ConfigError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     dt = graph_dt(graph)
-    order, loops = _chain_order_rec(graph)
+    order, loops, skips = _chain_order_skips(graph)
+    index_of = {order[0]: 0}  # main-path Input / neuron → chain index (0: the input)
     inp = graph.nodes[order[0]]
     in_type = inp.input_type.get("input") if isinstance(inp.input_type, dict) else None
     if in_type is None:
@@ -827,7 +1005,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         last = i + 2 == len(body)
         nkind, alpha, theta, gain = _neuron_params(neu, neu_name, dt, last)
         nwhere = f"node {neu_name!r}"
-        for fname in ("tau", "r", "v_threshold"):
+        for fname in ("tau", "r", "v_threshold", "tau_mem", "tau_syn", "w_in"):
             arr = getattr(neu, fname, None)
             if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
                 raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
@@ -836,31 +1014,85 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         if neu_name in loops:
             rec_node = loops[neu_name]
             rnode = graph.nodes[rec_node]
-            rec_weight = np.asarray(rnode.weight, dtype=np.float64)
             n_out = math.prod(out_shape)
-            if kind != "fc" or rec_weight.shape != (n_out, n_out):
-                raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a dense "
-                                  f"layer and an [{n_out}, {n_out}] weight, got {kind} and "
-                                  f"{rec_weight.shape}")
-            rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
+            if isinstance(rnode, nir.Conv2d):  # a recurrent convolution, unrolled (exact)
+                if kind != "conv":
+                    raise ConfigError(f"node {rec_node!r}: a recurrent Conv2d on a {kind} "
+                                      f"population; it needs a conv layer")
+                rec_weight, rb = _unrolled_conv(rnode, tuple(out_shape),
+                                                f"node {rec_node!r} (recurrent Conv2d)")
+            else:
+                rec_weight = np.asarray(rnode.weight, dtype=np.float64)
+                if kind != "fc" or rec_weight.shape != (n_out, n_out):
+                    raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a "
+                                      f"dense layer and an [{n_out}, {n_out}] weight, got "
+                                      f"{kind} and {rec_weight.shape}")
+                rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
             if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
                 bias = (bias if bias is not None else 0.0) + np.asarray(
                     rb, dtype=np.float64).reshape(-1)
-        if abs(gain - 1.0) > _float_tol(getattr(neu, "r", None), getattr(neu, "tau", None)):
+        skip_ws: list[tuple[int, np.ndarray]] = []
+        skip_labels: list[str] = []
+        for e in (e for e in skips if e.target == neu_name):
+            if kind != "fc":
+                raise ConfigError(f"{e.label}: a skip edge into a {kind} layer has no chip "
+                                  f"mapping (its delay would need a delayed Conv, which Lava "
+                                  f"has not); skip edges into dense (Affine/Linear) layers "
+                                  f"compile")
+            if e.source not in index_of:
+                raise ConfigError(f"{e.label}: its source is not an earlier population of the "
+                                  f"main path")
+            j = index_of[e.source]
+            src_shape = input_shape if j == 0 else layers[j - 1].out_shape
+            if len(src_shape) > 1 and e.flatten is None:
+                raise ConfigError(f"{e.label}: {e.synapse!r} reads a {src_shape} tensor; "
+                                  f"insert a Flatten node")
+            sw = _read_dense(graph.nodes[e.synapse], (math.prod(src_shape),), e.label)
+            if sw.out_shape != tuple(out_shape):
+                raise ConfigError(f"{e.label}: {e.synapse!r} gives {sw.out_shape[0]} outputs, "
+                                  f"the population has {math.prod(out_shape)}")
+            if sw.bias is not None:  # biases add (exact)
+                bias = (bias if bias is not None else 0.0) + sw.bias
+            if j == k - 1:  # the same source as the main synapse: the matrices add (exact)
+                weight = weight + sw.weight
+            else:
+                skip_ws.append((j, sw.weight))
+                skip_labels.append(e.label)
+        g = np.asarray(gain, dtype=np.float64)
+        if np.any(np.abs(g - 1.0) > _float_tol(getattr(neu, "r", None),
+                                               getattr(neu, "tau", None))):
             if kind in ("avgpool", "sumpool"):
-                raise ConfigError(f"{nwhere}: input gain R·dt/τ = {gain:g} ≠ 1 after a pooling "
-                                  f"node cannot be folded into fixed pooling weights")
-            weight = weight * gain
-            bias = bias * gain if bias is not None else None
-            rec_weight = rec_weight * gain if rec_weight is not None else None
+                raise ConfigError(f"{nwhere}: input gain R·dt/τ = {g.max():g} ≠ 1 after a "
+                                  f"pooling node cannot be folded into fixed pooling weights")
+            if g.ndim == 0:
+                rows = g
+            elif kind == "fc":  # one gain per neuron: scale its weight row (exact)
+                rows = g.reshape(-1)
+            else:  # conv: one gain per output channel
+                per_ch = np.broadcast_to(g.reshape(-1), (math.prod(out_shape),)).reshape(
+                    out_shape[0], -1)
+                if not np.all(per_ch == per_ch[:, :1]):
+                    raise ConfigError(f"{nwhere}: input gain R·dt/τ differs within a channel; "
+                                      f"a conv layer's kernel can be scaled per channel only")
+                rows = per_ch[:, 0]
+            shape_w = (-1,) + (1,) * (weight.ndim - 1) if np.ndim(rows) else ()
+            weight = weight * np.reshape(rows, shape_w)
+            bias = bias * rows if bias is not None else None
+            rec_rows = (np.repeat(rows, math.prod(out_shape[1:])) if kind == "conv"
+                        and np.ndim(rows) else rows)  # conv: one gain per channel
+            rec_weight = (rec_weight * np.reshape(rec_rows, (-1, 1) if np.ndim(rows) else ())
+                          if rec_weight is not None else None)
+            skip_ws = [(j, w * np.reshape(rows, (-1, 1) if np.ndim(rows) else ()))
+                       for j, w in skip_ws]
         cur_bias = None
-        if nkind == "cubalif" and bias is not None and np.any(bias != 0):
+        cuba = nkind in ("cubalif", "cubali")
+        if cuba and bias is not None and np.any(bias != 0):
             # a bias feeding a CubaLIF enters its current: a constant synaptic input (a_bias)
             cur_bias, bias = bias, None
-        if nkind == "cubalif" and np.any(np.asarray(neu.v_leak) != 0):
+        if cuba and np.any(np.asarray(neu.v_leak) != 0):
             # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
-            leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64) * dt /
-                                   _uniform(neu.tau_mem, "tau_mem", nwhere),
+            leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64).reshape(-1) * dt
+                                   / np.asarray(_per_neuron(neu.tau_mem, "tau_mem", nwhere)),
                                    (math.prod(out_shape),)).reshape(out_shape)
             if kind == "conv":
                 per_ch = leak.reshape(out_shape[0], -1)
@@ -878,7 +1110,18 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         if timing not in ("immediate", "next-step"):
             raise ConfigError(f"{nwhere}: metadata reset_timing = {timing!r} is not "
                               f"'immediate' or 'next-step'")
-        beta = _current_decay(neu, dt, nwhere)[0] if nkind == "cubalif" else None
+        beta = _current_decay(neu, dt, nwhere)[0] if cuba else None
+        n_neurons = math.prod(out_shape)
+        alphas = (np.broadcast_to(alpha, (n_neurons,)).astype(np.float64)
+                  if np.ndim(alpha) else None)
+        betas = (np.broadcast_to(beta, (n_neurons,)).astype(np.float64)
+                 if beta is not None and np.ndim(beta) else None)
+        if np.ndim(alpha) and np.asarray(alpha).size != n_neurons or \
+                np.ndim(beta) and np.asarray(beta).size != n_neurons:
+            raise ConfigError(f"{nwhere}: per-neuron decays for {np.asarray(alpha).size} "
+                              f"neurons, the layer has {n_neurons}")
+        alpha = float(np.max(alpha))
+        beta = float(np.max(beta)) if beta is not None else None
         layers.append(ChainLayer(
             index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
             in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
@@ -887,7 +1130,9 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
             theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
             rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
+            alphas=alphas, betas=betas, skips=tuple(skip_ws), skip_labels=tuple(skip_labels),
         ))
+        index_of[neu_name] = k
         shape = tuple(out_shape)
         i += 2
     if not layers:
@@ -1013,7 +1258,14 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
             raise ConfigError(f"layer {L.index} (node {L.rec_node!r}): a recurrent connection "
                               f"is not a SpikingNet layer (run the graph with "
                               f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        if L.neuron == "cubalif":
+        if L.skips:
+            raise ConfigError(f"{L.skip_labels[0]}: SpikingNet is a chain (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+        if L.alphas is not None:
+            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): per-neuron decays; "
+                              f"SpikingNet has one α (run the graph with "
+                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+        if L.neuron in ("cubalif", "cubali"):
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
                               f"current SpikingNet does not model (run the graph with "
                               f"neurodeploy.exporters.nir_interp.NIRModel instead)")

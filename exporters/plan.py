@@ -47,9 +47,18 @@ LAYER_KINDS = ("dense", "conv", "pool")
 NIR_BASE_KINDS = ("lif", "sublif", "sublif_delayed", "lif_delayed")
 RECURRENT_SUFFIX = "_rec"
 CURRENT_BIAS_SUFFIX = "_cb"
+#: Non-spiking read-out populations (NIR ``LI``, ``CubaLI`` with ``du``, ``I`` with ``dv = 0``;
+#: ``li_cb``: a bias into CubaLI's current): integrate as the LIF, never spike, never reset;
+#: the output is the membrane v each step. Only as the last layer.
+MEMBRANE_KINDS = ("li", "li" + CURRENT_BIAS_SUFFIX)
 NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed",
                 *(k + RECURRENT_SUFFIX for k in NIR_BASE_KINDS),
-                *(k + CURRENT_BIAS_SUFFIX for k in NIR_BASE_KINDS))
+                *(k + CURRENT_BIAS_SUFFIX for k in NIR_BASE_KINDS), *MEMBRANE_KINDS)
+#: Optional per-neuron decays of every NIR kind (not ``talif``): ``neuron_arrays["du"]`` /
+#: ``["dv"]`` ``[N]`` (flat plan neuron order) replace the layer's scalar ``du`` / ``dv``,
+#: which then hold the population's largest value (for reports). The chip runs them in the
+#: programmable ``sublif`` process (Lava's own LIF holds one decay per population).
+PER_NEURON_DECAYS = ("du", "dv")
 
 
 class PlanError(NeurodeployError):
@@ -70,7 +79,7 @@ LAYER_KEYS: dict[str, tuple[type, ...]] = {
     "weight_exp": (int,), "du": (int,), "dv": (int,), "vth": (int,), "bias_exp": (int,),
     "scale": (float, int), "delay": (int,), "stride": (list,), "padding": (list,),
     "groups": (int,), "flatten_before": (bool,), "neuron": (str,), "neuron_params": (dict,),
-    "neuron_arrays": (list,),
+    "neuron_arrays": (list,), "skip_from": (list,),
 }
 LAYER_REQUIRED = ("name", "kind", "in_shape", "out_shape", "weight_exp", "du", "dv", "vth",
                   "bias_exp", "scale")
@@ -140,7 +149,15 @@ class PlanLayer:
     bias_mant, bias_exp : per-neuron 13-bit bias mantissa (int32 array, flat), shared exponent.
     scale : float→integer factor of this layer (``W_int ≈ W · scale``).
     delay : synaptic pipeline delay in steps (Lava Dense/Conv: 1).
-    neuron : ``lif`` or ``talif``; ``neuron_arrays`` holds integer per-neuron data of TA-LIF.
+    neuron : one of :data:`NEURON_KINDS`; ``neuron_arrays`` holds integer per-neuron data
+        (TA-LIF's θ_v/NDS, ``w_rec``/``a_bias`` of ``*_rec``/``*_cb``, and per-neuron ``du``/
+        ``dv`` of any other kind, see :data:`PER_NEURON_DECAYS`).
+    skip_from, skip_weights : skip edges into this (dense) layer: source ``j`` (a plan layer
+        index before the previous one, or −1 for the network input) and integer weights
+        ``[N_out, size of j's output]`` (flat plan order), on the weight grid. Their sum enters
+        this layer's input port with layer ``j``'s spikes of the *same* step: on the chip the
+        skip synapse delays by the main path's extra latency ``Σ delay`` of layers j+1 … k−1
+        (≤ :data:`MAX_DELAY`), so both arrive together.
     """
 
     name: str
@@ -163,6 +180,8 @@ class PlanLayer:
     neuron: str = "lif"
     neuron_params: dict[str, Any] = field(default_factory=dict)
     neuron_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    skip_from: tuple[int, ...] = ()
+    skip_weights: tuple[np.ndarray, ...] = ()
 
     @property
     def out_size(self) -> int:
@@ -174,8 +193,11 @@ class PlanLayer:
 
     def header(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("weights", "bias_mant", "neuron_arrays"):
+        for k in ("weights", "bias_mant", "neuron_arrays", "skip_weights"):
             d.pop(k)
+        d["skip_from"] = [int(j) for j in self.skip_from]
+        if not self.skip_from:  # written only when used: such plans stay readable by older
+            d.pop("skip_from")  # builds (which do not know the key)
         d["in_shape"] = list(self.in_shape)
         d["out_shape"] = list(self.out_shape)
         d["stride"] = list(self.stride)
@@ -213,6 +235,14 @@ class DeploymentPlan:
         return self.layers[-1].out_size
 
     @property
+    def readout(self) -> str:
+        """``membrane`` when the last layer is a non-spiking read-out (:data:`MEMBRANE_KINDS`:
+        its membrane v per step is the output, summed over time as the logits), else
+        ``count`` (output spike counts)."""
+        return "membrane" if self.layers and self.layers[-1].neuron in MEMBRANE_KINDS \
+            else "count"
+
+    @property
     def latency(self) -> int:
         """Pipeline latency in steps: the sum of the layers' synaptic delays."""
         return int(sum(layer.delay for layer in self.layers))
@@ -237,6 +267,9 @@ class DeploymentPlan:
             if L.neuron not in NEURON_KINDS:
                 raise PlanError(f"{where}: neuron = {L.neuron!r} is not one of "
                                 f"{list(NEURON_KINDS)}")
+            if L.neuron in MEMBRANE_KINDS and i != len(self.layers) - 1:
+                raise PlanError(f"{where}: a non-spiking read-out ({L.neuron}) sends no spikes; "
+                                f"it can only be the last layer")
             if tuple(L.in_shape) != shape:
                 raise PlanError(f"{where}: in_shape {tuple(L.in_shape)} != previous output {shape}")
             out_shape = _shape_list(where, "out_shape", list(L.out_shape))
@@ -286,14 +319,25 @@ class DeploymentPlan:
             if isinstance(L.scale, bool) or not isinstance(L.scale, (int, float, np.floating)) \
                     or not math.isfinite(float(L.scale)) or not float(L.scale) > 0:
                 raise PlanError(f"{where}: scale = {L.scale!r} must be a finite number > 0")
-            if L.neuron == "talif":
+            talif = L.neuron == "talif"
+            if talif:
                 self._check_talif(where, L)
+            decays = {} if talif else {k: L.neuron_arrays[k] for k in PER_NEURON_DECAYS
+                                       if k in L.neuron_arrays}
+            for k, a in decays.items():
+                if getattr(a, "shape", None) != (L.out_size,):
+                    raise PlanError(f"{where}: per-neuron {k} has shape "
+                                    f"{getattr(a, 'shape', None)}, expected ({L.out_size},)")
+                _array_range(where, k, a, 0, fmt.decay_max, f"{fmt.decay_bits}-bit decay")
+            arrays = {k: v for k, v in L.neuron_arrays.items() if k not in decays}
+            if talif:
+                pass
             elif L.neuron.endswith((RECURRENT_SUFFIX, CURRENT_BIAS_SUFFIX)):
                 rec = L.neuron.endswith(RECURRENT_SUFFIX)
                 want = {"w_rec": (L.out_size, L.out_size)} if rec else {}
-                if not rec or "a_bias" in L.neuron_arrays:
+                if not rec or "a_bias" in arrays:
                     want["a_bias"] = (L.out_size,)
-                got = {k: getattr(v, "shape", None) for k, v in L.neuron_arrays.items()}
+                got = {k: getattr(v, "shape", None) for k, v in arrays.items()}
                 if {k: tuple(v) if v is not None else None for k, v in got.items()} != want:
                     raise PlanError(f"{where}: a {L.neuron} layer needs neuron_arrays {want}, "
                                     f"got {got}")
@@ -305,10 +349,54 @@ class DeploymentPlan:
                     _array_range(where, "a_bias", L.neuron_arrays["a_bias"],
                                  -(2 ** (fmt.port_bits - 1)), 2 ** (fmt.port_bits - 1) - 1,
                                  f"{fmt.port_bits}-bit synaptic input")
-            elif L.neuron_arrays:
-                raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays, got "
+            elif arrays:
+                raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays but the "
+                                f"per-neuron decays {list(PER_NEURON_DECAYS)}, got "
                                 f"{sorted(L.neuron_arrays)}")
+            self._check_skips(i, where, L)
             shape = out_shape
+
+    def skip_delay(self, k: int, j: int) -> int:
+        """Extra steps a skip edge from ``j`` (−1: the input) into layer ``k`` waits so that
+        it meets the main path: the synaptic delays of layers j+1 … k−1."""
+        return int(sum(self.layers[m].delay for m in range(j + 1, k)))
+
+    def _check_skips(self, i: int, where: str, L: PlanLayer) -> None:
+        if not L.skip_from and not L.skip_weights:
+            return
+        fmt = self.fixed_point
+        if len(L.skip_from) != len(L.skip_weights):
+            raise PlanError(f"{where}: {len(L.skip_from)} skip sources but "
+                            f"{len(L.skip_weights)} skip weight arrays")
+        if L.kind != "dense":
+            raise PlanError(f"{where}: skip edges only into a dense layer, got {L.kind}")
+        if list(L.skip_from) != sorted(set(L.skip_from)):
+            raise PlanError(f"{where}: skip_from {list(L.skip_from)} must be increasing and "
+                            f"distinct")
+        for j, w in zip(L.skip_from, L.skip_weights, strict=True):
+            _int_range(where, "skip_from", j, -1, i - 2,
+                       "a layer before the previous one, or -1 for the input")
+            src = self.input_shape if j < 0 else self.layers[j].out_shape
+            want = (L.out_size, int(np.prod(src)))
+            if not isinstance(w, np.ndarray) or tuple(w.shape) != want:
+                raise PlanError(f"{where}: skip weights from {j} have shape "
+                                f"{getattr(w, 'shape', None)}, expected {want}")
+            if not np.issubdtype(w.dtype, np.integer):
+                raise PlanError(f"{where}: skip weights must hold integers, got {w.dtype}")
+            mode = fmt.weight_sign_mode(w)
+            if self.raw_weights:
+                _array_range(where, f"skip{j}", w, -RAW_WEIGHT_LIMIT, RAW_WEIGHT_LIMIT,
+                             "raw weights of a plan with raw_weights = true")
+            else:
+                _array_range(where, f"skip{j}", w, *fmt.weight_range(mode),
+                             f"{mode}-sign mantissas of {fmt.weight_bits}-bit weights")
+                if mode == "mixed" and fmt.mixed_step > 1 and bool((w % 2).any()):
+                    raise PlanError(f"{where}: skip weights from {j} hold odd mixed-sign "
+                                    f"mantissas (multiples of {fmt.mixed_step} needed)")
+            d = self.skip_delay(i, j)
+            if d > MAX_DELAY:
+                raise PlanError(f"{where}: the skip edge from {j} needs an extra delay of {d} "
+                                f"steps to meet the main path (at most {MAX_DELAY})")
 
     def _check_conv(self, where: str, L: PlanLayer, shape: tuple[int, ...],
                     out_shape: tuple[int, ...]) -> None:
@@ -364,6 +452,8 @@ class DeploymentPlan:
             arrays[f"layer{i}.bias_mant"] = np.ascontiguousarray(L.bias_mant, dtype=np.int32)
             for k, v in L.neuron_arrays.items():
                 arrays[f"layer{i}.n.{k}"] = np.ascontiguousarray(v, dtype=np.int32)
+            for m, w in enumerate(L.skip_weights):
+                arrays[f"layer{i}.skip{m}"] = np.ascontiguousarray(w, dtype=np.int32)
         header = {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
@@ -467,8 +557,12 @@ def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]
     names = lh.get("neuron_arrays", [])
     if not all(isinstance(n, str) for n in names):
         raise PlanError(f"{where}: neuron_arrays must list names")
+    skips = lh.get("skip_from", [])
+    if not all(_is(j, (int,)) for j in skips):
+        raise PlanError(f"{where}: skip_from must list layer indices")
     arrays = {}
-    for key in ["weights", "bias_mant", *[f"n.{n}" for n in names]]:
+    for key in ["weights", "bias_mant", *[f"n.{n}" for n in names],
+                *[f"skip{m}" for m in range(len(skips))]]:
         a = files.get(f"layer{i}.{key}")
         if a is None:
             raise PlanError(f"{where}: array {key!r} is missing")
@@ -476,7 +570,8 @@ def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]
             raise PlanError(f"{where}: array {key!r} must hold integers, got dtype {a.dtype}")
         arrays[key] = a
     args = {k: v for k, v in lh.items() if k != "neuron_arrays"}
-    for k in ("in_shape", "out_shape", "stride", "padding"):
+    args["skip_weights"] = tuple(arrays[f"skip{m}"] for m in range(len(skips)))
+    for k in ("in_shape", "out_shape", "stride", "padding", "skip_from"):
         if k in args:
             args[k] = tuple(args[k])
     return PlanLayer(weights=arrays["weights"], bias_mant=arrays["bias_mant"],

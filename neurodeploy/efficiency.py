@@ -193,6 +193,7 @@ def plan_parameter_count(plan) -> int:
     for L in plan.layers:
         n += int(np.asarray(L.weights).size) + int(np.asarray(L.bias_mant).size)
         n += sum(int(np.asarray(v).size) for v in L.neuron_arrays.values())
+        n += sum(int(np.asarray(w).size) for w in L.skip_weights)
     return n
 
 
@@ -203,9 +204,11 @@ def plan_footprint_bytes(plan, profile=None) -> int:
     per-neuron state (u, v) and bias mantissa at the profile's widths, plus TA-LIF arrays."""
     res = plan.resources or {}
     syn = sum(sum(r.get("synaptic_memory_bytes_per_core", [])) for r in res.get("layers", []))
+    bits = (res.get("limits", {}) or {}).get("bits_per_synapse", 8)
     if not syn:
-        bits = (res.get("limits", {}) or {}).get("bits_per_synapse", 8)
         syn = sum(int(np.asarray(L.weights).size) for L in plan.layers) * bits // 8
+    # skip edges' synapses (the resource map lists them apart from the per-core memory)
+    syn += sum(int(r.get("skip_synapses", 0)) for r in res.get("layers", [])) * bits // 8
     fmt = getattr(plan, "fixed_point", None)
     state_bits = int(getattr(fmt, "state_bits", 24))
     bias_bits = int(getattr(fmt, "bias_mant_bits", 13))
@@ -231,6 +234,7 @@ def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport
              for i, r in enumerate((plan.resources or {}).get("layers", []))}
     rows = []
     h = x.to(torch.float64)
+    sources = [h]  # the input, then each layer's spikes (skip edges read them)
     for k, L in enumerate(plan.layers):
         out = res.layer_spikes[k]
         if L.kind == "dense":
@@ -241,9 +245,17 @@ def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport
             eff, dense = count_conv(h.reshape(T, h.shape[1], *L.in_shape), w,
                                     tuple(L.stride), tuple(L.padding), int(L.groups))
         params = int(np.asarray(L.weights).size) + int(np.asarray(L.bias_mant).size)
-        rows.append(_row(L.name, L.kind, L.out_size, params, int((w != 0).sum()), h, out,
+        synapses = int((w != 0).sum())
+        for j, ws in zip(L.skip_from, L.skip_weights, strict=True):  # skip edges' synapses
+            wsk = torch.as_tensor(effective_dense_weights(np.asarray(ws), fmt))
+            e2, d2 = count_dense(sources[j + 1], wsk)
+            eff, dense = eff + e2, dense + d2
+            params += int(np.asarray(ws).size)
+            synapses += int((wsk != 0).sum())
+        rows.append(_row(L.name, L.kind, L.out_size, params, synapses, h, out,
                          eff, dense, T, cores.get(k)))
         h = out.to(torch.float64)
+        sources.append(h)
     rep = EfficiencyReport(plan.profile, int(x.shape[1]), T, rows, plan_parameter_count(plan),
                            plan_footprint_bytes(plan))
     rep.extra["chip_fit"] = chip_fit(plan)

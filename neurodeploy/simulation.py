@@ -87,19 +87,24 @@ def simulate(plan, spikes, labels, backend: str, model=None, device="cpu",
     t0 = time.perf_counter()
     meta: dict[str, Any] = {}
     runner = make_backend(backend, plan=plan, device=str(device), timeout_s=timeout_s)
+    membrane = getattr(plan, "readout", "count") == "membrane"
+    logits = []  # a membrane read-out predicts from Σ_t v (the trace's logits), not counts
     if backend == "lava":  # one compile, all samples in one run
         tr = runner.run(spikes.cpu(), record=True)
         layer_spikes = [s.cpu() for s in tr.spikes]
         meta = dict(tr.meta)
+        meta.pop("out_v", None)
+        logits.append(tr.logits.cpu())
     else:
         chunks = []
         for i in progress(range(0, B, batch_size), desc=backend, quiet=quiet):
             tr = runner.run(spikes[:, i:i + batch_size], record=True)
             chunks.append([s.cpu() for s in tr.spikes])
+            logits.append(tr.logits.detach().cpu())
         layer_spikes = [torch.cat([c[k] for c in chunks], 1) for k in range(L)]
     counts = layer_spikes[-1].reshape(spikes.shape[0], B, -1).sum(0, dtype=torch.int64)
     seconds = time.perf_counter() - t0
-    pred_b = counts.argmax(1)
+    pred_b = torch.cat(logits, 0).argmax(1) if membrane else counts.argmax(1)
     y = torch.as_tensor(labels)[:B].cpu()
     report = SimulationReport(
         plan="", backend=backend, data="", samples=int(B), seed=0,
@@ -115,14 +120,17 @@ def simulate(plan, spikes, labels, backend: str, model=None, device="cpu",
                 tr = model.run(spikes[:, i:i + batch_size].to(device).float(), record=True)
                 per_batch.append([s.cpu().to(torch.uint8) for s in tr.spikes])
                 logits.append(tr.logits.cpu())
-        float_spikes = [torch.cat([p[k] for p in per_batch], 1) for k in range(L)]
+        # a float model whose output population does not spike (membrane read-out) records
+        # the spiking layers only: compare those
+        float_spikes = [torch.cat([p[k] for p in per_batch], 1)
+                        for k in range(min(L, len(per_batch[0])))]
         pred_f = torch.cat(logits).argmax(1)
         report.accuracy_float = float((pred_f == y).double().mean())
         report.prediction_agreement = float((pred_f == pred_b).double().mean())
     for k, Lk in enumerate(plan.layers):
         sb = layer_spikes[k].reshape(spikes.shape[0], B, -1)
         lr = LayerReport(Lk.name, Lk.kind, Lk.out_size, float(sb.double().mean()))
-        if float_spikes is not None:
+        if float_spikes is not None and k < len(float_spikes):
             sf = float_spikes[k].reshape(spikes.shape[0], B, -1)
             if sf.shape != sb.shape:
                 raise ConfigError(f"layer {k}: float model has {tuple(sf.shape[2:])} neurons, "

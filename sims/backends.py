@@ -51,9 +51,13 @@ class LavaBackend:
         res = run_lava(self.plan, x, timeout_s=self.timeout_s, record_layers=record)
         out = torch.from_numpy(np.ascontiguousarray(res.out_spikes))
         layers = tuple(torch.from_numpy(np.ascontiguousarray(s)) for s in res.layer_spikes)
-        return Trace(out_spikes=out, logits=out.sum(0, dtype=torch.int64), spikes=layers,
-                     theta=tuple(None for _ in layers), backend=self.name,
-                     meta={**res.meta, "wall_s": res.wall_s})
+        logits = out.sum(0, dtype=torch.int64)
+        meta = {**res.meta, "wall_s": res.wall_s}
+        if res.out_v is not None:  # membrane read-out: Σ_t v, as the emulator
+            v = torch.from_numpy(np.ascontiguousarray(res.out_v)).to(torch.int64)
+            logits, meta["out_v"] = v.sum(0), v
+        return Trace(out_spikes=out, logits=logits, spikes=layers,
+                     theta=tuple(None for _ in layers), backend=self.name, meta=meta)
 
 
 def _float(model: Any = None, plan: Any = None, **_: Any) -> Backend:

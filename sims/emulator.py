@@ -51,6 +51,7 @@ from neurodeploy.sims.kernel import (
     FLOAT32_EXACT,
     NEURON_KINDS,
     SYNAPSE_KINDS,
+    DenseSynapse,
     ExactArithmetic,
     LayerData,
     activation,
@@ -58,6 +59,7 @@ from neurodeploy.sims.kernel import (
     dense_effective_weights,
     neuron_constants,
     prepare_layer,
+    wrap_signed,
 )
 from neurodeploy.sims.lava_runner import (
     Schedule,
@@ -150,6 +152,12 @@ class Emulator:
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
         self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
         self._weights = [self._device_weights(P) for P in self.kernels]
+        # skip edges (plan layer k reads layer j's spikes of the same step, j < k − 1)
+        self._skips = [[(int(j), torch.as_tensor(dense_effective_weights(w, self.fmt),
+                                                 dtype=self._weights[k].dtype,
+                                                 device=self.device))
+                        for j, w in zip(L.skip_from, L.skip_weights, strict=True)]
+                       for k, L in enumerate(plan.layers)]
         self._act_weights = [self._shifted_weights(k) for k in range(len(self.kernels))]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
         self._nhwc = [self._channels_last_ok(k) for k in range(len(self.kernels))]
@@ -250,14 +258,24 @@ class Emulator:
 
     # -------------------------------------------------------------- synapses (all T at once)
 
-    def synaptic_input(self, k: int, s_in: torch.Tensor) -> torch.Tensor:
+    def synaptic_input(self, k: int, s_in: torch.Tensor,
+                       sources: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Integer input ``a`` of layer k for spikes ``[T, B, *in_shape]`` → ``[T, B, N]``
         (exact integers held in the layer's weight dtype: float32 or float64, see
-        :meth:`_device_weights`)."""
+        :meth:`_device_weights`). ``sources`` (the network input, then every layer's spikes so
+        far, plan order) feed the layer's skip edges: each is a Dense of its own, and the port
+        adds the int32 words (wrapped as Lava's port does)."""
         P = self.kernels[k]
         T, B = s_in.shape[:2]
         x = s_in.reshape(T * B, *s_in.shape[2:])
         a = SYNAPSE_KINDS[P.layer.kind].apply(_EXACT, P, self._weights[k], x)
+        for j, w in self._skips[k]:
+            if sources is None or sources[j + 1] is None:
+                raise ConfigError(f"plan layer {P.layer.name} has skip edges: pass sources")
+            src = sources[j + 1]
+            a = a + DenseSynapse.apply(_EXACT, P, w, src.reshape(T * B, *src.shape[2:]))
+            if not P.small:
+                a = wrap_signed(a, P.fmt.port_bits)
         return a.reshape(T, B, -1)
 
     # -------------------------------------------------------------- neurons (step loop)
@@ -337,14 +355,26 @@ class Emulator:
         T, B = x.shape[:2]
         layer_s, layer_th, layer_v, layer_va = [], [], [], []
         h, h_hwc = x, None
+        membrane = self.plan.readout == "membrane"
+        v_out = None
+        read = {j + 1 for skips in self._skips for j, _ in skips}  # sources skip edges read
+        sources: list[torch.Tensor | None] = [x]  # the input, then each layer's spikes
         for k, P in enumerate(self.kernels):
             out_shape = tuple(P.layer.out_shape)
             shape = (T, B, *out_shape)
             nhwc = self._nhwc[k]
-            act = self._activation(k, h, h_hwc)
-            s, v, va, th = self._neurons(k, act, record_v, self._flat_consts(k, nhwc))
-
+            if self._skips[k]:  # skip edges add into the port before the shift: no fold
+                hp = h if h_hwc is None else self._hwc_to_plan(h, h_hwc)
+                act = activation(_EXACT, P, self.synaptic_input(k, hp, sources))
+            else:
+                act = self._activation(k, h, h_hwc)
+            last_li = membrane and k == len(self.kernels) - 1
+            s, v, va, th = self._neurons(k, act, record_v or last_li,
+                                         self._flat_consts(k, nhwc))
+            if last_li:  # the read-out: the membrane each step (v units, plan order)
+                v_out = self._plan_order(v, out_shape, nhwc).reshape(T, B, -1)
             h, h_hwc = (s, out_shape) if nhwc else (s.reshape(shape), None)
+            sources.append(self._plan_order(s, out_shape, nhwc) if k + 1 in read else None)
             if record:
                 layer_s.append(self._plan_order(s, out_shape, nhwc))
                 layer_th.append(None if th is None else self._plan_order(th, out_shape, nhwc))
@@ -354,9 +384,13 @@ class Emulator:
         if h_hwc is not None:
             h = self._hwc_to_plan(h, h_hwc)
         out = h.reshape(T, B, -1)
-        return Trace(out_spikes=out, logits=out.sum(0, dtype=torch.int64),
+        # a membrane read-out (plan.readout): logits = Σ_t v (v units), as the float
+        # interpreter sums its output membrane; ``out_v`` in meta holds v [T, B, N]
+        logits = out.sum(0, dtype=torch.int64) if v_out is None else v_out.sum(0)
+        meta = {} if v_out is None else {"readout": "membrane", "out_v": v_out}
+        return Trace(out_spikes=out, logits=logits,
                      spikes=tuple(layer_s), v=tuple(layer_v), theta=tuple(layer_th),
-                     v_after=tuple(layer_va), backend=self.name)
+                     v_after=tuple(layer_va), backend=self.name, meta=meta)
 
     def _check_input(self, spikes: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(spikes)
@@ -400,6 +434,11 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
     train into ``[T, B, …]``. Tests only (slow).
     """
     check_plan_supported(plan)
+    other = [L.name for L in plan.layers if L.neuron not in ("lif", "talif") or L.skip_from
+             or any(k in L.neuron_arrays for k in ("du", "dv"))]
+    if other:  # the NIR kinds are pinned by tests/test_nir_chip.py's plain-integer loop
+        raise ConfigError(f"reference_lava_network transcribes LIF/TA-LIF chains only; plan "
+                          f"layers {other} use other neurons, skip edges or per-neuron decays")
     fmt = plan.fixed_point
     spikes = np.asarray(spikes)
     T, B = spikes.shape[:2]

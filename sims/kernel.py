@@ -22,7 +22,8 @@ Per layer k and step t (every constant a field of the plan's
     talif:  as lif, with θ = sat_θ(θ + (θ_v·(v − NDS[min(t, T_nds − 1)])) >>₀ θ_v_shift)
             updated before the spike (θ = vth << threshold_shift at t = 0)
 
-``f_u = fmt.u_factor(du)``, ``f_v = fmt.v_factor(dv)``. The port wraps (int32 in Lava's Python
+``f_u = fmt.u_factor(du)``, ``f_v = fmt.v_factor(dv)`` — per neuron when the plan layer
+carries ``neuron_arrays["du"]``/``["dv"]`` (NIR populations with per-neuron decays). The port wraps (int32 in Lava's Python
 models) and u's overflow are skipped where :func:`prepare_layer`'s static bound proves them
 no-ops (identical values and, straight-through, identical gradients).
 
@@ -118,12 +119,13 @@ class ExactArithmetic:
     def __init__(self, inplace_reset: bool = True) -> None:
         self.inplace_reset = inplace_reset
 
-    def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
-        if factor == 0.0:   # du/dv = max: nothing is kept (trunc(x·0) = 0)
-            return x.zero_()
-        if factor == 1.0:   # no decay: trunc(x) = x for the integer x
-            return x
-        return x.mul_(factor).trunc_()
+    def decay(self, x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        if not isinstance(factor, torch.Tensor):   # one factor for the layer
+            if factor == 0.0:   # du/dv = max: nothing is kept (trunc(x·0) = 0)
+                return x.zero_()
+            if factor == 1.0:   # no decay: trunc(x) = x for the integer x
+                return x
+        return x.mul_(factor).trunc_()   # per-neuron factors broadcast
 
     def shift_trunc(self, x: torch.Tensor, inv: float) -> torch.Tensor:
         return x.mul_(inv).trunc_()
@@ -266,7 +268,9 @@ class LayerData:
 
     weights : effective integer weights (dense: Lava's clip + truncate; conv: as in the plan);
     bias : ``bias_mant << bias_exp`` ``[N]``; vth_scaled : ``vth << threshold_shift``;
-    u_factor, v_factor : the decay factors; bound : worst |Σ W·s| of one step;
+    u_factor, v_factor : the decay factors (with per-neuron ``du``: u's largest, for the
+    static bound; the step reads the per-neuron factors from :func:`neuron_constants`);
+    bound : worst |Σ W·s| of one step;
     small : the static bound proves every port wrap a no-op; u_may_overflow : False when
     u = a << activation_shift provably stays in range (du makes u's factor 0);
     unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data.
@@ -308,6 +312,9 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
     if L.kind == "dense":
         w = dense_effective_weights(L.weights, fmt)
         bound = int(np.abs(w).sum(axis=1).max(initial=0))
+        # skip edges add into the same input port (each its own Dense, own sign mode)
+        bound += sum(int(np.abs(dense_effective_weights(ws, fmt)).sum(axis=1).max(initial=0))
+                     for ws in L.skip_weights)
         a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
     else:
         w = np.asarray(L.weights).astype(np.int64)
@@ -325,6 +332,9 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
     small = (act_bound <= 2 * fmt.state_half
              and 2 * fmt.state_half + act_bound + b_max < (1 << (fmt.port_bits - 1)))
     u_factor = fmt.u_factor(L.du)
+    if "du" in L.neuron_arrays and L.neuron != "talif":  # per neuron: u's largest factor
+        u_factor = max((fmt.u_factor(d) for d in np.asarray(L.neuron_arrays["du"]).ravel()),
+                       default=u_factor)
     return LayerData(
         layer=L, fmt=fmt, weights=w, bias=bias, vth_scaled=fmt.vth_scaled(L.vth),
         u_factor=u_factor, v_factor=fmt.v_factor(L.dv), bound=bound, small=small,
@@ -410,16 +420,19 @@ class LIF:
 
     @staticmethod
     def integrate(ar: Arithmetic, P: LayerData, st: NeuronState, act_t: torch.Tensor,
-                  bias: torch.Tensor) -> NeuronState:
-        """The sub-threshold update of u and v (``act_t`` = ``a << activation_shift``)."""
+                  consts: dict[str, Any]) -> NeuronState:
+        """The sub-threshold update of u and v (``act_t`` = ``a << activation_shift``); the
+        decay factors are per neuron (``consts["u_decay"]``/``["v_decay"]``, f / 2^12) when
+        the plan carries ``neuron_arrays["du"]``/``["dv"]``, else the layer's."""
         fmt = P.fmt
         unity = float(fmt.decay_unity)
-        u = ar.add(ar.decay(st.u, P.u_factor / unity), act_t)
+        u = ar.add(ar.decay(st.u, consts.get("u_decay", P.u_factor / unity)), act_t)
         if not P.small:
             u = ar.wrap(u, fmt.port_bits)
         if P.u_may_overflow:
             u = _overflow(ar, u, fmt.u_overflow, fmt)
-        v = ar.add(ar.add(ar.decay(st.v, P.v_factor / unity), u), bias)
+        v = ar.add(ar.add(ar.decay(st.v, consts.get("v_decay", P.v_factor / unity)), u),
+                   consts["bias"])
         if not P.small:
             v = ar.wrap(v, fmt.port_bits)
         v = _overflow(ar, v, fmt.v_overflow, fmt)
@@ -441,7 +454,7 @@ class LIF:
              ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
         """One step: (spike, v before reset — aliases the new v for in-place arithmetic —,
         new state). ``consts`` holds the interpreter's tensors (``bias``)."""
-        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        st = cls.integrate(ar, P, st, act_t, consts)
         return cls.fire(ar, P, st, float(P.vth_scaled))
 
 
@@ -460,7 +473,7 @@ class TALIF(LIF):
     def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
              act_t: torch.Tensor, t: int
              ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
-        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        st = cls.integrate(ar, P, st, act_t, consts)
         tal = P.talif
         assert tal is not None  # prepare_layer sets it for every talif layer
         nds = consts["nds"]
@@ -519,7 +532,7 @@ class SubLIFDelayed(LIF):
         theta = float(P.vth_scaled)
         inclusive = P.fmt.spike_comparison == ">="
         pending = ar.fire(st.v, theta, P.unit, inclusive)  # before the in-place integration
-        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        st = cls.integrate(ar, P, st, act_t, consts)
         v = ar.reset(st.v, pending, theta, True)
         s = ar.fire(v, theta, P.unit, inclusive)
         return s, v, NeuronState(st.u, v, st.theta)
@@ -544,10 +557,25 @@ class ZeroLIFDelayed(LIF):
         theta = float(P.vth_scaled)
         inclusive = P.fmt.spike_comparison == ">="
         pending = ar.fire(st.v, theta, P.unit, inclusive)  # before the in-place integration
-        st = cls.integrate(ar, P, st, act_t, consts["bias"])
+        st = cls.integrate(ar, P, st, act_t, consts)
         v = ar.reset(st.v, pending, theta, False)
         s = ar.fire(v, theta, P.unit, inclusive)
         return s, v, NeuronState(st.u, v, st.theta)
+
+
+class LI(LIF):
+    """Non-spiking read-out (NIR ``LI``/``CubaLI``/``I``; the ``sims/lava_procs/sublif``
+    process with ``reset="none"``, sending v): LIF integration, no spike, no reset; the
+    output is v itself (the plan's ``readout`` is ``membrane``)."""
+
+    kind: ClassVar[str] = "li"
+
+    @classmethod
+    def step(cls, ar: Arithmetic, P: LayerData, consts: dict[str, Any], st: NeuronState,
+             act_t: torch.Tensor, t: int
+             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+        st = cls.integrate(ar, P, st, act_t, consts)
+        return torch.zeros_like(st.v), st.v, st
 
 
 @dataclass
@@ -609,6 +637,7 @@ NEURON_KINDS: dict[str, Any] = {"lif": LIF, "talif": TALIF, "sublif": SubLIF,
                                 "sublif_delayed": SubLIFDelayed, "lif_delayed": ZeroLIFDelayed}
 NEURON_KINDS.update({f"{k}{sfx}": recurrent(v, sfx) for k, v in list(NEURON_KINDS.items())
                      if k != "talif" for sfx in ("_rec", "_cb")})
+NEURON_KINDS.update({"li": LI, "li_cb": recurrent(LI, "_cb")})
 
 
 def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device
@@ -617,6 +646,13 @@ def neuron_constants(P: LayerData, dtype: torch.dtype, device: torch.device
     consts = {"bias": torch.as_tensor(P.bias, dtype=dtype, device=device).reshape(
         tuple(P.layer.out_shape))}
     kind = NEURON_KINDS[P.layer.neuron]
+    arrays, fmt = P.layer.neuron_arrays, P.fmt
+    for key, factor in (("du", fmt.u_factor), ("dv", fmt.v_factor)):
+        if key in arrays and P.layer.neuron != "talif":  # per-neuron decays: f / 2^12
+            f = np.array([factor(d) for d in np.asarray(arrays[key]).reshape(-1)], np.float64)
+            consts[f"{key[1]}_decay"] = torch.as_tensor(
+                f / fmt.decay_unity, dtype=dtype, device=device).reshape(
+                tuple(P.layer.out_shape))
     if hasattr(kind, "constants"):
         consts.update(kind.constants(P, dtype, device))
     return consts

@@ -144,6 +144,8 @@ class LavaResult:
     raw: list[np.ndarray] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: a membrane read-out's v ``[T, B, classes]`` (int32 v units; ``plan.readout``)
+    out_v: np.ndarray | None = None
 
     @property
     def counts(self) -> np.ndarray:
@@ -272,6 +274,7 @@ def run_lava(plan: DeploymentPlan | str | os.PathLike, spikes: np.ndarray,
                 raw=[z[f"raw{k}"] for k in range(n_raw)],
                 meta=json.loads(str(z["meta"])),
                 wall_s=wall,
+                out_v=z["out_v"] if "out_v" in z.files else None,
             )
 
 

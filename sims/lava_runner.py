@@ -22,6 +22,13 @@ adaptive threshold; its ``fixed_pt`` model is in ``lava_procs/talif/models.py``)
 reset interval / staggered offset as a ``LIFReset`` of that depth, so θ is set back to
 ``vth << 6`` exactly when u and v are zeroed, and NDS row τ is used at the layer's local step τ.
 
+NIR neuron kinds (``sublif``, ``*_delayed``, ``*_rec``, ``*_cb``, per-neuron ``du``/``dv``, and the
+non-spiking read-out ``li``/``li_cb``, whose process sends v each step: ``out_v``) use
+:class:`neurodeploy.sims.lava_procs.sublif.process.SubLIF`. A layer's skip edges are
+``DelayDense`` processes from the source population (or the source) into the same ``a_in``,
+delayed by the main path's extra latency (:meth:`DeploymentPlan.skip_delay`). Convs with more
+than 127 groups are regrouped (:func:`lava_conv_groups`: Lava's ``groups`` is int8).
+
 Many samples, one compile (research/deploy_path.md §3.6): the samples are concatenated in the
 source buffer with period ``P`` (sample i occupies global steps ``iP+1 … iP+T``). Each Dense /
 Conv delays by one step, so layer d (1-indexed) sees sample i's step τ at global step
@@ -52,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.exporters.plan import DeploymentPlan, PlanError, PlanLayer
+from neurodeploy.exporters.plan import MEMBRANE_KINDS, DeploymentPlan, PlanError, PlanLayer
 from neurodeploy.exporters.profiles import LAVA_0_10, FixedPointFormat
 
 #: Exit codes of the command line (the main side maps them to errors).
@@ -64,9 +71,19 @@ LAVA_SYNAPSE_DELAY = LAVA_0_10.synaptic_delay
 _BASE_RESETS = {"lif": "zero", "sublif": "subtract", "sublif_delayed": "subtract_delayed",
                 "lif_delayed": "zero_delayed"}
 SUBLIF_RESETS = {**{k: v for k, v in _BASE_RESETS.items() if k != "lif"},
-                 **{k + sfx: v for k, v in _BASE_RESETS.items() for sfx in ("_rec", "_cb")}}
+                 **{k + sfx: v for k, v in _BASE_RESETS.items() for sfx in ("_rec", "_cb")},
+                 # non-spiking read-out: the process sends v each step (a graded value)
+                 **{k: "none" for k in MEMBRANE_KINDS}}
 #: Every plan neuron kind the Lava runner builds a process for.
 LAVA_NEURONS = ("lif", "talif", *SUBLIF_RESETS)
+
+
+def per_neuron_decays(L: PlanLayer) -> tuple[str, ...]:
+    """The per-neuron decays (``du``, ``dv``) a non-TA-LIF layer carries in ``neuron_arrays``;
+    such a layer runs in the ``SubLIF`` process (Lava's LIF has one decay per population)."""
+    if L.neuron == "talif":
+        return ()
+    return tuple(k for k in ("du", "dv") if k in L.neuron_arrays)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -217,6 +234,32 @@ def lava_dense_weight(w: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(w[:, perm.ravel()])
 
 
+#: Lava 0.10's ``PyConvModelFixed`` declares ``groups`` as int8 (conv/models.py:29): 128 or
+#: more groups wrap negative and the Conv emits nothing.
+LAVA_MAX_CONV_GROUPS = 127
+
+
+def lava_conv_groups(w: np.ndarray, groups: int) -> tuple[np.ndarray, int]:
+    """``(w', groups')`` equal to the grouped conv ``(w, groups)`` with ``groups' ≤``
+    :data:`LAVA_MAX_CONV_GROUPS` (PyTorch layout ``[C_out, C_in/groups, kH, kW]``).
+
+    ``q`` consecutive groups merge into one whose kernel is block-diagonal (zeros between
+    the old groups), ``q`` the smallest divisor of ``groups`` that brings it to ≤ 127: an
+    output channel still reads exactly its old group's input channels, so the sums are
+    identical (zeros add nothing) and the conv output wrap is unchanged."""
+    g = int(groups)
+    if g <= LAVA_MAX_CONV_GROUPS:
+        return w, g
+    q = next(d for d in range(2, g + 1) if g % d == 0 and g // d <= LAVA_MAX_CONV_GROUPS)
+    c_out, cin_g, kh, kw = w.shape
+    cout_g = c_out // g
+    out = np.zeros((c_out, q * cin_g, kh, kw), dtype=w.dtype)
+    for o in range(c_out):
+        k = (o // cout_g) % q  # the old group's place inside the merged one
+        out[o, k * cin_g:(k + 1) * cin_g] = w[o]
+    return out, g // q
+
+
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(s) for s in reversed(shape))
 
@@ -269,13 +312,14 @@ class LavaNetwork:
     neurons: list[Any]
     sinks: dict[int, Any]
     schedule: Schedule
+    skips: list[Any] | None = None  # the skip edges' DelayDense processes
 
 
 def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                   record_layers: bool) -> LavaNetwork:
     """Create (not compile) the Lava processes for ``plan`` with ``spikes`` in the source."""
     from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
+    from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIFReset
@@ -283,7 +327,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
     check_plan_supported(plan)
     src = Source(data=_source_data(schedule, spikes, len(plan.input_shape)))
     prev_port, prev_shape = src.s_out, tuple(plan.input_shape)
-    synapses, neurons, sinks = [], [], {}
+    synapses, neurons, sinks, skips = [], [], {}, []
     n = len(plan.layers)
     for k, L in enumerate(plan.layers):
         depth = k + 1
@@ -297,11 +341,12 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
             out_port = syn.a_out
         else:  # conv / pool: a grouped Conv
             in_l = lava_shape(L.in_shape)
-            syn = Conv(weight=lava_conv_weight(np.asarray(L.weights)).astype(np.int32),
+            w_g, groups = lava_conv_groups(np.asarray(L.weights), int(L.groups))
+            syn = Conv(weight=lava_conv_weight(w_g).astype(np.int32),
                        input_shape=in_l,
                        padding=(int(L.padding[1]), int(L.padding[0])),
                        stride=(int(L.stride[1]), int(L.stride[0])),
-                       groups=int(L.groups), name=f"{L.name}_conv")
+                       groups=groups, name=f"{L.name}_conv")
             if tuple(syn.output_shape) != lava_shape(L.out_shape):
                 raise PlanError(f"plan layer {k} ({L.name}): Lava Conv output "
                                 f"{tuple(syn.output_shape)} != reversed out_shape {L.out_shape}")
@@ -326,24 +371,41 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                         theta_v_shift=tal.shift, theta_bits=tal.bits,
                         threshold_shift=plan.fixed_point.threshold_shift,
                         name=f"{L.name}_talif")
-        elif L.neuron in SUBLIF_RESETS:
+        elif L.neuron in SUBLIF_RESETS or per_neuron_decays(L):
             from neurodeploy.sims.lava_procs.sublif.process import SubLIF
 
             w_rec = a_bias = None
             # flat plan order (C,H,W) → Lava's reversed layout
             perm = to_lava_layout(np.arange(L.out_size).reshape(L.out_shape),
                                   len(L.out_shape)).reshape(-1)
+            for key in per_neuron_decays(L):  # Lava layout, shape_l
+                common[key] = np.ascontiguousarray(to_lava_layout(
+                    np.asarray(L.neuron_arrays[key]).reshape(L.out_shape),
+                    len(L.out_shape))).astype(np.int32)
             if "w_rec" in L.neuron_arrays:
                 w = np.asarray(L.neuron_arrays["w_rec"])
                 w_rec = np.ascontiguousarray(w[np.ix_(perm, perm)]).astype(np.int32)
             if "a_bias" in L.neuron_arrays:
                 a_bias = np.ascontiguousarray(
                     np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
-            lif = SubLIF(**common, reset=SUBLIF_RESETS[L.neuron], w_rec=w_rec, a_bias=a_bias,
+            lif = SubLIF(**common, reset=SUBLIF_RESETS.get(L.neuron, "zero"),  # "lif": zero
+                         w_rec=w_rec, a_bias=a_bias,
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)
+        for j, w in zip(L.skip_from, L.skip_weights, strict=True):
+            # a skip edge: layer j's spikes wait Σ delay of layers j+1 … k−1 more steps in a
+            # DelayDense (delay d: sent d + 1 steps later) and meet the main input in a_in
+            src_port, src_shape = ((src.s_out, tuple(plan.input_shape)) if j < 0 else
+                                   (neurons[j].s_out, tuple(plan.layers[j].out_shape)))
+            skip = DelayDense(weights=lava_dense_weight(np.asarray(w), src_shape),
+                              delays=plan.skip_delay(k, j), weight_exp=int(L.weight_exp),
+                              num_weight_bits=plan.fixed_point.weight_bits,
+                              name=f"{L.name}_skip{j}")
+            (src_port if len(src_shape) == 1 else src_port.flatten()).connect(skip.s_in)
+            skip.a_out.connect(lif.a_in)
+            skips.append(skip)
         if record_layers or k == n - 1:
             sink = Sink(shape=shape_l, buffer=schedule.total_steps)
             lif.s_out.connect(sink.a_in)
@@ -351,7 +413,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         synapses.append(syn)
         neurons.append(lif)
         prev_port, prev_shape = lif.s_out, tuple(L.out_shape)
-    return LavaNetwork(src, synapses, neurons, sinks, schedule)
+    return LavaNetwork(src, synapses, neurons, sinks, schedule, skips)
 
 
 def _source_data(schedule: Schedule, spikes: np.ndarray, in_nd: int) -> np.ndarray:
@@ -368,6 +430,8 @@ class RunOutput:
     layer_spikes: dict[int, np.ndarray]
     raw: dict[int, np.ndarray]
     meta: dict[str, Any]
+    #: a membrane read-out's v ``[T, B, classes]`` (int32 v units), else None
+    out_v: np.ndarray | None = None
 
 
 def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = False,
@@ -400,9 +464,13 @@ def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = Fal
     t6 = time.perf_counter()
     n = len(plan.layers)
     layer_spikes, raw_out = {}, {}
+    out_v = None
     for k, d in data.items():
         L = plan.layers[k]
         train = to_lava_layout(np.moveaxis(d, -1, 0), len(L.out_shape))  # [total, *plan shape]
+        if L.neuron in MEMBRANE_KINDS:  # the read-out's sink holds v, not spikes
+            out_v = schedule.window(np.ascontiguousarray(train.astype(np.int32)), k + 1)
+            train = np.zeros_like(train)
         if not np.isin(train, (0, 1)).all():
             raise RuntimeError(f"layer {k}: sink holds non-binary values")
         train = np.ascontiguousarray(train.astype(np.uint8))
@@ -417,7 +485,10 @@ def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = Fal
         "timings_s": {"build": t1 - t0, "compile": t2 - t1, "runtime_init": t3 - t2,
                       "run": t4 - t3, "read": t5 - t4, "stop": t6 - t5, "total": t6 - t0},
     }
-    return RunOutput(layer_spikes[n - 1], layer_spikes if record_layers else {}, raw_out, meta)
+    if out_v is not None:
+        meta["readout"] = "membrane"
+    return RunOutput(layer_spikes[n - 1], layer_spikes if record_layers else {}, raw_out, meta,
+                     out_v)
 
 
 def _check_spikes(plan: DeploymentPlan, spikes: np.ndarray) -> np.ndarray:
@@ -477,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     arrays = {"out_spikes": res.out_spikes, "meta": np.array(json.dumps(res.meta))}
+    if res.out_v is not None:
+        arrays["out_v"] = res.out_v
     for k, v in res.layer_spikes.items():
         arrays[f"layer{k}"] = v
     for k, v in res.raw.items():

@@ -44,8 +44,10 @@ from neurodeploy.exporters.profiles import FixedPointFormat
 from neurodeploy.sims.kernel import (
     NEURON_KINDS,
     SYNAPSE_KINDS,
+    DenseSynapse,
     activation,
     check_format_supported,
+    dense_effective_weights,
     neuron_constants,
     prepare_layer,
     wrap_once,
@@ -131,19 +133,33 @@ class TwinLayer(nn.Module):
         self.arith = arith
         self.data = prepare_layer(layer, fmt)
         self.register_buffer("weight", torch.tensor(self.data.weights, dtype=torch.float64))
+        # skip edges: each its own Dense (Lava's clip + truncate per matrix)
+        self.skip_from = tuple(int(j) for j in layer.skip_from)
+        for m, w in enumerate(layer.skip_weights):
+            self.register_buffer(f"skip{m}", torch.tensor(dense_effective_weights(w, fmt),
+                                                          dtype=torch.float64))
         consts = neuron_constants(self.data, torch.float64, torch.device("cpu"))
         for key, c in consts.items():  # buffers: they follow the module to its device
             self.register_buffer(key, c)
         self._const_names = sorted(consts)
 
-    def forward(self, spikes_in: torch.Tensor
+    def forward(self, spikes_in: torch.Tensor, sources: list[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``spikes_in`` ``[T, B, *in_shape]`` → (spikes, pre-reset v, θ or None), each
-        ``[T, B, *out_shape]`` (θ only for adaptive-threshold layers, in v units)."""
+        ``[T, B, *out_shape]`` (θ only for adaptive-threshold layers, in v units).
+        ``sources`` (the input, then every earlier layer's spikes) feed skip edges."""
         P, ar = self.data, self.arith
         T, B = spikes_in.shape[:2]
         x = spikes_in.reshape(T * B, *spikes_in.shape[2:])
         a = SYNAPSE_KINDS[P.layer.kind].apply(ar, P, self.weight, x)
+        for m, j in enumerate(self.skip_from):  # same step as the main input (module doc)
+            if sources is None:
+                raise ConfigError(f"plan layer {P.layer.name} has skip edges: pass sources")
+            src = sources[j + 1]
+            a = a + DenseSynapse.apply(ar, P, getattr(self, f"skip{m}"),
+                                       src.reshape(T * B, *src.shape[2:]))
+            if not P.small:
+                a = ar.wrap(a, P.fmt.port_bits)
         act = activation(ar, P, a).reshape(T, B, *P.layer.out_shape)
         consts = {k: getattr(self, k) for k in self._const_names}
         kind = NEURON_KINDS[P.layer.neuron]
@@ -219,13 +235,20 @@ class HardwareTwin(nn.Module):
         (float64 holding integers; θ None for fixed-threshold layers)."""
         h = spikes.to(torch.float64)
         layer_s, layer_v, layer_th = [], [], []
+        v = h
+        sources = [h]  # the input, then each layer's spikes (read by skip edges)
         for layer in self.layers:
-            h, v, th = layer(h)
+            h, v, th = layer(h, sources)
+            sources.append(h)
             if record:
                 layer_s.append(h)
                 layer_v.append(v)
                 layer_th.append(th)
-        return Trace(out_spikes=h, logits=h.sum(0), spikes=tuple(layer_s), v=tuple(layer_v),
+        logits = h.sum(0)
+        if self.plan.readout == "membrane":  # Σ_t v of the read-out, in float units
+            last = self.layers[-1].data
+            logits = v.reshape(v.shape[0], v.shape[1], -1).sum(0) / last.unit
+        return Trace(out_spikes=h, logits=logits, spikes=tuple(layer_s), v=tuple(layer_v),
                      theta=tuple(layer_th), backend=self.name)
 
     def run_spikes(self, spikes: torch.Tensor) -> list[torch.Tensor]:

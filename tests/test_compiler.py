@@ -217,8 +217,11 @@ def test_pool_weights_make_threshold_exact():
 
 def test_refusals():
     li = build_model(ModelConfig("FC8-FC4", (5,), readout="membrane"))
-    with pytest.raises(ConfigError, match="layer 2 .*LI output"):
-        compile_model(li)
+    # a membrane read-out runs on Loihi 2's programmable neurons (li: v sent each step)
+    plan = compile_model(li)
+    assert [L.neuron for L in plan.layers] == ["lif", "li"] and plan.readout == "membrane"
+    with pytest.raises(HardwareFitError, match="layer 2 .*non-spiking read-out"):
+        compile_model(li, "loihi1")
     g = to_nir(build_model(ModelConfig("FC8-FC4", (5,))))
     g.nodes["lif2"].metadata["reset"] = "subtract"
     # subtract reset runs on Loihi 2's programmable neurons (sublif), not on Loihi 1's fixed LIF

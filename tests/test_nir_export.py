@@ -163,7 +163,7 @@ def test_plain_graph_without_hints_imports():
     ({"v_leak": np.full(3, 0.1)}, None, "v_leak"),
     ({"v_reset": np.full(3, -0.2)}, None, "v_reset"),
     ({"v_threshold": np.array([0.5, 0.5, 0.6])}, None, "v_threshold differs"),
-    ({"tau": np.array([2e-4, 2e-4, 3e-4])}, None, "tau differs"),
+    ({"tau": np.array([2e-4, 2e-4, 3e-4])}, None, "per-neuron decays"),
 ])
 def test_refuses_inexpressible_lif(lif_kwargs, meta, needle):
     g = _fc_graph(lif_kwargs, meta)

@@ -440,11 +440,15 @@ def test_per_neuron_thresholds_normalise_exactly_and_compile():
         assert torch.equal(a.spikes[0], c.spikes[0]) and a.spikes[0].sum() > 10
     dep = compile_nir(g, "loihi2", 10, producer="neurodeploy", reset="zero")
     assert dep.plan.layers[0].vth > 0
-    # per-neuron decays cannot be rescaled: the compiler names the node and the field
+    # per-neuron decays cannot be rescaled: they compile to per-neuron dv (programmable
+    # neurons); the fixed LIF of loihi1 refuses them naming the node
     g.nodes["lif"] = nir.LIF(tau=np.array([2e-4, 3e-4, 3e-4, 3e-4]), r=np.full(4, 3.0),
                              v_leak=np.zeros(4), v_threshold=theta, v_reset=np.zeros(4))
-    with pytest.raises(ConfigError, match=r"'lif'.*tau differs between neurons"):
-        compile_nir(g, "loihi2", 10, producer="neurodeploy", reset="zero")
+    L = compile_nir(g, "loihi2", 10, producer="neurodeploy", reset="zero").plan.layers[0]
+    assert L.neuron_arrays["dv"].tolist() == [2048, 1365, 1365, 1365]  # 4096·dt/τ
+    assert L.dv == 1365  # the largest α: the headroom checks' worst case
+    with pytest.raises(HardwareFitError, match=r"'lif'.*per-neuron decays.*loihi2"):
+        compile_nir(g, "loihi1", 10, producer="neurodeploy", reset="zero")
 
 
 def test_surrogate_gradients_keep_the_forward_values():

@@ -73,6 +73,22 @@ class _GuardedNeurons(nn.ModuleList):
         )
 
 
+def _emulator_logits(res: Any, twin: nn.Module) -> torch.Tensor:
+    """The deployed model's logits: output spike counts, or for a membrane read-out plan
+    (``li`` last layer) Σ_t v in float units (v / the layer's v-per-float unit, the twin's
+    scale)."""
+    if res.meta.get("readout") == "membrane":
+        last = twin.layers[-1]
+        return res.logits.to(torch.float64) / float(last.data.unit)
+    return res.counts
+
+
+def _twin_logits(trace: Any) -> torch.Tensor:
+    """The twin's logits in the emulator's units (see :func:`_emulator_logits`): its output
+    spike counts (surrogate spikes), or Σ_t v / unit for a membrane read-out."""
+    return trace.logits
+
+
 class DeployedClassifier(nn.Module):
     """Emulator forward, twin backward, host encoding (module docstring).
 
@@ -147,7 +163,7 @@ class DeployedClassifier(nn.Module):
 
     def emulator_logits(self, spikes: torch.Tensor) -> torch.Tensor:
         res = self.emulator.run(spikes.detach().cpu(), record=False)
-        return res.counts.to(torch.float32)
+        return _emulator_logits(res, self.twin).to(torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spikes = self.encode(x)
@@ -156,7 +172,7 @@ class DeployedClassifier(nn.Module):
         if not need_grad and self.aux_logits != "membrane":
             return z_emu
         trace = self.twin.run(spikes)
-        z_twin = trace.spikes[-1].sum(0).to(x.dtype)
+        z_twin = _twin_logits(trace).to(x.dtype)
         z = z_twin + (z_emu - z_twin).detach()
         if self.aux_logits == "membrane":
             from neurodeploy.classifier import AUX_LOGITS
@@ -180,10 +196,10 @@ class DeployedSpikes(nn.Module):
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         from neurodeploy.classifier import AUX_LOGITS
 
-        z_emu = self.emulator.run(spikes.detach().cpu(), record=False).counts.to(
-            device=spikes.device, dtype=spikes.dtype)
+        z_emu = _emulator_logits(self.emulator.run(spikes.detach().cpu(), record=False),
+                                 self.twin).to(device=spikes.device, dtype=spikes.dtype)
         trace = self.twin.run(spikes)
-        z_twin = trace.spikes[-1].sum(0).to(spikes.dtype)
+        z_twin = _twin_logits(trace).to(spikes.dtype)
         z = z_twin + (z_emu - z_twin).detach()
         last = self.twin.layers[-1]
         unit = float(last.unit if hasattr(last, "unit") else last.data.unit)

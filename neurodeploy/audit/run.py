@@ -366,7 +366,12 @@ def _fingerprint(model: SpikingNet, plan: Any, config: AuditConfig, x: torch.Ten
         h.update(np.ascontiguousarray(np.asarray(L.weights)).tobytes())
         h.update(np.ascontiguousarray(np.asarray(L.bias_mant)).tobytes())
         h.update(repr((L.name, L.kind, L.weight_exp, L.du, L.dv, L.vth, L.bias_exp, L.neuron,
-                       float(L.scale))).encode())
+                       float(L.scale), list(L.skip_from))).encode())
+        for k, v in sorted(L.neuron_arrays.items()):  # TA-LIF, W_rec, per-neuron decays
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(np.asarray(v)).tobytes())
+        for w in L.skip_weights:
+            h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
     h.update(json.dumps(_plain(asdict(config)), sort_keys=True).encode())
     h.update(x.detach().cpu().contiguous().numpy().tobytes())
     h.update(y.detach().cpu().contiguous().numpy().tobytes())

@@ -217,6 +217,11 @@ def _layers(plan, fmt: PlanFormat) -> list[_LayerInt]:
         if L.neuron not in ("lif", "talif"):
             raise ConfigError(f"plan layer {L.name}: no integer bounds for neuron {L.neuron!r} "
                               f"(only 'lif' and 'talif')")
+        if L.skip_from:
+            raise ConfigError(f"plan layer {L.name}: no integer bounds for skip edges yet")
+        if "du" in L.neuron_arrays or "dv" in L.neuron_arrays:
+            raise ConfigError(f"plan layer {L.name}: no integer bounds for per-neuron decays "
+                              f"(neuron_arrays du/dv); the bounds use one decay per layer")
         if L.kind == "dense":
             w = torch.as_tensor(effective_dense_weights(np.asarray(L.weights), fmt), dtype=I64)
             if int(w.abs().sum(1).max()) >= 2 ** 52:

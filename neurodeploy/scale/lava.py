@@ -42,6 +42,12 @@ def replay_lava_sharded(
 ) -> dict[str, Any]:
     """``out_spikes`` ``[T, B, …]`` (and ``layer_spikes`` with ``record_layers``) of ``plan``
     replayed on Lava shard by shard; ``wall_s`` summed over the shards' subprocesses."""
+    if getattr(plan, "readout", "count") == "membrane":
+        from neurodeploy.errors import ConfigError
+
+        raise ConfigError("a membrane read-out plan (last layer li): the sharded Lava replay "
+                          "returns output spikes only; run it unsharded (LavaBackend, "
+                          "simulate --backend lava)")
     spikes = np.asarray(spikes, dtype=np.uint8)
     n = int(spikes.shape[1])
     payload = {"plan": plan, "spikes": spikes, "timeout_s": float(timeout_s),
@@ -50,7 +56,12 @@ def replay_lava_sharded(
     fp = ["lava-replay", bool(record_layers), torch.from_numpy(spikes),
           *(torch.from_numpy(np.ascontiguousarray(L.weights)) for L in plan.layers),
           *(torch.from_numpy(np.ascontiguousarray(L.bias_mant)) for L in plan.layers),
-          [(L.name, L.kind, L.vth, L.du, L.dv, L.weight_exp, L.bias_exp) for L in plan.layers]]
+          [(L.name, L.kind, L.vth, L.du, L.dv, L.weight_exp, L.bias_exp, L.neuron,
+            list(L.skip_from)) for L in plan.layers],
+          *(torch.from_numpy(np.ascontiguousarray(v)) for L in plan.layers
+            for _, v in sorted(L.neuron_arrays.items())),
+          *(torch.from_numpy(np.ascontiguousarray(w)) for L in plan.layers
+            for w in L.skip_weights)]
     results = run_sharded(_replay_task, n, shard_size, payload=payload, workers=workers,
                           address=address, state_dir=state_dir, fingerprint=fp)
     out = {"out_spikes": np.concatenate([r["out"].numpy() for r in results], axis=1),

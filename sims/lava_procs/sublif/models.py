@@ -25,6 +25,9 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
     vth: int = LavaPyType(int, np.int32, precision=17)
     w_rec: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     a_bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    # per-neuron decays (the process declares them with the population's shape)
+    du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -53,6 +56,9 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         pending = self.v > theta  # subtract_delayed: the stored v is unreset: last spike
         self.scale_bias()
         self.subthr_dynamics(activation_in=a_in_data)
+        if self.reset == "none":  # non-spiking read-out: the membrane is the output
+            self.s_out.send(self.v.copy())
+            return
         if self.reset == "subtract_delayed":
             self.v[pending] -= theta
         elif self.reset == "zero_delayed":

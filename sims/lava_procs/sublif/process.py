@@ -13,6 +13,9 @@ Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift 
     reset "zero":              s = v > θ;  v[s] = 0              (with w_rec: a recurrent LIF)
     reset "zero_delayed":      v = 0 where p (last step's spike, as above); s = v > θ
                                (snntorch Synaptic/RLeaky/RSynaptic zero reset)
+    reset "none":              no spike, no reset: ``s_out`` sends v itself each step (a
+                               non-spiking read-out, NIR LI/CubaLI/I; on Loihi 2 a graded
+                               spike whose 24-bit payload is the membrane)
 
 ``subtract`` is the reset of sinabs' ``IAF``/``LIF`` (``MembraneSubtract``), rockpool's
 ``LIFTorch`` and snntorch's ``Leaky(reset_mechanism="subtract", reset_delay=False)``; Loihi 2
@@ -21,6 +24,12 @@ neuron order) is applied inside the process so that the per-sample reset schedul
 (``reset_interval``/``reset_offset``, ``LIFReset``'s: u and v zeroed before that step's input
 is integrated) also clears ``s[t−1]`` — a recurrent ``Dense`` would carry the previous sample's
 last spikes into the next one.
+
+Per-neuron decays (``du``/``dv`` arrays of the population's shape): Lava's ``LIF`` declares
+``du``/``dv`` as one value per population (``Var(shape=(1,))``); this process declares them
+per neuron when given as arrays, and Lava's own fixed-point integration
+(``AbstractPyLifModelFixed.subthr_dynamics``) is elementwise in them, so each neuron decays
+by its own ``(u·(4096 − du_i − 1)) >>₀ 12`` and ``(v·(4096 − dv_i)) >>₀ 12``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import numpy as np
 from lava.magma.core.process.variable import Var
 from lava.proc.lif.process import LIFReset
 
-RESETS = ("zero", "subtract", "subtract_delayed", "zero_delayed")
+RESETS = ("zero", "subtract", "subtract_delayed", "zero_delayed", "none")
 
 
 class SubLIF(LIFReset):
@@ -51,3 +60,8 @@ class SubLIF(LIFReset):
         self.a_bias = Var(shape=(n,), init=np.zeros(n, np.int32) if a_bias is None
                           else np.asarray(a_bias, np.int32).reshape(n))
         self.proc_params["recurrent"] = w_rec is not None or a_bias is not None
+        shape = tuple(kwargs["shape"])
+        for name in ("du", "dv"):  # per-neuron decays (module docstring)
+            d = np.asarray(kwargs.get(name, 0))
+            init = (np.broadcast_to(d, shape) if d.size == 1 else d.reshape(shape))
+            setattr(self, name, Var(shape=shape, init=np.ascontiguousarray(init, np.int32)))
