@@ -196,16 +196,29 @@ def temp_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if is_temp_name(p.name)]
 
 
+#: Files published together: where one of a set is visible, all of it is.
+TOGETHER = (("audit.json", "audit.md", "audit.html"), ("model.nir", "plan.npz"))
+
+
 def check_complete(folder: Path) -> None:
-    """Every visible file under ``folder`` is complete and readable (nothing truncated)."""
+    """Every visible file under ``folder`` is complete and readable (nothing truncated), and
+    no set of files published together (:data:`TOGETHER`) is visible in part."""
     import torch
 
     from neurodeploy.exporters.plan import DeploymentPlan
     from neurodeploy.models import _read
 
-    for p in folder.rglob("*"):
+    for p in [folder, *folder.rglob("*")]:
         rel = p.relative_to(folder)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.is_dir():
+            for group in TOGETHER:
+                seen = [n for n in group if (p / n).is_file()]
+                # the audit command's folder holds its plan.npz without a model.nir
+                if seen and seen != ["plan.npz"]:
+                    assert seen == list(group), f"{p}: only {seen} of {group} visible"
+        if not p.is_file():
             continue
         if p.suffix == ".json":
             json.loads(p.read_text())

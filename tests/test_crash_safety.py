@@ -154,6 +154,54 @@ def test_train_killed_between_final_state_and_metrics_resumes_identically(tmp_pa
     _resume_and_compare(work, "train", expected, "a kill right after the final last.pt")
 
 
+def test_pipeline_killed_before_the_audit_is_published_shows_no_partial_report(
+        tmp_path, monkeypatch) -> None:
+    """The audit stage works in a hidden folder that becomes ``audit/`` in one rename: killed
+    with its report written but not yet published, no audit file is visible; --resume
+    publishes the identical report."""
+    from neurodeploy.audit.stages import AUDIT_WORK
+
+    expected, _, work = _reference(tmp_path, monkeypatch, "pipeline")
+    monkeypatch.chdir(work)
+    rc = kill_at(COMMANDS["pipeline"][0], "audit.before-publish", tmp_path / "child.log")
+    assert rc == -signal.SIGKILL
+    pl = work / "pl"
+    assert not (pl / "audit").exists()
+    assert not [p for p in pl.rglob("audit.*") if not p.relative_to(pl).parts[0].startswith(".")]
+    assert sorted(os.listdir(pl / AUDIT_WORK)) == ["audit.html", "audit.json", "audit.md",
+                                                   "state"]
+    check_complete(work)
+    _resume_and_compare(work, "pipeline", expected, "a kill before the audit was published")
+    assert not (pl / AUDIT_WORK).exists()
+
+
+def test_pipeline_killed_after_publishing_the_audit_resumes_identically(tmp_path,
+                                                                         monkeypatch) -> None:
+    """Killed after ``audit/`` appeared but before the state file recorded the stage: the
+    resumed stage takes that folder back as its work folder and publishes it again."""
+
+    def setup() -> None:
+        import neurodeploy.audit.stages as stages
+
+        publish = stages.publish_folder
+
+        def publish_then_die(src, final) -> None:
+            publish(src, final)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        stages.publish_folder = publish_then_die
+
+    expected, _, work = _reference(tmp_path, monkeypatch, "pipeline")
+    monkeypatch.chdir(work)
+    pid = fork_run(COMMANDS["pipeline"][0], tmp_path / "child.log", setup=setup)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    state = (work / "pl" / "pipeline_state.json").read_text()
+    assert '"audit"' not in state and (work / "pl" / "audit" / "audit.json").is_file()
+    check_complete(work)
+    _resume_and_compare(work, "pipeline", expected, "a kill right after the audit was published")
+
+
 #: Seeds of the slow kill schedules; NEURODEPLOY_CRASH_SEEDS=3,4,5 sweeps others.
 SLOW_SEEDS = tuple(int(s) for s in os.environ.get("NEURODEPLOY_CRASH_SEEDS", "1,2").split(","))
 
@@ -241,6 +289,7 @@ def test_pipeline_rerun_without_resume_removes_stale_outputs(tmp_path, monkeypat
     assert (tmp_path / "pl" / "export" / "plan.npz").is_file()
     (tmp_path / "pl" / "notes.txt").write_text("mine")  # not the pipeline's: kept
     (tmp_path / "pl" / "train_notes.txt").write_text("mine too")
+    (tmp_path / "pl" / ".audit.partial" / "state").mkdir(parents=True)  # a killed audit's work
     assert run([*base, "--stages", "train,evaluate"]) == 0
     left = sorted(os.listdir(tmp_path / "pl"))
     assert left == ["config.json", "evaluate.json", "notes.txt", "pipeline_state.json", "train",
