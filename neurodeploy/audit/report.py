@@ -303,6 +303,9 @@ def verdicts(report: AuditReport) -> list[str]:
                       else "robustness survived deployment")
             lines.append(f"{head}: {cmp['words']} — {status}.")
     rep = report.replay
+    if rep.get("lava_skipped"):
+        lines.append(f"Lava replay skipped: {rep['lava_skipped']} — the emulator ≡ Lava "
+                     f"agreement was not checked in this audit.")
     if rep.get("replays"):
         k, agree = int(rep["replays"]), int(rep.get("agree", 0))
         if agree == k:
