@@ -34,6 +34,9 @@ from pathlib import Path
 
 TMP_MARK = ".ndtmp-"
 LOCK_SUFFIX = ".lock"
+#: Hidden work folders (``.<name>.partial``, e.g. the pipeline audit's) persist across kills
+#: (they hold resumable state) and are published by one rename when whole.
+WORK_SUFFIX = ".partial"
 # Temporary names: ours (.x.ndtmp-<pid>-<hex>…) and those of the older mkstemp writers, which
 # only ever wrapped these output kinds (.model.pt.<8 chars>, .plan.npz.<8 chars>.npz, …).
 _TMP_RE = re.compile(r"^\..+\.ndtmp-\d+-[0-9a-f]+.*$"
@@ -188,7 +191,7 @@ def is_temp_name(name: str) -> bool:
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True,
                        only_prefix: str | None = None, _depth: int = 0) -> list[Path]:
     """Remove temporary files/folders left by killed writers in ``folder`` (and its
-    non-hidden sub-folders, a few levels deep); call it while holding the output's
+    non-hidden sub-folders and ``.<name>.partial`` work folders, a few levels deep); call it while holding the output's
     :class:`OutputLock` (no live writer then). Returns what was removed."""
     folder = Path(folder)
     removed: list[Path] = []
@@ -204,7 +207,8 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True,
                     entry.unlink()
             removed.append(entry)
         elif (recursive and only_prefix is None and _depth < _MAX_DEPTH and entry.is_dir()
-              and not entry.is_symlink() and not name.startswith(".")):
+              and not entry.is_symlink()
+              and (not name.startswith(".") or name.endswith(WORK_SUFFIX))):
             removed += remove_stale_temps(entry, True, None, _depth + 1)
     return removed
 

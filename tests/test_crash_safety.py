@@ -171,6 +171,9 @@ def test_pipeline_killed_before_the_audit_is_published_shows_no_partial_report(
     assert sorted(os.listdir(pl / AUDIT_WORK)) == ["audit.html", "audit.json", "audit.md",
                                                    "state"]
     check_complete(work)
+    # a kill during one of the audit's own state writes leaves a temp file in there
+    (fp,) = (pl / AUDIT_WORK / "state").iterdir()
+    (fp / ".deployed_known.pt.ndtmp-1-dead").write_bytes(b"half")
     _resume_and_compare(work, "pipeline", expected, "a kill before the audit was published")
     assert not (pl / AUDIT_WORK).exists()
 
@@ -337,6 +340,11 @@ def test_stale_temp_cleanup_touches_only_our_temporary_names(tmp_path) -> None:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     (tmp_path / ".export.ndtmp-9-ff").mkdir()  # a bundle folder of a killed export
+    ours.append(".audit.partial/state/ab/.x.pt.ndtmp-4-cd")  # inside a stage's work folder
+    theirs.append(".other/.x.pt.ndtmp-5-ef")  # other hidden folders are not looked into
+    for rel in ours[-1:] + theirs[-1:]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
     removed = remove_stale_temps(tmp_path)
     assert sorted(str(p.relative_to(tmp_path)) for p in removed) == sorted(
         [*ours, ".export.ndtmp-9-ff"])

@@ -22,14 +22,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.atomicio import publish_files, publish_folder
+from neurodeploy.atomicio import WORK_SUFFIX, publish_files, publish_folder
 from neurodeploy.jsonable import jsonable
 from neurodeploy.pipeline import StageContext, register_stage, stage_data
 from neurodeploy.runtime import crash_point
 
 #: The audit stage's working folder (hidden, beside ``audit/``): the run and its resumable
 #: state live here until the report is whole, then the folder is renamed to ``audit/``.
-AUDIT_WORK = ".audit.partial"
+AUDIT_WORK = f".audit{WORK_SUFFIX}"
 
 
 def _model(ctx: StageContext):
