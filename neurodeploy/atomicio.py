@@ -6,9 +6,10 @@ Standard library only (both Python environments import it). The rules every writ
   (``.<name>.ndtmp-<pid>-<random><suffix>``), flushed, given the mode the umask allows
   (``0o666 & ~umask``, like ``open()`` would; :func:`tempfile.mkstemp` alone gives 0600), and
   renamed over the target: a reader sees the old file or the new one, never half of one.
-- Files that belong together (``model.nir`` + ``plan.npz``) are written into a hidden temporary
-  folder that is renamed into place once (:func:`publish_dir`); an existing folder is swapped
-  with ``renameat2(RENAME_EXCHANGE)`` where the kernel has it.
+- Files that belong together (``model.nir`` + ``plan.npz``; a pipeline stage's report files)
+  are written into a hidden folder that is renamed into place once (:func:`publish_dir`,
+  :func:`publish_folder`); an existing folder is swapped with ``renameat2(RENAME_EXCHANGE)``
+  where the kernel has it.
 - One process at a time writes into an output (:class:`OutputLock`, ``flock`` on a hidden
   sibling ``.<name>.lock``; the kernel drops it when the process dies, so a killed run never
   leaves a stale lock). Holding it, leftover temporary files of killed runs are removed
@@ -33,6 +34,9 @@ from pathlib import Path
 
 TMP_MARK = ".ndtmp-"
 LOCK_SUFFIX = ".lock"
+#: Hidden work folders (``.<name>.partial``, e.g. the pipeline audit's) persist across kills
+#: (they hold resumable state) and are published by one rename when whole.
+WORK_SUFFIX = ".partial"
 # Temporary names: ours (.x.ndtmp-<pid>-<hex>…) and those of the older mkstemp writers, which
 # only ever wrapped these output kinds (.model.pt.<8 chars>, .plan.npz.<8 chars>.npz, …).
 _TMP_RE = re.compile(r"^\..+\.ndtmp-\d+-[0-9a-f]+.*$"
@@ -153,20 +157,31 @@ def publish_dir(final: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir(mode=dir_mode())
     try:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
-            if _exchange(tmp, final):
-                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old bundle
-            else:  # no renameat2: two renames, the old bundle parked under a temp name
-                old = temp_name(final)
-                os.rename(final, old)
-                os.rename(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
-        _fsync_dir(final.parent)
+        publish_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def publish_folder(src: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Make the complete folder ``src`` (a sibling of ``final``) become ``final`` at once.
+
+    An existing ``final`` folder is exchanged atomically with ``src`` (``renameat2``) and the
+    old one removed; without ``renameat2`` the old one is first parked under a temporary name
+    (removed by :func:`remove_stale_temps` if a kill comes before its removal here).
+    """
+    src, final = Path(src), Path(final)
+    if final.is_dir() and not final.is_symlink():
+        if _exchange(src, final):
+            shutil.rmtree(src, ignore_errors=True)  # src now holds the old folder
+        else:  # no renameat2: two renames, the old folder parked under a temp name
+            old = temp_name(final)
+            os.rename(final, old)
+            os.rename(src, final)
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, final)
+    _fsync_dir(final.parent)
 
 
 def is_temp_name(name: str) -> bool:
@@ -176,7 +191,7 @@ def is_temp_name(name: str) -> bool:
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True,
                        only_prefix: str | None = None, _depth: int = 0) -> list[Path]:
     """Remove temporary files/folders left by killed writers in ``folder`` (and its
-    non-hidden sub-folders, a few levels deep); call it while holding the output's
+    non-hidden sub-folders and ``.<name>.partial`` work folders, a few levels deep); call it while holding the output's
     :class:`OutputLock` (no live writer then). Returns what was removed."""
     folder = Path(folder)
     removed: list[Path] = []
@@ -192,7 +207,8 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True,
                     entry.unlink()
             removed.append(entry)
         elif (recursive and only_prefix is None and _depth < _MAX_DEPTH and entry.is_dir()
-              and not entry.is_symlink() and not name.startswith(".")):
+              and not entry.is_symlink()
+              and (not name.startswith(".") or name.endswith(WORK_SUFFIX))):
             removed += remove_stale_temps(entry, True, None, _depth + 1)
     return removed
 

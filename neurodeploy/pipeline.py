@@ -796,9 +796,9 @@ _OUTPUT_SUFFIXES = {".json", ".pt", ".npz", ".nir", ".md", ".html", ".png", ".sv
 
 def remove_previous_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
     """Remove what an earlier (non-resumed) run wrote into ``out``: the files and folders its
-    stages recorded, and those named after a stage (``<stage>/``, ``<stage>.json``,
-    ``<stage>_*.json``) — so no output of an older model sits beside the new one. Other files
-    are left alone. Returns the removed names."""
+    stages recorded, and those named after a stage (``<stage>/``, ``.<stage>.partial/``,
+    ``<stage>.json``, ``<stage>_*.json``) — so no output of an older model sits beside the new
+    one. Other files are left alone. Returns the removed names."""
     import shutil
 
     names: set[str] = set()
@@ -814,6 +814,8 @@ def remove_previous_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
         n = entry.name
         if n in stage_names and entry.is_dir():  # <stage>/
             names.add(n)
+        elif n.startswith(".") and n.endswith(".partial") and n[1:-8] in stage_names:
+            names.add(n)  # .<stage>.partial/: the hidden work folder of a killed stage
         elif n.endswith(".json") and entry.is_file() and (
                 n[:-5] in stage_names or n[:-5].split("_")[0] in stage_names):
             names.add(n)  # <stage>.json, <stage>_<x>.json

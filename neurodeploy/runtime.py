@@ -57,3 +57,22 @@ def resolve_device(name: str | Any = "auto") -> Any:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return dev
+
+
+#: Test hook: ``NEURODEPLOY_TEST_CRASH_AT=<point>[@<n>]`` makes :func:`crash_point` SIGKILL
+#: this process at the named point (the ``n``-th epoch/stage when given), so that tests can
+#: reproduce a kill at an exact moment instead of after a guessed delay.
+CRASH_ENV = "NEURODEPLOY_TEST_CRASH_AT"
+
+
+def crash_point(name: str, n: int | None = None) -> None:
+    """SIGKILL this process here when :data:`CRASH_ENV` names ``name`` (and ``n``, if it has
+    ``@n``); a no-op otherwise. Only crash-safety tests set the variable."""
+    want = os.environ.get(CRASH_ENV)
+    if not want:
+        return
+    point, _, at = want.partition("@")
+    if point == name and (not at or (n is not None and at == str(n))):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

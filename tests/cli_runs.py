@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,15 @@ def prepare(folder: Path, command: str) -> None:
             assert run(COMMANDS[need][0]) == 0
 
 
-def fork_run(argv: list[str], log: Path) -> int:
-    """``main(argv)`` in a forked child (stdout/stderr to ``log``); returns its pid."""
+def fork_run(argv: list[str], log: Path, setup: Callable[[], None] | None = None) -> int:
+    """``main(argv)`` in a forked child (stdout/stderr to ``log``); returns its pid.
+    ``setup()`` runs in the child first (e.g. to set :data:`CRASH_ENV` there only)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         rc = 99
         try:
+            if setup is not None:
+                setup()
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
@@ -126,6 +130,17 @@ def kill_after(argv: list[str], delay: float, log: Path) -> bool:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return True
+
+
+def kill_at(argv: list[str], point: str, log: Path) -> int:
+    """Run ``argv`` in a child that SIGKILLs itself at the crash point ``point``
+    (``name[@n]``, see :func:`neurodeploy.runtime.crash_point`); returns the child's exit
+    code (``-9`` when it was killed there)."""
+    from neurodeploy.runtime import CRASH_ENV
+
+    pid = fork_run(argv, log, setup=lambda: os.environ.__setitem__(CRASH_ENV, point))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def normalized(obj: Any) -> Any:
@@ -181,16 +196,29 @@ def temp_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if is_temp_name(p.name)]
 
 
+#: Files published together: where one of a set is visible, all of it is.
+TOGETHER = (("audit.json", "audit.md", "audit.html"), ("model.nir", "plan.npz"))
+
+
 def check_complete(folder: Path) -> None:
-    """Every visible file under ``folder`` is complete and readable (nothing truncated)."""
+    """Every visible file under ``folder`` is complete and readable (nothing truncated), and
+    no set of files published together (:data:`TOGETHER`) is visible in part."""
     import torch
 
     from neurodeploy.exporters.plan import DeploymentPlan
     from neurodeploy.models import _read
 
-    for p in folder.rglob("*"):
+    for p in [folder, *folder.rglob("*")]:
         rel = p.relative_to(folder)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.is_dir():
+            for group in TOGETHER:
+                seen = [n for n in group if (p / n).is_file()]
+                # the audit command's folder holds its plan.npz without a model.nir
+                if seen and seen != ["plan.npz"]:
+                    assert seen == list(group), f"{p}: only {seen} of {group} visible"
+        if not p.is_file():
             continue
         if p.suffix == ".json":
             json.loads(p.read_text())

@@ -177,5 +177,14 @@ def test_missing_lava_is_said_wherever_lava_was_asked_for(tmp_path, monkeypatch,
         assert run(["audit", "--model", MODEL, *SMALL_AUDIT[:-4], "--lava-samples", "2",
                     "--samples", "4", "--out", "au"]) == 0
         assert "warning: the audit runs without Lava" in capsys.readouterr().err
+        # ... and its report says why, in the data and in both renderings
+        reason = json.loads((tmp_path / "au" / "audit.json").read_text())["replay"]
+        assert reason["lava_samples"] == 0 and "no-such-python" in reason["lava_skipped"]
+        assert "scripts/setup.sh" in reason["lava_skipped"]
+        sentence = f"Lava replay skipped: {reason['lava_skipped']}"
+        assert sentence in (tmp_path / "au" / "audit.md").read_text()
+        import html
+
+        assert html.escape(sentence) in (tmp_path / "au" / "audit.html").read_text()
     finally:
         lava_env._find.cache_clear()

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from neurodeploy.jsonable import jsonable
-from neurodeploy.training.metrics import write_text_atomic
 
 REPORT_FORMAT = "neurodeploy-audit"
 REPORT_VERSION = 1
@@ -181,10 +180,17 @@ class AuditReport:
             efficiency=d.get("efficiency", {}),
         )
 
+    def to_json(self) -> str:
+        """The JSON document (what ``<stem>.json`` holds)."""
+        return json.dumps(jsonable(self.to_dict()), indent=2)
+
     def save(self, folder: str | os.PathLike, stem: str = "audit") -> dict[str, Path]:
-        """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` atomically into ``folder``."""
+        """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into ``folder``, published
+        together (all three are written in full before the first one is renamed into place;
+        :func:`~neurodeploy.atomicio.publish_files`)."""
+        from neurodeploy.atomicio import publish_files
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         if not self.verdicts:
             self.verdicts = verdicts(self)
         paths = {
@@ -192,9 +198,10 @@ class AuditReport:
             "markdown": folder / f"{stem}.md",
             "html": folder / f"{stem}.html",
         }
-        write_text_atomic(paths["json"], json.dumps(jsonable(self.to_dict()), indent=2))
-        write_text_atomic(paths["markdown"], render_markdown(self))
-        write_text_atomic(paths["html"], render_html(self))
+        texts = {"json": self.to_json(), "markdown": render_markdown(self),
+                 "html": render_html(self)}
+        publish_files(folder, {paths[k].name: (lambda p, t=texts[k]: p.write_text(
+            t, encoding="utf-8")) for k in paths})
         return paths
 
 
@@ -315,6 +322,9 @@ def verdicts(report: AuditReport) -> list[str]:
                       else "robustness survived deployment")
             lines.append(f"{head}: {cmp['words']} — {status}.")
     rep = report.replay
+    if rep.get("lava_skipped"):
+        lines.append(f"Lava replay skipped: {rep['lava_skipped']} — the emulator ≡ Lava "
+                     f"agreement was not checked in this audit.")
     if rep.get("replays"):
         k, agree = int(rep["replays"]), int(rep.get("agree", 0))
         if agree == k:

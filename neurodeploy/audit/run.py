@@ -482,13 +482,14 @@ def run_audit(
                               "neurodeploy.audit.nir_model.load_nir_model")
         plan = compile_model(model, profile=profile)
     lava_ok = config.lava_samples != 0
+    lava_skipped: str | None = None  # why Lava was asked for but not run (said in the report)
     if lava_ok:
         try:
             from neurodeploy.sims.lava_env import find_lava_python
 
             find_lava_python()
-        except EnvironmentMissingError:
-            lava_ok = False
+        except EnvironmentMissingError as exc:
+            lava_ok, lava_skipped = False, str(exc)
     sides = Sides(model, plan, lava_ok, config.lava_timeout_s)
     sides.shards = shards
     n_lava = n if config.lava_samples is None else min(n, config.lava_samples)
@@ -597,6 +598,8 @@ def run_audit(
     # --- Lava: replay agreement with the emulator (clean + the deployed side's adversarials)
     t0 = _now()
     replay: dict[str, Any] = {"lava_samples": n_lava if lava_ok else 0}
+    if lava_skipped is not None:
+        replay["lava_skipped"] = lava_skipped
     l_layers = None
     if lava_ok:
         known = evals.get(("deployed", "known"))

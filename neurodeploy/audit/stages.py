@@ -10,14 +10,29 @@ Config sections (all optional)::
 
 With ``[model] nir = "net.nir"`` the export stage compiles that file and simulate/audit take the
 NIR interpreter as the float model (:mod:`neurodeploy.audit.nir_stages`).
+
+A stage's files appear together: export's ``model.nir`` + ``plan.npz`` in one folder rename;
+simulate's ``simulate_<backend>.json`` files are all written before the first is renamed into
+place; the audit works in the hidden folder :data:`AUDIT_WORK` (its resumable state included)
+that becomes ``audit/`` in one rename once its report is whole.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
+from neurodeploy.atomicio import WORK_SUFFIX, publish_files, publish_folder
+from neurodeploy.jsonable import jsonable
 from neurodeploy.pipeline import StageContext, register_stage, stage_data
-from neurodeploy.training.metrics import write_json_atomic
+from neurodeploy.runtime import crash_point
+
+#: The audit stage's working folder (hidden, beside ``audit/``): the run and its resumable
+#: state live here until the report is whole, then the folder is renamed to ``audit/``.
+AUDIT_WORK = f".audit{WORK_SUFFIX}"
 
 
 def _model(ctx: StageContext):
@@ -46,8 +61,6 @@ def export_stage(ctx: StageContext) -> dict[str, Any]:
     model = _model(ctx)
     graph = to_nir(model)
     plan = compile_graph(graph, profile, model.config.num_steps, model.config.input_shape)
-    from neurodeploy.atomicio import publish_files
-
     # model.nir and plan.npz appear together (one folder rename), never one without the other
     publish_files(ctx.path("export"), {"model.nir": lambda p: write_graph(graph, p),
                                        "plan.npz": plan.save})
@@ -70,6 +83,7 @@ def simulate_stage(ctx: StageContext) -> dict[str, Any]:
 
     spikes = nir_stages.fit_spikes(ctx, spikes, plan)  # a NIR graph's Input may be flat
     out: dict[str, Any] = {}
+    files: dict[str, Any] = {}
     for backend in sec.get("backends", ["emulator", "lava"]):
         if backend == "lava" and not lava_available():
             out["lava"] = "skipped: Lava environment not found (run scripts/setup.sh)"
@@ -77,10 +91,14 @@ def simulate_stage(ctx: StageContext) -> dict[str, Any]:
         n = int(sec.get("lava_samples", 100)) if backend == "lava" else spikes.shape[1]
         rep = simulate(plan, spikes[:, :n], test.y[:n], backend, model=model, quiet=ctx.quiet)
         rep.plan, rep.data, rep.seed = str(ctx.artifacts["export"]["plan"]), test.name, ctx.seed
-        write_json_atomic(ctx.path(f"simulate_{backend}.json"), rep.to_dict())
+        files[f"simulate_{backend}.json"] = rep.to_dict()
         out[backend] = {"results": f"simulate_{backend}.json",
                         "accuracy": rep.accuracy_backend, "accuracy_float": rep.accuracy_float,
                         "spike_agreement": [layer.spike_agreement for layer in rep.layers]}
+    # one file per backend, all written before the first is renamed into place
+    publish_files(ctx.out_dir, {name: (lambda p, d=d: p.write_text(
+        json.dumps(jsonable(d), indent=2, allow_nan=False) + "\n", encoding="utf-8"))
+        for name, d in files.items()})
     return out
 
 
@@ -101,9 +119,21 @@ def audit_stage(ctx: StageContext) -> dict[str, Any]:
     plan = DeploymentPlan.load(ctx.path(ctx.artifacts["export"]["plan"]))
     test = stage_data(ctx).test
     profile = ctx.artifacts["export"].get("profile", "loihi2")
-    report = run_audit(_model(ctx), test.x, test.y, profile, cfg, ctx.path("audit"),
+    final, work = ctx.path("audit"), ctx.path(AUDIT_WORK)
+    if not ctx.resume:
+        shutil.rmtree(work, ignore_errors=True)  # a killed earlier run's work
+    elif final.is_dir() and not work.exists():
+        os.rename(final, work)  # published, but killed before the state file said so
+    report = run_audit(_model(ctx), test.x, test.y, profile, cfg, work,
                        model_info={"defense": ctx.section("defense").get("name", "none")},
                        quiet=ctx.quiet, plan=plan)
+    state = Path(report.meta.get("state_dir", ""))
+    if state.is_relative_to(work):  # where the state will be once published
+        report.meta["state_dir"] = str(final / state.relative_to(work))
+        publish_files(work, {"audit.json": lambda p: p.write_text(report.to_json(),
+                                                                  encoding="utf-8")})
+    crash_point("audit.before-publish")
+    publish_folder(work, final)
     return {"json": "audit/audit.json", "markdown": "audit/audit.md", "html": "audit/audit.html",
             "verdicts": report.verdicts}
 

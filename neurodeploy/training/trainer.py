@@ -15,14 +15,21 @@ Outputs in ``out_dir`` (all written atomically):
 - ``metrics.json``  per-epoch metrics (train loss/acc, test acc, lr, seconds, and the mean of
   every number the defense reports), plus the train config and data description;
 - ``last.pt``       full training state for ``resume=True``: model, optimizer, scheduler, the
-  shuffle / encoder / global RNG states, history and best accuracy;
+  shuffle / encoder / global RNG states, history and best accuracy / epoch;
 - ``best.pt``       the model with the highest test accuracy so far, and ``model.pt`` the final
   model — both :func:`~neurodeploy.models.save_checkpoint` records with the model config,
   library versions and ``extra`` = train config, defense ``checkpoint_extra()``, epoch,
   accuracy and data description.
 
 Resuming restores every piece of state, so an interrupted run finishes with exactly the same
-weights as an uninterrupted one with the same seed (tested). The caller must build the
+weights as an uninterrupted one with the same seed (tested).
+
+``last.pt`` is the commit record of an epoch: it is written last, after ``best.pt``,
+``model.pt`` and ``metrics.json``. A kill before it re-runs the epoch, which rewrites those
+files with the same content; a kill after it finds them all written. (Writing ``metrics.json``
+after ``last.pt`` left, after a kill between the two in the final epoch, the previous epoch's
+metrics in place for good: the resumed run had no epoch left to run.) Resuming a finished run
+rewrites ``metrics.json`` from ``last.pt``, which also heals folders left that way. The caller must build the
 classifier the same way both times (same seed), because :meth:`Defense.prepare` is called on
 the freshly built model before the saved state is loaded.
 
@@ -52,7 +59,7 @@ from neurodeploy.data.core import DatasetSplit
 from neurodeploy.errors import CheckpointError, ConfigError, NeurodeployError
 from neurodeploy.evaluation import evaluate
 from neurodeploy.models import atomic_torch_save, library_versions, save_checkpoint
-from neurodeploy.runtime import progress_disabled, resolve_device
+from neurodeploy.runtime import crash_point, progress_disabled, resolve_device
 from neurodeploy.scale.ddp import Replicas
 from neurodeploy.training.defense import BatchContext, Defense
 from neurodeploy.training.metrics import write_json_atomic
@@ -334,6 +341,8 @@ def _train(
             n_global = int(idx.numel())
             if n_global < replicas.world:  # a tail batch too small to split: skipped by all
                 continue
+            if b == nb // 2:
+                crash_point("train.mid-epoch", epoch + 1)
             idx = replicas.local_batch(idx)
             x = train_set.take(idx).to(device, non_blocking=True)
             y = train_set.y[idx].to(device, non_blocking=True)
@@ -372,6 +381,7 @@ def _train(
             # A seed per epoch, independent of the training streams (evaluate restores them).
             res = evaluate(classifier, test_set, cfg.eval_batch_size, cfg.seed + 1000 + epoch)
             test_acc = res.accuracy
+        crash_point("train.after-evaluate", epoch + 1)
         if replicas.active:
             test_acc = replicas.broadcast_object(test_acc)
             replicas.check_in_sync(model)
@@ -396,11 +406,18 @@ def _train(
                 "epoch": epoch + 1,
                 "test_acc": test_acc,
             }
+            # Every file derived from this epoch first, the training state (the commit) last.
             if is_best:
                 save_checkpoint(out / "best.pt", model, ck_extra)
+                crash_point("train.after-best", epoch + 1)
             if last:
                 save_checkpoint(out / "model.pt", model, ck_extra)
+                crash_point("train.after-model", epoch + 1)
             elapsed = seconds_before + time.perf_counter() - t_start
+            _write_metrics(
+                out / "metrics.json", cfg, split, defense, history, best_acc, best_epoch, elapsed
+            )
+            crash_point("train.after-metrics", epoch + 1)
             atomic_torch_save(
                 {
                     "format": STATE_FORMAT,
@@ -422,10 +439,14 @@ def _train(
                 },
                 out / "last.pt",
             )
-            _write_metrics(
-                out / "metrics.json", cfg, split, defense, history, best_acc, best_epoch, elapsed
-            )
+            crash_point("train.after-state", epoch + 1)
         replicas.barrier()  # no rank runs ahead of rank 0's files
+
+    if out is not None and replicas.is_main and history and start_epoch >= cfg.epochs:
+        # resumed a finished run: its metrics.json is derived from last.pt again (idempotent)
+        _write_metrics(
+            out / "metrics.json", cfg, split, defense, history, best_acc, best_epoch, seconds_before
+        )
 
     seconds = seconds_before + time.perf_counter() - t_start
     final = history[-1]["test_acc"] if history else None
