@@ -330,12 +330,12 @@ def test_pipeline_end_to_end_with_resume(tmp_path, capsys):
     state = json.loads((out / "pipeline_state.json").read_text())
     assert list(state["completed"]) == ["train", "evaluate", "export", "simulate", "audit"]
     for rel in ("train/model.pt", "export/model.nir", "export/plan.npz",
-                "simulate_emulator.json", "audit/audit.json", "audit/audit.html", "audit/audit.md"):
+                "simulate/emulator.json", "audit/audit.json", "audit/audit.html", "audit/audit.md"):
         assert (out / rel).is_file(), rel
-    sim = json.loads((out / "simulate_emulator.json").read_text())
+    sim = json.loads((out / "simulate" / "emulator.json").read_text())
     assert sim["samples"] == 40 and 0 <= sim["accuracy_backend"] <= 1
     if lava_available():
-        assert json.loads((out / "simulate_lava.json").read_text())["samples"] == 10
+        assert json.loads((out / "simulate" / "lava.json").read_text())["samples"] == 10
     printed = capsys.readouterr().out.strip().splitlines()
     audit = json.loads((out / "audit" / "audit.json").read_text())
     # pipeline ends with the audit's verdict lines and the report's path

@@ -123,7 +123,7 @@ def test_pipeline_with_a_nir_model(trained, tmp_path, capsys):
     assert list(state) == ["train", "evaluate", "export", "simulate", "audit"]
     assert "skipped" in state["train"]["artifacts"]
     assert state["export"]["artifacts"]["source_nir"] == str(trained["snntorch"])
-    sim = json.loads((out / "simulate_emulator.json").read_text())
+    sim = json.loads((out / "simulate" / "emulator.json").read_text())
     assert sim["accuracy_float"] > 0.5
     rep = _report(out / "audit")
     assert rep["model"]["nir"]["producer"] == "snntorch"

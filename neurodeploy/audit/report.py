@@ -186,17 +186,17 @@ class AuditReport:
 
     def save(self, folder: str | os.PathLike, stem: str = "audit") -> dict[str, Path]:
         """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into ``folder``, published
-        together (all three are written in full before the first one is renamed into place;
-        :func:`~neurodeploy.atomicio.publish_files`)."""
+        together (all three are written in full before the first one is renamed into place,
+        ``<stem>.json`` last; :func:`~neurodeploy.atomicio.publish_files`)."""
         from neurodeploy.atomicio import publish_files
 
         folder = Path(folder)
         if not self.verdicts:
             self.verdicts = verdicts(self)
-        paths = {
-            "json": folder / f"{stem}.json",
-            "markdown": folder / f"{stem}.md",
+        paths = {  # renamed in this order where the folder is shared: the json, the
+            "markdown": folder / f"{stem}.md",  # record of a whole report, last
             "html": folder / f"{stem}.html",
+            "json": folder / f"{stem}.json",
         }
         texts = {"json": self.to_json(), "markdown": render_markdown(self),
                  "html": render_html(self)}

@@ -12,8 +12,8 @@ With ``[model] nir = "net.nir"`` the export stage compiles that file and simulat
 NIR interpreter as the float model (:mod:`neurodeploy.audit.nir_stages`).
 
 A stage's files appear together: export's ``model.nir`` + ``plan.npz`` in one folder rename;
-simulate's ``simulate_<backend>.json`` files are all written before the first is renamed into
-place; the audit works in the hidden folder :data:`AUDIT_WORK` (its resumable state included)
+simulate's ``simulate/<backend>.json`` files are written into a hidden folder that becomes
+``simulate/`` in one rename; the audit works in the hidden folder :data:`AUDIT_WORK` (its resumable state included)
 that becomes ``audit/`` in one rename once its report is whole.
 """
 
@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.atomicio import WORK_SUFFIX, publish_files, publish_folder
+from neurodeploy.atomicio import WORK_SUFFIX, publish_dir, publish_files, publish_folder
 from neurodeploy.jsonable import jsonable
 from neurodeploy.pipeline import StageContext, register_stage, stage_data
 from neurodeploy.runtime import crash_point
@@ -71,7 +71,7 @@ def export_stage(ctx: StageContext) -> dict[str, Any]:
 def simulate_stage(ctx: StageContext) -> dict[str, Any]:
     """Run the plan on the test split with the emulator (and Lava when available)."""
     from neurodeploy.exporters.plan import DeploymentPlan
-    from neurodeploy.sims.lava_env import lava_available
+    from neurodeploy.sims.lava_env import lava_missing_reason
     from neurodeploy.simulation import encode, simulate
 
     sec = ctx.section("simulate")
@@ -85,20 +85,22 @@ def simulate_stage(ctx: StageContext) -> dict[str, Any]:
     out: dict[str, Any] = {}
     files: dict[str, Any] = {}
     for backend in sec.get("backends", ["emulator", "lava"]):
-        if backend == "lava" and not lava_available():
-            out["lava"] = "skipped: Lava environment not found (run scripts/setup.sh)"
+        why = lava_missing_reason() if backend == "lava" else None
+        if why:
+            out["lava"] = f"skipped: {why}"
             continue
         n = int(sec.get("lava_samples", 100)) if backend == "lava" else spikes.shape[1]
         rep = simulate(plan, spikes[:, :n], test.y[:n], backend, model=model, quiet=ctx.quiet)
         rep.plan, rep.data, rep.seed = str(ctx.artifacts["export"]["plan"]), test.name, ctx.seed
-        files[f"simulate_{backend}.json"] = rep.to_dict()
-        out[backend] = {"results": f"simulate_{backend}.json",
+        files[f"{backend}.json"] = rep.to_dict()
+        out[backend] = {"results": f"simulate/{backend}.json",
                         "accuracy": rep.accuracy_backend, "accuracy_float": rep.accuracy_float,
                         "spike_agreement": [layer.spike_agreement for layer in rep.layers]}
-    # one file per backend, all written before the first is renamed into place
-    publish_files(ctx.out_dir, {name: (lambda p, d=d: p.write_text(
-        json.dumps(jsonable(d), indent=2, allow_nan=False) + "\n", encoding="utf-8"))
-        for name, d in files.items()})
+    # simulate/<backend>.json: written into a hidden folder that replaces simulate/ at once
+    with publish_dir(ctx.path("simulate")) as tmp:
+        for name, d in files.items():
+            (tmp / name).write_text(json.dumps(jsonable(d), indent=2, allow_nan=False) + "\n",
+                                    encoding="utf-8")
     return out
 
 
