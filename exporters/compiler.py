@@ -121,7 +121,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
-from neurodeploy.exporters.nir_export import TALIF, ChainLayer, NIRChain, parse_graph
+from neurodeploy.exporters.nir_export import (
+    TALIF,
+    ChainLayer,
+    NIRChain,
+    conv_matrix,
+    parse_graph,
+)
 from neurodeploy.exporters.plan import MEMBRANE_KINDS, DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 from neurodeploy.jsonable import jsonable
@@ -191,26 +197,7 @@ def _current_decay(beta: float | None, profile: HardwareProfile
 
 def _conv_matrix(L: ChainLayer) -> np.ndarray:
     """The forward conv of ``L`` as a dense matrix ``[N_out, N_in]`` (flat C·H·W orders)."""
-    C, H, W = L.in_shape
-    Co, Ho, Wo = L.out_shape
-    w = np.asarray(L.weight, dtype=np.float64)
-    _, cin_g, kh, kw = w.shape
-    cout_g = Co // L.groups
-    i_in = np.arange(C * H * W).reshape(C, H, W)
-    i_out = np.arange(Co * Ho * Wo).reshape(Co, Ho, Wo)
-    m = np.zeros((Co * Ho * Wo, C * H * W))
-    for o in range(Co):
-        c0 = (o // cout_g) * cin_g
-        for y in range(Ho):
-            for x in range(Wo):
-                for ci in range(cin_g):
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            iy = y * L.stride[0] - L.padding[0] + ky
-                            ix = x * L.stride[1] - L.padding[1] + kx
-                            if 0 <= iy < H and 0 <= ix < W:
-                                m[i_out[o, y, x], i_in[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
-    return m
+    return conv_matrix(L.weight, L.in_shape, L.out_shape, L.stride, L.padding, L.groups)
 
 
 def _quantize_conv_recurrent(L: ChainLayer, profile: HardwareProfile

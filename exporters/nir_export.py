@@ -705,6 +705,33 @@ def _recurrent_loops(graph: nir.NIRGraph, succ: dict[str, list[str]]) -> dict[st
     return loops
 
 
+def conv_matrix(weight: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                stride: tuple[int, int], padding: tuple[int, int], groups: int) -> np.ndarray:
+    """A grouped 2-D convolution ``(C, H, W) → (C', H', W')`` as the dense matrix
+    ``[C'·H'·W', C·H·W]`` (flat C·H·W orders; exact: every entry is a sum of kernel taps, one
+    tap unless the kernel overlaps itself, or 0)."""
+    C, H, W = in_shape
+    Co, Ho, Wo = out_shape
+    w = np.asarray(weight, dtype=np.float64)
+    _, cin_g, kh, kw = w.shape
+    cout_g = Co // groups
+    i_in = np.arange(C * H * W).reshape(C, H, W)
+    i_out = np.arange(Co * Ho * Wo).reshape(Co, Ho, Wo)
+    m = np.zeros((Co * Ho * Wo, C * H * W))
+    for o in range(Co):
+        c0 = (o // cout_g) * cin_g  # the output channel's group reads channels c0 … c0+cin_g
+        for y in range(Ho):
+            for x in range(Wo):
+                for ci in range(cin_g):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = y * stride[0] - padding[0] + ky
+                            ix = x * stride[1] - padding[1] + kx
+                            if 0 <= iy < H and 0 <= ix < W:
+                                m[i_out[o, y, x], i_in[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
+    return m
+
+
 def _unrolled_conv(node: nir.Conv2d, shape: tuple[int, ...], where: str
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """A recurrent ``Conv2d`` from a ``(C, H, W)`` population onto itself as the dense matrix
@@ -714,24 +741,7 @@ def _unrolled_conv(node: nir.Conv2d, shape: tuple[int, ...], where: str
     if syn.out_shape != shape:
         raise ConfigError(f"{where}: maps {shape} to {syn.out_shape}; a recurrent convolution "
                           f"must keep the population's shape (stride 1, 'same' padding)")
-    C, H, W = shape
-    w = np.asarray(syn.weight, dtype=np.float64)
-    c_out, cin_g, kh, kw = w.shape
-    cout_g = c_out // syn.groups
-    idx = np.arange(C * H * W).reshape(C, H, W)
-    rec = np.zeros((C * H * W, C * H * W))
-    for o in range(c_out):
-        c0 = (o // cout_g) * cin_g  # the output channel's group reads channels c0 … c0+cin_g
-        for y in range(H):
-            for x in range(W):
-                for ci in range(cin_g):
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            iy = y * syn.stride[0] - syn.padding[0] + ky
-                            ix = x * syn.stride[1] - syn.padding[1] + kx
-                            if 0 <= iy < H and 0 <= ix < W:
-                                rec[idx[o, y, x], idx[c0 + ci, iy, ix]] += w[o, ci, ky, kx]
-    return rec, syn.bias
+    return conv_matrix(syn.weight, shape, shape, syn.stride, syn.padding, syn.groups), syn.bias
 
 
 def _chain_order(graph: nir.NIRGraph) -> list[str]:

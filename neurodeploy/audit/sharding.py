@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurodeploy.scale.cli import ScaleOptions
 from neurodeploy.scale.robustness import SEED_RULE
 
 #: what the report says runs as shards (and what does not)
@@ -36,23 +37,12 @@ SHARDED_WORK = ("attack evaluations per (side, threat model) and escalation roun
 
 
 @dataclass(frozen=True)
-class AuditShards:
+class AuditShards(ScaleOptions):
     """Where the audit's shards run: ``workers``/``address`` None means a serial loop here."""
-
-    shard_size: int
-    workers: int | None = None
-    address: str | None = None
-
-    @property
-    def parallel(self) -> bool:
-        return self.workers is not None or self.address is not None
 
     def record(self) -> dict[str, Any]:
         """The ``meta.sharding`` block of the report."""
-        return {"shard_size": self.shard_size, "workers": self.workers,
-                "ray_address": self.address,
-                "engine": "ray" if self.parallel else "serial loop over the same shards",
-                "seed_rule": SEED_RULE, "sharded": SHARDED_WORK,
+        return {**self.to_dict(), "seed_rule": SEED_RULE, "sharded": SHARDED_WORK,
                 "identical_to": f"any run with shard_size={self.shard_size}, whatever the "
                                 f"number of workers"}
 
