@@ -16,7 +16,7 @@ browser:
 	bash scripts/install_browser.sh
 
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: setup
 	$(PY) -m ruff check neurodeploy exporters sims tests benchmarks
