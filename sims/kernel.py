@@ -2,10 +2,12 @@
 
 Every layer is a synapse kind (``dense``, ``conv``/``pool``) followed by a neuron kind (``lif``,
 ``talif``). Each kind is written here once, in terms of an :class:`Arithmetic` — the rounding,
-wrap and saturation operations — so the same body serves both integer interpreters:
+wrap and saturation operations — so the same body serves every integer interpreter:
 
 - :class:`ExactArithmetic` (:class:`~neurodeploy.sims.emulator.Emulator`): exact integers held
   in float64, updated in place (fast), the spike a boolean;
+- :class:`FusableExactArithmetic` (the emulator's ``compile_steps``): the same integers out of
+  place, the spike a float 0/1 — the form ``torch.compile`` fuses into one loop;
 - :class:`~neurodeploy.sims.twin.StraightThroughArithmetic` (the hardware twin): the same
   values out of place, every rounding/wrap/saturation passing the gradient straight through,
   the spike a surrogate in float units.
