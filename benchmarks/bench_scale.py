@@ -23,6 +23,11 @@ B. **Emulator vs the dense-matmul bound.** The bit-exact emulator (``record=Fals
    the bound leaves out the neuron update and every conversion. For a pool (grouped conv,
    groups = C) the one GEMM has the grouped conv's FLOPs but reads C× fewer inputs, so it
    is optimistic there (well under 1 % of the CNN's bound).
+   Both emulator paths are timed (``--compile-steps off`` leaves out the second): the eager
+   step loop (the default) and ``Emulator(plan, compile_steps=True)``, whose neuron steps run
+   as one ``torch.compile``d loop per layer (``step_paths`` records which path each layer
+   took). The compilation is the first compiled run minus its steady time
+   (``compile_s``), stated and excluded from the steady-state figure and ratio.
 C. **Event-driven synapses** for the dense layers at the spike densities of B's run:
    ``a = Σ_{active inputs i} W[:, i]`` (index_add over the non-zero spikes) against the dense
    matmul of the same input; results checked equal.
@@ -201,7 +206,7 @@ def _matmul_shapes(plan, TB: int) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def bench_emulator(quick: bool, repeats: int) -> dict[str, Any]:
+def bench_emulator(quick: bool, repeats: int, compile_steps: bool = True) -> dict[str, Any]:
     from neurodeploy.sims.emulator import Emulator
 
     B = 32 if quick else 256
@@ -212,21 +217,37 @@ def bench_emulator(quick: bool, repeats: int) -> dict[str, Any]:
         x = torch.as_tensor((rng.random((T, B, *shape)) < 0.2).astype(np.uint8))
         emu = Emulator(plan)
         trace = emu.run(x, record=True)
+        emu_c = Emulator(plan, compile_steps=True) if compile_steps else None
+        first_c = 0.0
+        if emu_c is not None:
+            t0 = time.perf_counter()
+            emu_c.run(x, record=False)  # compiles each layer's step loop (record=False form)
+            first_c = time.perf_counter() - t0
         dtypes = [emu._weights[k].dtype for k in range(len(plan.layers))]
         mats = []
         for (m, kdim, ncol), dt in zip(_matmul_shapes(plan, T * B), dtypes, strict=True):
             a = torch.rand(m, kdim, dtype=dt)
             w = torch.rand(kdim, ncol, dtype=dt)
             mats.append((a, w))
-        t_emu, t_bound = _best_alternating(
-            [lambda emu=emu, x=x: emu.run(x, record=False),
-             lambda mats=mats: [a @ w for a, w in mats]], repeats)
+        fns = [lambda emu=emu, x=x: emu.run(x, record=False),
+               lambda mats=mats: [a @ w for a, w in mats]]
+        if emu_c is not None:
+            fns.append(lambda emu_c=emu_c, x=x: emu_c.run(x, record=False))
+        times = _best_alternating(fns, repeats)
+        t_emu, t_bound = times[:2]
         rec: dict[str, Any] = {
             "T": T, "samples": B, "emulator_s": t_emu, "matmul_bound_s": t_bound,
             "emulator_over_bound": t_emu / t_bound,
             "emulator_samples_per_s": B / t_emu,
+            "step_paths": list(emu.step_paths),
             "dtypes": [str(d) for d in dtypes],
         }
+        if emu_c is not None:
+            t_c = times[2]
+            rec["compiled_steps"] = {
+                "emulator_s": t_c, "emulator_over_bound": t_c / t_bound,
+                "emulator_samples_per_s": B / t_c, "compile_s": first_c - t_c,
+                "step_paths": list(emu_c.step_paths)}
         # C. event-driven dense synapses at the measured densities
         ins = [x] + list(trace.spikes[:-1])
         events = []
@@ -280,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="alternating 1/2-worker rounds")
     ap.add_argument("--parts", default="sweeps,emulator")
+    ap.add_argument("--compile-steps", choices=("on", "off"), default="on",
+                    help="also time the emulator with torch.compile'd neuron steps")
     ap.add_argument("--attack-samples", type=int, default=64)
     ap.add_argument("--audit-samples", type=int, default=32)
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/bench_scale.json"))
@@ -302,11 +325,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ray start+stop alone: {rec['sweeps']['ray_start_stop_s']:.1f} s; load "
               f"{rec['sweeps']['load_before']} -> {rec['sweeps']['load_after']}")
     if "emulator" in parts:
-        rec["emulator"] = bench_emulator(args.quick, args.repeats)
+        rec["emulator"] = bench_emulator(args.quick, args.repeats,
+                                         args.compile_steps == "on")
         for name, r in rec["emulator"]["plans"].items():
             print(f"{name:>18}: emulator {1e3 * r['emulator_s']:8.1f} ms  matmul bound "
                   f"{1e3 * r['matmul_bound_s']:8.1f} ms  ratio {r['emulator_over_bound']:.2f}  "
                   f"({r['emulator_samples_per_s']:.0f} samples/s)")
+            if "compiled_steps" in r:
+                c = r["compiled_steps"]
+                print(f"{'':>20}compiled steps: emulator {1e3 * c['emulator_s']:8.1f} ms  ratio "
+                      f"{c['emulator_over_bound']:.2f}  (compile {c['compile_s']:.1f} s, "
+                      f"excluded; paths {sorted(set(c['step_paths']))})")
             for e in r["event_driven_dense_layers"]:
                 print(f"{'':>20}{e['layer']}: density {e['input_density']:.3f}  event/dense "
                       f"{e['event_over_dense']:.2f}  equal={e['equal']}")

@@ -53,6 +53,7 @@ from neurodeploy.sims.kernel import (
     SYNAPSE_KINDS,
     DenseSynapse,
     ExactArithmetic,
+    FusableExactArithmetic,
     LayerData,
     activation,
     check_format_supported,
@@ -80,6 +81,7 @@ STATE_DTYPE = torch.float64
 
 _EXACT = ExactArithmetic()
 _EXACT_KEEP_V = ExactArithmetic(inplace_reset=False)  # keeps the pre-reset v (record_v)
+_FUSABLE = FusableExactArithmetic()
 
 
 # ----------------------------------------------------------------------------- numpy helpers
@@ -128,6 +130,13 @@ class Emulator:
     plan : the deployment plan (dense / conv / pool layers, every neuron kind of
         :data:`~neurodeploy.sims.kernel.NEURON_KINDS`).
     device : ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+    compile_steps : run each CPU layer's neuron steps as one ``torch.compile``d (inductor C++)
+        loop over all T steps (:func:`_step_block` with
+        :class:`~neurodeploy.sims.kernel.FusableExactArithmetic`: the same step, the same
+        integers). Off by default: the first run of each layer (and batch size) pays the
+        compilation (seconds to a minute); worth it for long or repeated runs of large
+        populations. Where compilation fails the layer runs eagerly, exact either way;
+        :attr:`step_paths` says which ran.
 
     The step is :mod:`neurodeploy.sims.kernel`'s, run with :class:`ExactArithmetic`.
     Synaptic sums run as float matmuls that are exact because every partial sum is an integer
@@ -141,7 +150,8 @@ class Emulator:
     (:data:`STATE_DTYPE`). ``kernels[k]`` is layer k's :class:`~neurodeploy.sims.kernel.LayerData`.
     """
 
-    def __init__(self, plan: DeploymentPlan, device: str | torch.device = "cpu") -> None:
+    def __init__(self, plan: DeploymentPlan, device: str | torch.device = "cpu",
+                 compile_steps: bool = False) -> None:
         plan.validate()
         check_plan_supported(plan, lava_format=False)
         self.plan = plan
@@ -161,6 +171,9 @@ class Emulator:
         self._act_weights = [self._shifted_weights(k) for k in range(len(self.kernels))]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
         self._nhwc = [self._channels_last_ok(k) for k in range(len(self.kernels))]
+        self.compile_steps = compile_steps and self.device.type == "cpu"
+        #: per layer, how its neurons last ran: "compiled" or "eager" (None: not yet)
+        self.step_paths: list[str | None] = [None] * len(self.kernels)
 
     def _device_weights(self, P: LayerData) -> torch.Tensor:
         """Float32 where every partial synaptic sum is provably an exact float32 integer
@@ -303,6 +316,16 @@ class Emulator:
         P = self.kernels[k]
         T, B, N = act.shape
         kind = NEURON_KINDS[P.layer.neuron]
+        if self.compile_steps and B * N > 0 and T <= self.COMPILE_MAX_STEPS:
+            try:
+                with torch._dynamo.config.patch(recompile_limit=256):  # one per layer shape
+                    out = _compiled_step_block()(kind, _FUSABLE, P, consts, act, record_v)
+            except Exception:  # no compiler, an unsupported op, …: the eager loop, as exact
+                self.compile_steps = False
+            else:
+                self.step_paths[k] = "compiled"
+                return out
+        self.step_paths[k] = "eager"
         ar = _EXACT_KEEP_V if record_v else _EXACT
         dev = act.device
         spikes = torch.empty(T, B, N, dtype=torch.uint8, device=dev)
@@ -326,6 +349,9 @@ class Emulator:
                 if thetas is not None:
                     thetas[t, blk] = st.theta
         return spikes, v_pre, v_post, thetas
+
+    #: longest run the compiled step loop takes (it unrolls T: compile time grows with T)
+    COMPILE_MAX_STEPS = 32
 
     #: elements of one state tensor per block of the CPU step loop (u, v, the step's
     #: temporaries and a block of the input stay in L2: 256 KB each in float64)
@@ -407,6 +433,41 @@ class Emulator:
         if not binary:
             raise DataError("emulator input must be binary spikes (0/1)")
         return x.to(device=self.device, dtype=torch.uint8)
+
+
+def _step_block(kind: type, ar: FusableExactArithmetic, P: LayerData,
+                consts: dict[str, torch.Tensor], act: torch.Tensor, record_v: bool
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                           torch.Tensor | None]:
+    """All T steps of ``kind`` over ``act`` ``[T, B, N]`` → the stacked (spikes uint8, v before
+    reset, v after reset, θ; int64, the voltages only with ``record_v``, θ only for
+    adaptive-threshold kinds), as :meth:`Emulator.lif_run` returns them. Written for
+    ``torch.compile`` (:func:`_compiled_step_block`): out-of-place arithmetic, so every
+    step's tensors stay valid until stacked."""
+    st = kind.init(P, torch.empty(act.shape[1:], dtype=STATE_DTYPE, device=act.device))
+    s_t, v_t, va_t, th_t = [], [], [], []
+    for t in range(act.shape[0]):
+        s, v, st = kind.step(ar, P, consts, st, act[t].to(STATE_DTYPE), t)
+        s_t.append(s.to(torch.uint8))
+        if record_v:
+            v_t.append(v.to(torch.int64))
+            va_t.append(st.v.to(torch.int64))
+        if st.theta is not None:
+            th_t.append(st.theta.to(torch.int64))
+    return (torch.stack(s_t), torch.stack(v_t) if record_v else None,
+            torch.stack(va_t) if record_v else None, torch.stack(th_t) if th_t else None)
+
+
+_COMPILED_STEP_BLOCK = None
+
+
+def _compiled_step_block():
+    """:func:`_step_block` compiled by ``torch.compile`` (created once; each layer's
+    constants and shapes compile a specialisation of their own, cached by torch)."""
+    global _COMPILED_STEP_BLOCK
+    if _COMPILED_STEP_BLOCK is None:
+        _COMPILED_STEP_BLOCK = torch.compile(_step_block, dynamic=False)
+    return _COMPILED_STEP_BLOCK
 
 
 def spike_agreement(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:

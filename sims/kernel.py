@@ -2,10 +2,12 @@
 
 Every layer is a synapse kind (``dense``, ``conv``/``pool``) followed by a neuron kind (``lif``,
 ``talif``). Each kind is written here once, in terms of an :class:`Arithmetic` — the rounding,
-wrap and saturation operations — so the same body serves both integer interpreters:
+wrap and saturation operations — so the same body serves every integer interpreter:
 
 - :class:`ExactArithmetic` (:class:`~neurodeploy.sims.emulator.Emulator`): exact integers held
   in float64, updated in place (fast), the spike a boolean;
+- :class:`FusableExactArithmetic` (the emulator's ``compile_steps``): the same integers out of
+  place, the spike a float 0/1 — the form ``torch.compile`` fuses into one loop;
 - :class:`~neurodeploy.sims.twin.StraightThroughArithmetic` (the hardware twin): the same
   values out of place, every rounding/wrap/saturation passing the gradient straight through,
   the spike a surrogate in float units.
@@ -165,6 +167,46 @@ class ExactArithmetic:
 
     def conv(self, x: torch.Tensor, w: torch.Tensor, L: PlanLayer) -> torch.Tensor:
         return conv_exact(x.to(w.dtype), w, L)
+
+
+class FusableExactArithmetic(ExactArithmetic):
+    """:class:`ExactArithmetic` out of place, with the spike a float 0/1 instead of a boolean:
+    the form ``torch.compile`` fuses a whole block of steps into one vectorised C++ loop
+    (inductor stores boolean masks element by element, ~10× slower than the eager passes).
+
+    Exact as :class:`ExactArithmetic`: every operand is an integer below 2^53, so ``v − θ`` is
+    exact and, for integers, ``v > θ ⇔ v − θ ≥ 1 ⇔ clamp(v − θ, 0, 1) = 1`` (``v ≥ θ``: add 1
+    first); the reset ``v·(1 − s)`` / ``v − s·θ`` multiplies by exact 0/1. Out of place, a
+    returned tensor is never changed by a later step (a compiled block may keep them all).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(inplace_reset=False)
+
+    def decay(self, x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        if not isinstance(factor, torch.Tensor) and factor == 1.0:
+            return x
+        return torch.trunc(x * factor)
+
+    def shift_trunc(self, x: torch.Tensor, inv: float) -> torch.Tensor:
+        return torch.trunc(x * inv)
+
+    def floor(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.floor(x)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor | float) -> torch.Tensor:
+        return x + y
+
+    def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
+        return torch.clamp(x, -lim, lim)
+
+    def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
+             inclusive: bool) -> torch.Tensor:
+        return torch.clamp(v - theta + (1.0 if inclusive else 0.0), 0.0, 1.0)
+
+    def reset(self, v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor | float,
+              subtract: bool) -> torch.Tensor:
+        return v - s * theta if subtract else v * (1.0 - s)
 
 
 def _as_uint8(s: torch.Tensor) -> torch.Tensor:

@@ -341,3 +341,86 @@ def test_float32_only_when_the_cpu_computes_it_in_ieee() -> None:
         assert Emulator(plan)._weights[0].dtype == torch.float64
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+# ----------------------------------------------------------------------------- compiled steps
+
+
+def _assert_same_trace(a, b) -> None:
+    for name in ("spikes", "v", "v_after"):
+        for k, (f, e) in enumerate(zip(getattr(a, name), getattr(b, name), strict=True)):
+            assert torch.equal(f, e), f"{name} of layer {k} differs"
+    for f, e in zip(a.theta, b.theta, strict=True):
+        assert (f is None and e is None) or torch.equal(f, e)
+    assert torch.equal(a.out_spikes, b.out_spikes)
+
+
+@contextmanager
+def step_block_uncompiled():
+    """``compile_steps`` with ``torch.compile`` left out: :func:`_step_block` and the fusable
+    arithmetic run eagerly (checked on many plans without paying a compilation each)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(emulator_mod, "_compiled_step_block", lambda: emulator_mod._step_block)
+        yield
+
+
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("subtract", [False, True])
+def test_fusable_fire_and_reset_equal_the_exact_ones(inclusive: bool, subtract: bool) -> None:
+    """Around the threshold (θ ± 2, scalar and per-neuron θ) and at the largest state values."""
+    fusable, exact = kernel_mod.FusableExactArithmetic(), kernel_mod.ExactArithmetic(False)
+    big = float(2**44)
+    theta_n = torch.tensor([5.0, 5.0, 5.0, 5.0, 5.0, -3.0, big, -big, 0.0])
+    v = torch.tensor([3.0, 4.0, 5.0, 6.0, 7.0, -3.0, big, -big, -0.0])
+    for theta in (5.0, theta_n):
+        s = fusable.fire(v, theta, 1.0, inclusive)
+        ref = exact.fire(v, theta, 1.0, inclusive)
+        assert torch.equal(s, ref.to(torch.float64))
+        assert torch.equal(fusable.reset(v, s, theta, subtract),
+                           exact.reset(v.clone(), ref, theta, subtract))
+
+
+@slow(60)
+@given(networks())
+def test_fusable_step_block_equals_the_eager_loop_on_random_plans(case) -> None:
+    plan, x, _ = case
+    with step_block_uncompiled():
+        emu = Emulator(plan, compile_steps=True)
+        fused = emu.run(x, record_v=True)
+    assert set(emu.step_paths) == {"compiled"}
+    _assert_same_trace(fused, Emulator(plan).run(x, record_v=True))
+
+
+def test_compile_failure_falls_back_to_the_eager_loop() -> None:
+    plan = random_fc_plan(np.random.default_rng(3), (12, 9, 4), num_steps=4)
+    x = torch.as_tensor((np.random.default_rng(4).random((4, 3, 12)) < 0.5).astype(np.uint8))
+
+    def no_compiler():
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(emulator_mod, "_compiled_step_block", no_compiler)
+        emu = Emulator(plan, compile_steps=True)
+        got = emu.run(x, record_v=True)
+    assert emu.step_paths == ["eager"] * len(plan.layers) and not emu.compile_steps
+    _assert_same_trace(got, Emulator(plan).run(x, record_v=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_steps_equal_the_eager_loop(kind: str) -> None:
+    """torch.compile itself (inductor's C++ loop, its flags and fusions) on one plan per
+    neuron kind: conv and dense layers, wraps and overflows reachable (large weights)."""
+    pytest.importorskip("torch._inductor")
+    rng = np.random.default_rng(len(kind))
+    plan = _with_kind(random_conv_plan(rng, (2, 6, 6), channels=3, kernel=(3, 3),
+                                       stride=(1, 1), padding=(1, 1), pool=2, classes=3,
+                                       num_steps=5, weight_scale=4000.0), kind, rng)
+    x = torch.as_tensor((rng.random((5, 4, 2, 6, 6)) < 0.4).astype(np.uint8))
+    emu = Emulator(plan, compile_steps=True)
+    got = emu.run(x, record_v=True)
+    if set(emu.step_paths) != {"compiled"}:
+        pytest.skip(f"torch.compile unavailable here: {emu.step_paths}")
+    _assert_same_trace(got, Emulator(plan).run(x, record_v=True))
