@@ -122,6 +122,10 @@ def _wrap_np(x: np.ndarray, bits: int) -> np.ndarray:
 EmulatorResult = Trace
 
 
+#: environment switch for :class:`Emulator`'s ``compile_steps`` default ("1" = on)
+COMPILE_ENV = "NEURODEPLOY_COMPILE_STEPS"
+
+
 class Emulator:
     """Batched bit-exact integer emulator of a :class:`DeploymentPlan`.
 
@@ -136,7 +140,8 @@ class Emulator:
         integers). Off by default: the first run of each layer (and batch size) pays the
         compilation (seconds to a minute); worth it for long or repeated runs of large
         populations. Where compilation fails the layer runs eagerly, exact either way;
-        :attr:`step_paths` says which ran.
+        :attr:`step_paths` says which ran. ``None`` (the default) reads the environment:
+        ``NEURODEPLOY_COMPILE_STEPS=1`` turns it on for every emulator a command builds.
 
     The step is :mod:`neurodeploy.sims.kernel`'s, run with :class:`ExactArithmetic`.
     Synaptic sums run as float matmuls that are exact because every partial sum is an integer
@@ -151,7 +156,7 @@ class Emulator:
     """
 
     def __init__(self, plan: DeploymentPlan, device: str | torch.device = "cpu",
-                 compile_steps: bool = False) -> None:
+                 compile_steps: bool | None = None) -> None:
         plan.validate()
         check_plan_supported(plan, lava_format=False)
         self.plan = plan
@@ -171,6 +176,8 @@ class Emulator:
         self._act_weights = [self._shifted_weights(k) for k in range(len(self.kernels))]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
         self._nhwc = [self._channels_last_ok(k) for k in range(len(self.kernels))]
+        if compile_steps is None:  # every command's emulator: NEURODEPLOY_COMPILE_STEPS=1
+            compile_steps = os.environ.get(COMPILE_ENV) == "1"
         self.compile_steps = compile_steps and self.device.type == "cpu"
         #: per layer, how its neurons last ran: "compiled" or "eager" (None: not yet)
         self.step_paths: list[str | None] = [None] * len(self.kernels)
