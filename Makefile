@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 OUT ?= runs/digits
 
-.PHONY: setup demo test lint browser clean
+.PHONY: setup demo test test-long lint browser clean
 
 setup:
 	bash scripts/setup.sh
@@ -17,6 +17,11 @@ browser:
 
 test: setup browser
 	$(PY) -m pytest -q --durations=15
+
+# the longest checks (emulator ≡ Lava on the board-sized nets, torchrun resume, compiled steps of
+# every neuron kind, many-kill crash schedules), kept out of `make test`'s 10-minute budget
+test-long: setup browser
+	$(PY) -m pytest -q -m long --durations=15
 
 lint: setup
 	$(PY) -m ruff check neurodeploy exporters sims tests benchmarks

@@ -210,6 +210,7 @@ SLOW_SEEDS = tuple(int(s) for s in os.environ.get("NEURODEPLOY_CRASH_SEEDS", "1,
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("command", KILLED)
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_killed_many_times_resume_to_identical_results(tmp_path, monkeypatch, command,

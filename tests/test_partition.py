@@ -188,6 +188,7 @@ def test_cnns_compile_for_a_board_and_report_traffic(arch, shape, enc, chips):
 
 @pytest.mark.lava
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("arch,shape,enc", [
     pytest.param(NMNIST_CNN, (2, 34, 34), "spikes", id="nmnist-cnn"),
     pytest.param(VGG_32, (3, 32, 32), "bernoulli", id="vgg32"),

@@ -80,6 +80,7 @@ def test_two_processes_stay_in_sync_and_learn(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_resume_under_the_same_world_size_equals_an_uninterrupted_run(tmp_path):
     r0, _ = _run(tmp_path, 2, "plain")
     _run(tmp_path, 1, "resumed")
@@ -102,6 +103,7 @@ def test_nccl_two_gpus_stay_in_sync_and_learn(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_neurodeploy_train_under_torchrun(tmp_path):
     """The command itself under torchrun: rank 0 writes, metrics say world 2, --resume works
     under the same world size and is refused under another."""
