@@ -19,11 +19,14 @@ Workloads (one torch thread each, shared data beside the repository):
 Each child prints one JSON line of seconds per workload; the parent reports, per workload, the
 median over rounds for each side and the ratio new / old (target ≤ 1.05)::
 
-    .venv/bin/python benchmarks/bench_before_after.py --old-python /work/wt-base/.venv/bin/python \\
+    .venv/bin/python benchmarks/bench_before_after.py --old-python OLD_PYTHON \\
         [--rounds 5] [--samples 100] [--batches 10] [--append benchmarks/RESULTS.md]
 
-The old interpreter must import ``neurodeploy`` from the old tree (check with
-``OLD_PYTHON -c "import neurodeploy; print(neurodeploy.__file__)"``).
+``OLD_PYTHON`` is an interpreter whose ``neurodeploy`` is the old tree, e.g. a worktree of the
+old commit beside this one (``git worktree add ../nd-old 9c712e2``) with an environment of its
+own in which that tree is installed editable (``../nd-old/.venv/bin/python``; check with
+``OLD_PYTHON -c "import neurodeploy; print(neurodeploy.__file__)"``). The children run with
+the root folder as working directory, so neither tree is picked up from the current folder.
 """
 
 from __future__ import annotations
