@@ -176,6 +176,9 @@ class Emulator:
         self._act_weights = [self._shifted_weights(k) for k in range(len(self.kernels))]
         self._consts = [neuron_constants(P, STATE_DTYPE, self.device) for P in self.kernels]
         self._nhwc = [self._channels_last_ok(k) for k in range(len(self.kernels))]
+        # layer k's neuron constants flattened in the order run() steps them (made once here,
+        # not on every run)
+        self._run_consts = [self._flat_consts(k, self._nhwc[k]) for k in range(len(self.kernels))]
         if compile_steps is None:  # every command's emulator: NEURODEPLOY_COMPILE_STEPS=1
             compile_steps = os.environ.get(COMPILE_ENV) == "1"
         self.compile_steps = compile_steps and self.device.type == "cpu"
@@ -403,7 +406,7 @@ class Emulator:
                 act = self._activation(k, h, h_hwc)
             last_li = membrane and k == len(self.kernels) - 1
             s, v, va, th = self._neurons(k, act, record_v or last_li,
-                                         self._flat_consts(k, nhwc))
+                                         self._run_consts[k])
             if last_li:  # the read-out: the membrane each step (v units, plan order)
                 v_out = self._plan_order(v, out_shape, nhwc).reshape(T, B, -1)
             h, h_hwc = (s, out_shape) if nhwc else (s.reshape(shape), None)
