@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
-from neurodeploy.cli.export import PRODUCER_NAMES
+from neurodeploy.cli.export import PRODUCER_NAMES, TORCH_PRODUCERS, add_torch_module_args
 from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options
 
 
@@ -72,6 +72,25 @@ def _nir_model(args: argparse.Namespace, data):  # noqa: ANN202 - (model, plan, 
     return model, plan, x, None  # the model's config carries the report's ``nir`` block
 
 
+def _torch_module_model(args: argparse.Namespace, data):  # noqa: ANN202 - as _nir_model
+    """``--torch-module FILE.py:FACTORY --producer spikingjelly``: converted, compiled, and
+    audited as a NIR model (:mod:`neurodeploy.audit.torch_module`)."""
+    from neurodeploy.audit.torch_module import load_torch_module_model
+    from neurodeploy.cli.export import load_torch_module
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.profiles import load_profile
+
+    if args.model or args.plan:
+        raise ConfigError("--torch-module is the model: leave --model and --plan out")
+    net, spec, shape = load_torch_module(args)
+    model, plan = load_torch_module_model(net, str(spec), shape,
+                                          load_profile(args.profile or "loihi2"), args.steps)
+    x = model.fit_images(data.x, f"data {args.data!r}")
+    for line in model.source.lines():
+        print(line)
+    return model, plan, x, None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
@@ -90,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reset/--dt/--steps; the semantics assumed are printed and written into the report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_model_args(p)
+    add_model_args(p, required=False)  # or --torch-module
     p.add_argument("--data", default="digits", help="'digits' or a folder with IDX files")
     p.add_argument("--profile", default=None,
                    help="hardware profile name or .toml path (default loihi2; with --plan the "
@@ -124,13 +143,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--plan", default=None, metavar="PLAN.npz",
                    help="the deployment plan of the .nir (from `export --nir`); default: compile "
                    "the file for --profile with --steps time steps")
-    g.add_argument("--producer", default=None, choices=sorted(PRODUCER_NAMES),
+    g.add_argument("--producer", default=None, choices=sorted(PRODUCER_NAMES + TORCH_PRODUCERS),
                    help="framework that wrote the .nir (its dt, discretisation, reset and spike "
                    "conventions); default: the file's metadata, else the plan's record")
     g.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="reset of the .nir (default: the producer's, or the plan's record)")
     g.add_argument("--dt", type=float, default=None,
                    help="seconds per step of the .nir (default: the producer's convention)")
+    add_torch_module_args(p)
     add_common(p)
     add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.audit.sharding)
     p.set_defaults(func=run)
@@ -145,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise ConfigError("audit needs --out DIR for the report")
+    if not args.model and not args.torch_module:
+        raise ConfigError("audit needs --model (checkpoint or .nir) or --torch-module")
     scale = scale_options(args)  # validated before any work (exit 2 without Ray)
     if args.lava_samples != 0:  # Lava was asked for: say so when it cannot run
         from neurodeploy.sims.lava_env import warn_lava_missing
@@ -164,7 +186,10 @@ def run(args: argparse.Namespace) -> int:
         shard_size=scale.shard_size if scale is not None else None,
     )
     x, plan, info = data.x, None, None
-    if str(args.model).lower().endswith(".nir"):
+    if args.torch_module:
+        model, plan, x, info = _torch_module_model(args, data)
+        profile = plan.profile
+    elif str(args.model).lower().endswith(".nir"):
         model, plan, x, info = _nir_model(args, data)
         profile = plan.profile
     else:

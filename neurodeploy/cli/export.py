@@ -36,9 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p, required=False)
     p.add_argument("--nir", default=None, metavar="FILE",
                    help="a NIR graph written by another framework, instead of --model")
-    p.add_argument("--producer", default=None, choices=sorted(PRODUCER_NAMES),
+    p.add_argument("--producer", default=None, choices=sorted(PRODUCER_NAMES + TORCH_PRODUCERS),
                    help="with --nir: the framework that wrote it (its dt, discretisation, "
-                   "reset and spike conventions); default: the file's metadata, else required")
+                   "reset and spike conventions); default: the file's metadata, else required; "
+                   "with --torch-module: spikingjelly")
+    add_torch_module_args(p)
     p.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="with --nir: the reset NIR cannot state (default: the producer's)")
     p.add_argument("--profile", default="loihi2",
@@ -94,6 +96,70 @@ def format_report(plan) -> str:
 
 
 PRODUCER_NAMES = ("neurodeploy", "snntorch", "norse", "sinabs", "rockpool", "lava-dl")
+TORCH_PRODUCERS = ("spikingjelly",)
+"""Frameworks whose torch modules ``--torch-module`` converts (not NIR files)."""
+
+
+def add_torch_module_args(p: argparse.ArgumentParser) -> None:
+    """``--torch-module FILE.py:FACTORY`` and ``--weights`` (with ``--producer spikingjelly``,
+    ``--input-shape``, ``--steps``)."""
+    g = p.add_argument_group("a torch module of another framework (--producer spikingjelly)")
+    g.add_argument("--torch-module", default=None, metavar="FILE.py:FACTORY",
+                   help="FACTORY() in FILE.py returns the network (an nn.Module); give "
+                   "--producer spikingjelly, --input-shape C,H,W and --steps T")
+    g.add_argument("--weights", default=None, metavar="W.pt",
+                   help="with --torch-module: a state dict to load into the module")
+
+
+def load_torch_module(args: argparse.Namespace):  # noqa: ANN201 - (nn.Module, spec, shape)
+    """The module of ``--torch-module`` with ``--weights`` loaded, and its input shape."""
+    from neurodeploy.cli.common import parse_shape
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.spikingjelly import TorchModuleSpec, load_module
+
+    if args.producer != "spikingjelly":
+        raise ConfigError(f"--torch-module needs --producer spikingjelly (the framework whose "
+                          f"layers it converts), got {args.producer!r}")
+    if getattr(args, "reset", None) or getattr(args, "dt", None) is not None:
+        raise ConfigError("--reset and --dt describe a --nir file; a SpikingJelly module states "
+                          "its own reset and time step")
+    if not args.input_shape:
+        raise ConfigError("--torch-module needs --input-shape C,H,W (or N): a module does not "
+                          "record the input it takes")
+    spec = TorchModuleSpec.parse(args.torch_module, args.weights)
+    return load_module(spec), spec, parse_shape(args.input_shape)
+
+
+def run_torch_module(args: argparse.Namespace) -> int:
+    """``export --torch-module FILE.py:FACTORY --producer spikingjelly``: convert (checked
+    against the module's own forward), rewrite, compile; write model.nir + plan.npz."""
+    from neurodeploy.atomicio import publish_files
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.nir_export import write_graph
+    from neurodeploy.exporters.profiles import load_profile
+    from neurodeploy.exporters.spikingjelly import compile_module
+
+    if args.model or args.nir:
+        raise ConfigError("give one of --model, --nir and --torch-module")
+    if not args.out:
+        raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
+    profile = load_profile(args.profile)
+    net, spec, shape = load_torch_module(args)
+    dep = compile_module(net, profile, args.steps, shape)
+    print(f"read {spec}: {dep.dgraph.semantics.describe()}, T = {args.steps} (--steps)")
+    for note in dep.notes:
+        print(f"  assumed: {note}")
+    for note in dep.chip_notes:
+        print(f"  chip:    {note}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    publish_files(out, {"model.nir": lambda p: write_graph(dep.canonical, p),
+                        "plan.npz": dep.plan.save})
+    if not args.quiet:
+        print(format_report(dep.plan))
+    print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
+    return 0
 
 
 def run_nir(args: argparse.Namespace) -> int:
@@ -136,10 +202,17 @@ def run_nir(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from neurodeploy.errors import ConfigError
 
+    if getattr(args, "torch_module", None):
+        return run_torch_module(args)
+    if args.weights:
+        raise ConfigError("--weights goes with --torch-module")
+    if args.producer in TORCH_PRODUCERS:
+        raise ConfigError(f"--producer {args.producer} converts a --torch-module, not a --nir "
+                          f"file or --model checkpoint")
     if getattr(args, "nir", None):
         return run_nir(args)
     if not args.model:
-        raise ConfigError("give --model CHECKPOINT or --nir FILE")
+        raise ConfigError("give --model CHECKPOINT, --nir FILE or --torch-module FILE.py:FACTORY")
     if args.producer or args.reset:
         raise ConfigError("--producer and --reset describe a --nir file; a --model checkpoint "
                           "states its own semantics")
