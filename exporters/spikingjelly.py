@@ -82,8 +82,11 @@ def _sj() -> Any:
 
 
 def _is_container(m: nn.Module) -> bool:
-    return isinstance(m, nn.Sequential) or (len(list(m.children())) > 0
-                                            and not _is_supported_leaf(m))
+    """Sequential containers (SpikingJelly's are ``nn.Sequential``s) and the user's own module
+    classes are opened; a layer of torch or SpikingJelly with children (another neuron with
+    its surrogate, a recurrent container, attention) is one unsupported layer."""
+    own = not type(m).__module__.startswith(("torch.", "spikingjelly."))
+    return isinstance(m, nn.Sequential) or (own and len(list(m.children())) > 0)
 
 
 def _is_supported_leaf(m: nn.Module) -> bool:
