@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_torch_module_args(p)
     p.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="with --nir: the reset NIR cannot state (default: the producer's)")
+    p.add_argument("--format", default="npz", choices=("npz", "netx"),
+                   help="netx: also write OUT/net.net, the plan as lava-dl's netx HDF5 "
+                   "(refused, naming the layer, when netx cannot express it exactly)")
     p.add_argument("--profile", default="loihi2",
                    help="hardware profile name (loihi2, loihi1, …) or path to a profile .toml")
     p.add_argument("--dt", type=float, default=None,
@@ -130,6 +133,29 @@ def load_torch_module(args: argparse.Namespace):  # noqa: ANN201 - (nn.Module, s
     return load_module(spec), spec, parse_shape(args.input_shape)
 
 
+def netx_plan(args: argparse.Namespace, plan):  # noqa: ANN001, ANN201 - DeploymentPlan
+    """``--format netx``: the plan with netx's bias exponent (printed notes), checked to be
+    expressible (a ConfigError naming the layer otherwise, before anything is written)."""
+    if getattr(args, "format", "npz") != "netx":
+        return plan
+    from neurodeploy.exporters.netx import check_expressible, with_netx_bias
+
+    plan, notes = with_netx_bias(plan)
+    for note in notes:
+        print(f"  netx:    {note}")
+    check_expressible(plan)
+    return plan
+
+
+def extra_files(args: argparse.Namespace, plan) -> dict:  # noqa: ANN001 - DeploymentPlan
+    """``--format netx``: ``{"net.net": writer}`` (``plan`` from :func:`netx_plan`)."""
+    if getattr(args, "format", "npz") != "netx":
+        return {}
+    from neurodeploy.exporters.netx import write_netx
+
+    return {"net.net": lambda p: write_netx(plan, p)}
+
+
 def run_torch_module(args: argparse.Namespace) -> int:
     """``export --torch-module FILE.py:FACTORY --producer spikingjelly``: convert (checked
     against the module's own forward), rewrite, compile; write model.nir + plan.npz."""
@@ -154,11 +180,14 @@ def run_torch_module(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    plan = netx_plan(args, dep.plan)
     publish_files(out, {"model.nir": lambda p: write_graph(dep.canonical, p),
-                        "plan.npz": dep.plan.save})
+                        "plan.npz": plan.save, **extra_files(args, plan)})
     if not args.quiet:
-        print(format_report(dep.plan))
+        print(format_report(plan))
     print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
+    if args.format == "netx":
+        print(f"wrote {out / 'net.net'} (lava-dl netx HDF5)")
     return 0
 
 
@@ -190,12 +219,18 @@ def run_nir(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    plan = netx_plan(args, dep.plan)  # refused before anything is created
+    extra = extra_files(args, plan)
     out.mkdir(parents=True, exist_ok=True)
     write_graph(dep.canonical, out / "model.nir")
-    dep.plan.save(out / "plan.npz")
+    plan.save(out / "plan.npz")
+    for name, write in extra.items():
+        write(out / name)
     if not args.quiet:
-        print(format_report(dep.plan))
+        print(format_report(plan))
     print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
+    if args.format == "netx":
+        print(f"wrote {out / 'net.net'} (lava-dl netx HDF5)")
     return 0
 
 
@@ -232,8 +267,12 @@ def run(args: argparse.Namespace) -> int:
     from neurodeploy.atomicio import publish_files
 
     # both files appear together (a folder rename when OUT holds nothing else)
-    publish_files(out, {"model.nir": lambda p: write_graph(graph, p), "plan.npz": plan.save})
+    plan = netx_plan(args, plan)
+    publish_files(out, {"model.nir": lambda p: write_graph(graph, p), "plan.npz": plan.save,
+                        **extra_files(args, plan)})
     if not args.quiet:
         print(format_report(plan))
     print(f"wrote {out / 'model.nir'} and {out / 'plan.npz'}")
+    if args.format == "netx":
+        print(f"wrote {out / 'net.net'} (lava-dl netx HDF5)")
     return 0
