@@ -8,6 +8,7 @@
 #   NEURODEPLOY_PYTHON       interpreter for the main environment (default: python3, must be >= 3.11)
 #   NEURODEPLOY_LAVA_PYTHON  interpreter for the Lava environment (default: python3.10 found on PATH or pyenv)
 #   NEURODEPLOY_SKIP_LAVA=1  do not create the Lava environment
+#   NEURODEPLOY_SKIP_LAVA_DL=1  do not install lava-dl (netx/SLAYER) into the Lava environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -79,4 +80,38 @@ else
   .venv-lava/bin/pip install --quiet --no-deps -e .
   echo "$want" > .venv-lava/.neurodeploy-stamp
   say "Lava environment ready"
+fi
+
+# ---------------------------------------------------------------- lava-dl in the Lava environment
+# lava-dl 0.6.0 (netx: HDF5 networks in and out; SLAYER: its exporter) pins lava-nc 0.10.0 and
+# torch 2.3.x. netx imports SLAYER, which imports torch, torchvision, cv2, matplotlib and h5py
+# at import time, so all of those are needed; ninja, pytest and unittest2 (also declared) are
+# not. lava-dl goes in with --no-deps plus exactly those. torch 2.3.1 from PyTorch's CPU index
+# (+cpu, ~0.7 GB installed) when that index is reachable; else PyPI's build, which is a CUDA
+# build that does not import without its nvidia-* libraries (~5 GB in all; CPU use only).
+# Optional: a failure only skips the lava-dl tests (tests/test_netx*.py), with a message.
+lava_dl_ok() { .venv-lava/bin/python -c "import lava.lib.dl.netx, lava.lib.dl.slayer" >/dev/null 2>&1; }
+if [ "${NEURODEPLOY_SKIP_LAVA_DL:-0}" = "1" ]; then
+  say "NEURODEPLOY_SKIP_LAVA_DL=1: lava-dl not installed (its tests will be skipped)"
+elif lava_dl_ok; then
+  say "lava-dl is in .venv-lava"
+else
+  t0=$SECONDS
+  lpip() { .venv-lava/bin/python -m pip install --quiet "$@"; }
+  say "installing lava-dl 0.6.0 into .venv-lava (CPU only)"
+  if lpip --timeout 20 --retries 0 --extra-index-url https://download.pytorch.org/whl/cpu \
+       "torch==2.3.1+cpu" "torchvision==0.18.1+cpu" "numpy<2" 2>/dev/null; then
+    say "torch 2.3.1+cpu from PyTorch's CPU index"
+  else
+    say "PyTorch's CPU index is not reachable: torch 2.3.1 from PyPI (CUDA build, ~5 GB)"
+    lpip "torch==2.3.1" "torchvision==0.18.1" "numpy<2" || true
+  fi
+  lpip --no-deps "lava-dl==0.6.0" || true
+  lpip "lava-nc==0.10.0" "numpy<2" "h5py>=3.7,<4" "matplotlib>=3.5.2,<4" "pillow>=10.0.1,<11" \
+       "opencv-python-headless>=4.8.1.78,<5" || true
+  if lava_dl_ok; then
+    say "lava-dl ready in $((SECONDS - t0)) s; .venv-lava is $(du -sh .venv-lava | cut -f1)"
+  else
+    say "warning: lava-dl did not install; the netx/lava-dl tests will be skipped"
+  fi
 fi

@@ -76,6 +76,8 @@ def _run_both(plan, tmp_path, p: float = 0.5, seed: int = 1):
     return [np.asarray(e).reshape(lava[k].shape) for k, e in enumerate(emu)], lava, meta
 
 
+@pytest.mark.lava
+@pytest.mark.long  # one Lava run each (~40 s on 2 loaded cores)
 @pytest.mark.parametrize("make", [_fc_plan, _cnn_plan], ids=["fc", "cnn"])
 def test_netx_in_lava_equals_emulator(make, tmp_path):
     _netx_or_skip()

@@ -74,8 +74,8 @@ def _nir_model(args: argparse.Namespace, data):  # noqa: ANN202 - (model, plan, 
 
 def _torch_module_model(args: argparse.Namespace, data):  # noqa: ANN202 - as _nir_model
     """``--torch-module FILE.py:FACTORY --producer spikingjelly``: converted, compiled, and
-    audited as a NIR model (:mod:`neurodeploy.audit.torch_module`)."""
-    from neurodeploy.audit.torch_module import load_torch_module_model
+    audited as a NIR model (:mod:`neurodeploy.audit.foreign_models`)."""
+    from neurodeploy.audit.foreign_models import load_torch_module_model
     from neurodeploy.cli.export import load_torch_module
     from neurodeploy.errors import ConfigError
     from neurodeploy.exporters.profiles import load_profile
@@ -188,6 +188,13 @@ def run(args: argparse.Namespace) -> int:
     x, plan, info = data.x, None, None
     if args.torch_module:
         model, plan, x, info = _torch_module_model(args, data)
+        profile = plan.profile
+    elif str(args.model).lower().endswith(".net"):  # lava-dl netx (SLAYER's export)
+        from neurodeploy.audit.foreign_models import load_netx_model
+
+        model, plan = load_netx_model(args.model, args.steps, args.profile or "loihi2")
+        x = model.fit_images(data.x, f"data {args.data!r}")
+        print("\n".join(model.source.lines()))
         profile = plan.profile
     elif str(args.model).lower().endswith(".nir"):
         model, plan, x, info = _nir_model(args, data)

@@ -156,6 +156,35 @@ def extra_files(args: argparse.Namespace, plan) -> dict:  # noqa: ANN001 - Deplo
     return {"net.net": lambda p: write_netx(plan, p)}
 
 
+def run_netx_file(args: argparse.Namespace) -> int:
+    """``export --model NET.net``: a lava-dl netx file (SLAYER's export) → plan.npz, with
+    netx's own semantics (exporters/netx.py); ``--format netx`` writes it back as net.net."""
+    from neurodeploy.atomicio import publish_files
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.netx import read_netx
+
+    if not args.out:
+        raise ConfigError("--out DIR is required (plan.npz is written there)")
+    if args.producer not in (None, "lava-dl") or args.reset or args.dt is not None:
+        raise ConfigError("a netx file states its own semantics (lava-dl's); leave --producer, "
+                          "--reset and --dt out")
+    plan, notes = read_netx(args.model, args.steps, profile=args.profile)
+    print(f"read {args.model}: lava-dl netx, {len(plan.layers)} blocks (CUBA: du = iDecay − 1, "
+          f"dv = vDecay, vth = vThMant, bias_exp 6), T = {args.steps} (--steps)")
+    for note in notes:
+        print(f"  assumed: {note}")
+    plan = netx_plan(args, plan)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    publish_files(out, {"plan.npz": plan.save, **extra_files(args, plan)})
+    for k, L in enumerate(plan.layers):
+        print(f"  layer {k}: {L.kind} {tuple(L.in_shape)} → {tuple(L.out_shape)}, vth {L.vth}, "
+              f"du {L.du}, dv {L.dv}, weight_exp {L.weight_exp}, bias_exp {L.bias_exp}")
+    print(f"wrote {out / 'plan.npz'}")
+    return 0
+
+
 def run_torch_module(args: argparse.Namespace) -> int:
     """``export --torch-module FILE.py:FACTORY --producer spikingjelly``: convert (checked
     against the module's own forward), rewrite, compile; write model.nir + plan.npz."""
@@ -246,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
                           f"file or --model checkpoint")
     if getattr(args, "nir", None):
         return run_nir(args)
+    if args.model and str(args.model).lower().endswith(".net"):
+        return run_netx_file(args)
     if not args.model:
         raise ConfigError("give --model CHECKPOINT, --nir FILE or --torch-module FILE.py:FACTORY")
     if args.producer or args.reset:
