@@ -176,3 +176,36 @@ def test_cli_export_format_netx(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["model.nir", "net.net", "plan.npz"]
     plan = DeploymentPlan.load(out / "plan.npz")
     check_expressible(plan)  # the plan written is the one the netx file states
+
+
+@pytest.mark.long  # trains a digits SNN and audits it (~50 s on 2 loaded cores)
+def test_audit_of_a_netx_file(tmp_path, capsys):
+    """A digits SNN trained here, exported with ``--format netx`` and audited from net.net: the
+    deployed side is the plan read back from the file, the float side its integers as reals."""
+    import json
+
+    from neurodeploy.attacks.toy import train_digits_snn
+    from neurodeploy.cli import main
+    from neurodeploy.models import save_checkpoint
+
+    pytest.importorskip("h5py")
+    torch.manual_seed(0)
+    m = train_digits_snn(encoding="bernoulli", arch="FC32-FC10", num_steps=6, epochs=3,
+                         readout="rate").model.eval()
+    ck = tmp_path / "m.pt"
+    save_checkpoint(ck, m, {"data": {"source": "digits"}})
+    exp = tmp_path / "exp"
+    assert main(["export", "--model", str(ck), "--format", "netx", "--out", str(exp), "-q"]) == 0
+    out = tmp_path / "audit"
+    rc = main(["audit", "--model", str(exp / "net.net"), "--steps", "6", "--samples", "24",
+               "--eps", "0.1", "--attacks", "fgsm", "--threat-models", "known",
+               "--lava-samples", "0", "--no-certify", "--no-masking-checks", "-q",
+               "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    rep = json.loads((out / "audit.json").read_text())
+    clean = {r["backend"]: r["accuracy"] for r in rep["accuracy"] if r["attack"] == "clean"}
+    print(f"netx digits FC32-FC10 (T = 6, 24 samples): clean {clean}")
+    assert clean["float"] > 0.6 and clean["deployed"] > 0.6, clean
+    assert rep["model"]["nir"]["producer"] == "lava-dl"
+    assert min(la["agreement_emulator"] for la in rep["layers"]) > 0.9
