@@ -259,7 +259,7 @@ def to_dgraph(module: nn.Module, input_shape: tuple[int, ...]) -> DGraph:
     names = ["input"] + [n.source.split("+")[0] for n in nodes] + ["output"]
     g = DGraph(nodes=dict(zip(names, chain, strict=True)),
                edges=list(zip(names[:-1], names[1:], strict=True)), semantics=semantics_of(nodes),
-               notes=[f"SpikingJelly {n}" for n in notes],
+               notes=[f"SpikingJelly module {n}" for n in notes],
                metadata={"producer": PRODUCER})
     g.notes.insert(0, "SpikingJelly neurons: spike on V ≥ V_th (heaviside x ≥ 0), τ in steps "
                       "(dt = 1), hard reset to v_reset or soft reset by v_threshold")

@@ -1,5 +1,5 @@
 """SLAYER (lava-dl 0.6.0) networks exported with SLAYER's own ``export_hdf5`` — run in the Lava
-environment: ``python tests/slayer_nets.py OUTDIR dense,conv,pool SEED`` writes OUTDIR/<kind>.net.
+environment: ``python tests/slayer_nets.py OUTDIR dense,conv,pool,delay SEED`` writes OUTDIR/<kind>.net.
 
 Each block writes its own group (``block.export_hdf5(layer.create_group(str(i)))``), the way
 lava-dl's examples write a network; the conv networks start with an input group that states
@@ -32,6 +32,8 @@ def blocks(kind: str) -> tuple[list[torch.nn.Module], tuple[int, ...]]:
                           weight_norm=False),
                 cuba.Flatten(),
                 cuba.Dense(NEURON, 8 * 3 * 3, 10, weight_scale=2, weight_norm=False)], (2, 8, 8)
+    if kind == "delay":  # axonal delays of 0…3 steps per neuron
+        return [cuba.Dense(NEURON, 40, 10, weight_scale=2, weight_norm=False, delay=True)], (40,)
     if kind == "pool":
         return [cuba.Pool(NEURON, 2), cuba.Flatten(),
                 cuba.Dense(NEURON, 2 * 4 * 4, 10, weight_scale=2, weight_norm=False)], (2, 8, 8)
@@ -46,6 +48,10 @@ def main(out: str, kind: str, seed: int) -> None:
     with torch.no_grad():
         for b in net:
             y = b(y)
+        if kind == "delay":  # the delays exist after the first forward: 0…3 steps per neuron
+            d = net[0].delay.delay
+            d.copy_(torch.randint(0, 4, d.shape, generator=torch.Generator().manual_seed(seed))
+                    .to(d.dtype))
     with h5py.File(out, "w") as f:
         layer = f.create_group("layer")
         i = 0

@@ -24,7 +24,7 @@ NETS = Path(__file__).with_name("slayer_nets.py")
 
 @pytest.fixture(scope="module")
 def slayer_files(tmp_path_factory):
-    """dense.net, conv.net, pool.net written by SLAYER (one Lava-env process for all)."""
+    """dense.net, conv.net, pool.net, delay.net written by SLAYER (one Lava-env process for all)."""
     from neurodeploy.sims.lava_env import find_lava_python
     from neurodeploy.sims.netx_runner import netx_available
 
@@ -32,7 +32,7 @@ def slayer_files(tmp_path_factory):
     if why:
         pytest.skip(why)
     d = tmp_path_factory.mktemp("slayer")
-    r = subprocess.run([find_lava_python(), str(NETS), str(d), "dense,conv,pool", "0"],
+    r = subprocess.run([find_lava_python(), str(NETS), str(d), "dense,conv,pool,delay", "0"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     return d
@@ -60,6 +60,15 @@ def test_slayer_export_runs_in_netx_as_in_our_emulator(kind, slayer_files):
 def test_pool_block_is_refused_naming_it(slayer_files):
     with pytest.raises(ConfigError, match=r"netx block layer/1 \(pool\): netx cannot load"):
         read_netx(slayer_files / "pool.net", T)
+
+
+def test_axonal_delays_are_refused_naming_the_block(slayer_files):
+    import h5py
+
+    with h5py.File(slayer_files / "delay.net") as f:
+        assert np.asarray(f["layer/0/delay"][()]).max() > 0  # SLAYER wrote real delays
+    with pytest.raises(ConfigError, match=r"netx block layer/0 \(dense\): axonal delays"):
+        read_netx(slayer_files / "delay.net", T)
 
 
 def test_cli_export_and_audit_read_a_netx_file(slayer_files, tmp_path, capsys):
