@@ -7,7 +7,11 @@
   frozen :class:`HardwareProfile`; ``load_profile``, ``list_profiles``);
 - :mod:`neurodeploy.exporters.compiler` — ``compile_graph`` / ``compile_model``: Lava
   fixed-point quantization, resource map and fit checks;
-- :mod:`neurodeploy.exporters.plan` — the plan file (numpy only).
+- :mod:`neurodeploy.exporters.plan` — the plan file (numpy only);
+- :mod:`neurodeploy.exporters.spikingjelly` — a SpikingJelly network → discrete graph / NIR /
+  plan (``convert``, ``compile_module``), SpikingJelly's own discretisation;
+- :mod:`neurodeploy.exporters.netx` — plan ⇄ lava-dl's netx HDF5 (``write_netx``,
+  ``read_netx``, ``check_expressible``).
 
 Importing this package imports nothing heavy (no torch, no nir): the Lava environment
 imports :mod:`neurodeploy.exporters.plan` through it.
