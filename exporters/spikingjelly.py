@@ -292,9 +292,9 @@ def run_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def check(module: nn.Module, g: DGraph, seed: int = 0) -> int:
+def check(module: nn.Module, g: DGraph, seed: int = 0) -> tuple[int, int]:
     """Spikes of the module's own forward vs the graph's interpreter, float64, on random spike
-    trains; returns the number of output spikes compared (the counts are equal)."""
+    trains; returns (output values compared, output spikes among them) — all equal."""
     from neurodeploy.exporters.nir_interp import NIRModel
 
     ref = copy.deepcopy(module).to(torch.float64).eval()
@@ -315,7 +315,7 @@ def check(module: nn.Module, g: DGraph, seed: int = 0) -> int:
         raise ConfigError(f"the converted graph differs from the module's own forward in {bad} "
                           f"of {got.numel()} output values: forward() must run its layers in "
                           f"registration order, with nothing in between")
-    return int(got.numel())
+    return int(got.numel()), int(got.sum())
 
 
 def convert(module: nn.Module, input_shape: tuple[int, ...], verify: bool = True) -> DGraph:
@@ -333,9 +333,10 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], verify: bool = True
     m = copy.deepcopy(module).eval()
     g = to_dgraph(m, input_shape)
     if verify:
-        n = check(m, g)
+        n, spikes = check(m, g)
         g.notes.append(f"checked: the converted graph reproduces the module's own forward "
-                       f"({n} output values, float64, {CHECK_STEPS} steps of random spikes)")
+                       f"({n} output values, {spikes} spikes, float64, {CHECK_STEPS} steps of "
+                       f"random spikes)")
     return g
 
 

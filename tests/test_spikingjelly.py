@@ -178,3 +178,26 @@ def test_soft_reset_network_compiles_and_emulator_tracks_float():
     agree = [float((a.reshape(T, B, -1) > 0).eq(b.reshape(T, B, -1) > 0).double().mean())
              for a, b in zip(ref, emu, strict=True)]
     assert min(agree) >= 0.9, agree
+
+
+def test_written_nir_reads_back_to_the_same_spikes():
+    """OUT/model.nir (the canonical NIR graph, neurodeploy convention) read back by the generic
+    NIR reader reproduces SpikingJelly's forward spike for spike."""
+    from neurodeploy.exporters.nir_import import read_graph, to_canonical_nir
+
+    torch.manual_seed(4)
+    net = nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), layer.BatchNorm2d(4),
+                        neuron.LIFNode(tau=3.0, decay_input=False, v_reset=-0.2,
+                                       v_threshold=0.4),
+                        layer.AvgPool2d(2), layer.Flatten(), layer.Linear(16, 6),
+                        neuron.IFNode(v_reset=None, v_threshold=0.6)).double().eval()
+    with torch.no_grad():
+        net[5].weight.mul_(3.0)
+    g = read_graph(to_canonical_nir(convert(net, (1, 4, 4))))
+    assert g.semantics.producer == "neurodeploy"
+    x = (torch.rand((T, B, 1, 4, 4), generator=torch.Generator().manual_seed(5)) < 0.5).double()
+    ref = _spikes_by_layer(net, x)
+    ours = NIRModel(g, dtype=torch.float64).run(x).spikes
+    for k, (a, b) in enumerate(zip(ref, ours, strict=True)):
+        assert int((a.reshape(b.shape) != b).sum()) == 0, f"layer {k}"
+        assert 0 < int(a.sum()) < a.numel(), f"layer {k}: {int(a.sum())} spikes"
