@@ -53,3 +53,10 @@ def train_digits(steps: int = 6, epochs: int = 3, seed: int = 0) -> nn.Sequentia
             opt.step()
             functional.reset_net(net)
     return net.eval()
+
+
+def soft_reset_mlp() -> nn.Sequential:
+    """Soft reset (v_reset=None): the chip's ``sublif`` neuron, which netx cannot express."""
+    return nn.Sequential(layer.Flatten(), layer.Linear(64, 16),
+                         neuron.LIFNode(tau=2.0, v_reset=None), layer.Linear(16, 10),
+                         neuron.LIFNode(tau=2.0, v_reset=None))

@@ -109,3 +109,13 @@ def test_usage_errors_exit_2(tmp_path, capsys):
                         "--weights", str(tmp_path / "none.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_format_netx_refuses_a_soft_reset_plan_naming_the_layer(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = main(["export", "--torch-module", f"{NETS}:soft_reset_mlp", "--producer",
+               "spikingjelly", "--input-shape", "1,8,8", "--steps", "4", "--format", "netx",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "plan layer 0 (layer1, dense): neuron 'sublif'" in err, err
+    assert not out.exists()
