@@ -788,11 +788,12 @@ def _masking(sides: Sides, side: str, u: torch.Tensor, x: torch.Tensor, y: torch
     """The checks of one side on the first ``m`` samples (known draw) at escalation ``level``;
     cached in the state folder so a resumed audit does not run them twice."""
     from neurodeploy.attacks.masking import run_masking_checks
+    from neurodeploy.safeload import load_records
     from neurodeploy.training.metrics import write_text_atomic
 
     cache = state_dir / f"checks_{side}_{level}.json"
     if cache.is_file():
-        return [Check(**c) for c in json.loads(cache.read_text())]
+        return load_records(cache, Check, "masking-check cache")  # data only, keys checked
     rows = torch.arange(m)
     clf = sides.classifier(side, "known", u, config.seed).select(rows)
     src = sides.classifier("float", "known", u, config.seed).select(rows) \
