@@ -324,6 +324,7 @@ def _check_limits(cfg: dict[str, Any], source: str, fmt: str) -> None:
                 int(ev.get("batch_size", 256)), int(au.get("samples", 0) or 0), 1)
     check_tensor_size((steps, batch, FEATURES.get(fmt, FEATURES["idx"])),
                       f"{source}: num_steps {steps} × batch {batch} × {fmt} inputs")
+    _positive(au, ("square_queries",), "audit", source)
     if au.get("lava_samples") is not None and au["lava_samples"] < 0:
         raise ConfigError(f"{source}: [audit] lava_samples = {au['lava_samples']}: must be "
                           f">= 0 (0 skips Lava; leave it out for the default)")

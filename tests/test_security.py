@@ -257,3 +257,85 @@ def test_safe_loaders_unit(tmp_path: Path) -> None:
                 np.array([None], dtype=object)):
         with pytest.raises(NeurodeployError):
             check_real_array(bad, "w")
+
+
+# ------------------------------------------------------------------ no orphans after kill -9
+
+
+def _proc_table() -> dict[int, tuple[int, bytes, str]]:
+    """pid → (parent pid, start time, command line) of every process."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            out[int(name)] = (int(fields[1]), fields[19], cmd)
+    return out
+
+
+def _descendants(root: int, table: dict[int, tuple[int, bytes, str]]) -> set[int]:
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, (pp, _, _) in table.items() if pp in frontier and p not in found}
+        found |= frontier
+    return found
+
+
+@pytest.mark.long
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_ray_processes_end_with_a_killed_audit(work: Path, tmp_path: Path) -> None:
+    """kill -9 of ``audit --workers 2``: every process of its Ray instance (GCS, raylet,
+    dashboard and runtime-env agents, workers) is gone within a few seconds."""
+    import re
+    import signal
+    import time
+
+    pytest.importorskip("ray")
+    from cli_runs import fork_run
+
+    argv = [*AUDIT[:-2], "--attack-steps", "400", "--samples", "8", "--workers", "2",
+            "--shard-size", "2", "--out", str(tmp_path / "au")]
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        pid = fork_run(argv, tmp_path / "log.txt")
+    finally:
+        os.chdir(old)
+    seen: dict[int, bytes] = {}
+    session = None
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # until the agents and a worker are up
+            table = _proc_table()
+            for p in _descendants(pid, table) | {q for q in seen if q in table}:
+                seen.setdefault(p, table[p][1])
+                m = re.search(r"session_\d{4}-[\w-]+", table[p][2])
+                session = session or (m.group(0) if m else None)
+            cmds = [table[p][2] for p in seen if p in table]
+            if (any("agent" in c for c in cmds) and any("runtime_env" in c for c in cmds)
+                    and any(c.startswith("ray::") for c in cmds)):
+                break
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0), (tmp_path / "log.txt").read_text()
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"Ray did not come up: {cmds}")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert session is not None and len(seen) >= 6, seen
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        table = _proc_table()
+        left = {p: table[p][2][:90] for p, t in seen.items() if p in table and table[p][1] == t}
+        left |= {p: c[:90] for p, (_, _, c) in table.items() if session in c}
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, f"outlived the killed caller: {left}"

@@ -106,28 +106,40 @@ def ray_session(workers: int | None = None, address: str | None = None,
 
     ``address``: attach to that cluster (``auto``, ``host:port``, ``ray://host:10001``); else a
     local instance with ``workers × threads_per_task`` CPUs, no dashboard, started here and
-    shut down on exit. An instance that was already running (a caller's own ``ray.init``) is
-    reused and left running.
+    shut down on exit; its processes end with this one even after a SIGKILL
+    (:mod:`neurodeploy.reaper`). An instance that was already running (a caller's own
+    ``ray.init``) is reused and left running.
     """
     ray = require_ray()
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     started = False
+    lifeline = None
     if address:
         address = check_ray_address(address)
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
                                   "configure_logging": False}
+        if not address:  # Ray's processes end with this one, even after kill -9
+            from neurodeploy.reaper import start_reaper
+
+            lifeline = start_reaper()
         try:
             if address:
                 _attach_within(ray, address, ATTACH_TIMEOUT_S, kwargs)
             else:
                 ray.init(num_cpus=int(workers or 1) * int(threads_per_task), **kwargs)
-        except ConnectionError as exc:
-            raise ConfigError(f"--ray-address {address!r}: cannot connect ({exc})") from exc
+        except BaseException as exc:
+            if lifeline is not None:
+                lifeline.close()
+            if isinstance(exc, ConnectionError):
+                raise ConfigError(f"--ray-address {address!r}: cannot connect ({exc})") from exc
+            raise
         started = True
     try:
         yield ray
     finally:
         if started:
             ray.shutdown()
+        if lifeline is not None:
+            lifeline.close()  # kills what ray.shutdown() left (agents, workers)
