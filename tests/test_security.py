@@ -339,3 +339,115 @@ def test_ray_processes_end_with_a_killed_audit(work: Path, tmp_path: Path) -> No
             break
         time.sleep(0.2)
     assert not left, f"outlived the killed caller: {left}"
+
+
+# ------------------------------------------------------------------ bad inputs, before any work
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+BAD_ARGS = [
+    (["audit", "--model", "tr/model.pt", "--square-queries", "-5", "--out", "o"],
+     "--square-queries: must be an integer >= 1"),
+    (["audit", "--model", "tr/model.pt", "--lava-samples", "-5", "--out", "o"],
+     "--lava-samples: must be an integer >= 0 (or -1 for all)"),
+    (["certify", "--model", "tr/model.pt", "--eps", "1.5"], "--eps: 1.5 is outside [0, 1]"),
+    (["simulate", "--plan", "ex/plan.npz", "--samples", "0"], "--samples: must be an integer >= 1"),
+    (["audit", "--model", "tr/model.pt", "--workers", "abc", "--out", "o"],
+     "--workers: invalid int value: 'abc'"),
+    (["evaluate", "--model", "tr/model.pt", "--seed", str(10**20)], "a seed is an integer"),
+    (["evaluate", "--model", "tr/model.pt", "--out", "/proc/nd-test/e.json"],
+     "nothing can be written in '/proc'"),
+    (["audit", "--model", "tr/model.pt", "--out", "/proc/nd-test"],
+     "nothing can be written in '/proc'"),
+    (["audit", "--model", "tr/model.pt", "--ray-address", "not an address", "--out", "o"],
+     "not an address"),
+    (["audit", "--model", "tr/model.pt", "--ray-address", "ray://host:99999", "--out", "o"],
+     "not an address"),
+    (["audit", "--model", "tr/model.pt", "--ray-address", "127.0.0.1:PORT", "--out", "o"],
+     "cannot connect to 127.0.0.1:"),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD_ARGS, ids=[" ".join(a[:4]) for a, _ in BAD_ARGS])
+def test_bad_arguments_one_error_line_exit_2(work: Path, tmp_path: Path, argv: list[str],
+                                             words: str) -> None:
+    import shutil
+    import time
+
+    if "--ray-address" in argv:
+        pytest.importorskip("ray")
+    argv = [a.replace("PORT", str(_free_port())) for a in argv]
+    shutil.copytree(work / "tr", tmp_path / "tr")
+    shutil.copytree(work / "ex", tmp_path / "ex")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    t0 = time.monotonic()
+    rc, err = _run(argv, tmp_path)
+    assert time.monotonic() - t0 < 30
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+    assert "usage:" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_debug_keeps_the_exit_code(work: Path) -> None:
+    rc, err = _run(["--debug", "evaluate", "--model", "missing.pt"], work)
+    assert rc == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error:")
+
+
+BAD_CONFIGS = {
+    "lava": ("[audit]\nlava_samples = -1\n", "[audit] lava_samples = -1: must be >= 0"),
+    "steps_float": ("[model]\nnum_steps = 1e9\n", "expected an integer"),
+    "steps": ("[model]\nnum_steps = 1000000000\n", "time steps must be an integer in"),
+    "seed": (f"seed = {10**20}\n", "a seed is an integer in [0, 2**63 - 1]"),
+    "batch": ("[model]\nnum_steps = 100000\n[train]\nbatch_size = 100000000\n",
+              "more than"),
+    "square": ("[audit]\nsquare_queries = -5\n", "[audit] square_queries = -5"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_pipeline_configs_leave_nothing(tmp_path: Path, name: str) -> None:
+    text, words = BAD_CONFIGS[name]
+    (tmp_path / "c.toml").write_text(text)
+    rc, err = _run(["pipeline", "--config", "c.toml", "--out", "pl"], tmp_path)
+    assert rc == 2 and words in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_pipeline_failing_in_its_first_stage_leaves_nothing(tmp_path: Path) -> None:
+    """Data that pass the config check but not the loader: no config.json, no folder."""
+    (tmp_path / "idx").mkdir()
+    (tmp_path / "idx" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    (tmp_path / "c.toml").write_text('[data]\nsource = "idx"\n[model]\narch = "FC8-FC10"\n')
+    rc, err = _run(["pipeline", "--config", "c.toml", "--out", "pl", "--stages", "train"],
+                   tmp_path)
+    assert rc == 2, err
+    assert not (tmp_path / "pl").exists()
+
+
+@pytest.mark.parametrize("kind", ["complex_weight", "bytes_weight", "complex_tau"])
+def test_nir_arrays_of_other_dtypes_are_refused(work: Path, tmp_path: Path, kind: str) -> None:
+    import h5py
+
+    bad = tmp_path / "m.nir"
+    bad.write_bytes((work / "ex" / "model.nir").read_bytes())
+    with h5py.File(bad, "r+") as f:
+        paths: list[str] = []
+        f.visit(lambda n: paths.append(n))
+        key = next(p for p in paths if p.endswith("/tau" if kind == "complex_tau" else "/weight"))
+        value = f[key][()]
+        del f[key]
+        f[key] = np.full(value.shape, b"ab") if kind == "bytes_weight" else value + 1j
+    for argv in (["export", "--nir", str(bad), "--producer", "neurodeploy", "--out", "e"],
+                 ["audit", "--model", str(bad), "--samples", "2", "--out", "a"]):
+        rc, err = _run(argv, tmp_path)
+        assert rc == 2 and ("complex" in err or "bytes" in err) and "real numbers" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nir"]
