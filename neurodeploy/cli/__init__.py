@@ -3,13 +3,15 @@
 Each module ``neurodeploy/cli/<name>.py`` defines ``register(subparsers) -> None`` which adds
 its sub-parser and sets ``func=<callable(args) -> int>`` as default. Errors derived from
 :class:`~neurodeploy.errors.NeurodeployError` become a one-line ``error: …`` on stderr and the
-error's exit code (:data:`neurodeploy.errors.EXIT_CODES`); other exceptions give exit 1.
-``--debug`` shows the traceback.
+error's exit code (:data:`neurodeploy.errors.EXIT_CODES`); argparse's own errors (:class:`Parser`)
+one line and exit 2; other exceptions give exit 1. ``--debug`` adds the traceback and keeps
+the exit code.
 
 Around every command :func:`main` also
 
 - checks ``--out`` (a folder for train/export/audit/pipeline, a file for
-  evaluate/simulate/attack/certify) before any work: the wrong kind of path is exit 2;
+  evaluate/simulate/attack/certify) before any work: the wrong kind of path, or a place where
+  nothing can be written (``/proc``), is exit 2;
 - holds the output's lock (:class:`neurodeploy.atomicio.OutputLock`), so two processes given
   the same ``--out`` do not write into each other: the second one stops with exit 2;
 - removes temporary files that killed runs left in the output (it holds the lock, so no live
