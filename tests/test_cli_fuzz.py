@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_runs import COMMANDS, PIPELINE_TOML, SMALL_AUDIT, run
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 DOCUMENTED = {0, 2, 3, 4, 5}
@@ -229,6 +229,32 @@ def _snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+#: One command line per class of issue 24, always run beside the drawn ones.
+_AUDIT = FUZZ["audit"][0]
+CLASSES = [
+    [*FUZZ["attack"][0], "--resume-from", "@bad/attack_state.pt"],      # state payload
+    ["evaluate", "--model", "@bad/pickle_ckpt.pt", "--limit", "5"],       # checkpoint payload
+    ["simulate", "--plan", "@bad/pickle_plan.npz", "--samples", "3", "--out", "s.json"],
+    ["audit", "--model", "@bad/complex.nir", "--samples", "2", "--out", "a"],  # NIR arrays
+    ["export", "--nir", "@bad/bytes.nir", "--producer", "neurodeploy", "--out", "e"],
+    [*_AUDIT, "--ray-address", "127.0.0.1:1", "--out", "a"],             # Ray addresses
+    [*_AUDIT, "--ray-address", "not an address", "--out", "a"],
+    [*_AUDIT, "--square-queries", "-5", "--out", "a"],                    # budgets
+    [*_AUDIT, "--lava-samples", "-5", "--out", "a"],
+    ["pipeline", "--config", "@bad/cfg_steps.toml", "--out", "p"],
+    ["pipeline", "--config", "@bad/cfg_seed.toml", "--out", "p"],
+    ["compare", "@bad/deep.json", "@bad/deep.json", "--out", "c"],       # deep JSON
+    ["evaluate", "--model", "@tr/model.pt", "--out", "/proc/nd-fuzz/e.json"],
+]
+
+
+def _with_classes(test):
+    for argv in CLASSES:
+        test = example(argv=argv)(test)
+    return test
+
+
+@_with_classes
 @settings(max_examples=70, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(argv=command_lines())

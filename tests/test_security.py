@@ -205,10 +205,12 @@ def test_nir_with_pickled_bytes_is_refused(work: Path, tmp_path: Path) -> None:
     with h5py.File(bad, "r+") as f:
         paths: list[str] = []
         f.visit(lambda n: paths.append(n) if n.endswith("/weight") else None)
+        shape = f[paths[0]].shape
         del f[paths[0]]
-        f[paths[0]] = np.void(pickle.dumps(Payload(marker)))
-    _refused(["audit", "--model", str(bad), "--samples", "2", "--lava-samples", "0",
-              "--out", str(tmp_path / "a")], work, marker)
+        f[paths[0]] = np.full(shape, np.void(pickle.dumps(Payload(marker))))
+    line = _refused(["audit", "--model", str(bad), "--samples", "2", "--lava-samples", "0",
+                     "--out", str(tmp_path / "a")], work, marker)
+    assert "raw records" in line and "real numbers" in line
     assert not (tmp_path / "a").exists()
 
 
