@@ -158,3 +158,13 @@ def load_records(path: str | os.PathLike, cls: type, what: str,
                                              for d in data):
         raise error(f"{what} {str(path)!r}: not a list of {cls.__name__} records")
     return [cls(**d) for d in data]
+
+
+def check_state_files(folder: str | os.PathLike, what: str = "resumable state") -> int:
+    """Read every ``*.pt`` under ``folder`` as data only (:func:`load_torch`) before a job
+    resumes from any of them, so a planted file stops the job before it does any work;
+    returns how many were checked."""
+    files = sorted(Path(folder).rglob("*.pt"))
+    for p in files:
+        load_torch(p, what, DataError)
+    return len(files)

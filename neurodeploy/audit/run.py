@@ -461,6 +461,7 @@ def run_audit(
     ``config.shard_size`` samples (default :data:`~neurodeploy.scale.DEFAULT_SHARD_SIZE`) in
     parallel (:mod:`neurodeploy.audit.sharding`); the report is the same as the serial one."""
     from neurodeploy.exporters.compiler import compile_model
+    from neurodeploy.safeload import check_state_files
 
     t_audit = _now()
     config, shards = audit_shards(config, workers, address)
@@ -495,6 +496,7 @@ def run_audit(
     n_lava = n if config.lava_samples is None else min(n, config.lava_samples)
     fp = _fingerprint(model, plan, config, x, y)
     state_dir = out_dir / "state" / fp
+    check_state_files(state_dir)  # data only, all of them, before any attack runs
     state_dir.mkdir(parents=True, exist_ok=True)
     sides.state_dir = state_dir
     u = host_uniform(idx, config.seed, T, tuple(x.shape[1:]))
