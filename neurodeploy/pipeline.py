@@ -495,17 +495,16 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a TOML config; remembers its folder for relative data paths."""
-    import tomllib  # Python >= 3.11 (the main environment); not needed by the Lava side
+    from neurodeploy.safeload import loads_toml  # tomllib: Python >= 3.11 (the main side)
 
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {str(path)!r} not found") from exc
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read as text ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    raw = loads_toml(text, str(path), ConfigError)  # syntax and nesting depth
     raw["_config_dir"] = str(path.resolve().parent)  # relative paths are checked from here
     return validate_config(raw, str(path))
 

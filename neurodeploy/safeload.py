@@ -168,3 +168,31 @@ def check_state_files(folder: str | os.PathLike, what: str = "resumable state") 
     for p in files:
         load_torch(p, what, DataError)
     return len(files)
+
+
+def data_depth(obj: Any) -> int:
+    """Deepest nesting of lists/tuples/dicts in parsed data, without recursion."""
+    best, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            best = max(best, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return best
+
+
+def loads_toml(text: str, what: str, error: type[Exception] = DataError,
+               max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse TOML ``text`` (from ``what``); bad syntax, or tables/arrays nested deeper than
+    ``max_depth`` (the parser's own recursion limit included), raise ``error``."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what}: invalid TOML ({exc})") from exc
+    except RecursionError as exc:
+        raise error(f"{what}: TOML nested too deep (at most {max_depth} accepted)") from exc
+    if data_depth(data) > max_depth:
+        raise error(f"{what}: TOML nested {data_depth(data)} deep (at most {max_depth} accepted)")
+    return data

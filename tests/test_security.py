@@ -453,3 +453,13 @@ def test_nir_arrays_of_other_dtypes_are_refused(work: Path, tmp_path: Path, kind
         rc, err = _run(argv, tmp_path)
         assert rc == 2 and ("complex" in err or "bytes" in err) and "real numbers" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nir"]
+
+
+def test_deep_toml_is_refused(work: Path, tmp_path: Path) -> None:
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for argv in (["pipeline", "--config", "deep.toml", "--out", "p"],
+                 ["export", "--model", str(work / "tr" / "model.pt"), "--profile", "deep.toml",
+                  "--out", "e"]):
+        rc, err = _run(argv, tmp_path)
+        assert rc == 2 and "TOML nested too deep" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
