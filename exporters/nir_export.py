@@ -438,14 +438,17 @@ def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"NIR file {str(path)!r} does not exist")
+    from neurodeploy.exporters.nir_import import check_graph_arrays
+
     try:
-        return nir.read(str(path))
+        graph = nir.read(str(path))
     except AssertionError as exc:  # nir asserts on unknown node types
         raise CheckpointError(f"NIR file {str(path)!r} holds a node type nir 1.0.8 does not "
                               f"know ({exc or 'unknown type'})") from exc
     except Exception as exc:
         raise CheckpointError(f"NIR file {str(path)!r} cannot be read: "
                               f"{type(exc).__name__}: {exc}") from exc
+    return check_graph_arrays(graph, f"NIR file {str(path)!r}")  # real numbers only
 
 
 # ----------------------------------------------------------------------------- parsing

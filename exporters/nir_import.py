@@ -228,7 +228,7 @@ def load_nir(path: str | os.PathLike) -> tuple[nir.NIRGraph, list[str]]:
     if not p.is_file():
         raise CheckpointError(f"NIR file {str(p)!r} does not exist")
     try:
-        return nir.read(str(p)), []
+        g = nir.read(str(p))
     except AssertionError as exc:
         raise CheckpointError(f"NIR file {str(p)!r} holds a node type nir {nir.__version__} "
                               f"does not know ({exc or 'unknown type'})") from exc
@@ -237,13 +237,35 @@ def load_nir(path: str | os.PathLike) -> tuple[nir.NIRGraph, list[str]]:
     except Exception as exc:
         raise CheckpointError(f"NIR file {str(p)!r} cannot be read: {type(exc).__name__}: "
                               f"{exc}") from exc
+    else:
+        return check_graph_arrays(g, f"NIR file {str(p)!r}"), []  # real numbers only
     try:
         g = nir.read(str(p), type_check=False)
     except Exception as exc:
         raise CheckpointError(f"NIR file {str(p)!r} cannot be read: {first}") from exc
     notes = [f"{p.name}: NIR's type check failed ({first}); read without it"]
-    fixed = _repair_batch_dims(g, notes)
+    fixed = _repair_batch_dims(check_graph_arrays(g, f"NIR file {str(p)!r}"), notes)
     return fixed, notes
+
+
+def check_graph_arrays(g: nir.NIRGraph, where: str) -> nir.NIRGraph:
+    """``g`` unchanged if every array field of every node (subgraphs included) holds real
+    numbers; bytes, strings, objects or complex numbers raise CheckpointError (exit 2)
+    instead of being cast (a complex weight would silently lose its imaginary part)."""
+    from neurodeploy.safeload import check_real_array
+
+    stack = [(where, g)]
+    while stack:
+        at, graph = stack.pop()
+        for name, node in graph.nodes.items():
+            if isinstance(node, nir.NIRGraph):
+                stack.append((f"{at} subgraph {name!r}", node))
+                continue
+            for field_name, value in vars(node).items():
+                if isinstance(value, np.ndarray | bytes | bytearray):
+                    check_real_array(value, f"{at}: node {name!r} field {field_name!r}",
+                                     CheckpointError)
+    return g
 
 
 def _node_in_len(node: nir.NIRNode) -> tuple[int, ...] | None:

@@ -104,15 +104,16 @@ def list_boards() -> list[str]:
 
 def load_board(name_or_path: str | os.PathLike) -> Board:
     """A board by name (``hardware_profiles/boards/<name>.toml``) or path."""
-    import tomllib
 
     text = str(name_or_path)
     path = Path(text) if text.endswith(".toml") or os.sep in text else _board_dir() / f"{text}.toml"
     if not path.is_file():
         raise ConfigError(f"unknown board {text!r}; shipped boards: {', '.join(list_boards())}")
+    from neurodeploy.safeload import loads_toml
+
     try:
-        data = tomllib.loads(path.read_text())["board"]
-    except (tomllib.TOMLDecodeError, KeyError) as exc:
+        data = loads_toml(path.read_text(), str(path), ConfigError)["board"]
+    except KeyError as exc:
         raise ConfigError(f"{path}: not a board file ({exc})") from exc
     known = {f.name for f in dataclasses.fields(Board)}
     unknown = sorted(set(data) - known)

@@ -487,18 +487,15 @@ class DeploymentPlan:
 
         if not zipfile.is_zipfile(path):
             raise PlanError(f"plan {str(path)!r} is not a deployment plan (not an .npz archive)")
-        try:  # zipfile checks every member's CRC-32 as it reads it
-            with np.load(path, allow_pickle=False) as z:
-                files = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise PlanError(f"plan {str(path)!r} is corrupt and cannot be read "
-                            f"({type(exc).__name__}: {exc})") from exc
+        from neurodeploy.safeload import load_npz
+
+        # no pickles (object arrays refused); zipfile checks every member's CRC-32
+        files = load_npz(path, "plan (corrupt or not data only)", PlanError)
         if "header" not in files:
             raise PlanError(f"{path}: not a deployment plan (no header)")
-        try:
-            h = json.loads(str(files["header"]))
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise PlanError(f"{path}: corrupt plan header: {exc}") from exc
+        from neurodeploy.safeload import loads_json
+
+        h = loads_json(str(files["header"]), f"{path}: corrupt plan header", PlanError)
         if not isinstance(h, dict):
             raise PlanError(f"{path}: corrupt plan header (not a JSON object)")
         if h.get("format") != PLAN_FORMAT:

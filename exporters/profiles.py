@@ -531,19 +531,19 @@ def profile_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareP
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        import tomllib
+        import tomllib  # noqa: F401 - the Lava side (Python 3.10) has none
     except ModuleNotFoundError as exc:  # Python 3.10 (the Lava environment)
         raise EnvironmentMissingError(
             "reading hardware profiles needs Python >= 3.11 (tomllib); run this in the main "
             "environment — the Lava side only needs the deployment plan"
         ) from exc
+    from neurodeploy.safeload import loads_toml
+
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"hardware profile {str(path)!r} is not valid TOML: {exc}") from exc
-    except OSError as exc:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"hardware profile {str(path)!r} cannot be read: {exc}") from exc
+    return loads_toml(text, f"hardware profile {str(path)!r}", ConfigError)  # syntax, depth
 
 
 def load_profile(name_or_path: str | os.PathLike | HardwareProfile) -> HardwareProfile:

@@ -284,10 +284,9 @@ def _read(path: str | os.PathLike) -> Any:
         check_torch_file(path)
     except (ValueError, OSError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} {exc}") from exc
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
+    from neurodeploy.safeload import load_torch
+
+    return load_torch(path, "checkpoint", CheckpointError)  # data only: payloads refused
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[SpikingNet, dict[str, Any]]:

@@ -301,6 +301,35 @@ def _positive(section: dict[str, Any], keys: Sequence[str], name: str, source: s
             raise ConfigError(f"{source}: [{name}] {k} = {v}: must be >= {minimum}")
 
 
+#: Values per input sample of each data format (the spike tensor is ``[T, batch, features]``).
+FEATURES = {"digits": 8 * 8, "idx": 28 * 28, "nmnist": 2 * 34 * 34}
+
+
+def _check_limits(cfg: dict[str, Any], source: str, fmt: str) -> None:
+    """Seeds in range, time steps bounded, and the largest spike batch ``[T, B, features]``
+    within memory (:mod:`neurodeploy.limits`) — before anything is allocated."""
+    from neurodeploy.limits import check_num_steps, check_seed, check_tensor_size
+
+    check_seed(cfg.get("seed", 0), f"{source}: seed")
+    tr, ev, au = cfg.get("train", {}), cfg.get("evaluate", {}), cfg.get("audit", {})
+    if "seed" in tr:
+        check_seed(tr["seed"], f"{source}: [train] seed")
+    for i, s in enumerate(ev.get("seeds", ())):
+        check_seed(s, f"{source}: [evaluate] seeds[{i}]")
+    steps = 10
+    for sec in ("data", "model"):
+        if cfg.get(sec, {}).get("num_steps") is not None:
+            steps = check_num_steps(cfg[sec]["num_steps"], f"{source}: [{sec}] num_steps")
+    batch = max(int(tr.get("batch_size", 64)), int(tr.get("eval_batch_size", 0) or 0),
+                int(ev.get("batch_size", 256)), int(au.get("samples", 0) or 0), 1)
+    check_tensor_size((steps, batch, FEATURES.get(fmt, FEATURES["idx"])),
+                      f"{source}: num_steps {steps} × batch {batch} × {fmt} inputs")
+    _positive(au, ("square_queries",), "audit", source)
+    if au.get("lava_samples") is not None and au["lava_samples"] < 0:
+        raise ConfigError(f"{source}: [audit] lava_samples = {au['lava_samples']}: must be "
+                          f">= 0 (0 skips Lava; leave it out for the default)")
+
+
 def _check_checkpoint_model(model: dict[str, Any], init_from: Any, fmt: str, src: str,
                             cfg: dict[str, Any]) -> None:
     """[model] of a model the pipeline trains: names, values, architecture vs input shape."""
@@ -344,6 +373,7 @@ def _resolve_names(cfg: dict[str, Any], source: str) -> None:
         from neurodeploy.data.core import FOLDER_FORMATS
 
         fmt = next(name for name, detect, _ in FOLDER_FORMATS if detect(path))
+    _check_limits(cfg, source, fmt)
     model = dict(cfg.get("model", {}))
     init_from = model.pop("init_from", None)
     with at("defense", "name"):
@@ -465,17 +495,16 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a TOML config; remembers its folder for relative data paths."""
-    import tomllib  # Python >= 3.11 (the main environment); not needed by the Lava side
+    from neurodeploy.safeload import loads_toml  # tomllib: Python >= 3.11 (the main side)
 
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {str(path)!r} not found") from exc
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read as text ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    raw = loads_toml(text, str(path), ConfigError)  # syntax and nesting depth
     raw["_config_dir"] = str(path.resolve().parent)  # relative paths are checked from here
     return validate_config(raw, str(path))
 
@@ -746,9 +775,9 @@ def run_pipeline(
         removed = remove_previous_outputs(out, previous)
         if removed:
             log(f"[pipeline] not resuming: removed the previous run's {', '.join(removed)}")
-    write_json_atomic(
-        out / "config.json", {k: v for k, v in config.items() if not k.startswith("_")}
-    )
+    # config.json is written with the first stage's record: a run that fails before any
+    # stage finished (validation inside a stage, bad data) leaves nothing behind
+    record: dict[str, Any] | None = {k: v for k, v in config.items() if not k.startswith("_")}
     artifacts = {n: rec["artifacts"] for n, rec in completed.items()}
     ctx = StageContext(
         config,
@@ -773,6 +802,9 @@ def run_pipeline(
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         state["completed"] = completed
+        if record is not None:
+            write_json_atomic(out / "config.json", record)
+            record = None
         write_json_atomic(state_path, state)
         log(f"[{name}] finished in {completed[name]['seconds']:.1f} s")
     return artifacts

@@ -142,8 +142,11 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path, capsys):
         assert code == 2, (argv, err)
         assert err.startswith("error: ") and fragment in err, (argv, err)
         assert "\n" not in err and "Traceback" not in err
-    with pytest.raises(Exception, match="missing.pt"):
-        main(["--debug", "evaluate", "--model", str(tmp_path / "missing.pt")])
+    # --debug adds the traceback and keeps the cause's exit code
+    assert main(["--debug", "evaluate", "--model", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "CheckpointError" in err
+    assert err.strip().splitlines()[-1].startswith("error: checkpoint ")
 
 
 def test_entry_point_error_has_no_traceback(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_runs import COMMANDS, PIPELINE_TOML, SMALL_AUDIT, run
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 DOCUMENTED = {0, 2, 3, 4, 5}
@@ -66,12 +66,56 @@ def inputs(tmp_path_factory) -> Path:
             if f.name.startswith("t10k-images"):
                 data = mutate(data, k)
             (d / f.name).write_bytes(data)
+    _payloads(root, bad)
     (bad / "text.pt").write_text("not a checkpoint\n")
     (bad / "cfg_typo.toml").write_text("[trian]\nepochs = 1\n")
     (bad / "cfg_type.toml").write_text('[train]\nepochs = "ten"\n')
     (bad / "cfg_audit.toml").write_text('[audit]\nattacks = ["pgdd"]\n')
     (bad / "cfg_backend.toml").write_text('[simulate]\nbackends = ["emulater"]\n')
     return root
+
+
+class _Payload:
+    """Unpickling this would create the file ``PWNED`` (the stand-in for code execution)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _payloads(root: Path, bad: Path) -> None:
+    """Files whose loading would run code (pickles in a checkpoint, an attack state, a plan)
+    and NIR graphs with arrays of bytes or complex numbers."""
+    import h5py
+    import torch
+
+    marker = root / "PWNED"
+    rec = torch.load(root / "tr" / "model.pt", weights_only=True)
+    torch.save({**rec, "x": _Payload(marker)}, bad / "pickle_ckpt.pt")
+    state = {"format": "neurodeploy-robustness-state", "fingerprint": _Payload(marker)}
+    torch.save(state, bad / "attack_state.pt")
+    with np.load(root / "ex" / "plan.npz", allow_pickle=False) as z:
+        files = {k: z[k] for k in z.files}
+    files[next(k for k in files if k != "header")] = np.array([_Payload(marker)], dtype=object)
+    np.savez(bad / "pickle_plan.npz", **files)
+    for kind in ("complex", "bytes"):
+        f_path = bad / f"{kind}.nir"
+        f_path.write_bytes((root / "ex" / "model.nir").read_bytes())
+        with h5py.File(f_path, "r+") as f:
+            names: list[str] = []
+            f.visit(names.append)
+            key = next(n for n in names if n.endswith("/weight"))
+            w = f[key][()]
+            del f[key]
+            f[key] = w + 1j if kind == "complex" else np.full(w.shape, b"ab")
+    (bad / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    for name, text in (("cfg_lava.toml", "[audit]\nlava_samples = -1\n"),
+                       ("cfg_steps.toml", "[model]\nnum_steps = 1000000000\n"),
+                       ("cfg_seed.toml", f"seed = {10**20}\n"),
+                       ("cfg_square.toml", "[audit]\nsquare_queries = -5\n")):
+        (bad / name).write_text(text)
 
 
 def _flip(data: bytes, k: int) -> bytes:
@@ -103,12 +147,22 @@ def _file(kind: str, ext: str):
     return st.one_of(st.integers(0, len(_MUTATIONS) - 1).map(lambda k: f"@bad/{kind}{k}{ext}"),
                      st.sampled_from([f"@{p}" for p in
                                       ("tr/model.pt", "ex/plan.npz", "ex/model.nir", "idx",
-                                       "bad/text.pt", "small.toml", "missing.pt", "bad")]))
+                                       "bad/text.pt", "small.toml", "missing.pt", "bad",
+                                       "bad/pickle_ckpt.pt", "bad/pickle_plan.npz",
+                                       "bad/complex.nir", "bad/bytes.nir", "bad/deep.json")]))
+
+
+# budgets (counts, seeds) and Ray addresses
+BUDGETS = st.sampled_from(["-5", "-1", "0", "1", "abc", "1e9", str(10**20), "-0", "2"])
+BAD_BUDGETS = st.sampled_from(["-5", "-2", "0", "abc", "1e9", str(10**20)])  # no Ray/Lava run
+RAY_ADDRESSES = st.sampled_from(["127.0.0.1:1", "not an address", "host:99999", "ray://:1",
+                                 "http://x:1", "", "a:b:c", "[::1]:1", "127.0.0.1:0"])
 
 
 DATA = st.one_of(st.sampled_from(["digits", "@idx", "@missing", "@bad/text.pt", "@ex"]),
                  st.integers(0, len(_MUTATIONS) - 1).map(lambda k: f"@bad/idx{k}"))
-OUT = st.sampled_from(["out/o", "out/o.json", "@tr/model.pt", "@bad", "out/deep/er/x", ""])
+OUT = st.sampled_from(["out/o", "out/o.json", "@tr/model.pt", "@bad", "out/deep/er/x", "",
+                       "/proc/nd-fuzz/o"])
 
 # per command: the base argv (small, fast when valid) and the options hypothesis may change
 FUZZ: dict[str, tuple[list[str], dict]] = {
@@ -132,18 +186,24 @@ FUZZ: dict[str, tuple[list[str], dict]] = {
     "attack": (["attack", "--model", "@tr/model.pt", "--eps", "0.05", "--samples", "4",
                 "--attacks", "pgd", "--set", "pgd.n_iter=2", "--threat", "known"],
                {"--model": _file("ckpt", ".pt"), "--eps": EPS_LISTS, "--attacks": NAMES,
-                "--samples": NUMBERS, "--data": DATA, "--draws": NUMBERS}),
+                "--samples": NUMBERS, "--data": DATA, "--draws": NUMBERS,
+                "--resume-from": st.just("@bad/attack_state.pt")}),
     "certify": (["certify", "--model", "@tr/model.pt", "--eps", "0.05", "--samples", "5",
                  "--method", "ibp"],
                 {"--model": _file("ckpt", ".pt"), "--eps": NUMBERS, "--method": NAMES,
                  "--samples": NUMBERS, "--draws": NUMBERS, "--data": DATA}),
     "audit": (["audit", "--model", "@tr/model.pt", *SMALL_AUDIT[:-4], "--samples", "4"],
               {"--model": _file("ckpt", ".pt"), "--eps": EPS_LISTS, "--attacks": NAMES,
-               "--samples": NUMBERS, "--profile": NAMES, "--data": DATA}),
+               "--samples": NUMBERS, "--profile": NAMES, "--data": DATA,
+               "--square-queries": BUDGETS, "--lava-samples": BAD_BUDGETS, "--seed": BUDGETS,
+               "--workers": BAD_BUDGETS, "--ray-address": RAY_ADDRESSES}),
+    "compare": (["compare", "@bad/deep.json", "@bad/deep.json"],
+                {"--out": st.sampled_from(["cmp", "/proc/nd-fuzz"])}),
     "pipeline": (["pipeline", "--config", "@bad/cfg_typo.toml"],
                  {"--config": st.one_of(_file("toml", ".toml"), st.sampled_from(
                      ["@bad/cfg_typo.toml", "@bad/cfg_type.toml", "@bad/cfg_audit.toml",
-                      "@bad/cfg_backend.toml"])),
+                      "@bad/cfg_backend.toml", "@bad/cfg_lava.toml", "@bad/cfg_steps.toml",
+                      "@bad/cfg_seed.toml", "@bad/cfg_square.toml"])),
                   "--stages": st.sampled_from(["train,bogus", "", ",", "simulate", "audit"]),
                   "--seed": NUMBERS}),
 }
@@ -169,6 +229,32 @@ def _snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+#: One command line per class of issue 24, always run beside the drawn ones.
+_AUDIT = FUZZ["audit"][0]
+CLASSES = [
+    [*FUZZ["attack"][0], "--resume-from", "@bad/attack_state.pt"],      # state payload
+    ["evaluate", "--model", "@bad/pickle_ckpt.pt", "--limit", "5"],       # checkpoint payload
+    ["simulate", "--plan", "@bad/pickle_plan.npz", "--samples", "3", "--out", "s.json"],
+    ["audit", "--model", "@bad/complex.nir", "--samples", "2", "--out", "a"],  # NIR arrays
+    ["export", "--nir", "@bad/bytes.nir", "--producer", "neurodeploy", "--out", "e"],
+    [*_AUDIT, "--ray-address", "127.0.0.1:1", "--out", "a"],             # Ray addresses
+    [*_AUDIT, "--ray-address", "not an address", "--out", "a"],
+    [*_AUDIT, "--square-queries", "-5", "--out", "a"],                    # budgets
+    [*_AUDIT, "--lava-samples", "-5", "--out", "a"],
+    ["pipeline", "--config", "@bad/cfg_steps.toml", "--out", "p"],
+    ["pipeline", "--config", "@bad/cfg_seed.toml", "--out", "p"],
+    ["compare", "@bad/deep.json", "@bad/deep.json", "--out", "c"],       # deep JSON
+    ["evaluate", "--model", "@tr/model.pt", "--out", "/proc/nd-fuzz/e.json"],
+]
+
+
+def _with_classes(test):
+    for argv in CLASSES:
+        test = example(argv=argv)(test)
+    return test
+
+
+@_with_classes
 @settings(max_examples=70, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(argv=command_lines())
@@ -176,6 +262,13 @@ def test_fuzzed_command_lines_fail_cleanly(inputs: Path, argv: list[str]) -> Non
     argv = [a.replace("@", str(inputs) + "/", 1) if a.startswith("@") else a for a in argv]
     work = inputs / "work" / uuid.uuid4().hex  # a fresh folder: examples do not interact
     work.mkdir(parents=True)
+    if "--resume-from" in argv:  # a crafted attack state where --resume would load it
+        i = argv.index("--resume-from")
+        state = Path(argv[i + 1])
+        del argv[i:i + 2]
+        argv = [*argv[:-2], "--out", "att.json", "--resume"] if "--out" in argv[-2:] \
+            else [*argv, "--out", "att.json", "--resume"]
+        (work / "att.json.state-known.pt").write_bytes(state.read_bytes())
     before_inputs = _snapshot(inputs)
     err, outs = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
@@ -189,6 +282,7 @@ def test_fuzzed_command_lines_fail_cleanly(inputs: Path, argv: list[str]) -> Non
     finally:
         os.chdir(cwd)
     text = err.getvalue()
+    assert not (inputs / "PWNED").exists(), ("a payload ran", argv)
     assert rc in DOCUMENTED, (argv, rc, text)
     assert "Traceback" not in text, (argv, text)
     if rc != 0:

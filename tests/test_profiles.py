@@ -145,7 +145,7 @@ def test_malformed_profiles_name_the_field(tmp_path, mutate, needle):
 def test_bad_toml_syntax(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text("[chip\ncores = 1\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="invalid TOML"):
         load_profile(p)
 
 

@@ -223,6 +223,37 @@ def _atomic_save(obj: Any, path: Path) -> None:
     atomic_torch_save(obj, path)
 
 
+def _load_state(spath: Path, fp: str, fresh: dict[str, Any],
+                adv_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The resumable state in ``spath``, read as data only (:func:`neurodeploy.safeload.
+    load_torch`: a pickle payload is refused, nothing runs); a state of another evaluation
+    (fingerprint ``fp``) or with entries of the wrong kind or shape raises (exit 2)."""
+    from neurodeploy.safeload import load_torch
+
+    loaded = load_torch(spath, "robustness state file", DataError)
+    if not isinstance(loaded, dict) or loaded.get("format") != STATE_FORMAT:
+        raise DataError(f"{spath}: not a robustness state file")
+    if loaded.get("fingerprint") != fp:
+        raise ConfigError(
+            f"{spath}: saved state belongs to a different evaluation (inputs, attacks, ε, "
+            f"seed or draws differ); delete it or choose another state path"
+        )
+    if set(loaded) != set(fresh) or not all(isinstance(loaded[k], type(v))
+                                            for k, v in fresh.items()):
+        raise DataError(f"{spath}: robustness state with missing or unexpected entries")
+    if not all(isinstance(t, list | tuple) and len(t) == 3
+               and all(isinstance(i, int) for i in t) for t in loaded["done"]):
+        raise DataError(f"{spath}: robustness state with a malformed list of finished steps")
+    n = adv_shape[0]
+    for key, robust in loaded["robust"].items():
+        adv = loaded["adv"].get(key)
+        if not (isinstance(robust, torch.Tensor) and robust.dtype == torch.bool
+                and tuple(robust.shape) == (n,) and isinstance(adv, torch.Tensor)
+                and tuple(adv.shape) == adv_shape and len(loaded["broken_by"].get(key, ())) == n):
+            raise DataError(f"{spath}: robustness state entry {key!r} does not fit {n} examples")
+    return loaded
+
+
 def evaluate_robustness(
     classifier: Any,
     x: torch.Tensor,
@@ -288,18 +319,7 @@ def evaluate_robustness(
     }
     spath = Path(state_path) if state_path is not None else None
     if spath is not None and spath.is_file():
-        try:
-            loaded = torch.load(spath, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise DataError(f"state file {str(spath)!r} cannot be read: {exc}") from exc
-        if not isinstance(loaded, dict) or loaded.get("format") != STATE_FORMAT:
-            raise DataError(f"{spath}: not a robustness state file")
-        if loaded.get("fingerprint") != fp:
-            raise ConfigError(
-                f"{spath}: saved state belongs to a different evaluation (inputs, attacks, ε, "
-                f"seed or draws differ); delete it or choose another state path"
-            )
-        state = loaded
+        state = _load_state(spath, fp, state, tuple(xb.shape))
 
     def save() -> None:
         if spath is not None:

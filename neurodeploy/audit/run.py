@@ -461,6 +461,7 @@ def run_audit(
     ``config.shard_size`` samples (default :data:`~neurodeploy.scale.DEFAULT_SHARD_SIZE`) in
     parallel (:mod:`neurodeploy.audit.sharding`); the report is the same as the serial one."""
     from neurodeploy.exporters.compiler import compile_model
+    from neurodeploy.safeload import check_state_files
 
     t_audit = _now()
     config, shards = audit_shards(config, workers, address)
@@ -495,6 +496,7 @@ def run_audit(
     n_lava = n if config.lava_samples is None else min(n, config.lava_samples)
     fp = _fingerprint(model, plan, config, x, y)
     state_dir = out_dir / "state" / fp
+    check_state_files(state_dir)  # data only, all of them, before any attack runs
     state_dir.mkdir(parents=True, exist_ok=True)
     sides.state_dir = state_dir
     u = host_uniform(idx, config.seed, T, tuple(x.shape[1:]))
@@ -788,11 +790,12 @@ def _masking(sides: Sides, side: str, u: torch.Tensor, x: torch.Tensor, y: torch
     """The checks of one side on the first ``m`` samples (known draw) at escalation ``level``;
     cached in the state folder so a resumed audit does not run them twice."""
     from neurodeploy.attacks.masking import run_masking_checks
+    from neurodeploy.safeload import load_records
     from neurodeploy.training.metrics import write_text_atomic
 
     cache = state_dir / f"checks_{side}_{level}.json"
     if cache.is_file():
-        return [Check(**c) for c in json.loads(cache.read_text())]
+        return load_records(cache, Check, "masking-check cache")  # data only, keys checked
     rows = torch.arange(m)
     clf = sides.classifier(side, "known", u, config.seed).select(rows)
     src = sides.classifier("float", "known", u, config.seed).select(rows) \

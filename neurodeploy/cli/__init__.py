@@ -3,13 +3,15 @@
 Each module ``neurodeploy/cli/<name>.py`` defines ``register(subparsers) -> None`` which adds
 its sub-parser and sets ``func=<callable(args) -> int>`` as default. Errors derived from
 :class:`~neurodeploy.errors.NeurodeployError` become a one-line ``error: …`` on stderr and the
-error's exit code (:data:`neurodeploy.errors.EXIT_CODES`); other exceptions give exit 1.
-``--debug`` shows the traceback.
+error's exit code (:data:`neurodeploy.errors.EXIT_CODES`); argparse's own errors (:class:`Parser`)
+one line and exit 2; other exceptions give exit 1. ``--debug`` adds the traceback and keeps
+the exit code.
 
 Around every command :func:`main` also
 
 - checks ``--out`` (a folder for train/export/audit/pipeline, a file for
-  evaluate/simulate/attack/certify) before any work: the wrong kind of path is exit 2;
+  evaluate/simulate/attack/certify) before any work: the wrong kind of path, or a place where
+  nothing can be written (``/proc``), is exit 2;
 - holds the output's lock (:class:`neurodeploy.atomicio.OutputLock`), so two processes given
   the same ``--out`` do not write into each other: the second one stops with exit 2;
 - removes temporary files that killed runs left in the output (it holds the lock, so no live
@@ -28,6 +30,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from neurodeploy import __version__
 
@@ -87,6 +90,18 @@ class RawHelpFormatter(HelpFormatter):
         return "".join(indent + line for line in plain_text(text).splitlines(keepends=True))
 
 
+class UsageError(Exception):
+    """An argument argparse refused (unknown option, bad value): one ``error:`` line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one ``error: …`` line instead of its usage block (:func:`main` prints it;
+    ``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def _polish(parser: argparse.ArgumentParser) -> None:
     raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
     parser.formatter_class = RawHelpFormatter if raw else HelpFormatter
@@ -96,7 +111,7 @@ def _polish(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="neurodeploy",
         description="Train robust SNNs, deploy them to Loihi-style fixed point through NIR and "
         "Lava, and re-attack the deployed model. Exit codes: 0 ok, 2 bad input, 3 does not "
@@ -143,6 +158,23 @@ def check_out(command: str, out: str | None) -> None:
     if kind == "file" and path.is_dir():
         raise ConfigError(f"--out {out!r} is a folder; {command} writes one result file "
                           f"(give a file path such as {str(path / (command + '.json'))!r})")
+    _probe_writable(path if kind == "dir" else path.parent, out)
+
+
+def _probe_writable(folder: Path, out: str) -> None:
+    """Create and remove an empty hidden folder in the deepest existing folder on the way to
+    ``folder``: a place nothing can be written to (``/proc``, ``/sys``, a read-only mount)
+    is refused before any work (exit 2), and nothing is left."""
+    import tempfile
+
+    from neurodeploy.errors import ConfigError
+
+    base = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ndprobe-", dir=base))
+    except OSError as exc:
+        raise ConfigError(f"--out {out!r}: nothing can be written in {str(base)!r} "
+                          f"({exc.strerror or type(exc).__name__})") from exc
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -223,6 +255,15 @@ def one_line(text: str) -> str:
     return "; ".join(parts) if parts else str(text)
 
 
+def _traceback_if(debug: bool) -> None:
+    """``--debug``: the traceback of the error being handled, before its one-line message
+    (the exit code stays the cause's)."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     from neurodeploy.errors import Terminated
 
@@ -234,7 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from neurodeploy.errors import NeurodeployError, Terminated
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -251,9 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with guard_output(command, out):
             return int(args.func(args) or 0)
     except NeurodeployError as exc:
-        if args.debug:
-            raise
         _close_progress_bars()
+        _traceback_if(args.debug)
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except OutputLockedError as exc:
@@ -270,16 +314,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{what}: nothing half-written was left", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        if args.debug:
-            raise
         _close_progress_bars()
+        _traceback_if(args.debug)
         print(f"error: {exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "),
               file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - last-resort one-liner; --debug shows the traceback
-        if args.debug:
-            raise
         _close_progress_bars()
+        _traceback_if(args.debug)
         print(f"error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the "
               f"traceback)", file=sys.stderr)
         return 1

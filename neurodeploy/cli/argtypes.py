@@ -107,3 +107,31 @@ def parse_name_list(text: str, option: str) -> list[str]:
     if "" in items:
         raise ConfigError(f"{option} {text!r}: item {items.index('') + 1} is empty")
     return items
+
+
+def seed_int(text: str) -> int:
+    """A seed in ``[0, 2**63 - 1]`` (:data:`neurodeploy.limits.MAX_SEED`)."""
+    from neurodeploy.limits import MAX_SEED
+
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is an integer in [0, 2**63 - 1], got {value}")
+    return value
+
+
+def steps_int(text: str) -> int:
+    """Time steps T in ``[1, MAX_NUM_STEPS]`` (:data:`neurodeploy.limits.MAX_NUM_STEPS`)."""
+    from neurodeploy.limits import MAX_NUM_STEPS
+
+    value = _int(text)
+    if not 1 <= value <= MAX_NUM_STEPS:
+        raise argparse.ArgumentTypeError(f"time steps must be in [1, {MAX_NUM_STEPS}], got {value}")
+    return value
+
+
+def count_or_all(text: str) -> int:
+    """A count >= 0, or -1 for "all"."""
+    value = _int(text)
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (or -1 for all), got {value}")
+    return value

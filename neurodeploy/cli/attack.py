@@ -93,6 +93,8 @@ def _parse_sets(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]
             value: Any = json.loads(val)
         except json.JSONDecodeError:
             value = val
+        except RecursionError:  # nested deeper than the parser goes
+            raise ConfigError(f"--set {key}: value nested too deep") from None
         out[name][fld] = value
     return out
 

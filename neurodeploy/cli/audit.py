@@ -11,6 +11,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from neurodeploy.cli.argtypes import count_or_all, positive_int
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
 from neurodeploy.cli.export import PRODUCER_NAMES, TORCH_PRODUCERS, add_torch_module_args
 from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options
@@ -127,14 +128,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eot", type=int, default=4, help="unknown draw: EoT draws while crafting")
     p.add_argument("--attack-steps", type=int, default=20,
                    help="iterations of single gradient attacks")
-    p.add_argument("--square-queries", type=int, default=200,
+    p.add_argument("--square-queries", type=positive_int, default=200,
                    help="queries of a single Square attack and of the masking checks' Square")
     p.add_argument("--samples", type=int, default=100, help="test samples to audit")
     p.add_argument("--masking-samples", type=int, default=64,
                    help="samples of the gradient-masking checks")
     p.add_argument("--escalation-rounds", type=int, default=2,
                    help="at most this many escalation rounds when a masking check fails")
-    p.add_argument("--lava-samples", type=int, default=50,
+    p.add_argument("--lava-samples", type=count_or_all, default=50,
                    help="samples replayed on Lava (-1: all, 0: skip Lava)")
     p.add_argument("--no-certify", action="store_true", help="skip S-IBP/S-CROWN certification")
     p.add_argument("--no-masking-checks", action="store_true",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from neurodeploy.cli.argtypes import seed_int, steps_int
+
 # device choice and quiet mode live in the library's runtime module (re-exported for commands)
 from neurodeploy.runtime import progress_disabled, resolve_device  # noqa: F401
 
 
 def add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
     """``--seed``, ``--device``, ``--quiet`` and (optionally) ``--out``."""
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)"
     )
@@ -28,7 +30,7 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="architecture of a plain state dict, e.g. FC512-FC256-FC10")
     g.add_argument("--input-shape", default=None,
                    help="input shape C,H,W (or N) of a plain state dict (default: the data's)")
-    g.add_argument("--steps", type=int, default=10, help="T of a plain state dict")
+    g.add_argument("--steps", type=steps_int, default=10, help="T of a plain state dict")
     g.add_argument("--alpha", type=float, default=0.25, help="α of a plain state dict")
     g.add_argument("--theta", type=float, default=0.25, help="θ of a plain state dict")
     g.add_argument("--readout", default="rate", choices=("count", "rate"),

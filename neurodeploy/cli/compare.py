@@ -42,10 +42,9 @@ def _load(path: str) -> tuple[Path, dict[str, Any]]:
         p = p / "audit.json"
     if not p.is_file():
         raise ConfigError(f"audit {path!r}: no such file (expected an audit.json or its folder)")
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"audit {str(p)!r} cannot be read as JSON: {exc}") from exc
+    from neurodeploy.safeload import load_json
+
+    d = load_json(p, "audit", DataError)  # depth-limited: a 100 000-deep file is exit 2
     if not isinstance(d, dict) or "accuracy" not in d or "profile" not in d:
         raise DataError(f"{p}: not an audit report (no accuracy/profile sections)")
     return p, d

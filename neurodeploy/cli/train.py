@@ -32,6 +32,8 @@ def parse_option(text: str) -> tuple[str, Any]:
         parsed: Any = json.loads(value)
     except ValueError:
         parsed = value
+    except RecursionError:  # nested deeper than the parser goes
+        raise ConfigError(f"option {key.strip()!r}: value nested too deep") from None
     return key.strip(), parsed
 
 

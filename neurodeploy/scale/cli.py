@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurodeploy.errors import ConfigError
-from neurodeploy.scale.ray_pool import ray_available, require_ray
+from neurodeploy.scale.ray_pool import check_ray_address, ray_available, require_ray
 from neurodeploy.scale.shards import DEFAULT_SHARD_SIZE
 
 
@@ -66,6 +66,8 @@ def scale_options(args: argparse.Namespace) -> ScaleOptions | None:
         raise ConfigError(f"--shard-size must be >= 1, got {size}")
     if (workers is not None or address is not None) and not ray_available():
         require_ray()  # raises ConfigError with the install command
+    if address is not None:
+        address = check_ray_address(address)  # parses and answers, or exit 2 within seconds
     return ScaleOptions(size or DEFAULT_SHARD_SIZE, workers, address)
 
 

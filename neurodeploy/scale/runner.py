@@ -67,11 +67,9 @@ class ShardStore:
                     "tasks": len(self.shards)}
         mpath = self.folder / "manifest.json"
         if mpath.is_file():
-            try:
-                old = json.loads(mpath.read_text())
-            except (OSError, ValueError) as exc:
-                raise DataError(f"{mpath}: unreadable shard manifest ({exc}); delete "
-                                f"{self.folder} to start over") from exc
+            from neurodeploy.safeload import load_json
+
+            old = load_json(mpath, f"shard manifest (delete {self.folder} to start over)")
             if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT:
                 raise DataError(f"{mpath}: not a neurodeploy shard manifest")
             if old.get("fingerprint") != fingerprint or old.get("plan") != manifest["plan"]:
@@ -89,11 +87,10 @@ class ShardStore:
         p = self.path(shard)
         if not p.is_file():
             return False, None
-        try:
-            rec = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a torn file cannot happen (atomic writes) but a bad disk can
-            raise DataError(f"{p}: unreadable shard checkpoint ({exc}); delete it to recompute "
-                            f"that shard") from exc
+        from neurodeploy.safeload import load_torch
+
+        # data only (a pickle payload is refused); a torn file cannot happen (atomic writes)
+        rec = load_torch(p, "shard checkpoint (delete it to recompute that shard)", DataError)
         if (not isinstance(rec, dict) or list(rec.get("indices", ())) != list(shard.indices)
                 or rec.get("grid") != _jsonable(shard.grid)):
             raise DataError(f"{p}: does not belong to task {shard.number} of this job")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from neurodeploy.errors import DataError
@@ -31,10 +30,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file; a missing or corrupt file raises :class:`DataError` naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: file not found") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    from neurodeploy.safeload import load_json
+
+    return load_json(path, "JSON file", DataError)  # depth-limited, data only

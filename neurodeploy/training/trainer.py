@@ -492,12 +492,13 @@ def _write_metrics(
 
 def _load_state(path: Path) -> dict[str, Any]:
     from neurodeploy.atomicio import check_torch_file
+    from neurodeploy.safeload import load_torch
 
     try:
         check_torch_file(path)  # every zip member's CRC-32: a flipped bit is an error
-        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot be read for --resume ({exc})") from exc
+    state = load_torch(path, "training state (--resume)", CheckpointError)  # data only
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a neurodeploy training state")
     if state.get("version") != STATE_VERSION:
