@@ -37,9 +37,12 @@ class AccuracyRow:
     """Accuracy of one side (``float`` or ``deployed``) under one attack at one ε
     (``attack = "clean"`` at ε = 0, ``attack = "worst"`` for the per-example worst case over the
     cascade). ``threat_model`` is ``known draw`` or ``unknown draw``; under the unknown draw
-    ``accuracy`` is the mean over ``draws`` evaluations and ``ci95`` its t-interval. ``preset``
-    names the attack cascade, ``checks`` the gradient-masking outcome of that side, and
-    ``upper_bound`` is true when a check failed (the attacks may have been too weak)."""
+    ``accuracy`` is the mean over examples of the survival rate on ``draws`` held-out draws.
+    ``ci95`` is the 95 % interval named by ``ci_method`` (Clopper–Pearson for the known draw's
+    k of n, the cluster bootstrap over examples × draws for the unknown draw). ``preset``
+    names the attack cascade, ``checks`` the gradient-masking outcome of the checks that ran
+    on this row ("not run" otherwise), and ``upper_bound`` is true when a check of this row
+    failed or did not run (the attacks may have been too weak)."""
 
     backend: str
     attack: str
@@ -53,11 +56,17 @@ class AccuracyRow:
     draws: int = 1
     checks: str = ""
     upper_bound: bool = False
+    ci_method: str = ""
 
 
 @dataclass
 class LayerRow:
-    """Per-layer deployment fidelity: spike agreement with the float model and quantization."""
+    """Per-layer deployment fidelity: spike agreement with the float model and quantization.
+
+    ``agreement_*`` is over all entries (time × sample × neuron); ``fired_agreement_*`` over
+    fired spikes, ``|a ∧ b| / |a ∨ b|``; ``mismatches_*`` counts differing entries. Lava runs
+    on the first ``lava_samples`` samples; ``agreement_emulator_lava_samples`` is the emulator
+    on exactly those samples, so emulator and Lava are compared on the same inputs."""
 
     layer: str
     neurons: int
@@ -68,6 +77,12 @@ class LayerRow:
     weight_error: float | None = None
     threshold_error: float | None = None
     cores: int | None = None
+    fired_agreement_emulator: float | None = None
+    mismatches_emulator: int | None = None
+    fired_agreement_lava: float | None = None
+    mismatches_lava: int | None = None
+    agreement_emulator_lava_samples: float | None = None
+    lava_samples: int | None = None
 
 
 @dataclass
@@ -81,7 +96,9 @@ class ThresholdTrace:
 
 @dataclass
 class Check:
-    """One gradient-masking (or other) check: pass/fail with the numbers behind it."""
+    """One gradient-masking (or other) check: pass/fail with the numbers behind it, for one
+    side (``backend``), ``threat_model`` and ``eps`` (``None``: a report from before checks ran
+    per row — it then stands for every row)."""
 
     name: str
     passed: bool
@@ -90,6 +107,8 @@ class Check:
     backend: str = "float"
     round: int = 0
     grad_mode: str = "bptt"
+    threat_model: str = "known draw"
+    eps: float | None = None
 
 
 @dataclass
@@ -112,6 +131,8 @@ class AuditReport:
     #: issue 15: NeuroBench-style activity float vs deployed, clean vs adversarial, and the
     #: chip cost estimate (neurodeploy.efficiency.efficiency_section)
     efficiency: dict[str, Any] = field(default_factory=dict)
+    #: exact verification of the deployed plan (None: no exact stage ran)
+    exact: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ queries
     def backends(self) -> list[str]:
@@ -145,11 +166,16 @@ class AuditReport:
                 return c
         return None
 
-    def clean(self, backend: str) -> AccuracyRow | None:
+    def clean(self, backend: str, threat_model: str | None = None) -> AccuracyRow | None:
+        """The clean row of ``backend`` (the first one, the known draw's, by default)."""
         for r in self.accuracy:
-            if r.backend == backend and r.attack == "clean":
+            if r.backend == backend and r.attack == "clean" and (
+                    threat_model is None or r.threat_model == threat_model):
                 return r
         return None
+
+    def clean_threat_models(self) -> list[str]:
+        return list(dict.fromkeys(r.threat_model for r in self.accuracy if r.attack == "clean"))
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +204,7 @@ class AuditReport:
             escalation=d.get("escalation", []),
             robustness=d.get("robustness", {}),
             efficiency=d.get("efficiency", {}),
+            exact=d.get("exact"),
         )
 
     def to_json(self) -> str:
@@ -239,6 +266,38 @@ def nir_lines(report: AuditReport) -> list[str]:
     return out
 
 
+def provenance_lines(report: AuditReport) -> list[str]:
+    """Where the numbers come from: the model's training (from its checkpoint; "unknown"
+    when it does not say) and the attack budget per threat model."""
+    from neurodeploy.audit.provenance import eps_words
+
+    m = report.model
+    out = []
+    eps = m.get("defense_eps")
+    eps_text = eps_words(eps) if isinstance(eps, (int, float)) else str(eps or "unknown")
+    audit_eps = ", ".join(f"{e:g}" for e in report.epsilons())
+    if isinstance(eps, (int, float)) and audit_eps:
+        eps_text += f", not the audit's ε {audit_eps}"
+    opts = m.get("defense_options")
+    out.append(f"training: defense {m.get('defense', 'unknown')}"
+               + (f" (options {json.dumps(jsonable(opts), sort_keys=True)})" if opts else "")
+               + f"; training ε {eps_text}; epochs {m.get('epochs', 'unknown')}; surrogate "
+               f"{m.get('surrogate', 'unknown')}")
+    for tm, d in (report.meta.get("budget_details") or {}).items():
+        text = f"attack budget, {tm}: {d.get('cascade', '?')}"
+        if report.meta.get("reduced_budget"):
+            text += " (reduced budget: auto-demo)"
+        if d.get("attacks"):
+            text += " — " + "; ".join(d["attacks"])
+        text += f"; norm {d.get('norm', 'ℓ∞')}; ε {', '.join(d.get('eps', []))}"
+        if "holdout_draws" in d:
+            text += (f"; EoT {d.get('eot_iter')} draws per gradient; each example's input "
+                     f"selected on {d.get('select_draws')} attack-time draws, scored on "
+                     f"{d.get('holdout_draws')} held-out draws")
+        out.append(text)
+    return out
+
+
 def checks_summary(checks: list[Check]) -> dict[str, dict[str, Any]]:
     """Per side: did every check of its latest round pass, which failed, in words."""
     out: dict[str, dict[str, Any]] = {}
@@ -255,51 +314,92 @@ def checks_summary(checks: list[Check]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def checks_on_row(checks: list[Check], threat_model: str, eps: float) -> list[Check]:
+    """The checks that ran on the row (threat model, ε); a check without ``eps`` (an older
+    report) stands for every row."""
+    return [c for c in checks if c.eps is None
+            or (c.threat_model == threat_model and abs(float(c.eps) - eps) < 1e-12)]
+
+
+def row_checks(checks: list[Check], threat_model: str, eps: float) -> dict[str, dict[str, Any]]:
+    """:func:`checks_summary` of the checks that ran on this row (sides without any are
+    absent: their cell says "not run")."""
+    return checks_summary(checks_on_row(checks, threat_model, eps))
+
+
 def _short_numbers(c: Check) -> str:
     return c.message or ", ".join(f"{k} {v}" for k, v in c.numbers.items())
 
 
+def _ci_text(r: AccuracyRow) -> str:
+    return f" [{100 * r.ci95[0]:.1f}, {100 * r.ci95[1]:.1f}]" if r.ci95 else ""
+
+
 def _acc(r: AccuracyRow, upper: bool) -> str:
-    text = _pct(r.accuracy)
-    if r.ci95:
-        text += f" [{100 * r.ci95[0]:.1f}, {100 * r.ci95[1]:.1f}]"
+    text = _pct(r.accuracy) + _ci_text(r)
     return f"≤ {text} (upper bound)" if upper else text
+
+
+def _row_why(checks: list[Check], threat_model: str, eps: float) -> str:
+    """Why a row's robust accuracies are only upper bounds ("" when every check ran on it on
+    both sides and the latest round passed)."""
+    mine = checks_on_row(checks, threat_model, eps)
+    summary = checks_summary(mine)
+    failed = [c for c in mine if not c.passed and c.round == summary[c.backend]["round"]]
+    if failed:
+        return "; ".join(f"check {c.name} failed on side {c.backend} ({_short_numbers(c)})"
+                         for c in failed)
+    missing = [s for s in ("float", "deployed") if s not in summary]
+    if missing:
+        return (f"no gradient-masking checks ran on this row ({threat_model}, ε={eps:g}) on side "
+                f"{' and '.join(missing)}")
+    return ""
+
+
+def comparison_words(cmp: dict[str, Any], margin: float, robust: bool) -> str:
+    """The equivalence words of a stored comparison (:mod:`neurodeploy.audit.verdict`);
+    comparisons of older reports are judged here from their Δ and interval."""
+    eq = cmp.get("equivalence")
+    if not eq:
+        from neurodeploy.audit.verdict import judge
+
+        n = int(cmp.get("n") or 1)
+        m2 = cmp.get("second_moment")
+        if m2 is None:
+            m2 = (int(cmp.get("b") or 0) + int(cmp.get("c") or 0)) / n
+        eq = judge(float(cmp["delta"]), tuple(cmp["ci95"]), n, float(m2), margin,
+                   robust=robust).to_dict()
+    p = cmp.get("p_value")
+    return str(eq["words"]) + (f" (McNemar p = {p:.2g})" if p is not None else "")
 
 
 def verdicts(report: AuditReport) -> list[str]:
     """Sentences that say whether robustness survived deployment, derived from the numbers.
 
-    "Survived" is written only when gradient-masking checks ran on both sides (float and
-    deployed) and every check of their latest round passed; otherwise each robust-accuracy
-    sentence is "inconclusive: check X failed on side Y (numbers)" and its accuracies are
-    called upper bounds. The float→chip change is the paired comparison stored in
-    ``report.comparisons`` (exact McNemar and a paired-bootstrap 95 % interval on the same
-    samples; :mod:`neurodeploy.audit.stats`)."""
+    Every comparison is an equivalence verdict with the margin δ of ``meta["margin"]``
+    (default 5 points; :mod:`neurodeploy.audit.verdict`): "survived" only when the paired
+    95 % interval's lower end is ≥ −δ, "dropped by" when it lies below 0, otherwise
+    "inconclusive" with the samples that would settle it. A robust-accuracy row is judged at
+    all only when gradient-masking checks ran on that row (side, threat model, ε) on both
+    sides and passed; otherwise it is "inconclusive" and its accuracies are upper bounds."""
+    from neurodeploy.audit.verdict import DEFAULT_MARGIN
+
     lines: list[str] = []
     meta = report.meta
+    margin = float(meta.get("margin", DEFAULT_MARGIN))
     dep = _label("deployed", report)
-    summary = checks_summary(report.checks)
-    failed = [c for c in report.checks
-              if not c.passed and c.round == summary[c.backend]["round"]]
-    missing = [s for s in ("float", "deployed") if s not in summary]
-    if failed:
-        why = "; ".join(f"check {c.name} failed on side {c.backend} ({_short_numbers(c)})"
-                        for c in failed)
-    elif missing:
-        why = f"no gradient-masking checks ran on side {' and '.join(missing)}"
-    else:
-        why = ""
-    conclusive = not why
     if meta.get("budget"):
         tms = ", ".join(report.threat_models()) or "known draw"
         lines.append(f"Attacks (per-example worst case of the cascade): {meta['budget']}; the same "
-                     f"{meta.get('samples', '?')} samples for every number; threat models: {tms}.")
-    c_f, c_d = report.clean("float"), report.clean("deployed")
-    cmp0 = report.comparison("known draw", 0.0)
-    if c_f and c_d:
-        text = (f"Clean accuracy (host spikes): {_pct(c_f.accuracy)} {_label('float', report)}, "
-                f"{_pct(c_d.accuracy)} {dep}")
-        lines.append(text + (f": {cmp0['words']}." if cmp0 else "."))
+                     f"{meta.get('samples', '?')} samples for every number; threat models: {tms}; "
+                     f"equivalence margin δ = {100 * margin:g} points.")
+    for tm in report.clean_threat_models():
+        c_f, c_d = report.clean("float", tm), report.clean("deployed", tm)
+        cmp0 = report.comparison(tm, 0.0)
+        if c_f and c_d:
+            text = (f"Clean accuracy ({tm}): {_pct(c_f.accuracy)}{_ci_text(c_f)} "
+                    f"{_label('float', report)}, {_pct(c_d.accuracy)}{_ci_text(c_d)} {dep}")
+            lines.append(text + (f": {comparison_words(cmp0, margin, False)}." if cmp0 else "."))
     for tm in report.threat_models():
         for eps in report.epsilons():
             f = report.lookup("float", "worst", eps, tm)
@@ -307,20 +407,16 @@ def verdicts(report: AuditReport) -> list[str]:
             if not (f and d):
                 continue
             cmp = report.comparison(tm, eps)
+            why = _row_why(report.checks, tm, eps)
             head = (f"Robust accuracy at ε={eps:g} ({tm}, {f.preset or 'attacks'}): "
-                    f"{_label('float', report)} {_acc(f, not conclusive)}, "
-                    f"{dep} {_acc(d, not conclusive)}")
-            if not conclusive:
+                    f"{_label('float', report)} {_acc(f, bool(why))}, {dep} {_acc(d, bool(why))}")
+            if why:
                 change = (f"; Δ {cmp['delta'] * 100:+.1f} points" if cmp else "")
                 lines.append(f"{head}{change} — inconclusive: {why}.")
-                continue
-            if cmp is None:
+            elif cmp is None:
                 lines.append(f"{head} — inconclusive: no paired comparison recorded.")
-                continue
-            status = ("robustness did NOT fully survive deployment"
-                      if cmp["significant"] and cmp["delta"] < 0
-                      else "robustness survived deployment")
-            lines.append(f"{head}: {cmp['words']} — {status}.")
+            else:
+                lines.append(f"{head}: robustness {comparison_words(cmp, margin, True)}.")
     rep = report.replay
     if rep.get("lava_skipped"):
         lines.append(f"Lava replay skipped: {rep['lava_skipped']} — the emulator ≡ Lava "
@@ -339,20 +435,38 @@ def verdicts(report: AuditReport) -> list[str]:
             f"Certified (verified) robust error of the float model at ε={report.certified.get('eps')}: "
             f"{_pct(report.certified['verified_error'])} ({report.certified.get('method', '')})."
         )
-    if report.checks:
-        rounds = len(report.escalation)
-        esc = f" after {rounds} escalation round{'s' if rounds != 1 else ''}" if rounds else ""
-        if failed:
-            lines.append("Gradient-masking checks FAILED" + esc + ": "
-                         + ", ".join(f"{c.name} ({c.backend})" for c in failed)
-                         + " — the robust accuracies above are upper bounds.")
-        else:
-            lines.append(f"All {len(report.checks)} gradient-masking checks passed on both sides"
-                         f"{esc}.")
-    elif report.threat_models():
-        lines.append("No gradient-masking checks ran — the robust accuracies above are upper "
-                     "bounds.")
+    lines += _checks_lines(report)
     return lines
+
+
+def _checks_lines(report: AuditReport) -> list[str]:
+    """The closing sentence on the gradient-masking checks."""
+    rows = [(tm, e) for tm in report.threat_models() for e in report.epsilons()]
+    whys = [(tm, e, _row_why(report.checks, tm, e)) for tm, e in rows]
+    rounds = len(report.escalation)
+    esc = f" after {rounds} escalation round{'s' if rounds != 1 else ''}" if rounds else ""
+    if report.checks and not any(w for _, _, w in whys):
+        return [f"All {len(report.checks)} gradient-masking checks passed{esc} (both sides, "
+                f"every threat model and ε)."]
+    summary = checks_summary(report.checks)
+    failed = [c for c in report.checks if not c.passed and c.round == summary[c.backend]["round"]]
+    out = []
+    if failed:
+        out.append("Gradient-masking checks FAILED" + esc + ": " + ", ".join(dict.fromkeys(
+            f"{c.name} ({c.backend}, {c.threat_model}"
+            + (f", ε={c.eps:g})" if c.eps is not None else ")") for c in failed))
+            + " — the robust accuracies of those rows are upper bounds.")
+    not_run = [f"{tm} ε={e:g}" for tm, e, w in whys if w.startswith("no gradient")]
+    if not_run:
+        out.append("No gradient-masking checks ran on " + ", ".join(not_run)
+                   + " — the robust accuracies there are upper bounds.")
+    return out
+
+
+def verdict_is_bad(lines: list[str]) -> bool:
+    """A verdict box is marked red when a line says a drop, a failure or no conclusion."""
+    keys = ("NOT", "FAILED", "inconclusive", "dropped by", "masking suspect", "DISAGREE")
+    return any(k in v for v in lines for k in keys)
 
 
 # ---------------------------------------------------------------------- plots
@@ -472,28 +586,40 @@ def plots(report: AuditReport) -> dict[str, str]:
 
 
 def _table_rows(report: AuditReport) -> tuple[list[str], list[list[str]]]:
-    """One row per (ε, threat model): float / deployed / Δ / threat model / attack / checks."""
+    """One row per (ε, threat model): float / deployed (with 95 % CIs) / Δ and its verdict /
+    threat model / attack / the checks that ran on that row ("not run" where none did)."""
     header = ["ε", "threat model", "float", "deployed", "Δ deployed − float (95 % CI)",
               "attack", "checks"]
     rows: list[list[str]] = []
-    c_f, c_d = report.clean("float"), report.clean("deployed")
-    if c_f and c_d:
-        rows.append(["0 (clean)", c_f.threat_model, _pct(c_f.accuracy), _pct(c_d.accuracy),
-                     _delta_cell(report.comparison(c_f.threat_model, 0.0)), "none", "–"])
-    summary = checks_summary(report.checks)
+    for tm in report.clean_threat_models():
+        c_f, c_d = report.clean("float", tm), report.clean("deployed", tm)
+        if c_f and c_d:
+            rows.append(["0 (clean)", _tm_cell(tm, c_f), _acc(c_f, False), _acc(c_d, False),
+                         _delta_cell(report.comparison(tm, 0.0)), "none", "–"])
     for e in report.epsilons():
         for tm in report.threat_models():
             f = report.lookup("float", "worst", e, tm)
             d = report.lookup("deployed", "worst", e, tm)
             if not (f or d):
                 continue
-            checks = "; ".join(f"{s}: {v['words']}" for s, v in summary.items()) or "not run"
             rows.append([
-                f"{e:g}", tm + (f" ({f.draws} draws)" if f and f.draws > 1 else ""),
+                f"{e:g}", _tm_cell(tm, f or d),
                 _acc(f, f.upper_bound) if f else "–", _acc(d, d.upper_bound) if d else "–",
-                _delta_cell(report.comparison(tm, e)), (f or d).preset or "–", checks,
+                _delta_cell(report.comparison(tm, e)), (f or d).preset or "–",
+                checks_cell(report.checks, tm, e),
             ])
     return header, rows
+
+
+def _tm_cell(tm: str, r: AccuracyRow) -> str:
+    return tm + (f" ({r.draws} held-out draws)" if r.draws > 1 else "")
+
+
+def checks_cell(checks: list[Check], threat_model: str, eps: float) -> str:
+    """``float: 6/6 passed; deployed: not run`` — per side, the checks that ran on this row."""
+    summary = row_checks(checks, threat_model, eps)
+    return "; ".join(f"{s}: {summary[s]['words'] if s in summary else 'not run'}"
+                     for s in ("float", "deployed"))
 
 
 def cascade_rows(report: AuditReport) -> list[list[str]]:
@@ -517,11 +643,14 @@ def _grad_words(rnd: dict[str, Any]) -> str:
 
 
 def _delta_cell(c: dict[str, Any] | None) -> str:
+    """``−2.0 [−6.1, +1.9], p = 0.5: inconclusive`` — Δ in points, its interval, the verdict."""
     if not c:
         return "–"
     lo, hi = c["ci95"]
     p = f", p = {c['p_value']:.2g}" if c.get("p_value") is not None else ""
-    return f"{100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{p}"
+    eq = c.get("equivalence") or {}
+    what = f": {eq['outcome']}" if eq.get("outcome") else ""
+    return f"{100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{p}{what}"
 
 
 def render_markdown(report: AuditReport) -> str:
@@ -530,12 +659,13 @@ def render_markdown(report: AuditReport) -> str:
         "# Hardware robustness audit",
         "",
         f"- model: `{report.model.get('arch', '?')}` ({report.model.get('neuron', 'lif')}, "
-        f"T = {report.model.get('num_steps', '?')}, defense: {report.model.get('defense', 'none')})",
+        f"T = {report.model.get('num_steps', '?')}, defense: {report.model.get('defense', 'unknown')})",
         f"- profile: **{report.profile.get('name', '?')}**",
         f"- samples: {m.get('samples', '?')}, seed: {m.get('seed', '?')}, git: `{m.get('git_sha', '?')}`,"
         f" created {m.get('created', '?')}",
         f"- attack budget: **{m.get('budget', '?')}**; threat models: "
         f"{', '.join(m.get('threat_models', [])) or '?'}",
+        *[f"- {v}" for v in provenance_lines(report)],
         *[f"- {v}" for v in nir_lines(report)],
         "",
         "## Verdict",
@@ -551,12 +681,12 @@ def render_markdown(report: AuditReport) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if report.layers:
         lines += ["", "## Per-layer deployment fidelity", "",
-                  "| layer | neurons | agreement emulator | agreement Lava | weight err | threshold err |",
-                  "|---|---|---|---|---|---|"]
+                  "| layer | neurons | " + " | ".join(LAYER_AGREEMENT_HEADER)
+                  + " | weight err | threshold err |", "|---|---|---|---|---|---|---|---|"]
         for r in report.layers:
             lines.append(
-                f"| {r.layer} | {r.neurons} | {_fmt_pct(r.agreement_emulator)} | "
-                f"{_fmt_pct(r.agreement_lava)} | {_fmt(r.weight_error)} | {_fmt(r.threshold_error)} |"
+                f"| {r.layer} | {r.neurons} | " + " | ".join(layer_agreement_cells(r))
+                + f" | {_fmt(r.weight_error)} | {_fmt(r.threshold_error)} |"
             )
     if report.replay.get("replays"):
         lines += ["", "## Lava replay agreement", "",
@@ -589,6 +719,27 @@ def render_markdown(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+LAYER_AGREEMENT_HEADER = ("agreement emulator (fired spikes; mismatches)",
+                          "agreement Lava (fired spikes; mismatches)",
+                          "emulator on Lava's samples")
+
+
+def layer_agreement_cells(r: LayerRow) -> list[str]:
+    """Float ↔ emulator and float ↔ Lava agreement over all entries, on fired spikes and the
+    count of mismatching entries; the emulator on exactly the samples Lava ran."""
+    def cell(all_: float | None, fired: float | None, mism: int | None) -> str:
+        if all_ is None:
+            return "–"
+        extra = [f"fired {_fmt_pct(fired)}"] if fired is not None else []
+        extra += [f"{mism} mismatches"] if mism is not None else []
+        return _fmt_pct(all_) + (f" ({'; '.join(extra)})" if extra else "")
+
+    same = ("–" if r.agreement_emulator_lava_samples is None else
+            f"{_fmt_pct(r.agreement_emulator_lava_samples)} ({r.lava_samples} samples)")
+    return [cell(r.agreement_emulator, r.fired_agreement_emulator, r.mismatches_emulator),
+            cell(r.agreement_lava, r.fired_agreement_lava, r.mismatches_lava), same]
+
+
 def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.4f}"
 
@@ -618,7 +769,7 @@ def render_html(report: AuditReport) -> str:
     m = report.meta
     pics = plots(report)
     vlines = report.verdicts or verdicts(report)
-    bad = any("NOT" in v or "FAILED" in v or "inconclusive" in v for v in vlines)
+    bad = verdict_is_bad(vlines)
     header, rows = _table_rows(report)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -626,10 +777,11 @@ def render_html(report: AuditReport) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>Hardware robustness audit</h1>",
         f"<p class='meta'>model <code>{e(str(report.model.get('arch', '?')))}</code> · neuron "
-        f"{e(str(report.model.get('neuron', 'lif')))} · defense {e(str(report.model.get('defense', 'none')))}"
+        f"{e(str(report.model.get('neuron', 'lif')))} · defense {e(str(report.model.get('defense', 'unknown')))}"
         f" · profile <b>{e(str(report.profile.get('name', '?')))}</b> · samples {e(str(m.get('samples', '?')))}"
         f" · seed {e(str(m.get('seed', '?')))} · git {e(str(m.get('git_sha', '?')))}"
         f" · attack budget <b>{e(str(m.get('budget', '?')))}</b></p>",
+        "".join(f"<p class='meta'>{e(v)}</p>" for v in provenance_lines(report)),
         "".join(f"<p class='meta'>{e(v)}</p>" for v in nir_lines(report)),
         f"<div class='verdict{' bad' if bad else ''}'><ul>"
         + "".join(f"<li>{e(v)}</li>" for v in vlines) + "</ul></div>",
@@ -678,12 +830,14 @@ def render_html(report: AuditReport) -> str:
                      f"{e(_grad_words(rnd))}, {rnd['check_iterations']} iterations.</p>")
     if report.layers:
         parts.append("<h2>Per-layer table</h2><table><tr><th>layer</th><th>neurons</th>"
-                     "<th>agreement emulator</th><th>agreement Lava</th><th>rate float</th>"
+                     + "".join(f"<th>{e(h)}</th>" for h in LAYER_AGREEMENT_HEADER)
+                     + "<th>rate float</th>"
                      "<th>rate emulator</th><th>weight err</th><th>threshold err</th></tr>")
         for r in report.layers:
             parts.append(
-                f"<tr><td>{e(r.layer)}</td><td>{r.neurons}</td><td>{_fmt_pct(r.agreement_emulator)}"
-                f"</td><td>{_fmt_pct(r.agreement_lava)}</td><td>{_fmt(r.rate_float)}</td>"
+                f"<tr><td>{e(r.layer)}</td><td>{r.neurons}</td>"
+                + "".join(f"<td>{e(c)}</td>" for c in layer_agreement_cells(r))
+                + f"<td>{_fmt(r.rate_float)}</td>"
                 f"<td>{_fmt(r.rate_emulator)}</td><td>{_fmt(r.weight_error)}</td>"
                 f"<td>{_fmt(r.threshold_error)}</td></tr>")
         parts.append("</table>")
