@@ -151,4 +151,5 @@ def judge(delta: float, ci95: tuple[float, float], n: int, second_moment: float,
 
 
 def _pts(v: float) -> str:
-    return f"{100 * v:+.1f}".replace("-", "−")
+    s = f"{100 * v:+.1f}"
+    return "+0.0" if s == "-0.0" else s.replace("-", "−")
