@@ -325,6 +325,12 @@ def transfer_stage(run: AuditRun) -> None:
                 ev.adversarial[e][newly] = xa[newly]
                 got[f"{e:g}"] = int(newly.sum())
             run.transfer[f"{side}/known"] = {"from": other[side], "newly_broken": got}
+            run.evals[side].records.append({
+                "round": "transfer", "from": other[side], "n_examples": run.n, "draws": 1,
+                "what": "final worst case: every round and the other side's final inputs",
+                "per_eps": [{"eps": e, "robust_flags": run.evals[side].flags[e].to(
+                    torch.int8).tolist(), "broken_by_counts": {
+                        f"transfer:{other[side]}": got[f"{e:g}"]}} for e in run.eps]})
     if run.selections:
         chosen = {s: {e: run.selections[s].chosen[e].clone() for e in run.eps} for s in SIDES}
         for side in SIDES:
@@ -342,8 +348,26 @@ def heldout_stage(run: AuditRun) -> None:
     """The unknown draw's kept inputs on the held-out draws no attack saw."""
     t0 = now()
     for side, sel in run.selections.items():
-        run.heldout[side] = held_out(sel, run.scorer(side), run.y, run.config.draws)
+        ok = held_out(sel, run.scorer(side), run.y, run.config.draws)
+        run.heldout[side] = ok
+        run.unknown_records[side].append({
+            "round": "held-out", "n_examples": run.n, "draws": run.config.draws,
+            "select_draws": sel.select_draws,
+            "what": "each example's kept input (lowest survival on the selection draws) "
+                    "classified on held-out draws no attack or selection saw",
+            "per_eps": [{"eps": e, "robust_accuracy": float(ok[e].float().mean()),
+                         "robust_flags": ok[e].to(torch.int8).tolist(),
+                         "selection_rate": sel.rate[e].tolist(),
+                         "broken_by_counts": _counts(sel.source[e])} for e in run.eps]})
     run.timed("held-out evaluation", t0)
+
+
+def _counts(labels: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for a in labels:
+        if a != "clean":
+            out[a] = out.get(a, 0) + 1
+    return out
 
 
 def lava_stage(run: AuditRun) -> None:
