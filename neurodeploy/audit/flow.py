@@ -177,16 +177,21 @@ def attack_stage(run: AuditRun) -> None:
             specs, dropped = _specs(run, side, specs)
             key = f"{side}/{threat}"
             if threat == "known":
-                res, rec = engine(clf, run.x, run.y, specs, run.eps, cfg.seed, 1, None,
+                # deterministic unless the neurons themselves are noisy at inference
+                draws, eot = (cfg.draws, cfg.eot) if stoch else (1, None)
+                bar = progress(total=1, quiet=run.quiet, desc=f"attack {side}, known draw")
+                res, rec = engine(clf, run.x, run.y, specs, run.eps, cfg.seed, draws, eot,
                                   run.state_dir / f"{side}_{threat}.pt", run.quiet, run.shards)
+                bar.update(1)
+                bar.close()
                 ev = Eval(flags={e: res.robust[e].cpu().clone() for e in res.eps_list},
                           adversarial={e: res.adversarial[e].cpu().clone() for e in res.eps_list},
-                          clean=list(res.clean_accuracy), records=[], draws=1)
+                          clean=list(res.clean_accuracy), records=[], draws=draws)
                 ev.records.append({"round": 0, "not_applicable": dropped, **rec["record"]})
                 run.evals[side] = ev
                 run.attack_seconds[key] = _plain(rec["seconds"])
-                run.specs_used[key] = {"attacks": spec_record(specs), "draws": 1,
-                                       "eot_iter": None, "not_applicable": dropped}
+                run.specs_used[key] = {"attacks": spec_record(specs), "draws": draws,
+                                       "eot_iter": eot, "not_applicable": dropped}
             else:
                 lowered = _unknown_round(run, side, clf, specs, cfg.seed, "round0")
                 run.unknown_records[side] = [{"round": 0, "not_applicable": dropped,
@@ -271,8 +276,10 @@ def _escalate(run: AuditRun, level: int, failing: list[tuple[str, str, float]],
                 ev = run.evals[side]
                 rows = ev.still_robust()
                 if specs and rows.numel():
+                    stoch = bool(clf.stochastic)
                     res, rec = engine(clf.select(rows), run.x[rows], run.y[rows], specs, run.eps,
-                                      cfg.seed + 7919 * level, 1, None,
+                                      cfg.seed + 7919 * level, ev.draws,
+                                      cfg.eot if stoch else None,
                                       run.state_dir / f"{side}_{threat}_esc{level}.pt",
                                       run.quiet, run.shards)
                     ev.absorb(res, rows, {"round": level, "rows": rows.tolist(),
@@ -320,8 +327,8 @@ def transfer_stage(run: AuditRun) -> None:
                 with torch.no_grad():
                     ok = correct(clf(xa), run.y)
                 ev = run.evals[side]
-                newly = ev.flags[e][0] & ~ok
-                ev.flags[e][0] &= ok
+                newly = ev.flags[e].all(0) & ~ok  # robust in every draw so far, broken now
+                ev.flags[e] &= ok.unsqueeze(0)
                 ev.adversarial[e][newly] = xa[newly]
                 got[f"{e:g}"] = int(newly.sum())
             run.transfer[f"{side}/known"] = {"from": other[side], "newly_broken": got}

@@ -331,6 +331,11 @@ def _short_numbers(c: Check) -> str:
     return c.message or ", ".join(f"{k} {v}" for k, v in c.numbers.items())
 
 
+def _signed_pts(v: float) -> str:
+    t = f"{100 * v:+.1f}"
+    return "+0.0" if t == "-0.0" else t.replace("-", "−")
+
+
 def _ci_text(r: AccuracyRow) -> str:
     return f" [{100 * r.ci95[0]:.1f}, {100 * r.ci95[1]:.1f}]" if r.ci95 else ""
 
@@ -411,7 +416,7 @@ def verdicts(report: AuditReport) -> list[str]:
             head = (f"Robust accuracy at ε={eps:g} ({tm}, {f.preset or 'attacks'}): "
                     f"{_label('float', report)} {_acc(f, bool(why))}, {dep} {_acc(d, bool(why))}")
             if why:
-                change = (f"; Δ {cmp['delta'] * 100:+.1f} points" if cmp else "")
+                change = (f"; Δ {_signed_pts(cmp['delta'])} points" if cmp else "")
                 lines.append(f"{head}{change} — inconclusive: {why}.")
             elif cmp is None:
                 lines.append(f"{head} — inconclusive: no paired comparison recorded.")

@@ -35,13 +35,12 @@ def _known_row(side: str, attack: str, eps: float, ok: torch.Tensor, **kw: Any) 
                        threat_model="known draw", ci_method=CP, **kw)
 
 
-def _unknown_row(side: str, attack: str, eps: float, ok: torch.Tensor, seed: int,
-                 **kw: Any) -> AccuracyRow:
+def _unknown_row(side: str, attack: str, eps: float, ok: torch.Tensor,
+                 tm: str = "unknown draw", **kw: Any) -> AccuracyRow:
     n = int(ok.shape[1])
     return AccuracyRow(side, attack, eps, float(ok.float().mean()), n,
                        ci95=list(clustered_proportion_ci(ok.float())),
-                       threat_model="unknown draw", draws=int(ok.shape[0]), ci_method=CLUSTER,
-                       **kw)
+                       threat_model=tm, draws=int(ok.shape[0]), ci_method=CLUSTER, **kw)
 
 
 def _compare(tm: str, eps: float, base: torch.Tensor, other: torch.Tensor, run: Any,
@@ -62,7 +61,7 @@ def accuracy_rows(run: Any) -> tuple[list[AccuracyRow], list[dict[str, Any]]]:
     if run.clean_unknown:
         for side in SIDES:
             rows.append(_unknown_row(side, "clean", 0.0, run.clean_unknown[side],
-                                     run.config.seed, preset="–", checks="–"))
+                                     preset="–", checks="–"))
         comps.append(_compare("unknown draw", 0.0, run.clean_unknown["float"].float(),
                               run.clean_unknown["deployed"].float(), run, robust=False))
     for threat in run.config.threat_models:
@@ -75,13 +74,12 @@ def accuracy_rows(run: Any) -> tuple[list[AccuracyRow], list[dict[str, Any]]]:
             for side in SIDES:
                 cell = summary[side]["words"] if side in summary else "not run"
                 kw = dict(preset=preset, checks=cell, upper_bound=upper)
-                if threat == "known":
-                    ok = run.evals[side].flags[e][0]
-                    rows.append(_known_row(side, "worst", e, ok, **kw))
-                    per[side] = ok.float()
-                else:
-                    ok = run.heldout[side][e]
-                    rows.append(_unknown_row(side, "worst", e, ok, run.config.seed, **kw))
+                ok = run.evals[side].flags[e] if threat == "known" else run.heldout[side][e]
+                if ok.shape[0] == 1:  # deterministic: k of n
+                    rows.append(_known_row(side, "worst", e, ok[0], **kw))
+                    per[side] = ok[0].float()
+                else:  # draws (unknown draw, or neurons noisy at inference): clustered
+                    rows.append(_unknown_row(side, "worst", e, ok, tm, **kw))
                     per[side] = ok.float()
             comps.append(_compare(tm, e, per["float"], per["deployed"], run, robust=True))
     return rows, comps
