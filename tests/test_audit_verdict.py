@@ -176,3 +176,29 @@ def test_checkpoint_provenance_of_an_fgsm_at_checkpoint_is_not_none():
     assert prov["defense_eps"] == pytest.approx(2 / 255)
     assert checkpoint_provenance(None) == {} and checkpoint_provenance({"extra": {}}) == {}
     assert eps_words(2 / 255) == "0.00784314 (≈ 2/255)" and eps_words(0.05) == "0.05 (≈ 12.8/255)"
+
+
+def test_audit_margin_out_of_range_exits_2(tmp_path, capsys):
+    from neurodeploy.cli import main
+
+    rc = main(["audit", "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o"),
+               "--margin", "0", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --margin must be in (0, 100)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_exact_stage_is_an_optional_slot(monkeypatch):
+    """Without a verifier the results' ``exact`` stays None; a registered one fills it."""
+    from types import SimpleNamespace
+
+    from neurodeploy.audit import flow
+
+    run = SimpleNamespace(exact=None, timed=lambda name, t0: None)
+    flow.exact_stage(run)
+    assert run.exact is None and flow.exact_stage in flow.STAGES
+    monkeypatch.setattr(flow, "EXACT_VERIFIER", lambda r: {"verified": 3, "of": 4})
+    flow.exact_stage(run)
+    assert run.exact == {"verified": 3, "of": 4}
+    rep = AuditReport(meta={}, model={}, profile={}, exact=run.exact)
+    assert AuditReport.from_dict(rep.to_dict()).exact == {"verified": 3, "of": 4}
