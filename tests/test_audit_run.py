@@ -133,9 +133,14 @@ def test_audit_rows_threat_models_and_pairs(audited):
     final = {s: report.robustness[f"{s}/known"][-1] for s in ("float", "deployed")}
     assert all(r["round"] == "transfer" for r in final.values())
     flags = {s: torch.tensor(final[s]["per_eps"][0]["robust_flags"][0]) for s in final}
-    for s in final:  # the worst case never rises over round 0 (transfer only adds attacks)
+    assert set(report.meta["transfer"]) == {"float/known", "deployed/known", "float/unknown",
+                                            "deployed/unknown"}
+    for s in final:  # the worst case never rises over round 0 (transfer only adds attacks),
+        # and falls by exactly the examples the other side's final inputs broke
         r0 = torch.tensor(report.robustness[f"{s}/known"][0]["per_eps"][0]["robust_flags"][0])
         assert (flags[s] <= r0).all()
+        moved = report.meta["transfer"][f"{s}/known"]["newly_broken"]["0.1"]
+        assert int(r0.sum() - flags[s].sum()) == moved
     assert k["b"] == int((flags["float"].bool() & ~flags["deployed"].bool()).sum())
     assert k["c"] == int((~flags["float"].bool() & flags["deployed"].bool()).sum())
     assert k["delta"] == pytest.approx(float(flags["deployed"].float().mean()
