@@ -16,8 +16,8 @@ from neurodeploy.audit.stats import (
     clopper_pearson,
     clustered_proportion_ci,
     effective_n,
-    newcombe_paired,
     paired_change,
+    tango_paired,
 )
 from neurodeploy.audit.verdict import detectable_drop, judge, settling_n
 
@@ -35,7 +35,7 @@ def test_issue_example_twenty_samples_is_inconclusive_not_survived():
     eq = ch.equivalence
     assert (ch.b, ch.c, ch.delta) == (3, 1, pytest.approx(-0.1))
     assert eq["outcome"] == "inconclusive" and ch.ci95[0] < -0.05 < 0 < ch.ci95[1]
-    assert eq["n_to_settle"] == settling_n(0.2, 0.05, 0.85) > 20
+    assert eq["n_to_settle"] == settling_n(0.2, 0.05) > 20
     zz = Z + norm.ppf(0.8)  # at n = 20 the z²/n floor (a drop needs its discordant pairs) rules
     assert eq["detectable_drop"] == pytest.approx(max(zz * math.sqrt(0.2 / 20), zz**2 / 20))
     assert eq["detectable_drop"] == pytest.approx(zz**2 / 20)
@@ -66,23 +66,33 @@ def test_margin_changes_the_verdict():
         judge(0.0, (0.0, 0.0), 10, 0.0, 0.0)
 
 
-def test_newcombe_hand_case_no_discordance():
-    """b = c = 0, both sides 73/73: φ = 0 (empty margins), so lo = −(1 − l) with Wilson's
-    l = 73 / (73 + z²) for 73/73."""
-    lo, hi = newcombe_paired(0, 0, 73, 73)
+def test_tango_hand_cases():
+    """No discordant pair: Z(d) = −√(n d / (1 − d)), so the bounds are ±z²/(n + z²) — not a
+    point, whatever the accuracies (the interval depends on b, c, n only)."""
+    lo, hi = tango_paired(0, 0, 73)
     assert lo == pytest.approx(-Z**2 / (73 + Z**2), rel=1e-9) and hi == pytest.approx(Z**2 / (73 + Z**2))
+    # all n pairs discordant one way: Δ = −1 is inside, the upper bound solves Z(d) = z
+    lo, hi = tango_paired(10, 0, 10)
+    assert lo == -1.0 and -1 < hi < 0
+    # symmetric: swapping b and c mirrors the interval
+    a, b = tango_paired(7, 2, 40), tango_paired(2, 7, 40)
+    assert a == pytest.approx((-b[1], -b[0]))
+    with pytest.raises(ValueError):
+        tango_paired(5, 6, 10)
 
 
-@pytest.mark.parametrize("n, p10, p01, pb", [(20, 0.1, 0.05, 0.85), (60, 0.05, 0.05, 0.9),
-                                             (200, 0.08, 0.02, 0.7), (30, 0.0, 0.0, 0.95)])
-def test_newcombe_coverage_simulation(n, p10, p01, pb):
+@pytest.mark.parametrize("n, p10, p01", [(20, 0.1, 0.05), (24, 0.05, 0.0), (60, 0.05, 0.05),
+                                         (200, 0.08, 0.02), (30, 0.0, 0.0), (40, 0.02, 0.0)])
+def test_tango_coverage_simulation(n, p10, p01):
+    """Including few discordant pairs (p01 = 0: many samples have b = c = 0), where a
+    correlation-adjusted Wilson hybrid collapses to a point and under-covers."""
     rng = np.random.default_rng(1)
     truth = p01 - p10
     hits = 0
     for _ in range(800):
-        a, b, c, d = rng.multinomial(n, [pb - p10, p10, p01, 1 - pb - p01])
-        lo, hi = newcombe_paired(int(b), int(c), n, int(a + b))
-        hits += lo - 1e-12 <= truth <= hi + 1e-12
+        a, b, c, d = rng.multinomial(n, [0.8 - p10, p10, p01, 0.2 - p01])
+        lo, hi = tango_paired(int(b), int(c), n)
+        hits += lo - 1e-9 <= truth <= hi + 1e-9
     assert hits / 800 >= 0.93
 
 
@@ -90,12 +100,12 @@ def test_newcombe_coverage_simulation(n, p10, p01, pb):
 def test_settling_n_has_its_power_in_simulation(m2, pb):
     """At n* the audit's own interval clears −δ in about 80 % of simulated audits whose true
     change is 0 with discordance m₂."""
-    n = settling_n(m2, 0.05, pb)
+    n = settling_n(m2, 0.05)
     rng = np.random.default_rng(2)
     hits = 0
     for _ in range(300):
         a, b, c, d = rng.multinomial(n, [pb - m2 / 2, m2 / 2, m2 / 2, 1 - pb - m2 / 2])
-        hits += newcombe_paired(int(b), int(c), n, int(a + b))[0] >= -0.05
+        hits += tango_paired(int(b), int(c), n)[0] >= -0.05
     assert 0.72 <= hits / 300 <= 0.92, (n, hits / 300)
 
 
@@ -107,7 +117,7 @@ def test_detectable_drop_has_its_power_in_simulation():
     hits = 0
     for _ in range(300):
         a, b, c, dd = rng.multinomial(n, [0.6 - p10, p10, p01, 0.4 - p01])
-        hits += newcombe_paired(int(b), int(c), n, int(a + b))[1] < 0
+        hits += tango_paired(int(b), int(c), n)[1] < 0
     assert 0.75 <= hits / 300 <= 0.95
     assert detectable_drop(0.0, 100) == pytest.approx((Z + norm.ppf(0.8)) ** 2 / 100)
 

@@ -47,32 +47,30 @@ def _z_sum(alpha: float = ALPHA, power: float = POWER) -> float:
     return float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
 
 
-def settling_n(second_moment: float, margin: float, base_accuracy: float = 0.5,
-               alpha: float = ALPHA, power: float = POWER) -> int:
+def settling_n(second_moment: float, margin: float, alpha: float = ALPHA,
+               power: float = POWER) -> int:
     """Samples ``n*`` for which "survived" (``lo ≥ −δ``) has power ``power`` when the true Δ
     is 0 and the per-example differences have second moment ``m₂`` (module docstring).
 
     The larger of the Wald size and the smallest n whose interval at the *expected* counts
-    (``b = c = m₂n/2``, base accuracy as observed) clears ``−δ + z_{1−β}·√(m₂/n)``: with
-    little or no discordance the Newcombe interval keeps a width of order ``z²/n`` that the
-    Wald formula does not see."""
+    (``b = c = m₂n/2``) clears ``−δ + z_{1−β}·√(m₂/n)``: with little or no discordance the
+    score interval keeps a width of order ``z²/n`` that the Wald formula does not see."""
     if margin <= 0:
         raise ValueError(f"margin must be > 0, got {margin}")
     wald = math.ceil(_z_sum(alpha, power) ** 2 * second_moment / margin**2)
-    return max(1, wald, _expected_count_n(second_moment, margin, base_accuracy, power))
+    return max(1, wald, _expected_count_n(second_moment, margin, power))
 
 
-def _expected_count_n(m2: float, margin: float, pb: float, power: float = POWER) -> int:
+def _expected_count_n(m2: float, margin: float, power: float = POWER) -> int:
     from scipy.stats import norm
 
-    from neurodeploy.audit.stats import newcombe_paired
+    from neurodeploy.audit.stats import tango_paired
 
     zb = float(norm.ppf(power))
 
     def clears(n: int) -> bool:
         half = m2 * n / 2
-        base = min(max(pb * n, half), n - half)  # room for the discordant pairs
-        return newcombe_paired(half, half, n, base)[0] >= -margin + zb * math.sqrt(m2 / n)
+        return tango_paired(half, half, n)[0] >= -margin + zb * math.sqrt(m2 / n)
 
     hi = 1
     while not clears(hi):
@@ -116,8 +114,7 @@ class Equivalence:
 
 
 def judge(delta: float, ci95: tuple[float, float], n: int, second_moment: float,
-          margin: float = DEFAULT_MARGIN, robust: bool = True,
-          base_accuracy: float = 0.5) -> Equivalence:
+          margin: float = DEFAULT_MARGIN, robust: bool = True) -> Equivalence:
     """The equivalence verdict of module docstring for ``Δ`` with paired interval ``ci95``."""
     if not 0 < margin < 1:
         raise ValueError(f"margin must be in (0, 1), got {margin}")
@@ -140,7 +137,7 @@ def judge(delta: float, ci95: tuple[float, float], n: int, second_moment: float,
         words = f"dropped by {abs(100 * delta):.1f} points ({pts} points)"
     else:
         outcome = "inconclusive"
-        need = settling_n(m2, margin, base_accuracy)
+        need = settling_n(m2, margin)
         mde = detectable_drop(m2, n)
         words = (f"inconclusive ({pts} points: the interval reaches below −δ and above 0); "
                  f"about {need} samples would settle it at the observed discordance "
