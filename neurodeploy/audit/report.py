@@ -440,8 +440,10 @@ def cascade_rows(report: AuditReport) -> list[list[str]]:
             for pe in rec.get("per_eps", []):
                 counts = {a: c for a, c in (pe.get("broken_by_counts") or {}).items() if c}
                 text = ", ".join(f"{a} {c}" for a, c in counts.items()) or "none"
-                out.append([key.replace("/", ", ").replace("known", "known draw")
-                            .replace("unknown", "unknown draw"), str(rec.get("round", 0)),
+                side, _, threat = key.partition("/")
+                if rec.get("round") == "held-out":  # unknown draw: where the kept input came from
+                    text = f"kept: {text}"
+                out.append([f"{side}, {threat} draw", str(rec.get("round", 0)),
                             f"{pe['eps']:g}", text])
     return out
 
@@ -491,7 +493,7 @@ def render_markdown(report: AuditReport) -> str:
     if report.layers:
         lines += ["", "## Per-layer deployment fidelity", "",
                   "| layer | neurons | " + " | ".join(LAYER_AGREEMENT_HEADER)
-                  + " | weight err | threshold err |", "|---|---|---|---|---|---|---|---|"]
+                  + " | weight err | threshold err |", "|---|---|---|---|---|---|---|"]
         for r in report.layers:
             lines.append(
                 f"| {r.layer} | {r.neurons} | " + " | ".join(layer_agreement_cells(r))
