@@ -39,7 +39,7 @@ class AccuracyRow:
     cascade). ``threat_model`` is ``known draw`` or ``unknown draw``; under the unknown draw
     ``accuracy`` is the mean over examples of the survival rate on ``draws`` held-out draws.
     ``ci95`` is the 95 % interval named by ``ci_method`` (Clopper–Pearson for the known draw's
-    k of n, the cluster bootstrap over examples × draws for the unknown draw). ``preset``
+    k of n, Wilson on the effective sample size of examples × draws for the unknown draw). ``preset``
     names the attack cascade, ``checks`` the gradient-masking outcome of the checks that ran
     on this row ("not run" otherwise), and ``upper_bound`` is true when a check of this row
     failed or did not run (the attacks may have been too weak)."""

@@ -16,7 +16,7 @@ For a model and a hardware profile the audit (stages in :mod:`neurodeploy.audit.
    - *unknown draw* — each example's adversarial input is *selected* on ``select_draws``
      attack-time draws and *evaluated* on ``draws`` held-out draws no attack saw
      (:mod:`neurodeploy.audit.unknown_draw`); robust accuracy is the mean held-out survival
-     rate with a cluster-bootstrap interval over examples × draws.
+     rate with an interval over examples × draws (Wilson on the effective sample size).
 
    The cascade is ``config.attacks``: a preset (``auto``, expanded by
    :func:`neurodeploy.attacks.presets.preset`; ``preset_budget = "demo"`` selects the small

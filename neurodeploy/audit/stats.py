@@ -10,15 +10,16 @@ paired. The change from float to chip is judged on the pairs:
   equals ``scipy.stats.binomtest(b, b + c, 0.5).pvalue``; tested);
 - **the interval of** ``Δ = acc(chip) − acc(float)``: for 0/1 outcomes Tango's score
   interval for paired proportions (:func:`tango_paired`, good coverage at small n and with
-  few discordant pairs);
-  for per-example fractions (unknown draw: survival rate over held-out draws) the **paired
-  cluster bootstrap** — resample the example indices with replacement (the pairs and each
-  example's draws stay together), seeded, 2.5 / 97.5 percentiles.
+  few discordant pairs); for the unknown draw's outcomes ``[H, N]`` (paired by example and
+  held-out draw) Tango's interval on the effective number of pairs (:func:`clustered_paired`,
+  Rao–Scott: the examples are the independent units); for other per-example fractions the
+  paired bootstrap over examples (seeded, 2.5 / 97.5 percentiles).
 
 The verdict is not "no significant change" but an equivalence statement with a margin δ
 (:mod:`neurodeploy.audit.verdict`): "survived" only when the interval's lower end is ≥ −δ.
 Robust accuracies carry their own intervals: Clopper–Pearson for the known draw's k of n,
-the cluster bootstrap over examples × draws for the unknown draw.
+Wilson on the effective sample size of examples × draws for the unknown draw
+(:func:`clustered_proportion_ci`).
 """
 
 from __future__ import annotations
@@ -255,35 +256,6 @@ def tango_paired(b: float, c: float, n: float, level: float = 0.95) -> tuple[flo
     d_lo = -1.0 if score(-1.0 + 1e-12) <= z else solve(-1.0 + 1e-12, est, z)
     d_hi = 1.0 if score(1.0 - 1e-12) >= -z else solve(est, 1.0 - 1e-12, -z)
     return -d_hi, -d_lo
-
-
-def cluster_bootstrap(per_example: torch.Tensor, resamples: int = BOOTSTRAP_RESAMPLES,
-                      seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of a mean over examples × draws, resampling whole examples.
-
-    ``per_example`` ``[D, N]`` holds each example's outcomes on ``D`` draws (0/1, or a
-    paired difference). A resample draws N example indices with replacement and keeps every
-    draw of each (the cluster bootstrap): the interval then carries both the spread between
-    examples and, through each example's own draws, the draw-to-draw noise — unlike a
-    t-interval over the D per-draw means, which treats the N examples as fixed."""
-    v = torch.as_tensor(per_example).double()
-    if v.dim() == 1:
-        v = v.unsqueeze(0)
-    per = v.mean(0)                       # each example's mean over its draws
-    return _percentiles(per, resamples, seed, level)
-
-
-def _percentiles(per: torch.Tensor, resamples: int, seed: int, level: float
-                 ) -> tuple[float, float]:
-    n = per.numel()
-    if n == 0:
-        raise ValueError("no examples")
-    g = torch.Generator().manual_seed(int(seed))
-    idx = torch.randint(0, n, (int(resamples), n), generator=g)
-    means = per[idx].mean(1).sort().values
-    q = (1.0 - level) / 2.0
-    return (float(means[int(round(q * (resamples - 1)))]),
-            float(means[int(round((1.0 - q) * (resamples - 1)))]))
 
 
 # ---------------------------------------------------------------------- clustered outcomes

@@ -20,8 +20,9 @@ the attack list. The audit instead **selects, then evaluates**:
 
        robust accuracy = (1/N) Σ_i (1/H) Σ_h 1[f(1[x*_i > u^ho_{i,h}]) = y_i]
 
-   with a cluster-bootstrap interval over examples × draws
-   (:func:`neurodeploy.audit.stats.cluster_bootstrap`).
+   with an interval over examples × draws: Wilson on the effective sample size
+   (:func:`neurodeploy.audit.stats.clustered_proportion_ci`, the Rao–Scott design effect of
+   the draws clustered in examples).
 
 Listing more (or weaker) attacks can change which input an example keeps — never how often it
 is evaluated: the same kept inputs give the same number whatever list produced them (tested,
