@@ -6,7 +6,8 @@ Config sections (all optional)::
     [simulate]  backends = ["emulator", "lava"]; samples = 360 (Lava skipped when its
                 environment is missing, with a note in the artifacts)
     [audit]     eps = [0.05, 0.1]; attacks = ["pgd", "apgd-ce"]; attack_steps; eot;
-                square_queries; samples; lava_samples; certify; masking_checks; shard_size
+                square_queries; samples; lava_samples; certify; masking_checks; shard_size;
+                draws (held-out); select_draws; margin = 0.05 (a fraction)
 
 With ``[model] nir = "net.nir"`` the export stage compiles that file and simulate/audit take the
 NIR interpreter as the float model (:mod:`neurodeploy.audit.nir_stages`).
