@@ -47,7 +47,7 @@ def provenance_lines(report: AuditReport) -> list[str]:
     for tm, d in (report.meta.get("budget_details") or {}).items():
         text = f"attack budget, {tm}: {d.get('cascade', '?')}"
         if report.meta.get("reduced_budget"):
-            text += " (reduced budget: auto-demo)"
+            text += " (reduced budget)" if "reduced" not in text else ""
         if d.get("attacks"):
             text += " — " + "; ".join(d["attacks"])
         text += f"; norm {d.get('norm', 'ℓ∞')}; ε {', '.join(d.get('eps', []))}"
