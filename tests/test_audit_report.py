@@ -71,12 +71,18 @@ def _report(drop: float = 0.072, significant: bool = True, failing: tuple = ()) 
 
 def test_verdict_lines_follow_the_numbers():
     text = "\n".join(verdicts(_report()))
+    # Δ −7.2 with the interval [−10.2, −4.2] wholly below 0: dropped (the margin is 5 points)
     assert ("Robust accuracy at ε=0.1 (known draw, auto): float (snntorch) 71.2 %, Loihi 2 fixed "
-            "point (bit-exact emulator) 64.0 %: WORDS — robustness did NOT fully survive") in text
+            "point (bit-exact emulator) 64.0 %: robustness dropped by 7.2 points (Δ −7.2 points, "
+            "95 % CI [−10.2, −4.2], margin δ = 5 points) (McNemar p = 0.033)") in text
     assert "(unknown draw, auto): float (snntorch) 71.2 % [69.2, 73.2]" in text
     assert "upper bound" not in text and "inconclusive" not in text
     ok = "\n".join(verdicts(_report(drop=0.0, significant=False)))
-    assert "did NOT" not in ok and ok.count("robustness survived deployment") == 4
+    # Δ 0 with [−3, +3]: the lower end is above −δ = −5 points
+    assert "dropped" not in ok and ok.count(
+        "robustness survived (Δ ≥ −5 points with 95 % confidence; Δ +0.0 points, 95 % CI "
+        "[−3.0, +3.0], margin δ = 5 points)") == 4
+    assert "equivalence margin δ = 5 points" in ok
     assert "emulator ≡ Lava on 30 of 30 replays" in ok
     assert "Attacks (per-example worst case of the cascade): auto; the same 100 samples" in ok
 
@@ -95,7 +101,7 @@ def test_verdict_gating_failing_check_never_survives(float_fail, dep_fail, signi
     assert len(robust) == 4
     if not failing:
         assert all("inconclusive" not in v and "upper bound" not in v for v in robust)
-        want = "did NOT fully survive" if significant else "robustness survived deployment"
+        want = "robustness dropped by 7.2" if significant else "robustness survived (Δ ≥ −5"
         assert all(want in v for v in robust)
         return
     for v in robust:
@@ -110,10 +116,13 @@ def test_verdict_inconclusive_without_checks_on_a_side():
     rep = _report(drop=0.0, significant=False)
     rep.checks = [c for c in rep.checks if c.backend == "float"]
     robust = [v for v in verdicts(rep) if v.startswith("Robust accuracy")]
-    assert robust and all("inconclusive: no gradient-masking checks ran on side deployed" in v
-                          for v in robust)
+    assert len(robust) == 4 and all(
+        "inconclusive: no gradient-masking checks ran on this row" in v and "on side deployed" in v
+        for v in robust)
     rep.checks = []
-    assert all("survived" not in v for v in verdicts(rep))
+    lines = verdicts(rep)
+    assert all("survived" not in v for v in lines if v.startswith("Robust accuracy"))
+    assert any(v.startswith("No gradient-masking checks ran on known draw ε=0.05") for v in lines)
 
 
 def test_latest_escalation_round_decides():
@@ -126,8 +135,8 @@ def test_latest_escalation_round_decides():
     rep.escalation = [{"round": 1, "trigger": {"deployed": ["whitebox_beats_blackbox"]},
                        "check_gradient": {"grad_mode": "bptt:rect:1.0"}, "check_iterations": 100}]
     text = "\n".join(verdicts(rep))
-    assert "inconclusive" not in text and "survived deployment" in text
-    assert "passed on both sides after 1 escalation round" in text
+    assert "inconclusive" not in text and "robustness survived (Δ ≥" in text
+    assert "gradient-masking checks passed after 1 escalation round" in text
 
 
 def test_json_roundtrip_and_files(tmp_path):

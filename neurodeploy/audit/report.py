@@ -37,9 +37,12 @@ class AccuracyRow:
     """Accuracy of one side (``float`` or ``deployed``) under one attack at one ε
     (``attack = "clean"`` at ε = 0, ``attack = "worst"`` for the per-example worst case over the
     cascade). ``threat_model`` is ``known draw`` or ``unknown draw``; under the unknown draw
-    ``accuracy`` is the mean over ``draws`` evaluations and ``ci95`` its t-interval. ``preset``
-    names the attack cascade, ``checks`` the gradient-masking outcome of that side, and
-    ``upper_bound`` is true when a check failed (the attacks may have been too weak)."""
+    ``accuracy`` is the mean over examples of the survival rate on ``draws`` held-out draws.
+    ``ci95`` is the 95 % interval named by ``ci_method`` (Clopper–Pearson for the known draw's
+    k of n, Wilson on the effective sample size of examples × draws for the unknown draw). ``preset``
+    names the attack cascade, ``checks`` the gradient-masking outcome of the checks that ran
+    on this row ("not run" otherwise), and ``upper_bound`` is true when a check of this row
+    failed or did not run (the attacks may have been too weak)."""
 
     backend: str
     attack: str
@@ -53,11 +56,17 @@ class AccuracyRow:
     draws: int = 1
     checks: str = ""
     upper_bound: bool = False
+    ci_method: str = ""
 
 
 @dataclass
 class LayerRow:
-    """Per-layer deployment fidelity: spike agreement with the float model and quantization."""
+    """Per-layer deployment fidelity: spike agreement with the float model and quantization.
+
+    ``agreement_*`` is over all entries (time × sample × neuron); ``fired_agreement_*`` over
+    fired spikes, ``|a ∧ b| / |a ∨ b|``; ``mismatches_*`` counts differing entries. Lava runs
+    on the first ``lava_samples`` samples; ``agreement_emulator_lava_samples`` is the emulator
+    on exactly those samples, so emulator and Lava are compared on the same inputs."""
 
     layer: str
     neurons: int
@@ -68,6 +77,12 @@ class LayerRow:
     weight_error: float | None = None
     threshold_error: float | None = None
     cores: int | None = None
+    fired_agreement_emulator: float | None = None
+    mismatches_emulator: int | None = None
+    fired_agreement_lava: float | None = None
+    mismatches_lava: int | None = None
+    agreement_emulator_lava_samples: float | None = None
+    lava_samples: int | None = None
 
 
 @dataclass
@@ -81,7 +96,9 @@ class ThresholdTrace:
 
 @dataclass
 class Check:
-    """One gradient-masking (or other) check: pass/fail with the numbers behind it."""
+    """One gradient-masking (or other) check: pass/fail with the numbers behind it, for one
+    side (``backend``), ``threat_model`` and ``eps`` (``None``: a report from before checks ran
+    per row — it then stands for every row)."""
 
     name: str
     passed: bool
@@ -90,6 +107,8 @@ class Check:
     backend: str = "float"
     round: int = 0
     grad_mode: str = "bptt"
+    threat_model: str = "known draw"
+    eps: float | None = None
 
 
 @dataclass
@@ -112,6 +131,8 @@ class AuditReport:
     #: issue 15: NeuroBench-style activity float vs deployed, clean vs adversarial, and the
     #: chip cost estimate (neurodeploy.efficiency.efficiency_section)
     efficiency: dict[str, Any] = field(default_factory=dict)
+    #: exact verification of the deployed plan (None: no exact stage ran)
+    exact: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ queries
     def backends(self) -> list[str]:
@@ -145,11 +166,16 @@ class AuditReport:
                 return c
         return None
 
-    def clean(self, backend: str) -> AccuracyRow | None:
+    def clean(self, backend: str, threat_model: str | None = None) -> AccuracyRow | None:
+        """The clean row of ``backend`` (the first one, the known draw's, by default)."""
         for r in self.accuracy:
-            if r.backend == backend and r.attack == "clean":
+            if r.backend == backend and r.attack == "clean" and (
+                    threat_model is None or r.threat_model == threat_model):
                 return r
         return None
+
+    def clean_threat_models(self) -> list[str]:
+        return list(dict.fromkeys(r.threat_model for r in self.accuracy if r.attack == "clean"))
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +204,7 @@ class AuditReport:
             escalation=d.get("escalation", []),
             robustness=d.get("robustness", {}),
             efficiency=d.get("efficiency", {}),
+            exact=d.get("exact"),
         )
 
     def to_json(self) -> str:
@@ -239,120 +266,22 @@ def nir_lines(report: AuditReport) -> list[str]:
     return out
 
 
-def checks_summary(checks: list[Check]) -> dict[str, dict[str, Any]]:
-    """Per side: did every check of its latest round pass, which failed, in words."""
-    out: dict[str, dict[str, Any]] = {}
-    for side in dict.fromkeys(c.backend for c in checks):
-        mine = [c for c in checks if c.backend == side]
-        last = max(c.round for c in mine)
-        mine = [c for c in mine if c.round == last]
-        failed = [c.name for c in mine if not c.passed]
-        words = (f"{len(mine)}/{len(mine)} passed" if not failed else
-                 f"FAILED {', '.join(failed)} ({len(mine) - len(failed)}/{len(mine)} passed)")
-        if last:
-            words += f" after {last} escalation round{'s' if last > 1 else ''}"
-        out[side] = {"passed": not failed, "failed": failed, "words": words, "round": last}
-    return out
+from neurodeploy.audit.verdict_text import (  # noqa: E402 - after the dataclasses it uses
+    accuracy_cell,
+    checks_cell,
+    checks_on_row,
+    checks_summary,
+    comparison_words,
+    provenance_lines,
+    row_checks,
+    verdict_is_bad,
+    verdicts,
+)
 
-
-def _short_numbers(c: Check) -> str:
-    return c.message or ", ".join(f"{k} {v}" for k, v in c.numbers.items())
-
-
-def _acc(r: AccuracyRow, upper: bool) -> str:
-    text = _pct(r.accuracy)
-    if r.ci95:
-        text += f" [{100 * r.ci95[0]:.1f}, {100 * r.ci95[1]:.1f}]"
-    return f"≤ {text} (upper bound)" if upper else text
-
-
-def verdicts(report: AuditReport) -> list[str]:
-    """Sentences that say whether robustness survived deployment, derived from the numbers.
-
-    "Survived" is written only when gradient-masking checks ran on both sides (float and
-    deployed) and every check of their latest round passed; otherwise each robust-accuracy
-    sentence is "inconclusive: check X failed on side Y (numbers)" and its accuracies are
-    called upper bounds. The float→chip change is the paired comparison stored in
-    ``report.comparisons`` (exact McNemar and a paired-bootstrap 95 % interval on the same
-    samples; :mod:`neurodeploy.audit.stats`)."""
-    lines: list[str] = []
-    meta = report.meta
-    dep = _label("deployed", report)
-    summary = checks_summary(report.checks)
-    failed = [c for c in report.checks
-              if not c.passed and c.round == summary[c.backend]["round"]]
-    missing = [s for s in ("float", "deployed") if s not in summary]
-    if failed:
-        why = "; ".join(f"check {c.name} failed on side {c.backend} ({_short_numbers(c)})"
-                        for c in failed)
-    elif missing:
-        why = f"no gradient-masking checks ran on side {' and '.join(missing)}"
-    else:
-        why = ""
-    conclusive = not why
-    if meta.get("budget"):
-        tms = ", ".join(report.threat_models()) or "known draw"
-        lines.append(f"Attacks (per-example worst case of the cascade): {meta['budget']}; the same "
-                     f"{meta.get('samples', '?')} samples for every number; threat models: {tms}.")
-    c_f, c_d = report.clean("float"), report.clean("deployed")
-    cmp0 = report.comparison("known draw", 0.0)
-    if c_f and c_d:
-        text = (f"Clean accuracy (host spikes): {_pct(c_f.accuracy)} {_label('float', report)}, "
-                f"{_pct(c_d.accuracy)} {dep}")
-        lines.append(text + (f": {cmp0['words']}." if cmp0 else "."))
-    for tm in report.threat_models():
-        for eps in report.epsilons():
-            f = report.lookup("float", "worst", eps, tm)
-            d = report.lookup("deployed", "worst", eps, tm)
-            if not (f and d):
-                continue
-            cmp = report.comparison(tm, eps)
-            head = (f"Robust accuracy at ε={eps:g} ({tm}, {f.preset or 'attacks'}): "
-                    f"{_label('float', report)} {_acc(f, not conclusive)}, "
-                    f"{dep} {_acc(d, not conclusive)}")
-            if not conclusive:
-                change = (f"; Δ {cmp['delta'] * 100:+.1f} points" if cmp else "")
-                lines.append(f"{head}{change} — inconclusive: {why}.")
-                continue
-            if cmp is None:
-                lines.append(f"{head} — inconclusive: no paired comparison recorded.")
-                continue
-            status = ("robustness did NOT fully survive deployment"
-                      if cmp["significant"] and cmp["delta"] < 0
-                      else "robustness survived deployment")
-            lines.append(f"{head}: {cmp['words']} — {status}.")
-    rep = report.replay
-    if rep.get("lava_skipped"):
-        lines.append(f"Lava replay skipped: {rep['lava_skipped']} — the emulator ≡ Lava "
-                     f"agreement was not checked in this audit.")
-    if rep.get("replays"):
-        k, agree = int(rep["replays"]), int(rep.get("agree", 0))
-        if agree == k:
-            lines.append(f"Lava replay agreement: emulator ≡ Lava on {agree} of {k} replays "
-                         f"({rep.get('lava_samples')} samples; clean and adversarial inputs, every "
-                         f"layer's spikes) — the emulator is bit-exact with Lava here.")
-        else:
-            lines.append(f"Lava replay agreement: emulator and Lava DISAGREE on {k - agree} of {k} "
-                         f"replays ({rep.get('lava_vs_emulator_spike_mismatches')} spikes differ).")
-    if report.certified.get("verified_error") is not None:
-        lines.append(
-            f"Certified (verified) robust error of the float model at ε={report.certified.get('eps')}: "
-            f"{_pct(report.certified['verified_error'])} ({report.certified.get('method', '')})."
-        )
-    if report.checks:
-        rounds = len(report.escalation)
-        esc = f" after {rounds} escalation round{'s' if rounds != 1 else ''}" if rounds else ""
-        if failed:
-            lines.append("Gradient-masking checks FAILED" + esc + ": "
-                         + ", ".join(f"{c.name} ({c.backend})" for c in failed)
-                         + " — the robust accuracies above are upper bounds.")
-        else:
-            lines.append(f"All {len(report.checks)} gradient-masking checks passed on both sides"
-                         f"{esc}.")
-    elif report.threat_models():
-        lines.append("No gradient-masking checks ran — the robust accuracies above are upper "
-                     "bounds.")
-    return lines
+__all__ = ["AccuracyRow", "AuditReport", "Check", "LayerRow", "ThresholdTrace", "accuracy_cell",
+           "checks_cell",
+           "checks_on_row", "checks_summary", "comparison_words", "provenance_lines",
+           "row_checks", "verdict_is_bad", "verdicts", "render_html", "render_markdown"]
 
 
 # ---------------------------------------------------------------------- plots
@@ -472,28 +401,34 @@ def plots(report: AuditReport) -> dict[str, str]:
 
 
 def _table_rows(report: AuditReport) -> tuple[list[str], list[list[str]]]:
-    """One row per (ε, threat model): float / deployed / Δ / threat model / attack / checks."""
+    """One row per (ε, threat model): float / deployed (with 95 % CIs) / Δ and its verdict /
+    threat model / attack / the checks that ran on that row ("not run" where none did)."""
     header = ["ε", "threat model", "float", "deployed", "Δ deployed − float (95 % CI)",
               "attack", "checks"]
     rows: list[list[str]] = []
-    c_f, c_d = report.clean("float"), report.clean("deployed")
-    if c_f and c_d:
-        rows.append(["0 (clean)", c_f.threat_model, _pct(c_f.accuracy), _pct(c_d.accuracy),
-                     _delta_cell(report.comparison(c_f.threat_model, 0.0)), "none", "–"])
-    summary = checks_summary(report.checks)
+    for tm in report.clean_threat_models():
+        c_f, c_d = report.clean("float", tm), report.clean("deployed", tm)
+        if c_f and c_d:
+            rows.append(["0 (clean)", _tm_cell(tm, c_f), accuracy_cell(c_f, False), accuracy_cell(c_d, False),
+                         _delta_cell(report.comparison(tm, 0.0)), "none", "–"])
     for e in report.epsilons():
         for tm in report.threat_models():
             f = report.lookup("float", "worst", e, tm)
             d = report.lookup("deployed", "worst", e, tm)
             if not (f or d):
                 continue
-            checks = "; ".join(f"{s}: {v['words']}" for s, v in summary.items()) or "not run"
             rows.append([
-                f"{e:g}", tm + (f" ({f.draws} draws)" if f and f.draws > 1 else ""),
-                _acc(f, f.upper_bound) if f else "–", _acc(d, d.upper_bound) if d else "–",
-                _delta_cell(report.comparison(tm, e)), (f or d).preset or "–", checks,
+                f"{e:g}", _tm_cell(tm, f or d),
+                accuracy_cell(f, f.upper_bound) if f else "–",
+                accuracy_cell(d, d.upper_bound) if d else "–",
+                _delta_cell(report.comparison(tm, e)), (f or d).preset or "–",
+                checks_cell(report.checks, tm, e),
             ])
     return header, rows
+
+
+def _tm_cell(tm: str, r: AccuracyRow) -> str:
+    return tm + (f" ({r.draws} held-out draws)" if r.draws > 1 else "")
 
 
 def cascade_rows(report: AuditReport) -> list[list[str]]:
@@ -505,8 +440,10 @@ def cascade_rows(report: AuditReport) -> list[list[str]]:
             for pe in rec.get("per_eps", []):
                 counts = {a: c for a, c in (pe.get("broken_by_counts") or {}).items() if c}
                 text = ", ".join(f"{a} {c}" for a, c in counts.items()) or "none"
-                out.append([key.replace("/", ", ").replace("known", "known draw")
-                            .replace("unknown", "unknown draw"), str(rec.get("round", 0)),
+                side, _, threat = key.partition("/")
+                if rec.get("round") == "held-out":  # unknown draw: where the kept input came from
+                    text = f"kept: {text}"
+                out.append([f"{side}, {threat} draw", str(rec.get("round", 0)),
                             f"{pe['eps']:g}", text])
     return out
 
@@ -517,11 +454,14 @@ def _grad_words(rnd: dict[str, Any]) -> str:
 
 
 def _delta_cell(c: dict[str, Any] | None) -> str:
+    """``−2.0 [−6.1, +1.9], p = 0.5: inconclusive`` — Δ in points, its interval, the verdict."""
     if not c:
         return "–"
     lo, hi = c["ci95"]
     p = f", p = {c['p_value']:.2g}" if c.get("p_value") is not None else ""
-    return f"{100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{p}"
+    eq = c.get("equivalence") or {}
+    what = f": {eq['outcome']}" if eq.get("outcome") else ""
+    return f"{100 * c['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{p}{what}"
 
 
 def render_markdown(report: AuditReport) -> str:
@@ -530,12 +470,13 @@ def render_markdown(report: AuditReport) -> str:
         "# Hardware robustness audit",
         "",
         f"- model: `{report.model.get('arch', '?')}` ({report.model.get('neuron', 'lif')}, "
-        f"T = {report.model.get('num_steps', '?')}, defense: {report.model.get('defense', 'none')})",
+        f"T = {report.model.get('num_steps', '?')}, defense: {report.model.get('defense', 'unknown')})",
         f"- profile: **{report.profile.get('name', '?')}**",
         f"- samples: {m.get('samples', '?')}, seed: {m.get('seed', '?')}, git: `{m.get('git_sha', '?')}`,"
         f" created {m.get('created', '?')}",
         f"- attack budget: **{m.get('budget', '?')}**; threat models: "
         f"{', '.join(m.get('threat_models', [])) or '?'}",
+        *[f"- {v}" for v in provenance_lines(report)],
         *[f"- {v}" for v in nir_lines(report)],
         "",
         "## Verdict",
@@ -551,12 +492,12 @@ def render_markdown(report: AuditReport) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if report.layers:
         lines += ["", "## Per-layer deployment fidelity", "",
-                  "| layer | neurons | agreement emulator | agreement Lava | weight err | threshold err |",
-                  "|---|---|---|---|---|---|"]
+                  "| layer | neurons | " + " | ".join(LAYER_AGREEMENT_HEADER)
+                  + " | weight err | threshold err |", "|---|---|---|---|---|---|---|"]
         for r in report.layers:
             lines.append(
-                f"| {r.layer} | {r.neurons} | {_fmt_pct(r.agreement_emulator)} | "
-                f"{_fmt_pct(r.agreement_lava)} | {_fmt(r.weight_error)} | {_fmt(r.threshold_error)} |"
+                f"| {r.layer} | {r.neurons} | " + " | ".join(layer_agreement_cells(r))
+                + f" | {_fmt(r.weight_error)} | {_fmt(r.threshold_error)} |"
             )
     if report.replay.get("replays"):
         lines += ["", "## Lava replay agreement", "",
@@ -589,6 +530,27 @@ def render_markdown(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+LAYER_AGREEMENT_HEADER = ("agreement emulator (fired spikes; mismatches)",
+                          "agreement Lava (fired spikes; mismatches)",
+                          "emulator on Lava's samples")
+
+
+def layer_agreement_cells(r: LayerRow) -> list[str]:
+    """Float ↔ emulator and float ↔ Lava agreement over all entries, on fired spikes and the
+    count of mismatching entries; the emulator on exactly the samples Lava ran."""
+    def cell(all_: float | None, fired: float | None, mism: int | None) -> str:
+        if all_ is None:
+            return "–"
+        extra = [f"fired {_fmt_pct(fired)}"] if fired is not None else []
+        extra += [f"{mism} mismatches"] if mism is not None else []
+        return _fmt_pct(all_) + (f" ({'; '.join(extra)})" if extra else "")
+
+    same = ("–" if r.agreement_emulator_lava_samples is None else
+            f"{_fmt_pct(r.agreement_emulator_lava_samples)} ({r.lava_samples} samples)")
+    return [cell(r.agreement_emulator, r.fired_agreement_emulator, r.mismatches_emulator),
+            cell(r.agreement_lava, r.fired_agreement_lava, r.mismatches_lava), same]
+
+
 def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.4f}"
 
@@ -618,7 +580,7 @@ def render_html(report: AuditReport) -> str:
     m = report.meta
     pics = plots(report)
     vlines = report.verdicts or verdicts(report)
-    bad = any("NOT" in v or "FAILED" in v or "inconclusive" in v for v in vlines)
+    bad = verdict_is_bad(vlines)
     header, rows = _table_rows(report)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -626,10 +588,11 @@ def render_html(report: AuditReport) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>Hardware robustness audit</h1>",
         f"<p class='meta'>model <code>{e(str(report.model.get('arch', '?')))}</code> · neuron "
-        f"{e(str(report.model.get('neuron', 'lif')))} · defense {e(str(report.model.get('defense', 'none')))}"
+        f"{e(str(report.model.get('neuron', 'lif')))} · defense {e(str(report.model.get('defense', 'unknown')))}"
         f" · profile <b>{e(str(report.profile.get('name', '?')))}</b> · samples {e(str(m.get('samples', '?')))}"
         f" · seed {e(str(m.get('seed', '?')))} · git {e(str(m.get('git_sha', '?')))}"
         f" · attack budget <b>{e(str(m.get('budget', '?')))}</b></p>",
+        "".join(f"<p class='meta'>{e(v)}</p>" for v in provenance_lines(report)),
         "".join(f"<p class='meta'>{e(v)}</p>" for v in nir_lines(report)),
         f"<div class='verdict{' bad' if bad else ''}'><ul>"
         + "".join(f"<li>{e(v)}</li>" for v in vlines) + "</ul></div>",
@@ -678,12 +641,14 @@ def render_html(report: AuditReport) -> str:
                      f"{e(_grad_words(rnd))}, {rnd['check_iterations']} iterations.</p>")
     if report.layers:
         parts.append("<h2>Per-layer table</h2><table><tr><th>layer</th><th>neurons</th>"
-                     "<th>agreement emulator</th><th>agreement Lava</th><th>rate float</th>"
+                     + "".join(f"<th>{e(h)}</th>" for h in LAYER_AGREEMENT_HEADER)
+                     + "<th>rate float</th>"
                      "<th>rate emulator</th><th>weight err</th><th>threshold err</th></tr>")
         for r in report.layers:
             parts.append(
-                f"<tr><td>{e(r.layer)}</td><td>{r.neurons}</td><td>{_fmt_pct(r.agreement_emulator)}"
-                f"</td><td>{_fmt_pct(r.agreement_lava)}</td><td>{_fmt(r.rate_float)}</td>"
+                f"<tr><td>{e(r.layer)}</td><td>{r.neurons}</td>"
+                + "".join(f"<td>{e(c)}</td>" for c in layer_agreement_cells(r))
+                + f"<td>{_fmt(r.rate_float)}</td>"
                 f"<td>{_fmt(r.rate_emulator)}</td><td>{_fmt(r.weight_error)}</td>"
                 f"<td>{_fmt(r.threshold_error)}</td></tr>")
         parts.append("</table>")

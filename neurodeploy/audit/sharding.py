@@ -3,7 +3,7 @@
 With ``AuditConfig.shard_size`` set (``neurodeploy audit --shard-size K``, ``--workers N`` or
 ``--ray-address ADDR``) the audit runs
 
-- every (side, threat model) evaluation and every escalation round through
+- every known-draw evaluation (per side) and every escalation round through
   :func:`neurodeploy.scale.robustness.evaluate_robustness_sharded`: shards of ``K`` samples,
   each attacked with the engine seeded from its own sample indices (:meth:`Shard.seed`), so
   the numbers depend on ``K`` (recorded, and part of the audit's state fingerprint) but never
@@ -14,8 +14,10 @@ With ``AuditConfig.shard_size`` set (``neurodeploy audit --shard-size K``, ``--w
 
 Finished shards checkpoint under the evaluation's state folder
 (``OUT/state/<fingerprint>/<side>_<threat>.shards/``, ``lava.shards/``), so a killed audit
-resumes without redoing them. The gradient-masking checks (a fixed ``masking_samples``
-subset), certification, efficiency blocks and per-layer fidelity stay in the driver process.
+resumes without redoing them. The unknown draw's select-then-evaluate attacks
+(:mod:`neurodeploy.audit.unknown_draw`, resumable from their selection file), the
+gradient-masking checks (a fixed ``masking_samples`` subset), certification, efficiency blocks
+and per-layer fidelity stay in the driver process.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from neurodeploy.scale.cli import ScaleOptions
 from neurodeploy.scale.robustness import SEED_RULE
 
 #: what the report says runs as shards (and what does not)
-SHARDED_WORK = ("attack evaluations per (side, threat model) and escalation round; the Lava "
-                "replay (one Lava process tree per shard). In the driver: masking checks, "
-                "certification, efficiency, per-layer fidelity")
+SHARDED_WORK = ("known-draw attack evaluations per side and escalation round; the Lava "
+                "replay (one Lava process tree per shard). In the driver: the unknown draw's "
+                "select-then-evaluate attacks (resumable), masking checks, certification, "
+                "efficiency, per-layer fidelity")
 
 
 @dataclass(frozen=True)

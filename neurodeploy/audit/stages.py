@@ -6,7 +6,8 @@ Config sections (all optional)::
     [simulate]  backends = ["emulator", "lava"]; samples = 360 (Lava skipped when its
                 environment is missing, with a note in the artifacts)
     [audit]     eps = [0.05, 0.1]; attacks = ["pgd", "apgd-ce"]; attack_steps; eot;
-                square_queries; samples; lava_samples; certify; masking_checks; shard_size
+                square_queries; samples; lava_samples; certify; masking_checks; shard_size;
+                draws (held-out); select_draws; margin = 0.05 (a fraction)
 
 With ``[model] nir = "net.nir"`` the export stage compiles that file and simulate/audit take the
 NIR interpreter as the float model (:mod:`neurodeploy.audit.nir_stages`).
@@ -44,6 +45,22 @@ def _model(ctx: StageContext):
 
     model, _ = load_checkpoint(ctx.path(ctx.artifacts["train"]["model"]))
     return model
+
+
+def _provenance(ctx: StageContext) -> dict[str, Any]:
+    """The trained checkpoint's training provenance (defense, options, ε, epochs); the
+    [defense] section's name when the checkpoint does not record one."""
+    from neurodeploy.audit import nir_stages
+    from neurodeploy.audit.provenance import checkpoint_provenance
+    from neurodeploy.models import load_checkpoint
+
+    if nir_stages.is_nir_config(ctx.config):
+        return {}
+    _, rec = load_checkpoint(ctx.path(ctx.artifacts["train"]["model"]))
+    out = checkpoint_provenance(rec)
+    if "defense" not in out and ctx.section("defense").get("name"):
+        out["defense"] = ctx.section("defense")["name"]
+    return out
 
 
 def export_stage(ctx: StageContext) -> dict[str, Any]:
@@ -127,8 +144,7 @@ def audit_stage(ctx: StageContext) -> dict[str, Any]:
     elif final.is_dir() and not work.exists():
         os.rename(final, work)  # published, but killed before the state file said so
     report = run_audit(_model(ctx), test.x, test.y, profile, cfg, work,
-                       model_info={"defense": ctx.section("defense").get("name", "none")},
-                       quiet=ctx.quiet, plan=plan)
+                       model_info=_provenance(ctx), quiet=ctx.quiet, plan=plan)
     state = Path(report.meta.get("state_dir", ""))
     if state.is_relative_to(work):  # where the state will be once published
         report.meta["state_dir"] = str(final / state.relative_to(work))

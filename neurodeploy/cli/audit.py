@@ -92,6 +92,17 @@ def _torch_module_model(args: argparse.Namespace, data):  # noqa: ANN202 - as _n
     return model, plan, x, None
 
 
+def _checkpoint_info(path: str) -> dict:
+    """The training provenance a neurodeploy checkpoint records (empty for a plain state
+    dict: the report then says "unknown")."""
+    from neurodeploy.audit.provenance import checkpoint_provenance
+    from neurodeploy.models import CHECKPOINT_FORMAT, _read
+
+    rec = _read(path)
+    ok = isinstance(rec, dict) and rec.get("format") == CHECKPOINT_FORMAT
+    return checkpoint_provenance(rec) if ok else {}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
@@ -100,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model (bit-exact emulator, gradients from the hardware twin) side by side with the attack "
         "engine, under the known-draw and unknown-draw threat models; run the gradient-masking "
         "checks on both sides (escalating when one fails); compare the two sides on the same "
-        "samples (McNemar, paired bootstrap); replay on Lava; write OUT/audit.{json,md,html}. "
+        "samples with an equivalence verdict (paired 95 %% CI of Δ against the --margin); replay on Lava; write OUT/audit.{json,md,html}. "
         "An interrupted audit resumes from OUT/state/. --workers N / --ray-address ADDR run "
         "the attack evaluations and the Lava replay as shards of --shard-size samples on Ray "
         "(one Lava process tree per shard); --shard-size alone runs the same shards serially, "
@@ -124,7 +135,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threat-models", default="known,unknown",
                    help="known (the host's map: what the chip is fed) and/or unknown (fresh draws)")
     p.add_argument("--draws", type=int, default=5,
-                   help="unknown draw: independent evaluations (mean ± 95 %% interval)")
+                   help="unknown draw: held-out draws per example on which the selected "
+                   "adversarial inputs are scored (no attack sees them)")
+    p.add_argument("--select-draws", type=int, default=8,
+                   help="unknown draw: attack-time draws on which each example's adversarial "
+                   "input is selected")
+    p.add_argument("--margin", type=float, default=5.0,
+                   help="equivalence margin δ in accuracy points: 'survived' only when the "
+                   "paired 95 %% CI of Δ = deployed − float lies above −δ")
     p.add_argument("--eot", type=int, default=4, help="unknown draw: EoT draws while crafting")
     p.add_argument("--attack-steps", type=int, default=20,
                    help="iterations of single gradient attacks")
@@ -173,12 +191,15 @@ def run(args: argparse.Namespace) -> int:
         from neurodeploy.sims.lava_env import warn_lava_missing
 
         warn_lava_missing("the audit")
+    if not 0 < args.margin < 100:
+        raise ConfigError(f"--margin must be in (0, 100) accuracy points, got {args.margin:g}")
     torch.manual_seed(args.seed)
     data = load_dataset(args.data).test
     names = lambda t: tuple(a.strip() for a in t.split(",") if a.strip())  # noqa: E731
     cfg = AuditConfig(
         eps=_floats(args.eps), attacks=names(args.attacks), preset_budget=args.preset_budget,
         threat_models=names(args.threat_models), draws=args.draws, eot=args.eot,
+        select_draws=args.select_draws, margin=args.margin / 100.0,
         attack_steps=args.attack_steps, square_queries=args.square_queries,
         samples=args.samples, masking_samples=args.masking_samples,
         escalation_rounds=args.escalation_rounds,
@@ -205,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--plan, --producer, --reset and --dt describe a NIR model "
                               "(--model FILE.nir); a checkpoint states its own semantics")
         model = load_model(args, data.input_shape)
+        info = _checkpoint_info(args.model)
         profile = args.profile or "loihi2"
     with _ray(scale):  # one Ray instance for every sharded stage of the audit
         report = run_audit(model, x, data.y, profile, cfg, args.out,

@@ -188,4 +188,20 @@ def run(args: argparse.Namespace) -> int:
         f"test accuracy {final} after {len(res.history)} epochs (best {best} at epoch "
         f"{res.best_epoch}); {res.seconds:.1f} s; model: {res.files.get('model')}"
     )
+    _print_defense_eps(res.files.get("model"))
     return 0
+
+
+def _print_defense_eps(model_path: Any) -> None:
+    """Say the defense's training ε (e.g. fgsm-at's default 2/255), which is not the audit's
+    default ε (0.05 and 0.1): a model trained at 2/255 is audited far outside its budget."""
+    if not model_path:
+        return
+    from neurodeploy.audit.provenance import checkpoint_provenance, eps_words
+    from neurodeploy.models import load_checkpoint
+
+    prov = checkpoint_provenance(load_checkpoint(model_path)[1])
+    if "defense_eps" in prov:
+        print(f"defense {prov['defense']}: training ε {eps_words(prov['defense_eps'])} "
+              f"(ℓ∞, images in [0, 1]); the audit's default ε are 0.05 and 0.1 — audit at the "
+              f"training ε too (--eps) to see the budget the defense was trained for")
