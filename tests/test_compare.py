@@ -109,7 +109,7 @@ def test_compare_cli_writes_tables_and_plot(tmp_path, capsys) -> None:
     assert 'id="compare-plot"' in html and "certified" in html
     md = (out / "compare.md").read_text()
     assert "approximate" in md
-    head = "| audit | model | defense | profile | threat model | n | attack budget |"
+    head = "| audit | model | defense | profile | threat model | n | attack budget |\n"
     assert head in md
     # 0.55 of 10 has the Wilson interval [27.4, 79.9] (computed by compare: no ci95 given)
     assert "| 55.0 % [27.4, 79.9] |" in md

@@ -29,6 +29,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.audit.html_text import NOWRAP_CSS, keep_words_whole
+
 #: spellings of ``--threat`` → the threat-model name the audit rows carry
 THREATS = {"known": "known draw", "known draw": "known draw", "known-draw": "known draw",
            "unknown": "unknown draw", "unknown draw": "unknown draw",
@@ -255,8 +257,8 @@ def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
         return "–"
     if pct:
         return f"{100 * v:.1f} %"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) >= 1e3 or abs(v) < 1e-2 else f"{v:.{digits}f}"
+    if isinstance(v, float):  # three significant digits, thousands as 12,300
+        return f"{v:,.0f}" if abs(v) >= 10 ** digits else f"{v:.{digits}g}"
     return str(v)
 
 
@@ -268,12 +270,15 @@ def _acc_ci(r: dict[str, Any], side: str) -> str:
     return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
-#: (header, cell) of the robustness table and of the cost table
-ROBUST_COLUMNS = [
+#: (header, cell) of the three tables: what was audited, accuracy, certification and cost
+AUDIT_COLUMNS = [
     ("audit", lambda r: str(r["label"])), ("model", lambda r: _fmt(r["model"])),
     ("defense", lambda r: r["defense"]), ("profile", lambda r: _fmt(r["profile"])),
     ("threat model", lambda r: r["threat_model"]), ("n", lambda r: _fmt(r["n"])),
     ("attack budget", lambda r: r["budget"]),
+]
+ROBUST_COLUMNS = [
+    ("audit", lambda r: str(r["label"])),
     ("clean float", lambda r: _fmt(r["clean_float"], True)),
     ("clean deployed", lambda r: _fmt(r["clean_deployed"], True)),
     ("robust float (95 % CI)", lambda r: _acc_ci(r, "float")),
@@ -281,8 +286,8 @@ ROBUST_COLUMNS = [
 ]
 COST_COLUMNS = [
     ("audit", lambda r: str(r["label"])),
-    ("verified error float", lambda r: _fmt(r["verified_error_float"])),
-    ("verified error deployed", lambda r: _fmt(r["verified_error_deployed"])),
+    ("verified error float → deployed", lambda r: f"{_fmt(r['verified_error_float'])} → "
+     f"{_fmt(r['verified_error_deployed'])}"),
     ("energy per inference (nJ, approx.)", lambda r: _fmt(r["energy_nj"])),
     ("latency per inference (µs, approx.)", lambda r: _fmt(r["latency_us"])),
     ("synops per inference", lambda r: _fmt(r["synops"])),
@@ -290,12 +295,16 @@ COST_COLUMNS = [
     ("synops adversarial / clean", lambda r: _fmt(r["synops_ratio_adversarial"])),
     ("cores", lambda r: _fmt(r["cores_used"])),
 ]
+#: (id, title, columns) of each table
+TABLES = [("compare-audits", "Audits compared", AUDIT_COLUMNS),
+          ("compare-robust", "Robust accuracy", ROBUST_COLUMNS),
+          ("compare-cost", "Certified error and chip cost", COST_COLUMNS)]
 
 
-def tables(rows: list[dict[str, Any]]) -> list[tuple[list[str], list[list[str]]]]:
-    """The two tables (header, cells): robustness, then certification and cost."""
-    return [([h for h, _ in cols], [[f(r) for _, f in cols] for r in rows])
-            for cols in (ROBUST_COLUMNS, COST_COLUMNS)]
+def tables(rows: list[dict[str, Any]]) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """The tables as (id, title, header, cells)."""
+    return [(tid, title, [h for h, _ in cols], [[f(r) for _, f in cols] for r in rows])
+            for tid, title, cols in TABLES]
 
 
 def notes(eps: float, threat: str, rows: list[dict[str, Any]]) -> list[str]:
@@ -318,8 +327,7 @@ def notes(eps: float, threat: str, rows: list[dict[str, Any]]) -> list[str]:
 
 def render_markdown(eps: float, threat: str, rows: list[dict[str, Any]], has_plot: bool) -> str:
     lines = ["# neurodeploy compare", "", *notes(eps, threat, rows)]
-    for title, (head, body) in zip(("Robust accuracy", "Certified error and chip cost"),
-                                   tables(rows), strict=True):
+    for _, title, head, body in tables(rows):
         lines += ["", f"## {title}", "", "| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head), *["| " + " | ".join(c) + " |" for c in body]]
     if has_plot:
@@ -331,26 +339,22 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1200
         "padding:0 1rem;color:#222}table{border-collapse:collapse;margin:.5rem 0;"
         "font-size:.85rem}td,th{border:1px solid #ccc;padding:.25rem .45rem;text-align:right;"
         "vertical-align:top}th{background:#eef2f8}td:first-child,th:first-child{text-align:left}"
-        ".nw{white-space:nowrap}img{max-width:100%;height:auto}p{max-width:60rem}")
+        "#compare-audits td,#compare-audits th{text-align:left}"
+        "img{max-width:100%;height:auto}p{max-width:60rem}"
+        "@media (max-width:900px){table{font-size:.78rem}td,th{padding:.2rem .3rem}}")
 
 
 def _cell(text: str) -> str:
-    """Escaped text; "number %" and each "[lo, hi]" kept on one line."""
-    import re
-
-    t = html.escape(text).replace(" %", "\u00a0%")
-    return re.sub(r"\[[^\]]*\]", lambda m: f"<span class='nw'>{m.group(0)}</span>", t)
+    return html.escape(text, quote=False)
 
 
 def render_html(eps: float, threat: str, rows: list[dict[str, Any]], png: Path | None) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width'>",
-             f"<title>neurodeploy compare</title><style>{_CSS}</style></head><body>",
+             f"<title>neurodeploy compare</title><style>{_CSS}{NOWRAP_CSS}</style></head><body>",
              "<h1>neurodeploy compare</h1>",
              *[f"<p>{_cell(n)}</p>" for n in notes(eps, threat, rows)]]
-    for tid, title, (head, body) in zip(("compare-robust", "compare-cost"),
-                                        ("Robust accuracy", "Certified error and chip cost"),
-                                        tables(rows), strict=True):
+    for tid, title, head, body in tables(rows):
         parts.append(f"<h2>{title}</h2><table id='{tid}'><tr>"
                      + "".join(f"<th>{_cell(h)}</th>" for h in head) + "</tr>"
                      + "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>"
@@ -359,7 +363,7 @@ def render_html(eps: float, threat: str, rows: list[dict[str, Any]], png: Path |
         b64 = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append('<img id="compare-plot" alt="robust accuracy with 95 % intervals" '
                      f'src="data:image/png;base64,{b64}">')
-    return "\n".join([*parts, "</body></html>"])
+    return keep_words_whole("\n".join([*parts, "</body></html>"]))
 
 
 # ---------------------------------------------------------------------- plot
@@ -400,13 +404,17 @@ def figure(eps: float, threat: str, rows: list[dict[str, Any]]) -> Any:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if on_energy:
         xs = [float(r["energy_nj"]) for r in on_energy]
-        for side in ("float", "deployed"):
-            _draw_side(ax, xs, on_energy, side)
+        for side, f in (("float", 0.96), ("deployed", 1.04)):  # side by side on a log axis
+            _draw_side(ax, [x * f for x in xs], on_energy, side)
         for x, r in zip(xs, on_energy, strict=True):
             y = r["robust_deployed"] if r["robust_deployed"] is not None else r["robust_float"]
             ax.annotate(r["label"], (x, 100 * y), textcoords="offset points", xytext=(6, 4),
                         fontsize=8)
         ax.set_xscale("log")
+        from matplotlib.ticker import LogFormatter
+
+        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
         ax.set_xlabel("estimated energy per inference on the chip (nJ, approximate)")
         left = [r["label"] for r in rows if r["energy_nj"] is None]
         if left:
