@@ -188,3 +188,23 @@ def test_compare_labels_must_match(tmp_path, opt, capsys) -> None:
     code, err = _cli(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), *opt,
                       "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "--label" in err and err.count("\n") == 1
+
+
+@pytest.mark.browser
+def test_compare_html_fits_800_and_1280_px(tmp_path, capsys) -> None:
+    """The tables fit a narrow window and a laptop screen, no word or number broken."""
+    from browser_probe import chromium, probe
+
+    if chromium() is None:
+        pytest.skip("chromium not installed (scripts/install_browser.sh installs Debian's chromium)")
+    paths = _write(tmp_path, plain=_audit(0.2, 0.1, 50.0, unknown=True),
+                   **{"certified-training": _audit(0.6, 0.55, 80.0, unknown=True,
+                                                   defense={"name": "certified", "eps": 0.05})},
+                   old=_audit(0.3, 0.3, None, unknown=True))
+    code, err = _cli(["compare", *paths, "--threat", "unknown", "--out", str(tmp_path / "c")],
+                     capsys)
+    assert code == 0, err
+    for width in (800, 1280):
+        got = probe(tmp_path / "c" / "compare.html", width, tmp_path / "profile")
+        assert got["broken"] == [] and got["wide"] == [] and got["page"] <= width, (width, got)
+        assert set(got["tables"]) == {"compare-audits", "compare-robust", "compare-cost"}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.audit.html_text import NOWRAP_CSS, keep_words_whole
 from neurodeploy.jsonable import jsonable
 
 REPORT_FORMAT = "neurodeploy-audit"
@@ -367,6 +368,63 @@ def _figure_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _legend_below(ax: Any, ncol: int = 1, y: float = -0.2) -> None:
+    """The legend under the axes, ``y`` axes heights down (never over bars or lines)."""
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, y), ncol=ncol,
+              frameon=False)
+
+
+def _accuracy_figure(report: AuditReport) -> str:
+    """Accuracy vs ε per side (colour) and threat model (line style and marker), with the
+    rows' 95 % intervals as error bars; the legend, below the axes, names both."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    upper = any(r.upper_bound for r in report.accuracy)
+    styles = {"known draw": ("-", "o"), "unknown draw": ("--", "s")}
+    colours = {"float": "#1f77b4", "deployed": "#d62728"}
+    handles = []
+    for tm in report.threat_models():
+        ls, mk = styles.get(tm, (":", "^"))
+        for b in ("float", "deployed"):
+            xs, ys, err = _accuracy_points(report, b, tm)
+            if len(xs) > 1:
+                ax.errorbar(xs, ys, yerr=err, marker=mk, capsize=3, linestyle=ls,
+                            color=colours[b], mfc="white" if tm == "unknown draw" else None)
+        handles.append(Line2D([], [], color="#444", linestyle=ls, marker=mk,
+                              mfc="white" if tm == "unknown draw" else None, label=tm))
+    handles = [Line2D([], [], color=colours[b], lw=3, label=_label(b, report))
+               for b in ("float", "deployed")] + handles
+    ax.set_xlabel("ε (ℓ∞)")
+    ax.set_ylabel("robust accuracy (%)" + (" — upper bounds" if upper else ""))
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=2, frameon=False)
+    n = report.meta.get("samples", "?")
+    ax.set_title(f"Robust accuracy vs ε, float vs deployed (the same {n} samples)")
+    return _figure_png(fig)
+
+
+def _accuracy_points(report: AuditReport, backend: str, tm: str
+                     ) -> tuple[list[float], list[float], list[list[float]]]:
+    """(ε, accuracy %, [below, above] error lengths) of one side under one threat model, the
+    clean accuracy at ε = 0 first."""
+    xs, ys, lo, hi = [], [], [], []
+    clean = next((r for r in report.accuracy if r.backend == backend and r.attack == "clean"
+                  and r.threat_model == tm), report.clean(backend))
+    rows = [clean] + [report.lookup(backend, "worst", e, tm) for e in report.epsilons()]
+    for r in rows:
+        if r is None:
+            continue
+        xs.append(0.0 if r.attack == "clean" else r.eps)
+        ys.append(100 * r.accuracy)
+        lo.append(max(0.0, 100 * (r.accuracy - r.ci95[0])) if r.ci95 else 0.0)
+        hi.append(max(0.0, 100 * (r.ci95[1] - r.accuracy)) if r.ci95 else 0.0)
+    return xs, ys, [lo, hi]
+
+
 def plots(report: AuditReport) -> dict[str, str]:
     """Base64 PNGs keyed by plot name (only the plots the data supports)."""
     import matplotlib
@@ -375,42 +433,11 @@ def plots(report: AuditReport) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     out: dict[str, str] = {}
-    eps_list = report.epsilons()
-    if eps_list:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        upper = any(r.upper_bound for r in report.accuracy)
-        styles = {"known draw": "-", "unknown draw": "--"}
-        colours = {"float": "#1f77b4", "deployed": "#d62728"}
-        for tm in report.threat_models():
-            for b in ("float", "deployed"):
-                xs, ys, lo, hi = [], [], [], []
-                c = report.clean(b)
-                if c:
-                    xs.append(0.0)
-                    ys.append(100 * c.accuracy)
-                    lo.append(0.0)
-                    hi.append(0.0)
-                for e in eps_list:
-                    r = report.lookup(b, "worst", e, tm)
-                    if r:
-                        xs.append(e)
-                        ys.append(100 * r.accuracy)
-                        lo.append(max(0.0, 100 * (r.accuracy - r.ci95[0])) if r.ci95 else 0.0)
-                        hi.append(max(0.0, 100 * (r.ci95[1] - r.accuracy)) if r.ci95 else 0.0)
-                if len(xs) > 1:
-                    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3,
-                                linestyle=styles.get(tm, ":"), color=colours.get(b),
-                                label=f"{_label(b, report)}, {tm}")
-        ax.set_xlabel("ε (ℓ∞)")
-        ax.set_ylabel("robust accuracy (%)" + (" — upper bounds" if upper else ""))
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        n = report.meta.get("samples", "?")
-        ax.set_title(f"Robust accuracy vs ε, float vs deployed (the same {n} samples)")
-        out["accuracy_vs_eps"] = _figure_png(fig)
+    if report.epsilons():
+        out["accuracy_vs_eps"] = _accuracy_figure(report)
     if report.layers:
-        fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
+        fig.subplots_adjust(wspace=0.38)  # room for the right panel's y label
         names = [r.layer for r in report.layers]
         xs = range(len(names))
         ag_e = [100 * (r.agreement_emulator or 0) for r in report.layers]
@@ -419,9 +446,10 @@ def plots(report: AuditReport) -> dict[str, str]:
         if any(r.agreement_lava is not None for r in report.layers):
             axes[0].bar([x + 0.2 for x in xs], ag_l, width=0.4, label="float ↔ Lava")
         axes[0].set_xticks(list(xs), names, rotation=30, fontsize=8)
-        axes[0].set_ylabel("spike agreement (%)")
-        axes[0].set_ylim(min([90.0, *ag_e]) - 1, 100.5)
-        axes[0].legend(fontsize=8)
+        low = min([90.0, *ag_e]) - 1
+        axes[0].set_ylabel(f"spike agreement (%; axis starts at {low:.0f} %)")
+        axes[0].set_ylim(low, 100.5)
+        _legend_below(axes[0])
         axes[0].set_title("Per-layer spike agreement")
         we = [r.weight_error or 0 for r in report.layers]
         te = [r.threshold_error or 0 for r in report.layers]
@@ -429,7 +457,7 @@ def plots(report: AuditReport) -> dict[str, str]:
         axes[1].bar([x + 0.2 for x in xs], te, width=0.4, label="threshold (relative)")
         axes[1].set_xticks(list(xs), names, rotation=30, fontsize=8)
         axes[1].set_ylabel("max quantization error")
-        axes[1].legend(fontsize=8)
+        _legend_below(axes[1])
         axes[1].set_title("Per-layer quantization error")
         out["layers"] = _figure_png(fig)
     if report.thresholds:
@@ -459,7 +487,7 @@ def plots(report: AuditReport) -> dict[str, str]:
             ax.axhline(cap, color="#c44e52", linestyle="--", label=f"limit {cap} per core")
             ax.set_yscale("log")
         ax.set_ylabel("neurons per core")
-        ax.legend(fontsize=8)
+        _legend_below(ax, ncol=2, y=-0.16)
         used_c = report.resources.get("cores_used")
         avail = report.resources.get("cores_available")
         ax.set_title(f"Resource use per core ({used_c} of {avail} cores)" if used_c else
@@ -579,14 +607,36 @@ def render_markdown(report: AuditReport) -> str:
     for rnd in report.escalation:
         lines += ["", f"Escalation round {rnd['round']}: triggered by {rnd['trigger']}; checks "
                   f"re-run with {_grad_words(rnd)}, {rnd['check_iterations']} iterations."]
-    if report.certified:
-        lines += ["", "## Certification", "", "```",
-                  json.dumps(jsonable(report.certified), indent=2), "```"]
+    cert = certification_lines(report.certified)
+    if cert:
+        lines += ["", "## Certification", "", *[f"- {v}" for v in cert]]
     from neurodeploy.efficiency import efficiency_markdown
 
     lines += efficiency_markdown(report.efficiency, report.certified)
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()), ""]
     return "\n".join(lines)
+
+
+#: certification keys that :func:`certification_lines` words itself or that the "Certified
+#: robustness, float vs deployed" section shows (neurodeploy.efficiency)
+_CERT_SHOWN = {"eps", "verified_error", "method", "ibp_verified_error", "crown_verified_error",
+               "deployed", "deployed_verdict", "deployed_threat_model", "float_known_draw"}
+
+
+def certification_lines(cert: dict[str, Any]) -> list[str]:
+    """The certification block in words (no raw JSON): the float model's verified error per
+    bound and any other scalar the audit recorded (float vs deployed has its own section)."""
+    out: list[str] = []
+    if cert.get("verified_error") is not None:
+        per = [f"{name} {_pct(cert[key])}" for name, key in
+               (("S-IBP", "ibp_verified_error"), ("S-CROWN", "crown_verified_error"))
+               if cert.get(key) is not None]
+        out.append(f"float model, verified (certified) robust error at ε = {cert.get('eps')}: "
+                   f"{_pct(cert['verified_error'])} ({cert.get('method', 'bound')}"
+                   + (f"; {', '.join(per)}" if per else "") + ")")
+    out += [f"{k}: {v}" for k, v in cert.items()
+            if k not in _CERT_SHOWN and isinstance(v, (str, int, float, bool))]
+    return out
 
 
 def _fmt(v: float | None) -> str:
@@ -603,14 +653,15 @@ color:#222;padding:0 1rem}
 h1{font-size:1.6rem;border-bottom:3px solid #4c72b0;padding-bottom:.3rem}
 h2{font-size:1.2rem;margin-top:2rem;color:#333}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;overflow-wrap:anywhere}
-th{background:#eef2f8} td:first-child,th:first-child{text-align:left}
+td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:right;vertical-align:top}
+th{background:#eef2f8;vertical-align:bottom} td:first-child,th:first-child{text-align:left}
+@media (max-width:900px){table{font-size:.8rem}td,th{padding:.2rem .3rem}}
 .verdict{background:#f4f8f4;border-left:4px solid #55a868;padding:.5rem 1rem}
 .verdict.bad{background:#fbf1f1;border-left-color:#c44e52}
 .fail{color:#c44e52;font-weight:bold}.pass{color:#2d7a3e}
 img{max-width:100%;border:1px solid #ddd;margin:.5rem 0}
 .meta{color:#555;font-size:.9rem}
-"""
+""" + NOWRAP_CSS
 
 
 def render_html(report: AuditReport) -> str:
@@ -692,4 +743,4 @@ def render_html(report: AuditReport) -> str:
     parts += efficiency_html(report.efficiency, report.certified)
     vers = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
     parts.append(f"<p class='meta'>versions: {e(vers)}</p></body></html>")
-    return "\n".join(parts)
+    return keep_words_whole("\n".join(parts))
