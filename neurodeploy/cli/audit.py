@@ -105,7 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="known (the host's map: what the chip is fed) and/or unknown (fresh draws)")
     p.add_argument("--draws", type=int, default=5,
                    help="unknown draw: independent evaluations (mean ± 95 %% interval)")
-    p.add_argument("--eot", type=int, default=4, help="unknown draw: EoT draws while crafting")
+    p.add_argument("--eot", type=int, default=4,
+                   help="unknown draw: EoT draws per gradient while crafting (default 4; "
+                   "`attack --eot` defaults to 10, a pipeline config's [audit] eot to 2)")
     p.add_argument("--attack-steps", type=int, default=20,
                    help="iterations of single gradient attacks")
     p.add_argument("--square-queries", type=int, default=200,
@@ -131,7 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reset of the .nir (default: the producer's, or the plan's record)")
     g.add_argument("--dt", type=float, default=None,
                    help="seconds per step of the .nir (default: the producer's convention)")
-    add_common(p)
+    add_common(p, out_required=True, out_help="output folder (required): audit.json, "
+               "audit.md, audit.html, plan.npz and the resumable state")
     add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.audit.sharding)
     p.set_defaults(func=run)
 

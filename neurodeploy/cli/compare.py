@@ -40,7 +40,7 @@ Z95 = 1.959963984540054
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "compare", help="join audit.json files: robust accuracy (95 % CI) vs energy per inference",
+        "compare", help="join audit.json files: robust accuracy (95 %% CI) vs energy per inference",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("audits", nargs="+", help="audit.json files (or folders holding one)")
     p.add_argument("--label", action="append", default=[], metavar="NAME",
