@@ -293,3 +293,51 @@ def test_keep_words_whole_rules():
     assert "<span class='nw'>FC64-FC10</span>" in out and "64.0\u00a0%" in out
     assert "<span class='nw'>[55.0, 72.0]</span>" in out and "≤\u00a03.0" in out
     assert "<span class='nw'>12.8/255</span>" in out
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_accuracy_figure_legend_names_sides_and_threat_models():
+    import matplotlib.pyplot as plt
+
+    from neurodeploy.audit.report_plots import accuracy_figure
+
+    fig = accuracy_figure(_report())
+    ax = fig.axes[0]
+    leg = ax.get_legend()
+    texts = [t.get_text() for t in leg.get_texts()]
+    assert texts == ["float (snntorch)", "Loihi 2 fixed point (bit-exact emulator)",
+                     "known draw", "unknown draw"]
+    styles = {h.get_label(): (h.get_linestyle(), h.get_marker()) for h in leg.legend_handles}
+    assert styles["known draw"] != styles["unknown draw"]
+    # one line per side and threat model, drawn in that threat model's style
+    drawn = {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines()
+             if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "None"}  # not the caps
+    assert drawn == {(c, ls, m) for c in ("#1f77b4", "#d62728") for ls, m in (("-", "o"),
+                                                                               ("--", "s"))}
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    assert leg.get_window_extent(r).y1 < ax.get_window_extent(r).y0  # under the axes
+    assert ax.get_ylim() == (0.0, 100.0)
+    plt.close(fig)
+
+
+def test_layers_figure_legends_are_not_over_the_bars():
+    import matplotlib.pyplot as plt
+
+    from neurodeploy.audit.report_plots import layers_figure
+
+    fig = layers_figure(_report())
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        from matplotlib.transforms import Bbox
+
+        box, frame = ax.get_legend().get_window_extent(r), ax.get_window_extent(r)
+        bars = [Bbox.intersection(p.get_window_extent(r), frame) for p in ax.patches]  # drawn
+        assert len(bars) == 4 and not any(_overlaps(box, b) for b in bars), ax.get_title()
+        assert box.y1 < frame.y0
+    assert "axis starts at 89 %" in fig.axes[0].get_ylabel()
+    plt.close(fig)
