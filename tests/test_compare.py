@@ -57,15 +57,19 @@ def _write(tmp_path, **audits) -> list[str]:
 
 
 def test_rows_pick_largest_common_eps_and_fields() -> None:
+    prov = _audit(0.6, 0.6, 20.0, eps=(0.05,), defense="pgd-at")
+    prov["model"]["defense_eps"] = 0.05
     eps, rows = compare_rows([("a", _audit(0.5, 0.4, 10.0, defense={"name": "fgsm-at",
                                                                      "eps": 2 / 255})),
-                              ("b", _audit(0.6, 0.6, 20.0, eps=(0.05,)))], None, "known draw")
+                              ("b", _audit(0.6, 0.6, 20.0, eps=(0.05,))), ("c", prov)],
+                             None, "known draw")
     assert eps == 0.05
     assert rows[0]["robust_deployed"] == 0.4 and rows[1]["robust_float"] == 0.6
     assert rows[0]["energy_nj"] == 10.0 and rows[0]["synops_ratio_adversarial"] == 1.3
     assert rows[0]["verified_error_deployed"] == 0.45 and rows[0]["cores_used"] == 2
     assert rows[0]["n"] == 10 and rows[0]["budget"] == "auto"
     assert rows[0]["defense"] == "fgsm-at (ε 0.00784 = 2/255)" and rows[1]["defense"] == "unknown"
+    assert rows[2]["defense"] == "pgd-at (ε 0.05 = 12.8/255)"
     assert rows[0]["threat_model"] == "known draw"
 
 

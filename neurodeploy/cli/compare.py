@@ -165,13 +165,17 @@ def interval(r: dict[str, Any] | None) -> tuple[list[float] | None, str]:
 
 
 def _defense(model: dict[str, Any]) -> str:
-    """The training defense as the audit records it; "unknown" where the audit does not say."""
+    """The training defense as the audit records it (``model.defense``, its training ε in
+    ``model.defense_eps``); "unknown" where the audit does not say."""
     d = model.get("defense")
-    if isinstance(d, dict):
-        name = d.get("name") or "unknown"
-        eps = d.get("eps", d.get("train_eps"))
-        return f"{name} (ε {eps:.3g} = {255 * eps:.3g}/255)" if isinstance(eps, (int, float)) and name != "none" else name
-    return str(d) if d else "unknown"
+    eps = model.get("defense_eps")
+    if isinstance(d, dict):  # {"name": …, "eps": …}
+        d, eps = d.get("name"), d.get("eps", eps)
+    name = str(d) if d else "unknown"
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool) and name not in (
+            "none", "unknown"):
+        return f"{name} (ε {eps:.3g} = {255 * eps:.3g}/255)"
+    return name
 
 
 def _budget(d: dict[str, Any], r: dict[str, Any] | None, threat: str) -> str:
