@@ -384,7 +384,7 @@ def _draw_side(ax: Any, xs: list[float], rows: list[dict[str, Any]], side: str) 
     pts = [(x, r) for x, r in zip(xs, rows, strict=True) if r[f"robust_{side}"] is not None]
     if not pts:
         return
-    style = ({"color": "#d62728", "fmt": "o", "label": "deployed (emulator = Lava)"}
+    style = ({"color": "#d62728", "fmt": "o", "label": "deployed (bit-exact emulator)"}
              if side == "deployed" else
              {"color": "#1f77b4", "fmt": "s", "mfc": "none", "label": "float model"})
     px, pr = [p[0] for p in pts], [p[1] for p in pts]
