@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="unknown draw: independent evaluations (mean ± 95 %% interval)")
     p.add_argument("--eot", type=int, default=4,
                    help="unknown draw: EoT draws per gradient while crafting (default 4; "
-                   "`attack --eot` defaults to 10, a pipeline config's [audit] eot to 2)")
+                   "attack --eot defaults to 10, a pipeline config's [audit] eot to 2)")
     p.add_argument("--attack-steps", type=int, default=20,
                    help="iterations of single gradient attacks")
     p.add_argument("--square-queries", type=int, default=200,
