@@ -287,12 +287,12 @@ def test_keep_words_whole_rules():
     from neurodeploy.audit.html_text import keep_words_whole
 
     doc = ("<style>a-b{}</style><title>x-y</title><p title='a-b'>FC64-FC10 at 64.0 % "
-           "[55.0, 72.0], ≤ 3.0 and 12.8/255</p>")
+           "[55.0, 72.0], ≤ 3.0 and 12.8/255 at p = 0.03</p>")
     out = keep_words_whole(doc)
     assert out.startswith("<style>a-b{}</style><title>x-y</title><p title='a-b'>")
     assert "<span class='nw'>FC64-FC10</span>" in out and "64.0\u00a0%" in out
     assert "<span class='nw'>[55.0, 72.0]</span>" in out and "≤\u00a03.0" in out
-    assert "<span class='nw'>12.8/255</span>" in out
+    assert "<span class='nw'>12.8/255</span>" in out and "p\u00a0=\u00a00.03" in out
 
 
 def _overlaps(a, b) -> bool:

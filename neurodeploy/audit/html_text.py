@@ -2,12 +2,13 @@
 
 A browser may break a line inside a token at a hyphen, a slash, a colon or an en dash
 (``FC64-FC10``, ``auto-demo``, ``12.8/255``, ``0–100``) and at the space between a number and
-its unit (``64.0 %``) or its sign (``≤ 64.0``). :func:`keep_words_whole` rewrites the text of an
-HTML document so that it cannot: tokens holding such a character are wrapped in
-``<span class="nw">`` (``white-space: nowrap``, see :data:`NOWRAP_CSS`), the space before
-``%`` and after ``≤``/``≥``/``±`` becomes a no-break space, and a bracketed interval
-``[lo, hi]`` stays on one line. Text inside tags (attributes, embedded images), ``<style>``,
-``<script>`` and ``<title>`` is left as it is.
+its unit (``64.0 %``), its sign (``≤ 64.0``) or its name (``p = 0.03``).
+:func:`keep_words_whole` rewrites the text of an HTML document so that it cannot: tokens
+holding such a character are wrapped in ``<span class="nw">`` (``white-space: nowrap``, see
+:data:`NOWRAP_CSS`); the space before ``%``, after ``≤``/``≥``/``±`` and around ``=`` before a
+number becomes a no-break space; a bracketed interval ``[lo, hi]`` stays on one line. Text
+inside tags (attributes, embedded images), ``<style>``, ``<script>`` and ``<title>`` is left
+as it is.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ _TOKEN = re.compile(r"[^\s<>]*[-‐–/:][^\s<>]*")
 _INTERVAL = re.compile(r"\[[^\]\s<>]*,\s[^\]\s<>]*\]")
 _UNIT = re.compile(r"(?<=[\d)\]]) (?=%)")
 _SIGN = re.compile(r"(?<=[≤≥±]) (?=[\d−+-])")
+_EQUALS = re.compile(r"(?<=\S) = (?=[\d−+-])")
 
 
 def _text(t: str) -> str:
     """One text run (already HTML-escaped): no-break spaces, then nowrap spans."""
     t = _SIGN.sub("\u00a0", _UNIT.sub("\u00a0", t))
+    t = _EQUALS.sub("\u00a0=\u00a0", t)  # "p = 0.03", "ε = 0.1" stay on one line
     spans: list[str] = []
 
     def keep(m: re.Match[str]) -> str:
