@@ -3,8 +3,10 @@
 :class:`AuditReport` is the one document an audit produces. It is saved as JSON (machine
 diff-able) and rendered to a Markdown summary and a self-contained HTML page with embedded
 PNG plots (accuracy vs ε per backend, per-layer spike agreement and quantization error,
-threshold traces float vs fixed point, resource use per core). Verdict lines are derived from
-the numbers by :func:`verdicts`, never written by hand.
+threshold traces float vs fixed point, resource use per core; drawn by
+:mod:`neurodeploy.audit.report_plots`). Verdict lines are derived from the numbers by
+:func:`verdicts`, never written by hand. The HTML keeps words and numbers whole
+(:mod:`neurodeploy.audit.html_text`).
 """
 
 from __future__ import annotations
