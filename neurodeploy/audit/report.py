@@ -516,6 +516,8 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:right;vertical-align:top}
 th{background:#eef2f8;vertical-align:bottom} td:first-child,th:first-child{text-align:left}
 @media (max-width:900px){table{font-size:.8rem}td,th{padding:.2rem .3rem}}
+#checks td,#checks th,#cascade td,#cascade th,#accuracy td:last-child,#accuracy th:last-child{
+text-align:left}
 .verdict{background:#f4f8f4;border-left:4px solid #55a868;padding:.5rem 1rem}
 .verdict.bad{background:#fbf1f1;border-left-color:#c44e52}
 .fail{color:#c44e52;font-weight:bold}.pass{color:#2d7a3e}
@@ -569,7 +571,7 @@ def render_html(report: AuditReport) -> str:
                          f"</td></tr>")
         parts.append("</table>")
     if report.checks:
-        parts.append("<h2>Gradient-masking checks</h2><table><tr><th>check</th><th>side</th>"
+        parts.append("<h2>Gradient-masking checks</h2><table id='checks'><tr><th>check</th><th>side</th>"
                      "<th>round</th><th>gradient</th><th>result</th><th>details</th></tr>")
         for c in report.checks:
             cls, word = ("pass", "pass") if c.passed else ("fail", "FAIL")
@@ -579,7 +581,7 @@ def render_html(report: AuditReport) -> str:
         parts.append("</table>")
     casc = cascade_rows(report)
     if casc:
-        parts.append("<h2>Cascade: examples broken first by each attack</h2><table><tr>"
+        parts.append("<h2>Cascade: examples broken first by each attack</h2><table id='cascade'><tr>"
                      "<th>side, threat model</th><th>round</th><th>ε</th><th>broken by</th></tr>")
         parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in casc]
         parts.append("</table>")
