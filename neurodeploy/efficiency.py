@@ -476,7 +476,8 @@ def efficiency_plot(eff: dict[str, Any]) -> str | None:
     ax.set_xticklabels(series[0][1][:n_layers], fontsize=8)
     ax.set_ylabel("effective synaptic ops / inference")
     ax.set_title("Synaptic operations per layer (NeuroBench effective ACs/MACs)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2,
+              frameon=False)  # under the axes, never over the bars
     ax.grid(True, axis="y", alpha=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

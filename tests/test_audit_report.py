@@ -4,11 +4,11 @@ headless browser with its plots visible."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from browser_probe import chromium, probe
 
 from neurodeploy.audit.report import (
     AccuracyRow,
@@ -159,11 +159,7 @@ def test_json_roundtrip_and_files(tmp_path):
 
 
 def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name)
-        if p:
-            return p
-    return None
+    return chromium()
 
 
 @pytest.mark.browser
@@ -177,23 +173,12 @@ def test_html_renders_with_visible_plots(tmp_path):
     base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
-    # laptop screen: the accuracy table (ε as rows) and the page fit in 1280 px, measured on
-    # the rendered layout (a script writes the widths into the DOM that --dump-dom prints)
-    probe = tmp_path / "rep" / "probe.html"
-    probe.write_text(paths["html"].read_text().replace(
-        "</body>",
-        "<script>const t = document.getElementById('accuracy').getBoundingClientRect();"
-        "document.body.setAttribute('data-table-width', String(t.width));"
-        "document.body.setAttribute('data-page-width', String(document.documentElement.scrollWidth));"
-        "</script></body>"))
-    dom = subprocess.run([*base, "--window-size=1280,900", "--dump-dom", probe.as_uri()],
-                         check=True, capture_output=True, text=True, timeout=120).stdout
-    import re
-
-    table_w = float(re.search(r'data-table-width="([0-9.]+)"', dom).group(1))
-    page_w = float(re.search(r'data-page-width="([0-9.]+)"', dom).group(1))
-    assert 300 < table_w <= 1280, table_w
-    assert page_w <= 1280, page_w
+    # a narrow window and a laptop screen: the page and every table fit, measured on the
+    # rendered layout, and no word or number is broken across lines
+    for width in (800, 1280):
+        got = probe(paths["html"], width, tmp_path / "profile")
+        assert got["broken"] == [] and got["wide"] == [], (width, got)
+        assert got["page"] <= width and 300 < got["tables"]["accuracy"] <= width, (width, got)
     shot = tmp_path / "shot.png"
     cmd = [*base, "--window-size=1100,2600", f"--screenshot={shot}", paths["html"].as_uri()]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -276,3 +261,92 @@ def test_html_efficiency_section_visible_in_browser(tmp_path):
     natural_w, img_w, img_h, tab_w, tab_h, cert_h = vals
     assert natural_w > 300 and img_w > 300 and img_h > 150, vals  # the plot is decoded and shown
     assert 300 < tab_w <= 1280 and tab_h > 60 and cert_h > 40, vals
+
+
+@pytest.mark.browser
+def test_browser_probe_sees_broken_words_and_overflow(tmp_path):
+    """The probe of the test above can fail: the same page with words allowed to break
+    anywhere (the old style sheet) and with a table wider than the window."""
+    if _chromium() is None:
+        pytest.skip("chromium not installed (scripts/install_browser.sh installs Debian's chromium)")
+    paths = _report().save(tmp_path / "rep")
+    page = paths["html"].read_text()
+    bad = tmp_path / "rep" / "bad.html"
+    bad.write_text(page.replace("</style>", "td,th{overflow-wrap:anywhere}.nw{white-space:normal}"
+                                "</style>"))
+    got = probe(bad, 800, tmp_path / "profile")
+    assert "deployed" in got["broken"], got
+    bad.write_text(page.replace("<table id='accuracy'>", "<table id='accuracy' style='width:"
+                                "1500px'>"))
+    got = probe(bad, 1280, tmp_path / "profile")
+    assert any(w.startswith("TABLE#accuracy") for w in got["wide"]) and got["page"] > 1280, got
+
+
+def test_markdown_has_no_raw_json_and_words_certification(tmp_path):
+    rep = _report()
+    rep.certified = {"eps": 0.05, "verified_error": 0.4, "ibp_verified_error": 0.45,
+                     "crown_verified_error": 0.4, "method": "best of S-IBP, S-CROWN"}
+    md = rep.save(tmp_path)["markdown"].read_text()
+    assert "```" not in md and '"verified_error"' not in md
+    assert ("- float model, verified (certified) robust error at ε = 0.05: 40.0 % (best of "
+            "S-IBP, S-CROWN; S-IBP 45.0 %, S-CROWN 40.0 %)") in md
+
+
+def test_keep_words_whole_rules():
+    from neurodeploy.audit.html_text import keep_words_whole
+
+    doc = ("<style>a-b{}</style><title>x-y</title><p title='a-b'>FC64-FC10 at 64.0 % "
+           "[55.0, 72.0], ≤ 3.0 and 12.8/255 at p = 0.03</p>")
+    out = keep_words_whole(doc)
+    assert out.startswith("<style>a-b{}</style><title>x-y</title><p title='a-b'>")
+    assert "<span class='nw'>FC64-FC10</span>" in out and "64.0\u00a0%" in out
+    assert "<span class='nw'>[55.0, 72.0]</span>" in out and "≤\u00a03.0" in out
+    assert "<span class='nw'>12.8/255</span>" in out and "p\u00a0=\u00a00.03" in out
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_accuracy_figure_legend_names_sides_and_threat_models():
+    import matplotlib.pyplot as plt
+
+    from neurodeploy.audit.report_plots import accuracy_figure
+
+    fig = accuracy_figure(_report())
+    ax = fig.axes[0]
+    leg = ax.get_legend()
+    texts = [t.get_text() for t in leg.get_texts()]
+    assert texts == ["float (snntorch)", "Loihi 2 fixed point (bit-exact emulator)",
+                     "known draw", "unknown draw"]
+    styles = {h.get_label(): (h.get_linestyle(), h.get_marker()) for h in leg.legend_handles}
+    assert styles["known draw"] != styles["unknown draw"]
+    # one line per side and threat model, drawn in that threat model's style
+    drawn = {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines()
+             if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "None"}  # not the caps
+    assert drawn == {(c, ls, m) for c in ("#1f77b4", "#d62728") for ls, m in (("-", "o"),
+                                                                               ("--", "s"))}
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    assert leg.get_window_extent(r).y1 < ax.get_window_extent(r).y0  # under the axes
+    assert ax.get_ylim() == (0.0, 100.0)
+    plt.close(fig)
+
+
+def test_layers_figure_legends_are_not_over_the_bars():
+    import matplotlib.pyplot as plt
+
+    from neurodeploy.audit.report_plots import layers_figure
+
+    fig = layers_figure(_report())
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        from matplotlib.transforms import Bbox
+
+        box, frame = ax.get_legend().get_window_extent(r), ax.get_window_extent(r)
+        bars = [Bbox.intersection(p.get_window_extent(r), frame) for p in ax.patches]  # drawn
+        assert len(bars) == 4 and not any(_overlaps(box, b) for b in bars), ax.get_title()
+        assert box.y1 < frame.y0
+    assert "axis starts at 89 %" in fig.axes[0].get_ylabel()
+    plt.close(fig)

@@ -3,22 +3,23 @@
 :class:`AuditReport` is the one document an audit produces. It is saved as JSON (machine
 diff-able) and rendered to a Markdown summary and a self-contained HTML page with embedded
 PNG plots (accuracy vs ε per backend, per-layer spike agreement and quantization error,
-threshold traces float vs fixed point, resource use per core). Verdict lines are derived from
-the numbers by :func:`verdicts`, never written by hand.
+threshold traces float vs fixed point, resource use per core; drawn by
+:mod:`neurodeploy.audit.report_plots`). Verdict lines are derived from the numbers by
+:func:`verdicts`, never written by hand. The HTML keeps words and numbers whole
+(:mod:`neurodeploy.audit.html_text`).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
-import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.audit.html_text import NOWRAP_CSS, keep_words_whole
 from neurodeploy.jsonable import jsonable
 
 REPORT_FORMAT = "neurodeploy-audit"
@@ -284,119 +285,6 @@ __all__ = ["AccuracyRow", "AuditReport", "Check", "LayerRow", "ThresholdTrace", 
            "row_checks", "verdict_is_bad", "verdicts", "render_html", "render_markdown"]
 
 
-# ---------------------------------------------------------------------- plots
-
-
-def _figure_png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def plots(report: AuditReport) -> dict[str, str]:
-    """Base64 PNGs keyed by plot name (only the plots the data supports)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out: dict[str, str] = {}
-    eps_list = report.epsilons()
-    if eps_list:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        upper = any(r.upper_bound for r in report.accuracy)
-        styles = {"known draw": "-", "unknown draw": "--"}
-        colours = {"float": "#1f77b4", "deployed": "#d62728"}
-        for tm in report.threat_models():
-            for b in ("float", "deployed"):
-                xs, ys, lo, hi = [], [], [], []
-                c = report.clean(b)
-                if c:
-                    xs.append(0.0)
-                    ys.append(100 * c.accuracy)
-                    lo.append(0.0)
-                    hi.append(0.0)
-                for e in eps_list:
-                    r = report.lookup(b, "worst", e, tm)
-                    if r:
-                        xs.append(e)
-                        ys.append(100 * r.accuracy)
-                        lo.append(max(0.0, 100 * (r.accuracy - r.ci95[0])) if r.ci95 else 0.0)
-                        hi.append(max(0.0, 100 * (r.ci95[1] - r.accuracy)) if r.ci95 else 0.0)
-                if len(xs) > 1:
-                    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3,
-                                linestyle=styles.get(tm, ":"), color=colours.get(b),
-                                label=f"{_label(b, report)}, {tm}")
-        ax.set_xlabel("ε (ℓ∞)")
-        ax.set_ylabel("robust accuracy (%)" + (" — upper bounds" if upper else ""))
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        n = report.meta.get("samples", "?")
-        ax.set_title(f"Robust accuracy vs ε, float vs deployed (the same {n} samples)")
-        out["accuracy_vs_eps"] = _figure_png(fig)
-    if report.layers:
-        fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
-        names = [r.layer for r in report.layers]
-        xs = range(len(names))
-        ag_e = [100 * (r.agreement_emulator or 0) for r in report.layers]
-        ag_l = [100 * r.agreement_lava if r.agreement_lava is not None else 0 for r in report.layers]
-        axes[0].bar([x - 0.2 for x in xs], ag_e, width=0.4, label="float ↔ emulator")
-        if any(r.agreement_lava is not None for r in report.layers):
-            axes[0].bar([x + 0.2 for x in xs], ag_l, width=0.4, label="float ↔ Lava")
-        axes[0].set_xticks(list(xs), names, rotation=30, fontsize=8)
-        axes[0].set_ylabel("spike agreement (%)")
-        axes[0].set_ylim(min([90.0, *ag_e]) - 1, 100.5)
-        axes[0].legend(fontsize=8)
-        axes[0].set_title("Per-layer spike agreement")
-        we = [r.weight_error or 0 for r in report.layers]
-        te = [r.threshold_error or 0 for r in report.layers]
-        axes[1].bar([x - 0.2 for x in xs], we, width=0.4, label="weight (rel. to max|W|)")
-        axes[1].bar([x + 0.2 for x in xs], te, width=0.4, label="threshold (relative)")
-        axes[1].set_xticks(list(xs), names, rotation=30, fontsize=8)
-        axes[1].set_ylabel("max quantization error")
-        axes[1].legend(fontsize=8)
-        axes[1].set_title("Per-layer quantization error")
-        out["layers"] = _figure_png(fig)
-    if report.thresholds:
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        for tr in report.thresholds:
-            line = ax.plot(tr.float_trace, label=f"{tr.layer} float")[0]
-            ax.plot(tr.fixed_trace, linestyle="--", color=line.get_color(),
-                    label=f"{tr.layer} fixed point")
-        ax.set_xlabel("time step")
-        ax.set_ylabel("mean threshold θ")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title("Adaptive threshold traces (TA-LIF)")
-        out["thresholds"] = _figure_png(fig)
-    per_layer = report.resources.get("layers") or []
-    if per_layer:
-        fig, ax = plt.subplots(figsize=(6.4, 3.4))
-        names, used = [], []
-        for r in per_layer:
-            for c, n in enumerate(r.get("neurons_per_core", [])):
-                names.append(f"{r.get('token', r.get('layer'))}\ncore {c}")
-                used.append(float(n))
-        ax.bar(range(len(used)), used, color="#4c72b0", label="neurons used")
-        ax.set_xticks(range(len(used)), names, fontsize=7)
-        cap = (report.resources.get("limits") or {}).get("neurons_per_core")
-        if cap:
-            ax.axhline(cap, color="#c44e52", linestyle="--", label=f"limit {cap} per core")
-            ax.set_yscale("log")
-        ax.set_ylabel("neurons per core")
-        ax.legend(fontsize=8)
-        used_c = report.resources.get("cores_used")
-        avail = report.resources.get("cores_available")
-        ax.set_title(f"Resource use per core ({used_c} of {avail} cores)" if used_c else
-                     "Resource use per core")
-        out["resources"] = _figure_png(fig)
-    return out
-
-
 # ---------------------------------------------------------------------- renderers
 
 
@@ -520,9 +408,9 @@ def render_markdown(report: AuditReport) -> str:
     for rnd in report.escalation:
         lines += ["", f"Escalation round {rnd['round']}: triggered by {rnd['trigger']}; checks "
                   f"re-run with {_grad_words(rnd)}, {rnd['check_iterations']} iterations."]
-    if report.certified:
-        lines += ["", "## Certification", "", "```",
-                  json.dumps(jsonable(report.certified), indent=2), "```"]
+    cert = certification_lines(report.certified)
+    if cert:
+        lines += ["", "## Certification", "", *[f"- {v}" for v in cert]]
     from neurodeploy.efficiency import efficiency_markdown
 
     lines += efficiency_markdown(report.efficiency, report.certified)
@@ -551,6 +439,28 @@ def layer_agreement_cells(r: LayerRow) -> list[str]:
             cell(r.agreement_lava, r.fired_agreement_lava, r.mismatches_lava), same]
 
 
+#: certification keys that :func:`certification_lines` words itself or that the "Certified
+#: robustness, float vs deployed" section shows (neurodeploy.efficiency)
+_CERT_SHOWN = {"eps", "verified_error", "method", "ibp_verified_error", "crown_verified_error",
+               "deployed", "deployed_verdict", "deployed_threat_model", "float_known_draw"}
+
+
+def certification_lines(cert: dict[str, Any]) -> list[str]:
+    """The certification block in words (no raw JSON): the float model's verified error per
+    bound and any other scalar the audit recorded (float vs deployed has its own section)."""
+    out: list[str] = []
+    if cert.get("verified_error") is not None:
+        per = [f"{name} {_pct(cert[key])}" for name, key in
+               (("S-IBP", "ibp_verified_error"), ("S-CROWN", "crown_verified_error"))
+               if cert.get(key) is not None]
+        out.append(f"float model, verified (certified) robust error at ε = {cert.get('eps')}: "
+                   f"{_pct(cert['verified_error'])} ({cert.get('method', 'bound')}"
+                   + (f"; {', '.join(per)}" if per else "") + ")")
+    out += [f"{k}: {v}" for k, v in cert.items()
+            if k not in _CERT_SHOWN and isinstance(v, (str, int, float, bool))]
+    return out
+
+
 def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.4f}"
 
@@ -565,19 +475,24 @@ color:#222;padding:0 1rem}
 h1{font-size:1.6rem;border-bottom:3px solid #4c72b0;padding-bottom:.3rem}
 h2{font-size:1.2rem;margin-top:2rem;color:#333}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;overflow-wrap:anywhere}
-th{background:#eef2f8} td:first-child,th:first-child{text-align:left}
+td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:right;vertical-align:top}
+th{background:#eef2f8;vertical-align:bottom} td:first-child,th:first-child{text-align:left}
+@media (max-width:900px){table{font-size:.8rem}td,th{padding:.2rem .3rem}}
+#checks td,#checks th,#cascade td,#cascade th,#accuracy td:last-child,#accuracy th:last-child{
+text-align:left}
 .verdict{background:#f4f8f4;border-left:4px solid #55a868;padding:.5rem 1rem}
 .verdict.bad{background:#fbf1f1;border-left-color:#c44e52}
 .fail{color:#c44e52;font-weight:bold}.pass{color:#2d7a3e}
 img{max-width:100%;border:1px solid #ddd;margin:.5rem 0}
 .meta{color:#555;font-size:.9rem}
-"""
+""" + NOWRAP_CSS
 
 
 def render_html(report: AuditReport) -> str:
     e = html.escape
     m = report.meta
+    from neurodeploy.audit.report_plots import plots
+
     pics = plots(report)
     vlines = report.verdicts or verdicts(report)
     bad = verdict_is_bad(vlines)
@@ -619,7 +534,7 @@ def render_html(report: AuditReport) -> str:
                          f"</td></tr>")
         parts.append("</table>")
     if report.checks:
-        parts.append("<h2>Gradient-masking checks</h2><table><tr><th>check</th><th>side</th>"
+        parts.append("<h2>Gradient-masking checks</h2><table id='checks'><tr><th>check</th><th>side</th>"
                      "<th>round</th><th>gradient</th><th>result</th><th>details</th></tr>")
         for c in report.checks:
             cls, word = ("pass", "pass") if c.passed else ("fail", "FAIL")
@@ -629,7 +544,7 @@ def render_html(report: AuditReport) -> str:
         parts.append("</table>")
     casc = cascade_rows(report)
     if casc:
-        parts.append("<h2>Cascade: examples broken first by each attack</h2><table><tr>"
+        parts.append("<h2>Cascade: examples broken first by each attack</h2><table id='cascade'><tr>"
                      "<th>side, threat model</th><th>round</th><th>ε</th><th>broken by</th></tr>")
         parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in casc]
         parts.append("</table>")
@@ -657,4 +572,4 @@ def render_html(report: AuditReport) -> str:
     parts += efficiency_html(report.efficiency, report.certified)
     vers = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
     parts.append(f"<p class='meta'>versions: {e(vers)}</p></body></html>")
-    return "\n".join(parts)
+    return keep_words_whole("\n".join(parts))

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", dest="global_quiet", action="store_true",
                         help="no progress bars, for every command (as the command's own -q)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="what to do (neurodeploy COMMAND --help for its options)")
     for name in COMMAND_MODULES:
         try:
             mod = importlib.import_module(f"neurodeploy.cli.{name}")

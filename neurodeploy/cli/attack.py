@@ -56,18 +56,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--attacks", default="auto", help="a preset (auto, auto-demo) and/or attack names, run in order (default auto)")
     p.add_argument("--threat", default="known", choices=("known", "unknown", "both"),
                    help="Bernoulli threat model: known host map, unknown (fresh draws), or both (default known)")
-    p.add_argument("--no-checks", dest="checks", action="store_false", help="skip the gradient-masking checks")
+    p.add_argument("--no-checks", dest="checks", action="store_false", help="skip the gradient-masking checks (default: they run)")
     p.add_argument("--check-samples", type=int, default=48, help="points for the masking checks (default 48)")
     p.add_argument("--eps", required=True, help="comma-separated budgets (ℓ∞ radius in [0,1]; integer flips for spikes)")
     p.add_argument("--samples", type=int, default=200, help="first N test examples (default 200)")
-    p.add_argument("--eot", type=int, default=None, help="EoT draws per gradient (default: 1, or 10 for stochastic models)")
+    p.add_argument("--eot", type=int, default=None, help="EoT draws per gradient (default: 10 under --threat unknown and for noisy neurons, else 1; the audit's default is 4)")
     p.add_argument("--draws", type=int, default=5, help="independent evaluations under --threat unknown (>= 5; mean ± 95%% CI)")
     p.add_argument("--grad-mode", default="bptt", help="for single attacks: bptt, bptt:<surrogate>, bptr or rga")
     p.add_argument("--set", action="append", default=[], metavar="ATTACK.FIELD=VALUE",
                    help="attack parameter, e.g. --set apgd-ce.n_iter=50 (repeatable)")
     p.add_argument("--batch-size", type=int, default=None, help="attack batch size (default: all)")
     p.add_argument("--resume", action="store_true", help="resume from <out>.state.pt")
-    add_common(p)
+    add_common(p, out_help="result file (JSON; without it the tables are only printed); "
+               "--resume state lives beside it")
     add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.scale)
     p.set_defaults(func=run)
 

@@ -143,7 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=float, default=5.0,
                    help="equivalence margin δ in accuracy points: 'survived' only when the "
                    "paired 95 %% CI of Δ = deployed − float lies above −δ")
-    p.add_argument("--eot", type=int, default=4, help="unknown draw: EoT draws while crafting")
+    p.add_argument("--eot", type=int, default=4,
+                   help="unknown draw: EoT draws per gradient while crafting (default 4; "
+                   "attack --eot defaults to 10, a pipeline config's [audit] eot to 2)")
     p.add_argument("--attack-steps", type=int, default=20,
                    help="iterations of single gradient attacks")
     p.add_argument("--square-queries", type=positive_int, default=200,
@@ -170,7 +172,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dt", type=float, default=None,
                    help="seconds per step of the .nir (default: the producer's convention)")
     add_torch_module_args(p)
-    add_common(p)
+    add_common(p, out_required=True, out_help="output folder (required): audit.json, "
+               "audit.md, audit.html, plan.npz and the resumable state")
     add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.audit.sharding)
     p.set_defaults(func=run)
 

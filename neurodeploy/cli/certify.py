@@ -60,8 +60,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--alpha-iterations", type=nonneg_int, default=20, help="alpha-crown Adam steps")
     p.add_argument("--samples", type=positive_int, default=None, help="first N samples (default: all)")
     p.add_argument("--draws", type=positive_int, default=1, help="random draws (seeds seed … seed+N−1)")
-    p.add_argument("--batch-size", type=positive_int, default=500)
-    add_common(p)
+    p.add_argument("--batch-size", type=positive_int, default=500, help="samples bounded at once")
+    add_common(p, out_help="result file (JSON; without it the result is only printed)")
     add_scale_args(p)
     from neurodeploy.cli.certify_plan import add_plan_args
 

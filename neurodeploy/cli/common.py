@@ -10,15 +10,18 @@ from neurodeploy.cli.argtypes import seed_int, steps_int
 from neurodeploy.runtime import progress_disabled, resolve_device  # noqa: F401
 
 
-def add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
-    """``--seed``, ``--device``, ``--quiet`` and (optionally) ``--out``."""
+def add_common(p: argparse.ArgumentParser, out: bool = True, out_help: str | None = None,
+               out_required: bool = False) -> None:
+    """``--seed``, ``--device``, ``--quiet`` and (optionally) ``--out``, with the command's
+    own words for what ``--out`` names (``out_help``) and whether it must be given."""
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if out:
-        p.add_argument("--out", default=None, help="output folder or file (see the command)")
+        p.add_argument("--out", default=None, required=out_required,
+                       help=out_help or "output folder or file (see the command)")
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:

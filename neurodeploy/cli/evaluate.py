@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="number of random draws (seeds SEED, SEED+1, …); accuracy is their mean",
     )
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256, help="samples per forward pass")
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for "
         "small models on a shared machine)",
     )
-    add_common(p)
+    add_common(p, out_help="result file (JSON; without it the result is only printed)")
     p.set_defaults(func=run)
 
 

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dt", type=float, default=None,
                    help="seconds per step: for --model the NIR time constants (τ = dt/(1−α), "
                    "default 1e-4); for --nir the producer's step (default: its convention)")
-    add_common(p)
+    add_common(p, out_required=True,
+               out_help="output folder (required): model.nir and plan.npz")
     p.set_defaults(func=run)
 
 

@@ -1,4 +1,5 @@
-"""``neurodeploy pipeline``: run the registered stages (train → evaluate → …) from a config."""
+"""``neurodeploy pipeline``: train → defend → export → simulate → audit from one config (the
+registered stages: train, with the config's ``[defense]``; evaluate; export; simulate; audit)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from neurodeploy.cli.train import set_threads
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pipeline",
-        help="run the train-then-export pipeline from a TOML config",
-        description="Run the pipeline stages in order into one output folder. Finished stages "
+        help="train → defend → export → simulate → audit from one TOML config (resumable)",
+        description="Train → defend → export → simulate → audit: run the registered stages "
+        "(train, with the config's [defense]; evaluate, the clean accuracy; export; simulate; "
+        "audit) in order into one output folder. Finished stages "
         "are recorded in OUT/pipeline_state.json and skipped with --resume. Without --config "
         "the embedded default (configs/digits.toml) is used.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for "
         "small models on a shared machine)",
     )
-    add_common(p)
+    add_common(p, out_help="output folder of every stage (default runs/pipeline)")
     p.set_defaults(func=run, out="runs/pipeline", seed=None)
 
 

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", required=True, help="deployment plan (.npz from `export`)")
     add_model_args(p, required=False)
     p.add_argument("--data", default="digits", help="'digits' or an IDX / N-MNIST folder")
-    p.add_argument("--backend", default="emulator", choices=BACKENDS)
+    p.add_argument("--backend", default="emulator", choices=BACKENDS,
+                   help="bit-exact fixed-point emulator, or real Lava processes (needs .venv-lava)")
     p.add_argument("--samples", type=positive_int, default=500, help="first N test samples")
     p.add_argument("--batch-size", type=positive_int, default=1000, help="emulator / float batch size")
     p.add_argument("--timeout", type=positive_float, default=3600.0, help="Lava runner timeout (s)")
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "plan's record of the export)")
     g.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="reset of the .nir (default: as recorded in the plan)")
-    add_common(p)
+    add_common(p, out_help="result file (JSON; without it the report is only printed)")
     p.set_defaults(func=run)
 
 

@@ -90,13 +90,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="input coding (default: bernoulli for images, spikes for event data)",
     )
     p.add_argument("--neuron", default="lif", help="hidden neuron kind (lif, talif, noisy)")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="samples per optimizer step")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="optimizer (sgd uses --momentum)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
     p.add_argument("--momentum", type=nonneg_float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=nonneg_float, default=0.0)
-    p.add_argument("--schedule", default="none", choices=("none", "step", "cosine"))
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.0, help="L2 weight decay of the optimizer")
+    p.add_argument("--schedule", default="none", choices=("none", "step", "cosine"),
+                   help="learning-rate schedule: constant, ×--gamma every --step-size epochs, or cosine")
     p.add_argument("--step-size", type=positive_int, default=30, help="epochs per step of --schedule step")
     p.add_argument("--gamma", type=unit_float, default=0.1, help="lr factor per step of --schedule step")
     p.add_argument(
@@ -129,7 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for "
         "small models on a shared machine)",
     )
-    add_common(p)
+    add_common(p, out_help="output folder: checkpoints and metrics.json (default "
+               "runs/train)")
     p.set_defaults(func=run, out="runs/train")
 
 
