@@ -68,7 +68,7 @@ def chip_notes(g: DGraph) -> list[str]:
 
 def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_steps: int,
                 producer: str | None = None, reset: str | None = None,
-                dt: float | None = None) -> NIRDeployment:
+                dt: float | None = None, tau_units: str | None = None) -> NIRDeployment:
     """Read, rewrite, check and compile a NIR graph (module docstring).
 
     Raises
@@ -82,7 +82,7 @@ def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_step
 
     if int(num_steps) < 1:
         raise ConfigError(f"--steps must be >= 1, got {num_steps}")
-    g = read_graph(source, producer=producer, reset=reset, dt=dt)
+    g = read_graph(source, producer=producer, reset=reset, dt=dt, tau_units=tau_units)
     cnotes = chip_notes(g)
     canonical = to_canonical_nir(g)
     canonical.metadata["chip_notes"] = "\n".join(cnotes)
@@ -95,26 +95,29 @@ def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_step
 
 def float_reference(source: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
                     reset: str | None = None, dt: float | None = None,
-                    num_steps: int | None = None, surrogate: str | None = None):
+                    num_steps: int | None = None, surrogate: str | None = None,
+                    tau_units: str | None = None):
     """The float model of a NIR file for ``simulate``/``audit``: a
     :class:`~neurodeploy.exporters.nir_interp.NIRModel` (``run(x [T, B, …], record=True)`` →
     trace with ``spikes`` per spiking population and ``logits`` [B, classes]; with
     ``surrogate`` (e.g. ``"atan"``) ``forward(x)`` is differentiable for attacks)."""
     from neurodeploy.exporters.nir_interp import NIRModel
 
-    return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt),
+    return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt,
+                               tau_units=tau_units),
                     num_steps=num_steps, surrogate=surrogate)
 
 
 def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any = None,
                              producer: str | None = None, reset: str | None = None,
-                             dt: float | None = None, surrogate: str | None = None):
+                             dt: float | None = None, surrogate: str | None = None,
+                             tau_units: str | None = None):
     """:func:`float_reference` with the semantics a plan was compiled with as defaults.
 
     The canonical ``model.nir`` that ``export --nir`` writes states its own semantics; the
     original foreign file does not, so the producer, reset and dt recorded in the plan's
-    ``source["nir_metadata"]`` (``source_producer``, ``reset``, ``source_dt``) fill in what
-    the caller leaves out. Reads nothing else from the plan.
+    ``source["nir_metadata"]`` (``source_producer``, ``reset``, ``source_dt``, and for norse
+    ``tau_unit``) fill in what the caller leaves out. Reads nothing else from the plan.
     """
     meta = (getattr(plan, "source", None) or {}).get("nir_metadata", {}) if plan else {}
     graph = source
@@ -127,5 +130,8 @@ def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any
         producer = str(meta["source_producer"])
         reset = reset if reset is not None else meta.get("reset")
         dt = dt if dt is not None else meta.get("source_dt")
+        if tau_units is None and producer == "norse":
+            tau_units = meta.get("tau_unit")
     return float_reference(graph, producer=producer, reset=reset, dt=dt,
-                           num_steps=getattr(plan, "num_steps", None), surrogate=surrogate)
+                           num_steps=getattr(plan, "num_steps", None), surrogate=surrogate,
+                           tau_units=tau_units)

@@ -895,12 +895,30 @@ def to_dgraph(graph: nir.NIRGraph, semantics: Semantics, notes: list[str] | None
     return g
 
 
+TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
+
+
+def file_taus(graph: nir.NIRGraph) -> list[np.ndarray]:
+    """Every time constant (τ, τ_mem, τ_syn) of the graph's neuron nodes, subgraphs included."""
+    nodes, _ = flatten_subgraphs(graph)
+    out = []
+    for node in nodes.values():
+        for f in TAU_FIELDS:
+            v = getattr(node, f, None)
+            if v is not None and not isinstance(node, nir.Input | nir.Output):
+                out.append(np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v,
+                                      dtype=np.float64))
+    return out
+
+
 def read_graph(graph_or_path: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
                reset: str | None = None, dt: float | None = None, readout: str | None = None,
-               rewrite: bool = True) -> DGraph:
-    """File or graph → semantics → :class:`DGraph` → exact rewrites (the whole import)."""
+               rewrite: bool = True, tau_units: str | None = None) -> DGraph:
+    """File or graph → semantics (τ units decided per file,
+    :func:`~neurodeploy.exporters.nir_semantics.decide_tau_unit`) → :class:`DGraph` → exact
+    rewrites (the whole import)."""
     from neurodeploy.exporters.nir_rewrite import rewrite_all
-    from neurodeploy.exporters.nir_semantics import resolve_semantics
+    from neurodeploy.exporters.nir_semantics import decide_tau_unit, resolve_semantics
 
     notes: list[str] = []
     if isinstance(graph_or_path, nir.NIRGraph):
@@ -910,6 +928,10 @@ def read_graph(graph_or_path: nir.NIRGraph | str | os.PathLike, producer: str | 
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     sem, sem_notes = resolve_semantics(meta, producer=producer, reset=reset, dt=dt,
                                        readout=readout)
+    where = (Path(graph_or_path).name if not isinstance(graph_or_path, nir.NIRGraph)
+             else "the graph")
+    sem, tau_notes = decide_tau_unit(sem, file_taus(graph), tau_units, where)
+    sem_notes += tau_notes
     g = to_dgraph(graph, sem, notes + sem_notes)
     if g.nodes[g.neurons()[-1]].kind in ("li", "cubali", "i") and g.semantics.readout != \
             "membrane":
@@ -1036,7 +1058,7 @@ def to_canonical_nir(g: DGraph, dt: float | None = None) -> nir.NIRGraph:
     sem = g.semantics
     meta = {"dt": dt, "producer": "neurodeploy (canonical form)",
             "source_producer": sem.producer, "source_dt": float(sem.dt or dt),
-            "reset": sem.reset, "readout": sem.readout,
+            "reset": sem.reset, "readout": sem.readout, "tau_unit": sem.tau_unit,
             "semantics": sem.describe(), "notes": "\n".join(g.notes)}
     try:
         return nir.NIRGraph(nodes=nodes, edges=list(g.edges), metadata=meta, type_check=False)

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "reset and spike conventions); default: the file's metadata, else required")
     p.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="with --nir: the reset NIR cannot state (default: the producer's)")
+    p.add_argument("--tau-units", default=None, choices=("seconds", "dt*tau"),
+                   help="with --nir: what the file's τ fields hold (default: decided from the "
+                   "file — norse 1.1.0 writes dt·τ, older norse files and NIR seconds)")
     p.add_argument("--profile", default="loihi2",
                    help="hardware profile name (loihi2, loihi1, …) or path to a profile .toml")
     p.add_argument("--dt", type=float, default=None,
@@ -111,7 +114,7 @@ def run_nir(args: argparse.Namespace) -> int:
         raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
     profile = load_profile(args.profile)
     dep = compile_nir(args.nir, profile, args.steps, producer=args.producer, reset=args.reset,
-                      dt=args.dt)
+                      dt=args.dt, tau_units=args.tau_units)
     print(f"read {args.nir}: {dep.dgraph.semantics.describe()}, T = {args.steps} (--steps)")
     meta_t = dep.dgraph.metadata.get("num_steps")
     if meta_t is not None and int(np.asarray(meta_t).item()) != int(args.steps):
@@ -140,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
         return run_nir(args)
     if not args.model:
         raise ConfigError("give --model CHECKPOINT or --nir FILE")
-    if args.producer or args.reset:
-        raise ConfigError("--producer and --reset describe a --nir file; a --model checkpoint "
+    if args.producer or args.reset or args.tau_units:
+        raise ConfigError("--producer, --reset and --tau-units describe a --nir file; a --model checkpoint "
                           "states its own semantics")
     from neurodeploy.exporters.compiler import compile_graph
     from neurodeploy.exporters.nir_export import to_nir, write_graph

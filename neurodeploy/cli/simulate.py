@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "plan's record of the export)")
     g.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="reset of the .nir (default: as recorded in the plan)")
+    g.add_argument("--tau-units", default=None, choices=("seconds", "dt*tau"),
+                   help="what the .nir's τ fields hold (default: as recorded in the plan, else "
+                   "decided from the file)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -96,7 +99,7 @@ def _load_model(args: argparse.Namespace, data, plan=None):
         from neurodeploy.exporters.nir_deploy import float_reference_for_plan
 
         return float_reference_for_plan(args.model, plan, producer=args.producer,
-                                        reset=args.reset)
+                                        reset=args.reset, tau_units=args.tau_units)
     model = load_model(args, data.input_shape)
     if model.config.encoding == "direct":
         raise ConfigError("the float model uses direct (current) input; a deployed plan takes "
