@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neurodeploy.cli.common import resolve_device
     from neurodeploy.data.core import load_dataset
-    from neurodeploy.errors import ConfigError, DataError
+    from neurodeploy.errors import ConfigError
     from neurodeploy.exporters.plan import DeploymentPlan, PlanError
 
     if args.samples < 1:
@@ -71,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     T = plan.num_steps
     data = load_dataset(args.data, num_steps=T).test.subset(args.samples)
-    if tuple(data.input_shape) != tuple(plan.input_shape):
-        raise DataError(f"data {args.data!r} has samples of shape {data.input_shape}, the plan "
-                        f"expects {tuple(plan.input_shape)}")
-    spikes = encode(data, T, args.seed)
+    spikes = fit_layout(encode(data, T, args.seed), tuple(plan.input_shape), str(args.data))
     device = resolve_device(args.device)
     model = _load_model(args, data, plan) if args.model else None
     report = simulate(plan, spikes, data.y, args.backend, model=model, device=device,
@@ -88,6 +85,25 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(args.out, report.to_dict())
         print(f"wrote {args.out}")
     return 0
+
+
+def fit_layout(spikes, want: tuple[int, ...], data_name: str):
+    """Spikes ``[T, B, *sample]`` in the plan's input shape: reshaped (C order, same values)
+    when only the layout differs — as ``audit`` does for a NIR graph's Input (e.g. digits'
+    (1, 8, 8) images for a graph whose Input is (64,)); refused when the sizes differ."""
+    import math
+
+    from neurodeploy.errors import DataError
+
+    have = tuple(int(v) for v in spikes.shape[2:])
+    if have == want:
+        return spikes
+    if math.prod(have) != math.prod(want):
+        raise DataError(f"data {data_name!r} has samples of shape {have} "
+                        f"({math.prod(have)} values), the plan expects {want}")
+    print(f"[simulate] data samples of shape {have} reshaped to the plan's input {want} (same "
+          f"values, C order)")
+    return spikes.reshape(tuple(spikes.shape[:2]) + want)
 
 
 def _load_model(args: argparse.Namespace, data, plan=None):
