@@ -782,6 +782,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                                                         profile)
         if readout:  # no spike, no reset: the membrane is sent each step
             neuron = "li"
+        if L.v_floor is not None:
+            nparams = {**nparams, "v_min": _v_min(L, neuron, int(q.vth), profile)}
         decays, dreport = _per_neuron_decays(L, profile)
         q = dataclasses.replace(q, report={**q.report, **dreport})
         layers.append(PlanLayer(
@@ -835,6 +837,34 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                           fixed_point=profile.fixed_point)
     plan.validate()
     return plan
+
+
+def _v_min(L: ChainLayer, neuron: str, vth: int, profile: HardwareProfile) -> int:
+    """The integer lower bound on v of a population with a float floor (sinabs ``min_v_mem``):
+    the floor relative to the *quantized* threshold, so ``v_floor = −θ`` is exactly
+    ``−(vth << threshold_shift)``::
+
+        v_min = round(v_floor / θ · (vth << threshold_shift)),   v ← max(v, v_min) after reset
+
+    Runs in the programmable ``sublif`` process only (Lava's own LIF has no lower bound).
+
+    Raises
+    ------
+    HardwareFitError
+        Without programmable neurons, or on a neuron kind the ``sublif`` process does not run.
+    """
+    assert L.v_floor is not None and L.theta is not None
+    if not profile.programmable_neurons or not neuron.startswith("sublif"):
+        raise HardwareFitError(
+            f"{_label(L)}: node {L.neuron_node!r} bounds v from below (v ≥ {L.v_floor:g}, "
+            f"sinabs min_v_mem); only the programmable subtract-reset neuron (sublif) holds a "
+            f"floor, and this layer compiles to {neuron!r} on {profile.name}")
+    fmt = profile.fixed_point
+    v_min = int(round(L.v_floor / L.theta * fmt.vth_scaled(vth)))
+    if v_min < -fmt.state_max:
+        raise HardwareFitError(f"{_label(L)}: v floor {v_min} is below the v range "
+                               f"−{fmt.state_max} of {profile.name}")
+    return v_min
 
 
 def _check_value_ranges(layers: list[PlanLayer], chain: NIRChain,

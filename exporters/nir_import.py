@@ -106,6 +106,8 @@ class DNeuron(DNode):
 
         I ← β·I + g_syn·x  (if beta is not None; else I = x);   v ← α·v + g·I + b
         n = spikes(v; θ, spike_op, multi_spike);  reset zero: v ← v_reset, subtract: v ← v − n·θ_r
+        v ← max(v, v_floor)   (after the reset; only where ``v_floor`` is set: sinabs's
+                               ``min_v_mem``, which its ``from_nir`` sets to −θ for IF nodes)
 
     ``kind`` is the NIR type it came from (``lif``, ``if``, ``li``, ``i``, ``cubalif``,
     ``cubali``); ``theta is None`` for the non-spiking ``li``/``i``/``cubali``.
@@ -126,6 +128,7 @@ class DNeuron(DNode):
     multi_spike: bool = False
     v_init: np.ndarray | None = None
     zero_hold: bool = False
+    v_floor: np.ndarray | None = None
 
     @property
     def spiking(self) -> bool:
@@ -137,7 +140,7 @@ class DNeuron(DNode):
 
 
 NEURON_ARRAYS = ("alpha", "gain", "bias", "theta", "v_reset", "beta", "syn_gain", "reset_amount",
-                 "v_init")
+                 "v_init", "v_floor")
 """The per-neuron array fields of :class:`DNeuron`."""
 
 
@@ -520,10 +523,24 @@ def _spiking_fields(node: nir.NIRNode, shape: tuple[int, ...], ctx: ReadContext,
     return out
 
 
+def _v_floor(n: DNeuron, node: nir.NIRNode, ctx: ReadContext, where: str) -> None:
+    """The lower bound on v: from our own files' metadata, or the producer's reading of the
+    node (sinabs's ``from_nir`` builds ``IAFSqueeze(min_v_mem=−v_threshold)`` for an IF)."""
+    meta = getattr(node, "metadata", None) or {}
+    if ctx.semantics.producer == "neurodeploy" and "v_floor" in meta:
+        n.v_floor = _broadcast(np.asarray(meta["v_floor"], dtype=np.float64), n.theta.shape,
+                               "metadata v_floor", where)
+    elif ctx.semantics.v_floor == "if_minus_theta" and n.kind == "if":
+        n.v_floor = -n.theta.copy()
+        ctx.notes.append(f"{where}: v ≥ −θ after each step (sinabs's from_nir reads an IF as "
+                         f"IAFSqueeze(min_v_mem = −v_threshold))")
+
+
 def _finish_reset(n: DNeuron, node: nir.NIRNode, ctx: ReadContext, where: str) -> DNeuron:
-    """snntorch's next-step subtract ≡ immediate subtract of θ/α (α > 0)."""
+    """snntorch's next-step subtract ≡ immediate subtract of θ/α (α > 0); the v floor."""
     if n.theta is None:
         return n
+    _v_floor(n, node, ctx, where)
     meta = getattr(node, "metadata", None) or {}
     if n.reset == "zero":
         if ctx.semantics.producer == "neurodeploy":
@@ -913,7 +930,8 @@ def file_taus(graph: nir.NIRGraph) -> list[np.ndarray]:
 
 def read_graph(graph_or_path: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
                reset: str | None = None, dt: float | None = None, readout: str | None = None,
-               rewrite: bool = True, tau_units: str | None = None) -> DGraph:
+               rewrite: bool = True, tau_units: str | None = None,
+               v_floor: str | None = None) -> DGraph:
     """File or graph → semantics (τ units decided per file,
     :func:`~neurodeploy.exporters.nir_semantics.decide_tau_unit`) → :class:`DGraph` → exact
     rewrites (the whole import)."""
@@ -927,7 +945,7 @@ def read_graph(graph_or_path: nir.NIRGraph | str | os.PathLike, producer: str | 
         graph, notes = load_nir(graph_or_path)
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     sem, sem_notes = resolve_semantics(meta, producer=producer, reset=reset, dt=dt,
-                                       readout=readout)
+                                       readout=readout, v_floor=v_floor)
     where = (Path(graph_or_path).name if not isinstance(graph_or_path, nir.NIRGraph)
              else "the graph")
     sem, tau_notes = decide_tau_unit(sem, file_taus(graph), tau_units, where)
@@ -959,6 +977,8 @@ def _neuron_meta(n: DNeuron) -> dict[str, Any]:
             meta["reset_timing"] = n.reset_timing
     if n.v_init is not None:
         meta["v_init"] = np.asarray(n.v_init, dtype=np.float64)
+    if n.v_floor is not None:
+        meta["v_floor"] = np.asarray(n.v_floor, dtype=np.float64)
     if n.zero_hold:
         meta["zero_hold"] = 1
         meta["reset_timing"] = "next-step"

@@ -81,6 +81,9 @@ class Semantics:
         the step after a spike): ``none``, or ``cuba_and_recurrent`` (snntorch ``Synaptic``,
         ``RLeaky``, ``RSynaptic`` with ``reset_mechanism="zero"``: CubaLIF nodes and LIF nodes
         inside a subgraph).
+    v_floor : a lower bound on v after the reset, ``v ← max(v, floor)``: ``none``, or
+        ``if_minus_theta`` (sinabs: its ``from_nir`` reads an IF node as
+        ``IAFSqueeze(min_v_mem = −v_threshold)``; its exporter writes no ``min_v_mem``).
     """
 
     producer: str
@@ -96,6 +99,7 @@ class Semantics:
     readout: str = "count"
     v_init: str = "zero"
     zero_hold: str = "none"
+    v_floor: str = "none"
 
     def __post_init__(self) -> None:
         for name, allowed in (("reset", RESETS), ("reset_timing", RESET_TIMINGS),
@@ -104,7 +108,8 @@ class Semantics:
                               ("tau_unit", ("seconds", "dt*tau")),
                               ("readout", ("count", "membrane")),
                               ("v_init", ("zero", "v_leak")),
-                              ("zero_hold", ("none", "cuba_and_recurrent"))):
+                              ("zero_hold", ("none", "cuba_and_recurrent")),
+                              ("v_floor", ("none", "if_minus_theta"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"semantics {name} = {getattr(self, name)!r} is not one of "
                                   f"{allowed}")
@@ -143,7 +148,10 @@ PRODUCER_NOTES: dict[str, tuple[str, ...]] = {
                  "subgraph) also drops the next step's membrane input",),
     "norse": ("norse LIF/LIFBox start at v = v_leak (its initial state)",),
     "sinabs": ("sinabs IAF/LIF: MultiSpike (⌊v/θ⌋ spikes per step), v ≥ θ, subtract reset; "
-               "LIF τ is in steps (dt = 1)",),
+               "LIF τ is in steps (dt = 1)",
+               "sinabs writes no min_v_mem: no lower bound on v (the IAF default); sinabs's own "
+               "from_nir reads an IF with min_v_mem = −θ — graph metadata min_v_mem = "
+               "'-v_threshold' (or read_graph(v_floor='if_minus_theta')) reads it so"),
     "rockpool": ("rockpool 3.1.0 drops the neuron bias on export (v_leak written as 0) and "
                  "writes r = τ/dt·exp(−dt/τ): dt is recovered from r",
                  "rockpool LIF: v ≥ θ, ⌊v/θ⌋ spikes per step, subtract reset"),
@@ -220,7 +228,8 @@ def decide_tau_unit(sem: Semantics, taus: list[np.ndarray], override: str | None
 
 def resolve_semantics(metadata: dict[str, Any] | None, producer: str | None = None,
                       reset: str | None = None, dt: float | None = None,
-                      readout: str | None = None) -> tuple[Semantics, list[str]]:
+                      readout: str | None = None, v_floor: str | None = None
+                      ) -> tuple[Semantics, list[str]]:
     """The semantics to read a graph with, and the notes saying where each choice came from.
 
     Precedence: explicit arguments (the command line) > graph metadata > the producer's
@@ -285,4 +294,21 @@ def resolve_semantics(metadata: dict[str, Any] | None, producer: str | None = No
         notes.append(f"readout {sem.readout} from the graph metadata")
     elif _meta_value(meta, "readout") in ("rate",):
         notes.append("readout 'rate' from the graph metadata is read as 'count' (same argmax)")
-    return sem, notes
+    return _resolve_v_floor(sem, meta, v_floor, notes), notes
+
+
+def _resolve_v_floor(sem: Semantics, meta: dict[str, Any], v_floor: str | None,
+                     notes: list[str]) -> Semantics:
+    """``v_floor`` given explicitly, else graph metadata ``min_v_mem = "-v_threshold"``
+    (sinabs's ``from_nir`` reading of IF nodes), else the producer's convention."""
+    if v_floor is not None:
+        sem = replace(sem, v_floor=v_floor)  # validated by Semantics
+        notes.append(f"v floor {v_floor} given explicitly")
+    elif _meta_value(meta, "min_v_mem") is not None:
+        mv = _meta_value(meta, "min_v_mem")
+        if str(mv) != "-v_threshold":
+            raise ConfigError(f"graph metadata min_v_mem = {mv!r}: only '-v_threshold' (sinabs's "
+                              f"from_nir reading of IF nodes) is understood")
+        sem = replace(sem, v_floor="if_minus_theta")
+        notes.append("v ≥ −θ on IF nodes from the graph metadata (min_v_mem = -v_threshold)")
+    return sem

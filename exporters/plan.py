@@ -38,8 +38,12 @@ PLAN_FORMAT = "neurodeploy-plan"
 #: Version 2 adds the header key ``fixed_point`` (the profile's :class:`FixedPointFormat`).
 #: Version-1 plans are still read: every one was compiled for Lava 0.10's arithmetic, so they
 #: get :data:`~neurodeploy.exporters.profiles.LAVA_0_10`.
-PLAN_VERSION = 2
-READABLE_PLAN_VERSIONS = (1, 2)
+#: Version 3 adds ``neuron_params["v_min"]`` (:data:`V_FLOOR_KINDS`). A plan is written with
+#: the lowest version that holds its fields (2 when no layer has a v floor), so version-2
+#: readers still read every plan that does not need the new fields; a version-1/2 file
+#: carrying a version-3 field is refused on load.
+PLAN_VERSION = 3
+READABLE_PLAN_VERSIONS = (1, 2, 3)
 LAYER_KINDS = ("dense", "conv", "pool")
 #: NIR neuron kinds (H-nir, issue 13): resets, and two input extensions of each:
 #: ``<kind>_rec`` carries ``neuron_arrays["w_rec"]`` [N, N] (and optionally ``a_bias``),
@@ -59,6 +63,14 @@ NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed",
 #: which then hold the population's largest value (for reports). The chip runs them in the
 #: programmable ``sublif`` process (Lava's own LIF holds one decay per population).
 PER_NEURON_DECAYS = ("du", "dv")
+#: Neuron kinds that may carry ``neuron_params["v_min"]`` (plan version 3): an integer lower
+#: bound on v in v units, ``−state_max ≤ v_min ≤ 0``, applied after the reset of every step::
+#:
+#:     s = v ≻ θ;   v ← v − s·θ;   v ← max(v, v_min)
+#:
+#: (sinabs ``min_v_mem``; its ``from_nir`` gives an IF ``min_v_mem = −θ``, i.e.
+#: ``v_min = −(vth << threshold_shift)``). Run by the programmable ``sublif`` process.
+V_FLOOR_KINDS = ("sublif", "sublif" + RECURRENT_SUFFIX, "sublif" + CURRENT_BIAS_SUFFIX)
 
 
 class PlanError(NeurodeployError):
@@ -322,6 +334,12 @@ class DeploymentPlan:
             talif = L.neuron == "talif"
             if talif:
                 self._check_talif(where, L)
+            if "v_min" in L.neuron_params:
+                if L.neuron not in V_FLOOR_KINDS:
+                    raise PlanError(f"{where}: neuron_params.v_min on a {L.neuron!r} layer; "
+                                    f"only {V_FLOOR_KINDS} hold a v floor")
+                _int_range(where, "neuron_params.v_min", L.neuron_params["v_min"],
+                           -fmt.state_max, 0, "lower bound on v, in v units")
             decays = {} if talif else {k: L.neuron_arrays[k] for k in PER_NEURON_DECAYS
                                        if k in L.neuron_arrays}
             for k, a in decays.items():
@@ -443,6 +461,10 @@ class DeploymentPlan:
         _array_range(where, "nds", L.neuron_arrays["nds"], -lim, lim,
                      f"{fmt.talif_state_bits}-bit TA-LIF state")
 
+    def min_version(self) -> int:
+        """The lowest plan version that holds every field of this plan (3 with a v floor)."""
+        return 3 if any("v_min" in L.neuron_params for L in self.layers) else 2
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan atomically as ``.npz`` (a temporary file renamed into place)."""
         self.validate()
@@ -456,7 +478,7 @@ class DeploymentPlan:
                 arrays[f"layer{i}.skip{m}"] = np.ascontiguousarray(w, dtype=np.int32)
         header = {
             "format": PLAN_FORMAT,
-            "version": PLAN_VERSION,
+            "version": self.min_version(),
             "profile": self.profile,
             "num_steps": int(self.num_steps),
             "input_shape": list(self.input_shape),
@@ -527,6 +549,9 @@ class DeploymentPlan:
         raw = h.get("raw_weights", False)
         if not isinstance(raw, bool):
             raise PlanError(f"{path}: plan header raw_weights = {raw!r} must be true/false")
+        if h["version"] < 3 and any("v_min" in L.neuron_params for L in layers):
+            raise PlanError(f"{path}: version-{h['version']} plan carries neuron_params.v_min, "
+                            f"a version-3 field")
         plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), layers,
                    extra["resources"], extra["quantization"], extra["source"], fixed_point=fmt,
                    raw_weights=raw)

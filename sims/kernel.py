@@ -21,6 +21,7 @@ Per layer k and step t (every constant a field of the plan's
             v = over_v(wrap_port((v·f_v) >>₀ decay_bits + u + (bias_mant << bias_exp)))
             s = v ≻ θ          θ = vth << threshold_shift,  ≻ = fmt.spike_comparison
             v = reset(v, s)    zero: v·(1 − s);  subtract: v − s·θ
+            v = max(v, v_min)  sublif kinds with ``neuron_params["v_min"]`` only
     talif:  as lif, with θ = sat_θ(θ + (θ_v·(v − NDS[min(t, T_nds − 1)])) >>₀ θ_v_shift)
             updated before the spike (θ = vth << threshold_shift at t = 0)
 
@@ -88,6 +89,9 @@ class Arithmetic(Protocol):
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         """Clip to ``[−lim, lim]``."""
 
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        """``max(x, lo)`` (a v floor; may work in place on a tensor the step owns)."""
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         """The spike ``v > θ`` (``v ≥ θ`` when ``inclusive``); ``unit`` = v units per float
@@ -147,6 +151,9 @@ class ExactArithmetic:
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         return x.clamp_(-lim, lim)
 
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        return x.clamp_min_(lo) if self.inplace_reset else torch.clamp_min(x, lo)
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         return torch.ge(v, theta) if inclusive else torch.gt(v, theta)
@@ -199,6 +206,9 @@ class FusableExactArithmetic(ExactArithmetic):
 
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         return torch.clamp(x, -lim, lim)
+
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        return torch.clamp_min(x, lo)
 
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
@@ -315,7 +325,8 @@ class LayerData:
     bound : worst |Σ W·s| of one step;
     small : the static bound proves every port wrap a no-op; u_may_overflow : False when
     u = a << activation_shift provably stays in range (du makes u's factor 0);
-    unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data.
+    unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data;
+    v_min : the layer's v floor (``neuron_params["v_min"]``, sublif kinds) or None.
     """
 
     layer: PlanLayer
@@ -330,6 +341,7 @@ class LayerData:
     u_may_overflow: bool
     unit: float
     talif: TALIFFixed | None
+    v_min: int | None = None
 
 
 def check_format_supported(fmt: FixedPointFormat) -> None:
@@ -383,6 +395,7 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
         u_may_overflow=not (u_factor == 0 and act_bound < fmt.state_half),
         unit=fmt.v_per_float(L.scale),
         talif=TALIFFixed.from_layer(L, fmt) if L.neuron == "talif" else None,
+        v_min=(int(L.neuron_params["v_min"]) if "v_min" in L.neuron_params else None),
     )
 
 
@@ -552,6 +565,8 @@ class SubLIF(LIF):
         s = ar.fire(st.v, theta, P.unit, P.fmt.spike_comparison == ">=")
         v_pre = st.v
         v = ar.reset(st.v, s, theta, True)
+        if P.v_min is not None:  # v ← max(v, v_min) after the reset (plan version 3)
+            v = ar.at_least(v, float(P.v_min))
         return s, v_pre, NeuronState(st.u, v, st.theta)
 
 

@@ -389,7 +389,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                 a_bias = np.ascontiguousarray(
                     np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
             lif = SubLIF(**common, reset=SUBLIF_RESETS.get(L.neuron, "zero"),  # "lif": zero
-                         w_rec=w_rec, a_bias=a_bias,
+                         w_rec=w_rec, a_bias=a_bias, v_min=L.neuron_params.get("v_min"),
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")

@@ -103,6 +103,9 @@ class StraightThroughArithmetic:
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         return _StraightThrough.apply(x, torch.clamp, -lim, lim)
 
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        return torch.clamp_min(x, lo)  # a real floor: its own gradient (0 below lo)
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         # v ≥ θ ⟺ v − θ + ½ > 0 for integers: the surrogate stays centred between the two.

@@ -35,6 +35,7 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
         self.reset = proc_params.get("reset", "subtract")
         self.recurrent = bool(proc_params.get("recurrent", False))
+        self.v_min = proc_params.get("v_min")
         self.s_prev = None
 
     def run_spk(self) -> None:
@@ -66,6 +67,8 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         s_out = self.v > theta
         if self.reset == "subtract":
             self.v[s_out] -= theta
+            if self.v_min is not None:  # the v floor, after the reset
+                np.maximum(self.v, self.v_min, out=self.v)
         elif self.reset == "zero":
             self.v[s_out] = 0
         self.s_prev = s_out.copy()
