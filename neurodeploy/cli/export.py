@@ -99,6 +99,17 @@ def format_report(plan) -> str:
 PRODUCER_NAMES = ("neurodeploy", "snntorch", "norse", "sinabs", "rockpool", "lava-dl")
 
 
+def print_fidelity(dep: Any, seed: int, samples: int = 8, p: float = 0.2) -> None:
+    """Per-layer agreement float ↔ emulator and its dominant cause, on random inputs
+    (:mod:`neurodeploy.exporters.nir_fidelity`)."""
+    from neurodeploy.exporters.nir_fidelity import fidelity_report, format_fidelity, random_inputs
+
+    x = random_inputs(dep.plan, samples, p, seed)
+    print(f"\nfidelity on {samples} random Bernoulli(p = {p:g}) input samples (seed {seed}; "
+          f"`simulate --model FILE.nir` measures it on data):")
+    print(format_fidelity(fidelity_report(dep.dgraph, dep.plan, x)))
+
+
 def run_nir(args: argparse.Namespace) -> int:
     """``export --nir FILE``: import, rewrite, check and compile a foreign NIR graph."""
     import numpy as np
@@ -132,6 +143,7 @@ def run_nir(args: argparse.Namespace) -> int:
     dep.plan.save(out / "plan.npz")
     if not args.quiet:
         print(format_report(dep.plan))
+        print_fidelity(dep, args.seed)
     print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
     return 0
 

@@ -79,12 +79,31 @@ def run(args: argparse.Namespace) -> int:
                       quiet=progress_disabled(args.quiet))
     report.plan, report.data, report.seed = str(args.plan), str(args.data), int(args.seed)
     print(format_report(report))
+    if model is not None and hasattr(model, "graph"):  # a NIR file: why the layers drift
+        report.backend_meta["fidelity"] = nir_fidelity(model.graph, plan, spikes)
     if args.out:
         from neurodeploy.training.metrics import write_json_atomic
 
         write_json_atomic(args.out, report.to_dict())
         print(f"wrote {args.out}")
     return 0
+
+
+#: samples the per-layer cause analysis runs on (each effect reruns the float model)
+FIDELITY_SAMPLES = 32
+
+
+def nir_fidelity(graph, plan, spikes) -> list[dict]:
+    """Print and return the per-layer agreement float ↔ emulator with its dominant cause (by
+    ablation in the float interpreter, :mod:`neurodeploy.exporters.nir_fidelity`) on the
+    first :data:`FIDELITY_SAMPLES` samples."""
+    from neurodeploy.exporters.nir_fidelity import fidelity_report, format_fidelity
+
+    n = min(FIDELITY_SAMPLES, int(spikes.shape[1]))
+    rows = fidelity_report(graph, plan, spikes[:, :n])
+    print(f"\nfidelity (emulator, first {n} samples): why each layer differs from the float model")
+    print(format_fidelity(rows))
+    return [r.to_dict() for r in rows]
 
 
 def fit_layout(spikes, want: tuple[int, ...], data_name: str):
