@@ -128,7 +128,7 @@ from neurodeploy.exporters.nir_export import (
     conv_matrix,
     parse_graph,
 )
-from neurodeploy.exporters.plan import MEMBRANE_KINDS, DeploymentPlan, PlanLayer
+from neurodeploy.exporters.plan import GRADED_BITS_MAX, MEMBRANE_KINDS, DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 from neurodeploy.jsonable import jsonable
 
@@ -784,6 +784,9 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron = "li"
         if L.v_floor is not None:
             nparams = {**nparams, "v_min": _v_min(L, neuron, int(q.vth), profile)}
+        if graded_ok(L, neuron, profile):  # multi-spike counts as graded spike payloads
+            nparams = {**nparams, "graded_bits": min(profile.graded_spike_bits,
+                                                     GRADED_BITS_MAX)}
         decays, dreport = _per_neuron_decays(L, profile)
         q = dataclasses.replace(q, report={**q.report, **dreport})
         layers.append(PlanLayer(
@@ -837,6 +840,14 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                           fixed_point=profile.fixed_point)
     plan.validate()
     return plan
+
+
+def graded_ok(L: ChainLayer, neuron: str, profile: HardwareProfile) -> bool:
+    """A multi-spike population (sinabs ``MultiSpike``, rockpool) sends its counts as graded
+    spikes where the profile has them and it runs as an immediate-subtract ``sublif`` (the
+    only kind whose count rule ``⌊v/θ⌋`` the chip implements; recurrent kinds read 0/1)."""
+    return (L.multi_spike and profile.graded_spike_bits > 0 and neuron == "sublif"
+            and L.rec_weight is None)
 
 
 def _v_min(L: ChainLayer, neuron: str, vth: int, profile: HardwareProfile) -> int:

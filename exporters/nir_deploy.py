@@ -40,21 +40,32 @@ class NIRDeployment:
     chip_notes: tuple[str, ...]
 
 
-def chip_notes(g: DGraph) -> list[str]:
+def chip_notes(g: DGraph, plan: Any = None) -> list[str]:
     """Differences between the float reference and the chip's neurons (Loihi LIF, or the
     subtract-reset ``sublif``), as notes. What has no chip mapping at all is refused by the
-    compiler (naming the node)."""
+    compiler (naming the node). With the compiled ``plan``, layers that send graded spikes
+    say so instead of the multi-spike clipping note."""
+    from neurodeploy.exporters.nir_fidelity import layer_map
+
+    graded = {name for name, k in (layer_map(g, plan) if plan is not None else [])
+              if "graded_bits" in plan.layers[k].neuron_params}
     notes: list[str] = []
     for name in g.neurons():
         n = g.nodes[name]
         assert isinstance(n, DNeuron)
         where = f"node {n.source!r}"
-        if n.spiking and n.multi_spike:
+        if n.spiking and n.multi_spike and name in graded:
+            k = dict(layer_map(g, plan))[name]
+            b = int(plan.layers[k].neuron_params["graded_bits"])
+            notes.append(f"{where}: graded multi-spikes ⌊v/θ⌋ sent as graded spike payloads "
+                         f"({b} bits: counts up to {(1 << b) - 1} per step; the rest stays on "
+                         f"v); counts compare v ≥ θ as the float model does")
+        elif n.spiking and n.multi_spike:
             tail = ("the rest stays on v (subtract reset) and fires later" if n.reset ==
                     "subtract" else "equal while v < 2θ")
             notes.append(f"{where}: graded multi-spikes (⌊v/θ⌋ per step) are sent as one "
                          f"binary spike on the chip; {tail}")
-        if n.spiking and n.spike_op == ">=":
+        if n.spiking and n.spike_op == ">=" and name not in graded:
             notes.append(f"{where}: spikes on v ≥ θ in the float model, v > θ on the chip "
                          f"(differs only when v equals the threshold)")
         if n.v_init is not None:
@@ -83,12 +94,13 @@ def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_step
     if int(num_steps) < 1:
         raise ConfigError(f"--steps must be >= 1, got {num_steps}")
     g = read_graph(source, producer=producer, reset=reset, dt=dt, tau_units=tau_units)
-    cnotes = chip_notes(g)
     canonical = to_canonical_nir(g)
-    canonical.metadata["chip_notes"] = "\n".join(cnotes)
     canonical.metadata["num_steps"] = int(num_steps)
     in_shape = tuple(int(v) for v in np.asarray(g.nodes[g.input_name].out_shape))
     plan = compile_graph(canonical, profile, int(num_steps), in_shape)
+    cnotes = chip_notes(g, plan)
+    canonical.metadata["chip_notes"] = "\n".join(cnotes)
+    plan.source["nir_metadata"]["chip_notes"] = "\n".join(cnotes)
     return NIRDeployment(plan=plan, dgraph=g, canonical=canonical, notes=tuple(g.notes),
                          chip_notes=tuple(cnotes))
 

@@ -183,6 +183,7 @@ class ChainLayer:
     skips: tuple[tuple[int, np.ndarray], ...] = ()
     skip_labels: tuple[str, ...] = ()
     v_floor: float | None = None
+    multi_spike: bool = False
 
     @property
     def is_talif(self) -> bool:
@@ -1143,6 +1144,7 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
             alphas=alphas, betas=betas, skips=tuple(skip_ws), skip_labels=tuple(skip_labels),
             v_floor=_v_floor(meta, theta, nwhere),
+            multi_spike=bool(np.asarray(meta.get("multi_spike", 0)).item()),
         ))
         index_of[neu_name] = k
         shape = tuple(out_shape)

@@ -210,7 +210,7 @@ def _apply(out: DGraph, plan: Any, pairs: list[tuple[str, int]], effect: str) ->
     for name, k in pairs:
         n, L = out.nodes[name], plan.layers[k]
         assert isinstance(n, DNeuron)
-        graded = bool(L.neuron_params.get("graded", False))
+        graded = "graded_bits" in L.neuron_params
         if effect == "weights":
             changed |= _ablate_weights(out, n, name, L, fmt)
         elif effect == "decays":

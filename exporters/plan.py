@@ -38,7 +38,8 @@ PLAN_FORMAT = "neurodeploy-plan"
 #: Version 2 adds the header key ``fixed_point`` (the profile's :class:`FixedPointFormat`).
 #: Version-1 plans are still read: every one was compiled for Lava 0.10's arithmetic, so they
 #: get :data:`~neurodeploy.exporters.profiles.LAVA_0_10`.
-#: Version 3 adds ``neuron_params["v_min"]`` (:data:`V_FLOOR_KINDS`). A plan is written with
+#: Version 3 adds ``neuron_params["v_min"]`` (:data:`V_FLOOR_KINDS`) and
+#: ``neuron_params["graded_bits"]`` (:data:`GRADED_KINDS`). A plan is written with
 #: the lowest version that holds its fields (2 when no layer has a v floor), so version-2
 #: readers still read every plan that does not need the new fields; a version-1/2 file
 #: carrying a version-3 field is refused on load.
@@ -71,6 +72,15 @@ PER_NEURON_DECAYS = ("du", "dv")
 #: (sinabs ``min_v_mem``; its ``from_nir`` gives an IF ``min_v_mem = −θ``, i.e.
 #: ``v_min = −(vth << threshold_shift)``). Run by the programmable ``sublif`` process.
 V_FLOOR_KINDS = ("sublif", "sublif" + RECURRENT_SUFFIX, "sublif" + CURRENT_BIAS_SUFFIX)
+#: Neuron kinds that may send graded spikes, ``neuron_params["graded_bits"] = b`` (plan version
+#: 3, 1 ≤ b ≤ :data:`GRADED_BITS_MAX`): the spike is a count, a Loihi 2 graded-spike payload::
+#:
+#:     n = clip(⌊v / θ⌋, 0, 2^b − 1)   (so n ≥ 1 ⇔ v ≥ θ);   v ← v − n·θ;   send n
+#:
+#: (sinabs ``MultiSpike`` / rockpool counts up to 2^b − 1 per step). The next layer's synapse
+#: multiplies: ``a = W · n``. Not a skip-edge source and not recurrent (``w_rec`` reads 0/1).
+GRADED_KINDS = ("sublif", "sublif" + CURRENT_BIAS_SUFFIX)
+GRADED_BITS_MAX = 8
 
 
 class PlanError(NeurodeployError):
@@ -340,6 +350,16 @@ class DeploymentPlan:
                                     f"only {V_FLOOR_KINDS} hold a v floor")
                 _int_range(where, "neuron_params.v_min", L.neuron_params["v_min"],
                            -fmt.state_max, 0, "lower bound on v, in v units")
+            if "graded_bits" in L.neuron_params:
+                if L.neuron not in GRADED_KINDS:
+                    raise PlanError(f"{where}: neuron_params.graded_bits on a {L.neuron!r} "
+                                    f"layer; only {GRADED_KINDS} send graded spikes")
+                _int_range(where, "neuron_params.graded_bits", L.neuron_params["graded_bits"],
+                           1, GRADED_BITS_MAX, "graded spike payload bits")
+                later = [m for m in self.layers if i in m.skip_from]
+                if later:
+                    raise PlanError(f"{where}: a graded layer is the source of skip edges "
+                                    f"into {[m.name for m in later]} (they read 0/1 spikes)")
             decays = {} if talif else {k: L.neuron_arrays[k] for k in PER_NEURON_DECAYS
                                        if k in L.neuron_arrays}
             for k, a in decays.items():
@@ -463,7 +483,16 @@ class DeploymentPlan:
 
     def min_version(self) -> int:
         """The lowest plan version that holds every field of this plan (3 with a v floor)."""
-        return 3 if any("v_min" in L.neuron_params for L in self.layers) else 2
+        return 3 if any(k in L.neuron_params for L in self.layers
+                        for k in ("v_min", "graded_bits")) else 2
+
+    def in_max(self, k: int) -> int:
+        """The largest value one input of layer ``k`` carries per step: 2^b − 1 after a graded
+        layer (``graded_bits = b``), else 1 (binary spikes)."""
+        if k == 0:
+            return 1
+        b = self.layers[k - 1].neuron_params.get("graded_bits")
+        return (1 << int(b)) - 1 if b else 1
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan atomically as ``.npz`` (a temporary file renamed into place)."""
@@ -549,9 +578,11 @@ class DeploymentPlan:
         raw = h.get("raw_weights", False)
         if not isinstance(raw, bool):
             raise PlanError(f"{path}: plan header raw_weights = {raw!r} must be true/false")
-        if h["version"] < 3 and any("v_min" in L.neuron_params for L in layers):
-            raise PlanError(f"{path}: version-{h['version']} plan carries neuron_params.v_min, "
-                            f"a version-3 field")
+        new = sorted({k for L in layers for k in ("v_min", "graded_bits")
+                      if k in L.neuron_params})
+        if h["version"] < 3 and new:
+            raise PlanError(f"{path}: version-{h['version']} plan carries neuron_params {new}, "
+                            f"version-3 fields")
         plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), layers,
                    extra["resources"], extra["quantization"], extra["source"], fixed_point=fmt,
                    raw_weights=raw)

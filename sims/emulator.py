@@ -165,7 +165,8 @@ class Emulator:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
-        self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
+        self.kernels: list[LayerData] = [prepare_layer(L, self.fmt, plan.in_max(k))
+                                         for k, L in enumerate(plan.layers)]
         self._weights = [self._device_weights(P) for P in self.kernels]
         # skip edges (plan layer k reads layer j's spikes of the same step, j < k − 1)
         self._skips = [[(int(j), torch.as_tensor(dense_effective_weights(w, self.fmt),

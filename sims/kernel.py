@@ -92,6 +92,9 @@ class Arithmetic(Protocol):
     def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
         """``max(x, lo)`` (a v floor; may work in place on a tensor the step owns)."""
 
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        """The graded spike ``clip(⌊v/θ⌋, 0, n_max)`` of integer ``v`` (a new tensor)."""
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         """The spike ``v > θ`` (``v ≥ θ`` when ``inclusive``); ``unit`` = v units per float
@@ -154,6 +157,11 @@ class ExactArithmetic:
     def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
         return x.clamp_min_(lo) if self.inplace_reset else torch.clamp_min(x, lo)
 
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        # exact: v, θ integers below 2^24, so v/θ in float64 is within 2^-28 of the quotient
+        # and at least 1/θ ≥ 2^-23 below the next integer — the floor is the integer floor
+        return torch.floor(v / theta).clamp_(0.0, n_max)
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         return torch.ge(v, theta) if inclusive else torch.gt(v, theta)
@@ -209,6 +217,9 @@ class FusableExactArithmetic(ExactArithmetic):
 
     def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
         return torch.clamp_min(x, lo)
+
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        return torch.clamp(torch.floor(v / theta), 0.0, n_max)
 
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
@@ -326,7 +337,9 @@ class LayerData:
     small : the static bound proves every port wrap a no-op; u_may_overflow : False when
     u = a << activation_shift provably stays in range (du makes u's factor 0);
     unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data;
-    v_min : the layer's v floor (``neuron_params["v_min"]``, sublif kinds) or None.
+    v_min : the layer's v floor (``neuron_params["v_min"]``, sublif kinds) or None;
+    graded_max : ``2^graded_bits − 1`` for a layer sending graded spike counts, else None.
+    ``bound`` counts inputs of up to ``in_max`` per step (after a graded layer).
     """
 
     layer: PlanLayer
@@ -342,6 +355,7 @@ class LayerData:
     unit: float
     talif: TALIFFixed | None
     v_min: int | None = None
+    graded_max: int | None = None
 
 
 def check_format_supported(fmt: FixedPointFormat) -> None:
@@ -352,8 +366,9 @@ def check_format_supported(fmt: FixedPointFormat) -> None:
                               f"implemented: {sorted(have)}")
 
 
-def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
-    """Check ``L`` against what the kernel runs and compute its integers and static bounds."""
+def prepare_layer(L: PlanLayer, fmt: FixedPointFormat, in_max: int = 1) -> LayerData:
+    """Check ``L`` against what the kernel runs and compute its integers and static bounds
+    (``in_max``: the largest input value per step, ``plan.in_max(k)``; 1 for spikes)."""
     where = f"plan layer {L.name}"
     if L.kind not in SYNAPSE_KINDS:
         raise PlanError(f"{where}: layer kind {L.kind!r} has no integer synapse; known: "
@@ -369,10 +384,11 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
         # skip edges add into the same input port (each its own Dense, own sign mode)
         bound += sum(int(np.abs(dense_effective_weights(ws, fmt)).sum(axis=1).max(initial=0))
                      for ws in L.skip_weights)
+        bound *= int(in_max)
         a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
     else:
         w = np.asarray(L.weights).astype(np.int64)
-        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * int(in_max)
         a_bound = min(bound, 1 << (fmt.conv_output_bits - 1))
     if bound >= FLOAT64_EXACT:
         raise PlanError(f"{where}: synaptic sums up to {bound} exceed 2^53 (cannot be summed "
@@ -396,6 +412,8 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
         unit=fmt.v_per_float(L.scale),
         talif=TALIFFixed.from_layer(L, fmt) if L.neuron == "talif" else None,
         v_min=(int(L.neuron_params["v_min"]) if "v_min" in L.neuron_params else None),
+        graded_max=((1 << int(L.neuron_params["graded_bits"])) - 1
+                    if "graded_bits" in L.neuron_params else None),
     )
 
 
@@ -562,7 +580,10 @@ class SubLIF(LIF):
     @staticmethod
     def fire(ar: Arithmetic, P: LayerData, st: NeuronState, theta: torch.Tensor | float
              ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
-        s = ar.fire(st.v, theta, P.unit, P.fmt.spike_comparison == ">=")
+        if P.graded_max is not None:  # a count: n = clip(⌊v/θ⌋, 0, 2^b − 1), v ← v − n·θ
+            s = ar.count(st.v, theta, float(P.graded_max))
+        else:
+            s = ar.fire(st.v, theta, P.unit, P.fmt.spike_comparison == ">=")
         v_pre = st.v
         v = ar.reset(st.v, s, theta, True)
         if P.v_min is not None:  # v ← max(v, v_min) after the reset (plan version 3)

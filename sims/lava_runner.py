@@ -331,11 +331,13 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
     n = len(plan.layers)
     for k, L in enumerate(plan.layers):
         depth = k + 1
+        # graded spikes from the layer before (its payload bits), else binary (0)
+        msg_bits = int(plan.layers[k - 1].neuron_params.get("graded_bits", 0)) if k else 0
         if L.kind == "dense":
             syn = Dense(weights=lava_dense_weight(np.asarray(L.weights), prev_shape),
                         weight_exp=int(L.weight_exp),
                         num_weight_bits=plan.fixed_point.weight_bits,
-                        name=f"{L.name}_dense")
+                        num_message_bits=msg_bits, name=f"{L.name}_dense")
             port = prev_port if len(prev_shape) == 1 else prev_port.flatten()
             port.connect(syn.s_in)
             out_port = syn.a_out
@@ -346,7 +348,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                        input_shape=in_l,
                        padding=(int(L.padding[1]), int(L.padding[0])),
                        stride=(int(L.stride[1]), int(L.stride[0])),
-                       groups=groups, name=f"{L.name}_conv")
+                       groups=groups, num_message_bits=msg_bits, name=f"{L.name}_conv")
             if tuple(syn.output_shape) != lava_shape(L.out_shape):
                 raise PlanError(f"plan layer {k} ({L.name}): Lava Conv output "
                                 f"{tuple(syn.output_shape)} != reversed out_shape {L.out_shape}")
@@ -390,6 +392,7 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                     np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
             lif = SubLIF(**common, reset=SUBLIF_RESETS.get(L.neuron, "zero"),  # "lif": zero
                          w_rec=w_rec, a_bias=a_bias, v_min=L.neuron_params.get("v_min"),
+                         graded_bits=L.neuron_params.get("graded_bits"),
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
@@ -471,8 +474,10 @@ def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = Fal
         if L.neuron in MEMBRANE_KINDS:  # the read-out's sink holds v, not spikes
             out_v = schedule.window(np.ascontiguousarray(train.astype(np.int32)), k + 1)
             train = np.zeros_like(train)
-        if not np.isin(train, (0, 1)).all():
-            raise RuntimeError(f"layer {k}: sink holds non-binary values")
+        n_max = (1 << int(L.neuron_params["graded_bits"])) - 1 \
+            if "graded_bits" in L.neuron_params else 1  # graded: counts 0 … 2^b − 1
+        if train.min(initial=0) < 0 or train.max(initial=0) > n_max:
+            raise RuntimeError(f"layer {k}: sink holds values outside 0 … {n_max}")
         train = np.ascontiguousarray(train.astype(np.uint8))
         if record_layers or k == n - 1:
             layer_spikes[k] = schedule.window(train, k + 1)
