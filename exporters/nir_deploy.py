@@ -45,7 +45,7 @@ def chip_notes(g: DGraph, plan: Any = None) -> list[str]:
     subtract-reset ``sublif``), as notes. What has no chip mapping at all is refused by the
     compiler (naming the node). With the compiled ``plan``, layers that send graded spikes
     say so instead of the multi-spike clipping note."""
-    from neurodeploy.exporters.nir_fidelity import layer_map
+    from neurodeploy.exporters.nir_fidelity import layer_map, precision_notes
 
     graded = {name for name, k in (layer_map(g, plan) if plan is not None else [])
               if "graded_bits" in plan.layers[k].neuron_params}
@@ -74,7 +74,7 @@ def chip_notes(g: DGraph, plan: Any = None) -> list[str]:
             notes.append(f"{where}: non-spiking read-out — the chip sends its membrane v each "
                          f"step (a graded value in v units = float · scale · 2^6, the plan's "
                          f"readout 'membrane'); logits are Σ_t v")
-    return notes
+    return notes + (precision_notes(g, plan) if plan is not None else [])
 
 
 def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_steps: int,

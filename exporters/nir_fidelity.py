@@ -290,3 +290,68 @@ def random_inputs(plan: Any, samples: int = 8, p: float = 0.2, seed: int = 0) ->
     gen = torch.Generator().manual_seed(int(seed))
     shape = (int(plan.num_steps), int(samples), *(int(v) for v in plan.input_shape))
     return (torch.rand(shape, generator=gen) < p).to(torch.uint8)
+
+
+#: a layer's weight grid is called coarse (a chip note) when this share of its non-zero
+#: float weights round to a zero mantissa, or its step exceeds this share of the median |W|
+COARSE_ZERO_SHARE, COARSE_STEP_SHARE = 0.01, 0.1
+
+
+def precision_notes(g: DGraph, plan: Any) -> list[str]:
+    """Chip notes for layers whose single 8-bit mantissa grid is coarse against their own
+    weights (the drift the ablation blames on ``weights``)::
+
+        step = 1/k (one mantissa unit in float units, k = scale·g·g_syn per row)
+        zero share = #{W ≠ 0 : W_int = 0} / #{W ≠ 0}
+    """
+    notes = []
+    for name, k in layer_map(g, plan):
+        n, L = g.nodes[name], plan.layers[k]
+        fwd, _ = _syn_pred(g, name)
+        if fwd is None or L.kind == "pool":
+            continue
+        w = np.asarray(g.nodes[fwd].weight, np.float64)
+        w_int = _effective(L, plan.fixed_point)
+        kr = _row_factor(n, float(L.scale), w.shape[0], isinstance(g.nodes[fwd], DConv))
+        notes += _bias_note(n, L, plan.fixed_point)
+        if kr is None or w_int.shape != w.shape:
+            continue
+        nz = w != 0
+        if not nz.any():
+            continue
+        zero_share = float((nz & (w_int == 0)).sum() / nz.sum())
+        step = float(np.median(1.0 / np.abs(kr)))
+        med = float(np.median(np.abs(w[nz])))
+        if zero_share > COARSE_ZERO_SHARE or step > COARSE_STEP_SHARE * med:
+            notes.append(
+                f"node {n.source!r} ({L.name}): one {plan.fixed_point.weight_bits}-bit weight "
+                f"mantissa per matrix — the step {step:.3g} is {step / med:.2f}× the median "
+                f"|W| ({med:.3g}) and {100 * zero_share:.1f}% of the non-zero weights round to "
+                f"0; finer weights need two synapse groups per matrix (mantissas with "
+                f"exponents k and 0 into the same input), which this compiler does not build")
+    return notes
+
+
+#: a bias grid coarser than this share of θ gets a chip note
+COARSE_BIAS_SHARE = 0.01
+
+
+def _bias_note(n: DNeuron, L: Any, fmt: Any) -> list[str]:
+    """A note where the bias grid is coarse against θ: the v bias steps by
+    ``2^bias_exp / (vth << 6)`` of θ, a bias into the current (``a_bias``) by ``1/vth``."""
+    if n.theta is None or int(L.vth) <= 0:
+        return []
+    out = []
+    v_step = 2 ** int(L.bias_exp) / fmt.vth_scaled(int(L.vth))
+    if np.any(np.asarray(L.bias_mant) != 0) and v_step > COARSE_BIAS_SHARE:
+        out.append(f"node {n.source!r} ({L.name}): the v bias steps by {100 * v_step:.2g}% of "
+                   f"θ (13-bit mantissa, one bias_exp {int(L.bias_exp)} per layer)")
+    a_step = 1.0 / int(L.vth)
+    if "a_bias" in L.neuron_arrays and np.any(np.asarray(L.neuron_arrays["a_bias"]) != 0) \
+            and a_step > COARSE_BIAS_SHARE:
+        out.append(f"node {n.source!r} ({L.name}): the bias into the current steps by "
+                   f"{100 * a_step:.2g}% of θ (it is a synaptic input on the weight grid); a "
+                   f"bias-driven neuron's phase drifts with it — a finer bias needs a "
+                   f"programmable-neuron bias with its own exponent, which this compiler does "
+                   f"not build")
+    return out

@@ -123,3 +123,17 @@ def test_two_lif_neurons_lif1_period_does_not_depend_on_dt(dt):
     # LIF2 gains r·dt/τ per LIF1 spike (the paper's dt-dependent PSP, reproduced)
     v2 = tr.membranes[1].reshape(-1).numpy()
     assert v2[t1[0]] == pytest.approx(dt / 0.01)
+
+
+def test_paper_graphs_compile_and_the_chip_notes_say_why():
+    """The braille RNN's bias-driven output and coarse weights, and the CNN's graded spikes,
+    are stated in the chip notes (the measured drift: benchmarks/RESULTS_fidelity.md)."""
+    braille = compile_nir(DATA / "braille_noDelay_bias_zero.nir", load_profile("loihi2"), 100,
+                          producer="snntorch", reset="zero")
+    assert [L.neuron for L in braille.plan.layers] == ["lif_delayed_rec", "lif_delayed_cb"]
+    notes = "\n".join(braille.chip_notes)
+    assert "node 'lif2' (layer2): the bias into the current steps by 2.8% of θ" in notes
+    assert "node 'lif2' (layer2): one 8-bit weight mantissa per matrix" in notes
+    cnn = compile_nir(DATA / "cnn_sinabs.nir", load_profile("loihi2"), 20, producer="sinabs")
+    assert [L.neuron_params.get("graded_bits") for L in cnn.plan.layers] == [8] * 5
+    assert sum("graded spike payloads" in n for n in cnn.chip_notes) == 5
