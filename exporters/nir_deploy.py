@@ -79,7 +79,8 @@ def chip_notes(g: DGraph, plan: Any = None) -> list[str]:
 
 def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_steps: int,
                 producer: str | None = None, reset: str | None = None,
-                dt: float | None = None, tau_units: str | None = None) -> NIRDeployment:
+                dt: float | None = None, tau_units: str | None = None,
+                weight_groups: str = "one") -> NIRDeployment:
     """Read, rewrite, check and compile a NIR graph (module docstring).
 
     Raises
@@ -97,7 +98,8 @@ def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_step
     canonical = to_canonical_nir(g)
     canonical.metadata["num_steps"] = int(num_steps)
     in_shape = tuple(int(v) for v in np.asarray(g.nodes[g.input_name].out_shape))
-    plan = compile_graph(canonical, profile, int(num_steps), in_shape)
+    plan = compile_graph(canonical, profile, int(num_steps), in_shape,
+                         weight_groups=weight_groups)
     cnotes = chip_notes(g, plan)
     canonical.metadata["chip_notes"] = "\n".join(cnotes)
     plan.source["nir_metadata"]["chip_notes"] = "\n".join(cnotes)

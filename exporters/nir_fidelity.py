@@ -118,7 +118,10 @@ def _effective(L: Any, fmt: Any) -> np.ndarray:
     from neurodeploy.sims.kernel import dense_effective_weights
 
     if L.kind == "dense":
-        return dense_effective_weights(L.weights, fmt).astype(np.float64) * 2.0**L.weight_exp
+        w = dense_effective_weights(L.weights, fmt).astype(np.float64) * 2.0**L.weight_exp
+        if L.weights_lo is not None:  # the second synapse group (exponent 0)
+            w = w + dense_effective_weights(L.weights_lo, fmt)
+        return w
     return np.asarray(L.weights, np.float64)
 
 
@@ -324,11 +327,13 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
         med = float(np.median(np.abs(w[nz])))
         if zero_share > COARSE_ZERO_SHARE or step > COARSE_STEP_SHARE * med:
             notes.append(
-                f"node {n.source!r} ({L.name}): one {plan.fixed_point.weight_bits}-bit weight "
-                f"mantissa per matrix — the step {step:.3g} is {step / med:.2f}× the median "
+                f"node {n.source!r} ({L.name}): "
+                f"{'two synapse groups' if L.weights_lo is not None else 'one'} of "
+                f"{plan.fixed_point.weight_bits}-bit weight mantissas — the step {step:.3g} is {step / med:.2f}× the median "
                 f"|W| ({med:.3g}) and {100 * zero_share:.1f}% of the non-zero weights round to "
-                f"0; finer weights need two synapse groups per matrix (mantissas with "
-                f"exponents k and 0 into the same input), which this compiler does not build")
+                f"0" + ("" if L.weights_lo is not None or L.kind != "conv" else
+                        "; a conv layer keeps one group (Lava 0.10's Conv ignores the weight "
+                        "exponent a second group needs)"))
     return notes
 
 

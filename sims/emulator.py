@@ -507,10 +507,12 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
     """
     check_plan_supported(plan)
     other = [L.name for L in plan.layers if L.neuron not in ("lif", "talif") or L.skip_from
-             or any(k in L.neuron_arrays for k in ("du", "dv"))]
+             or any(k in L.neuron_arrays for k in ("du", "dv")) or L.weights_lo is not None
+             or L.neuron_params.get("graded_bits") or "v_min" in L.neuron_params]
     if other:  # the NIR kinds are pinned by tests/test_nir_chip.py's plain-integer loop
         raise ConfigError(f"reference_lava_network transcribes LIF/TA-LIF chains only; plan "
-                          f"layers {other} use other neurons, skip edges or per-neuron decays")
+                          f"layers {other} use other neurons, skip edges, per-neuron decays or "
+                          f"version-3 fields")
     fmt = plan.fixed_point
     spikes = np.asarray(spikes)
     T, B = spikes.shape[:2]

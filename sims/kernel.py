@@ -16,6 +16,7 @@ Per layer k and step t (every constant a field of the plan's
 :class:`~neurodeploy.exporters.profiles.FixedPointFormat` ``fmt``; ``>>₀`` rounds toward zero)::
 
     dense:  a = wrap_port(floor((W_eff · s) · 2^weight_exp))     W_eff: Lava's clip + truncate
+            (+ W_eff(weights_lo) · s: a second synapse group, folded into one matrix)
     conv:   a = wrap_conv(conv(s, W))                               (pool: a grouped conv)
     lif:    u = over_u(wrap_port((u·f_u) >>₀ decay_bits + wrap_port(a << activation_shift)))
             v = over_v(wrap_port((v·f_v) >>₀ decay_bits + u + (bias_mant << bias_exp)))
@@ -338,7 +339,9 @@ class LayerData:
     u = a << activation_shift provably stays in range (du makes u's factor 0);
     unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data;
     v_min : the layer's v floor (``neuron_params["v_min"]``, sublif kinds) or None;
-    graded_max : ``2^graded_bits − 1`` for a layer sending graded spike counts, else None.
+    graded_max : ``2^graded_bits − 1`` for a layer sending graded spike counts, else None;
+    weight_exp : the exponent applied to ``weights`` (the layer's; 0 when a second synapse
+    group ``weights_lo`` is folded into ``weights = W_eff·2^weight_exp + W_eff(lo)``, exact).
     ``bound`` counts inputs of up to ``in_max`` per step (after a graded layer).
     """
 
@@ -356,6 +359,7 @@ class LayerData:
     talif: TALIFFixed | None
     v_min: int | None = None
     graded_max: int | None = None
+    weight_exp: int = 0
 
 
 def check_format_supported(fmt: FixedPointFormat) -> None:
@@ -378,14 +382,18 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat, in_max: int = 1) -> Layer
                         f"{sorted(NEURON_KINDS)}")
     if not 0 <= int(L.bias_exp) <= fmt.bias_exp_max:
         raise PlanError(f"{where}: bias_exp {L.bias_exp} outside [0, {fmt.bias_exp_max}]")
+    weight_exp = int(L.weight_exp)
     if L.kind == "dense":
         w = dense_effective_weights(L.weights, fmt)
+        if L.weights_lo is not None:  # two synapse groups = one exact integer matrix
+            w = w * (1 << weight_exp) + dense_effective_weights(L.weights_lo, fmt)
+            weight_exp = 0
         bound = int(np.abs(w).sum(axis=1).max(initial=0))
         # skip edges add into the same input port (each its own Dense, own sign mode)
         bound += sum(int(np.abs(dense_effective_weights(ws, fmt)).sum(axis=1).max(initial=0))
                      for ws in L.skip_weights)
         bound *= int(in_max)
-        a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
+        a_bound = bound << weight_exp if weight_exp > 0 else bound
     else:
         w = np.asarray(L.weights).astype(np.int64)
         bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * int(in_max)
@@ -414,6 +422,7 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat, in_max: int = 1) -> Layer
         v_min=(int(L.neuron_params["v_min"]) if "v_min" in L.neuron_params else None),
         graded_max=((1 << int(L.neuron_params["graded_bits"])) - 1
                     if "graded_bits" in L.neuron_params else None),
+        weight_exp=weight_exp,
     )
 
 
@@ -428,10 +437,10 @@ class DenseSynapse:
         """``x`` ``[N, *in_shape]`` → ``a`` ``[N, *out_shape]``."""
         L = P.layer
         acc = ar.matmul(x.reshape(x.shape[0], -1), w)
-        if L.weight_exp > 0:
-            acc = acc * float(2**L.weight_exp)
-        elif L.weight_exp < 0:
-            acc = ar.floor(acc * float(2.0**L.weight_exp))
+        if P.weight_exp > 0:
+            acc = acc * float(2**P.weight_exp)
+        elif P.weight_exp < 0:
+            acc = ar.floor(acc * float(2.0**P.weight_exp))
         if not P.small:
             acc = ar.wrap(acc, P.fmt.port_bits)  # int64 sum → port word
         return acc.reshape(x.shape[0], *L.out_shape)

@@ -397,6 +397,13 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)
+        if L.weights_lo is not None:  # the second synapse group: same input, exponent 0
+            lo = Dense(weights=lava_dense_weight(np.asarray(L.weights_lo), prev_shape),
+                       weight_exp=0, num_weight_bits=plan.fixed_point.weight_bits,
+                       num_message_bits=msg_bits, name=f"{L.name}_dense_lo")
+            port.connect(lo.s_in)  # the dense branch's (flattened) source port
+            lo.a_out.connect(lif.a_in)
+            skips.append(lo)
         for j, w in zip(L.skip_from, L.skip_weights, strict=True):
             # a skip edge: layer j's spikes wait Σ delay of layers j+1 … k−1 more steps in a
             # DelayDense (delay d: sent d + 1 steps later) and meet the main input in a_in
