@@ -6,7 +6,9 @@ Graphs: the NIR paper's ``cnn_sinabs.nir`` (sinabs IAF CNN) and
 ``tests/data/nir_paper`` (neuromorphs/NIR ``paper/``, BSD-3), and a sinabs IAF CNN with
 thresholds 2 / 1.5 / 0.7 built here with sinabs (seeded). Each is compiled for ``loihi2``
 (graded spikes on) and for ``loihi2`` with ``graded_spike_bits = 0`` (every spike binary, the
-previous behaviour) and run on the bit-exact emulator against the float NIR interpreter.
+previous behaviour), and for ``loihi2`` with ``weight_groups="auto"`` (a second synapse group
+on eligible dense layers), and run on the bit-exact emulator against the float NIR
+interpreter.
 
 Inputs are Bernoulli spikes (no N-MNIST / braille data ship here): p, T, B per graph below,
 seed 0. The per-layer table is :mod:`neurodeploy.exporters.nir_fidelity`'s (agreement,
@@ -97,22 +99,26 @@ CASES = (
 def run_case(path: Path, producer: str, reset: str | None, T: int, p: float, samples: int
              ) -> dict:
     out = {}
-    for label, prof in (("graded", load_profile("loihi2")),
-                        ("binary", dataclasses.replace(load_profile("loihi2"),
-                                                       graded_spike_bits=0))):
+    loihi2 = load_profile("loihi2")
+    for label, prof, groups in (
+            ("graded+groups", loihi2, "auto"), ("graded", loihi2, "one"),
+            ("binary", dataclasses.replace(loihi2, graded_spike_bits=0), "one")):
         t0 = time.perf_counter()
-        dep = compile_nir(path, prof, T, producer=producer, reset=reset)
+        dep = compile_nir(path, prof, T, producer=producer, reset=reset, weight_groups=groups)
         gen = torch.Generator().manual_seed(0)
         x = (torch.rand((T, samples, *dep.plan.input_shape), generator=gen) < p
              ).to(torch.uint8)
         rows = fidelity_report(dep.dgraph, dep.plan, x)
         kinds = [f"{L.name}:{L.neuron}" + ("(graded)" if "graded_bits" in L.neuron_params
-                                            else "") for L in dep.plan.layers]
+                                            else "")
+                 + (f"(2 groups, k={L.weight_exp})" if L.weights_lo is not None else "")
+                 for L in dep.plan.layers]
         print(f"  [{label}] {', '.join(kinds)}")
         print("  " + format_fidelity(rows).replace("\n", "\n  "))
         out[label] = {"rows": [r.to_dict() for r in rows],
                       "neurons": [L.neuron for L in dep.plan.layers],
                       "graded": ["graded_bits" in L.neuron_params for L in dep.plan.layers],
+                      "two_groups": [L.weights_lo is not None for L in dep.plan.layers],
                       "seconds": time.perf_counter() - t0}
     return out
 

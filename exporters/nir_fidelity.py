@@ -326,14 +326,19 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
         step = float(np.median(1.0 / np.abs(kr)))
         med = float(np.median(np.abs(w[nz])))
         if zero_share > COARSE_ZERO_SHARE or step > COARSE_STEP_SHARE * med:
+            groups = "two synapse groups" if L.weights_lo is not None else "one synapse group"
+            if L.weights_lo is not None:
+                tail = ""
+            elif L.kind == "conv":
+                tail = ("; a conv layer keeps one group (Lava 0.10's Conv ignores the weight "
+                        "exponent a second group needs)")
+            else:
+                tail = "; compile_nir(…, weight_groups='auto') may give it a second group"
             notes.append(
-                f"node {n.source!r} ({L.name}): "
-                f"{'two synapse groups' if L.weights_lo is not None else 'one'} of "
-                f"{plan.fixed_point.weight_bits}-bit weight mantissas — the step {step:.3g} is {step / med:.2f}× the median "
-                f"|W| ({med:.3g}) and {100 * zero_share:.1f}% of the non-zero weights round to "
-                f"0" + ("" if L.weights_lo is not None or L.kind != "conv" else
-                        "; a conv layer keeps one group (Lava 0.10's Conv ignores the weight "
-                        "exponent a second group needs)"))
+                f"node {n.source!r} ({L.name}): {groups} of {plan.fixed_point.weight_bits}-bit "
+                f"weight mantissas — the step {step:.3g} is {step / med:.2f}× the median |W| "
+                f"({med:.3g}) and {100 * zero_share:.1f}% of the non-zero weights round to 0"
+                f"{tail}")
     return notes
 
 
@@ -355,8 +360,6 @@ def _bias_note(n: DNeuron, L: Any, fmt: Any) -> list[str]:
     if "a_bias" in L.neuron_arrays and np.any(np.asarray(L.neuron_arrays["a_bias"]) != 0) \
             and a_step > COARSE_BIAS_SHARE:
         out.append(f"node {n.source!r} ({L.name}): the bias into the current steps by "
-                   f"{100 * a_step:.2g}% of θ (it is a synaptic input on the weight grid); a "
-                   f"bias-driven neuron's phase drifts with it — a finer bias needs a "
-                   f"programmable-neuron bias with its own exponent, which this compiler does "
-                   f"not build")
+                   f"{100 * a_step:.2g}% of θ (a synaptic input on the weight grid; a "
+                   f"bias-driven neuron's phase drifts with it)")
     return out

@@ -133,7 +133,7 @@ def test_paper_graphs_compile_and_the_chip_notes_say_why():
     assert [L.neuron for L in braille.plan.layers] == ["lif_delayed_rec", "lif_delayed_cb"]
     notes = "\n".join(braille.chip_notes)
     assert "node 'lif2' (layer2): the bias into the current steps by 2.8% of θ" in notes
-    assert "node 'lif2' (layer2): one 8-bit weight mantissa per matrix" in notes
+    assert "node 'lif2' (layer2): one synapse group of 8-bit weight mantissas" in notes
     cnn = compile_nir(DATA / "cnn_sinabs.nir", load_profile("loihi2"), 20, producer="sinabs")
     assert [L.neuron_params.get("graded_bits") for L in cnn.plan.layers] == [8] * 5
     assert sum("graded spike payloads" in n for n in cnn.chip_notes) == 5
