@@ -862,10 +862,10 @@ TWO_GROUP_MIN_GAIN = 1.5
 
 
 def _two_group_eligible(L: ChainLayer) -> bool:
-    """Dense spiking layers without recurrence or skip edges (their extra matrices would need
-    groups of their own) and not TA-LIF."""
-    return (L.kind == "fc" and L.rec_weight is None and not L.skips and L.theta is not None
-            and not L.is_talif)
+    """Dense and conv spiking layers without recurrence or skip edges (their extra matrices
+    would need groups of their own) and not TA-LIF."""
+    return (L.kind in ("fc", "conv") and L.rec_weight is None and not L.skips
+            and L.theta is not None and not L.is_talif)
 
 
 def _lava_effective(w: np.ndarray, fmt: Any) -> np.ndarray:
@@ -896,8 +896,9 @@ def split_two_groups(w_tot: np.ndarray, k: int, fmt: Any
 
 def _quantize_fc(L: ChainLayer, profile: HardwareProfile
                  ) -> tuple[QuantizedLayer, np.ndarray | None]:
-    """(q, a_bias) of a dense layer: [W | b_cur] at one scale when it has a current bias."""
-    if L.cur_bias is None:
+    """(q, a_bias) of a dense layer: [W | b_cur] at one scale when it has a current bias
+    (a conv layer's current bias is quantized later, per channel, at ``q.scale``)."""
+    if L.cur_bias is None or L.kind != "fc":
         return _quantize_weighted(L, profile), None
     n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
     cols = [np.asarray(L.weight).reshape(n_out, -1),
@@ -924,7 +925,7 @@ def _v_headroom(q: QuantizedLayer, profile: HardwareProfile) -> float:
 
 def _quantize_two_groups(L: ChainLayer, profile: HardwareProfile
                          ) -> tuple[QuantizedLayer, np.ndarray | None, np.ndarray | None, int]:
-    """The precision scheme of a dense layer: one 8-bit group, or two (exponents k and 0 into
+    """The precision scheme of a dense or conv layer: one 8-bit group, or two (exponents k and 0 into
     the same input, ``8 + k`` bits) for the largest ``k ≤`` :data:`TWO_GROUP_K_MAX` whose scale
     grows by ≥ :data:`TWO_GROUP_MIN_GAIN` (not bound by θ, bias or u range) and keeps u and v
     headroom ≥ :data:`TWO_GROUP_HEADROOM`; a current bias (``a_bias``, 32-bit) gets the finer

@@ -122,7 +122,10 @@ def _effective(L: Any, fmt: Any) -> np.ndarray:
         if L.weights_lo is not None:  # the second synapse group (exponent 0)
             w = w + dense_effective_weights(L.weights_lo, fmt)
         return w
-    return np.asarray(L.weights, np.float64)
+    w = np.asarray(L.weights, np.float64)
+    if L.weights_lo is not None:  # conv: mantissas · 2^weight_exp + the second group
+        w = w * 2.0**L.weight_exp + np.asarray(L.weights_lo, np.float64)
+    return w
 
 
 def _ablate_weights(g: DGraph, n: DNeuron, name: str, L: Any, fmt: Any) -> bool:

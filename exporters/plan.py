@@ -175,14 +175,16 @@ class PlanLayer:
     neuron : one of :data:`NEURON_KINDS`; ``neuron_arrays`` holds integer per-neuron data
         (TA-LIF's θ_v/NDS, ``w_rec``/``a_bias`` of ``*_rec``/``*_cb``, and per-neuron ``du``/
         ``dv`` of any other kind, see :data:`PER_NEURON_DECAYS`).
-    weights_lo : (plan version 3; dense only) a second synapse group on the same input: 8-bit
+    weights_lo : (plan version 3; dense or conv) a second synapse group on the same input: 8-bit
         mantissas ``[N_out, N_in]`` with exponent 0, summed with the first group in the
         neuron's input port — one matrix with ``8 + weight_exp`` bits of resolution::
 
             a = wrap_port(W_eff(weights) · s · 2^weight_exp + W_eff(weights_lo) · s)
 
-        (``W_eff``: Lava's clip + truncate of each matrix in its own sign mode; on the chip two
-        Dense processes from the same source into one ``a_in``). ``weight_exp ≥ 0`` then.
+        (``W_eff``: Lava's clip + truncate of each matrix in its own sign mode — conv: the
+        mantissas as they are; on the chip two Dense/Conv processes from the same source into
+        one ``a_in``; Lava 0.10's Conv ignores the exponent, so the runner hands the first conv
+        its mantissas shifted by it). ``weight_exp ≥ 0`` then (also on conv layers).
     skip_from, skip_weights : skip edges into this (dense) layer: source ``j`` (a plan layer
         index before the previous one, or −1 for the network input) and integer weights
         ``[N_out, size of j's output]`` (flat plan order), on the weight grid. Their sum enters
@@ -474,9 +476,9 @@ class DeploymentPlan:
         ``weight_exp ≥ 0`` on the first group."""
         fmt = self.fixed_point
         lo = L.weights_lo
-        if L.kind != "dense" or not isinstance(lo, np.ndarray) \
+        if L.kind not in ("dense", "conv") or not isinstance(lo, np.ndarray) \
                 or tuple(lo.shape) != tuple(L.weights.shape):
-            raise PlanError(f"{where}: weights_lo needs a dense layer and the shape of weights "
+            raise PlanError(f"{where}: weights_lo needs a dense/conv layer and the shape of weights "
                             f"{tuple(L.weights.shape)}, got {getattr(lo, 'shape', None)}")
         if L.weight_exp < 0:
             raise PlanError(f"{where}: weights_lo with weight_exp {L.weight_exp} < 0 (the "

@@ -396,6 +396,9 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat, in_max: int = 1) -> Layer
         a_bound = bound << weight_exp if weight_exp > 0 else bound
     else:
         w = np.asarray(L.weights).astype(np.int64)
+        if L.weights_lo is not None:  # two conv groups = one exact integer kernel
+            w = (w << weight_exp) + np.asarray(L.weights_lo).astype(np.int64)
+            weight_exp = 0
         bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * int(in_max)
         a_bound = min(bound, 1 << (fmt.conv_output_bits - 1))
     if bound >= FLOAT64_EXACT:

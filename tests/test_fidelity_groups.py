@@ -165,3 +165,34 @@ def test_lava_equals_emulator_two_groups():
     for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
         assert np.array_equal(e.numpy(), l_), f"layer {k}"
         assert e.sum() > 0
+
+
+@needs_lava
+@pytest.mark.lava
+def test_lava_equals_emulator_two_groups_conv():
+    """Conv layers with a second group: Lava's Conv gets the first kernel with its exponent
+    applied (it ignores weight_exp), the second as it is; both add into one a_in."""
+    from neurodeploy.sims.emulator import random_conv_plan
+
+    rng = np.random.default_rng(9)
+    plan = random_conv_plan(rng, (2, 7, 7), channels=3, kernel=(3, 3), stride=(1, 1),
+                            padding=(1, 1), pool=2, classes=4, num_steps=10, weight_scale=80.0,
+                            vth=600)
+    conv = plan.layers[0]
+    plan = dataclasses.replace(plan, layers=(dataclasses.replace(
+        conv, weight_exp=3, weights_lo=rng.integers(0, 8, conv.weights.shape).astype(np.int32)),
+    ) + plan.layers[1:])
+    plan.validate()
+    spikes = (rng.random((10, 3, 2, 7, 7)) < 0.6).astype(np.uint8)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}"
+    assert emu.layer_spikes[0].sum() > 0
+
+
+def test_auto_gives_conv_layers_two_groups():
+    cnn = compile_nir(DATA / "cnn_sinabs.nir", load_profile("loihi2"), 20, producer="sinabs",
+                      weight_groups="auto")
+    convs = [L for L in cnn.plan.layers if L.kind == "conv"]
+    assert any(L.weights_lo is not None and L.weight_exp > 0 for L in convs)
