@@ -80,8 +80,10 @@ def chip_notes(g: DGraph, plan: Any = None) -> list[str]:
 def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_steps: int,
                 producer: str | None = None, reset: str | None = None,
                 dt: float | None = None, tau_units: str | None = None,
-                weight_groups: str = "one") -> NIRDeployment:
-    """Read, rewrite, check and compile a NIR graph (module docstring).
+                weight_groups: str = "auto") -> NIRDeployment:
+    """Read, rewrite, check and compile a NIR graph (module docstring). ``weight_groups``
+    ``"auto"`` (default) lets every eligible dense/conv layer take a second synapse group
+    (:func:`~neurodeploy.exporters.compiler.compile_graph`); ``"one"``: one 8-bit group.
 
     Raises
     ------

@@ -332,11 +332,13 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
             groups = "two synapse groups" if L.weights_lo is not None else "one synapse group"
             if L.weights_lo is not None:
                 tail = ""
-            elif L.kind == "conv":
-                tail = ("; a conv layer keeps one group (Lava 0.10's Conv ignores the weight "
-                        "exponent a second group needs)")
+            elif L.neuron.endswith("_rec"):
+                tail = "; a recurrent layer keeps one group (W_rec runs inside the neuron)"
+            elif L.skip_from:
+                tail = "; a layer with skip edges keeps one group"
             else:
-                tail = "; compile_nir(…, weight_groups='auto') may give it a second group"
+                tail = ("; no second group (compiled with weight_groups='one', or the scale is "
+                        "bound by θ, bias or u range, or the headroom checks)")
             notes.append(
                 f"node {n.source!r} ({L.name}): {groups} of {plan.fixed_point.weight_bits}-bit "
                 f"weight mantissas — the step {step:.3g} is {step / med:.2f}× the median |W| "

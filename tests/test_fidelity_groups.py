@@ -138,7 +138,7 @@ def test_auto_picks_two_groups_within_headroom():
     its bias into the current on the 32× finer grid; the recurrent hidden layer keeps one."""
     prof = load_profile("loihi2")
     one = compile_nir(DATA / "braille_noDelay_bias_zero.nir", prof, 100, producer="snntorch",
-                      reset="zero")
+                      reset="zero", weight_groups="one")
     auto = compile_nir(DATA / "braille_noDelay_bias_zero.nir", prof, 100, producer="snntorch",
                        reset="zero", weight_groups="auto")
     assert [L.weights_lo is None for L in one.plan.layers] == [True, True]

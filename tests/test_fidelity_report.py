@@ -16,6 +16,7 @@ from neurodeploy.exporters.nir_deploy import compile_nir
 from neurodeploy.exporters.nir_fidelity import (
     EFFECTS,
     LayerFidelity,
+    _effective,
     _row_factor,
     ablate,
     agreement,
@@ -80,7 +81,8 @@ def test_weight_ablation_uses_the_plans_integers(sinabs_dep):
     for name, L in zip(g.neurons(), dep.plan.layers, strict=True):
         syn = g.nodes[g.preds(name)[0]]
         k = _row_factor(g.nodes[name], float(L.scale), syn.weight.shape[0], False)
-        assert np.array_equal(np.round(syn.weight * k[:, None]), L.weights.astype(np.float64))
+        assert np.array_equal(np.round(syn.weight * k[:, None]),
+                              _effective(L, dep.plan.fixed_point))  # both groups, combined
         orig = dep.dgraph.nodes[dep.dgraph.preds(name)[0]].weight
         assert not np.array_equal(syn.weight, orig)
 

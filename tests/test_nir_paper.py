@@ -126,14 +126,20 @@ def test_two_lif_neurons_lif1_period_does_not_depend_on_dt(dt):
 
 
 def test_paper_graphs_compile_and_the_chip_notes_say_why():
-    """The braille RNN's bias-driven output and coarse weights, and the CNN's graded spikes,
-    are stated in the chip notes (the measured drift: benchmarks/RESULTS_fidelity.md)."""
-    braille = compile_nir(DATA / "braille_noDelay_bias_zero.nir", load_profile("loihi2"), 100,
-                          producer="snntorch", reset="zero")
-    assert [L.neuron for L in braille.plan.layers] == ["lif_delayed_rec", "lif_delayed_cb"]
-    notes = "\n".join(braille.chip_notes)
+    """The braille RNN's coarse current bias and weights, and the CNN's graded spikes and
+    synapse groups, are stated in the chip notes (benchmarks/RESULTS_fidelity.md)."""
+    path = DATA / "braille_noDelay_bias_zero.nir"
+    one = compile_nir(path, load_profile("loihi2"), 100, producer="snntorch", reset="zero",
+                      weight_groups="one")
+    assert [L.neuron for L in one.plan.layers] == ["lif_delayed_rec", "lif_delayed_cb"]
+    notes = "\n".join(one.chip_notes)
     assert "node 'lif2' (layer2): the bias into the current steps by 2.8% of θ" in notes
     assert "node 'lif2' (layer2): one synapse group of 8-bit weight mantissas" in notes
+    auto = compile_nir(path, load_profile("loihi2"), 100, producer="snntorch", reset="zero")
+    notes = "\n".join(auto.chip_notes)
+    assert "node 'lif2'" not in notes  # two groups: its weights and current bias 32× finer
+    assert "a recurrent layer keeps one group" in notes and "node 'lif1.lif'" in notes
     cnn = compile_nir(DATA / "cnn_sinabs.nir", load_profile("loihi2"), 20, producer="sinabs")
     assert [L.neuron_params.get("graded_bits") for L in cnn.plan.layers] == [8] * 5
     assert sum("graded spike payloads" in n for n in cnn.chip_notes) == 5
+    assert all(L.weights_lo is not None and L.weight_exp > 0 for L in cnn.plan.layers)
