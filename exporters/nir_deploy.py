@@ -40,21 +40,32 @@ class NIRDeployment:
     chip_notes: tuple[str, ...]
 
 
-def chip_notes(g: DGraph) -> list[str]:
+def chip_notes(g: DGraph, plan: Any = None) -> list[str]:
     """Differences between the float reference and the chip's neurons (Loihi LIF, or the
     subtract-reset ``sublif``), as notes. What has no chip mapping at all is refused by the
-    compiler (naming the node)."""
+    compiler (naming the node). With the compiled ``plan``, layers that send graded spikes
+    say so instead of the multi-spike clipping note."""
+    from neurodeploy.exporters.nir_fidelity import layer_map, precision_notes
+
+    graded = {name for name, k in (layer_map(g, plan) if plan is not None else [])
+              if "graded_bits" in plan.layers[k].neuron_params}
     notes: list[str] = []
     for name in g.neurons():
         n = g.nodes[name]
         assert isinstance(n, DNeuron)
         where = f"node {n.source!r}"
-        if n.spiking and n.multi_spike:
+        if n.spiking and n.multi_spike and name in graded:
+            k = dict(layer_map(g, plan))[name]
+            b = int(plan.layers[k].neuron_params["graded_bits"])
+            notes.append(f"{where}: graded multi-spikes ⌊v/θ⌋ sent as graded spike payloads "
+                         f"({b} bits: counts up to {(1 << b) - 1} per step; the rest stays on "
+                         f"v); counts compare v ≥ θ as the float model does")
+        elif n.spiking and n.multi_spike:
             tail = ("the rest stays on v (subtract reset) and fires later" if n.reset ==
                     "subtract" else "equal while v < 2θ")
             notes.append(f"{where}: graded multi-spikes (⌊v/θ⌋ per step) are sent as one "
                          f"binary spike on the chip; {tail}")
-        if n.spiking and n.spike_op == ">=":
+        if n.spiking and n.spike_op == ">=" and name not in graded:
             notes.append(f"{where}: spikes on v ≥ θ in the float model, v > θ on the chip "
                          f"(differs only when v equals the threshold)")
         if n.v_init is not None:
@@ -63,13 +74,16 @@ def chip_notes(g: DGraph) -> list[str]:
             notes.append(f"{where}: non-spiking read-out — the chip sends its membrane v each "
                          f"step (a graded value in v units = float · scale · 2^6, the plan's "
                          f"readout 'membrane'); logits are Σ_t v")
-    return notes
+    return notes + (precision_notes(g, plan) if plan is not None else [])
 
 
 def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_steps: int,
                 producer: str | None = None, reset: str | None = None,
-                dt: float | None = None) -> NIRDeployment:
-    """Read, rewrite, check and compile a NIR graph (module docstring).
+                dt: float | None = None, tau_units: str | None = None,
+                weight_groups: str = "auto") -> NIRDeployment:
+    """Read, rewrite, check and compile a NIR graph (module docstring). ``weight_groups``
+    ``"auto"`` (default) lets every eligible dense/conv layer take a second synapse group
+    (:func:`~neurodeploy.exporters.compiler.compile_graph`); ``"one"``: one 8-bit group.
 
     Raises
     ------
@@ -82,39 +96,44 @@ def compile_nir(source: nir.NIRGraph | str | os.PathLike, profile: Any, num_step
 
     if int(num_steps) < 1:
         raise ConfigError(f"--steps must be >= 1, got {num_steps}")
-    g = read_graph(source, producer=producer, reset=reset, dt=dt)
-    cnotes = chip_notes(g)
+    g = read_graph(source, producer=producer, reset=reset, dt=dt, tau_units=tau_units)
     canonical = to_canonical_nir(g)
-    canonical.metadata["chip_notes"] = "\n".join(cnotes)
     canonical.metadata["num_steps"] = int(num_steps)
     in_shape = tuple(int(v) for v in np.asarray(g.nodes[g.input_name].out_shape))
-    plan = compile_graph(canonical, profile, int(num_steps), in_shape)
+    plan = compile_graph(canonical, profile, int(num_steps), in_shape,
+                         weight_groups=weight_groups)
+    cnotes = chip_notes(g, plan)
+    canonical.metadata["chip_notes"] = "\n".join(cnotes)
+    plan.source["nir_metadata"]["chip_notes"] = "\n".join(cnotes)
     return NIRDeployment(plan=plan, dgraph=g, canonical=canonical, notes=tuple(g.notes),
                          chip_notes=tuple(cnotes))
 
 
 def float_reference(source: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
                     reset: str | None = None, dt: float | None = None,
-                    num_steps: int | None = None, surrogate: str | None = None):
+                    num_steps: int | None = None, surrogate: str | None = None,
+                    tau_units: str | None = None):
     """The float model of a NIR file for ``simulate``/``audit``: a
     :class:`~neurodeploy.exporters.nir_interp.NIRModel` (``run(x [T, B, …], record=True)`` →
     trace with ``spikes`` per spiking population and ``logits`` [B, classes]; with
     ``surrogate`` (e.g. ``"atan"``) ``forward(x)`` is differentiable for attacks)."""
     from neurodeploy.exporters.nir_interp import NIRModel
 
-    return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt),
+    return NIRModel(read_graph(source, producer=producer, reset=reset, dt=dt,
+                               tau_units=tau_units),
                     num_steps=num_steps, surrogate=surrogate)
 
 
 def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any = None,
                              producer: str | None = None, reset: str | None = None,
-                             dt: float | None = None, surrogate: str | None = None):
+                             dt: float | None = None, surrogate: str | None = None,
+                             tau_units: str | None = None):
     """:func:`float_reference` with the semantics a plan was compiled with as defaults.
 
     The canonical ``model.nir`` that ``export --nir`` writes states its own semantics; the
     original foreign file does not, so the producer, reset and dt recorded in the plan's
-    ``source["nir_metadata"]`` (``source_producer``, ``reset``, ``source_dt``) fill in what
-    the caller leaves out. Reads nothing else from the plan.
+    ``source["nir_metadata"]`` (``source_producer``, ``reset``, ``source_dt``, and for norse
+    ``tau_unit``) fill in what the caller leaves out. Reads nothing else from the plan.
     """
     meta = (getattr(plan, "source", None) or {}).get("nir_metadata", {}) if plan else {}
     graph = source
@@ -127,5 +146,8 @@ def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any
         producer = str(meta["source_producer"])
         reset = reset if reset is not None else meta.get("reset")
         dt = dt if dt is not None else meta.get("source_dt")
+        if tau_units is None and producer == "norse":
+            tau_units = meta.get("tau_unit")
     return float_reference(graph, producer=producer, reset=reset, dt=dt,
-                           num_steps=getattr(plan, "num_steps", None), surrogate=surrogate)
+                           num_steps=getattr(plan, "num_steps", None), surrogate=surrogate,
+                           tau_units=tau_units)

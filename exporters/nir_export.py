@@ -182,6 +182,8 @@ class ChainLayer:
     betas: np.ndarray | None = None
     skips: tuple[tuple[int, np.ndarray], ...] = ()
     skip_labels: tuple[str, ...] = ()
+    v_floor: float | None = None
+    multi_spike: bool = False
 
     @property
     def is_talif(self) -> bool:
@@ -1144,6 +1146,8 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
             theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
             rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
             alphas=alphas, betas=betas, skips=tuple(skip_ws), skip_labels=tuple(skip_labels),
+            v_floor=_v_floor(meta, theta, nwhere),
+            multi_spike=bool(np.asarray(meta.get("multi_spike", 0)).item()),
         ))
         index_of[neu_name] = k
         shape = tuple(out_shape)
@@ -1158,6 +1162,25 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
                           f"the last layer produces {shape}")
     meta = dict(graph.metadata) if isinstance(graph.metadata, dict) else {}
     return NIRChain(input_shape=input_shape, layers=tuple(layers), dt=dt, metadata=meta)
+
+
+def _v_floor(meta: dict[str, Any], theta: float | None, where: str) -> float | None:
+    """The population's lower bound on v (node metadata ``v_floor``, the neurodeploy
+    convention's record of e.g. sinabs's ``min_v_mem``): one value for the population."""
+    if "v_floor" not in meta:
+        return None
+    vf = np.asarray(meta["v_floor"], dtype=np.float64).ravel()
+    if vf.size == 0 or not np.all(np.isfinite(vf)):
+        raise ConfigError(f"{where}: metadata v_floor must hold finite values")
+    if not np.all(vf == vf[0]):
+        raise ConfigError(f"{where}: v_floor differs between neurons ({vf.min():g} … "
+                          f"{vf.max():g}); the chip holds one lower bound per population")
+    if theta is None:
+        raise ConfigError(f"{where}: v_floor on a non-spiking population has no chip mapping")
+    if vf[0] > 0:
+        raise ConfigError(f"{where}: v_floor = {vf[0]:g} > 0 would lift v after every reset; "
+                          f"only a floor ≤ 0 has a chip mapping")
+    return float(vf[0])
 
 
 def _talif_params(meta: dict[str, Any], nkind: str, shape: tuple[int, ...], where: str

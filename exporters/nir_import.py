@@ -106,6 +106,8 @@ class DNeuron(DNode):
 
         I ← β·I + g_syn·x  (if beta is not None; else I = x);   v ← α·v + g·I + b
         n = spikes(v; θ, spike_op, multi_spike);  reset zero: v ← v_reset, subtract: v ← v − n·θ_r
+        v ← max(v, v_floor)   (after the reset; only where ``v_floor`` is set: sinabs's
+                               ``min_v_mem``, which its ``from_nir`` sets to −θ for IF nodes)
 
     ``kind`` is the NIR type it came from (``lif``, ``if``, ``li``, ``i``, ``cubalif``,
     ``cubali``); ``theta is None`` for the non-spiking ``li``/``i``/``cubali``.
@@ -126,6 +128,7 @@ class DNeuron(DNode):
     multi_spike: bool = False
     v_init: np.ndarray | None = None
     zero_hold: bool = False
+    v_floor: np.ndarray | None = None
 
     @property
     def spiking(self) -> bool:
@@ -137,7 +140,7 @@ class DNeuron(DNode):
 
 
 NEURON_ARRAYS = ("alpha", "gain", "bias", "theta", "v_reset", "beta", "syn_gain", "reset_amount",
-                 "v_init")
+                 "v_init", "v_floor")
 """The per-neuron array fields of :class:`DNeuron`."""
 
 
@@ -542,10 +545,24 @@ def _spiking_fields(node: nir.NIRNode, shape: tuple[int, ...], ctx: ReadContext,
     return out
 
 
+def _v_floor(n: DNeuron, node: nir.NIRNode, ctx: ReadContext, where: str) -> None:
+    """The lower bound on v: from our own files' metadata, or the producer's reading of the
+    node (sinabs's ``from_nir`` builds ``IAFSqueeze(min_v_mem=−v_threshold)`` for an IF)."""
+    meta = getattr(node, "metadata", None) or {}
+    if ctx.semantics.producer == "neurodeploy" and "v_floor" in meta:
+        n.v_floor = _broadcast(np.asarray(meta["v_floor"], dtype=np.float64), n.theta.shape,
+                               "metadata v_floor", where)
+    elif ctx.semantics.v_floor == "if_minus_theta" and n.kind == "if":
+        n.v_floor = -n.theta.copy()
+        ctx.notes.append(f"{where}: v ≥ −θ after each step (sinabs's from_nir reads an IF as "
+                         f"IAFSqueeze(min_v_mem = −v_threshold))")
+
+
 def _finish_reset(n: DNeuron, node: nir.NIRNode, ctx: ReadContext, where: str) -> DNeuron:
-    """snntorch's next-step subtract ≡ immediate subtract of θ/α (α > 0)."""
+    """snntorch's next-step subtract ≡ immediate subtract of θ/α (α > 0); the v floor."""
     if n.theta is None:
         return n
+    _v_floor(n, node, ctx, where)
     meta = getattr(node, "metadata", None) or {}
     if n.reset == "zero":
         if ctx.semantics.producer == "neurodeploy":
@@ -917,12 +934,31 @@ def to_dgraph(graph: nir.NIRGraph, semantics: Semantics, notes: list[str] | None
     return g
 
 
+TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
+
+
+def file_taus(graph: nir.NIRGraph) -> list[np.ndarray]:
+    """Every time constant (τ, τ_mem, τ_syn) of the graph's neuron nodes, subgraphs included."""
+    nodes, _ = flatten_subgraphs(graph)
+    out = []
+    for node in nodes.values():
+        for f in TAU_FIELDS:
+            v = getattr(node, f, None)
+            if v is not None and not isinstance(node, nir.Input | nir.Output):
+                out.append(np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v,
+                                      dtype=np.float64))
+    return out
+
+
 def read_graph(graph_or_path: nir.NIRGraph | str | os.PathLike, producer: str | None = None,
                reset: str | None = None, dt: float | None = None, readout: str | None = None,
-               rewrite: bool = True) -> DGraph:
-    """File or graph → semantics → :class:`DGraph` → exact rewrites (the whole import)."""
+               rewrite: bool = True, tau_units: str | None = None,
+               v_floor: str | None = None) -> DGraph:
+    """File or graph → semantics (τ units decided per file,
+    :func:`~neurodeploy.exporters.nir_semantics.decide_tau_unit`) → :class:`DGraph` → exact
+    rewrites (the whole import)."""
     from neurodeploy.exporters.nir_rewrite import rewrite_all
-    from neurodeploy.exporters.nir_semantics import resolve_semantics
+    from neurodeploy.exporters.nir_semantics import decide_tau_unit, resolve_semantics
 
     notes: list[str] = []
     if isinstance(graph_or_path, nir.NIRGraph):
@@ -931,7 +967,11 @@ def read_graph(graph_or_path: nir.NIRGraph | str | os.PathLike, producer: str | 
         graph, notes = load_nir(graph_or_path)
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     sem, sem_notes = resolve_semantics(meta, producer=producer, reset=reset, dt=dt,
-                                       readout=readout)
+                                       readout=readout, v_floor=v_floor)
+    where = (Path(graph_or_path).name if not isinstance(graph_or_path, nir.NIRGraph)
+             else "the graph")
+    sem, tau_notes = decide_tau_unit(sem, file_taus(graph), tau_units, where)
+    sem_notes += tau_notes
     g = to_dgraph(graph, sem, notes + sem_notes)
     if g.nodes[g.neurons()[-1]].kind in ("li", "cubali", "i") and g.semantics.readout != \
             "membrane":
@@ -959,6 +999,8 @@ def _neuron_meta(n: DNeuron) -> dict[str, Any]:
             meta["reset_timing"] = n.reset_timing
     if n.v_init is not None:
         meta["v_init"] = np.asarray(n.v_init, dtype=np.float64)
+    if n.v_floor is not None:
+        meta["v_floor"] = np.asarray(n.v_floor, dtype=np.float64)
     if n.zero_hold:
         meta["zero_hold"] = 1
         meta["reset_timing"] = "next-step"
@@ -1058,7 +1100,7 @@ def to_canonical_nir(g: DGraph, dt: float | None = None) -> nir.NIRGraph:
     sem = g.semantics
     meta = {"dt": dt, "producer": "neurodeploy (canonical form)",
             "source_producer": sem.producer, "source_dt": float(sem.dt or dt),
-            "reset": sem.reset, "readout": sem.readout,
+            "reset": sem.reset, "readout": sem.readout, "tau_unit": sem.tau_unit,
             "semantics": sem.describe(), "notes": "\n".join(g.notes)}
     try:
         return nir.NIRGraph(nodes=nodes, edges=list(g.edges), metadata=meta, type_check=False)

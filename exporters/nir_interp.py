@@ -186,6 +186,8 @@ class NIRModel(torch.nn.Module):
             v = v - out * p["reset_amount"]
         else:
             v = torch.where(out > 0, p["v_reset"], v)
+        if p["v_floor"] is not None:  # sinabs min_v_mem: after the reset
+            v = torch.maximum(v, p["v_floor"])
         st["v"] = v
         return out
 

@@ -267,6 +267,7 @@ def normalize_thresholds(g: DGraph) -> DGraph:
         n.v_reset = n.v_reset / th if n.v_reset is not None else None
         n.reset_amount = n.reset_amount / th if n.reset_amount is not None else None
         n.v_init = n.v_init / th if n.v_init is not None else None
+        n.v_floor = n.v_floor / th if n.v_floor is not None else None
         n.theta = np.ones_like(th)
         g.notes.append(f"rewrite: per-neuron thresholds of {n.source!r} normalised to 1 (rows of "
                        f"{syn.source!r} divided by θ)")

@@ -33,7 +33,11 @@ Known exporter defects that a convention corrects (documented, each printed as a
   ``reset_delay=True``: the subtraction happens one step later, before the decay, which equals an
   immediate subtraction of θ/α (``reset_timing = "next-step"``).
 * norse 1.1.0 writes ``tau = dt / tau_inv`` (= dt·τ, a unit error; its own importer reads
-  ``tau_inv = 1/tau``): the convention divides τ, τ_syn by dt (``tau_unit = "dt*tau"``).
+  ``tau_inv = 1/tau``), while older norse files (the NIR paper's ``lif_norse.nir``) store τ in
+  seconds. The unit is decided **per file** (:func:`decide_tau_unit`): every τ < dt cannot be
+  seconds under Euler (negative decay), so the file is read as dt·τ (τ and τ_syn divided by dt);
+  every τ ≥ dt would mean τ ≥ 1 s as dt·τ, so the file is read as seconds. A mix is refused;
+  ``--tau-units`` overrides the decision.
 * rockpool 3.1.0 writes ``r = τ/dt·exp(−dt/τ)`` (dt recoverable), drops the neuron bias
   (``v_leak`` always 0) and writes the batch dimension into ``Input``/``Output`` (the reader
   fixes the shapes).
@@ -77,6 +81,9 @@ class Semantics:
         the step after a spike): ``none``, or ``cuba_and_recurrent`` (snntorch ``Synaptic``,
         ``RLeaky``, ``RSynaptic`` with ``reset_mechanism="zero"``: CubaLIF nodes and LIF nodes
         inside a subgraph).
+    v_floor : a lower bound on v after the reset, ``v ← max(v, floor)``: ``none``, or
+        ``if_minus_theta`` (sinabs: its ``from_nir`` reads an IF node as
+        ``IAFSqueeze(min_v_mem = −v_threshold)``; its exporter writes no ``min_v_mem``).
     """
 
     producer: str
@@ -92,6 +99,7 @@ class Semantics:
     readout: str = "count"
     v_init: str = "zero"
     zero_hold: str = "none"
+    v_floor: str = "none"
 
     def __post_init__(self) -> None:
         for name, allowed in (("reset", RESETS), ("reset_timing", RESET_TIMINGS),
@@ -100,7 +108,8 @@ class Semantics:
                               ("tau_unit", ("seconds", "dt*tau")),
                               ("readout", ("count", "membrane")),
                               ("v_init", ("zero", "v_leak")),
-                              ("zero_hold", ("none", "cuba_and_recurrent"))):
+                              ("zero_hold", ("none", "cuba_and_recurrent")),
+                              ("v_floor", ("none", "if_minus_theta"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"semantics {name} = {getattr(self, name)!r} is not one of "
                                   f"{allowed}")
@@ -137,10 +146,12 @@ PRODUCER_NOTES: dict[str, tuple[str, ...]] = {
                  "is assumed — pass --reset zero for Leaky(reset_mechanism='zero')",
                  "snntorch zero reset of Synaptic/RLeaky/RSynaptic (CubaLIF nodes, LIF nodes in a "
                  "subgraph) also drops the next step's membrane input",),
-    "norse": ("norse 1.1.0 writes tau = dt/tau_inv (= dt·τ); τ and τ_syn are divided by dt",
-              "norse LIF/LIFBox start at v = v_leak (its initial state)"),
+    "norse": ("norse LIF/LIFBox start at v = v_leak (its initial state)",),
     "sinabs": ("sinabs IAF/LIF: MultiSpike (⌊v/θ⌋ spikes per step), v ≥ θ, subtract reset; "
-               "LIF τ is in steps (dt = 1)",),
+               "LIF τ is in steps (dt = 1)",
+               "sinabs writes no min_v_mem: no lower bound on v (the IAF default); sinabs's own "
+               "from_nir reads an IF with min_v_mem = −θ — graph metadata min_v_mem = "
+               "'-v_threshold' (or read_graph(v_floor='if_minus_theta')) reads it so"),
     "rockpool": ("rockpool 3.1.0 drops the neuron bias on export (v_leak written as 0) and "
                  "writes r = τ/dt·exp(−dt/τ): dt is recovered from r",
                  "rockpool LIF: v ≥ θ, ⌊v/θ⌋ spikes per step, subtract reset"),
@@ -166,9 +177,59 @@ def detect_producer(metadata: dict[str, Any]) -> str | None:
     return None
 
 
+TAU_UNITS = ("seconds", "dt*tau")
+"""What a file's τ fields hold: seconds (NIR's definition) or dt·τ (norse 1.1.0's exporter)."""
+
+
+def decide_tau_unit(sem: Semantics, taus: list[np.ndarray], override: str | None = None,
+                    where: str = "the file") -> tuple[Semantics, list[str]]:
+    """The τ unit of one file, from the evidence in it (or ``override``), and a note saying why.
+
+    Only conventions whose exporters disagree between versions (``sem.tau_unit == "dt*tau"``,
+    norse) are decided; others keep seconds unless overridden. With ``dt`` the step::
+
+        all finite τ < dt  →  dt·τ     (as seconds: Euler decay 1 − dt/τ < 0, impossible)
+        all finite τ ≥ dt  →  seconds  (as dt·τ: τ_true = τ/dt ≥ 1 s, a neuron forgetting
+                                        nothing in 1000 steps at dt = 1 ms)
+        a mix              →  refused (pass ``--tau-units``)
+
+    Raises
+    ------
+    ConfigError
+        An unknown override, or a file with τ on both sides of dt and no override.
+    """
+    if override is not None:
+        if override not in TAU_UNITS:
+            raise ConfigError(f"--tau-units {override!r}: choose one of {TAU_UNITS}")
+        return replace(sem, tau_unit=override), [f"τ units {override} given explicitly "
+                                                 f"(--tau-units)"]
+    if sem.tau_unit != "dt*tau":
+        return sem, []
+    vals = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in taus] or
+                          [np.zeros(0)])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size == 0:
+        return replace(sem, tau_unit="seconds"), [f"{where}: no finite τ; τ units moot"]
+    dt = float(sem.dt)
+    if np.all(vals < dt):
+        return replace(sem, tau_unit="dt*tau"), [
+            f"τ stored as dt·τ (norse 1.1.0's exporter): every τ in {where} is < dt = {dt:g} s "
+            f"(max {vals.max():g}), impossible in seconds; τ, τ_syn divided by dt "
+            f"(override: --tau-units seconds)"]
+    if np.all(vals >= dt):
+        return replace(sem, tau_unit="seconds"), [
+            f"τ stored in seconds (as norse's from_nir reads it): every τ in {where} is ≥ dt = "
+            f"{dt:g} s (min {vals.min():g}); as dt·τ it would be ≥ 1 s "
+            f"(override: --tau-units dt*tau)"]
+    raise ConfigError(f"{where}: τ values {vals.min():g} … {vals.max():g} lie on both sides of "
+                      f"dt = {dt:g} s, so the file is neither all-seconds nor all-dt·τ (norse "
+                      f"1.1.0 writes dt·τ); pass --tau-units seconds or --tau-units dt*tau")
+
+
 def resolve_semantics(metadata: dict[str, Any] | None, producer: str | None = None,
                       reset: str | None = None, dt: float | None = None,
-                      readout: str | None = None) -> tuple[Semantics, list[str]]:
+                      readout: str | None = None, v_floor: str | None = None
+                      ) -> tuple[Semantics, list[str]]:
     """The semantics to read a graph with, and the notes saying where each choice came from.
 
     Precedence: explicit arguments (the command line) > graph metadata > the producer's
@@ -233,4 +294,21 @@ def resolve_semantics(metadata: dict[str, Any] | None, producer: str | None = No
         notes.append(f"readout {sem.readout} from the graph metadata")
     elif _meta_value(meta, "readout") in ("rate",):
         notes.append("readout 'rate' from the graph metadata is read as 'count' (same argmax)")
-    return sem, notes
+    return _resolve_v_floor(sem, meta, v_floor, notes), notes
+
+
+def _resolve_v_floor(sem: Semantics, meta: dict[str, Any], v_floor: str | None,
+                     notes: list[str]) -> Semantics:
+    """``v_floor`` given explicitly, else graph metadata ``min_v_mem = "-v_threshold"``
+    (sinabs's ``from_nir`` reading of IF nodes), else the producer's convention."""
+    if v_floor is not None:
+        sem = replace(sem, v_floor=v_floor)  # validated by Semantics
+        notes.append(f"v floor {v_floor} given explicitly")
+    elif _meta_value(meta, "min_v_mem") is not None:
+        mv = _meta_value(meta, "min_v_mem")
+        if str(mv) != "-v_threshold":
+            raise ConfigError(f"graph metadata min_v_mem = {mv!r}: only '-v_threshold' (sinabs's "
+                              f"from_nir reading of IF nodes) is understood")
+        sem = replace(sem, v_floor="if_minus_theta")
+        notes.append("v ≥ −θ on IF nodes from the graph metadata (min_v_mem = -v_threshold)")
+    return sem

@@ -38,8 +38,14 @@ PLAN_FORMAT = "neurodeploy-plan"
 #: Version 2 adds the header key ``fixed_point`` (the profile's :class:`FixedPointFormat`).
 #: Version-1 plans are still read: every one was compiled for Lava 0.10's arithmetic, so they
 #: get :data:`~neurodeploy.exporters.profiles.LAVA_0_10`.
-PLAN_VERSION = 2
-READABLE_PLAN_VERSIONS = (1, 2)
+#: Version 3 adds ``neuron_params["v_min"]`` (:data:`V_FLOOR_KINDS`) and
+#: ``neuron_params["graded_bits"]`` (:data:`GRADED_KINDS`) and ``PlanLayer.weights_lo`` (a second
+#: synapse group). A plan is written with
+#: the lowest version that holds its fields (2 when no layer has a v floor), so version-2
+#: readers still read every plan that does not need the new fields; a version-1/2 file
+#: carrying a version-3 field is refused on load.
+PLAN_VERSION = 3
+READABLE_PLAN_VERSIONS = (1, 2, 3)
 LAYER_KINDS = ("dense", "conv", "pool")
 #: NIR neuron kinds (H-nir, issue 13): resets, and two input extensions of each:
 #: ``<kind>_rec`` carries ``neuron_arrays["w_rec"]`` [N, N] (and optionally ``a_bias``),
@@ -59,6 +65,23 @@ NEURON_KINDS = ("lif", "talif", "sublif", "sublif_delayed", "lif_delayed",
 #: which then hold the population's largest value (for reports). The chip runs them in the
 #: programmable ``sublif`` process (Lava's own LIF holds one decay per population).
 PER_NEURON_DECAYS = ("du", "dv")
+#: Neuron kinds that may carry ``neuron_params["v_min"]`` (plan version 3): an integer lower
+#: bound on v in v units, ``−state_max ≤ v_min ≤ 0``, applied after the reset of every step::
+#:
+#:     s = v ≻ θ;   v ← v − s·θ;   v ← max(v, v_min)
+#:
+#: (sinabs ``min_v_mem``; its ``from_nir`` gives an IF ``min_v_mem = −θ``, i.e.
+#: ``v_min = −(vth << threshold_shift)``). Run by the programmable ``sublif`` process.
+V_FLOOR_KINDS = ("sublif", "sublif" + RECURRENT_SUFFIX, "sublif" + CURRENT_BIAS_SUFFIX)
+#: Neuron kinds that may send graded spikes, ``neuron_params["graded_bits"] = b`` (plan version
+#: 3, 1 ≤ b ≤ :data:`GRADED_BITS_MAX`): the spike is a count, a Loihi 2 graded-spike payload::
+#:
+#:     n = clip(⌊v / θ⌋, 0, 2^b − 1)   (so n ≥ 1 ⇔ v ≥ θ);   v ← v − n·θ;   send n
+#:
+#: (sinabs ``MultiSpike`` / rockpool counts up to 2^b − 1 per step). The next layer's synapse
+#: multiplies: ``a = W · n``. Not a skip-edge source and not recurrent (``w_rec`` reads 0/1).
+GRADED_KINDS = ("sublif", "sublif" + CURRENT_BIAS_SUFFIX)
+GRADED_BITS_MAX = 8
 
 
 class PlanError(NeurodeployError):
@@ -79,7 +102,7 @@ LAYER_KEYS: dict[str, tuple[type, ...]] = {
     "weight_exp": (int,), "du": (int,), "dv": (int,), "vth": (int,), "bias_exp": (int,),
     "scale": (float, int), "delay": (int,), "stride": (list,), "padding": (list,),
     "groups": (int,), "flatten_before": (bool,), "neuron": (str,), "neuron_params": (dict,),
-    "neuron_arrays": (list,), "skip_from": (list,),
+    "neuron_arrays": (list,), "skip_from": (list,), "weights_lo": (bool,),
 }
 LAYER_REQUIRED = ("name", "kind", "in_shape", "out_shape", "weight_exp", "du", "dv", "vth",
                   "bias_exp", "scale")
@@ -152,6 +175,16 @@ class PlanLayer:
     neuron : one of :data:`NEURON_KINDS`; ``neuron_arrays`` holds integer per-neuron data
         (TA-LIF's θ_v/NDS, ``w_rec``/``a_bias`` of ``*_rec``/``*_cb``, and per-neuron ``du``/
         ``dv`` of any other kind, see :data:`PER_NEURON_DECAYS`).
+    weights_lo : (plan version 3; dense or conv) a second synapse group on the same input: 8-bit
+        mantissas ``[N_out, N_in]`` with exponent 0, summed with the first group in the
+        neuron's input port — one matrix with ``8 + weight_exp`` bits of resolution::
+
+            a = wrap_port(W_eff(weights) · s · 2^weight_exp + W_eff(weights_lo) · s)
+
+        (``W_eff``: Lava's clip + truncate of each matrix in its own sign mode — conv: the
+        mantissas as they are; on the chip two Dense/Conv processes from the same source into
+        one ``a_in``; Lava 0.10's Conv ignores the exponent, so the runner hands the first conv
+        its mantissas shifted by it). ``weight_exp ≥ 0`` then (also on conv layers).
     skip_from, skip_weights : skip edges into this (dense) layer: source ``j`` (a plan layer
         index before the previous one, or −1 for the network input) and integer weights
         ``[N_out, size of j's output]`` (flat plan order), on the weight grid. Their sum enters
@@ -182,6 +215,7 @@ class PlanLayer:
     neuron_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     skip_from: tuple[int, ...] = ()
     skip_weights: tuple[np.ndarray, ...] = ()
+    weights_lo: np.ndarray | None = None
 
     @property
     def out_size(self) -> int:
@@ -193,8 +227,10 @@ class PlanLayer:
 
     def header(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("weights", "bias_mant", "neuron_arrays", "skip_weights"):
+        for k in ("weights", "bias_mant", "neuron_arrays", "skip_weights", "weights_lo"):
             d.pop(k)
+        if self.weights_lo is not None:  # written only when used (a version-3 key)
+            d["weights_lo"] = True
         d["skip_from"] = [int(j) for j in self.skip_from]
         if not self.skip_from:  # written only when used: such plans stay readable by older
             d.pop("skip_from")  # builds (which do not know the key)
@@ -322,6 +358,24 @@ class DeploymentPlan:
             talif = L.neuron == "talif"
             if talif:
                 self._check_talif(where, L)
+            if "v_min" in L.neuron_params:
+                if L.neuron not in V_FLOOR_KINDS:
+                    raise PlanError(f"{where}: neuron_params.v_min on a {L.neuron!r} layer; "
+                                    f"only {V_FLOOR_KINDS} hold a v floor")
+                _int_range(where, "neuron_params.v_min", L.neuron_params["v_min"],
+                           -fmt.state_max, 0, "lower bound on v, in v units")
+            if L.weights_lo is not None:
+                self._check_weights_lo(where, L)
+            if "graded_bits" in L.neuron_params:
+                if L.neuron not in GRADED_KINDS:
+                    raise PlanError(f"{where}: neuron_params.graded_bits on a {L.neuron!r} "
+                                    f"layer; only {GRADED_KINDS} send graded spikes")
+                _int_range(where, "neuron_params.graded_bits", L.neuron_params["graded_bits"],
+                           1, GRADED_BITS_MAX, "graded spike payload bits")
+                later = [m for m in self.layers if i in m.skip_from]
+                if later:
+                    raise PlanError(f"{where}: a graded layer is the source of skip edges "
+                                    f"into {[m.name for m in later]} (they read 0/1 spikes)")
             decays = {} if talif else {k: L.neuron_arrays[k] for k in PER_NEURON_DECAYS
                                        if k in L.neuron_arrays}
             for k, a in decays.items():
@@ -417,6 +471,26 @@ class DeploymentPlan:
             raise PlanError(f"{where}: out_shape {out_shape} but kernel {kh}x{kw}, stride "
                             f"{stride}, padding {padding} on {shape} give {(c_out, *want)}")
 
+    def _check_weights_lo(self, where: str, L: PlanLayer) -> None:
+        """A second synapse group: dense, same shape, 8-bit mantissas in its own sign mode,
+        ``weight_exp ≥ 0`` on the first group."""
+        fmt = self.fixed_point
+        lo = L.weights_lo
+        if L.kind not in ("dense", "conv") or not isinstance(lo, np.ndarray) \
+                or tuple(lo.shape) != tuple(L.weights.shape):
+            raise PlanError(f"{where}: weights_lo needs a dense/conv layer and the shape of weights "
+                            f"{tuple(L.weights.shape)}, got {getattr(lo, 'shape', None)}")
+        if L.weight_exp < 0:
+            raise PlanError(f"{where}: weights_lo with weight_exp {L.weight_exp} < 0 (the "
+                            f"first group's floor would not be exact)")
+        mode = FixedPointFormat.weight_sign_mode(lo)
+        lo_r, hi_r = fmt.weight_range(mode)
+        _array_range(where, "weights_lo", lo, lo_r, hi_r,
+                     f"{mode}-sign mantissas of {fmt.weight_bits}-bit weights")
+        if mode == "mixed" and fmt.mixed_step > 1 and bool((lo % 2).any()):
+            raise PlanError(f"{where}: mixed-sign weights_lo must be multiples of "
+                            f"{fmt.mixed_step}")
+
     def _check_talif(self, where: str, L: PlanLayer) -> None:
         fmt = self.fixed_point
         where = f"{where}: talif"
@@ -443,6 +517,20 @@ class DeploymentPlan:
         _array_range(where, "nds", L.neuron_arrays["nds"], -lim, lim,
                      f"{fmt.talif_state_bits}-bit TA-LIF state")
 
+    def min_version(self) -> int:
+        """The lowest plan version that holds every field of this plan (3 with a v floor)."""
+        return 3 if any(k in L.neuron_params for L in self.layers
+                        for k in ("v_min", "graded_bits")) or any(
+            L.weights_lo is not None for L in self.layers) else 2
+
+    def in_max(self, k: int) -> int:
+        """The largest value one input of layer ``k`` carries per step: 2^b − 1 after a graded
+        layer (``graded_bits = b``), else 1 (binary spikes)."""
+        if k == 0:
+            return 1
+        b = self.layers[k - 1].neuron_params.get("graded_bits")
+        return (1 << int(b)) - 1 if b else 1
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan atomically as ``.npz`` (a temporary file renamed into place)."""
         self.validate()
@@ -454,9 +542,12 @@ class DeploymentPlan:
                 arrays[f"layer{i}.n.{k}"] = np.ascontiguousarray(v, dtype=np.int32)
             for m, w in enumerate(L.skip_weights):
                 arrays[f"layer{i}.skip{m}"] = np.ascontiguousarray(w, dtype=np.int32)
+            if L.weights_lo is not None:
+                arrays[f"layer{i}.weights_lo"] = np.ascontiguousarray(L.weights_lo,
+                                                                      dtype=np.int32)
         header = {
             "format": PLAN_FORMAT,
-            "version": PLAN_VERSION,
+            "version": self.min_version(),
             "profile": self.profile,
             "num_steps": int(self.num_steps),
             "input_shape": list(self.input_shape),
@@ -524,6 +615,12 @@ class DeploymentPlan:
         raw = h.get("raw_weights", False)
         if not isinstance(raw, bool):
             raise PlanError(f"{path}: plan header raw_weights = {raw!r} must be true/false")
+        new = sorted({k for L in layers for k in ("v_min", "graded_bits")
+                      if k in L.neuron_params}
+                     | {"weights_lo" for L in layers if L.weights_lo is not None})
+        if h["version"] < 3 and new:
+            raise PlanError(f"{path}: version-{h['version']} plan carries neuron_params {new}, "
+                            f"version-3 fields")
         plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), layers,
                    extra["resources"], extra["quantization"], extra["source"], fixed_point=fmt,
                    raw_weights=raw)
@@ -558,15 +655,18 @@ def _layer_from_header(path: Path, i: int, lh: Any, files: dict[str, np.ndarray]
     if not all(_is(j, (int,)) for j in skips):
         raise PlanError(f"{where}: skip_from must list layer indices")
     arrays = {}
+    lo = bool(lh.get("weights_lo", False))
     for key in ["weights", "bias_mant", *[f"n.{n}" for n in names],
-                *[f"skip{m}" for m in range(len(skips))]]:
+                *[f"skip{m}" for m in range(len(skips))], *(["weights_lo"] if lo else [])]:
         a = files.get(f"layer{i}.{key}")
         if a is None:
             raise PlanError(f"{where}: array {key!r} is missing")
         if not np.issubdtype(a.dtype, np.integer):
             raise PlanError(f"{where}: array {key!r} must hold integers, got dtype {a.dtype}")
         arrays[key] = a
-    args = {k: v for k, v in lh.items() if k != "neuron_arrays"}
+    args = {k: v for k, v in lh.items() if k not in ("neuron_arrays", "weights_lo")}
+    if lo:
+        args["weights_lo"] = arrays["weights_lo"]
     args["skip_weights"] = tuple(arrays[f"skip{m}"] for m in range(len(skips)))
     for k in ("in_shape", "out_shape", "stride", "padding", "skip_from"):
         if k in args:

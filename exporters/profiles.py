@@ -318,6 +318,8 @@ class HardwareProfile:
     talif_theta_v_bits: int | None = None
     talif_theta_v_shift_max: int | None = None
     talif_state_bits: int | None = None
+    # Graded spikes (Loihi 2): payload bits of a spike message; 0 = binary spikes only.
+    graded_spike_bits: int = 0
     # [arithmetic]: rounding and overflow of the integer step (optional section; absent keys
     # take Lava 0.10's behaviour, the values of :data:`LAVA_0_10`).
     port_bits: int = LAVA_0_10.port_bits
@@ -436,6 +438,7 @@ class HardwareProfile:
             "talif_theta_v_bits": self.talif_theta_v_bits,
             "talif_theta_v_shift_max": self.talif_theta_v_shift_max,
             "talif_state_bits": self.talif_state_bits,
+            "graded_spike_bits": self.graded_spike_bits,
         }
 
 

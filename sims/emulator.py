@@ -165,7 +165,8 @@ class Emulator:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available")
-        self.kernels: list[LayerData] = [prepare_layer(L, self.fmt) for L in plan.layers]
+        self.kernels: list[LayerData] = [prepare_layer(L, self.fmt, plan.in_max(k))
+                                         for k, L in enumerate(plan.layers)]
         self._weights = [self._device_weights(P) for P in self.kernels]
         # skip edges (plan layer k reads layer j's spikes of the same step, j < k − 1)
         self._skips = [[(int(j), torch.as_tensor(dense_effective_weights(w, self.fmt),
@@ -506,10 +507,12 @@ def reference_lava_network(plan: DeploymentPlan, spikes: np.ndarray,
     """
     check_plan_supported(plan)
     other = [L.name for L in plan.layers if L.neuron not in ("lif", "talif") or L.skip_from
-             or any(k in L.neuron_arrays for k in ("du", "dv"))]
+             or any(k in L.neuron_arrays for k in ("du", "dv")) or L.weights_lo is not None
+             or L.neuron_params.get("graded_bits") or "v_min" in L.neuron_params]
     if other:  # the NIR kinds are pinned by tests/test_nir_chip.py's plain-integer loop
         raise ConfigError(f"reference_lava_network transcribes LIF/TA-LIF chains only; plan "
-                          f"layers {other} use other neurons, skip edges or per-neuron decays")
+                          f"layers {other} use other neurons, skip edges, per-neuron decays or "
+                          f"version-3 fields")
     fmt = plan.fixed_point
     spikes = np.asarray(spikes)
     T, B = spikes.shape[:2]

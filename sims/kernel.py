@@ -16,11 +16,13 @@ Per layer k and step t (every constant a field of the plan's
 :class:`~neurodeploy.exporters.profiles.FixedPointFormat` ``fmt``; ``>>₀`` rounds toward zero)::
 
     dense:  a = wrap_port(floor((W_eff · s) · 2^weight_exp))     W_eff: Lava's clip + truncate
+            (+ W_eff(weights_lo) · s: a second synapse group, folded into one matrix)
     conv:   a = wrap_conv(conv(s, W))                               (pool: a grouped conv)
     lif:    u = over_u(wrap_port((u·f_u) >>₀ decay_bits + wrap_port(a << activation_shift)))
             v = over_v(wrap_port((v·f_v) >>₀ decay_bits + u + (bias_mant << bias_exp)))
             s = v ≻ θ          θ = vth << threshold_shift,  ≻ = fmt.spike_comparison
             v = reset(v, s)    zero: v·(1 − s);  subtract: v − s·θ
+            v = max(v, v_min)  sublif kinds with ``neuron_params["v_min"]`` only
     talif:  as lif, with θ = sat_θ(θ + (θ_v·(v − NDS[min(t, T_nds − 1)])) >>₀ θ_v_shift)
             updated before the spike (θ = vth << threshold_shift at t = 0)
 
@@ -88,6 +90,12 @@ class Arithmetic(Protocol):
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         """Clip to ``[−lim, lim]``."""
 
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        """``max(x, lo)`` (a v floor; may work in place on a tensor the step owns)."""
+
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        """The graded spike ``clip(⌊v/θ⌋, 0, n_max)`` of integer ``v`` (a new tensor)."""
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         """The spike ``v > θ`` (``v ≥ θ`` when ``inclusive``); ``unit`` = v units per float
@@ -147,6 +155,14 @@ class ExactArithmetic:
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         return x.clamp_(-lim, lim)
 
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        return x.clamp_min_(lo) if self.inplace_reset else torch.clamp_min(x, lo)
+
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        # exact: v, θ integers below 2^24, so v/θ in float64 is within 2^-28 of the quotient
+        # and at least 1/θ ≥ 2^-23 below the next integer — the floor is the integer floor
+        return torch.floor(v / theta).clamp_(0.0, n_max)
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         return torch.ge(v, theta) if inclusive else torch.gt(v, theta)
@@ -199,6 +215,12 @@ class FusableExactArithmetic(ExactArithmetic):
 
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         return torch.clamp(x, -lim, lim)
+
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        return torch.clamp_min(x, lo)
+
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        return torch.clamp(torch.floor(v / theta), 0.0, n_max)
 
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
@@ -315,7 +337,12 @@ class LayerData:
     bound : worst |Σ W·s| of one step;
     small : the static bound proves every port wrap a no-op; u_may_overflow : False when
     u = a << activation_shift provably stays in range (du makes u's factor 0);
-    unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data.
+    unit : v units per float unit (``scale · 2^threshold_shift``); talif : TA-LIF data;
+    v_min : the layer's v floor (``neuron_params["v_min"]``, sublif kinds) or None;
+    graded_max : ``2^graded_bits − 1`` for a layer sending graded spike counts, else None;
+    weight_exp : the exponent applied to ``weights`` (the layer's; 0 when a second synapse
+    group ``weights_lo`` is folded into ``weights = W_eff·2^weight_exp + W_eff(lo)``, exact).
+    ``bound`` counts inputs of up to ``in_max`` per step (after a graded layer).
     """
 
     layer: PlanLayer
@@ -330,6 +357,9 @@ class LayerData:
     u_may_overflow: bool
     unit: float
     talif: TALIFFixed | None
+    v_min: int | None = None
+    graded_max: int | None = None
+    weight_exp: int = 0
 
 
 def check_format_supported(fmt: FixedPointFormat) -> None:
@@ -340,8 +370,9 @@ def check_format_supported(fmt: FixedPointFormat) -> None:
                               f"implemented: {sorted(have)}")
 
 
-def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
-    """Check ``L`` against what the kernel runs and compute its integers and static bounds."""
+def prepare_layer(L: PlanLayer, fmt: FixedPointFormat, in_max: int = 1) -> LayerData:
+    """Check ``L`` against what the kernel runs and compute its integers and static bounds
+    (``in_max``: the largest input value per step, ``plan.in_max(k)``; 1 for spikes)."""
     where = f"plan layer {L.name}"
     if L.kind not in SYNAPSE_KINDS:
         raise PlanError(f"{where}: layer kind {L.kind!r} has no integer synapse; known: "
@@ -351,16 +382,24 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
                         f"{sorted(NEURON_KINDS)}")
     if not 0 <= int(L.bias_exp) <= fmt.bias_exp_max:
         raise PlanError(f"{where}: bias_exp {L.bias_exp} outside [0, {fmt.bias_exp_max}]")
+    weight_exp = int(L.weight_exp)
     if L.kind == "dense":
         w = dense_effective_weights(L.weights, fmt)
+        if L.weights_lo is not None:  # two synapse groups = one exact integer matrix
+            w = w * (1 << weight_exp) + dense_effective_weights(L.weights_lo, fmt)
+            weight_exp = 0
         bound = int(np.abs(w).sum(axis=1).max(initial=0))
         # skip edges add into the same input port (each its own Dense, own sign mode)
         bound += sum(int(np.abs(dense_effective_weights(ws, fmt)).sum(axis=1).max(initial=0))
                      for ws in L.skip_weights)
-        a_bound = bound << L.weight_exp if L.weight_exp > 0 else bound
+        bound *= int(in_max)
+        a_bound = bound << weight_exp if weight_exp > 0 else bound
     else:
         w = np.asarray(L.weights).astype(np.int64)
-        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+        if L.weights_lo is not None:  # two conv groups = one exact integer kernel
+            w = (w << weight_exp) + np.asarray(L.weights_lo).astype(np.int64)
+            weight_exp = 0
+        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * int(in_max)
         a_bound = min(bound, 1 << (fmt.conv_output_bits - 1))
     if bound >= FLOAT64_EXACT:
         raise PlanError(f"{where}: synaptic sums up to {bound} exceed 2^53 (cannot be summed "
@@ -383,6 +422,10 @@ def prepare_layer(L: PlanLayer, fmt: FixedPointFormat) -> LayerData:
         u_may_overflow=not (u_factor == 0 and act_bound < fmt.state_half),
         unit=fmt.v_per_float(L.scale),
         talif=TALIFFixed.from_layer(L, fmt) if L.neuron == "talif" else None,
+        v_min=(int(L.neuron_params["v_min"]) if "v_min" in L.neuron_params else None),
+        graded_max=((1 << int(L.neuron_params["graded_bits"])) - 1
+                    if "graded_bits" in L.neuron_params else None),
+        weight_exp=weight_exp,
     )
 
 
@@ -397,10 +440,10 @@ class DenseSynapse:
         """``x`` ``[N, *in_shape]`` → ``a`` ``[N, *out_shape]``."""
         L = P.layer
         acc = ar.matmul(x.reshape(x.shape[0], -1), w)
-        if L.weight_exp > 0:
-            acc = acc * float(2**L.weight_exp)
-        elif L.weight_exp < 0:
-            acc = ar.floor(acc * float(2.0**L.weight_exp))
+        if P.weight_exp > 0:
+            acc = acc * float(2**P.weight_exp)
+        elif P.weight_exp < 0:
+            acc = ar.floor(acc * float(2.0**P.weight_exp))
         if not P.small:
             acc = ar.wrap(acc, P.fmt.port_bits)  # int64 sum → port word
         return acc.reshape(x.shape[0], *L.out_shape)
@@ -549,9 +592,14 @@ class SubLIF(LIF):
     @staticmethod
     def fire(ar: Arithmetic, P: LayerData, st: NeuronState, theta: torch.Tensor | float
              ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
-        s = ar.fire(st.v, theta, P.unit, P.fmt.spike_comparison == ">=")
+        if P.graded_max is not None:  # a count: n = clip(⌊v/θ⌋, 0, 2^b − 1), v ← v − n·θ
+            s = ar.count(st.v, theta, float(P.graded_max))
+        else:
+            s = ar.fire(st.v, theta, P.unit, P.fmt.spike_comparison == ">=")
         v_pre = st.v
         v = ar.reset(st.v, s, theta, True)
+        if P.v_min is not None:  # v ← max(v, v_min) after the reset (plan version 3)
+            v = ar.at_least(v, float(P.v_min))
         return s, v_pre, NeuronState(st.u, v, st.theta)
 
 

@@ -260,6 +260,17 @@ def lava_conv_groups(w: np.ndarray, groups: int) -> tuple[np.ndarray, int]:
     return out, g // q
 
 
+def _lava_conv(w: np.ndarray, L: PlanLayer, in_l: tuple[int, ...], msg_bits: int, name: str):
+    """A Lava ``Conv`` of layer ``L``'s geometry with PyTorch-layout weights ``w``."""
+    from lava.proc.conv.process import Conv
+
+    w_g, groups = lava_conv_groups(np.asarray(w), int(L.groups))
+    return Conv(weight=lava_conv_weight(w_g).astype(np.int32), input_shape=in_l,
+                padding=(int(L.padding[1]), int(L.padding[0])),
+                stride=(int(L.stride[1]), int(L.stride[0])),
+                groups=groups, num_message_bits=msg_bits, name=name)
+
+
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(s) for s in reversed(shape))
 
@@ -288,7 +299,7 @@ def check_plan_supported(plan: DeploymentPlan, lava_format: bool = True) -> None
         if L.delay != LAVA_SYNAPSE_DELAY:
             raise PlanError(f"{where}: delay {L.delay} — Lava Dense/Conv have a fixed delay of "
                             f"{LAVA_SYNAPSE_DELAY}")
-        if L.kind in ("conv", "pool") and L.weight_exp != 0:
+        if L.kind in ("conv", "pool") and L.weight_exp != 0 and L.weights_lo is None:
             raise PlanError(f"{where}: weight_exp {L.weight_exp} on a {L.kind} layer — Lava's "
                             f"Conv ignores weight_exp (lava#803); fold it into the mantissas")
         if not -(2**15) <= int(L.bias_mant.min(initial=0)) <= int(L.bias_mant.max(initial=0)) \
@@ -318,7 +329,6 @@ class LavaNetwork:
 def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                   record_layers: bool) -> LavaNetwork:
     """Create (not compile) the Lava processes for ``plan`` with ``spikes`` in the source."""
-    from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
@@ -331,22 +341,23 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
     n = len(plan.layers)
     for k, L in enumerate(plan.layers):
         depth = k + 1
+        # graded spikes from the layer before (its payload bits), else binary (0)
+        msg_bits = int(plan.layers[k - 1].neuron_params.get("graded_bits", 0)) if k else 0
         if L.kind == "dense":
             syn = Dense(weights=lava_dense_weight(np.asarray(L.weights), prev_shape),
                         weight_exp=int(L.weight_exp),
                         num_weight_bits=plan.fixed_point.weight_bits,
-                        name=f"{L.name}_dense")
+                        num_message_bits=msg_bits, name=f"{L.name}_dense")
             port = prev_port if len(prev_shape) == 1 else prev_port.flatten()
             port.connect(syn.s_in)
             out_port = syn.a_out
         else:  # conv / pool: a grouped Conv
             in_l = lava_shape(L.in_shape)
-            w_g, groups = lava_conv_groups(np.asarray(L.weights), int(L.groups))
-            syn = Conv(weight=lava_conv_weight(w_g).astype(np.int32),
-                       input_shape=in_l,
-                       padding=(int(L.padding[1]), int(L.padding[0])),
-                       stride=(int(L.stride[1]), int(L.stride[0])),
-                       groups=groups, name=f"{L.name}_conv")
+            # Lava 0.10's Conv ignores a weight exponent (lava#803): a second synapse group's
+            # first matrix is handed over with its exponent applied (mantissa · 2^weight_exp,
+            # what the exponent does on the chip); the plan keeps mantissa and exponent
+            w_main = np.asarray(L.weights).astype(np.int64) << max(0, int(L.weight_exp))
+            syn = _lava_conv(w_main, L, in_l, msg_bits, f"{L.name}_conv")
             if tuple(syn.output_shape) != lava_shape(L.out_shape):
                 raise PlanError(f"plan layer {k} ({L.name}): Lava Conv output "
                                 f"{tuple(syn.output_shape)} != reversed out_shape {L.out_shape}")
@@ -389,11 +400,23 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
                 a_bias = np.ascontiguousarray(
                     np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
             lif = SubLIF(**common, reset=SUBLIF_RESETS.get(L.neuron, "zero"),  # "lif": zero
-                         w_rec=w_rec, a_bias=a_bias,
+                         w_rec=w_rec, a_bias=a_bias, v_min=L.neuron_params.get("v_min"),
+                         graded_bits=L.neuron_params.get("graded_bits"),
                          name=f"{L.name}_{L.neuron}")
         else:
             lif = LIFReset(**common, name=f"{L.name}_lif")
         out_port.connect(lif.a_in)
+        if L.weights_lo is not None:  # the second synapse group: same input, exponent 0
+            if L.kind == "dense":
+                lo = Dense(weights=lava_dense_weight(np.asarray(L.weights_lo), prev_shape),
+                           weight_exp=0, num_weight_bits=plan.fixed_point.weight_bits,
+                           num_message_bits=msg_bits, name=f"{L.name}_dense_lo")
+            else:
+                lo = _lava_conv(np.asarray(L.weights_lo), L, lava_shape(L.in_shape), msg_bits,
+                                f"{L.name}_conv_lo")
+            port.connect(lo.s_in)  # the main synapse's source port
+            lo.a_out.connect(lif.a_in)
+            skips.append(lo)
         for j, w in zip(L.skip_from, L.skip_weights, strict=True):
             # a skip edge: layer j's spikes wait Σ delay of layers j+1 … k−1 more steps in a
             # DelayDense (delay d: sent d + 1 steps later) and meet the main input in a_in
@@ -471,8 +494,10 @@ def run_plan(plan: DeploymentPlan, spikes: np.ndarray, record_layers: bool = Fal
         if L.neuron in MEMBRANE_KINDS:  # the read-out's sink holds v, not spikes
             out_v = schedule.window(np.ascontiguousarray(train.astype(np.int32)), k + 1)
             train = np.zeros_like(train)
-        if not np.isin(train, (0, 1)).all():
-            raise RuntimeError(f"layer {k}: sink holds non-binary values")
+        n_max = (1 << int(L.neuron_params["graded_bits"])) - 1 \
+            if "graded_bits" in L.neuron_params else 1  # graded: counts 0 … 2^b − 1
+        if train.min(initial=0) < 0 or train.max(initial=0) > n_max:
+            raise RuntimeError(f"layer {k}: sink holds values outside 0 … {n_max}")
         train = np.ascontiguousarray(train.astype(np.uint8))
         if record_layers or k == n - 1:
             layer_spikes[k] = schedule.window(train, k + 1)

@@ -103,6 +103,14 @@ class StraightThroughArithmetic:
     def saturate(self, x: torch.Tensor, lim: float) -> torch.Tensor:
         return _StraightThrough.apply(x, torch.clamp, -lim, lim)
 
+    def at_least(self, x: torch.Tensor, lo: float) -> torch.Tensor:
+        return torch.clamp_min(x, lo)  # a real floor: its own gradient (0 below lo)
+
+    def count(self, v: torch.Tensor, theta: float, n_max: float) -> torch.Tensor:
+        """Graded spike counts, ``clip(⌊v/θ⌋, 0, n_max)`` straight through (gradient 1/θ)."""
+        return _StraightThrough.apply(v / theta, lambda x: torch.clamp(torch.floor(x), 0.0,
+                                                                        n_max))
+
     def fire(self, v: torch.Tensor, theta: torch.Tensor | float, unit: float,
              inclusive: bool) -> torch.Tensor:
         # v ≥ θ ⟺ v − θ + ½ > 0 for integers: the surrogate stays centred between the two.
@@ -127,11 +135,11 @@ class TwinLayer(nn.Module):
     """One plan layer: the kernel's integer synapse + neuron step, differentiable."""
 
     def __init__(self, layer: PlanLayer, arith: StraightThroughArithmetic,
-                 fmt: FixedPointFormat) -> None:
+                 fmt: FixedPointFormat, in_max: int = 1) -> None:
         super().__init__()
         self.layer = layer
         self.arith = arith
-        self.data = prepare_layer(layer, fmt)
+        self.data = prepare_layer(layer, fmt, in_max)
         self.register_buffer("weight", torch.tensor(self.data.weights, dtype=torch.float64))
         # skip edges: each its own Dense (Lava's clip + truncate per matrix)
         self.skip_from = tuple(int(j) for j in layer.skip_from)
@@ -205,8 +213,8 @@ class HardwareTwin(nn.Module):
         check_format_supported(plan.fixed_point)
         self.plan = plan
         arith = StraightThroughArithmetic(surrogate)
-        self.layers = nn.ModuleList(TwinLayer(L, arith, plan.fixed_point)
-                                    for L in plan.layers)
+        self.layers = nn.ModuleList(TwinLayer(L, arith, plan.fixed_point, plan.in_max(k))
+                                    for k, L in enumerate(plan.layers))
         self.encoder: Encoder = make_encoder(encoding, plan.num_steps)
         self.seed = int(seed)
         self._generator: torch.Generator | None = None

@@ -6,12 +6,16 @@ import json
 
 import nir
 import numpy as np
+import pytest
+import torch
 
 from neurodeploy.cli import main
+from neurodeploy.cli.simulate import fit_layout
+from neurodeploy.errors import DataError
 from neurodeploy.exporters.plan import DeploymentPlan
 
 
-def _foreign_file(path, seed=0):
+def _foreign_file(path, seed=0, flat_input=False):
     """A graph as another framework writes it: no metadata, Euler τ/r at dt = 1e-4, float32."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
@@ -32,6 +36,10 @@ def _foreign_file(path, seed=0):
         "output": nir.Output(output_type={"output": np.array([10])}),
     }, edges=[("input", "flat"), ("flat", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"),
               ("fc2", "lif2"), ("lif2", "output")])
+    if flat_input:  # the Input as (64,): digits' (1, 8, 8) images have the same 64 values
+        g = nir.NIRGraph(nodes={**{k: v for k, v in g.nodes.items() if k != "flat"},
+                                "input": nir.Input(input_type={"input": np.array([64])})},
+                         edges=[("input", "fc1")] + [e for e in g.edges if "flat" not in e])
     nir.write(str(path), g)
     return path
 
@@ -97,3 +105,28 @@ def test_simulate_takes_the_nir_file_as_float_model(tmp_path, capsys):
         [L["spike_agreement"] for L in b["layers"]]
     assert all(L["spike_agreement"] > 0.9 for L in a["layers"])
     assert all(L["rate_float"] > 0 for L in a["layers"])
+
+
+def test_simulate_reshapes_the_layout_as_audit_does(tmp_path, capsys):
+    """A graph whose Input is (64,) runs on digits' (1, 8, 8) images (same values, C order)
+    exactly as the same graph with a (1, 8, 8) Input and a Flatten; other sizes are refused."""
+    reports = {}
+    for flat in (False, True):
+        f = _foreign_file(tmp_path / f"net{flat}.nir", flat_input=flat)
+        d = tmp_path / f"dep{flat}"
+        assert main(["export", "--nir", str(f), "--producer", "snntorch", "--reset", "zero",
+                     "--steps", "8", "--out", str(d), "-q"]) == 0
+        js = tmp_path / f"r{flat}.json"
+        assert main(["simulate", "--plan", str(d / "plan.npz"), "--model", str(f), "--data",
+                     "digits", "--samples", "30", "--out", str(js), "-q"]) == 0
+        reports[flat] = json.loads(js.read_text())
+    assert "reshaped to the plan's input (64,)" in capsys.readouterr().out
+    a, b = reports[False], reports[True]
+    assert a["accuracy_float"] == b["accuracy_float"]
+    assert a["accuracy_backend"] == b["accuracy_backend"]
+    assert [L["spike_agreement"] for L in a["layers"]] == \
+        [L["spike_agreement"] for L in b["layers"]]
+    plan = DeploymentPlan.load(tmp_path / "depTrue" / "plan.npz")
+    assert tuple(plan.input_shape) == (64,)
+    with pytest.raises(DataError, match="shape \\(1, 8, 9\\) \\(72 values\\).*\\(64,\\)"):
+        fit_layout(torch.zeros(2, 3, 1, 8, 9), (64,), "x")

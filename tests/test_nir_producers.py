@@ -53,7 +53,7 @@ def _emulator_agreement(path, producer, reset=None, steps=T, p=0.4, seed=0):
     out = []
     for a, b in zip(tr.spikes, r.layer_spikes, strict=True):
         a = (a > 0).reshape(steps, B, -1).to(torch.uint8)
-        b = b.reshape(steps, B, -1).to(torch.uint8)
+        b = (b > 0).reshape(steps, B, -1).to(torch.uint8)  # graded counts: spike/no-spike
         out.append(float((a == b).double().mean()))
     print(f"{producer} (reset {reset or 'producer default'}): emulator vs float per-layer spike "
           f"agreement {[round(v, 4) for v in out]}; chip notes {list(dep.chip_notes)}")

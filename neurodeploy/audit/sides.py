@@ -118,6 +118,9 @@ def fingerprint(model: SpikingNet, plan: Any, config: Any, x: torch.Tensor,
         for k, v in sorted(L.neuron_arrays.items()):  # TA-LIF, W_rec, per-neuron decays
             h.update(k.encode())
             h.update(np.ascontiguousarray(np.asarray(v)).tobytes())
+        h.update(repr(sorted(L.neuron_params.items())).encode())  # v_min, graded_bits, TA-LIF
+        if L.weights_lo is not None:  # a second synapse group (plan version 3)
+            h.update(np.ascontiguousarray(np.asarray(L.weights_lo)).tobytes())
         for w in L.skip_weights:
             h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
     h.update(json.dumps(_plain(asdict(config)), sort_keys=True).encode())

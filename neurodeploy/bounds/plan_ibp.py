@@ -219,6 +219,9 @@ def _layers(plan, fmt: PlanFormat) -> list[_LayerInt]:
                               f"(only 'lif' and 'talif')")
         if L.skip_from:
             raise ConfigError(f"plan layer {L.name}: no integer bounds for skip edges yet")
+        if L.weights_lo is not None:
+            raise ConfigError(f"plan layer {L.name}: no integer bounds for a second synapse "
+                              f"group (weights_lo) yet")
         if "du" in L.neuron_arrays or "dv" in L.neuron_arrays:
             raise ConfigError(f"plan layer {L.name}: no integer bounds for per-neuron decays "
                               f"(neuron_arrays du/dv); the bounds use one decay per layer")

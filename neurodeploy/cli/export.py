@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="npz", choices=("npz", "netx"),
                    help="netx: also write OUT/net.net, the plan as lava-dl's netx HDF5 "
                    "(refused, naming the layer, when netx cannot express it exactly)")
+    p.add_argument("--tau-units", default=None, choices=("seconds", "dt*tau"),
+                   help="with --nir: what the file's τ fields hold (default: decided from the "
+                   "file — norse 1.1.0 writes dt·τ, older norse files and NIR seconds)")
     p.add_argument("--profile", default="loihi2",
                    help="hardware profile name (loihi2, loihi1, …) or path to a profile .toml")
     p.add_argument("--dt", type=float, default=None,
@@ -221,6 +224,17 @@ def run_torch_module(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_fidelity(dep: Any, seed: int, samples: int = 8, p: float = 0.2) -> None:
+    """Per-layer agreement float ↔ emulator and its dominant cause, on random inputs
+    (:mod:`neurodeploy.exporters.nir_fidelity`)."""
+    from neurodeploy.exporters.nir_fidelity import fidelity_report, format_fidelity, random_inputs
+
+    x = random_inputs(dep.plan, samples, p, seed)
+    print(f"\nfidelity on {samples} random Bernoulli(p = {p:g}) input samples (seed {seed}; "
+          f"`simulate --model FILE.nir` measures it on data):")
+    print(format_fidelity(fidelity_report(dep.dgraph, dep.plan, x)))
+
+
 def run_nir(args: argparse.Namespace) -> int:
     """``export --nir FILE``: import, rewrite, check and compile a foreign NIR graph."""
     import numpy as np
@@ -236,7 +250,7 @@ def run_nir(args: argparse.Namespace) -> int:
         raise ConfigError("--out DIR is required (model.nir and plan.npz are written there)")
     profile = load_profile(args.profile)
     dep = compile_nir(args.nir, profile, args.steps, producer=args.producer, reset=args.reset,
-                      dt=args.dt)
+                      dt=args.dt, tau_units=args.tau_units)
     print(f"read {args.nir}: {dep.dgraph.semantics.describe()}, T = {args.steps} (--steps)")
     meta_t = dep.dgraph.metadata.get("num_steps")
     if meta_t is not None and int(np.asarray(meta_t).item()) != int(args.steps):
@@ -258,6 +272,7 @@ def run_nir(args: argparse.Namespace) -> int:
         write(out / name)
     if not args.quiet:
         print(format_report(plan))
+        print_fidelity(dep, args.seed)
     print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
     if args.format == "netx":
         print(f"wrote {out / 'net.net'} (lava-dl netx HDF5)")
@@ -280,8 +295,9 @@ def run(args: argparse.Namespace) -> int:
         return run_netx_file(args)
     if not args.model:
         raise ConfigError("give --model CHECKPOINT, --nir FILE or --torch-module FILE.py:FACTORY")
-    if args.producer or args.reset:
-        raise ConfigError("--producer and --reset describe a --nir file; a --model checkpoint "
+    if args.producer or args.reset or args.tau_units:
+        raise ConfigError("--producer, --reset and --tau-units describe a --nir file; a --model "
+                          "checkpoint "
                           "states its own semantics")
     from neurodeploy.exporters.compiler import compile_graph
     from neurodeploy.exporters.nir_export import to_nir, write_graph

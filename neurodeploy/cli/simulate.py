@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "plan's record of the export)")
     g.add_argument("--reset", default=None, choices=("zero", "subtract"),
                    help="reset of the .nir (default: as recorded in the plan)")
+    g.add_argument("--tau-units", default=None, choices=("seconds", "dt*tau"),
+                   help="what the .nir's τ fields hold (default: as recorded in the plan, else "
+                   "decided from the file)")
     add_common(p, out_help="result file (JSON; without it the report is only printed)")
     p.set_defaults(func=run)
 
@@ -58,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neurodeploy.cli.common import resolve_device
     from neurodeploy.data.core import load_dataset
-    from neurodeploy.errors import ConfigError, DataError
+    from neurodeploy.errors import ConfigError
     from neurodeploy.exporters.plan import DeploymentPlan, PlanError
 
     if args.samples < 1:
@@ -69,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     T = plan.num_steps
     data = load_dataset(args.data, num_steps=T).test.subset(args.samples)
-    if tuple(data.input_shape) != tuple(plan.input_shape):
-        raise DataError(f"data {args.data!r} has samples of shape {data.input_shape}, the plan "
-                        f"expects {tuple(plan.input_shape)}")
-    spikes = encode(data, T, args.seed)
+    spikes = fit_layout(encode(data, T, args.seed), tuple(plan.input_shape), str(args.data))
     device = resolve_device(args.device)
     model = _load_model(args, data, plan) if args.model else None
     report = simulate(plan, spikes, data.y, args.backend, model=model, device=device,
@@ -80,12 +80,50 @@ def run(args: argparse.Namespace) -> int:
                       quiet=progress_disabled(args.quiet))
     report.plan, report.data, report.seed = str(args.plan), str(args.data), int(args.seed)
     print(format_report(report))
+    if model is not None and hasattr(model, "graph"):  # a NIR file: why the layers drift
+        report.backend_meta["fidelity"] = nir_fidelity(model.graph, plan, spikes)
     if args.out:
         from neurodeploy.training.metrics import write_json_atomic
 
         write_json_atomic(args.out, report.to_dict())
         print(f"wrote {args.out}")
     return 0
+
+
+#: samples the per-layer cause analysis runs on (each effect reruns the float model)
+FIDELITY_SAMPLES = 32
+
+
+def nir_fidelity(graph, plan, spikes) -> list[dict]:
+    """Print and return the per-layer agreement float ↔ emulator with its dominant cause (by
+    ablation in the float interpreter, :mod:`neurodeploy.exporters.nir_fidelity`) on the
+    first :data:`FIDELITY_SAMPLES` samples."""
+    from neurodeploy.exporters.nir_fidelity import fidelity_report, format_fidelity
+
+    n = min(FIDELITY_SAMPLES, int(spikes.shape[1]))
+    rows = fidelity_report(graph, plan, spikes[:, :n])
+    print(f"\nfidelity (emulator, first {n} samples): why each layer differs from the float model")
+    print(format_fidelity(rows))
+    return [r.to_dict() for r in rows]
+
+
+def fit_layout(spikes, want: tuple[int, ...], data_name: str):
+    """Spikes ``[T, B, *sample]`` in the plan's input shape: reshaped (C order, same values)
+    when only the layout differs — as ``audit`` does for a NIR graph's Input (e.g. digits'
+    (1, 8, 8) images for a graph whose Input is (64,)); refused when the sizes differ."""
+    import math
+
+    from neurodeploy.errors import DataError
+
+    have = tuple(int(v) for v in spikes.shape[2:])
+    if have == want:
+        return spikes
+    if math.prod(have) != math.prod(want):
+        raise DataError(f"data {data_name!r} has samples of shape {have} "
+                        f"({math.prod(have)} values), the plan expects {want}")
+    print(f"[simulate] data samples of shape {have} reshaped to the plan's input {want} (same "
+          f"values, C order)")
+    return spikes.reshape(tuple(spikes.shape[:2]) + want)
 
 
 def _load_model(args: argparse.Namespace, data, plan=None):
@@ -97,7 +135,7 @@ def _load_model(args: argparse.Namespace, data, plan=None):
         from neurodeploy.exporters.nir_deploy import float_reference_for_plan
 
         return float_reference_for_plan(args.model, plan, producer=args.producer,
-                                        reset=args.reset)
+                                        reset=args.reset, tau_units=args.tau_units)
     model = load_model(args, data.input_shape)
     if model.config.encoding == "direct":
         raise ConfigError("the float model uses direct (current) input; a deployed plan takes "

@@ -61,7 +61,11 @@ def replay_lava_sharded(
           *(torch.from_numpy(np.ascontiguousarray(v)) for L in plan.layers
             for _, v in sorted(L.neuron_arrays.items())),
           *(torch.from_numpy(np.ascontiguousarray(w)) for L in plan.layers
-            for w in L.skip_weights)]
+            for w in L.skip_weights),
+          # plan version 3: v floor / graded spikes (neuron_params), second synapse groups
+          repr([sorted(L.neuron_params.items()) for L in plan.layers]),
+          *(torch.from_numpy(np.ascontiguousarray(L.weights_lo)) for L in plan.layers
+            if L.weights_lo is not None)]
     results = run_sharded(_replay_task, n, shard_size, payload=payload, workers=workers,
                           address=address, state_dir=state_dir, fingerprint=fp)
     out = {"out_spikes": np.concatenate([r["out"].numpy() for r in results], axis=1),

@@ -35,6 +35,9 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
         self.reset = proc_params.get("reset", "subtract")
         self.recurrent = bool(proc_params.get("recurrent", False))
+        self.v_min = proc_params.get("v_min")
+        bits = proc_params.get("graded_bits")
+        self.n_max = None if bits is None else (1 << int(bits)) - 1
         self.s_prev = None
 
     def run_spk(self) -> None:
@@ -63,9 +66,19 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
             self.v[pending] -= theta
         elif self.reset == "zero_delayed":
             self.v[pending] = 0
+        if self.n_max is not None:  # graded: a count of whole thresholds, sent as payload
+            n = np.clip(self.v.astype(np.int64) // theta, 0, self.n_max)
+            self.v -= (n * theta).astype(self.v.dtype)
+            if self.v_min is not None:
+                np.maximum(self.v, self.v_min, out=self.v)
+            self.s_prev = n > 0
+            self.s_out.send(n.astype(np.int32))
+            return
         s_out = self.v > theta
         if self.reset == "subtract":
             self.v[s_out] -= theta
+            if self.v_min is not None:  # the v floor, after the reset
+                np.maximum(self.v, self.v_min, out=self.v)
         elif self.reset == "zero":
             self.v[s_out] = 0
         self.s_prev = s_out.copy()

@@ -13,6 +13,10 @@ Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift 
     reset "zero":              s = v > θ;  v[s] = 0              (with w_rec: a recurrent LIF)
     reset "zero_delayed":      v = 0 where p (last step's spike, as above); s = v > θ
                                (snntorch Synaptic/RLeaky/RSynaptic zero reset)
+    graded (``graded_bits`` b, optional, reset "subtract" only): n = clip(v // θ, 0, 2^b − 1);
+                               v ← v − n·θ; ``s_out`` sends n (a graded spike payload)
+    v floor (``v_min``, optional, reset "subtract" only): v ← max(v, v_min) after the reset
+                               (sinabs ``min_v_mem``; the plan's ``neuron_params["v_min"]``)
     reset "none":              no spike, no reset: ``s_out`` sends v itself each step (a
                                non-spiking read-out, NIR LI/CubaLI/I; on Loihi 2 a graded
                                spike whose 24-bit payload is the membrane)
@@ -48,12 +52,19 @@ class SubLIF(LIFReset):
 
     def __init__(self, *, delayed: bool = False, reset: str | None = None,
                  w_rec: np.ndarray | None = None, a_bias: np.ndarray | None = None,
+                 v_min: int | None = None, graded_bits: int | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         reset = reset or ("subtract_delayed" if delayed else "subtract")
         if reset not in RESETS:
             raise ValueError(f"SubLIF reset {reset!r} is not one of {RESETS}")
         self.proc_params["reset"] = reset
+        if v_min is not None and reset != "subtract":
+            raise ValueError(f"SubLIF v_min needs reset 'subtract', got {reset!r}")
+        self.proc_params["v_min"] = None if v_min is None else int(v_min)
+        if graded_bits is not None and reset != "subtract":
+            raise ValueError(f"SubLIF graded_bits needs reset 'subtract', got {reset!r}")
+        self.proc_params["graded_bits"] = None if graded_bits is None else int(graded_bits)
         n = int(np.prod(kwargs["shape"]))
         w = np.zeros((n, n), dtype=np.int32) if w_rec is None else np.asarray(w_rec, np.int32)
         self.w_rec = Var(shape=(n, n), init=w)
