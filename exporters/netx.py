@@ -110,6 +110,10 @@ def layer_problem(L: PlanLayer, k: int) -> str | None:
         return f"neuron {L.neuron!r} (netx runs Lava's plain LIF with one du/dv per layer)"
     if L.skip_from:
         return "skip edges (netx blocks form a chain)"
+    if L.weights_lo is not None:
+        return "two synapse groups per matrix (weights_lo; a netx block holds one weight matrix)"
+    if L.neuron_params:
+        return f"neuron parameters {sorted(L.neuron_params)} (netx's CUBA has none of them)"
     if int(L.delay) != 1:
         return f"synaptic delay {L.delay} (netx Dense/Conv delay by one step)"
     if L.kind in ("conv", "pool") and int(L.groups) > NETX_MAX_GROUPS:

@@ -148,13 +148,22 @@ def test_inexpressible_layers_are_refused_naming_them(change, words):
         check_expressible(bad)
 
 
+def test_second_synapse_group_is_refused_naming_the_layer():
+    """A plan-v3 dense layer with two synapse groups (``weights_lo``) has no netx block: one
+    weight matrix per block, so writing it would silently drop the fine group."""
+    plan, _ = with_netx_bias(_fc_plan())
+    lo = np.ones_like(np.asarray(plan.layers[1].weights))
+    with pytest.raises(ConfigError, match=r"plan layer 1 \(layer2, dense\): two synapse groups"):
+        check_expressible(_with(plan, 1, weights_lo=lo))
+
+
 def test_planlayer_fields_cover_the_format():
     """Every PlanLayer field is either written, checked, or irrelevant to a LIF block: a new
     field makes this test fail until the netx writer decides about it."""
     handled = {"name", "kind", "in_shape", "out_shape", "weights", "weight_exp", "du", "dv",
                "vth", "bias_mant", "bias_exp", "scale", "delay", "stride", "padding", "groups",
                "flatten_before", "neuron", "neuron_params", "neuron_arrays", "skip_from",
-               "skip_weights"}
+               "skip_weights", "weights_lo"}
     assert set(PlanLayer.__dataclass_fields__) == handled
 
 
