@@ -62,11 +62,13 @@ class Budget:
     spikeset_iter: int
     spikeset_restarts: int
     square_queries: int
+    flips: int = 4
+    spikeset_k: int = 64
 
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000),
-    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=4),
+    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2),
 }
 
 # (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
@@ -80,6 +82,15 @@ SWEEP: tuple[tuple[str, str, str, str], ...] = (
     ("bptr", "bptr", "ste", "membrane"),
 )
 MAIN = {"grad_mode": "bptt:fast_sigmoid:5", "input_grad": "sigmoid:50", "loss_on": "membrane"}
+
+# (label, grad_mode, ranking loss, exact objective, after the main APGD runs) of the spike-flip
+# searches; see the module docstring's second table
+FLIPS: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("spike-set", "bptt:fast_sigmoid:5", "ce", "ce", False),
+    ("spike-set:fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", True),
+    ("spike-set:fs15-cw", "bptt:fast_sigmoid:15", "margin", "cw", True),
+    ("spike-set:fs25-mix", "bptt:fast_sigmoid:25", "ce", "mix", True),
+)
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
     ("rect1-sm100", "bptt:rect:1.0", "sigmoid:100", "membrane"),
@@ -142,19 +153,28 @@ def preset(
             continue
         seen.add(k)
         specs.append(("apgd-ce", {**s, **v, "n_iter": b.sweep_iter}, f"sweep:{label}"))
+    flips = _flip_specs(b, s) if (known_draw and bernoulli and spiking) else []
+    specs += [sp for sp, late in flips if not late]
     main = _views(MAIN["grad_mode"], MAIN["input_grad"], MAIN["loss_on"] if membrane else "readout",
                   bernoulli, spiking)
     specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter, "n_restarts": b.restarts},
                   "apgd-ce"))
     specs.append(("apgd-dlr", {**s, **main, "n_iter": b.main_iter}, "apgd-dlr"))
+    specs += [sp for sp, late in flips if late]
     specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets},
                   "apgd-t"))
-    if known_draw and bernoulli and spiking:
-        specs.append(("spike-set", {**s, "n_iter": b.spikeset_iter,
-                                    "n_restarts": b.spikeset_restarts,
-                                    "grad_mode": "bptt:fast_sigmoid:5"}, "spike-set"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
     return specs
+
+
+def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
+    """The spike-flip searches of budget ``b`` (``FLIPS``), each with its place flag."""
+    out = []
+    for label, grad, loss, objective, late in FLIPS[: b.flips]:
+        out.append((("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
+                                   "n_iter": b.spikeset_iter, "n_restarts": b.spikeset_restarts,
+                                   "k": b.spikeset_k}, label), late))
+    return out
 
 
 def escalation(
