@@ -25,20 +25,36 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    around the known map under the known-draw threat model, around each EoT draw's map under
    the unknown-draw one.) Sources: fast-sigmoid/arctan (snntorch), ASSG (Wang et al., arXiv
    2512.22522), RGA (Bu et al., CVPR 2023), BPTR (Ding et al., NeurIPS 2022).
-2. **APGD-CE** (``main_iter`` ≥ 100 iterations, ``restarts`` restarts) and **APGD-DLR** on the
+2. **spike-set** (known draw only): the spike-flip search over the spike trains the ε-ball can
+   produce under the known map (:mod:`neurodeploy.attacks.spikeset`), ranked by the
+   fast-sigmoid-5 gradient, accepted on the exact forward with CE on the spike counts — cheap
+   (it stops per example at the first success) and it breaks what the sweep's input gradients
+   miss;
+3. **APGD-CE** (``main_iter`` ≥ 100 iterations, ``restarts`` restarts) and **APGD-DLR** on the
    output membrane, fast-sigmoid-5 with the sigmoid:50 encoder backward;
-3. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient;
-4. **spike-set** (known draw only): the exact search over the spike trains the ε-ball can
-   produce under the known map (:mod:`neurodeploy.attacks.spikeset`);
-5. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+4. **spike-flip searches with other surrogates** (known draw only; one row each):
 
-Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, spike-set 100 × 2, Square 1000),
-``auto-demo`` (sweep 15, main 50 × 1, 3 targets, spike-set 40 × 1, Square 300) for the
-embedded digits demo. Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
+   ===================  ==========================  ============  ===========
+   label                ranking backward            ranking loss  accepted on
+   ===================  ==========================  ============  ===========
+   spike-set:fs10-mix   fast-sigmoid, slope 10      CE, membrane  CW + CE
+   spike-set:fs15-cw    fast-sigmoid, slope 15      CW, membrane  CW margin
+   spike-set:fs25-mix   fast-sigmoid, slope 25      CE, membrane  CW + CE
+   ===================  ==========================  ============  ===========
+
+5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
+6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+
+Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 4 spike-flip searches of
+100 iterations × 2 restarts with k = 64, Square 1000), ``auto-demo`` (sweep 15, main 50 × 1,
+3 targets, the first 2 spike-flip searches at 40 × 1, Square 300) for the embedded digits demo.
+Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
 level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, steeper
-fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts.
+fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts; under the
+known draw (``known_draw=True``) every spike-flip search of the preset runs again with
+``2^level`` × its iterations and one more restart.
 """
 
 from __future__ import annotations
@@ -185,9 +201,12 @@ def escalation(
     spiking: bool = True,
     membrane: bool = True,
     seed: int = 0,
+    known_draw: bool = False,
 ) -> list[Spec]:
     """Stronger specs for escalation round ``level`` ≥ 1 (module docstring): more surrogates,
-    ``2^level`` × the iterations, more restarts. Labels carry the level (``esc1:…``)."""
+    ``2^level`` × the iterations, more restarts; with ``known_draw`` (a classifier holding the
+    host's maps) also every spike-flip search of the preset with ``2^level`` × the iterations
+    and one more restart. Labels carry the level (``esc1:…``)."""
     if not isinstance(level, int) or level < 1:
         raise ConfigError(f"escalation level must be an integer >= 1, got {level!r}")
     b = BUDGETS[str(base).strip().lower()] if base in BUDGETS else BUDGETS["auto"]
@@ -202,6 +221,10 @@ def escalation(
                   bernoulli, spiking)
     specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter * mult,
                               "n_restarts": b.restarts + level}, f"esc{level}:apgd-ce"))
+    if known_draw and bernoulli and spiking:
+        for (name, p, label), _ in _flip_specs(b, s):
+            specs.append((name, {**p, "n_iter": p["n_iter"] * mult,
+                                 "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 

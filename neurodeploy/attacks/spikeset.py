@@ -10,19 +10,26 @@ smallest u", reached by every ``x'_p ∈ (u_(j), u_(j+1)]``. The feasible levels
 chip can be made to see is the product of these per-pixel families. Nothing else is reachable,
 and every member is reached by a real image.
 
-Search (gradient-guided coordinate ascent over levels, with restarts):
+Search (greedy top-k level moves, issue 21), per example, on the exact spiking forward:
 
-1. ``g[t, p] = ∂L/∂s[t, p]`` of the attack loss through the spiking network (any backward
-   surrogate / loss view, the fused path when eligible);
+1. ``g[t, p] = ∂L/∂s[t, p]`` of the ranking loss through the spiking network with a backward
+   surrogate (``grad_mode``: the preset runs fast-sigmoid slopes 5, 10, 15 and 25, not only the
+   model's own);
 2. linearised gain of level j at pixel p: ``G_p[j] = Σ_{r < j} g[order_p[r], p]`` (prefix sums in
-   u order); the best feasible level ``j*_p = argmax G_p[j]`` and its gain over the current one;
-3. the ``k_b`` pixels of largest positive gain move to their ``j*`` (``k_b`` per example starts
-   at ``frac · P``; a proposal whose exact objective does not improve is rejected and ``k_b``
-   halves, an accepted one keeps it);
-4. the exact objective is the readout margin ``max_{j≠y} z_j − z_y`` (decides success) with the
-   output-membrane margin as a tie-breaker (``+ 10⁻³·tanh(·)``): spike-count logits are flat on
-   large plateaus, and the membrane says which way is uphill on them;
-5. restarts from random feasible levels run only on examples still robust.
+   u order); the best feasible level ``j*_p = argmax G_p[j]`` and its gain
+   ``G_p[j*_p] − G_p[j_p]`` over the current level;
+3. proposals: the top-k pixels of positive gain (not on the tabu list) moved to their ``j*``,
+   for every k of the ladder ``k, k/4, k/16, …, 1`` — one batched exact forward for all;
+4. acceptance on the exact forward: the best proposal is kept if it raises the objective
+   ``O = m_cw + ℓ_ce + 10⁻³·tanh(m_mem)`` (``objective``: ``cw`` the margin
+   ``m_cw = max_{j≠y} z_j − z_y`` of the read-out, ``ce`` the cross-entropy of the spike
+   counts, ``mix`` both; ``m_mem`` the output-membrane margin breaks ties on the plateaus of the
+   count logits); a proposal that misclassifies is taken at once and ends the example;
+5. a rejection puts the top-k pixels on a tabu list (cleared by the next acceptance), so the
+   next proposal reaches further down the ranking; ``patience`` rejections in a row kick a
+   fraction ``kick`` of the pixels to random feasible levels;
+6. restarts after the first (which starts at the clean levels) start from random feasible
+   levels (each pixel with probability ``restart_p``) and run only on examples still robust.
 
 The returned image puts every changed pixel at the midpoint of its level's interval (inside
 the ε-ball and [0, 1]) and every other pixel at its clean value; the spikes it produces under
