@@ -87,11 +87,16 @@ def worker(args: argparse.Namespace) -> None:
            "robust": [bool(v) for v in d["robust_flags"][0]], "broken_by": d["broken_by"],
            "broken_by_counts": d["broken_by_counts"], "step_wall_s": r.seconds,
            "clean_accuracy": r.clean_accuracy[0], "neurodeploy": str(Path(neurodeploy.__file__))}
-    Path(args.worker_out).write_text(json.dumps(out))
+    tmp = Path(args.worker_out + ".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(args.worker_out)
 
 
 def run_worker(args: argparse.Namespace, model: str, eps: float, tree: Path | None,
                out: Path) -> dict[str, Any]:
+    out = out.resolve()
+    if out.is_file():  # finished earlier (a resumed benchmark)
+        return json.loads(out.read_text())
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
