@@ -46,7 +46,7 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 4 spike-flip searches of
-100 iterations × 2 restarts with k = 64, Square 1000), ``auto-demo`` (sweep 15, main 50 × 1,
+100 iterations with k = 64 — 2 restarts for the first, 1 for the late three —, Square 1000), ``auto-demo`` (sweep 15, main 50 × 1,
 3 targets, the first 2 spike-flip searches at 40 × 1, Square 300) for the embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
@@ -184,11 +184,13 @@ def preset(
 
 
 def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
-    """The spike-flip searches of budget ``b`` (``FLIPS``), each with its place flag."""
+    """The spike-flip searches of budget ``b`` (``FLIPS``), each with its place flag; the late
+    ones (after the main APGD runs) with one restart fewer (at least one)."""
     out = []
     for label, grad, loss, objective, late in FLIPS[: b.flips]:
+        restarts = max(1, b.spikeset_restarts - 1) if late else b.spikeset_restarts
         out.append((("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
-                                   "n_iter": b.spikeset_iter, "n_restarts": b.spikeset_restarts,
+                                   "n_iter": b.spikeset_iter, "n_restarts": restarts,
                                    "k": b.spikeset_k}, label), late))
     return out
 
