@@ -86,7 +86,8 @@ def worker(args: argparse.Namespace) -> None:
     out = {"cpu_s": time.process_time() - t, "wall_s": time.perf_counter() - w,
            "robust": [bool(v) for v in d["robust_flags"][0]], "broken_by": d["broken_by"],
            "broken_by_counts": d["broken_by_counts"], "step_wall_s": r.seconds,
-           "clean_accuracy": r.clean_accuracy[0], "neurodeploy": str(Path(neurodeploy.__file__))}
+           "clean_accuracy": r.clean_accuracy[0],
+           "tree": "this" if REPO in Path(neurodeploy.__file__).resolve().parents else "other"}
     tmp = Path(args.worker_out + ".tmp")
     tmp.write_text(json.dumps(out))
     tmp.replace(args.worker_out)
