@@ -24,6 +24,7 @@ def test_checks_pass_on_normal_model(data_and_model):
     assert set(res) == {
         "iterative_beats_single_step", "whitebox_beats_blackbox", "accuracy_falls_with_eps",
         "unbounded_attack_succeeds", "gradient_matches_finite_differences", "nonzero_gradients_eval",
+        "flips_beat_apgd",
     }
     failed = {n: (r.numbers, r.message) for n, r in res.items() if not r.passed}
     assert not failed

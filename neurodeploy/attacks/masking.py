@@ -27,6 +27,14 @@ is the mean over ``draws`` replays with common seeds.
    window legitimately get a zero gradient. The fraction under the wide ``bptt:atan``
    surrogate is reported beside it; attack those points with ``grad_mode="bptt:atan"``.
 
+7. ``flips_beat_apgd`` (known draw only: an SNNClassifier with a stored Bernoulli map) — the
+   spike-flip search (:mod:`neurodeploy.attacks.spikeset`, fast-sigmoid 5 ranking) run on the
+   points APGD-CE (check 1's run) left robust breaks at most ``max_flip_fraction`` of them
+   (default 0.2): when exact searches over the reachable spike trains find many adversarial
+   examples that the input-gradient attack missed, gradient attacks are unreliable on this
+   model and a robust accuracy from them alone is too optimistic. Other classifiers (the
+   deployed one, unknown draw) report it skipped.
+
 Binary (spike) inputs: checks 1, 3–5 use their ℓ0 analogues (spike-g2s vs one G2S step;
 ε grows in flips; "unbounded" = all entries may flip; finite differences are skipped).
 """
@@ -108,6 +116,8 @@ def run_masking_checks(
     max_zero_grad_fraction: float = 0.25,
     grad_mode: str = "bptt",
     attack_params: dict[str, Any] | None = None,
+    max_flip_fraction: float = 0.2,
+    flip_iter: int = 100,
 ) -> list[CheckResult]:
     """Run the checklist (module docstring) and return one :class:`CheckResult` per check.
 
@@ -283,7 +293,47 @@ def run_masking_checks(
          "classifier_training_mode": was_training},
         f"{100 * zero_frac:.1f}% of examples have an all-zero input gradient",
     ))
+    results.append(_flips_beat_apgd(classifier, x, y, e, iterative[1], seed,
+                                    max_flip_fraction, flip_iter, binary))
     return results
+
+
+def _flips_beat_apgd(classifier: Any, x: torch.Tensor, y: torch.Tensor, eps: float,
+                     apgd_params: dict[str, Any], seed: int, max_fraction: float,
+                     flip_iter: int, binary: bool) -> CheckResult:
+    """Check 7 (module docstring): the fraction of APGD-robust points the flip search breaks."""
+    from neurodeploy.attacks.presets import classifier_traits
+    from neurodeploy.classifier import SNNClassifier
+
+    t = classifier_traits(classifier)
+    if binary or not (isinstance(classifier, SNNClassifier) and t["known_draw"]
+                      and t["bernoulli"] and t["spiking"]):
+        return CheckResult("flips_beat_apgd", True, {"skipped": "needs an SNNClassifier with a "
+                                                     "known Bernoulli map"},
+                           "skipped: the spike-flip search needs the known-draw threat model")
+    gen = torch.Generator()
+    gen.manual_seed(seed + 104729 * 2)  # check 1's APGD-CE run, repeated
+    x_a = make_attack("apgd-ce", **apgd_params).perturb(classifier, x, y, eps, gen)
+    with torch.no_grad():
+        rows = is_correct(classifier(x_a), y).nonzero()[:, 0]
+    broken = 0
+    if rows.numel():
+        sub = classifier.select(rows) if hasattr(classifier, "select") else classifier
+        gen.manual_seed(seed + 104729 * 7)
+        flip = make_attack("spike-set", grad_mode="bptt:fast_sigmoid:5", objective="ce",
+                           n_iter=flip_iter, n_restarts=1)
+        x_f = flip.perturb(sub, x[rows], y[rows], eps, gen)
+        with torch.no_grad():
+            broken = int((~is_correct(sub(x_f), y[rows])).sum())
+    n_r = int(rows.numel())
+    frac = broken / n_r if n_r else 0.0
+    return CheckResult(
+        "flips_beat_apgd", frac <= max_fraction,
+        {"apgd_robust": n_r, "flips_broke": broken, "fraction": frac, "max": max_fraction,
+         "n": int(x.shape[0]), "eps": eps, "flip_iter": flip_iter},
+        f"spike flips broke {broken} of the {n_r} points APGD-CE left robust "
+        f"({100 * frac:.0f}%, max {100 * max_fraction:.0f}%)",
+    )
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -25,20 +25,36 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    around the known map under the known-draw threat model, around each EoT draw's map under
    the unknown-draw one.) Sources: fast-sigmoid/arctan (snntorch), ASSG (Wang et al., arXiv
    2512.22522), RGA (Bu et al., CVPR 2023), BPTR (Ding et al., NeurIPS 2022).
-2. **APGD-CE** (``main_iter`` ≥ 100 iterations, ``restarts`` restarts) and **APGD-DLR** on the
+2. **spike-set** (known draw only): the spike-flip search over the spike trains the ε-ball can
+   produce under the known map (:mod:`neurodeploy.attacks.spikeset`), ranked by the
+   fast-sigmoid-5 gradient, accepted on the exact forward with CE on the spike counts — cheap
+   (it stops per example at the first success) and it breaks what the sweep's input gradients
+   miss;
+3. **APGD-CE** (``main_iter`` ≥ 100 iterations, ``restarts`` restarts) and **APGD-DLR** on the
    output membrane, fast-sigmoid-5 with the sigmoid:50 encoder backward;
-3. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient;
-4. **spike-set** (known draw only): the exact search over the spike trains the ε-ball can
-   produce under the known map (:mod:`neurodeploy.attacks.spikeset`);
-5. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+4. **spike-flip searches with other surrogates** (known draw only; one row each):
 
-Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, spike-set 100 × 2, Square 1000),
-``auto-demo`` (sweep 15, main 50 × 1, 3 targets, spike-set 40 × 1, Square 300) for the
-embedded digits demo. Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
+   ===================  ==========================  ============  ===========
+   label                ranking backward            ranking loss  accepted on
+   ===================  ==========================  ============  ===========
+   spike-set:fs10-mix   fast-sigmoid, slope 10      CE, membrane  CW + CE
+   spike-set:fs15-cw    fast-sigmoid, slope 15      CW, membrane  CW margin
+   spike-set:fs25-mix   fast-sigmoid, slope 25      CE, membrane  CW + CE
+   ===================  ==========================  ============  ===========
+
+5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
+6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+
+Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 4 spike-flip searches of
+100 iterations with k = 64 — 2 restarts for the first, 1 for the late three —, Square 1000), ``auto-demo`` (sweep 15, main 50 × 1,
+3 targets, the first 2 spike-flip searches at 40 × 1, Square 300) for the embedded digits demo.
+Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
 level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, steeper
-fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts.
+fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts; under the
+known draw (``known_draw=True``) every spike-flip search of the preset runs again with
+``2^level`` × its iterations and one more restart.
 """
 
 from __future__ import annotations
@@ -62,11 +78,13 @@ class Budget:
     spikeset_iter: int
     spikeset_restarts: int
     square_queries: int
+    flips: int = 4
+    spikeset_k: int = 64
 
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000),
-    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=4),
+    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2),
 }
 
 # (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
@@ -80,6 +98,15 @@ SWEEP: tuple[tuple[str, str, str, str], ...] = (
     ("bptr", "bptr", "ste", "membrane"),
 )
 MAIN = {"grad_mode": "bptt:fast_sigmoid:5", "input_grad": "sigmoid:50", "loss_on": "membrane"}
+
+# (label, grad_mode, ranking loss, exact objective, after the main APGD runs) of the spike-flip
+# searches; see the module docstring's second table
+FLIPS: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("spike-set", "bptt:fast_sigmoid:5", "ce", "ce", False),
+    ("spike-set:fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", True),
+    ("spike-set:fs15-cw", "bptt:fast_sigmoid:15", "margin", "cw", True),
+    ("spike-set:fs25-mix", "bptt:fast_sigmoid:25", "ce", "mix", True),
+)
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
     ("rect1-sm100", "bptt:rect:1.0", "sigmoid:100", "membrane"),
@@ -142,19 +169,30 @@ def preset(
             continue
         seen.add(k)
         specs.append(("apgd-ce", {**s, **v, "n_iter": b.sweep_iter}, f"sweep:{label}"))
+    flips = _flip_specs(b, s) if (known_draw and bernoulli and spiking) else []
+    specs += [sp for sp, late in flips if not late]
     main = _views(MAIN["grad_mode"], MAIN["input_grad"], MAIN["loss_on"] if membrane else "readout",
                   bernoulli, spiking)
     specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter, "n_restarts": b.restarts},
                   "apgd-ce"))
     specs.append(("apgd-dlr", {**s, **main, "n_iter": b.main_iter}, "apgd-dlr"))
+    specs += [sp for sp, late in flips if late]
     specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets},
                   "apgd-t"))
-    if known_draw and bernoulli and spiking:
-        specs.append(("spike-set", {**s, "n_iter": b.spikeset_iter,
-                                    "n_restarts": b.spikeset_restarts,
-                                    "grad_mode": "bptt:fast_sigmoid:5"}, "spike-set"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
     return specs
+
+
+def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
+    """The spike-flip searches of budget ``b`` (``FLIPS``), each with its place flag; the late
+    ones (after the main APGD runs) with one restart fewer (at least one)."""
+    out = []
+    for label, grad, loss, objective, late in FLIPS[: b.flips]:
+        restarts = max(1, b.spikeset_restarts - 1) if late else b.spikeset_restarts
+        out.append((("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
+                                   "n_iter": b.spikeset_iter, "n_restarts": restarts,
+                                   "k": b.spikeset_k}, label), late))
+    return out
 
 
 def escalation(
@@ -165,9 +203,12 @@ def escalation(
     spiking: bool = True,
     membrane: bool = True,
     seed: int = 0,
+    known_draw: bool = False,
 ) -> list[Spec]:
     """Stronger specs for escalation round ``level`` ≥ 1 (module docstring): more surrogates,
-    ``2^level`` × the iterations, more restarts. Labels carry the level (``esc1:…``)."""
+    ``2^level`` × the iterations, more restarts; with ``known_draw`` (a classifier holding the
+    host's maps) also every spike-flip search of the preset with ``2^level`` × the iterations
+    and one more restart. Labels carry the level (``esc1:…``)."""
     if not isinstance(level, int) or level < 1:
         raise ConfigError(f"escalation level must be an integer >= 1, got {level!r}")
     b = BUDGETS[str(base).strip().lower()] if base in BUDGETS else BUDGETS["auto"]
@@ -182,6 +223,10 @@ def escalation(
                   bernoulli, spiking)
     specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter * mult,
                               "n_restarts": b.restarts + level}, f"esc{level}:apgd-ce"))
+    if known_draw and bernoulli and spiking:
+        for (name, p, label), _ in _flip_specs(b, s):
+            specs.append((name, {**p, "n_iter": p["n_iter"] * mult,
+                                 "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 

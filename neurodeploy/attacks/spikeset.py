@@ -10,19 +10,26 @@ smallest u", reached by every ``x'_p ∈ (u_(j), u_(j+1)]``. The feasible levels
 chip can be made to see is the product of these per-pixel families. Nothing else is reachable,
 and every member is reached by a real image.
 
-Search (gradient-guided coordinate ascent over levels, with restarts):
+Search (greedy top-k level moves, issue 21), per example, on the exact spiking forward:
 
-1. ``g[t, p] = ∂L/∂s[t, p]`` of the attack loss through the spiking network (any backward
-   surrogate / loss view, the fused path when eligible);
+1. ``g[t, p] = ∂L/∂s[t, p]`` of the ranking loss through the spiking network with a backward
+   surrogate (``grad_mode``: the preset runs fast-sigmoid slopes 5, 10, 15 and 25, not only the
+   model's own);
 2. linearised gain of level j at pixel p: ``G_p[j] = Σ_{r < j} g[order_p[r], p]`` (prefix sums in
-   u order); the best feasible level ``j*_p = argmax G_p[j]`` and its gain over the current one;
-3. the ``k_b`` pixels of largest positive gain move to their ``j*`` (``k_b`` per example starts
-   at ``frac · P``; a proposal whose exact objective does not improve is rejected and ``k_b``
-   halves, an accepted one keeps it);
-4. the exact objective is the readout margin ``max_{j≠y} z_j − z_y`` (decides success) with the
-   output-membrane margin as a tie-breaker (``+ 10⁻³·tanh(·)``): spike-count logits are flat on
-   large plateaus, and the membrane says which way is uphill on them;
-5. restarts from random feasible levels run only on examples still robust.
+   u order); the best feasible level ``j*_p = argmax G_p[j]`` and its gain
+   ``G_p[j*_p] − G_p[j_p]`` over the current level;
+3. proposals: the top-k pixels of positive gain (not on the tabu list) moved to their ``j*``,
+   for every k of the ladder ``k, k/4, k/16, …, 1`` — one batched exact forward for all;
+4. acceptance on the exact forward: the best proposal is kept if it raises the objective
+   ``O = m_cw + ℓ_ce + 10⁻³·tanh(m_mem)`` (``objective``: ``cw`` the margin
+   ``m_cw = max_{j≠y} z_j − z_y`` of the read-out, ``ce`` the cross-entropy of the spike
+   counts, ``mix`` both; ``m_mem`` the output-membrane margin breaks ties on the plateaus of the
+   count logits); a proposal that misclassifies is taken at once and ends the example;
+5. a rejection puts the top-k pixels on a tabu list (cleared by the next acceptance), so the
+   next proposal reaches further down the ranking; ``patience`` rejections in a row kick a
+   fraction ``kick`` of the pixels to random feasible levels;
+6. restarts after the first (which starts at the clean levels) start from random feasible
+   levels (each pixel with probability ``restart_p``) and run only on examples still robust.
 
 The returned image puts every changed pixel at the midpoint of its level's interval (inside
 the ε-ball and [0, 1]) and every other pixel at its clean value; the spikes it produces under
@@ -37,10 +44,12 @@ from typing import Any
 import torch
 
 from neurodeploy.attacks.base import (
+    AUX_LOGITS,
     LOSSES,
     Attack,
     BatchFirst,
     GradientConfig,
+    ce_loss,
     is_correct,
     loss_on,
     margin_loss,
@@ -52,21 +61,40 @@ from neurodeploy.errors import ConfigError
 TIE_WEIGHT = 1e-3
 
 
+OBJECTIVES = ("cw", "ce", "mix")
+
+
 @dataclass(frozen=True)
 class SpikeSetConfig(GradientConfig):
-    """Spike-set search (module docstring). ``loss``/``loss_on``/``grad_mode`` shape the
-    gradient; ``frac`` is the initial fraction of pixels moved per step."""
+    """Spike-set search (module docstring). ``grad_mode``/``loss``/``loss_on`` shape the
+    gradient that ranks the moves; ``objective`` is the exact acceptance objective (``cw``
+    margin, ``ce`` on the spike counts, or their sum ``mix``); ``k`` the most pixels one
+    proposal moves (proposals move k, k/4 and 1); ``patience`` rejections in a row kick a
+    fraction ``kick`` of the pixels to random levels; restarts after the first start from
+    random levels (each pixel with probability ``restart_p``)."""
 
     n_iter: int = 100
     n_restarts: int = 2
-    frac: float = 0.05
+    k: int = 16
+    objective: str = "mix"
+    patience: int = 8
+    kick: float = 0.05
+    restart_p: float = 0.5
     loss: str = "ce"
     loss_on: str = "membrane"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.frac <= 1.0:
-            raise ConfigError(f"SpikeSetConfig.frac must be in (0, 1], got {self.frac}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"SpikeSetConfig.objective must be one of {OBJECTIVES}, got "
+                              f"{self.objective!r}")
+        for name in ("n_iter", "n_restarts", "k", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"SpikeSetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("kick", "restart_p"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"SpikeSetConfig.{name} must be in (0, 1], got "
+                                  f"{getattr(self, name)}")
         if self.input_grad != "ste":
             raise ConfigError("spike-set searches the spikes directly: input_grad does not apply")
 
@@ -119,6 +147,86 @@ def image_of(lv: _Levels, j: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.where(j == lv.j0, xf, mid).view_as(x)
 
 
+class _Search:
+    """State shared by the stages of one search: the level geometry, the labels, the spike
+    classifier and the exact objective (module docstring)."""
+
+    def __init__(self, lv: _Levels, y: torch.Tensor, shape: torch.Size, cfg: SpikeSetConfig,
+                 spike_clf: Any, count_scale: float) -> None:
+        self.lv, self.y, self.shape, self.cfg, self.fn = lv, y, shape, cfg, spike_clf
+        self.T = int(lv.us.shape[0])
+        self.scale = float(count_scale)
+        self.grad_loss = loss_on(LOSSES[cfg.loss], cfg.loss_on)
+
+    def rows(self, rows: torch.Tensor) -> _Levels:
+        lv = self.lv
+        return _Levels(lv.order[:, rows], lv.rank[:, rows], lv.us[:, rows], lv.jlo[rows],
+                       lv.jhi[rows], lv.j0[rows], lv.lo[rows], lv.hi[rows])
+
+    def objective(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Exact objective (maximised): CW margin and/or CE of the count logits, plus the
+        membrane margin as a tie-breaker."""
+        kind = self.cfg.objective
+        obj = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        if kind in ("cw", "mix"):
+            obj = obj + margin_loss(z, y)
+        if kind in ("ce", "mix"):
+            obj = obj + ce_loss(self.scale * z, y)
+        mem = getattr(z, AUX_LOGITS, None)
+        if mem is not None:
+            obj = obj + TIE_WEIGHT * torch.tanh(margin_loss(mem, y))
+        return obj
+
+    def exact(self, j: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(objective, fooled)`` of levels ``j`` ``[m, P]`` for examples ``rows`` (``[m]``,
+        repeats allowed: several candidates of one example are evaluated in one batch)."""
+        s = spikes_of(self.rows(rows), j).view(self.T, rows.numel(), *self.shape)
+        with torch.no_grad():
+            z = self.fn(s)
+        yy = self.y[rows]
+        return self.objective(z, yy).detach(), ~is_correct(z.detach(), yy)
+
+    def gain(self, j: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linearised gain ``G_p[j*_p] − G_p[j_p]`` of each pixel's best feasible level ``j*``
+        (module docstring, step 2); returns ``(gain [m, P], j* [m, P])``."""
+        la = self.rows(rows)
+        s = spikes_of(la, j).view(self.T, rows.numel(), *self.shape).requires_grad_(True)
+        with torch.enable_grad():
+            li = self.grad_loss(self.fn(s), self.y[rows])
+            (g,) = torch.autograd.grad(li.sum(), s)
+        gs = g.reshape(self.T, rows.numel(), -1).gather(0, la.order)  # u order
+        G = torch.cat([torch.zeros_like(gs[:1]), gs.cumsum(0)])  # [T+1, m, P]
+        lev = torch.arange(self.T + 1, device=j.device).view(-1, 1, 1)
+        feas = (lev >= la.jlo.unsqueeze(0)) & (lev <= la.jhi.unsqueeze(0))
+        gbest, jbest = G.masked_fill(~feas, float("-inf")).max(0)
+        gain = gbest - G.gather(0, j.unsqueeze(0))[0]
+        return torch.where(jbest != j, gain, torch.zeros_like(gain)), jbest
+
+    def random_levels(self, rows: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+        """Each pixel at a uniformly random feasible level with probability ``p``, else clean."""
+        la = self.rows(rows)
+        like = la.lo
+        r = (rand(la.j0.shape, gen, like) * (la.jhi - la.jlo + 1).float()).long()
+        jr = torch.minimum(la.jlo + r, la.jhi)
+        return torch.where(rand(la.j0.shape, gen, like) < p, jr, la.j0)
+
+
+def _proposals(j: torch.Tensor, gain: torch.Tensor, jbest: torch.Tensor, tabu: torch.Tensor,
+               ks: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates ``[C, m, P]``: for every ``k`` in ``ks`` the top-``k`` non-tabu pixels of
+    positive gain moved to their best level; and the top-``max(ks)`` pixels ``[m, K]``."""
+    g = gain.masked_fill(tabu, float("-inf"))
+    kmax = min(max(ks), g.shape[1])
+    val, idx = g.topk(kmax, dim=1)
+    cands = []
+    for k in ks:
+        kk = min(k, kmax)
+        sel = torch.zeros_like(tabu)
+        sel.scatter_(1, idx[:, :kk], val[:, :kk] > 0)
+        cands.append(torch.where(sel, jbest, j))
+    return torch.stack(cands), idx
+
+
 def spike_set_search(
     model: Any,
     x: torch.Tensor,
@@ -128,112 +236,85 @@ def spike_set_search(
     gen: torch.Generator,
     cfg: SpikeSetConfig,
     spike_clf: Any,
+    count_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Search the known-draw spike set (module docstring).
 
     ``spike_clf`` maps spike trains ``[T, B, *shape]`` to logits (carrying the membrane logits
-    when the loss is on the membrane); ``u`` is ``[T, B, *shape]``. Returns ``(x_adv, spikes,
-    fooled)``: images in the ε-ball, the spikes they produce under ``u`` (``[T, B, *shape]``),
-    and whether the exact forward misclassifies them."""
-    B = x.shape[0]
-    T = u.shape[0]
-    shape = x.shape[1:]
+    when the loss is on the membrane; its backward is the surrogate that ranks the moves);
+    ``u`` is ``[T, B, *shape]``; ``count_scale`` turns the logits into spike counts for the CE
+    objective (T for a rate read-out). Returns ``(x_adv, spikes, fooled)``: images in the
+    ε-ball, the spikes they produce under ``u`` (``[T, B, *shape]``), and whether the exact
+    forward misclassifies them."""
+    B, T, shape = x.shape[0], u.shape[0], x.shape[1:]
     lv = _levels(x, u, eps)
-    P = lv.j0.shape[1]
-    base = LOSSES[cfg.loss]
-    grad_loss = loss_on(base, cfg.loss_on)
-
-    def objective(z: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
-        from neurodeploy.classifier import AUX_LOGITS
-
-        obj = margin_loss(z, yy)
-        mem = getattr(z, AUX_LOGITS, None)
-        if mem is not None:
-            obj = obj + TIE_WEIGHT * torch.tanh(margin_loss(mem, yy))
-        return obj
-
-    def evaluate(j: torch.Tensor, rows: torch.Tensor, need_grad: bool):
-        s = spikes_of(lv_rows(rows), j).view(T, rows.numel(), *shape)
-        if need_grad:
-            s = s.requires_grad_(True)
-        with torch.enable_grad() if need_grad else torch.no_grad():
-            z = spike_clf(s)
-            g = None
-            if need_grad:
-                li = grad_loss(z, y[rows])
-                (g,) = torch.autograd.grad(li.sum(), s)
-                g = g.reshape(T, rows.numel(), P)
-        return z.detach(), objective(z, y[rows]).detach(), g
-
-    def lv_rows(rows: torch.Tensor) -> _Levels:
-        return _Levels(lv.order[:, rows], lv.rank[:, rows], lv.us[:, rows], lv.jlo[rows],
-                       lv.jhi[rows], lv.j0[rows], lv.lo[rows], lv.hi[rows])
-
-    best_j = lv.j0.clone()
+    S = _Search(lv, y, shape, cfg, spike_clf, count_scale)
     all_rows = torch.arange(B, device=x.device)
-    z0, obj0, _ = evaluate(best_j, all_rows, False)
-    fooled = ~is_correct(z0, y)
-    best_obj = obj0.clone()
-    levels_j = torch.arange(T + 1, device=x.device).view(T + 1, 1, 1)
+    best_obj, fooled = S.exact(lv.j0, all_rows)
+    best_j = lv.j0.clone()
     for restart in range(cfg.n_restarts):
         rows = (~fooled).nonzero()[:, 0]
         if rows.numel() == 0:
             break
-        sub = lv_rows(rows)
-        if restart == 0:
-            j = sub.j0.clone()
-        else:  # a random feasible level per pixel
-            r = rand(sub.j0.shape, gen, x)
-            j = sub.jlo + (r * (sub.jhi - sub.jlo + 1).float()).long().clamp(max=T)
-            j = torch.minimum(j, sub.jhi)
-        _, obj, _ = evaluate(j, rows, False)
-        k = torch.full((rows.numel(),), max(1, int(round(cfg.frac * P))), device=x.device)
-        cur_best_j, cur_best_obj = j.clone(), obj.clone()
-        for _ in range(cfg.n_iter):
-            act = (~fooled[rows]).nonzero()[:, 0]
-            if act.numel() == 0:
-                break
-            ra = rows[act]
-            la = lv_rows(ra)
-            _, _, g = evaluate(j[act], ra, True)
-            gs = g.gather(0, la.order)  # gradients in u order [T, n, P]
-            G = torch.cat([torch.zeros_like(gs[:1]), gs.cumsum(0)])  # [T+1, n, P]
-            feas = (levels_j >= la.jlo.unsqueeze(0)) & (levels_j <= la.jhi.unsqueeze(0))
-            G = G.masked_fill(~feas, float("-inf"))
-            gbest, jbest = G.max(0)
-            gain = gbest - G.gather(0, j[act].unsqueeze(0))[0]
-            gain = torch.where(jbest != j[act], gain, torch.zeros_like(gain))
-            order = gain.argsort(1, descending=True)
-            pos = order.argsort(1)
-            move = (pos < k[act].unsqueeze(1)) & (gain > 0)
-            if not move.any():  # a local optimum of the linearisation: perturb randomly
-                r = rand(j[act].shape, gen, x) < 0.02
-                jr = la.jlo + (rand(j[act].shape, gen, x) * (la.jhi - la.jlo + 1).float()).long()
-                prop = torch.where(r, torch.minimum(jr, la.jhi), j[act])
-            else:
-                prop = torch.where(move, jbest, j[act])
-            zp, objp, _ = evaluate(prop, ra, False)
-            acc = objp > obj[act]
-            j[act[acc]] = prop[acc]
-            obj[act[acc]] = objp[acc]
-            k[act[~acc]] = (k[act[~acc]] // 2).clamp(min=1)
-            newly = ~is_correct(zp, y[ra])
-            fooled[ra[newly]] = True
-            imp = act[acc]
-            better = obj[imp] > cur_best_obj[imp]
-            cur_best_j[imp[better]] = j[imp[better]]
-            cur_best_obj[imp[better]] = obj[imp[better]]
-            win = act[newly]  # a misclassifying proposal is the result for that example
-            cur_best_j[win] = prop[newly]
-            cur_best_obj[win] = float("inf")
-        upd = cur_best_obj > best_obj[rows]
-        best_j[rows[upd]] = cur_best_j[upd]
-        best_obj[rows[upd]] = cur_best_obj[upd]
+        j = lv.j0[rows].clone() if restart == 0 else S.random_levels(rows, gen, cfg.restart_p)
+        obj, won = S.exact(j, rows)
+        j, obj, won = _climb(S, rows, j, obj, won, gen)
+        upd = won | (obj > best_obj[rows])
+        upd &= ~fooled[rows]
+        best_j[rows[upd]] = j[upd]
+        best_obj[rows[upd]] = obj[upd]
+        fooled[rows[won]] = True
     x_adv = image_of(lv, best_j, x)
     spikes = spikes_of(lv, best_j).view(T, B, *shape)
     with torch.no_grad():
         fooled = ~is_correct(spike_clf(spikes), y)
     return x_adv, spikes, fooled
+
+
+def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
+           won: torch.Tensor, gen: torch.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy ascent of one restart (module docstring, steps 2–4) on examples ``rows``.
+
+    Every iteration ranks the pixels by linearised gain, proposes the top-k moves for every k
+    of the ladder, keeps the best proposal if the exact objective rises (and clears the tabu
+    list), else puts the top pixels on the tabu list so the next proposal reaches further down
+    the ranking; ``patience`` rejections in a row perturb ``kick`` of the pixels at random."""
+    cfg = S.cfg
+    ks = tuple(sorted({max(1, cfg.k >> i) for i in range(0, cfg.k.bit_length(), 2)},
+                      reverse=True))
+    tabu = torch.zeros_like(j, dtype=torch.bool)
+    stall = torch.zeros(j.shape[0], dtype=torch.long, device=j.device)
+    for _ in range(cfg.n_iter):
+        act = (~won).nonzero()[:, 0]
+        if act.numel() == 0:
+            break
+        ra = rows[act]
+        gain, jbest = S.gain(j[act], ra)
+        cands, top = _proposals(j[act], gain, jbest, tabu[act], ks)
+        C, m = cands.shape[0], act.numel()
+        o, f = S.exact(cands.reshape(C * m, -1), ra.repeat(C))
+        o, f = o.view(C, m), f.view(C, m)
+        o = torch.where(f, torch.full_like(o, float("inf")), o)  # a win beats everything
+        ob, cb = o.max(0)
+        take = ob > obj[act]
+        pick = cands[cb, torch.arange(m, device=j.device)]
+        j[act[take]] = pick[take]
+        obj[act[take]] = ob[take]
+        won[act] = f[cb, torch.arange(m, device=j.device)] & take
+        tabu[act[take]] = False
+        stall[act[take]] = 0
+        rej = act[~take]
+        tabu[rej] = tabu[rej].scatter(1, top[~take], True)
+        stall[rej] += 1
+        kick = rej[stall[rej] >= cfg.patience]
+        if kick.numel():
+            jr = S.random_levels(rows[kick], gen, cfg.kick)
+            j[kick] = torch.where(jr != S.lv.j0[rows[kick]], jr, j[kick])
+            obj[kick], won[kick] = S.exact(j[kick], rows[kick])
+            tabu[kick] = False
+            stall[kick] = 0
+    return j, obj, won
 
 
 class SpikeSet(Attack):
@@ -261,7 +342,8 @@ class SpikeSet(Attack):
             from neurodeploy.attacks.fastsnn import fast_classifier
 
             fn = fast_classifier(spk) or spk
-        x_adv, _, _ = spike_set_search(model, x, y, u, eps, gen, self.config, fn)
+        scale = float(model.config.num_steps) if model.config.readout == "rate" else 1.0
+        x_adv, _, _ = spike_set_search(model, x, y, u, eps, gen, self.config, fn, scale)
         return x_adv
 
 
