@@ -45,6 +45,19 @@ def test_audit_config_rejects_bad_threat_models_and_budget():
         AuditConfig(draws=1)
 
 
+def test_escalation_adds_longer_flip_searches_only_under_the_known_draw():
+    """Escalation under the known draw reruns the spike-flip searches (they need the host's
+    map); under the unknown draw there is no map to flip against."""
+    from neurodeploy.audit.run import escalation_specs
+
+    cfg = AuditConfig(attacks=("auto",))
+    known = escalation_specs(cfg, 1, "known")
+    unknown = escalation_specs(cfg, 1, "unknown")
+    flips = [s for s in known if s[0] == "spike-set"]
+    assert len(flips) >= 4 and not [s for s in unknown if s[0] == "spike-set"]
+    assert {s[2] for s in unknown} < {s[2] for s in known}
+
+
 def test_attack_specs_presets_single_configurations_and_threat_models():
     from neurodeploy.attacks.presets import preset
     from neurodeploy.audit.run import attack_specs, deployed_specs

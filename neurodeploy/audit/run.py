@@ -216,7 +216,8 @@ def escalation_specs(config: AuditConfig, level: int, threat: str) -> list[Spec]
 
     base = next((preset_name(config, a) for a in config.attacks if a in PRESETS), "auto")
     return [(n, dict(p), lab) for n, p, lab in escalation(
-        level, base=base if base in BUDGETS else "auto", seed=config.seed, **_traits(threat))]
+        level, base=base if base in BUDGETS else "auto", seed=config.seed,
+        known_draw=threat == "known", **_traits(threat))]  # flip searches need the host map
 
 
 def check_gradient(config: AuditConfig, level: int) -> dict[str, Any]:
