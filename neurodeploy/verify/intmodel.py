@@ -52,6 +52,8 @@ class Encoding:
     therm: list[list[Any]]
     targets: dict[int, Any]
     stats: dict[str, int] = field(default_factory=dict)
+    #: per layer (spikes, v before the reset), each ``[T][N]`` of :class:`Val` (tests)
+    layers: list[tuple[list[list[Val]], list[list[Val]]]] = field(default_factory=list)
 
     def levels_of(self, lv: PixelLevels, value: Any) -> np.ndarray:
         """Per-pixel levels of a solution (``value``: the solver's value function)."""
@@ -146,8 +148,8 @@ def _neuron_constants(L: PlanLayer, fmt: FixedPointFormat) -> _Neurons:
 
 
 def _layer(ops: Ops, L: PlanLayer, fmt: FixedPointFormat, s_in: list[list[Val]]
-           ) -> list[list[Val]]:
-    """Spikes ``[T][N]`` of layer L for input spikes ``[T][N_in]``."""
+           ) -> tuple[list[list[Val]], list[list[Val]]]:
+    """Spikes and pre-reset voltages ``[T][N]`` of layer L for input spikes ``[T][N_in]``."""
     W = _layer_matrix(L, fmt)
     C = _neuron_constants(L, fmt)
     N, D = L.out_size, fmt.decay_unity
@@ -155,10 +157,10 @@ def _layer(ops: Ops, L: PlanLayer, fmt: FixedPointFormat, s_in: list[list[Val]]
     u = [const(0)] * N
     v = [const(0)] * N
     th = [const(C.theta0)] * N
-    out = []
+    out, volts = [], []
     for t, s in enumerate(s_in):
         act = _synapse(ops, W, L, fmt, s)
-        row = []
+        row, vrow = [], []
         for n in range(N):
             un = ops.wrap(ops.add(ops.decay(u[n], int(C.f_u[n]), D), act[n]), fmt.port_bits)
             u[n] = ops.overflow(un, fmt.u_overflow, fmt.state_bits)
@@ -169,8 +171,10 @@ def _layer(ops: Ops, L: PlanLayer, fmt: FixedPointFormat, s_in: list[list[Val]]
             spk = ops.fire(vn, th[n], incl)
             v[n] = ops.reset(vn, spk, th[n], C.subtract, incl)
             row.append(spk)
+            vrow.append(vn)
         out.append(row)
-    return out
+        volts.append(vrow)
+    return out, volts
 
 
 def _talif_theta(ops: Ops, tal: Any, theta: Val, v: Val, n: int, t: int) -> Val:
@@ -180,18 +184,21 @@ def _talif_theta(ops: Ops, tal: Any, theta: Val, v: Val, n: int, t: int) -> Val:
     return ops.saturate(ops.add(theta, step), int(tal.theta_max))
 
 
-def encode(plan: DeploymentPlan, lv: PixelLevels, y: int) -> Encoding:
-    """The CP-SAT model "some reachable input makes the plan predict another class than y"."""
+def encode(plan: DeploymentPlan, lv: PixelLevels, y: int | None) -> Encoding:
+    """The CP-SAT model "some reachable input makes the plan predict another class than y"
+    (``y = None``: the step alone, no decision constraint — for exactness tests)."""
     check_supported(plan)
     ops = Ops()
     therm, spikes = _input_spikes(ops, lv)
     n_in_bits = sum(len(b) for b in therm)
+    layers = []
     for L in plan.layers:
-        spikes = _layer(ops, L, plan.fixed_point, spikes)
+        spikes, volts = _layer(ops, L, plan.fixed_point, spikes)
+        layers.append((spikes, volts))
     n_out = len(spikes[0])
     counts = [ops.add(*[spikes[t][j] for t in range(len(spikes))]) for j in range(n_out)]
     targets = {}
-    for j in range(n_out):
+    for j in range(n_out if y is not None else 0):
         need = 1 if j > y else 0
         if j == y or counts[j].hi - counts[y].lo < need:
             continue
@@ -204,4 +211,4 @@ def encode(plan: DeploymentPlan, lv: PixelLevels, y: int) -> Encoding:
     stats = {"input_bits": n_in_bits, "free_pixels": lv.free_pixels,
              "free_hidden_spikes": ops.n_free_spikes, "targets": len(targets),
              "variables": len(proto.variables), "constraints": len(proto.constraints)}
-    return Encoding(ops, therm, targets, stats)
+    return Encoding(ops, therm, targets, stats, layers)

@@ -106,9 +106,9 @@ def solve(plan: DeploymentPlan, lv: PixelLevels, y: int, timeout: float, workers
 
 def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u: np.ndarray,
                    eps: float, timeout: float, workers: int = 1, index: int = 0,
-                   search: bool = True, seed: int = 0) -> ExampleResult:
+                   search: bool = True, seed: int = 0, twin: bool = True) -> ExampleResult:
     """The pipeline of the module docstring for one example (``x`` any shape, ``u``
-    ``[T, *shape]``)."""
+    ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search."""
     t0 = time.perf_counter()
     lv = pixel_levels(x, u, eps)
 
@@ -124,7 +124,8 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     if emulator_predict(emulator, plan, lv.spikes(clean)[:, None, :])[0] != y:
         return done("non_robust", "clean", clean)
     if search and lv.free_pixels:
-        level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index)
+        level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
+                                    twin)
         if level is not None:
             return done("non_robust", "search", level)
     status, level, sec, stats = solve(plan, lv, int(y), timeout, workers)

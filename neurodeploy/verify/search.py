@@ -49,32 +49,39 @@ def _scores(emulator: Any, plan: DeploymentPlan, spikes: np.ndarray, y: int) -> 
 
 
 def block_search(emulator: Any, plan: DeploymentPlan, lv: PixelLevels, y: int,
-                 rng: np.random.Generator, iters: int = 60, batch: int = 64
+                 rng: np.random.Generator, iters: int = 60, batch: int = 64, patience: int = 8
                  ) -> np.ndarray | None:
     """The gradient-free block search (module docstring): a misclassifying level vector or
-    None."""
-    free = [p for p, r in enumerate(lv.levels) if len(r) > 1]
-    if not free:
+    None. Stops after ``patience`` proposals batches without progress at block size 1."""
+    free = np.array([p for p, r in enumerate(lv.levels) if len(r) > 1], dtype=np.int64)
+    if free.size == 0:
         return None
+    width = max(len(lv.levels[p]) for p in free)
+    table = np.array([list(lv.levels[p]) + [lv.levels[p][-1]] * (width - len(lv.levels[p]))
+                      for p in free])                     # [F, width] reachable levels
+    count = np.array([len(lv.levels[p]) for p in free])
     cur = lv.clean.astype(np.int64).copy()
     best = _scores(emulator, plan, lv.spikes(cur)[:, None, :], y)[0]
-    block = max(1, len(free) // 4)
+    block, stale = max(1, free.size // 4), 0
     for _ in range(iters):
+        pick = rng.random((batch, free.size)).argsort(axis=1)[:, :block]   # [B, block]
+        r = rng.random(pick.shape)
+        any_i = (rng.random(pick.shape) * count[pick]).astype(np.int64)
+        idx = np.where(r < 0.4, 0, np.where(r < 0.8, count[pick] - 1, any_i))
         props = np.repeat(cur[None, :], batch, axis=0)
-        for b in range(batch):
-            for p in rng.choice(free, size=min(block, len(free)), replace=False):
-                r = lv.levels[p]
-                props[b, p] = r[0] if rng.random() < 0.4 else (
-                    r[-1] if rng.random() < 0.67 else r[rng.integers(len(r))])
+        np.put_along_axis(props, free[pick], table[pick, idx], axis=1)
         sp = np.stack([lv.spikes(q) for q in props], axis=1)
         sc = _scores(emulator, plan, sp, y)
         k = int(np.argmax(sc))
         if sc[k] > best:
-            best, cur = sc[k], props[k]
+            best, cur, stale = sc[k], props[k], 0
             if best > 0:
                 return cur
         else:
+            stale += block == 1
             block = max(1, block // 2)
+            if stale >= patience:
+                break
     return None
 
 
