@@ -12,8 +12,7 @@ import torch
 
 from neurodeploy.exporters.plan import DeploymentPlan, PlanLayer
 from neurodeploy.sims.emulator import Emulator, random_fc_plan
-from neurodeploy.verify import UnsupportedPlan, VerifyError, verify_example
-from neurodeploy.verify import cpsat_ops
+from neurodeploy.verify import UnsupportedPlan, VerifyError, cpsat_ops, verify_example
 from neurodeploy.verify.exhaustive import enumerate_levels
 from neurodeploy.verify.levels import check_witness, pixel_levels, witness_image
 
