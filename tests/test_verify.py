@@ -59,14 +59,15 @@ def _case(seed: int):
     return plan, emu, x, u, y, eps, lv
 
 
-def _sweep(seeds: range, search: bool = False, twin: bool = False) -> dict[str, int]:
+def _sweep(seeds: range, search: bool = False, twin: bool = False, enumerate_limit: int = 0
+           ) -> dict[str, int]:
     """Verdicts equal brute force on every case (replays are checked inside verify)."""
     seen: dict[str, int] = {}
     for seed in seeds:
         plan, emu, x, u, y, eps, lv = _case(seed)
         truth, _ = enumerate_levels(plan, emu, lv, y)
         r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=search,
-                           twin=twin)
+                           twin=twin, enumerate_limit=enumerate_limit)
         assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
         seen[r.how] = seen.get(r.how, 0) + 1
     return seen
@@ -82,6 +83,7 @@ def test_verdicts_with_search_equal_enumeration() -> None:
     seen = _sweep(range(200, 230), search=True)
     assert seen.get("search", 0) >= 1
     _sweep(range(200, 201), search=True, twin=True)   # the twin spike-set search too
+    assert _sweep(range(300, 340), enumerate_limit=10**6).get("enumeration", 0) >= 4
 
 
 @pytest.mark.long
@@ -155,7 +157,8 @@ def test_timeout_is_unknown_never_robust(monkeypatch: pytest.MonkeyPatch) -> Non
     statuses = set()
     for seed in range(40):
         plan, emu, x, u, y, eps, lv = _case(seed)
-        r = verify_example(plan, emu, x, y, u, eps, timeout=1, search=False)
+        r = verify_example(plan, emu, x, y, u, eps, timeout=1, search=False,
+                           enumerate_limit=0)
         if r.status == "robust":
             assert r.how == "intervals"   # proved without the solver
         statuses.add(r.status)

@@ -10,7 +10,8 @@ intervals only shrink the search; they never replace a constraint by a relaxatio
 Equations (``tz`` rounds toward zero, ``m = 2^bits``, ``h`` = half of a wrap period)::
 
     floor_shift(x, k):   2^k·q ≤ x ≤ 2^k·q + 2^k − 1
-    decay(x, f, D):      q = tz(x·f / D)                       (AddDivisionEquality)
+    decay(x, f, D):      q = tz(x·f / D):  x ≥ 0 ⇒ 0 ≤ x·f − D·q ≤ D − 1,
+                                           x < 0 ⇒ −(D − 1) ≤ x·f − D·q ≤ 0
     wrap(x, bits):       w = x − m·k,  −m/2 ≤ w ≤ m/2 − 1,  k integer
     wrap_once(x, h):     b⁺ ⇔ x > h,  b⁻ ⇔ x ≤ −h,  w = x − 2h·b⁺ + 2h·b⁻
     saturate(x, L):      w = min(L, max(−L, x))
@@ -121,7 +122,17 @@ class Ops:
         if lo == hi:
             return const(lo)
         q = self.var(lo, hi)
-        self.model.add_division_equality(q, x.expr * f, d)
+        z = x.expr * f
+        if x.lo >= 0:      # z ≥ 0: d·q ≤ z ≤ d·q + d − 1
+            self.model.add_linear_constraint(z - d * q, 0, d - 1)
+        elif x.hi <= 0:    # z ≤ 0: d·q − (d − 1) ≤ z ≤ d·q
+            self.model.add_linear_constraint(z - d * q, -(d - 1), 0)
+        else:
+            neg = self.boolean()
+            self.model.add(x.expr <= -1).only_enforce_if(neg)
+            self.model.add(x.expr >= 0).only_enforce_if(~neg)
+            self.model.add_linear_constraint(z - d * q, 0, d - 1).only_enforce_if(~neg)
+            self.model.add_linear_constraint(z - d * q, -(d - 1), 0).only_enforce_if(neg)
         return Val(q, lo, hi)
 
     # ------------------------------------------------------------------ overflow

@@ -18,7 +18,7 @@ from neurodeploy.verify.levels import PixelLevels
 from neurodeploy.verify.search import emulator_predict
 
 #: refuse enumerations larger than this (tests keep their cases small)
-MAX_COMBINATIONS = 200_000
+MAX_COMBINATIONS = 1_000_000
 
 
 def enumerate_levels(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, y: int,

@@ -17,6 +17,7 @@ without any rounding (a float32 re-rounding once put a prototype's images 2.4·1
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -51,6 +52,11 @@ class PixelLevels:
     @property
     def num_steps(self) -> int:
         return int(self.u.shape[0])
+
+    @property
+    def combinations(self) -> int:
+        """``∏_p |R_p|``: the number of distinct inputs the ball can produce."""
+        return math.prod(len(r) for r in self.levels)
 
     @property
     def free_pixels(self) -> int:

@@ -4,10 +4,11 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
 
 1. **clean check** — the emulator on the clean spikes; a misclassified example is
    ``non_robust`` with the clean image as its counterexample;
-2. **search** — :mod:`neurodeploy.verify.search` over the reachable levels;
-3. **interval proof** — :mod:`neurodeploy.verify.intmodel` builds the exact model, folding
+2. **interval proof** — :mod:`neurodeploy.verify.intmodel` builds the exact model, folding
    every quantity its interval decides; when no target class survives the intervals the
    example is ``robust`` without a solver call;
+3. **enumeration** of every level combination on the emulator when there are at most
+   :data:`ENUMERATE_LIMIT`, else the **search** of :mod:`neurodeploy.verify.search`;
 4. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
    (a proof), a solution → ``non_robust``, no answer in time → ``unknown`` (never robust).
 
@@ -31,6 +32,8 @@ from neurodeploy.verify.levels import PixelLevels, pixel_levels, witness_image
 from neurodeploy.verify.search import emulator_predict, find_counterexample
 
 STATUSES = ("robust", "non_robust", "unknown")
+#: inputs with at most this many level combinations are decided by running them all
+ENUMERATE_LIMIT = 4096
 
 
 class VerifyError(NeurodeployError):
@@ -79,16 +82,11 @@ def replay(emulator: Any, plan: DeploymentPlan, lv: PixelLevels, image: np.ndarr
     return pred
 
 
-def solve(plan: DeploymentPlan, lv: PixelLevels, y: int, timeout: float, workers: int
-          ) -> tuple[str, np.ndarray | None, float, dict[str, int]]:
-    """Steps 3–4: (status, levels of a counterexample or None, solver seconds, model size)."""
+def solve(enc: Any, lv: PixelLevels, timeout: float, workers: int
+          ) -> tuple[str, np.ndarray | None, float]:
+    """Step 4 on a built model: (status, levels of a counterexample or None, seconds)."""
     from ortools.sat.python import cp_model
 
-    from neurodeploy.verify.intmodel import encode
-
-    enc = encode(plan, lv, y)
-    if not enc.targets:
-        return "robust", None, 0.0, enc.stats
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(timeout)
     solver.parameters.num_workers = int(workers)
@@ -96,19 +94,24 @@ def solve(plan: DeploymentPlan, lv: PixelLevels, y: int, timeout: float, workers
     st = solver.solve(enc.ops.model)
     sec = time.perf_counter() - t0
     if st == cp_model.INFEASIBLE:
-        return "robust", None, sec, enc.stats
+        return "robust", None, sec
     if st in (cp_model.FEASIBLE, cp_model.OPTIMAL):
-        return "non_robust", enc.levels_of(lv, solver.value), sec, enc.stats
+        return "non_robust", enc.levels_of(lv, solver.value), sec
     if st == cp_model.MODEL_INVALID:
         raise VerifyError(f"CP-SAT rejected the model: {enc.ops.model.validate()}")
-    return "unknown", None, sec, enc.stats
+    return "unknown", None, sec
 
 
 def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u: np.ndarray,
                    eps: float, timeout: float, workers: int = 1, index: int = 0,
-                   search: bool = True, seed: int = 0, twin: bool = True) -> ExampleResult:
+                   search: bool = True, seed: int = 0, twin: bool = True,
+                   enumerate_limit: int = ENUMERATE_LIMIT) -> ExampleResult:
     """The pipeline of the module docstring for one example (``x`` any shape, ``u``
-    ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search."""
+    ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
+    inputs with at most ``enumerate_limit`` level combinations are decided by enumeration."""
+    from neurodeploy.verify.exhaustive import enumerate_levels
+    from neurodeploy.verify.intmodel import encode
+
     t0 = time.perf_counter()
     lv = pixel_levels(x, u, eps)
 
@@ -123,15 +126,20 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     clean = lv.clean.astype(np.int64)
     if emulator_predict(emulator, plan, lv.spikes(clean)[:, None, :])[0] != y:
         return done("non_robust", "clean", clean)
-    if search and lv.free_pixels:
+    enc = encode(plan, lv, int(y))
+    if not enc.targets:
+        return done("robust", "intervals", model=enc.stats)
+    if lv.combinations <= enumerate_limit:
+        robust, level = enumerate_levels(plan, emulator, lv, int(y))
+        return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
+    if search:
         level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
                                     twin)
         if level is not None:
-            return done("non_robust", "search", level)
-    status, level, sec, stats = solve(plan, lv, int(y), timeout, workers)
-    how = {"robust": "intervals" if sec == 0.0 else "solver", "non_robust": "solver",
-           "unknown": "timeout"}[status]
-    return done(status, how, level, solver_seconds=sec, model=stats)
+            return done("non_robust", "search", level, model=enc.stats)
+    status, level, sec = solve(enc, lv, timeout, workers)
+    return done(status, "timeout" if status == "unknown" else "solver", level,
+                solver_seconds=sec, model=enc.stats)
 
 
 @dataclass

@@ -97,7 +97,7 @@ def twin_search(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, x: np.ndar
     xt = torch.as_tensor(x, dtype=torch.float32).reshape(1, *plan.input_shape)
     ut = torch.as_tensor(u, dtype=torch.float32).reshape(u.shape[0], 1, *plan.input_shape)
     gen = torch.Generator().manual_seed(int(seed))
-    cfg = SpikeSetConfig(n_iter=40, n_restarts=2, fused=False)
+    cfg = SpikeSetConfig(n_iter=25, n_restarts=1, fused=False)
     _, spikes, fooled = spike_set_search(None, xt, torch.tensor([y]), ut, float(eps), gen,
                                          cfg, fn)
     if not bool(fooled[0]):
