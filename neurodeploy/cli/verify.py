@@ -44,6 +44,11 @@ def register(subparsers: Any) -> None:
                    help="K fresh maps per example for the unknown-draw lower bound (default 0)")
     p.add_argument("--no-search", dest="search", action="store_false",
                    help="skip the fast counterexample search (solver only)")
+    p.add_argument("--sandwich", action="store_true",
+                   help="also plan S-IBP on the same maps: certified <= exact, per example")
+    p.add_argument("--attack", default=None, metavar="ATTACKS",
+                   help="with --sandwich: the attack cascade (e.g. auto, auto-demo) on the "
+                        "deployed classifier with the same maps: exact <= attack, per example")
     add_scale_args(p)
     add_common(p)
     p.set_defaults(func=run)
@@ -131,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         "search": args.search, "scale": scale.to_dict() if scale else None,
         "wall_seconds": time.perf_counter() - t0, "summary": summary,
         "examples": per_draw[0], "versions": library_versions()}
+    if args.sandwich:
+        record["sandwich"] = _sandwich(args, plan, x, y, per_draw[0])
     if args.draws:
         record["unknown_draw"] = unknown_draw_bound(per_draw[1:], seeds[1:])
     print(format_summary(record))
@@ -138,6 +145,20 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(Path(args.out), record)
         print(f"wrote {args.out}")
     return 0
+
+
+def _sandwich(args: argparse.Namespace, plan: Any, x: Any, y: Any,
+              examples: list[dict[str, Any]]) -> dict[str, Any]:
+    from neurodeploy.encoding import host_uniform
+    from neurodeploy.verify.sandwich import attack_robust, plan_ibp_certified, sandwich
+
+    u = host_uniform(list(range(len(y))), args.seed, plan.num_steps, (x.shape[1],)).numpy()
+    cert = plan_ibp_certified(plan, x, y, u, args.eps)
+    att = attack_robust(plan, x, y, u, args.eps, args.attack, args.seed) if args.attack else None
+    out = sandwich(cert, [e["status"] for e in examples], att)
+    out["certify_method"] = "plan-ibp (same level box)"
+    out["attacks"] = args.attack
+    return out
 
 
 def _grid_of(n: int, scale: Any, draws: int) -> list[int]:
@@ -187,6 +208,12 @@ def format_summary(rec: dict[str, Any]) -> str:
              f"robust {c['robust']}  non_robust {c['non_robust']}  unknown {c['unknown']}  "
              f"(decided {s['decided_fraction']:.0%}; {s['seconds_per_example']:.2f} s/example)",
              f"exact robust accuracy {acc}"]
+    if "sandwich" in rec:
+        w = rec["sandwich"]
+        att = f" <= attack {w['attack']:.4f}" if "attack" in w else ""
+        lines.append(f"sandwich: certified {w['certified']:.4f} <= exact "
+                     f"[{w['exact'][0]:.4f}, {w['exact'][1]:.4f}]{att}"
+                     + ("" if w["consistent"] else f"  VIOLATED: {w['violations']}"))
     if "unknown_draw" in rec:
         u = rec["unknown_draw"]
         lines.append(f"unknown draw: robust accuracy >= {u['lower_bound']:.4f} "
