@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.cli.common import add_common
+from neurodeploy.cli.common import add_common, add_model_args
 from neurodeploy.scale.cli import add_scale_args, scale_options, shard_dir_for
 
 
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("verify", help="exact robustness of a deployment plan (known draw)",
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--plan", required=True, help="deployment plan (.npz)")
+    p.add_argument("--plan", default=None, help="deployment plan (.npz): the integer model")
     p.add_argument("--data", default="digits", help="digits, or an MNIST IDX folder")
     p.add_argument("--eps", type=float, required=True, help="ℓ∞ budget ε on [0, 1] images")
     p.add_argument("--samples", type=int, default=50, help="first N test examples (default 50)")
@@ -51,6 +51,7 @@ def register(subparsers: Any) -> None:
                         "deployed classifier with the same maps: exact <= attack, per example")
     add_scale_args(p)
     add_common(p)
+    add_model_args(p, required=False)  # --model: the float model (MILP) instead of --plan
     p.set_defaults(func=run)
 
 
@@ -101,6 +102,55 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurodeploy.errors import ConfigError
+
+    if (args.plan is None) == (args.model is None):
+        raise ConfigError("verify needs exactly one of --plan (deployment plan) or --model "
+                          "(float checkpoint)")
+    return run_plan(args) if args.plan else run_float(args)
+
+
+def run_float(args: argparse.Namespace) -> int:
+    """``--model``: the float model under real arithmetic (MILP with big-M, HiGHS)."""
+    from neurodeploy.cli.common import load_model
+    from neurodeploy.data.core import load_dataset
+    from neurodeploy.encoding import host_uniform
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.models import library_versions
+    from neurodeploy.training.metrics import write_json_atomic
+    from neurodeploy.verify.float_milp import DELTA, verify_float_example
+
+    if not 0.0 <= args.eps <= 1.0 or args.samples < 1 or args.timeout <= 0:
+        raise ConfigError("--eps must be in [0, 1], --samples >= 1, --timeout > 0")
+    test = load_dataset(args.data).test.subset(args.samples)
+    model = load_model(args, tuple(test.x.shape[1:])).eval()
+    x, y = test.x.reshape(len(test.y), -1).numpy(), test.y.numpy()
+    T = model.config.num_steps
+    u = host_uniform(list(range(len(y))), args.seed, T, (x.shape[1],)).numpy()
+    t0 = time.perf_counter()
+    ex = []
+    for i in range(len(y)):
+        r = verify_float_example(model, x[i], int(y[i]), u[:, i], args.eps, args.timeout)
+        r.update(index=i, solver_seconds=r["seconds"], model=r.get("model", {}))
+        ex.append(r)
+    record = {"command": "verify", "model": str(args.model), "data": str(args.data),
+              "n": len(y), "eps": args.eps, "seed": args.seed,
+              "threat_model": "known draw (host map per example index, encoding.host_uniform)",
+              "solver": "MILP (HiGHS), big-M; robust only with threshold margin "
+                        f"delta={DELTA}; counterexamples replayed in the float model",
+              "timeout_s": args.timeout, "wall_seconds": time.perf_counter() - t0,
+              "summary": summarize(ex, args.eps), "examples": ex,
+              "versions": library_versions()}
+    record["plan"] = f"float model {args.model}"
+    print(format_summary(record))
+    if args.out:
+        write_json_atomic(Path(args.out), record)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """``--plan``: the deployed integer model (CP-SAT)."""
     from tqdm.auto import tqdm
 
     from neurodeploy.cli.common import progress_disabled
@@ -173,7 +223,8 @@ def summarize(examples: list[dict[str, Any]], eps: float) -> dict[str, Any]:
     counts = {s: sum(e["status"] == s for e in examples)
               for s in ("robust", "non_robust", "unknown")}
     lo, hi = counts["robust"] / n, (counts["robust"] + counts["unknown"]) / n
-    sizes = [e["model"].get("variables", 0) for e in examples if e["model"]]
+    sizes = [e["model"].get("variables", e["model"].get("columns", 0))
+             for e in examples if e.get("model")]
     return {"eps": eps, "n": n, "counts": counts,
             "decided_fraction": 1 - counts["unknown"] / n,
             "robust_accuracy": lo if lo == hi else None, "robust_accuracy_interval": [lo, hi],
