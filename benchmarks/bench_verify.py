@@ -9,6 +9,8 @@ each was decided, seconds per example, wall time). Configurations (``--only`` pi
 - ``mnist``: certify_snn's certified and plain MNIST models (784-512-256-10, exported with
   ``--profile loihi2``) at ε 0.05 and 0.1, serial and with ``--workers``.
 
+``--compare N`` instead measures CP-SAT against HiGHS on identical models (the solver choice).
+
 Make the plans first, e.g.::
 
     neurodeploy train --data digits --arch FC256-FC10 --epochs 10 --out runs/digits
@@ -58,6 +60,47 @@ HEADER = ("| run | ε | n | decided | robust/non-robust/unknown | exact robust a
           "s/example | wall s | load |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
+def compare_solvers(plan_path: str, data: str, eps: float, n: int, timeout: float) -> str:
+    """CP-SAT (1 thread) vs HiGHS (the same model translated, :mod:`neurodeploy.verify.to_milp`)
+    on every example among the first ``n`` that reaches the solver stage (clean-correct, not
+    decided by intervals); a Markdown table of status and seconds per example."""
+    import numpy as np
+
+    from neurodeploy.data.core import load_dataset
+    from neurodeploy.encoding import host_uniform
+    from neurodeploy.exporters.plan import DeploymentPlan
+    from neurodeploy.sims.emulator import Emulator
+    from neurodeploy.verify.intmodel import encode
+    from neurodeploy.verify.levels import pixel_levels
+    from neurodeploy.verify.plan_verify import solve
+    from neurodeploy.verify.search import emulator_predict
+    from neurodeploy.verify.to_milp import solve_highs_subprocess
+
+    plan = DeploymentPlan.load(plan_path)
+    emu = Emulator(plan)
+    test = load_dataset(data).test.subset(n)
+    x, y = test.x.reshape(n, -1).numpy(), test.y.numpy()
+    u = host_uniform(list(range(n)), 0, plan.num_steps, (x.shape[1],)).numpy()
+    lines = [f"eps {eps}, timeout {timeout} s, load {os.getloadavg()[0]:.1f}",
+             "| example | free input bits | CP-SAT | s | HiGHS | s |", "|---|---|---|---|---|---|"]
+    for i in range(n):
+        lv = pixel_levels(x[i], u[:, i], eps)
+        if emulator_predict(emu, plan, lv.spikes(lv.clean)[:, None, :])[0] != y[i]:
+            continue
+        enc = encode(plan, lv, int(y[i]))
+        if not enc.targets:
+            continue
+        st_c, _, sec_c = solve(enc, lv, timeout, 1)
+        try:
+            st_h, sec_h = solve_highs_subprocess(enc.ops.model, timeout)
+        except Exception as exc:  # noqa: BLE001  (a model the translation refuses)
+            st_h, sec_h = f"n/a ({type(exc).__name__})", float("nan")
+        lines.append(f"| {i} | {enc.stats['input_bits']} | {st_c} | {sec_c:.1f} | {st_h} | "
+                     f"{sec_h:.1f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="Ray workers for the sharded runs")
     p.add_argument("--eps", default="0.05,0.1", help="MNIST budgets")
     p.add_argument("--out-dir", default="bench_verify_out")
+    p.add_argument("--compare", type=int, default=0, metavar="N",
+                   help="instead: CP-SAT vs HiGHS on the digits plan's first N examples")
+    p.add_argument("--compare-eps", type=float, default=0.05)
     a = p.parse_args(argv)
+    if a.compare:
+        print(compare_solvers(a.digits_plan, "digits", a.compare_eps, a.compare, a.timeout))
+        return 0
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recs = []
