@@ -64,7 +64,6 @@ def compare_solvers(plan_path: str, data: str, eps: float, n: int, timeout: floa
     """CP-SAT (1 thread) vs HiGHS (the same model translated, :mod:`neurodeploy.verify.to_milp`)
     on every example among the first ``n`` that reaches the solver stage (clean-correct, not
     decided by intervals); a Markdown table of status and seconds per example."""
-    import numpy as np
 
     from neurodeploy.data.core import load_dataset
     from neurodeploy.encoding import host_uniform

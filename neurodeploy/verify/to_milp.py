@@ -133,7 +133,7 @@ def solve_highs_subprocess(model: Any, timeout: float) -> tuple[str, float]:
 def main(argv: list[str]) -> int:
     import json
 
-    from ortools.sat import cp_model_pb2   # the message only: no OR-Tools solver library
+    from ortools.sat import cp_model_pb2  # the message only: no OR-Tools solver library
 
     proto = cp_model_pb2.CpModelProto()
     with open(argv[0], "rb") as f:
