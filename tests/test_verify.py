@@ -228,3 +228,23 @@ def test_encoding_equals_emulator_step_by_step(kind: str) -> None:
     seeds = range(KINDS.index(kind), 150, 3)   # _case's kind is KINDS[seed % 3]
     assert _case(seeds[0])[0].layers[0].neuron == kind
     assert _step_check(seeds) > 300
+
+
+@pytest.mark.long
+def test_milp_translation_equals_enumeration() -> None:
+    """The HiGHS translation of the same model (the solver comparison) decides as brute force."""
+    from neurodeploy.verify.intmodel import encode
+    from neurodeploy.verify.to_milp import solve_highs_subprocess
+
+    checked = 0
+    for seed in range(60):
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        enc = encode(plan, lv, y)
+        if not enc.targets or any(c.WhichOneof("constraint") == "lin_max"
+                                  for c in enc.ops.model.proto.constraints):
+            continue
+        truth, _ = enumerate_levels(plan, emu, lv, y)
+        status, _ = solve_highs_subprocess(enc.ops.model, 30)
+        assert status == ("robust" if truth else "non_robust"), seed
+        checked += 1
+    assert checked >= 10
