@@ -80,3 +80,15 @@ def test_verify_refuses_bad_input(plan_path, tmp_path, capsys) -> None:
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "sublif_delayed" in err and not out.exists()
+
+
+def test_exact_line_flags_violations(tmp_path) -> None:
+    from neurodeploy.verify.sandwich import exact_line
+
+    p = tmp_path / "v.json"
+    p.write_text(json.dumps({"eps": 0.1, "n": 50, "model": "run/model.pt",
+                             "summary": {"robust_accuracy_interval": [0.4, 0.5]}}))
+    assert exact_line(str(p), "attack", 0.6, 0.1, "x/model.pt", 50).endswith("consistent")
+    assert "VIOLATED" in exact_line(str(p), "attack", 0.3, 0.1, "x/model.pt", 50)
+    assert "VIOLATED" in exact_line(str(p), "certify", 0.55, 0.1, "x/model.pt", 50)
+    assert "not comparable: eps" in exact_line(str(p), "attack", 0.3, 0.2, "x/model.pt", 50)

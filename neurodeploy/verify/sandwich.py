@@ -84,3 +84,33 @@ def sandwich(certified: np.ndarray, status: list[str], attacked_robust: np.ndarr
             "non_robust_missed_by_attack": int((attacked_robust & (st == "non_robust")).sum())}
     out["consistent"] = not any(out["violations"].values())
     return out
+
+
+def exact_line(path: str, side: str, value: float, eps: float, model: str, n: int) -> str:
+    """One sandwich line for ``attack --exact`` / ``certify --exact``: this command's robust
+    accuracy (``side`` = attack: an upper bound; certify: a lower bound) beside the exact
+    interval of a ``neurodeploy verify`` JSON. Violations are flagged only when the JSON is of
+    the same model, ε and examples (else the line says what differs)."""
+    import json
+    from pathlib import Path
+
+    from neurodeploy.errors import DataError
+
+    try:
+        rec = json.loads(Path(path).read_text())
+        lo, hi = rec["summary"]["robust_accuracy_interval"]
+        v_eps, v_n = float(rec["eps"]), int(rec["n"])
+        v_model = str(rec.get("model") or rec.get("plan"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"--exact {path}: not a neurodeploy verify JSON ({exc})") from exc
+    differs = [w for w, same in (("eps", abs(v_eps - eps) < 1e-12), ("examples", v_n == n),
+                                 ("model", Path(v_model).name == Path(model).name)) if not same]
+    exact = f"exact [{lo:.4f}, {hi:.4f}] (verify, known draw)"
+    if side == "attack":
+        text, bad = f"{exact} <= attack {value:.4f}", value < lo
+    else:
+        text, bad = f"certified {value:.4f} <= {exact}", value > hi
+    if differs:
+        return f"sandwich at eps={eps}: {text} — not comparable: {', '.join(differs)} differ"
+    return f"sandwich at eps={eps}: {text}" + ("  VIOLATED (a bug in one of them)" if bad else
+                                                 "  consistent")
