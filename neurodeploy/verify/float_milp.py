@@ -56,28 +56,64 @@ def float_layers(model: Any) -> list[tuple[np.ndarray, np.ndarray, float, float]
 
 
 class _Milp:
-    """A HiGHS model built row by row."""
+    """A MILP collected as plain arrays (columns, rows), solved by :func:`run_highs`."""
+
+    inf = float("inf")
 
     def __init__(self) -> None:
-        import highspy
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.integer: list[int] = []
+        self.rows: list[tuple[float, float, list[int], list[float]]] = []
 
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
-        self.inf = highspy.kHighsInf
-        self.n = 0
+    @property
+    def n(self) -> int:
+        return len(self.lo)
 
     def var(self, lo: float, hi: float, integer: bool = False) -> int:
-        import highspy
-
-        self.h.addVar(float(lo), float(hi))
+        self.lo.append(float(lo))
+        self.hi.append(float(hi))
         if integer:
-            self.h.changeColIntegrality(self.n, highspy.HighsVarType.kInteger)
-        self.n += 1
+            self.integer.append(self.n - 1)
         return self.n - 1
 
     def row(self, lo: float, hi: float, idx: list[int], val: list[float]) -> None:
-        self.h.addRow(float(lo), float(hi), len(idx), np.array(idx, dtype=np.int32),
-                      np.array(val, dtype=np.float64))
+        self.rows.append((float(lo), float(hi), list(idx), [float(v) for v in val]))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The model as numpy arrays (CSR rows) for :func:`run_highs`."""
+        starts = np.cumsum([0] + [len(r[2]) for r in self.rows])
+        return {"lo": np.array(self.lo), "hi": np.array(self.hi),
+                "integer": np.array(self.integer, dtype=np.int64),
+                "row_lo": np.array([r[0] for r in self.rows]),
+                "row_hi": np.array([r[1] for r in self.rows]),
+                "starts": starts.astype(np.int64),
+                "idx": np.array([i for r in self.rows for i in r[2]], dtype=np.int64),
+                "val": np.array([v for r in self.rows for v in r[3]], dtype=np.float64)}
+
+
+def run_highs(a: dict[str, np.ndarray], timeout: float) -> tuple[str, np.ndarray | None]:
+    """:func:`_solve_arrays` in this process, or in a subprocess when OR-Tools' solver is
+    loaded here (OR-Tools 9.15 and highspy 1.15 cannot share a process: both bundle HiGHS)."""
+    import sys
+
+    if not any(m.startswith("ortools.sat.python") for m in sys.modules):
+        from neurodeploy.verify.highs_worker import solve_arrays
+
+        return solve_arrays(a, timeout)
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "milp.npz", Path(tmp) / "sol.npz"
+        np.savez(src, **a)
+        worker = Path(__file__).with_name("highs_worker.py")   # numpy + highspy only
+        subprocess.run([sys.executable, str(worker), str(src), str(timeout), str(dst)],
+                       check=True, capture_output=True)
+        with np.load(dst) as z:
+            status = str(z["status"])
+            return status, (z["x"] if status == "feasible" else None)
 
 
 def _layer(M: _Milp, W: np.ndarray, b: np.ndarray, alpha: float, theta: float,
@@ -170,8 +206,6 @@ def _build(layers: list, lv: PixelLevels, y: int) -> tuple[_Milp, list[list[int]
 def verify_float_example(model: Any, x: np.ndarray, y: int, u: np.ndarray, eps: float,
                          timeout: float) -> dict[str, Any]:
     """Verdict of the float model on one example (module docstring)."""
-    import highspy
-
     t0 = time.perf_counter()
     layers = float_layers(model)
     lv = pixel_levels(x, u, eps)
@@ -181,17 +215,14 @@ def verify_float_example(model: Any, x: np.ndarray, y: int, u: np.ndarray, eps: 
         rec.update(status="non_robust", how="clean", predicted=clean_pred)
         return _done(rec, t0)
     M, therm, targets = _build(layers, lv, int(y))
-    rec["model"] = {"columns": M.n, "rows": int(M.h.getNumRow()), "targets": targets}
+    rec["model"] = {"columns": M.n, "rows": len(M.rows), "targets": targets}
     if not targets:
         rec.update(status="robust", how="intervals")
         return _done(rec, t0)
-    M.h.setOptionValue("time_limit", float(timeout))
-    M.h.run()
-    st = M.h.getModelStatus()
-    if st == highspy.HighsModelStatus.kInfeasible:
+    st, sol = run_highs(M.arrays(), timeout)
+    if st == "infeasible":
         rec.update(status="robust", how="milp")
-    elif st in (highspy.HighsModelStatus.kOptimal,) or M.h.getInfo().primal_solution_status == 2:
-        sol = M.h.getSolution().col_value
+    elif st == "feasible" and sol is not None:
         level = np.array([lv.levels[p][sum(round(sol[c]) for c in bits)]
                           for p, bits in enumerate(therm)])
         pred = _predict(model, lv.spikes(level))
@@ -217,3 +248,4 @@ def _predict(model: Any, spikes: np.ndarray) -> int:
         spikes.shape[0], 1, *model.config.input_shape)
     with torch.no_grad():
         return int(model.run(s).logits.argmax(1)[0])
+
