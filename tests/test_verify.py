@@ -248,3 +248,22 @@ def test_milp_translation_equals_enumeration() -> None:
         assert status == ("robust" if truth else "non_robust"), seed
         checked += 1
     assert checked >= 10
+
+
+def test_unencoded_format_field_is_refused() -> None:
+    from neurodeploy.exporters.profiles import FixedPointFormat
+
+    @dataclasses.dataclass(frozen=True)
+    class GradedFormat(FixedPointFormat):
+        graded_spike_bits: int = 0
+
+    rng = np.random.default_rng(1)
+    plan = random_fc_plan(rng, (3, 4, 2), num_steps=3)
+    fmt = GradedFormat(**dataclasses.asdict(plan.fixed_point), graded_spike_bits=4)
+    bad = dataclasses.replace(plan, fixed_point=fmt)
+    x, u = np.full(3, 0.5, np.float32), np.full((3, 3), 0.4, np.float32)
+    with pytest.raises(UnsupportedPlan, match="graded_spike_bits"):
+        verify_example(bad, Emulator(plan), x, 0, u, 0.1, timeout=1, search=False)
+    ok = dataclasses.replace(plan, fixed_point=GradedFormat(**dataclasses.asdict(
+        plan.fixed_point)))   # the new field at its default: nothing changes, accepted
+    verify_example(ok, Emulator(plan), x, 0, u, 0.1, timeout=1, search=False)

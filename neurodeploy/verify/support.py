@@ -28,6 +28,15 @@ LAYER_FIELDS = frozenset({
 #: DeploymentPlan fields the encoder reads or that do not change the arithmetic.
 PLAN_FIELDS = frozenset({"profile", "num_steps", "input_shape", "layers", "resources",
                          "quantization", "source", "fixed_point", "raw_weights"})
+#: FixedPointFormat fields whose rules the encoder follows (a newer field with a non-default
+#: value, e.g. graded spikes, is refused)
+FORMAT_FIELDS = frozenset({
+    "weight_bits", "weight_exp_min", "weight_exp_max", "mixed_sign_drops_lsb",
+    "weight_exp_rounding", "synaptic_delay", "state_bits", "port_bits", "conv_output_bits",
+    "decay_bits", "current_decay_offset", "voltage_decay_offset", "decay_rounding",
+    "threshold_bits", "threshold_shift", "activation_shift", "bias_mant_bits", "bias_exp_bits",
+    "u_overflow", "v_overflow", "spike_comparison", "reset", "talif_theta_v_bits",
+    "talif_theta_v_shift_max", "talif_state_bits"})
 #: neuron_arrays / neuron_params keys per kind that the encoder reads.
 ARRAY_KEYS = {"lif": {"du", "dv"}, "sublif": {"du", "dv"}, "talif": {"theta_v", "nds"}}
 PARAM_KEYS = {"lif": set(), "sublif": set(), "talif": {"theta_v_shift", "theta_bits"}}
@@ -62,6 +71,9 @@ def check_supported(plan: DeploymentPlan) -> None:
         if f.name not in PLAN_FIELDS and not _is_default(f, getattr(plan, f.name)):
             raise UnsupportedPlan(f"exact verification: plan field {f.name!r} is not encoded")
     fmt = plan.fixed_point
+    for f in dataclasses.fields(fmt):
+        if f.name not in FORMAT_FIELDS and not _is_default(f, getattr(fmt, f.name)):
+            raise UnsupportedPlan(f"exact verification: format field {f.name!r} is not encoded")
     for name, allowed in FORMAT_RULES.items():
         if getattr(fmt, name) not in allowed:
             raise UnsupportedPlan(f"exact verification: format rule {name} = "
