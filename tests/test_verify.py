@@ -240,8 +240,7 @@ def test_milp_translation_equals_enumeration() -> None:
     for seed in range(60):
         plan, emu, x, u, y, eps, lv = _case(seed)
         enc = encode(plan, lv, y)
-        if not enc.targets or any(c.WhichOneof("constraint") == "lin_max"
-                                  for c in enc.ops.model.proto.constraints):
+        if not enc.targets or "lin_max" in str(enc.ops.model.proto):  # no translation
             continue
         truth, _ = enumerate_levels(plan, emu, lv, y)
         status, _ = solve_highs_subprocess(enc.ops.model, 30)
