@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "simulate",
     "attack",
     "certify",
+    "verify",
     "audit",
     "pipeline",
     "compare",
@@ -51,7 +52,7 @@ COMMAND_MODULES = (
 OUT_KIND = {
     "compare": "dir",
     "train": "dir", "export": "dir", "audit": "dir", "pipeline": "dir",
-    "evaluate": "file", "simulate": "file", "attack": "file", "certify": "file",
+    "evaluate": "file", "simulate": "file", "attack": "file", "certify": "file", "verify": "file",
 }
 #: Commands that continue an interrupted run with ``--resume``.
 RESUMABLE = ("train", "attack", "pipeline")

@@ -67,6 +67,8 @@ def register(subparsers: Any) -> None:
                    help="attack parameter, e.g. --set apgd-ce.n_iter=50 (repeatable)")
     p.add_argument("--batch-size", type=int, default=None, help="attack batch size (default: all)")
     p.add_argument("--resume", action="store_true", help="resume from <out>.state.pt")
+    p.add_argument("--exact", default=None, metavar="VERIFY_JSON",
+                   help="a `neurodeploy verify` JSON: print exact <= attack (known draw)")
     add_common(p, out_help="result file (JSON; without it the tables are only printed); "
                "--resume state lives beside it")
     add_scale_args(p)  # --workers / --ray-address / --shard-size (neurodeploy.scale)
@@ -253,6 +255,11 @@ def run(args: argparse.Namespace) -> int:
         rec["masking_checks"] = None if checks is None else [c.to_dict() for c in checks]
         records.append(rec)
         lines += headline(result, label, tname, checks)
+        if args.exact and threat == "known":
+            from neurodeploy.verify.sandwich import exact_line
+
+            lines += [exact_line(args.exact, "attack", result.robust_accuracy[e][0], e,
+                                 str(args.model), len(y)) for e in eps_list]
     if args.out:
         doc: dict[str, Any] = {"format": "neurodeploy-attack", "version": 2,
                                "results": records}

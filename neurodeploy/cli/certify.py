@@ -61,6 +61,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--samples", type=positive_int, default=None, help="first N samples (default: all)")
     p.add_argument("--draws", type=positive_int, default=1, help="random draws (seeds seed … seed+N−1)")
     p.add_argument("--batch-size", type=positive_int, default=500, help="samples bounded at once")
+    p.add_argument("--exact", default=None, metavar="VERIFY_JSON",
+                   help="a `neurodeploy verify` JSON: print certified <= exact (certify's own "
+                        "draws: a comparison of rates, not per example)")
     add_common(p, out_help="result file (JSON; without it the result is only printed)")
     add_scale_args(p)
     from neurodeploy.cli.certify_plan import add_plan_args
@@ -197,6 +200,11 @@ def run(args: argparse.Namespace) -> int:
             "seconds": sum(per[m]["seconds"]) / len(ve),
         }
     print(format_table(summary))
+    if args.exact:
+        from neurodeploy.verify.sandwich import exact_line
+
+        best = min(r["verified_error"] for r in summary["methods"].values())
+        print(exact_line(args.exact, "certify", 1.0 - best, args.eps, str(args.model), len(ys)))
     if args.out:
         write_json_atomic(Path(args.out), summary)
         print(f"wrote {args.out}")

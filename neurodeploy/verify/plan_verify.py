@@ -1,0 +1,199 @@
+"""Exact robustness of a deployment plan under the known draw: the per-example pipeline.
+
+Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmetic):
+
+1. **clean check** — the emulator on the clean spikes; a misclassified example is
+   ``non_robust`` with the clean image as its counterexample;
+2. **interval proof** — :mod:`neurodeploy.verify.intmodel` builds the exact model, folding
+   every quantity its interval decides; when no target class survives the intervals the
+   example is ``robust`` without a solver call;
+3. **enumeration** of every level combination on the emulator when there are at most
+   :data:`ENUMERATE_LIMIT`, else the **search** of :mod:`neurodeploy.verify.search`;
+4. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
+   (a proof), a solution → ``non_robust``, no answer in time → ``unknown`` (never robust).
+
+Every counterexample is a real image checked inside the ε-ball exactly
+(:func:`~neurodeploy.verify.levels.check_witness`) and replayed on the emulator from that image
+(float32 host encoding, ``1[x' > u]``); a replay that disagrees with the model raises
+:class:`VerifyError` — an encoding bug, never a verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import NeurodeployError
+from neurodeploy.exporters.plan import DeploymentPlan
+from neurodeploy.verify.levels import PixelLevels, pixel_levels, witness_image
+from neurodeploy.verify.search import emulator_predict, find_counterexample
+
+STATUSES = ("robust", "non_robust", "unknown")
+#: inputs with at most this many level combinations are decided by running them all
+ENUMERATE_LIMIT = 4096
+
+
+class VerifyError(NeurodeployError):
+    """A counterexample that does not replay: the encoding and the emulator disagree."""
+
+    exit_code = 1
+
+
+@dataclass
+class ExampleResult:
+    """One example's verdict. ``how``: clean / search / intervals / solver / timeout;
+    ``image``: the counterexample (flat, exact-checked) for non_robust."""
+
+    index: int
+    label: int
+    status: str
+    how: str
+    seconds: float
+    solver_seconds: float = 0.0
+    model: dict[str, int] = field(default_factory=dict)
+    image: np.ndarray | None = None
+    predicted: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        d = {"index": self.index, "label": self.label, "status": self.status, "how": self.how,
+             "seconds": round(self.seconds, 4), "solver_seconds": round(self.solver_seconds, 4),
+             "model": self.model}
+        if self.image is not None:
+            d["counterexample"] = [float(v) for v in self.image]
+            d["predicted"] = self.predicted
+        return d
+
+
+def replay(emulator: Any, plan: DeploymentPlan, lv: PixelLevels, image: np.ndarray,
+           level: np.ndarray, y: int) -> int:
+    """Encode ``image`` as the host does (float32, ``1[x' > u]``), check the spikes are the
+    level's, run the emulator; returns its (wrong) prediction or raises VerifyError."""
+    img32 = np.asarray(image, dtype=np.float32)
+    spikes = (img32[None, :] > lv.u).astype(np.uint8)
+    if not np.array_equal(spikes, lv.spikes(level)):
+        raise VerifyError("counterexample image encodes to other spikes in float32")
+    pred = int(emulator_predict(emulator, plan, spikes[:, None, :])[0])
+    if pred == y:
+        raise VerifyError(f"counterexample does not replay on the emulator (class {pred} = "
+                          f"label): the exact encoding disagrees with the emulator")
+    return pred
+
+
+def solve(enc: Any, lv: PixelLevels, timeout: float, workers: int
+          ) -> tuple[str, np.ndarray | None, float]:
+    """Step 4 on a built model: (status, levels of a counterexample or None, seconds)."""
+    from ortools.sat.python import cp_model
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = float(timeout)
+    solver.parameters.num_workers = int(workers)
+    t0 = time.perf_counter()
+    st = solver.solve(enc.ops.model)
+    sec = time.perf_counter() - t0
+    if st == cp_model.INFEASIBLE:
+        return "robust", None, sec
+    if st in (cp_model.FEASIBLE, cp_model.OPTIMAL):
+        return "non_robust", enc.levels_of(lv, solver.value), sec
+    if st == cp_model.MODEL_INVALID:
+        raise VerifyError(f"CP-SAT rejected the model: {enc.ops.model.validate()}")
+    return "unknown", None, sec
+
+
+def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u: np.ndarray,
+                   eps: float, timeout: float, workers: int = 1, index: int = 0,
+                   search: bool = True, seed: int = 0, twin: bool = True,
+                   enumerate_limit: int = ENUMERATE_LIMIT) -> ExampleResult:
+    """The pipeline of the module docstring for one example (``x`` any shape, ``u``
+    ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
+    inputs with at most ``enumerate_limit`` level combinations are decided by enumeration."""
+    from neurodeploy.verify.exhaustive import enumerate_levels
+    from neurodeploy.verify.intmodel import encode
+
+    t0 = time.perf_counter()
+    lv = pixel_levels(x, u, eps)
+
+    def done(status: str, how: str, level: np.ndarray | None = None, **kw: Any) -> ExampleResult:
+        res = ExampleResult(index, int(y), status, how, 0.0, **kw)
+        if level is not None:
+            res.image = witness_image(lv, level)
+            res.predicted = replay(emulator, plan, lv, res.image, level, int(y))
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    clean = lv.clean.astype(np.int64)
+    if emulator_predict(emulator, plan, lv.spikes(clean)[:, None, :])[0] != y:
+        return done("non_robust", "clean", clean)
+    enc = encode(plan, lv, int(y))
+    if not enc.targets:
+        return done("robust", "intervals", model=enc.stats)
+    if lv.combinations <= enumerate_limit:
+        robust, level = enumerate_levels(plan, emulator, lv, int(y))
+        return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
+    if search:
+        level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
+                                    twin)
+        if level is not None:
+            return done("non_robust", "search", level, model=enc.stats)
+    status, level, sec = solve(enc, lv, timeout, workers)
+    return done(status, "timeout" if status == "unknown" else "solver", level,
+                solver_seconds=sec, model=enc.stats)
+
+
+@dataclass
+class VerifyResult:
+    """Verdicts of a set of examples and the exact robust accuracy (an interval while some
+    are unknown: ``[robust/n, (robust + unknown)/n]``)."""
+
+    eps: float
+    examples: list[ExampleResult]
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.status == s for r in self.examples) for s in STATUSES}
+
+    def robust_accuracy(self) -> tuple[float, float]:
+        n = max(len(self.examples), 1)
+        c = self.counts()
+        return c["robust"] / n, (c["robust"] + c["unknown"]) / n
+
+    def summary(self) -> dict[str, Any]:
+        lo, hi = self.robust_accuracy()
+        n = len(self.examples)
+        return {"eps": self.eps, "n": n, "counts": self.counts(),
+                "decided_fraction": (n - self.counts()["unknown"]) / max(n, 1),
+                "robust_accuracy": lo if lo == hi else None,
+                "robust_accuracy_interval": [lo, hi],
+                "seconds": sum(r.seconds for r in self.examples),
+                "solver_seconds": sum(r.solver_seconds for r in self.examples)}
+
+
+def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: float,
+                timeout: float = 60.0, workers: int = 1, search: bool = True, seed: int = 0,
+                indices: list[int] | None = None, progress: Any = None) -> VerifyResult:
+    """Exact known-draw verdicts of ``plan`` on examples ``x`` ``[N, *shape]`` with labels
+    ``y`` ``[N]`` and host maps ``u`` ``[T, N, *shape]`` (:func:`neurodeploy.encoding.host_uniform`)
+    at budget ``eps``: the function the audit calls.
+
+    Parameters
+    ----------
+    timeout : CP-SAT seconds per example (a timeout is ``unknown``, never robust).
+    workers : CP-SAT search threads per example.
+    search : run the fast counterexample search before the solver.
+    indices : example indices recorded in the results (default 0 … N−1).
+    progress : called with 1 after each example.
+    """
+    from neurodeploy.sims.emulator import Emulator
+
+    emulator = Emulator(plan)
+    x = np.asarray(x, dtype=np.float32)
+    u = np.asarray(u, dtype=np.float32)
+    idx = list(range(len(y))) if indices is None else list(indices)
+    out = []
+    for i in range(len(y)):
+        out.append(verify_example(plan, emulator, x[i], int(y[i]), u[:, i], eps, timeout,
+                                  workers, idx[i], search, seed))
+        if progress is not None:
+            progress(1)
+    return VerifyResult(float(eps), out)

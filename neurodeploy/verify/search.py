@@ -1,0 +1,125 @@
+"""Fast counterexample search over an example's reachable levels, before any solver runs.
+
+Two searches, both judged by the bit-exact emulator (only its decision counts):
+
+1. the audit's known-draw spike-set search (:func:`~neurodeploy.attacks.spikeset.spike_set_search`)
+   on the deployed model — emulator forward, hardware-twin gradient
+   (:class:`~neurodeploy.audit.deployed.DeployedSpikes`);
+2. a gradient-free block search: batches of proposals that move random blocks of pixels to
+   random reachable levels (extremes favoured), the best kept when it raises the score
+   ``max_{j≠y}(c_j − c_y + ½·[j < y]) + 10⁻³·tanh(Δv / θ)`` (> 0 ⇔ misclassified; Δv the
+   output membrane margin breaks ties on count plateaus).
+
+A level vector is returned only after :meth:`PixelLevels.spikes` of it was re-run on the
+emulator and misclassified; the searches' own float arithmetic never decides anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurodeploy.exporters.plan import DeploymentPlan
+from neurodeploy.verify.levels import PixelLevels
+
+
+def emulator_predict(emulator: Any, plan: DeploymentPlan, spikes: np.ndarray) -> np.ndarray:
+    """Predictions of a batch of input trains ``[T, B, P]`` (argmax of counts, ties low)."""
+    s = torch.as_tensor(spikes, dtype=torch.uint8).reshape(
+        spikes.shape[0], spikes.shape[1], *plan.input_shape)
+    return emulator.run(s, record=False).logits.argmax(1).numpy()
+
+
+def _scores(emulator: Any, plan: DeploymentPlan, spikes: np.ndarray, y: int) -> np.ndarray:
+    s = torch.as_tensor(spikes, dtype=torch.uint8).reshape(
+        spikes.shape[0], spikes.shape[1], *plan.input_shape)
+    tr = emulator.run(s, record=False, record_v=True)
+    c = tr.logits.to(torch.float64)
+    other = torch.ones(c.shape[1], dtype=torch.bool)
+    other[y] = False
+    bonus = torch.zeros(c.shape[1], dtype=torch.float64)
+    bonus[:y] = 0.5
+    margin = (c - c[:, y:y + 1] + bonus)[:, other].max(1).values
+    v = tr.v[-1].to(torch.float64).sum(0)
+    th = max(float(plan.fixed_point.vth_scaled(plan.layers[-1].vth)), 1.0) * spikes.shape[0]
+    dv = ((v - v[:, y:y + 1])[:, other]).max(1).values / th
+    return (margin + 1e-3 * torch.tanh(dv)).numpy()
+
+
+def block_search(emulator: Any, plan: DeploymentPlan, lv: PixelLevels, y: int,
+                 rng: np.random.Generator, iters: int = 60, batch: int = 64, patience: int = 8
+                 ) -> np.ndarray | None:
+    """The gradient-free block search (module docstring): a misclassifying level vector or
+    None. Stops after ``patience`` proposals batches without progress at block size 1."""
+    free = np.array([p for p, r in enumerate(lv.levels) if len(r) > 1], dtype=np.int64)
+    if free.size == 0:
+        return None
+    width = max(len(lv.levels[p]) for p in free)
+    table = np.array([list(lv.levels[p]) + [lv.levels[p][-1]] * (width - len(lv.levels[p]))
+                      for p in free])                     # [F, width] reachable levels
+    count = np.array([len(lv.levels[p]) for p in free])
+    cur = lv.clean.astype(np.int64).copy()
+    best = _scores(emulator, plan, lv.spikes(cur)[:, None, :], y)[0]
+    block, stale = max(1, free.size // 4), 0
+    for _ in range(iters):
+        pick = rng.random((batch, free.size)).argsort(axis=1)[:, :block]   # [B, block]
+        r = rng.random(pick.shape)
+        any_i = (rng.random(pick.shape) * count[pick]).astype(np.int64)
+        idx = np.where(r < 0.4, 0, np.where(r < 0.8, count[pick] - 1, any_i))
+        props = np.repeat(cur[None, :], batch, axis=0)
+        np.put_along_axis(props, free[pick], table[pick, idx], axis=1)
+        sp = np.stack([lv.spikes(q) for q in props], axis=1)
+        sc = _scores(emulator, plan, sp, y)
+        k = int(np.argmax(sc))
+        if sc[k] > best:
+            best, cur, stale = sc[k], props[k], 0
+            if best > 0:
+                return cur
+        else:
+            stale += block == 1
+            block = max(1, block // 2)
+            if stale >= patience:
+                break
+    return None
+
+
+def twin_search(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, x: np.ndarray,
+                u: np.ndarray, y: int, eps: float, seed: int) -> np.ndarray | None:
+    """The audit's spike-set search on the deployed model; its levels if they are reachable
+    exactly (a float boundary case is dropped) — else None."""
+    from neurodeploy.attacks.spikeset import SpikeSetConfig, spike_set_search
+    from neurodeploy.audit.deployed import DeployedSpikes
+    from neurodeploy.sims.twin import HardwareTwin
+
+    fn = DeployedSpikes(emulator, HardwareTwin(plan))
+    xt = torch.as_tensor(x, dtype=torch.float32).reshape(1, *plan.input_shape)
+    ut = torch.as_tensor(u, dtype=torch.float32).reshape(u.shape[0], 1, *plan.input_shape)
+    gen = torch.Generator().manual_seed(int(seed))
+    cfg = SpikeSetConfig(n_iter=25, n_restarts=1, fused=False)
+    _, spikes, fooled = spike_set_search(None, xt, torch.tensor([y]), ut, float(eps), gen,
+                                         cfg, fn)
+    if not bool(fooled[0]):
+        return None
+    level = spikes.reshape(spikes.shape[0], -1).sum(0).round().to(torch.int64).numpy()
+    if any(int(c) not in r for c, r in zip(level, lv.levels, strict=True)):
+        return None
+    return level
+
+
+def find_counterexample(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, x: np.ndarray,
+                        u: np.ndarray, y: int, eps: float, seed: int, twin: bool = True
+                        ) -> np.ndarray | None:
+    """Both searches in turn; a level vector whose exact replay misclassifies, or None."""
+    rng = np.random.default_rng(seed)
+    tries = [lambda: block_search(emulator, plan, lv, y, rng)]
+    if twin:
+        tries.insert(0, lambda: twin_search(plan, emulator, lv, x, u, y, eps, seed))
+    for run in tries:
+        level = run()
+        if level is not None:
+            pred = emulator_predict(emulator, plan, lv.spikes(level)[:, None, :])[0]
+            if pred != y:
+                return level
+    return None
