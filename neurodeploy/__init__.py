@@ -17,8 +17,8 @@ __all__ = ["__version__", "audit"]
 
 def __getattr__(name: str) -> Any:
     """``neurodeploy.audit`` on first use (the audit package, callable as the audit)."""
-    if name == "audit":
-        import importlib
+    if name == "audit":  # the audit package, loaded on first use (it is upward of this one)
+        from neurodeploy.registry import load_module
 
-        return importlib.import_module("neurodeploy.audit")
+        return load_module("neurodeploy.audit")
     raise AttributeError(f"module 'neurodeploy' has no attribute {name!r}")

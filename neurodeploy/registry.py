@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, MutableMapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from neurodeploy.errors import ConfigError
 
@@ -92,3 +92,9 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}, {sorted(self._entries)})"
+
+
+def load_module(name: str) -> Any:
+    """Import ``name`` on first use: the package's lazy public API (``neurodeploy.audit``)
+    resolves through here, the one place that imports modules by name."""
+    return importlib.import_module(name)

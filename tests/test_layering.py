@@ -1,6 +1,6 @@
 """Import layering (an AST test over every import statement, function-level ones included):
 
-    cli  →  pipeline / audit / simulation  →  attacks / bounds / defenses / training /
+    cli  →  pipeline / audit / simulation / verify  →  attacks / bounds / defenses / training /
     evaluation / exporters (compiler, NIR) / sims / scale / efficiency  →  models / neurons /
     encoding / classifier / data / trace / plan + profiles  →  errors / runtime / registry /
     jsonable / atomicio
@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "neurodeploy.training": 2, "neurodeploy.evaluation": 2, "neurodeploy.exporters": 2,
     "neurodeploy.sims": 2, "neurodeploy.scale": 2, "neurodeploy.efficiency": 2,
     "neurodeploy.pipeline": 3, "neurodeploy.audit": 3, "neurodeploy.simulation": 3,
+    "neurodeploy.verify": 3,
     "neurodeploy.cli": 4, "neurodeploy.__main__": 4,
 }
 NAMES = {0: "errors/runtime", 1: "models/neurons/encoding", 2: "attacks/bounds/defenses/training",
