@@ -104,6 +104,10 @@ def abandon(*_):
             os.killpg(os.getpgrp(), signal.SIGKILL)
         except OSError:
             pass
+    try:  # the runner's multiprocessing temp dir (sims.lava_runner.MP_TEMPDIR_NOTE)
+        shutil.rmtree(open(os.path.join(tmp, "mp_tempdir.txt")).read().strip(), ignore_errors=True)
+    except OSError:
+        pass
     shutil.rmtree(tmp, ignore_errors=True)
     os._exit(137)
 
@@ -247,11 +251,13 @@ def run_lava(plan: DeploymentPlan | str | os.PathLike, spikes: np.ndarray,
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
+            _remove_mp_tempdir(tmp_p)
             raise LavaRunError(f"Lava runner timed out after {timeout_s:g} s "
                                f"({spikes.shape[1]} samples); its processes were stopped") \
                 from None
         except BaseException:
             _kill_group(proc)
+            _remove_mp_tempdir(tmp_p)
             raise
         finally:
             os.close(lifeline)
@@ -297,6 +303,17 @@ def _start_managed(cmd: list[str], tmp: str) -> tuple[subprocess.Popen, int]:
     finally:
         os.close(r)
     return proc, w
+
+
+def _remove_mp_tempdir(run_dir: Path) -> None:
+    """Remove a killed runner's multiprocessing temp dir (``pymp-*``), which it names in
+    ``run_dir`` (:data:`neurodeploy.sims.lava_runner.MP_TEMPDIR_NOTE`); its finaliser never
+    ran."""
+    note = run_dir / "mp_tempdir.txt"
+    try:
+        shutil.rmtree(note.read_text().strip(), ignore_errors=True)
+    except OSError:
+        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -546,6 +546,19 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
+#: File in the run folder naming this runner's multiprocessing temp dir (``pymp-*``), so a
+#: caller that kills the runner (timeout, death) removes it too; a finished runner removes it.
+MP_TEMPDIR_NOTE = "mp_tempdir.txt"
+
+
+def note_mp_tempdir(note: Path) -> None:
+    """Create multiprocessing's temp dir now (Lava's processes inherit it) and name it in
+    ``note``: its finaliser does not run when the runner is killed."""
+    from multiprocessing import util
+
+    note.write_text(util.get_temp_dir())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m neurodeploy.sims.lava_runner",
                                 description="Run a deployment plan in Lava (fixed_pt).")
@@ -556,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw", action="store_true", help="also save the global sink trains")
     p.add_argument("--period", type=int, default=None, help="steps per sample (default T)")
     args = p.parse_args(argv)
+    note_mp_tempdir(Path(args.out).parent / MP_TEMPDIR_NOTE)
     try:
         import lava  # noqa: F401
     except ImportError as exc:

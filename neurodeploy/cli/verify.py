@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.cli.argtypes import nonneg_int, positive_float, positive_int, unit_float
 from neurodeploy.cli.common import add_common, add_model_args
 from neurodeploy.scale.cli import add_scale_args, scale_options, shard_dir_for
 
@@ -35,15 +36,16 @@ def register(subparsers: Any) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", default=None, help="deployment plan (.npz): the integer model")
     p.add_argument("--data", default="digits", help="digits, or an MNIST IDX folder")
-    p.add_argument("--eps", type=float, required=True, help="ℓ∞ budget ε on [0, 1] images")
-    p.add_argument("--samples", type=int, default=50, help="first N test examples (default 50)")
-    p.add_argument("--timeout", type=float, default=60.0,
+    p.add_argument("--eps", type=unit_float, required=True, help="ℓ∞ budget ε on [0, 1] images")
+    p.add_argument("--samples", type=positive_int, default=50, help="first N test examples (default 50)")
+    p.add_argument("--timeout", type=positive_float, default=60.0,
                    help="solver seconds per example (default 60); a timeout is 'unknown'")
-    p.add_argument("--threads", type=int, default=1, help="CP-SAT threads per example")
-    p.add_argument("--draws", type=int, default=0,
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="CP-SAT threads per example (default 1)")
+    p.add_argument("--draws", type=nonneg_int, default=0,
                    help="K fresh maps per example for the unknown-draw lower bound (default 0)")
     p.add_argument("--no-search", dest="search", action="store_false",
-                   help="skip the fast counterexample search (solver only)")
+                   help="skip the fast counterexample search, solver only (default: the search runs)")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
     p.add_argument("--attack", default=None, metavar="ATTACKS",
