@@ -192,9 +192,7 @@ def run_netx_file(args: argparse.Namespace) -> int:
 def run_torch_module(args: argparse.Namespace) -> int:
     """``export --torch-module FILE.py:FACTORY --producer spikingjelly``: convert (checked
     against the module's own forward), rewrite, compile; write model.nir + plan.npz."""
-    from neurodeploy.atomicio import publish_files
     from neurodeploy.errors import ConfigError
-    from neurodeploy.exporters.nir_export import write_graph
     from neurodeploy.exporters.profiles import load_profile
     from neurodeploy.exporters.spikingjelly import compile_module
 
@@ -206,6 +204,21 @@ def run_torch_module(args: argparse.Namespace) -> int:
     net, spec, shape = load_torch_module(args)
     dep = compile_module(net, profile, args.steps, shape)
     print(f"read {spec}: {dep.dgraph.semantics.describe()}, T = {args.steps} (--steps)")
+    plan, out = publish_deployment(args, dep)
+    if not args.quiet:
+        print(format_report(plan))
+    print_written(args, out)
+    return 0
+
+
+def publish_deployment(args: argparse.Namespace, dep: Any) -> tuple[Any, Path]:
+    """Print a compiled graph's notes, then write ``model.nir`` + ``plan.npz`` (+ ``net.net``
+    with ``--format netx``) into ``--out`` together (one rename; refused before anything is
+    written when netx cannot express the plan). Returns the written plan and the folder."""
+    from neurodeploy.atomicio import publish_files
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.nir_export import write_graph
+
     for note in dep.notes:
         print(f"  assumed: {note}")
     for note in dep.chip_notes:
@@ -216,12 +229,13 @@ def run_torch_module(args: argparse.Namespace) -> int:
     plan = netx_plan(args, dep.plan)
     publish_files(out, {"model.nir": lambda p: write_graph(dep.canonical, p),
                         "plan.npz": plan.save, **extra_files(args, plan)})
-    if not args.quiet:
-        print(format_report(plan))
+    return plan, out
+
+
+def print_written(args: argparse.Namespace, out: Path) -> None:
     print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
     if args.format == "netx":
         print(f"wrote {out / 'net.net'} (lava-dl netx HDF5)")
-    return 0
 
 
 def print_fidelity(dep: Any, seed: int, samples: int = 8, p: float = 0.2) -> None:
@@ -241,7 +255,6 @@ def run_nir(args: argparse.Namespace) -> int:
 
     from neurodeploy.errors import ConfigError
     from neurodeploy.exporters.nir_deploy import compile_nir
-    from neurodeploy.exporters.nir_export import write_graph
     from neurodeploy.exporters.profiles import load_profile
 
     if args.model:
@@ -256,26 +269,11 @@ def run_nir(args: argparse.Namespace) -> int:
     if meta_t is not None and int(np.asarray(meta_t).item()) != int(args.steps):
         print(f"  note:    the graph metadata says num_steps = {int(np.asarray(meta_t).item())}; "
               f"the plan runs --steps {args.steps}")
-    for note in dep.notes:
-        print(f"  assumed: {note}")
-    for note in dep.chip_notes:
-        print(f"  chip:    {note}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    plan = netx_plan(args, dep.plan)  # refused before anything is created
-    extra = extra_files(args, plan)
-    out.mkdir(parents=True, exist_ok=True)
-    write_graph(dep.canonical, out / "model.nir")
-    plan.save(out / "plan.npz")
-    for name, write in extra.items():
-        write(out / name)
+    plan, out = publish_deployment(args, dep)
     if not args.quiet:
         print(format_report(plan))
         print_fidelity(dep, args.seed)
-    print(f"wrote {out / 'model.nir'} (neurodeploy convention) and {out / 'plan.npz'}")
-    if args.format == "netx":
-        print(f"wrote {out / 'net.net'} (lava-dl netx HDF5)")
+    print_written(args, out)
     return 0
 
 
