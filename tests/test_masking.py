@@ -39,3 +39,17 @@ def test_checks_fail_on_masked_model(data_and_model):
     assert not res["gradient_matches_finite_differences"].passed
     assert not res["whitebox_beats_blackbox"].passed
     assert not res["unbounded_attack_succeeds"].passed
+
+
+def test_noise_slack_only_for_stochastic_evaluations():
+    """The unknown draw's accuracies are means over len(x)·draws Bernoulli trials: checks get
+    z standard errors of slack there, and none for a deterministic classifier."""
+    import math
+
+    from neurodeploy.attacks.masking import _noise
+
+    assert _noise((0.05,), 0, 2.0) == 0.0
+    assert _noise((0.05,), 256, 2.0) == pytest.approx(2 * math.sqrt(0.05 * 0.95 / 256))
+    both = _noise((0.051, 0.098), 256, 2.0)
+    assert both == pytest.approx(2 * math.sqrt((0.051 * 0.949 + 0.098 * 0.902) / 256))
+    assert 0.04 < both < 0.05  # small: a real masking gap (tens of points) still fails
