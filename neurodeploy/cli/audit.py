@@ -67,10 +67,16 @@ def _nir_model(args: argparse.Namespace, data):  # noqa: ANN202 - (model, plan, 
     model, plan = load_nir_model(args.model, plan=plan, plan_path=args.plan, profile=profile,
                                  num_steps=args.steps, producer=args.producer,
                                  reset=args.reset, dt=args.dt)
+    return _fit_foreign(model, plan, data, args)
+
+
+def _fit_foreign(model, plan, data, args: argparse.Namespace):  # noqa: ANN001, ANN202
+    """The images in the graph's input layout, the graph's source lines printed; the model's
+    config carries the report's ``nir`` block (no checkpoint provenance)."""
     x = model.fit_images(data.x, f"data {args.data!r}")
     for line in model.source.lines():
         print(line)
-    return model, plan, x, None  # the model's config carries the report's ``nir`` block
+    return model, plan, x, None
 
 
 def _torch_module_model(args: argparse.Namespace, data):  # noqa: ANN202 - as _nir_model
@@ -86,10 +92,7 @@ def _torch_module_model(args: argparse.Namespace, data):  # noqa: ANN202 - as _n
     net, spec, shape = load_torch_module(args)
     model, plan = load_torch_module_model(net, str(spec), shape,
                                           load_profile(args.profile or "loihi2"), args.steps)
-    x = model.fit_images(data.x, f"data {args.data!r}")
-    for line in model.source.lines():
-        print(line)
-    return model, plan, x, None
+    return _fit_foreign(model, plan, data, args)
 
 
 def _checkpoint_info(path: str) -> dict:
@@ -134,19 +137,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'demo': the small auto-demo budget")
     p.add_argument("--threat-models", default="known,unknown",
                    help="known (the host's map: what the chip is fed) and/or unknown (fresh draws)")
-    p.add_argument("--draws", type=int, default=5,
+    p.add_argument("--draws", type=positive_int, default=5,
                    help="unknown draw: held-out draws per example on which the selected "
                    "adversarial inputs are scored (no attack sees them)")
-    p.add_argument("--select-draws", type=int, default=8,
+    p.add_argument("--select-draws", type=positive_int, default=8,
                    help="unknown draw: attack-time draws on which each example's adversarial "
                    "input is selected")
     p.add_argument("--margin", type=float, default=5.0,
                    help="equivalence margin δ in accuracy points: 'survived' only when the "
                    "paired 95 %% CI of Δ = deployed − float lies above −δ")
-    p.add_argument("--eot", type=int, default=4,
+    p.add_argument("--eot", type=positive_int, default=4,
                    help="unknown draw: EoT draws per gradient while crafting (default 4; "
                    "attack --eot defaults to 10, a pipeline config's [audit] eot to 2)")
-    p.add_argument("--attack-steps", type=int, default=20,
+    p.add_argument("--attack-steps", type=positive_int, default=20,
                    help="iterations of single gradient attacks")
     p.add_argument("--square-queries", type=positive_int, default=200,
                    help="queries of a single Square attack and of the masking checks' Square")
