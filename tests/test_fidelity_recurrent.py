@@ -1,0 +1,169 @@
+"""Plan-version-3 precision fields of the neuron-side inputs (``*_rec`` / ``*_cb`` kinds): a
+second recurrent synapse group (``neuron_arrays["w_rec_lo"]`` under ``neuron_params
+["w_rec_exp"]``) and a fine current bias (``neuron_arrays["a_bias_mant"]`` <<
+``neuron_params["a_bias_exp"]``, u units)::
+
+    rec = wrap_port((W_rec · s[t−1]) · 2^k + W_rec_lo · s[t−1] + a_bias)
+    act = wrap_port((a_forward + rec) << 6 + (a_bias_mant << e))
+
+Emulator ≡ plain integers ≡ twin (fast, hypothesis), ≡ Lava (``.venv-lava``, real Lava,
+marked long); saved/loaded/validated as version-3 fields; chosen by ``weight_groups="auto"``
+for the NIR paper's braille RNN within the headroom checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_nir_chip import KINDS, _plain_integer_sublif, _with_neurons
+
+from neurodeploy.exporters.plan import DeploymentPlan, PlanError
+from neurodeploy.sims.emulator import Emulator, random_fc_plan
+from neurodeploy.sims.lava_env import lava_available, run_lava
+from neurodeploy.sims.twin import HardwareTwin
+
+needs_lava = pytest.mark.skipif(not lava_available(),
+                                reason="Lava environment (.venv-lava) not found")
+DATA = Path(__file__).parent / "data" / "nir_paper"
+REC_CB = [k for k in KINDS if k.endswith(("_rec", "_cb"))]
+
+
+def _with_precision(plan: DeploymentPlan, rng: np.random.Generator, lo: bool, fine: bool
+                    ) -> DeploymentPlan:
+    """Every ``*_rec`` layer gets a second recurrent group (``lo``) and every ``*_rec``/``*_cb``
+    layer its current bias as a fine mantissa + exponent (``fine``), replacing ``a_bias``."""
+    layers = []
+    for L in plan.layers:
+        arrays, params = dict(L.neuron_arrays), dict(L.neuron_params)
+        n = L.out_size
+        if lo and L.neuron.endswith("_rec"):
+            k = int(rng.integers(1, 6))
+            arrays["w_rec_lo"] = rng.integers(0, 1 << k, (n, n)).astype(np.int32)
+            params["w_rec_exp"] = k
+        if fine and L.neuron.endswith(("_rec", "_cb")):
+            arrays.pop("a_bias", None)
+            arrays["a_bias_mant"] = rng.integers(-4095, 4096, n).astype(np.int32)
+            params["a_bias_exp"] = int(rng.integers(0, 8))
+        layers.append(dataclasses.replace(L, neuron_arrays=arrays, neuron_params=params))
+    out = dataclasses.replace(plan, layers=tuple(layers))
+    out.validate()
+    return out
+
+
+def _plan(seed: int, n_layers: int, first: str, lo: bool, fine: bool, cuba: bool
+          ) -> tuple[DeploymentPlan, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sizes = tuple(int(v) for v in rng.integers(2, 16, n_layers + 1))
+    plan = random_fc_plan(rng, sizes, num_steps=8, weight_mode="mixed_even", weight_scale=40.0,
+                          vth=int(rng.integers(50, 400)))
+    du = [int(v) for v in rng.integers(0, 4096, n_layers)] if cuba else None
+    i = REC_CB.index(first)
+    plan = _with_precision(_with_neurons(plan, REC_CB[i:] + REC_CB[:i], du, rng), rng, lo, fine)
+    spikes = (rng.random((8, 3, sizes[0])) < 0.5).astype(np.uint8)
+    return plan, spikes
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(REC_CB), st.booleans(),
+       st.booleans(), st.booleans())
+def test_emulator_equals_plain_integers_and_twin(seed, n_layers, first, lo, fine, cuba):
+    plan, spikes = _plan(seed, n_layers, first, lo, fine, cuba)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    tw = HardwareTwin(plan, encoding="spikes").run(torch.as_tensor(spikes))
+    ref = _plain_integer_sublif(plan, spikes)[:-1]
+    for k, (e, t, r) in enumerate(zip(emu.layer_spikes, tw.layer_spikes, ref, strict=True)):
+        assert np.array_equal(e.numpy().reshape(r.shape), r), f"layer {k}"
+        assert torch.equal(t.to(torch.uint8), e.to(torch.uint8)), f"twin layer {k}"
+
+
+def test_each_field_changes_the_spikes():
+    """The second group and the fine bias reach the spikes (a kernel that dropped either
+    would fail here): zeroing the field changes some layer's spikes."""
+    plan, spikes = _plan(11, 2, "lif_rec", True, True, False)
+    x = torch.as_tensor(spikes)
+    base = Emulator(plan).run(x).layer_spikes
+    assert all(int(s.sum()) > 0 for s in base)
+    for key in ("w_rec_lo", "a_bias_mant"):
+        zeroed = dataclasses.replace(plan, layers=tuple(dataclasses.replace(
+            L, neuron_arrays={k: (np.zeros_like(v) if k == key else v)
+                              for k, v in L.neuron_arrays.items()}) for L in plan.layers))
+        got = Emulator(zeroed).run(x).layer_spikes
+        assert any(not torch.equal(a, b) for a, b in zip(base, got, strict=True)), key
+
+
+def test_fields_versioned_saved_and_validated(tmp_path):
+    plan, _ = _plan(5, 2, "lif_rec", True, True, False)
+    assert plan.min_version() == 3
+    plan.save(tmp_path / "p.npz")
+    back = DeploymentPlan.load(tmp_path / "p.npz")
+    for a, b in zip(plan.layers, back.layers, strict=True):
+        assert a.neuron_params == b.neuron_params
+        assert sorted(a.neuron_arrays) == sorted(b.neuron_arrays)
+        assert all(np.array_equal(a.neuron_arrays[k], b.neuron_arrays[k])
+                   for k in a.neuron_arrays)
+    L0 = plan.layers[0]
+    arrays, params = dict(L0.neuron_arrays), dict(L0.neuron_params)
+    bad = (
+        ({**arrays, "w_rec_lo": arrays["w_rec_lo"] + 300}, params, "outside"),
+        (arrays, {k: v for k, v in params.items() if k != "w_rec_exp"}, "go together"),
+        (arrays, {**params, "w_rec_exp": 99}, "outside"),
+        ({**arrays, "a_bias_mant": arrays["a_bias_mant"] * 0 + 5000}, params, "outside"),
+        (arrays, {**params, "a_bias_exp": 8}, "outside"),
+        ({**arrays, "a_bias": np.zeros(L0.out_size, np.int32)}, params, "both given"),
+    )
+    for a, p, msg in bad:
+        with pytest.raises(PlanError, match=msg):
+            dataclasses.replace(plan, layers=(dataclasses.replace(
+                L0, neuron_arrays=a, neuron_params=p),) + plan.layers[1:]).validate()
+    with pytest.raises(PlanError, match="only \\*_rec"):
+        dataclasses.replace(plan, layers=(dataclasses.replace(
+            L0, neuron="lif", neuron_arrays={}, neuron_params={"a_bias_exp": 1}),)
+            + plan.layers[1:]).validate()
+
+
+def test_older_version_carrying_the_fields_is_refused(tmp_path):
+    import json
+    import zipfile
+
+    plan, _ = _plan(5, 1, "lif_cb", False, True, False)
+    plan.save(tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as f:
+        files = {k: f[k] for k in f.files}
+    h = json.loads(str(files["header"]))
+    h["version"] = 2
+    files["header"] = np.array(json.dumps(h))
+    np.savez(tmp_path / "old.npz", **files)
+    assert zipfile.is_zipfile(tmp_path / "old.npz")
+    with pytest.raises(PlanError, match="version-3 fields"):
+        DeploymentPlan.load(tmp_path / "old.npz")
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.long  # one Lava network per example (~20 s each on 2 loaded cores)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 2), st.sampled_from(REC_CB), st.booleans(),
+       st.booleans())
+def test_lava_equals_emulator(seed, n_layers, first, lo, cuba):
+    plan, spikes = _plan(seed, n_layers, first, lo, True, cuba)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}"
+
+
+@needs_lava
+@pytest.mark.lava
+def test_lava_equals_emulator_both_fields():
+    """One fixed plan with both fields on a recurrent layer (the fast Lava check)."""
+    plan, spikes = _plan(11, 2, "lif_rec", True, True, True)
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    assert int(emu.layer_spikes[0].sum()) > 0
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}"
