@@ -715,7 +715,21 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                               f"has no chip neuron")
         skip_from, skip_int = _skip_delays(L, chain, profile), []
         w_lo, k_exp = None, 0
-        if weight_groups == "auto" and _two_group_eligible(L):  # a second synapse group
+        from neurodeploy.exporters.precision import (
+            fine_current_bias,
+            recurrent_eligible,
+            recurrent_two_groups,
+        )
+        rec_scheme = (recurrent_two_groups(L, profile) if weight_groups == "auto"
+                      and recurrent_eligible(L) else None)
+        extra: dict[str, np.ndarray] = {}  # plan-v3 precision fields of the neuron's inputs
+        if rec_scheme is not None:  # W and W_rec on two synapse groups each
+            q, a_bias, w_lo, k_exp = (rec_scheme.q, rec_scheme.a_bias, rec_scheme.weights_lo,
+                                      rec_scheme.k)
+            rec_int = rec_scheme.w_rec
+            if rec_scheme.w_rec_lo is not None:
+                extra["w_rec_lo"] = rec_scheme.w_rec_lo
+        elif weight_groups == "auto" and _two_group_eligible(L):  # a second synapse group
             q, a_bias, w_lo, k_exp = _quantize_two_groups(L, profile)
         elif L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None or L.skips):
             # one scale for [W | W_rec | W_skip… | b_cur]: spikes are binary (the current bias
@@ -797,6 +811,17 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                                                      GRADED_BITS_MAX)}
         decays, dreport = _per_neuron_decays(L, profile)
         q = dataclasses.replace(q, report={**q.report, **dreport})
+        if "w_rec_lo" in extra:
+            nparams = {**nparams, "w_rec_exp": k_exp}
+        fine = (fine_current_bias(L, q, a_bias, profile)
+                if weight_groups == "auto" and a_bias is not None else None)
+        if fine is not None:  # the current bias on the 13-bit u grid instead of a_bias
+            extra["a_bias_mant"], a_exp = fine
+            nparams = {**nparams, "a_bias_exp": a_exp}
+            q = dataclasses.replace(q, report={**q.report, "current_bias_exp": a_exp})
+        cb_arrays = {k: v for k, v in (("w_rec", rec_int),
+                                       ("a_bias", None if fine is not None else a_bias))
+                     if v is not None}
         layers.append(PlanLayer(
             name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
             out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=k_exp,
@@ -807,9 +832,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron=(neuron if rec_int is None and a_bias is None else
                     f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
             neuron_params=nparams,
-            neuron_arrays={**(narrays if rec_int is None and a_bias is None else
-                              {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
-                               if v is not None}), **decays},
+            neuron_arrays={**(narrays if rec_int is None and a_bias is None else cb_arrays),
+                           **extra, **decays},
             skip_from=tuple(skip_from), skip_weights=tuple(skip_int),
             weights_lo=None if w_lo is None else w_lo.astype(np.int32),
         ))

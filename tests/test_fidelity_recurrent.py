@@ -167,3 +167,24 @@ def test_lava_equals_emulator_both_fields():
     assert int(emu.layer_spikes[0].sum()) > 0
     for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
         assert np.array_equal(e.numpy(), l_), f"layer {k}"
+
+
+@needs_lava
+@pytest.mark.lava
+@pytest.mark.long  # the compiled braille RNN on Lava, T = 100 (~30 s on 2 loaded cores)
+def test_lava_equals_emulator_on_the_compiled_braille_rnn():
+    """The auto scheme's braille plan (two recurrent groups, fine current biases) on real
+    Lava: spike for spike the emulator's."""
+    from neurodeploy.exporters.nir_deploy import compile_nir
+
+    dep = compile_nir(DATA / "braille_noDelay_bias_zero.nir", "loihi2", 100,
+                      producer="snntorch", reset="zero")
+    hid = dep.plan.layers[0]
+    assert "w_rec_lo" in hid.neuron_arrays and "a_bias_mant" in hid.neuron_arrays
+    rng = np.random.default_rng(0)
+    spikes = (rng.random((100, 2, *dep.plan.input_shape)) < 0.1).astype(np.uint8)
+    lava = run_lava(dep.plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(dep.plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert int(e.sum()) > 0
+        assert np.array_equal(e.numpy(), l_), f"layer {k}"
