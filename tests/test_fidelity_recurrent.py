@@ -188,3 +188,52 @@ def test_lava_equals_emulator_on_the_compiled_braille_rnn():
     for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
         assert int(e.sum()) > 0
         assert np.array_equal(e.numpy(), l_), f"layer {k}"
+
+
+def test_netx_bounds_and_verifier_refuse_the_fields_naming_the_layer():
+    """No netx block, no integer plan bounds, no exact encoding holds a second recurrent
+    group or a fine current bias: each refuses naming the layer and the field."""
+    from neurodeploy.bounds.plan_ibp import _layers, plan_format
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.exporters.netx import check_expressible
+    from neurodeploy.verify.support import UnsupportedPlan, check_supported
+
+    for first, lo, fine, key in (("lif_rec", True, False, "w_rec_lo"),
+                                 ("lif_cb", False, True, "a_bias_mant")):
+        plan, _ = _plan(3, 1, first, lo, fine, False)
+        with pytest.raises(ConfigError, match=rf"plan layer 0 \(fc1, dense\): .*{key}"):
+            check_expressible(plan)
+        with pytest.raises(ConfigError, match=rf"plan layer fc1: .*{key}"):
+            _layers(plan, plan_format(plan))
+        with pytest.raises(UnsupportedPlan, match=rf"plan layer fc1: .*{key}"):
+            check_supported(plan)
+
+
+def test_efficiency_counts_both_groups_and_the_recurrent_matrix():
+    """Synaptic operations by hand: a second group (``weights_lo``) and the recurrent matrix
+    (on the previous step's spikes) are operations of their own; parameters count them."""
+    from neurodeploy.efficiency import count_dense, plan_efficiency, plan_parameter_count
+    from neurodeploy.sims.kernel import dense_effective_weights
+
+    plan, spikes = _plan(7, 1, "lif_rec", True, True, False)
+    L = plan.layers[0]
+    lo = np.ones_like(L.weights)
+    lo[0, 0] = 0
+    plan = dataclasses.replace(plan, layers=(dataclasses.replace(
+        L, weight_exp=2, weights_lo=lo),))
+    L = plan.layers[0]
+    x = torch.as_tensor(spikes)
+    rep = plan_efficiency(plan, x)
+    out = Emulator(plan).run(x).layer_spikes[0].to(torch.float64)
+    prev = torch.cat([torch.zeros_like(out[:1]), out[:-1]])
+    h = x.to(torch.float64)
+    want = 0.0
+    for s_in, w in ((h, dense_effective_weights(L.weights, plan.fixed_point)),
+                    (h, dense_effective_weights(L.weights_lo, plan.fixed_point)),
+                    (prev, L.neuron_arrays["w_rec"]), (prev, L.neuron_arrays["w_rec_lo"])):
+        want += count_dense(s_in, torch.as_tensor(np.asarray(w).astype(np.int64)))[0]
+    assert rep.layers[0].effective_ops == pytest.approx(want)
+    n = L.out_size
+    assert sorted(L.neuron_arrays) == ["a_bias_mant", "w_rec", "w_rec_lo"]
+    assert plan_parameter_count(plan) == 2 * L.weights.size + n + 2 * n * n + n
+    assert rep.layers[0].params == 2 * L.weights.size + n + 2 * n * n

@@ -214,6 +214,10 @@ def _layers(plan, fmt: PlanFormat) -> list[_LayerInt]:
     out = []
     unity = 1 << fmt.decay_bits
     for L in plan.layers:
+        v3 = sorted(set(L.neuron_arrays) & {"w_rec_lo", "a_bias_mant"})
+        if v3:  # named before the kind: these fields exist only on *_rec / *_cb kinds
+            raise ConfigError(f"plan layer {L.name}: no integer bounds for a recurrent second "
+                              f"synapse group or a fine current bias (neuron_arrays {v3})")
         if L.neuron not in ("lif", "talif"):
             raise ConfigError(f"plan layer {L.name}: no integer bounds for neuron {L.neuron!r} "
                               f"(only 'lif' and 'talif')")
