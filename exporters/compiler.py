@@ -665,8 +665,12 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     Parameters
     ----------
     weight_groups : ``"one"`` (one 8-bit mantissa per matrix, the default) or ``"auto"``: each
-        dense layer may take a second synapse group (:func:`_quantize_two_groups`, plan
-        ``weights_lo``) where it buys resolution within the headroom checks.
+        dense/conv layer may take a second synapse group (:func:`_quantize_two_groups`, plan
+        ``weights_lo``) where it buys resolution within the headroom checks; a recurrent dense
+        layer puts ``W`` and ``W_rec`` on two groups each
+        (:func:`~neurodeploy.exporters.precision.recurrent_two_groups`, plan ``w_rec_lo``),
+        and a bias into a current moves to the fine 13-bit u grid where that is finer
+        (:func:`~neurodeploy.exporters.precision.fine_current_bias`, plan ``a_bias_mant``).
     graph : a feed-forward NIR graph (see :func:`~neurodeploy.exporters.nir_export.parse_graph`).
     profile : a :class:`HardwareProfile` or a name / path for :func:`load_profile`.
     num_steps : the model's time steps T (stored in the plan).

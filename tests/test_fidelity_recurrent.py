@@ -237,3 +237,14 @@ def test_efficiency_counts_both_groups_and_the_recurrent_matrix():
     assert sorted(L.neuron_arrays) == ["a_bias_mant", "w_rec", "w_rec_lo"]
     assert plan_parameter_count(plan) == 2 * L.weights.size + n + 2 * n * n + n
     assert rep.layers[0].params == 2 * L.weights.size + n + 2 * n * n
+
+
+def test_loihi1_refuses_the_recurrent_and_current_bias_layers():
+    """The recurrent matrix and the current bias run inside a programmable neuron; loihi1's
+    fixed LIF refuses them (whatever the precision scheme), naming the node."""
+    from neurodeploy.errors import HardwareFitError
+    from neurodeploy.exporters.nir_deploy import compile_nir
+
+    with pytest.raises(HardwareFitError, match="node 'lif1.lif'.*programmable neuron"):
+        compile_nir(DATA / "braille_noDelay_bias_zero.nir", "loihi1", 100,
+                    producer="snntorch", reset="zero")
