@@ -331,7 +331,7 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
         step = 1/k (one mantissa unit in float units, k = scale·g·g_syn per row)
         zero share = #{W ≠ 0 : W_int = 0} / #{W ≠ 0}
     """
-    notes = []
+    notes = bias_driven_notes(g, plan)
     for name, k in layer_map(g, plan):
         n, L = g.nodes[name], plan.layers[k]
         fwd, _ = _syn_pred(g, name)
@@ -371,6 +371,37 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
 
 #: a bias grid coarser than this share of θ gets a chip note
 COARSE_BIAS_SHARE = 0.01
+
+
+def bias_driven_notes(g: DGraph, plan: Any) -> list[str]:
+    """A note per spiking layer whose float neurons fire with no input at all (driven by their
+    biases alone, run for the plan's T steps): such a neuron is an oscillator whose phase,
+    once slipped, stays slipped, so every rounding the plan keeps shows in its agreement —
+    most where its input is sparse (research/fidelity.md; benchmarks/RESULTS_fidelity.md)."""
+    pairs = layer_map(g, plan)
+    if not pairs:
+        return []
+    x = torch.zeros((int(plan.num_steps), 1, *(int(v) for v in plan.input_shape)))
+    spikes = _float_spikes(g, x)
+    spiking = [n for n in g.neurons() if g.nodes[n].spiking]
+    notes = []
+    for name, k in pairs:
+        if name not in spiking or spiking.index(name) >= len(spikes):
+            continue
+        s = spikes[spiking.index(name)].reshape(int(plan.num_steps), -1)
+        firing = (s > 0).any(0)
+        if not bool(firing.any()):
+            continue
+        L = plan.layers[k]
+        groups = (f"8 + {int(L.weight_exp)}-bit weights (two groups)"
+                  if L.weights_lo is not None else f"{plan.fixed_point.weight_bits}-bit weights")
+        notes.append(
+            f"node {g.nodes[name].source!r} ({L.name}): {int(firing.sum())} of {firing.numel()} "
+            f"neurons fire on their biases alone (no input): oscillators whose phase slips "
+            f"with every remaining rounding — the {groups}, the "
+            f"{plan.fixed_point.decay_bits}-bit decays and the per-step truncation of u and v — "
+            f"so their agreement falls where their input is sparse")
+    return notes
 
 
 def _bias_note(n: DNeuron, L: Any, fmt: Any) -> list[str]:
