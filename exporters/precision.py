@@ -1,7 +1,8 @@
-"""Precision schemes of the inputs a programmable neuron adds itself (plan version 3).
+"""Precision schemes the compiler chooses per layer (``weight_groups="auto"``, plan version 3).
 
 :func:`~neurodeploy.exporters.compiler.compile_graph` with ``weight_groups="auto"`` gives a
-feed-forward dense/conv layer a second synapse group (``weights_lo``). A recurrent population
+feed-forward dense/conv layer a second synapse group (``weights_lo``,
+:func:`quantize_two_groups`). A recurrent population
 (``*_rec``: ``W_rec`` runs inside the neuron process) and a bias into a CubaLIF's current
 (``a_bias``) were left on one 8-bit grid; the NIR paper's braille RNN loses its output layer
 to exactly that (research/fidelity.md: a bias-driven oscillator's phase slips on ~1 % hidden
@@ -31,21 +32,114 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
-from neurodeploy.exporters.compiler import (
-    IF_V_RANGE_THETAS,
-    TWO_GROUP_HEADROOM,
-    TWO_GROUP_K_MAX,
-    TWO_GROUP_MIN_GAIN,
-    QuantizedLayer,
-    _quantize_weighted,
-    split_two_groups,
-)
+from neurodeploy.exporters.compiler import QuantizedLayer, _quantize_weighted
 from neurodeploy.exporters.nir_export import ChainLayer
 from neurodeploy.exporters.profiles import HardwareProfile
+
+#: The first synapse group's largest exponent (research/fidelity.md: k = 5 gives the braille
+#: output 0.97–0.98 with 2–3.6× headroom; k = 7 can overflow), the least u / v headroom a
+#: two-group layer must keep (≥ 1: the static worst case — every negative input at once, every
+#: step — never wraps u nor saturates v; for IF neurons see :data:`IF_V_RANGE_THETAS`), and
+#: the least scale gain worth a second group.
+TWO_GROUP_K_MAX = 5
+TWO_GROUP_HEADROOM = 1.0
+TWO_GROUP_MIN_GAIN = 1.5
+
+
+def two_group_eligible(L: ChainLayer) -> bool:
+    """Dense and conv spiking layers without recurrence or skip edges (their extra matrices
+    would need groups of their own) and not TA-LIF."""
+    return (L.kind in ("fc", "conv") and L.rec_weight is None and not L.skips
+            and L.theta is not None and not L.is_talif)
+
+
+def _lava_effective(w: np.ndarray, fmt: Any) -> np.ndarray:
+    """Lava's clip + truncate of one matrix in its own sign mode (mixed: even values)."""
+    mode = fmt.weight_sign_mode(w)
+    lo, hi = fmt.weight_range(mode)
+    x = np.clip(w, lo, hi)
+    return (x // fmt.mixed_step) * fmt.mixed_step if mode == "mixed" else x
+
+
+def split_two_groups(w_tot: np.ndarray, k: int, fmt: Any
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``w_tot`` (``8 + k``-bit mantissas) as ``hi·2^k + lo`` with ``hi``, ``lo`` 8-bit
+    mantissas each in its own sign mode (mixed ``hi`` even, ``lo ≥ 0``); None where Lava's
+    clip + truncate of either would not give back ``w_tot`` exactly."""
+    w_tot = np.asarray(w_tot, dtype=np.int64)
+    mode = fmt.weight_sign_mode(w_tot)
+    if mode == "mixed":
+        hi = fmt.mixed_step * np.floor_divide(w_tot, fmt.mixed_step << k)
+    elif mode == "excitatory":
+        hi = np.floor_divide(w_tot, 1 << k)
+    else:
+        hi = -np.floor_divide(-w_tot, 1 << k)
+    lo = w_tot - hi * (1 << k)
+    back = _lava_effective(hi, fmt) * (1 << k) + _lava_effective(lo, fmt)
+    return (hi, lo) if np.array_equal(back, w_tot) else None
+
+
+def _quantize_fc(L: ChainLayer, profile: HardwareProfile
+                 ) -> tuple[QuantizedLayer, np.ndarray | None]:
+    """(q, a_bias) of a dense layer: [W | b_cur] at one scale when it has a current bias
+    (a conv layer's current bias is quantized later, per channel, at ``q.scale``)."""
+    if L.cur_bias is None or L.kind != "fc":
+        return _quantize_weighted(L, profile), None
+    n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
+    cols = [np.asarray(L.weight).reshape(n_out, -1),
+            np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1)]
+    q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)), profile)
+    return dataclasses.replace(q, weights=q.weights[:, :n_in]), q.weights[:, -1].astype(np.int32)
+
+
+#: for IF neurons (α = 1, no static bound on v): the saturating 24-bit v must hold this many
+#: thresholds on either side of 0 (saturation is exact on chip and emulator alike — a fidelity
+#: limit, not an error)
+IF_V_RANGE_THETAS = 64
+
+
+def _v_headroom(q: QuantizedLayer, profile: HardwareProfile) -> float:
+    """The report's static v headroom; for α = 1 (unbounded in time) the v range in
+    thresholds over :data:`IF_V_RANGE_THETAS` instead."""
+    rep = q.report
+    if rep["v_state_headroom"] > 0:
+        return float(rep["v_state_headroom"])
+    theta_v = profile.fixed_point.vth_scaled(max(1, int(q.vth)))
+    return profile.state_max / theta_v / IF_V_RANGE_THETAS
+
+
+def quantize_two_groups(L: ChainLayer, profile: HardwareProfile
+                         ) -> tuple[QuantizedLayer, np.ndarray | None, np.ndarray | None, int]:
+    """The precision scheme of a dense or conv layer: one 8-bit group, or two (exponents k and 0 into
+    the same input, ``8 + k`` bits) for the largest ``k ≤`` :data:`TWO_GROUP_K_MAX` whose scale
+    grows by ≥ :data:`TWO_GROUP_MIN_GAIN` (not bound by θ, bias or u range) and keeps u and v
+    headroom ≥ :data:`TWO_GROUP_HEADROOM`; a current bias (``a_bias``, 32-bit) gets the finer
+    grid too. Returns (q with the first group's mantissas, a_bias, weights_lo or None, k)."""
+    q0, a0 = _quantize_fc(L, profile)
+    for k in range(TWO_GROUP_K_MAX, 0, -1):
+        wide = dataclasses.replace(profile, weight_bits=profile.weight_bits + k)
+        try:
+            qk, ak = _quantize_fc(L, wide)
+        except (HardwareFitError, ConfigError):
+            continue
+        rep = qk.report
+        if qk.scale < TWO_GROUP_MIN_GAIN * q0.scale or min(
+                rep["u_headroom"], _v_headroom(qk, wide)) < TWO_GROUP_HEADROOM:
+            continue
+        split = split_two_groups(qk.weights, k, profile.fixed_point)
+        if split is None:
+            continue
+        hi, lo = split
+        report = {**rep, "weight_groups": 2, "weight_group_exp": k,
+                  "scale_gain_two_groups": qk.scale / q0.scale}
+        return (dataclasses.replace(qk, weights=hi, report=report), ak,
+                lo if np.any(lo) else None, k)
+    return dataclasses.replace(q0, report={**q0.report, "weight_groups": 1}), a0, None, 0
 
 
 @dataclass(frozen=True)

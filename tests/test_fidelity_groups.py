@@ -14,9 +14,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neurodeploy.exporters.compiler import TWO_GROUP_K_MAX, split_two_groups
 from neurodeploy.exporters.nir_deploy import compile_nir
 from neurodeploy.exporters.plan import DeploymentPlan, PlanError
+from neurodeploy.exporters.precision import TWO_GROUP_K_MAX, split_two_groups
 from neurodeploy.exporters.profiles import LAVA_0_10, load_profile
 from neurodeploy.sims.emulator import Emulator, random_fc_plan
 from neurodeploy.sims.kernel import dense_effective_weights
@@ -137,7 +137,7 @@ def test_auto_picks_two_groups_within_headroom():
     """The braille RNN: the output layer (dense, current bias) takes k = 5, scale ×32, static
     headroom ≥ 1; the recurrent hidden layer takes two groups for W and W_rec (u headroom
     ≥ 1 static, v range ≥ 64 θ); both currents' biases move to the fine 13-bit u grid."""
-    from neurodeploy.exporters.compiler import IF_V_RANGE_THETAS
+    from neurodeploy.exporters.precision import IF_V_RANGE_THETAS
 
     prof = load_profile("loihi2")
     one = compile_nir(DATA / "braille_noDelay_bias_zero.nir", prof, 100, producer="snntorch",
