@@ -248,3 +248,15 @@ def test_loihi1_refuses_the_recurrent_and_current_bias_layers():
     with pytest.raises(HardwareFitError, match="node 'lif1.lif'.*programmable neuron"):
         compile_nir(DATA / "braille_noDelay_bias_zero.nir", "loihi1", 100,
                     producer="snntorch", reset="zero")
+
+
+def test_footprint_counts_the_second_group():
+    """Without a resource map the synaptic memory is weights × 8 bits: a second group adds
+    its own 8 bits per synapse."""
+    from neurodeploy.efficiency import plan_footprint_bytes
+
+    rng = np.random.default_rng(2)
+    plan = random_fc_plan(rng, (12, 10, 4), num_steps=4, weight_mode="mixed_even")
+    lo = dataclasses.replace(plan, layers=(dataclasses.replace(
+        plan.layers[0], weight_exp=2, weights_lo=np.ones((10, 12), np.int32)),) + plan.layers[1:])
+    assert plan_footprint_bytes(lo) - plan_footprint_bytes(plan) == 10 * 12
