@@ -687,6 +687,13 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     """
     if weight_groups not in ("one", "auto"):
         raise ConfigError(f"weight_groups {weight_groups!r}: choose 'one' or 'auto'")
+    from neurodeploy.exporters.precision import (  # it builds on this module's quantizer
+        fine_current_bias,
+        quantize_two_groups,
+        recurrent_eligible,
+        recurrent_two_groups,
+        two_group_eligible,
+    )
     profile = load_profile(profile)
     _check_profile_semantics(profile)
     chain = parse_graph(graph)
@@ -720,13 +727,6 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                               f"has no chip neuron")
         skip_from, skip_int = _skip_delays(L, chain, profile), []
         w_lo, k_exp = None, 0
-        from neurodeploy.exporters.precision import (
-            fine_current_bias,
-            quantize_two_groups,
-            recurrent_eligible,
-            recurrent_two_groups,
-            two_group_eligible,
-        )
         rec_scheme = (recurrent_two_groups(L, profile) if weight_groups == "auto"
                       and recurrent_eligible(L) else None)
         extra: dict[str, np.ndarray] = {}  # plan-v3 precision fields of the neuron's inputs
