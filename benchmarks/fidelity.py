@@ -7,7 +7,7 @@ Graphs: the NIR paper's ``cnn_sinabs.nir`` (sinabs IAF CNN) and
 thresholds 2 / 1.5 / 0.7 built here with sinabs (seeded). Each is compiled for ``loihi2``
 (graded spikes on) and for ``loihi2`` with ``graded_spike_bits = 0`` (every spike binary, the
 previous behaviour), and for ``loihi2`` with ``weight_groups="auto"`` (a second synapse group
-on eligible dense layers), and run on the bit-exact emulator against the float NIR
+on eligible dense/conv layers, two groups for a recurrent matrix, fine current biases), and run on the bit-exact emulator against the float NIR
 interpreter.
 
 Inputs are Bernoulli spikes (no N-MNIST / braille data ship here): p, T, B per graph below,
@@ -112,6 +112,10 @@ def run_case(path: Path, producer: str, reset: str | None, T: int, p: float, sam
         kinds = [f"{L.name}:{L.neuron}" + ("(graded)" if "graded_bits" in L.neuron_params
                                             else "")
                  + (f"(2 groups, k={L.weight_exp})" if L.weights_lo is not None else "")
+                 + (f"(W_rec 2 groups, k={L.neuron_params['w_rec_exp']})"
+                    if "w_rec_lo" in L.neuron_arrays else "")
+                 + (f"(fine current bias, exp {L.neuron_params['a_bias_exp']})"
+                    if "a_bias_mant" in L.neuron_arrays else "")
                  for L in dep.plan.layers]
         print(f"  [{label}] {', '.join(kinds)}")
         print("  " + format_fidelity(rows).replace("\n", "\n  "))
@@ -119,6 +123,10 @@ def run_case(path: Path, producer: str, reset: str | None, T: int, p: float, sam
                       "neurons": [L.neuron for L in dep.plan.layers],
                       "graded": ["graded_bits" in L.neuron_params for L in dep.plan.layers],
                       "two_groups": [L.weights_lo is not None for L in dep.plan.layers],
+                      "recurrent_two_groups": ["w_rec_lo" in L.neuron_arrays
+                                               for L in dep.plan.layers],
+                      "fine_current_bias": ["a_bias_mant" in L.neuron_arrays
+                                            for L in dep.plan.layers],
                       "seconds": time.perf_counter() - t0}
     return out
 

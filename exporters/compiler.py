@@ -665,8 +665,13 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     Parameters
     ----------
     weight_groups : ``"one"`` (one 8-bit mantissa per matrix, the default) or ``"auto"``: each
-        dense layer may take a second synapse group (:func:`_quantize_two_groups`, plan
-        ``weights_lo``) where it buys resolution within the headroom checks.
+        dense/conv layer may take a second synapse group
+        (:func:`~neurodeploy.exporters.precision.quantize_two_groups`, plan
+        ``weights_lo``) where it buys resolution within the headroom checks; a recurrent dense
+        layer puts ``W`` and ``W_rec`` on two groups each
+        (:func:`~neurodeploy.exporters.precision.recurrent_two_groups`, plan ``w_rec_lo``),
+        and a bias into a current moves to the fine 13-bit u grid where that is finer
+        (:func:`~neurodeploy.exporters.precision.fine_current_bias`, plan ``a_bias_mant``).
     graph : a feed-forward NIR graph (see :func:`~neurodeploy.exporters.nir_export.parse_graph`).
     profile : a :class:`HardwareProfile` or a name / path for :func:`load_profile`.
     num_steps : the model's time steps T (stored in the plan).
@@ -682,6 +687,13 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     """
     if weight_groups not in ("one", "auto"):
         raise ConfigError(f"weight_groups {weight_groups!r}: choose 'one' or 'auto'")
+    from neurodeploy.exporters.precision import (  # it builds on this module's quantizer
+        fine_current_bias,
+        quantize_two_groups,
+        recurrent_eligible,
+        recurrent_two_groups,
+        two_group_eligible,
+    )
     profile = load_profile(profile)
     _check_profile_semantics(profile)
     chain = parse_graph(graph)
@@ -715,8 +727,17 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                               f"has no chip neuron")
         skip_from, skip_int = _skip_delays(L, chain, profile), []
         w_lo, k_exp = None, 0
-        if weight_groups == "auto" and _two_group_eligible(L):  # a second synapse group
-            q, a_bias, w_lo, k_exp = _quantize_two_groups(L, profile)
+        rec_scheme = (recurrent_two_groups(L, profile) if weight_groups == "auto"
+                      and recurrent_eligible(L) else None)
+        extra: dict[str, np.ndarray] = {}  # plan-v3 precision fields of the neuron's inputs
+        if rec_scheme is not None:  # W and W_rec on two synapse groups each
+            q, a_bias, w_lo, k_exp = (rec_scheme.q, rec_scheme.a_bias, rec_scheme.weights_lo,
+                                      rec_scheme.k)
+            rec_int = rec_scheme.w_rec
+            if rec_scheme.w_rec_lo is not None:
+                extra["w_rec_lo"] = rec_scheme.w_rec_lo
+        elif weight_groups == "auto" and two_group_eligible(L):  # a second synapse group
+            q, a_bias, w_lo, k_exp = quantize_two_groups(L, profile)
         elif L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None or L.skips):
             # one scale for [W | W_rec | W_skip… | b_cur]: spikes are binary (the current bias
             # is an always-on input), so they share the layer's scale; u headroom over all
@@ -797,6 +818,17 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                                                      GRADED_BITS_MAX)}
         decays, dreport = _per_neuron_decays(L, profile)
         q = dataclasses.replace(q, report={**q.report, **dreport})
+        if "w_rec_lo" in extra:
+            nparams = {**nparams, "w_rec_exp": k_exp}
+        fine = (fine_current_bias(L, q, a_bias, profile)
+                if weight_groups == "auto" and a_bias is not None else None)
+        if fine is not None:  # the current bias on the 13-bit u grid instead of a_bias
+            extra["a_bias_mant"], a_exp = fine
+            nparams = {**nparams, "a_bias_exp": a_exp}
+            q = dataclasses.replace(q, report={**q.report, "current_bias_exp": a_exp})
+        cb_arrays = {k: v for k, v in (("w_rec", rec_int),
+                                       ("a_bias", None if fine is not None else a_bias))
+                     if v is not None}
         layers.append(PlanLayer(
             name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
             out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=k_exp,
@@ -807,9 +839,8 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
             neuron=(neuron if rec_int is None and a_bias is None else
                     f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
             neuron_params=nparams,
-            neuron_arrays={**(narrays if rec_int is None and a_bias is None else
-                              {k: v for k, v in (("w_rec", rec_int), ("a_bias", a_bias))
-                               if v is not None}), **decays},
+            neuron_arrays={**(narrays if rec_int is None and a_bias is None else cb_arrays),
+                           **extra, **decays},
             skip_from=tuple(skip_from), skip_weights=tuple(skip_int),
             weights_lo=None if w_lo is None else w_lo.astype(np.int32),
         ))
@@ -849,107 +880,6 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                           fixed_point=profile.fixed_point)
     plan.validate()
     return plan
-
-
-#: The first synapse group's largest exponent (research/fidelity.md: k = 5 gives the braille
-#: output 0.97–0.98 with 2–3.6× headroom; k = 7 can overflow), the least u / v headroom a
-#: two-group layer must keep (≥ 1: the static worst case — every negative input at once, every
-#: step — never wraps u nor saturates v; for IF neurons see :data:`IF_V_RANGE_THETAS`), and
-#: the least scale gain worth a second group.
-TWO_GROUP_K_MAX = 5
-TWO_GROUP_HEADROOM = 1.0
-TWO_GROUP_MIN_GAIN = 1.5
-
-
-def _two_group_eligible(L: ChainLayer) -> bool:
-    """Dense and conv spiking layers without recurrence or skip edges (their extra matrices
-    would need groups of their own) and not TA-LIF."""
-    return (L.kind in ("fc", "conv") and L.rec_weight is None and not L.skips
-            and L.theta is not None and not L.is_talif)
-
-
-def _lava_effective(w: np.ndarray, fmt: Any) -> np.ndarray:
-    """Lava's clip + truncate of one matrix in its own sign mode (mixed: even values)."""
-    mode = fmt.weight_sign_mode(w)
-    lo, hi = fmt.weight_range(mode)
-    x = np.clip(w, lo, hi)
-    return (x // fmt.mixed_step) * fmt.mixed_step if mode == "mixed" else x
-
-
-def split_two_groups(w_tot: np.ndarray, k: int, fmt: Any
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``w_tot`` (``8 + k``-bit mantissas) as ``hi·2^k + lo`` with ``hi``, ``lo`` 8-bit
-    mantissas each in its own sign mode (mixed ``hi`` even, ``lo ≥ 0``); None where Lava's
-    clip + truncate of either would not give back ``w_tot`` exactly."""
-    w_tot = np.asarray(w_tot, dtype=np.int64)
-    mode = fmt.weight_sign_mode(w_tot)
-    if mode == "mixed":
-        hi = fmt.mixed_step * np.floor_divide(w_tot, fmt.mixed_step << k)
-    elif mode == "excitatory":
-        hi = np.floor_divide(w_tot, 1 << k)
-    else:
-        hi = -np.floor_divide(-w_tot, 1 << k)
-    lo = w_tot - hi * (1 << k)
-    back = _lava_effective(hi, fmt) * (1 << k) + _lava_effective(lo, fmt)
-    return (hi, lo) if np.array_equal(back, w_tot) else None
-
-
-def _quantize_fc(L: ChainLayer, profile: HardwareProfile
-                 ) -> tuple[QuantizedLayer, np.ndarray | None]:
-    """(q, a_bias) of a dense layer: [W | b_cur] at one scale when it has a current bias
-    (a conv layer's current bias is quantized later, per channel, at ``q.scale``)."""
-    if L.cur_bias is None or L.kind != "fc":
-        return _quantize_weighted(L, profile), None
-    n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
-    cols = [np.asarray(L.weight).reshape(n_out, -1),
-            np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1)]
-    q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)), profile)
-    return dataclasses.replace(q, weights=q.weights[:, :n_in]), q.weights[:, -1].astype(np.int32)
-
-
-#: for IF neurons (α = 1, no static bound on v): the saturating 24-bit v must hold this many
-#: thresholds on either side of 0 (saturation is exact on chip and emulator alike — a fidelity
-#: limit, not an error)
-IF_V_RANGE_THETAS = 64
-
-
-def _v_headroom(q: QuantizedLayer, profile: HardwareProfile) -> float:
-    """The report's static v headroom; for α = 1 (unbounded in time) the v range in
-    thresholds over :data:`IF_V_RANGE_THETAS` instead."""
-    rep = q.report
-    if rep["v_state_headroom"] > 0:
-        return float(rep["v_state_headroom"])
-    theta_v = profile.fixed_point.vth_scaled(max(1, int(q.vth)))
-    return profile.state_max / theta_v / IF_V_RANGE_THETAS
-
-
-def _quantize_two_groups(L: ChainLayer, profile: HardwareProfile
-                         ) -> tuple[QuantizedLayer, np.ndarray | None, np.ndarray | None, int]:
-    """The precision scheme of a dense or conv layer: one 8-bit group, or two (exponents k and 0 into
-    the same input, ``8 + k`` bits) for the largest ``k ≤`` :data:`TWO_GROUP_K_MAX` whose scale
-    grows by ≥ :data:`TWO_GROUP_MIN_GAIN` (not bound by θ, bias or u range) and keeps u and v
-    headroom ≥ :data:`TWO_GROUP_HEADROOM`; a current bias (``a_bias``, 32-bit) gets the finer
-    grid too. Returns (q with the first group's mantissas, a_bias, weights_lo or None, k)."""
-    q0, a0 = _quantize_fc(L, profile)
-    for k in range(TWO_GROUP_K_MAX, 0, -1):
-        wide = dataclasses.replace(profile, weight_bits=profile.weight_bits + k)
-        try:
-            qk, ak = _quantize_fc(L, wide)
-        except (HardwareFitError, ConfigError):
-            continue
-        rep = qk.report
-        if qk.scale < TWO_GROUP_MIN_GAIN * q0.scale or min(
-                rep["u_headroom"], _v_headroom(qk, wide)) < TWO_GROUP_HEADROOM:
-            continue
-        split = split_two_groups(qk.weights, k, profile.fixed_point)
-        if split is None:
-            continue
-        hi, lo = split
-        report = {**rep, "weight_groups": 2, "weight_group_exp": k,
-                  "scale_gain_two_groups": qk.scale / q0.scale}
-        return (dataclasses.replace(qk, weights=hi, report=report), ak,
-                lo if np.any(lo) else None, k)
-    return dataclasses.replace(q0, report={**q0.report, "weight_groups": 1}), a0, None, 0
 
 
 def graded_ok(L: ChainLayer, neuron: str, profile: HardwareProfile) -> bool:

@@ -106,6 +106,10 @@ def netx_bias(L: PlanLayer) -> np.ndarray | None:
 
 def layer_problem(L: PlanLayer, k: int) -> str | None:
     """Why plan layer ``k`` has no netx block (None: it has one)."""
+    v3 = sorted(set(L.neuron_arrays) & {"w_rec_lo", "a_bias_mant"})
+    if v3:
+        return (f"a second recurrent synapse group / a fine current bias ({', '.join(v3)}; "
+                f"netx has no recurrent block nor a bias into the current)")
     if L.neuron != "lif" or L.neuron_arrays:
         return f"neuron {L.neuron!r} (netx runs Lava's plain LIF with one du/dv per layer)"
     if L.skip_from:

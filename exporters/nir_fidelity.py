@@ -128,6 +128,27 @@ def _effective(L: Any, fmt: Any) -> np.ndarray:
     return w
 
 
+def recurrent_effective(L: Any) -> np.ndarray:
+    """The recurrent matrix the neuron process adds, in weight units:
+    ``W_rec · 2^w_rec_exp + W_rec_lo`` (one group: ``W_rec``)."""
+    w = np.asarray(L.neuron_arrays["w_rec"], np.float64)
+    if "w_rec_lo" in L.neuron_arrays:
+        w = w * 2.0 ** int(L.neuron_params["w_rec_exp"]) \
+            + np.asarray(L.neuron_arrays["w_rec_lo"], np.float64)
+    return w
+
+
+def current_bias_units(L: Any, fmt: Any) -> np.ndarray | None:
+    """The bias into the current in weight units: ``a_bias``, or the fine
+    ``a_bias_mant · 2^(a_bias_exp − activation_shift)``; None where the layer has none."""
+    if "a_bias_mant" in L.neuron_arrays:
+        return np.asarray(L.neuron_arrays["a_bias_mant"], np.float64) * 2.0 ** (
+            int(L.neuron_params["a_bias_exp"]) - fmt.activation_shift)
+    if "a_bias" in L.neuron_arrays:
+        return np.asarray(L.neuron_arrays["a_bias"], np.float64)
+    return None
+
+
 def _ablate_weights(g: DGraph, n: DNeuron, name: str, L: Any, fmt: Any) -> bool:
     fwd, rec = _syn_pred(g, name)
     if fwd is None or L.kind == "pool":
@@ -143,7 +164,7 @@ def _ablate_weights(g: DGraph, n: DNeuron, name: str, L: Any, fmt: Any) -> bool:
     syn.weight = q
     if rec is not None and "w_rec" in L.neuron_arrays and isinstance(g.nodes[rec], DLinear):
         kr = _row_factor(n, float(L.scale), n.size, False)
-        qr = _requant(g.nodes[rec].weight, np.asarray(L.neuron_arrays["w_rec"], np.float64), kr)
+        qr = _requant(g.nodes[rec].weight, recurrent_effective(L), kr)
         if qr is None:
             return False
         g.nodes[rec].weight = qr
@@ -182,11 +203,11 @@ def _ablate_threshold_bias(g: DGraph, n: DNeuron, name: str, L: Any, fmt: Any) -
         n.bias = got
         if syn is not None and syn.bias is not None:
             syn.bias = np.zeros_like(syn.bias)
-    elif "a_bias" in L.neuron_arrays and syn is not None and syn.bias is not None \
+    elif current_bias_units(L, fmt) is not None and syn is not None and syn.bias is not None \
             and isinstance(syn, DLinear):
         k = _row_factor(n, float(L.scale), n.size, False)
         q = _requant(np.asarray(syn.bias, np.float64).reshape(-1, 1),
-                     np.asarray(L.neuron_arrays["a_bias"], np.float64).reshape(-1, 1), k)
+                     current_bias_units(L, fmt).reshape(-1, 1), k)
         if q is None:
             return False
         syn.bias = q.reshape(-1)
@@ -310,7 +331,7 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
         step = 1/k (one mantissa unit in float units, k = scale·g·g_syn per row)
         zero share = #{W ≠ 0 : W_int = 0} / #{W ≠ 0}
     """
-    notes = []
+    notes = bias_driven_notes(g, plan)
     for name, k in layer_map(g, plan):
         n, L = g.nodes[name], plan.layers[k]
         fwd, _ = _syn_pred(g, name)
@@ -333,7 +354,8 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
             if L.weights_lo is not None:
                 tail = ""
             elif L.neuron.endswith("_rec"):
-                tail = "; a recurrent layer keeps one group (W_rec runs inside the neuron)"
+                tail = ("; the recurrent layer keeps one group for W and W_rec (compiled with "
+                        "weight_groups='one', or no k ≤ 5 keeps the u / v headroom checks)")
             elif L.skip_from:
                 tail = "; a layer with skip edges keeps one group"
             else:
@@ -351,6 +373,37 @@ def precision_notes(g: DGraph, plan: Any) -> list[str]:
 COARSE_BIAS_SHARE = 0.01
 
 
+def bias_driven_notes(g: DGraph, plan: Any) -> list[str]:
+    """A note per spiking layer whose float neurons fire with no input at all (driven by their
+    biases alone, run for the plan's T steps): such a neuron is an oscillator whose phase,
+    once slipped, stays slipped, so every rounding the plan keeps shows in its agreement —
+    most where its input is sparse (research/fidelity.md; benchmarks/RESULTS_fidelity.md)."""
+    pairs = layer_map(g, plan)
+    if not pairs:
+        return []
+    x = torch.zeros((int(plan.num_steps), 1, *(int(v) for v in plan.input_shape)))
+    spikes = _float_spikes(g, x)
+    spiking = [n for n in g.neurons() if g.nodes[n].spiking]
+    notes = []
+    for name, k in pairs:
+        if name not in spiking or spiking.index(name) >= len(spikes):
+            continue
+        s = spikes[spiking.index(name)].reshape(int(plan.num_steps), -1)
+        firing = (s > 0).any(0)
+        if not bool(firing.any()):
+            continue
+        L = plan.layers[k]
+        groups = (f"8 + {int(L.weight_exp)}-bit weights (two groups)"
+                  if L.weights_lo is not None else f"{plan.fixed_point.weight_bits}-bit weights")
+        notes.append(
+            f"node {g.nodes[name].source!r} ({L.name}): {int(firing.sum())} of {firing.numel()} "
+            f"neurons fire on their biases alone (no input): oscillators whose phase slips "
+            f"with every remaining rounding — the {groups}, the "
+            f"{plan.fixed_point.decay_bits}-bit decays and the per-step truncation of u and v — "
+            f"so their agreement falls where their input is sparse")
+    return notes
+
+
 def _bias_note(n: DNeuron, L: Any, fmt: Any) -> list[str]:
     """A note where the bias grid is coarse against θ: the v bias steps by
     ``2^bias_exp / (vth << 6)`` of θ, a bias into the current (``a_bias``) by ``1/vth``."""
@@ -362,8 +415,10 @@ def _bias_note(n: DNeuron, L: Any, fmt: Any) -> list[str]:
         out.append(f"node {n.source!r} ({L.name}): the v bias steps by {100 * v_step:.2g}% of "
                    f"θ (13-bit mantissa, one bias_exp {int(L.bias_exp)} per layer)")
     a_step = 1.0 / int(L.vth)
-    if "a_bias" in L.neuron_arrays and np.any(np.asarray(L.neuron_arrays["a_bias"]) != 0) \
-            and a_step > COARSE_BIAS_SHARE:
+    if "a_bias_mant" in L.neuron_arrays:  # the fine current bias: 2^e u units
+        a_step = 2.0 ** int(L.neuron_params["a_bias_exp"]) / fmt.vth_scaled(int(L.vth))
+    cur = current_bias_units(L, fmt)
+    if cur is not None and np.any(cur != 0) and a_step > COARSE_BIAS_SHARE:
         out.append(f"node {n.source!r} ({L.name}): the bias into the current steps by "
                    f"{100 * a_step:.2g}% of θ (a synaptic input on the weight grid; a "
                    f"bias-driven neuron's phase drifts with it)")

@@ -82,6 +82,23 @@ V_FLOOR_KINDS = ("sublif", "sublif" + RECURRENT_SUFFIX, "sublif" + CURRENT_BIAS_
 #: multiplies: ``a = W · n``. Not a skip-edge source and not recurrent (``w_rec`` reads 0/1).
 GRADED_KINDS = ("sublif", "sublif" + CURRENT_BIAS_SUFFIX)
 GRADED_BITS_MAX = 8
+#: Plan-version-3 precision fields of the ``*_rec`` / ``*_cb`` kinds (the input the neuron
+#: process adds itself), each written only when used:
+#:
+#: ``neuron_arrays["w_rec_lo"]`` ``[N, N]`` with ``neuron_params["w_rec_exp"] = k``: the
+#: recurrent matrix as two synapse groups of 8-bit mantissas (exponents k and 0, ``8 + k``
+#: bits), and ``neuron_arrays["a_bias_mant"]`` ``[N]`` with ``neuron_params["a_bias_exp"] = e``
+#: (instead of ``a_bias``): the bias into the current as a 13-bit mantissa with a 3-bit
+#: exponent in u units (the v bias's ranges, ``bias_mant_bits`` / ``bias_exp_max``), down to
+#: 2^−activation_shift of a weight unit::
+#:
+#:     rec = wrap_port((W_rec · s[t−1]) · 2^k + W_rec_lo · s[t−1] + a_bias)
+#:     act = wrap_port((a_forward + rec) << activation_shift + (a_bias_mant << e))
+REC_LO_KEYS = ("w_rec_lo", "w_rec_exp")
+FINE_CURRENT_BIAS_KEYS = ("a_bias_mant", "a_bias_exp")
+#: ``neuron_params`` keys and ``neuron_arrays`` keys that need plan version 3.
+V3_PARAMS = ("v_min", "graded_bits", "w_rec_exp", "a_bias_exp")
+V3_ARRAYS = ("w_rec_lo", "a_bias_mant")
 
 
 class PlanError(NeurodeployError):
@@ -389,8 +406,13 @@ class DeploymentPlan:
             elif L.neuron.endswith((RECURRENT_SUFFIX, CURRENT_BIAS_SUFFIX)):
                 rec = L.neuron.endswith(RECURRENT_SUFFIX)
                 want = {"w_rec": (L.out_size, L.out_size)} if rec else {}
-                if not rec or "a_bias" in arrays:
+                fine = "a_bias_mant" in arrays
+                if (not rec and not fine) or "a_bias" in arrays:
                     want["a_bias"] = (L.out_size,)
+                if fine:
+                    want["a_bias_mant"] = (L.out_size,)
+                if rec and "w_rec_lo" in arrays:
+                    want["w_rec_lo"] = (L.out_size, L.out_size)
                 got = {k: getattr(v, "shape", None) for k, v in arrays.items()}
                 if {k: tuple(v) if v is not None else None for k, v in got.items()} != want:
                     raise PlanError(f"{where}: a {L.neuron} layer needs neuron_arrays {want}, "
@@ -403,6 +425,10 @@ class DeploymentPlan:
                     _array_range(where, "a_bias", L.neuron_arrays["a_bias"],
                                  -(2 ** (fmt.port_bits - 1)), 2 ** (fmt.port_bits - 1) - 1,
                                  f"{fmt.port_bits}-bit synaptic input")
+                self._check_rec_precision(where, L, want)
+            elif any(k in L.neuron_params for k in ("w_rec_exp", "a_bias_exp")):
+                raise PlanError(f"{where}: neuron_params w_rec_exp / a_bias_exp on a "
+                                f"{L.neuron!r} layer; only *_rec / *_cb kinds hold them")
             elif arrays:
                 raise PlanError(f"{where}: a {L.neuron} layer has no neuron_arrays but the "
                                 f"per-neuron decays {list(PER_NEURON_DECAYS)}, got "
@@ -491,6 +517,31 @@ class DeploymentPlan:
             raise PlanError(f"{where}: mixed-sign weights_lo must be multiples of "
                             f"{fmt.mixed_step}")
 
+    def _check_rec_precision(self, where: str, L: PlanLayer, want: dict[str, Any]) -> None:
+        """The v3 precision fields of a ``*_rec`` / ``*_cb`` layer (:data:`REC_LO_KEYS`,
+        :data:`FINE_CURRENT_BIAS_KEYS`): each array with its exponent, both in range."""
+        fmt = self.fixed_point
+        if "a_bias" in want and "a_bias_mant" in want:
+            raise PlanError(f"{where}: a_bias and a_bias_mant both given (one current bias)")
+        for arr, exp, lo, hi, why in (
+                ("w_rec_lo", "w_rec_exp", 0, fmt.weight_exp_max, "recurrent group exponent"),
+                ("a_bias_mant", "a_bias_exp", 0, fmt.bias_exp_max,
+                 f"{fmt.bias_exp_bits}-bit current bias exponent")):
+            if (arr in want) != (exp in L.neuron_params):
+                raise PlanError(f"{where}: neuron_arrays {arr} and neuron_params {exp} go "
+                                f"together (one without the other)")
+            if exp in L.neuron_params:
+                _int_range(where, f"neuron_params.{exp}", L.neuron_params[exp], lo, hi, why)
+        if "w_rec_lo" in want:
+            lo_w = L.neuron_arrays["w_rec_lo"]
+            _array_range(where, "w_rec_lo", lo_w,
+                         *fmt.weight_range(fmt.weight_sign_mode(lo_w)),
+                         f"{fmt.weight_bits}-bit recurrent weight mantissas")
+        if "a_bias_mant" in want:
+            _array_range(where, "a_bias_mant", L.neuron_arrays["a_bias_mant"],
+                         fmt.bias_mant_min, fmt.bias_mant_max,
+                         f"{fmt.bias_mant_bits}-bit signed current bias mantissa")
+
     def _check_talif(self, where: str, L: PlanLayer) -> None:
         fmt = self.fixed_point
         where = f"{where}: talif"
@@ -519,8 +570,8 @@ class DeploymentPlan:
 
     def min_version(self) -> int:
         """The lowest plan version that holds every field of this plan (3 with a v floor)."""
-        return 3 if any(k in L.neuron_params for L in self.layers
-                        for k in ("v_min", "graded_bits")) or any(
+        return 3 if any(k in L.neuron_params for L in self.layers for k in V3_PARAMS) or any(
+            k in L.neuron_arrays for L in self.layers for k in V3_ARRAYS) or any(
             L.weights_lo is not None for L in self.layers) else 2
 
     def in_max(self, k: int) -> int:
@@ -615,11 +666,11 @@ class DeploymentPlan:
         raw = h.get("raw_weights", False)
         if not isinstance(raw, bool):
             raise PlanError(f"{path}: plan header raw_weights = {raw!r} must be true/false")
-        new = sorted({k for L in layers for k in ("v_min", "graded_bits")
-                      if k in L.neuron_params}
+        new = sorted({k for L in layers for k in V3_PARAMS if k in L.neuron_params}
+                     | {k for L in layers for k in V3_ARRAYS if k in L.neuron_arrays}
                      | {"weights_lo" for L in layers if L.weights_lo is not None})
         if h["version"] < 3 and new:
-            raise PlanError(f"{path}: version-{h['version']} plan carries neuron_params {new}, "
+            raise PlanError(f"{path}: version-{h['version']} plan carries {new}, "
                             f"version-3 fields")
         plan = cls(h["profile"], h["num_steps"], tuple(h["input_shape"]), layers,
                    extra["resources"], extra["quantization"], extra["source"], fixed_point=fmt,

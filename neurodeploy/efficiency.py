@@ -194,7 +194,14 @@ def plan_parameter_count(plan) -> int:
         n += int(np.asarray(L.weights).size) + int(np.asarray(L.bias_mant).size)
         n += sum(int(np.asarray(v).size) for v in L.neuron_arrays.values())
         n += sum(int(np.asarray(w).size) for w in L.skip_weights)
+        if L.weights_lo is not None:  # the second synapse group
+            n += int(np.asarray(L.weights_lo).size)
     return n
+
+
+#: neuron_arrays that are synapses (8-bit mantissas each, like the weights): the recurrent
+#: matrix and its second group; the fine current bias is a bias mantissa.
+SYNAPSE_ARRAYS = ("w_rec", "w_rec_lo")
 
 
 #: Per-neuron state and configuration bits modelled for the footprint: u and v (state_bits
@@ -207,6 +214,15 @@ def plan_footprint_bytes(plan, profile=None) -> int:
     bits = (res.get("limits", {}) or {}).get("bits_per_synapse", 8)
     if not syn:
         syn = sum(int(np.asarray(L.weights).size) for L in plan.layers) * bits // 8
+    elif any(L.weights_lo is not None for L in plan.layers):
+        # the resource map counts one synapse per (neuron, input); a second group doubles it
+        per_layer = [sum(r.get("synaptic_memory_bytes_per_core", []))
+                     for r in res.get("layers", [])]
+        syn += sum(m for L, m in zip(plan.layers, per_layer, strict=False)
+                   if L.weights_lo is not None)
+    if not res.get("layers"):
+        syn += sum(int(np.asarray(L.weights_lo).size) for L in plan.layers
+                   if L.weights_lo is not None) * bits // 8
     # skip edges' synapses (the resource map lists them apart from the per-core memory)
     syn += sum(int(r.get("skip_synapses", 0)) for r in res.get("layers", [])) * bits // 8
     fmt = getattr(plan, "fixed_point", None)
@@ -214,9 +230,13 @@ def plan_footprint_bytes(plan, profile=None) -> int:
     bias_bits = int(getattr(fmt, "bias_mant_bits", 13))
     neurons = sum(L.out_size for L in plan.layers)
     per_neuron_bits = 2 * state_bits + bias_bits
-    talif_bits = sum(int(np.asarray(v).size) * int(getattr(fmt, "talif_state_bits", 24) or 24)
-                     for L in plan.layers for v in L.neuron_arrays.values())
-    return int(syn + (neurons * per_neuron_bits + talif_bits + 7) // 8)
+    array_bits = 0
+    for L in plan.layers:
+        for key, v in L.neuron_arrays.items():
+            width = (bits if key in SYNAPSE_ARRAYS else bias_bits if key == "a_bias_mant"
+                     else int(getattr(fmt, "talif_state_bits", 24) or 24))
+            array_bits += int(np.asarray(v).size) * width
+    return int(syn + (neurons * per_neuron_bits + array_bits + 7) // 8)
 
 
 def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport:
@@ -246,6 +266,17 @@ def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport
                                     tuple(L.stride), tuple(L.padding), int(L.groups))
         params = int(np.asarray(L.weights).size) + int(np.asarray(L.bias_mant).size)
         synapses = int((w != 0).sum())
+        if L.weights_lo is not None:  # the second synapse group: its own operations
+            e2, d2, p2, n2 = _second_group(L, h, fmt, T)
+            eff, dense, params, synapses = eff + e2, dense + d2, params + p2, synapses + n2
+        for key in SYNAPSE_ARRAYS:  # W_rec (and its second group) on last step's spikes
+            if key in L.neuron_arrays:
+                wr = torch.as_tensor(np.asarray(L.neuron_arrays[key]).astype(np.int64))
+                prev = torch.cat([torch.zeros_like(out[:1]), out[:-1]]).to(torch.float64)
+                e2, d2 = count_dense(prev.reshape(T, prev.shape[1], -1), wr)
+                eff, dense = eff + e2, dense + d2
+                params += int(wr.numel())
+                synapses += int((wr != 0).sum())
         for j, ws in zip(L.skip_from, L.skip_weights, strict=True):  # skip edges' synapses
             wsk = torch.as_tensor(effective_dense_weights(np.asarray(ws), fmt))
             e2, d2 = count_dense(sources[j + 1], wsk)
@@ -261,6 +292,20 @@ def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport
     rep.extra["chip_fit"] = chip_fit(plan)
     rep.extra["pipeline_latency_steps"] = int(plan.latency)
     return rep
+
+
+def _second_group(L, h: torch.Tensor, fmt, T: int) -> tuple[float, float, int, int]:
+    """(effective ops, dense ops, parameters, synapses) of a layer's ``weights_lo`` group."""
+    from neurodeploy.bounds.plan_ibp import effective_dense_weights
+
+    if L.kind == "dense":
+        w = torch.as_tensor(effective_dense_weights(np.asarray(L.weights_lo), fmt))
+        eff, dense = count_dense(h, w)
+    else:
+        w = torch.as_tensor(np.asarray(L.weights_lo).astype(np.int64))
+        eff, dense = count_conv(h.reshape(T, h.shape[1], *L.in_shape), w,
+                                tuple(L.stride), tuple(L.padding), int(L.groups))
+    return eff, dense, int(np.asarray(L.weights_lo).size), int((w != 0).sum())
 
 
 def chip_fit(plan) -> dict[str, Any]:

@@ -684,6 +684,14 @@ def recurrent(base: Any, suffix: str = "_rec") -> Any:
 
         a_t = a_forward[t] + W_rec · s[t−1] + a_bias;   then ``base``'s step
 
+    With the plan-version-3 precision fields (:data:`~neurodeploy.exporters.plan.REC_LO_KEYS`,
+    :data:`~neurodeploy.exporters.plan.FINE_CURRENT_BIAS_KEYS`) — a second recurrent group
+    ``w_rec_lo`` under ``W_rec``'s exponent ``k = w_rec_exp``, and the current bias as
+    ``a_bias_mant << a_bias_exp`` in u units::
+
+        rec   = wrap_port((W_rec · s[t−1]) · 2^k + W_rec_lo · s[t−1] + a_bias)
+        act_t = wrap_port(act_forward[t] + (rec << activation_shift) + (a_bias_mant << e))
+
     The Lava side runs it inside the neuron process (``sims/lava_procs/sublif``), so the
     per-sample reset clears ``s[t−1]`` with u and v."""
 
@@ -696,9 +704,18 @@ def recurrent(base: Any, suffix: str = "_rec") -> Any:
             arrays = P.layer.neuron_arrays
             n = P.layer.out_size
             w = np.asarray(arrays.get("w_rec", np.zeros((n, n)))).astype(np.int64)
+            if "w_rec_lo" in arrays:  # two recurrent groups = one exact integer matrix
+                w = (w << int(P.layer.neuron_params["w_rec_exp"])) \
+                    + np.asarray(arrays["w_rec_lo"]).astype(np.int64)
             b = np.asarray(arrays.get("a_bias", np.zeros(n))).astype(np.int64)
+            fine = np.zeros(n, np.int64)
+            if "a_bias_mant" in arrays:  # the fine current bias, in u units
+                fine = np.asarray(arrays["a_bias_mant"]).astype(np.int64) \
+                    << int(P.layer.neuron_params["a_bias_exp"])
             return {"w_rec": torch.as_tensor(w, dtype=torch.float64, device=device),
                     "a_bias": torch.as_tensor(b.reshape(1, n), dtype=torch.float64,
+                                              device=device),
+                    "u_bias": torch.as_tensor(fine.reshape(1, n), dtype=torch.float64,
                                               device=device)}
 
         @staticmethod
@@ -713,8 +730,9 @@ def recurrent(base: Any, suffix: str = "_rec") -> Any:
             assert isinstance(st, RecurrentState) and st.s_prev is not None
             prev = st.s_prev.reshape(st.s_prev.shape[0], -1)
             rec = ar.matmul(prev.to(consts["w_rec"].dtype), consts["w_rec"]) + consts["a_bias"]
-            rec = ar.wrap(rec, P.fmt.port_bits).reshape(act_t.shape)
-            act = ar.wrap(act_t + rec * float(1 << P.fmt.activation_shift), P.fmt.port_bits)
+            rec = ar.wrap(rec, P.fmt.port_bits) * float(1 << P.fmt.activation_shift)
+            rec = (rec + consts["u_bias"]).reshape(act_t.shape)  # u units
+            act = ar.wrap(act_t + rec, P.fmt.port_bits)
             s, v_pre, new = base.step(ar, P, consts, NeuronState(st.u, st.v, st.theta), act, t)
             return s, v_pre, RecurrentState(new.u, new.v, new.theta, s.to(act_t.dtype))
 

@@ -399,6 +399,14 @@ def build_network(plan: DeploymentPlan, spikes: np.ndarray, schedule: Schedule,
             if "a_bias" in L.neuron_arrays:
                 a_bias = np.ascontiguousarray(
                     np.asarray(L.neuron_arrays["a_bias"])[perm]).astype(np.int32)
+            for key in ("w_rec_lo", "a_bias_mant"):  # plan-v3 precision fields
+                if key in L.neuron_arrays:
+                    a = np.asarray(L.neuron_arrays[key])
+                    common[key] = np.ascontiguousarray(
+                        a[np.ix_(perm, perm)] if a.ndim == 2 else a[perm]).astype(np.int32)
+            for key in ("w_rec_exp", "a_bias_exp"):
+                if key in L.neuron_params:
+                    common[key] = int(L.neuron_params[key])
             lif = SubLIF(**common, reset=SUBLIF_RESETS.get(L.neuron, "zero"),  # "lif": zero
                          w_rec=w_rec, a_bias=a_bias, v_min=L.neuron_params.get("v_min"),
                          graded_bits=L.neuron_params.get("graded_bits"),

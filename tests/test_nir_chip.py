@@ -78,14 +78,21 @@ def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.n
         s_all = np.zeros((T, B, n), dtype=np.uint8)
         s = np.zeros((B, n), dtype=bool)
         W_rec = np.asarray(L.neuron_arrays.get("w_rec", np.zeros((n, n))), dtype=np.int64)
+        if "w_rec_lo" in L.neuron_arrays:  # two recurrent groups: W_rec·2^k + W_rec_lo
+            W_rec = W_rec * 2 ** int(L.neuron_params["w_rec_exp"]) + np.asarray(
+                L.neuron_arrays["w_rec_lo"], dtype=np.int64)
         a_bias = np.asarray(L.neuron_arrays.get("a_bias", np.zeros(n)), dtype=np.int64)
+        u_bias = (np.asarray(L.neuron_arrays["a_bias_mant"], dtype=np.int64)
+                  * 2 ** int(L.neuron_params["a_bias_exp"])
+                  if "a_bias_mant" in L.neuron_arrays else np.zeros(n, dtype=np.int64))
         kind = L.neuron.removesuffix("_rec").removesuffix("_cb")
         v_all = np.zeros((T, B, n), dtype=np.int64)
         for t in range(T):
             a = x[t] @ W.T + s.astype(np.int64) @ W_rec.T + a_bias
             for j, w_skip in zip(L.skip_from, L.skip_weights, strict=True):
                 a = a + sources[j + 1][t] @ np.asarray(w_skip, dtype=np.int64).T
-            u = np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits) + (a << fmt.activation_shift)
+            u = (np.sign(u * fu) * (np.abs(u * fu) >> fmt.decay_bits)
+                 + (a << fmt.activation_shift) + u_bias)  # u_bias: a fine current bias
             v = np.sign(v * fv) * (np.abs(v * fv) >> fmt.decay_bits) + u + bias
             if kind == "sublif_delayed":  # last step's spike, subtracted after the decay
                 v = v - s * theta

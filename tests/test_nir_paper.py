@@ -137,8 +137,14 @@ def test_paper_graphs_compile_and_the_chip_notes_say_why():
     assert "node 'lif2' (layer2): one synapse group of 8-bit weight mantissas" in notes
     auto = compile_nir(path, load_profile("loihi2"), 100, producer="snntorch", reset="zero")
     notes = "\n".join(auto.chip_notes)
-    assert "node 'lif2'" not in notes  # two groups: its weights and current bias 32× finer
-    assert "a recurrent layer keeps one group" in notes and "node 'lif1.lif'" in notes
+    # two groups on every matrix (W_rec too) and fine current biases: no coarse grid left;
+    # what remains is said: the output neurons are bias-driven oscillators
+    assert "synapse group of" not in notes and "bias into the current steps" not in notes
+    assert ("node 'lif2' (layer2): 7 of 7 neurons fire on their biases alone (no input)"
+            in notes) and "12-bit decays and the per-step truncation of u and v" in notes
+    notes = "\n".join(one.chip_notes)
+    assert "node 'lif1.lif' (layer1): one synapse group" in notes
+    assert "the recurrent layer keeps one group for W and W_rec" in notes
     cnn = compile_nir(DATA / "cnn_sinabs.nir", load_profile("loihi2"), 20, producer="sinabs")
     assert [L.neuron_params.get("graded_bits") for L in cnn.plan.layers] == [8] * 5
     assert sum("graded spike payloads" in n for n in cnn.chip_notes) == 5

@@ -465,3 +465,41 @@ def test_certify_cli_with_plan_and_model(tmp_path, capsys) -> None:
     assert d["n"] == 24 and "(Loihi 2)" in d["verdict"] and d["verdict"] in printed
     code = main(["certify", "--eps", "0.02", "--data", "digits"])
     assert code == 2 and "--plan" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_two_synapse_groups_sound_and_the_low_group_counts(conv) -> None:
+    """A second synapse group (plan v3 ``weights_lo``) is bounded as the folded matrix
+    ``W_e·2^k + W_e(lo)``: sound on the emulator; bounds that ignore the low group are not."""
+    rng = np.random.default_rng(5)
+    if conv:
+        plan = random_conv_plan(rng, (1, 5, 5), 2, (3, 3), (1, 1), (1, 1), 2, 4, num_steps=5,
+                                weight_scale=60.0, vth=900)
+        shape = (1, 5, 5)
+    else:
+        plan = random_fc_plan(rng, (20, 16, 4), num_steps=5, du=None, bias_max=300, vth=1500,
+                              weight_scale=40.0)
+        shape = (20,)
+    layers = []
+    for L in plan.layers:
+        if L.kind == "pool":
+            layers.append(L)
+            continue
+        lo = rng.integers(0, 8, L.weights.shape).astype(np.int32)
+        layers.append(dataclasses.replace(L, weight_exp=3, weights_lo=lo))
+    plan = dataclasses.replace(plan, layers=tuple(layers))
+    plan.validate()
+    x, y = _bern(plan, shape, 4, 7)
+    g = torch.Generator().manual_seed(2)
+    r = check_plan_soundness(plan, BernoulliLinfSet(0.1), x, y, 5, 2500, g)
+    assert r.samples >= 10_000 and r.sound, r
+
+    def without_lo(p, box, *a, **k):
+        return plan_ibp_bounds(dataclasses.replace(p, layers=tuple(
+            dataclasses.replace(L, weights_lo=np.zeros_like(L.weights_lo))
+            if L.weights_lo is not None else L for L in p.layers)), box, *a, **k)
+
+    g = torch.Generator().manual_seed(2)
+    bad = check_plan_soundness(plan, BernoulliLinfSet(0.1), x, y, 5, 2500, g,
+                               bounds_fn=without_lo)
+    assert bad.total_violations > 0

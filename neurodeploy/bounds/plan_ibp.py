@@ -8,6 +8,8 @@ intervals through exactly the integer step that the emulator executes (and that 
     Dense:  W_e = truncate(clip(W, sign mode))           (Lava weightutils; mixed sign ⇒ even)
             a   = wrap32( (W_e · s) << weight_exp )        (>> −weight_exp: floor)
     Conv:   a   = wrap24( conv(s, W) )                     (pool layers are grouped convs)
+            (a second synapse group ``weights_lo``: W_e·2^weight_exp + W_e(lo) as one exact
+            matrix / kernel, exponent 0, as the kernel folds it)
     LIF:    u   = wrap24₁( wrap32( trunc0(u·(4096 − du − 1) / 4096) + wrap32(a << 6) ) )
             v   = sat24( wrap32( trunc0(v·(4096 − dv) / 4096) + u + (bias_mant << bias_exp) ) )
     TA-LIF: θ   = sat_θ( θ + trunc0(θ_v · (v − NDS[min(t, T_nds − 1)]) / 2^shift) )
@@ -214,23 +216,34 @@ def _layers(plan, fmt: PlanFormat) -> list[_LayerInt]:
     out = []
     unity = 1 << fmt.decay_bits
     for L in plan.layers:
+        v3 = sorted(set(L.neuron_arrays) & {"w_rec_lo", "a_bias_mant"})
+        if v3:  # named before the kind: these fields exist only on *_rec / *_cb kinds
+            raise ConfigError(f"plan layer {L.name}: no integer bounds for a recurrent second "
+                              f"synapse group or a fine current bias (neuron_arrays {v3})")
         if L.neuron not in ("lif", "talif"):
             raise ConfigError(f"plan layer {L.name}: no integer bounds for neuron {L.neuron!r} "
                               f"(only 'lif' and 'talif')")
         if L.skip_from:
             raise ConfigError(f"plan layer {L.name}: no integer bounds for skip edges yet")
-        if L.weights_lo is not None:
-            raise ConfigError(f"plan layer {L.name}: no integer bounds for a second synapse "
-                              f"group (weights_lo) yet")
         if "du" in L.neuron_arrays or "dv" in L.neuron_arrays:
             raise ConfigError(f"plan layer {L.name}: no integer bounds for per-neuron decays "
                               f"(neuron_arrays du/dv); the bounds use one decay per layer")
+        weight_exp = int(L.weight_exp)
         if L.kind == "dense":
-            w = torch.as_tensor(effective_dense_weights(np.asarray(L.weights), fmt), dtype=I64)
+            w64 = effective_dense_weights(np.asarray(L.weights), fmt)
+            if L.weights_lo is not None:  # two synapse groups = one exact integer matrix:
+                # (W_e·s) << k + W_e(lo)·s = (W_e·2^k + W_e(lo))·s   (k ≥ 0, plan-checked)
+                w64 = (w64 << weight_exp) + effective_dense_weights(np.asarray(L.weights_lo),
+                                                                    fmt)
+                weight_exp = 0
+            w = torch.as_tensor(w64, dtype=I64)
             if int(w.abs().sum(1).max()) >= 2 ** 52:
                 raise ConfigError(f"plan layer {L.name}: dense sums exceed 2^52")
         elif L.kind in ("conv", "pool"):
             w64 = np.asarray(L.weights).astype(np.int64)
+            if L.weights_lo is not None:  # conv: the kernel with its exponent + the second
+                w64 = (w64 << weight_exp) + np.asarray(L.weights_lo).astype(np.int64)
+                weight_exp = 0
             if int(np.abs(w64).reshape(w64.shape[0], -1).sum(1).max(initial=0)) >= 2 ** 52:
                 raise ConfigError(f"plan layer {L.name}: conv sums exceed 2^52")
             w = torch.as_tensor(w64, dtype=torch.float64)
@@ -247,7 +260,7 @@ def _layers(plan, fmt: PlanFormat) -> list[_LayerInt]:
             nds = torch.as_tensor(tal.nds, dtype=I64)
         out.append(_LayerInt(
             name=L.name, kind=L.kind, in_shape=tuple(L.in_shape), out_shape=tuple(L.out_shape),
-            weight=w, weight_exp=int(L.weight_exp), stride=tuple(L.stride),
+            weight=w, weight_exp=weight_exp, stride=tuple(L.stride),
             padding=tuple(L.padding), groups=int(L.groups),
             bias=torch.as_tensor(np.asarray(L.bias_mant).astype(np.int64) << int(L.bias_exp),
                                  dtype=I64),

@@ -93,6 +93,10 @@ def _check_layer(L: PlanLayer) -> None:
     if L.kind not in LAYER_KINDS:
         raise UnsupportedPlan(f"{where}: layer kind {L.kind!r} is not encoded "
                               f"(encoded: {LAYER_KINDS})")
+    v3 = sorted(set(L.neuron_arrays) & {"w_rec_lo", "a_bias_mant"})
+    if v3:  # plan-v3 precision fields of the *_rec / *_cb kinds, named before the kind
+        raise UnsupportedPlan(f"{where}: neuron_arrays {v3} (a second recurrent synapse "
+                              f"group / a fine current bias) are not encoded")
     if L.neuron not in NEURON_KINDS:
         raise UnsupportedPlan(f"{where}: neuron kind {L.neuron!r} is not encoded "
                               f"(encoded: {NEURON_KINDS})")

@@ -25,6 +25,8 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
     vth: int = LavaPyType(int, np.int32, precision=17)
     w_rec: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     a_bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    w_rec_lo: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    a_bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     # per-neuron decays (the process declares them with the population's shape)
     du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
     dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
@@ -35,6 +37,9 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
         self.reset = proc_params.get("reset", "subtract")
         self.recurrent = bool(proc_params.get("recurrent", False))
+        self.w_rec_exp = int(proc_params.get("w_rec_exp", 0))
+        self.fine_bias = bool(proc_params.get("fine_current_bias", False))
+        self.a_bias_exp = int(proc_params.get("a_bias_exp", 0))
         self.v_min = proc_params.get("v_min")
         bits = proc_params.get("graded_bits")
         self.n_max = None if bits is None else (1 << int(bits)) - 1
@@ -49,8 +54,10 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
             self.v *= 0
             self.s_prev[:] = False
         if self.recurrent:
-            rec = self.w_rec.astype(np.int64) @ self.s_prev.reshape(-1).astype(np.int64) \
-                + self.a_bias.astype(np.int64)
+            s_prev = self.s_prev.reshape(-1).astype(np.int64)
+            # two recurrent synapse groups: W_rec under exponent k, W_rec_lo under 0
+            rec = ((self.w_rec.astype(np.int64) @ s_prev) << self.w_rec_exp) \
+                + self.w_rec_lo.astype(np.int64) @ s_prev + self.a_bias.astype(np.int64)
             # the sum a Dense would send: an int32 word
             rec = ((rec + 2**31) % 2**32 - 2**31).reshape(self.v.shape)
             a_in_data = ((a_in_data.astype(np.int64) + rec + 2**31) % 2**32
@@ -58,7 +65,14 @@ class PySubLIFModelFixed(AbstractPyLifModelFixed):
         theta = int(self.vth) << self.vth_shift
         pending = self.v > theta  # subtract_delayed: the stored v is unreset: last spike
         self.scale_bias()
-        self.subthr_dynamics(activation_in=a_in_data)
+        if self.fine_bias:  # a bias into u below one weight unit: add it after the shift
+            act = (a_in_data.astype(np.int64) << self.act_shift) \
+                + (self.a_bias_mant.astype(np.int64) << self.a_bias_exp).reshape(self.v.shape)
+            shift, self.act_shift = self.act_shift, 0  # the shift is applied above
+            self.subthr_dynamics(activation_in=((act + 2**31) % 2**32 - 2**31).astype(np.int32))
+            self.act_shift = shift
+        else:
+            self.subthr_dynamics(activation_in=a_in_data)
         if self.reset == "none":  # non-spiking read-out: the membrane is the output
             self.s_out.send(self.v.copy())
             return

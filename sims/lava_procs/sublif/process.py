@@ -4,7 +4,10 @@ Fixed-point semantics (all integers; ``v`` in weight units · 2^threshold_shift 
 ``>>₀`` rounds toward zero; θ = vth << 6)::
 
     a  = a_in + W_rec · s[t−1] + a_bias                   (only with w_rec / a_bias)
+         (+ (W_rec · s[t−1]) · (2^k − 1) + W_rec_lo · s[t−1] with a second recurrent
+          synapse group ``w_rec_lo``, exponent ``w_rec_exp`` = k on W_rec)
     u  = wrap24( (u·(4096 − du − 1)) >>₀ 12 + (a << 6) )          Lava LIF, unchanged
+         (+ (a_bias_mant << a_bias_exp) next to a << 6: a fine current bias in u units)
     v  = sat24( (v·(4096 − dv)) >>₀ 12 + u + (bias_mant << bias_exp) )
     reset "subtract":          s = v > θ;  v[s] = v[s] − θ
     reset "subtract_delayed":  v = v − p·θ with p = (stored v > θ), the last step's spike
@@ -53,6 +56,8 @@ class SubLIF(LIFReset):
     def __init__(self, *, delayed: bool = False, reset: str | None = None,
                  w_rec: np.ndarray | None = None, a_bias: np.ndarray | None = None,
                  v_min: int | None = None, graded_bits: int | None = None,
+                 w_rec_lo: np.ndarray | None = None, w_rec_exp: int = 0,
+                 a_bias_mant: np.ndarray | None = None, a_bias_exp: int = 0,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         reset = reset or ("subtract_delayed" if delayed else "subtract")
@@ -70,7 +75,15 @@ class SubLIF(LIFReset):
         self.w_rec = Var(shape=(n, n), init=w)
         self.a_bias = Var(shape=(n,), init=np.zeros(n, np.int32) if a_bias is None
                           else np.asarray(a_bias, np.int32).reshape(n))
-        self.proc_params["recurrent"] = w_rec is not None or a_bias is not None
+        self.w_rec_lo = Var(shape=(n, n), init=np.zeros((n, n), np.int32) if w_rec_lo is None
+                            else np.asarray(w_rec_lo, np.int32))
+        self.proc_params["w_rec_exp"] = int(w_rec_exp)
+        self.a_bias_mant = Var(shape=(n,), init=np.zeros(n, np.int32) if a_bias_mant is None
+                               else np.asarray(a_bias_mant, np.int32).reshape(n))
+        self.proc_params["a_bias_exp"] = int(a_bias_exp)
+        self.proc_params["fine_current_bias"] = a_bias_mant is not None
+        self.proc_params["recurrent"] = w_rec is not None or a_bias is not None \
+            or w_rec_lo is not None
         shape = tuple(kwargs["shape"])
         for name in ("du", "dv"):  # per-neuron decays (module docstring)
             d = np.asarray(kwargs.get(name, 0))
