@@ -467,7 +467,8 @@ def exact_stage(run: AuditRun) -> None:
     function ``run -> dict``) replaces it. ``run.exact`` stays ``None`` otherwise."""
     from neurodeploy.audit.exact import exact_verification
 
-    verifier = EXACT_VERIFIER or (exact_verification if run.config.exact else None)
+    asked = bool(getattr(getattr(run, "config", None), "exact", False))
+    verifier = EXACT_VERIFIER or (exact_verification if asked else None)
     if verifier is not None:
         t0 = now()
         run.exact = verifier(run)

@@ -128,7 +128,7 @@ def run_float(args: argparse.Namespace) -> int:
     from neurodeploy.errors import ConfigError
     from neurodeploy.models import library_versions
     from neurodeploy.training.metrics import write_json_atomic
-    from neurodeploy.verify.float_milp import DELTA, verify_float_example
+    from neurodeploy.verify.float_milp import DELTA, float_layers, verify_float_example
 
     if not 0.0 <= args.eps <= 1.0 or args.samples < 1 or args.timeout <= 0:
         raise ConfigError("--eps must be in [0, 1], --samples >= 1, --timeout > 0")
@@ -137,6 +137,7 @@ def run_float(args: argparse.Namespace) -> int:
                           "model); the float model (--model) has none of them")
     test = load_dataset(args.data).test.subset(args.samples)
     model = load_model(args, tuple(test.x.shape[1:])).eval()
+    float_layers(model)  # refuses what the MILP does not encode (exit 2) before any work
     x, y = test.x.reshape(len(test.y), -1).numpy(), test.y.numpy()
     T = model.config.num_steps
     u = host_uniform(list(range(len(y))), args.seed, T, (x.shape[1],)).numpy()
