@@ -191,3 +191,19 @@ def test_exact_options_validated_and_fingerprinted(tmp_path, capsys) -> None:
     keys = {fingerprint(model, plan, AuditConfig(**kw), x, y)
             for kw in (dict(), dict(exact=True), dict(exact=True, exact_timeout=3.0))}
     assert len(keys) == 3
+
+
+def test_verify_draws_reports_a_ci(tmp_path) -> None:
+    """``verify --draws K``: the unknown-draw lower bound with its 95 % Wilson interval."""
+    from neurodeploy.cli.verify import wilson
+    from neurodeploy.sims.emulator import random_fc_plan
+
+    plan = random_fc_plan(np.random.default_rng(3), (64, 8, 10), num_steps=3)
+    plan.save(tmp_path / "p.npz")
+    out = tmp_path / "v.json"
+    assert main(["verify", "--plan", str(tmp_path / "p.npz"), "--eps", "0.02", "--samples", "3",
+                 "--timeout", "5", "--draws", "2", "--no-lava", "--out", str(out), "-q"]) == 0
+    ud = json.loads(out.read_text())["unknown_draw"]
+    assert ud["pairs"] == 6 and ud["lower_bound"] == ud["robust_pairs"] / 6
+    assert ud["ci95"] == list(wilson(ud["robust_pairs"], 6))
+    assert ud["ci95"][0] <= ud["lower_bound"] <= ud["ci95"][1]

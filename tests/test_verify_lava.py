@@ -81,3 +81,34 @@ def test_a_disagreement_is_an_error() -> None:
     with pytest.raises(LavaReplayError, match="2 of 3") as exc:
         check_replay({"replayed": 3, "agree": 1, "disagree": [4, 9]})
     assert exc.value.exit_code == 1
+
+
+@pytest.mark.long  # ~20 s: the audit's Lava stage and the replay, two Lava runs
+@pytest.mark.lava
+@needs_lava
+def test_audit_exact_counterexamples_replay_on_lava(tmp_path) -> None:
+    """``audit --exact`` with Lava: the deployed side's counterexamples (every ε) run through
+    Lava in one run and are decided as on the emulator, recorded per example."""
+    import torch
+
+    from neurodeploy.audit.run import AuditConfig, run_audit
+    from neurodeploy.data.core import load_digits_split
+    from neurodeploy.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("FC12-FC10", (1, 8, 8), num_steps=3)).eval()
+    test = load_digits_split().test
+    cfg = AuditConfig(eps=(0.1,), attacks=("fgsm",), threat_models=("known",), samples=6,
+                      lava_samples=2, certify=False, masking_checks=False, exact=True,
+                      exact_timeout=5.0)
+    report = run_audit(model, test.x, test.y, "loihi2", cfg, tmp_path / "a", quiet=True)
+    lava = report.exact["lava_replay"]
+    dep = next(r for r in report.exact["rows"] if r["side"] == "deployed")
+    broken = [r for r in dep["examples"] if r["status"] == "non_robust"]
+    assert lava["run"] and lava["replayed"] == len(broken) >= 1
+    assert lava["agree"] == lava["replayed"] and lava["output_spike_mismatches"] == 0
+    for r in dep["examples"]:
+        assert r["lava_replayed"] is (r["status"] == "non_robust")
+        if r["lava_replayed"]:
+            assert r["lava_predicted"] == r["predicted"]
+    assert any("counterexamples on Lava" in v for v in report.verdicts)
