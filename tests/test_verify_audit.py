@@ -207,3 +207,14 @@ def test_verify_draws_reports_a_ci(tmp_path) -> None:
     assert ud["pairs"] == 6 and ud["lower_bound"] == ud["robust_pairs"] / 6
     assert ud["ci95"] == list(wilson(ud["robust_pairs"], 6))
     assert ud["ci95"][0] <= ud["lower_bound"] <= ud["ci95"][1]
+
+
+@pytest.mark.parametrize("lines", ['exact = "yes"', "exact = true\nexact_timeout = -3"])
+def test_pipeline_config_exact_keys_checked_before_work(tmp_path, capsys, lines) -> None:
+    """``[audit] exact`` / ``exact_timeout`` in a pipeline config: bad values exit 2 before
+    the first stage."""
+    src = (Path(__file__).resolve().parents[1] / "configs" / "digits.toml").read_text()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(src.replace("\n[audit]\n", f"\n[audit]\n{lines}\n"))
+    assert main(["pipeline", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert "exact" in capsys.readouterr().err and not (tmp_path / "run").exists()
