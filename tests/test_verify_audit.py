@@ -218,3 +218,27 @@ def test_pipeline_config_exact_keys_checked_before_work(tmp_path, capsys, lines)
     cfg.write_text(src.replace("\n[audit]\n", f"\n[audit]\n{lines}\n"))
     assert main(["pipeline", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
     assert "exact" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_resumed_audit_reuses_the_exact_verdicts(audited, monkeypatch) -> None:
+    """The verdicts are kept in the audit's state folder: a resumed audit (same config, data
+    and out folder) reads them back instead of solving again, with the same report rows."""
+    import neurodeploy.verify as V
+    from neurodeploy.verify import float_milp
+
+    run, report, out = audited
+
+    def boom(*a, **k):
+        raise AssertionError("solved again instead of reading the state folder")
+
+    monkeypatch.setattr(V, "verify_plan", boom)
+    monkeypatch.setattr(float_milp, "verify_float_example", boom)
+    run2 = flow.prepare(run.model, run.x, run.y, "loihi2", run.config, out, None, None, True,
+                        None)
+    assert run2.state_dir == run.state_dir
+    for stage in flow.STAGES:
+        stage(run2)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(run2.exact["rows"]) == strip(json.loads(json.dumps(run.exact["rows"])))
+    assert [(r.backend, r.accuracy, r.exact) for r in run2.rows] == \
+        [(r.backend, r.accuracy, r.exact) for r in run.rows]
