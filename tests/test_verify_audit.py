@@ -242,3 +242,17 @@ def test_resumed_audit_reuses_the_exact_verdicts(audited, monkeypatch) -> None:
     assert strip(run2.exact["rows"]) == strip(json.loads(json.dumps(run.exact["rows"])))
     assert [(r.backend, r.accuracy, r.exact) for r in run2.rows] == \
         [(r.backend, r.accuracy, r.exact) for r in run.rows]
+
+
+@pytest.mark.browser
+def test_exact_table_fits_the_window(audited, tmp_path) -> None:
+    """The exact section keeps words whole and fits an 800 px and a 1280 px window."""
+    from browser_probe import chromium, probe
+
+    if chromium() is None:
+        pytest.skip("chromium not installed")
+    _, _, out = audited
+    for width in (800, 1280):
+        got = probe(Path(out) / "audit.html", width, tmp_path / f"profile{width}")
+        assert "exact" in got["tables"] and got["tables"]["exact"] <= width
+        assert got["broken"] == [] and got["wide"] == [], (width, got)
