@@ -36,7 +36,10 @@ For a model and a hardware profile the audit (stages in :mod:`neurodeploy.audit.
    ``lava_samples`` examples and reports the emulator ≡ Lava replay agreement (not accuracy);
 7. adds certification (plain LIF models), per-layer spike agreement and quantization error,
    TA-LIF threshold traces and the resource map, and writes the
-   :class:`~neurodeploy.audit.report.AuditReport` (JSON + Markdown + HTML). Verdicts
+   :class:`~neurodeploy.audit.report.AuditReport` (JSON + Markdown + HTML); with ``exact``
+   the exact verifier decides every example per ε and side under the known draw first
+   (:mod:`neurodeploy.audit.exact`: certified ≤ exact ≤ attack, the attacks' completeness).
+   Verdicts
    (:func:`~neurodeploy.audit.report.verdicts`) say "survived" only when every check ran and
    passed on both sides for that row.
 """
