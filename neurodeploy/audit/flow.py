@@ -13,7 +13,8 @@ that the JSON, Markdown and HTML are rendered from::
 - ``checks``: the gradient-masking checks per (side, threat model, ε) — every row of the table
   is backed by checks that ran on it — and escalation while one fails;
 - ``transfer``: each side's worst case also tries the other side's final adversarial inputs;
-- ``exact``: the slot for an exact verifier (``run.exact`` stays ``None`` without one);
+- ``exact``: with ``config.exact``, the exact verifier per ε on both sides under the known
+  draw (:mod:`neurodeploy.audit.exact`); ``run.exact`` stays ``None`` without it;
 - ``rows``: accuracies with intervals and the paired equivalence verdicts
   (:mod:`neurodeploy.audit.stats`, :mod:`neurodeploy.audit.verdict`).
 """
@@ -461,15 +462,20 @@ def certify_stage(run: AuditRun) -> None:
 
 
 def exact_stage(run: AuditRun) -> None:
-    """The slot for exact verification of the deployed plan: ``run.exact`` stays ``None``
-    unless a verifier is registered in :data:`EXACT_VERIFIER` (a function ``run -> dict``)."""
-    if EXACT_VERIFIER is not None:
+    """Exact verification per ε under the known draw, both sides, when ``config.exact``
+    (:mod:`neurodeploy.audit.exact`); a verifier registered in :data:`EXACT_VERIFIER` (a
+    function ``run -> dict``) replaces it. ``run.exact`` stays ``None`` otherwise."""
+    from neurodeploy.audit.exact import exact_verification
+
+    asked = bool(getattr(getattr(run, "config", None), "exact", False))
+    verifier = EXACT_VERIFIER or (exact_verification if asked else None)
+    if verifier is not None:
         t0 = now()
-        run.exact = EXACT_VERIFIER(run)
+        run.exact = verifier(run)
         run.timed("exact verification", t0)
 
 
-#: an optional exact verifier ``AuditRun -> dict`` (None: the audit has no exact stage)
+#: an optional exact verifier ``AuditRun -> dict`` overriding :mod:`neurodeploy.audit.exact`
 EXACT_VERIFIER: Callable[[AuditRun], dict[str, Any]] | None = None
 
 

@@ -43,7 +43,9 @@ class AccuracyRow:
     k of n, Wilson on the effective sample size of examples × draws for the unknown draw). ``preset``
     names the attack cascade, ``checks`` the gradient-masking outcome of the checks that ran
     on this row ("not run" otherwise), and ``upper_bound`` is true when a check of this row
-    failed or did not run (the attacks may have been too weak)."""
+    failed or did not run (the attacks may have been too weak). ``exact``: the accuracy is the
+    exact verifier's (every example decided; not an upper bound); ``exact_interval``: the
+    verifier's ``[robust, robust + unknown] / n`` beside the attack's number."""
 
     backend: str
     attack: str
@@ -58,6 +60,8 @@ class AccuracyRow:
     checks: str = ""
     upper_bound: bool = False
     ci_method: str = ""
+    exact: bool = False
+    exact_interval: list[float] | None = None
 
 
 @dataclass
@@ -378,6 +382,7 @@ def render_markdown(report: AuditReport) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += _exact_markdown(report)
     if report.layers:
         lines += ["", "## Per-layer deployment fidelity", "",
                   "| layer | neurons | " + " | ".join(LAYER_AGREEMENT_HEADER)
@@ -416,6 +421,35 @@ def render_markdown(report: AuditReport) -> str:
     lines += efficiency_markdown(report.efficiency, report.certified)
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()), ""]
     return "\n".join(lines)
+
+
+EXACT_TITLE = "Exact verification (known draw): certified ≤ exact ≤ attack"
+
+
+def _exact_markdown(report: AuditReport) -> list[str]:
+    """The exact stage's table (:mod:`neurodeploy.audit.exact_text`); empty without it."""
+    from neurodeploy.audit.exact_text import HEADER, table_rows
+
+    rows = table_rows(report)
+    if not rows:
+        return []
+    what = (report.exact or {}).get("what", "")
+    return ["", f"## {EXACT_TITLE}", "", f"{what}.", "", "| " + " | ".join(HEADER) + " |",
+            "|" + "---|" * len(HEADER), *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def _exact_html(report: AuditReport) -> str:
+    from neurodeploy.audit.exact_text import HEADER, table_rows
+
+    e = html.escape
+    rows = table_rows(report)
+    if not rows:
+        return ""
+    what = (report.exact or {}).get("what", "")
+    return (f"<h2>{e(EXACT_TITLE)}</h2><p class='meta'>{e(what)}.</p><table id='exact'><tr>"
+            + "".join(f"<th>{e(h)}</th>" for h in HEADER) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+            + "</table>")
 
 
 LAYER_AGREEMENT_HEADER = ("agreement emulator (fired spikes; mismatches)",
@@ -515,6 +549,7 @@ def render_html(report: AuditReport) -> str:
         + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
         + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
         + "</table>",
+        _exact_html(report),
     ]
     titles = {
         "accuracy_vs_eps": "Accuracy vs ε",

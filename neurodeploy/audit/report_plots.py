@@ -78,6 +78,7 @@ def accuracy_figure(report: AuditReport) -> Any:
                             color=colours[b], mfc="white" if tm == "unknown draw" else None)
         handles.append(Line2D([], [], color="#444", linestyle=ls, marker=mk,
                               mfc="white" if tm == "unknown draw" else None, label=tm))
+    handles += _exact_points(ax, report, colours)
     handles = [Line2D([], [], color=colours[b], lw=3, label=_label(b, report))
                for b in ("float", "deployed")] + handles
     ax.set_xlabel("ε (ℓ∞)")
@@ -89,6 +90,25 @@ def accuracy_figure(report: AuditReport) -> Any:
     n = report.meta.get("samples", "?")
     ax.set_title(f"Robust accuracy vs ε, float vs deployed (the same {n} samples)")
     return fig
+
+
+def _exact_points(ax: Any, report: AuditReport, colours: dict[str, str]) -> list[Any]:
+    """The exact verifier's robust accuracy per (side, ε) (:mod:`neurodeploy.audit.exact`):
+    a diamond at ``robust/n`` and a pale bar up to ``(robust + unknown)/n``; its legend entry."""
+    from matplotlib.lines import Line2D
+
+    rows = [r for r in (report.exact or {}).get("rows", []) if r.get("run")]
+    for r in rows:
+        lo, hi = (100 * v for v in r["exact_interval"])
+        c = colours.get(r["side"], "#444")
+        if hi > lo:
+            ax.plot([r["eps"], r["eps"]], [lo, hi], color=c, lw=6, alpha=0.3,
+                    solid_capstyle="butt")
+        ax.plot([r["eps"]], [lo], marker="D", color=c, mec="black", linestyle="none")
+    if not rows:
+        return []
+    return [Line2D([], [], color="#444", marker="D", mec="black", linestyle="none",
+                   label="exact, known draw (bar: undecided)")]
 
 
 def _accuracy_points(report: AuditReport, backend: str, tm: str

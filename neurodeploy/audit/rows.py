@@ -13,6 +13,13 @@ Intervals (95 %):
 
 A row's checks are the masking checks that ran on *that* row (side, threat model, ε); a row
 without them says "not run" and its accuracies are upper bounds.
+
+Exact rows (:mod:`neurodeploy.audit.exact`): under the known draw, when the exact verifier
+decided every example of a (side, ε) and nothing contradicts it, the row's robust accuracy is
+the exact ``|robust|/n`` (``exact = True``, not an upper bound; its Clopper–Pearson interval
+is then only the sampling interval over the examples) and the paired comparison uses the
+exact per-example verdicts; otherwise the attack's upper bound stays and
+``exact_interval`` is shown beside it.
 """
 
 from __future__ import annotations
@@ -21,18 +28,21 @@ from typing import Any
 
 import torch
 
+from neurodeploy.audit.exact import exact_row
 from neurodeploy.audit.report import AccuracyRow, LayerRow, row_checks
 from neurodeploy.audit.sides import SIDES, THREAT_MODELS, agreement
 from neurodeploy.audit.stats import clopper_pearson, clustered_proportion_ci, paired_change
 
 CP = "Clopper–Pearson (exact binomial)"
+CP_EXACT = CP + "; exact verdicts, so only the sampling interval over the examples"
 CLUSTER = "Wilson on the effective sample size of examples × draws (Rao–Scott)"
 
 
 def _known_row(side: str, attack: str, eps: float, ok: torch.Tensor, **kw: Any) -> AccuracyRow:
     n, k = int(ok.numel()), int(ok.sum())
+    kw.setdefault("ci_method", CP)
     return AccuracyRow(side, attack, eps, k / n, n, ci95=list(clopper_pearson(k, n)),
-                       threat_model="known draw", ci_method=CP, **kw)
+                       threat_model="known draw", **kw)
 
 
 def _unknown_row(side: str, attack: str, eps: float, ok: torch.Tensor,
@@ -75,8 +85,16 @@ def accuracy_rows(run: Any) -> tuple[list[AccuracyRow], list[dict[str, Any]]]:
                 cell = summary[side]["words"] if side in summary else "not run"
                 kw = dict(preset=preset, checks=cell, upper_bound=upper)
                 ok = run.evals[side].flags[e] if threat == "known" else run.heldout[side][e]
-                if ok.shape[0] == 1:  # deterministic: k of n
-                    rows.append(_known_row(side, "worst", e, ok[0], **kw))
+                ex = exact_row(run.exact, side, e) if threat == "known" else None
+                if ex is not None and ex["use_exact"]:  # every example decided, sound
+                    flags = torch.tensor([r["status"] == "robust" for r in ex["examples"]])
+                    rows.append(_known_row(side, "worst", e, flags, preset=preset, checks=cell,
+                                           upper_bound=False, exact=True, ci_method=CP_EXACT,
+                                           exact_interval=ex["exact_interval"]))
+                    per[side] = flags.float()
+                elif ok.shape[0] == 1:  # deterministic: k of n
+                    rows.append(_known_row(side, "worst", e, ok[0], **kw, exact_interval=(
+                        ex["exact_interval"] if ex is not None else None)))
                     per[side] = ok[0].float()
                 else:  # draws (unknown draw, or neurons noisy at inference): clustered
                     rows.append(_unknown_row(side, "worst", e, ok, tm, **kw))

@@ -36,7 +36,10 @@ For a model and a hardware profile the audit (stages in :mod:`neurodeploy.audit.
    ``lava_samples`` examples and reports the emulator ≡ Lava replay agreement (not accuracy);
 7. adds certification (plain LIF models), per-layer spike agreement and quantization error,
    TA-LIF threshold traces and the resource map, and writes the
-   :class:`~neurodeploy.audit.report.AuditReport` (JSON + Markdown + HTML). Verdicts
+   :class:`~neurodeploy.audit.report.AuditReport` (JSON + Markdown + HTML); with ``exact``
+   the exact verifier decides every example per ε and side under the known draw first
+   (:mod:`neurodeploy.audit.exact`: certified ≤ exact ≤ attack, the attacks' completeness).
+   Verdicts
    (:func:`~neurodeploy.audit.report.verdicts`) say "survived" only when every check ran and
    passed on both sides for that row.
 """
@@ -88,6 +91,10 @@ class AuditConfig:
     ``shard_size``: run the attack evaluations and the Lava replay as shards of this many
     samples (:mod:`neurodeploy.audit.sharding`; ``None``: unsharded). The numbers depend on it,
     not on how many workers run the shards.
+    ``exact``: run the exact verifier per ε under the known draw on both sides
+    (:mod:`neurodeploy.audit.exact`: certified ≤ exact ≤ attack, the attacks' completeness;
+    the exact robust accuracy replaces the attack's upper bound where every example is
+    decided); ``exact_timeout``: solver seconds per example (a timeout is "unknown").
     """
 
     eps: tuple[float, ...] = (0.05, 0.1)
@@ -111,6 +118,8 @@ class AuditConfig:
     shard_size: int | None = None
     select_draws: int = 8
     margin: float = DEFAULT_MARGIN
+    exact: bool = False
+    exact_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.eps or any(not (0 < e <= 1) for e in self.eps):
@@ -138,6 +147,12 @@ class AuditConfig:
                               f"got {self.margin}")
         if self.attack_steps < 1 or self.eot < 1 or self.masking_samples < 1:
             raise ConfigError("audit attack_steps, eot and masking_samples must be >= 1")
+        if not isinstance(self.exact, bool):
+            raise ConfigError(f"audit exact must be true or false, got {self.exact!r}")
+        if (isinstance(self.exact_timeout, bool) or not isinstance(self.exact_timeout, int | float)
+                or not 0 < self.exact_timeout < float("inf")):
+            raise ConfigError(f"audit exact_timeout must be a number of seconds > 0, got "
+                              f"{self.exact_timeout!r}")
         if self.shard_size is not None and (isinstance(self.shard_size, bool)
                                             or int(self.shard_size) < 1):
             raise ConfigError(f"audit shard_size must be an integer >= 1, got {self.shard_size!r}")

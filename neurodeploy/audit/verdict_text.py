@@ -103,25 +103,41 @@ def _ci_text(r: AccuracyRow) -> str:
 
 def accuracy_cell(r: AccuracyRow, upper: bool) -> str:
     """``71.2 % [69.2, 73.2]``, or ``≤ … (upper bound)`` when the row's checks failed or did
-    not run."""
+    not run; ``… (exact)`` for the exact verifier's figure, and the verifier's interval beside
+    an attack's number when it did not decide every example."""
     text = _pct(r.accuracy) + _ci_text(r)
-    return f"≤ {text} (upper bound)" if upper else text
+    if getattr(r, "exact", False):
+        return f"{text} (exact)"
+    iv = getattr(r, "exact_interval", None)
+    beside = f"exact [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}] %" if iv else ""
+    if upper:
+        return f"≤ {text} (upper bound{'; ' + beside if beside else ''})"
+    return f"{text} (attack; {beside})" if beside else text
 
 
-def _row_why(checks: list[Check], threat_model: str, eps: float) -> str:
+def _row_why(checks: list[Check], threat_model: str, eps: float,
+             skip: tuple[str, ...] = ()) -> str:
     """Why a row's robust accuracies are only upper bounds ("" when every check ran on it on
-    both sides and the latest round passed)."""
-    mine = checks_on_row(checks, threat_model, eps)
+    both sides and the latest round passed). Sides in ``skip`` (their figure is exact) need
+    no checks."""
+    mine = [c for c in checks_on_row(checks, threat_model, eps) if c.backend not in skip]
     summary = checks_summary(mine)
     failed = [c for c in mine if not c.passed and c.round == summary[c.backend]["round"]]
     if failed:
         return "; ".join(f"check {c.name} failed on side {c.backend} ({_short_numbers(c)})"
                          for c in failed)
-    missing = [s for s in ("float", "deployed") if s not in summary]
+    missing = [s for s in ("float", "deployed") if s not in summary and s not in skip]
     if missing:
         return (f"no gradient-masking checks ran on this row ({threat_model}, ε={eps:g}) on side "
                 f"{' and '.join(missing)}")
     return ""
+
+
+def _exact_sides(report: AuditReport, threat_model: str, eps: float) -> tuple[str, ...]:
+    """The sides whose robust accuracy at (threat model, ε) is the exact verifier's."""
+    return tuple(s for s in ("float", "deployed")
+                 if (r := report.lookup(s, "worst", eps, threat_model)) is not None
+                 and getattr(r, "exact", False))
 
 
 def comparison_words(cmp: dict[str, Any], margin: float, robust: bool) -> str:
@@ -175,7 +191,7 @@ def verdicts(report: AuditReport) -> list[str]:
             if not (f and d):
                 continue
             cmp = report.comparison(tm, eps)
-            why = _row_why(report.checks, tm, eps)
+            why = _row_why(report.checks, tm, eps, _exact_sides(report, tm, eps))
             head = (f"Robust accuracy at ε={eps:g} ({tm}, {f.preset or 'attacks'}): "
                     f"{_label('float', report)} {accuracy_cell(f, bool(why))}, "
                     f"{dep} {accuracy_cell(d, bool(why))}")
@@ -186,6 +202,9 @@ def verdicts(report: AuditReport) -> list[str]:
                 lines.append(f"{head} — inconclusive: no paired comparison recorded.")
             else:
                 lines.append(f"{head}: robustness {comparison_words(cmp, margin, True)}.")
+    from neurodeploy.audit.exact_text import exact_lines
+
+    lines += exact_lines(report)
     rep = report.replay
     if rep.get("lava_skipped"):
         lines.append(f"Lava replay skipped: {rep['lava_skipped']} — the emulator ≡ Lava "
@@ -211,7 +230,8 @@ def verdicts(report: AuditReport) -> list[str]:
 def _checks_lines(report: AuditReport) -> list[str]:
     """The closing sentence on the gradient-masking checks."""
     rows = [(tm, e) for tm in report.threat_models() for e in report.epsilons()]
-    whys = [(tm, e, _row_why(report.checks, tm, e)) for tm, e in rows]
+    whys = [(tm, e, _row_why(report.checks, tm, e, _exact_sides(report, tm, e)))
+            for tm, e in rows]
     rounds = len(report.escalation)
     esc = f" after {rounds} escalation round{'s' if rounds != 1 else ''}" if rounds else ""
     if report.checks and not any(w for _, _, w in whys):
@@ -234,7 +254,8 @@ def _checks_lines(report: AuditReport) -> list[str]:
 
 def verdict_is_bad(lines: list[str]) -> bool:
     """A verdict box is marked red when a line says a drop, a failure or no conclusion."""
-    keys = ("NOT", "FAILED", "inconclusive", "dropped by", "masking suspect", "DISAGREE")
+    keys = ("NOT", "FAILED", "inconclusive", "dropped by", "masking suspect", "DISAGREE",
+            "VIOLATION")
     return any(k in v for v in lines for k in keys)
 
 

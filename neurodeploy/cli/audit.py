@@ -11,7 +11,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from neurodeploy.cli.argtypes import count_or_all, positive_int
+from neurodeploy.cli.argtypes import count_or_all, positive_float, positive_int
 from neurodeploy.cli.common import add_common, add_model_args, load_model, progress_disabled
 from neurodeploy.cli.export import PRODUCER_NAMES, TORCH_PRODUCERS, add_torch_module_args
 from neurodeploy.scale.cli import ScaleOptions, add_scale_args, scale_options
@@ -163,6 +163,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-certify", action="store_true", help="skip S-IBP/S-CROWN certification")
     p.add_argument("--no-masking-checks", action="store_true",
                    help="skip gradient-masking checks (no verdict can then say 'survived')")
+    p.add_argument("--exact", action="store_true",
+                   help="also run the exact verifier per ε under the known draw on both sides "
+                   "(certified <= exact <= attack, the attacks' completeness; the exact robust "
+                   "accuracy replaces the attack's upper bound where every example is decided)")
+    p.add_argument("--exact-timeout", type=positive_float, default=10.0,
+                   help="with --exact: solver seconds per example (a timeout is 'unknown', "
+                   "never robust)")
     g = p.add_argument_group("a NIR file as --model (float side: the NIR interpreter)")
     g.add_argument("--plan", default=None, metavar="PLAN.npz",
                    help="the deployment plan of the .nir (from `export --nir`); default: compile "
@@ -212,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         lava_samples=None if args.lava_samples < 0 else args.lava_samples,
         seed=args.seed, certify=not args.no_certify, masking_checks=not args.no_masking_checks,
         shard_size=scale.shard_size if scale is not None else None,
+        exact=args.exact, exact_timeout=args.exact_timeout,
     )
     x, plan, info = data.x, None, None
     if args.torch_module:

@@ -13,8 +13,11 @@ checked inside the ball in exact arithmetic and replayed on the emulator) or ``u
 ``--draws K`` adds K fresh maps per example (unknown draw): the fraction robust over all
 (example, draw) pairs is a lower bound on unknown-draw robust accuracy (with a 95 % Wilson
 interval; unknowns count as not robust). ``--workers N`` runs shards on Ray (results equal
-the serial run: every example's map depends on its index only). Exit codes: 0 done, 2 bad
-input or a plan field the encoding does not cover.
+the serial run: every example's map depends on its index only). Every counterexample is
+also replayed on the real Lava runner when the Lava environment is there (``--lava`` requires
+it, ``--no-lava`` skips it): Lava must decide it as the emulator does. Exit codes: 0 done,
+1 a counterexample that Lava decides differently (the JSON is written first), 2 bad input or
+a plan field the encoding does not cover, 4 ``--lava`` without the Lava environment.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ def register(subparsers: Any) -> None:
                    help="skip the fast counterexample search, solver only (default: the search runs)")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
+    p.add_argument("--lava", default=None, action=argparse.BooleanOptionalAction,
+                   help="replay every counterexample on the real Lava runner (its decision "
+                        "must equal the emulator's, else exit 1); default: when the Lava "
+                        "environment (.venv-lava) is there; --lava requires it (exit 4 "
+                        "without), --no-lava skips it")
     p.add_argument("--attack", default=None, metavar="ATTACKS",
                    help="with --sandwich: the attack cascade (e.g. auto, auto-demo) on the "
                         "deployed classifier with the same maps: exact <= attack, per example")
@@ -120,12 +128,16 @@ def run_float(args: argparse.Namespace) -> int:
     from neurodeploy.errors import ConfigError
     from neurodeploy.models import library_versions
     from neurodeploy.training.metrics import write_json_atomic
-    from neurodeploy.verify.float_milp import DELTA, verify_float_example
+    from neurodeploy.verify.float_milp import DELTA, float_layers, verify_float_example
 
     if not 0.0 <= args.eps <= 1.0 or args.samples < 1 or args.timeout <= 0:
         raise ConfigError("--eps must be in [0, 1], --samples >= 1, --timeout > 0")
+    if args.lava or args.sandwich or args.draws:
+        raise ConfigError("--lava, --sandwich and --draws apply to --plan (the deployed "
+                          "model); the float model (--model) has none of them")
     test = load_dataset(args.data).test.subset(args.samples)
     model = load_model(args, tuple(test.x.shape[1:])).eval()
+    float_layers(model)  # refuses what the MILP does not encode (exit 2) before any work
     x, y = test.x.reshape(len(test.y), -1).numpy(), test.y.numpy()
     T = model.config.num_steps
     u = host_uniform(list(range(len(y))), args.seed, T, (x.shape[1],)).numpy()
@@ -162,6 +174,13 @@ def run_plan(args: argparse.Namespace) -> int:
 
     plan, x, y = _load(args)
     scale = scale_options(args)
+    if args.lava:  # required: refuse before any work
+        from neurodeploy.errors import EnvironmentMissingError
+        from neurodeploy.sims.lava_env import lava_missing_reason
+
+        reason = lava_missing_reason()
+        if reason is not None:
+            raise EnvironmentMissingError(f"--lava: {reason}")
     n = len(y)
     seeds = [args.seed] + [args.seed + 1 + k for k in range(args.draws)]
     payload = {"plan": plan, "x": x, "y": y, "eps": args.eps, "timeout": args.timeout,
@@ -192,11 +211,41 @@ def run_plan(args: argparse.Namespace) -> int:
         record["sandwich"] = _sandwich(args, plan, x, y, per_draw[0])
     if args.draws:
         record["unknown_draw"] = unknown_draw_bound(per_draw[1:], seeds[1:])
+    record["lava_replay"] = _lava_replay(args, plan, x.shape[1], per_draw[0])
     print(format_summary(record))
     if args.out:
         write_json_atomic(Path(args.out), record)
         print(f"wrote {args.out}")
+    if record["lava_replay"].get("disagree"):
+        from neurodeploy.verify.lava_replay import check_replay
+
+        check_replay(record["lava_replay"])  # exit 1, after the evidence is written
     return 0
+
+
+def _lava_replay(args: argparse.Namespace, plan: Any, n_feat: int,
+                 examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counterexamples of the known draw on Lava (:mod:`neurodeploy.verify.lava_replay`):
+    ``--lava`` requires the Lava environment, ``--no-lava`` skips, default: when it is there."""
+    from neurodeploy.encoding import host_uniform
+    from neurodeploy.errors import EnvironmentMissingError
+    from neurodeploy.sims.lava_env import lava_missing_reason, warn_lava_missing
+    from neurodeploy.verify.lava_replay import replay_on_lava
+
+    for e in examples:
+        e["lava_replayed"] = False
+    if args.lava is False:
+        return {"run": False, "why": "--no-lava"}
+    if not any(e.get("counterexample") is not None for e in examples):
+        return {"run": False, "why": "no counterexample to replay", "replayed": 0}
+    reason = lava_missing_reason()
+    if reason is not None:
+        if args.lava:
+            raise EnvironmentMissingError(f"--lava: {reason}")
+        warn_lava_missing("verify's counterexample replay")
+        return {"run": False, "why": reason}
+    u = host_uniform(list(range(len(examples))), args.seed, plan.num_steps, (n_feat,)).numpy()
+    return {"run": True, **replay_on_lava(plan, examples, u)}  # columns of u: the indices
 
 
 def _sandwich(args: argparse.Namespace, plan: Any, x: Any, y: Any,
@@ -267,6 +316,11 @@ def format_summary(rec: dict[str, Any]) -> str:
         lines.append(f"sandwich: certified {w['certified']:.4f} <= exact "
                      f"[{w['exact'][0]:.4f}, {w['exact'][1]:.4f}]{att}"
                      + ("" if w["consistent"] else f"  VIOLATED: {w['violations']}"))
+    lava = rec.get("lava_replay") or {}
+    if lava.get("run"):
+        lines.append(f"Lava replay of counterexamples: {lava['agree']} of {lava['replayed']} "
+                     f"decided as on the emulator"
+                     + ("" if not lava["disagree"] else f"  DISAGREE: {lava['disagree']}"))
     if "unknown_draw" in rec:
         u = rec["unknown_draw"]
         lines.append(f"unknown draw: robust accuracy >= {u['lower_bound']:.4f} "
