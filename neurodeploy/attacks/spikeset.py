@@ -13,7 +13,7 @@ and every member is reached by a real image.
 Search (greedy top-k level moves, issue 21), per example, on the exact spiking forward:
 
 1. ``g[t, p] = ∂L/∂s[t, p]`` of the ranking loss through the spiking network with a backward
-   surrogate (``grad_mode``: the preset runs fast-sigmoid slopes 5, 10, 15 and 25, not only the
+   surrogate (``grad_mode``: the preset runs fast-sigmoid slopes 5, 10 and 20, not only the
    model's own);
 2. linearised gain of level j at pixel p: ``G_p[j] = Σ_{r < j} g[order_p[r], p]`` (prefix sums in
    u order); the best feasible level ``j*_p = argmax G_p[j]`` and its gain
