@@ -44,19 +44,25 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    ===================  ==========================  ============  ===========  ====  ===========
 
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
-6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
+7. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
+   blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
+   runs of 32 proposals per iteration) — it finds counterexamples where the surrogate
+   gradients rank the moves the wrong way (the exact verifier's, on the digits plan).
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
-restart; Square 1000), ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip
-searches at 40 × 1 and 80 × 1, Square 300) for the embedded digits demo.
+restart; Square 1000; spike-block 2 runs), ``auto-demo`` (sweep 15, main 50 × 1, 3 targets,
+the first 2 spike-flip searches at 40 × 1 and 80 × 1, Square 300, spike-block 2 runs) for the
+embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
 level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, steeper
 fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts; under the
 known draw (``known_draw=True``) every spike-flip search of the preset runs again with
-``2^level`` × its iterations and one more restart.
+``2^level`` × its iterations and one more restart, and the block search with ``2^level`` × its
+runs.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class Budget:
     spikeset_restarts: int
     square_queries: int
     flips: int = 3
+    block_restarts: int = 2
 
 
 BUDGETS = {
@@ -181,6 +188,8 @@ def preset(
     specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets},
                   "apgd-t"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
+    if known_draw and bernoulli:
+        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts}, "spike-block"))
     return specs
 
 
@@ -229,6 +238,8 @@ def escalation(
         for (name, p, label), _ in _flip_specs(b, s):
             specs.append((name, {**p, "n_iter": p["n_iter"] * mult,
                                  "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
+        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts * mult},
+                      f"esc{level}:spike-block"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 
