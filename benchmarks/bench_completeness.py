@@ -135,6 +135,9 @@ def main() -> int:
     ap.add_argument("--preset", default="auto", choices=("auto", "auto-demo"))
     ap.add_argument("--out", default="runs/completeness.json")
     ap.add_argument("--append", default=None)
+    ap.add_argument("--verdicts", default=None,
+                    help="reuse the verifier's verdicts of an earlier --out JSON (same plan, data, "
+                         "n, ε, timeout); only the attack runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     eps = [float(e) for e in args.eps.split(",")]
@@ -151,8 +154,9 @@ def main() -> int:
     name = args.name or Path(args.plan).parent.name
     lines = [HEADER]
     print(HEADER, flush=True)
+    old = json.loads(Path(args.verdicts).read_text())["per_eps"] if args.verdicts else {}
     for e in eps:
-        ver = verify(plan, x, y, u, e, args.timeout)
+        ver = old[str(e)]["verifier"] if str(e) in old else verify(plan, x, y, u, e, args.timeout)
         c = compare(atk["robust"][str(e)], ver)
         rec["per_eps"][str(e)] = {"verifier": ver, "comparison": c}
         lines.append(row(name, e, c, atk["cpu_s"], ver))

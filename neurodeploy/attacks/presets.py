@@ -47,14 +47,14 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
 7. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
-   runs of 32 proposals per iteration) — it finds counterexamples where the surrogate
+   runs of ``block_batch`` proposals per iteration) — it finds counterexamples where the surrogate
    gradients rank the moves the wrong way (the exact verifier's, on the digits plan).
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
-restart; Square 1000; spike-block 2 runs), ``auto-demo`` (sweep 15, main 50 × 1, 3 targets,
-the first 2 spike-flip searches at 40 × 1 and 80 × 1, Square 300, spike-block 2 runs) for the
-embedded digits demo.
+restart; Square 1000; spike-block 2 runs of 16 proposals), ``auto-demo`` (sweep 15, main
+50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and 80 × 1, Square 300, spike-block
+2 runs of 32 proposals) for the embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
@@ -88,11 +88,12 @@ class Budget:
     square_queries: int
     flips: int = 3
     block_restarts: int = 2
+    block_batch: int = 16
 
 
 BUDGETS = {
     "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3),
-    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2),
+    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32),
 }
 
 # (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
@@ -189,7 +190,8 @@ def preset(
                   "apgd-t"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
     if known_draw and bernoulli:
-        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts}, "spike-block"))
+        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts,
+                                      "batch": b.block_batch}, "spike-block"))
     return specs
 
 
@@ -238,8 +240,8 @@ def escalation(
         for (name, p, label), _ in _flip_specs(b, s):
             specs.append((name, {**p, "n_iter": p["n_iter"] * mult,
                                  "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
-        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts * mult},
-                      f"esc{level}:spike-block"))
+        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts * mult,
+                                      "batch": b.block_batch}, f"esc{level}:spike-block"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 
