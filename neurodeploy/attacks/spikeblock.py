@@ -6,9 +6,8 @@ The gradient-ranked flip searches follow a surrogate gradient; where that gradie
 wrong way (issue 21: counterexamples the exact verifier found and the flips missed on the digits
 plan), random *blocks* of level moves still find them. Per example, per iteration:
 
-1. ``batch`` proposals, each moving every free pixel (``jlo < jhi``) with probability
-   ``b / F`` (``F`` free pixels, ``b`` the current block size, ``F/4`` at the start) to a random
-   feasible level — the lowest with probability 0.4, the highest with 0.4, uniform otherwise
+1. ``batch`` proposals, each moving ``b`` random free pixels (``jlo < jhi``; ``b`` the current
+   block size, ``F/4`` of the ``F`` free pixels at the start) to a random feasible level — the lowest with probability 0.4, the highest with 0.4, uniform otherwise
    (the extremes flip the most spikes);
 2. all proposals of all active examples are scored in one batched exact forward of the
    classifier on the images that produce those levels (:func:`~neurodeploy.attacks.spikeset.image_of`):
@@ -92,13 +91,15 @@ def _score(classifier: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
     return s.detach(), ~is_correct(z.detach(), y)
 
 
-def _propose(lv: _Levels, cur: torch.Tensor, block: torch.Tensor, nfree: torch.Tensor,
-             batch: int, gen: torch.Generator) -> torch.Tensor:
+def _propose(lv: _Levels, cur: torch.Tensor, block: torch.Tensor, batch: int,
+             gen: torch.Generator) -> torch.Tensor:
     """``batch`` proposals per example ``[batch, m, P]`` (module docstring, step 1)."""
     shape = (batch, *cur.shape)
     free = lv.jhi > lv.jlo
-    p = (block.float() / nfree.clamp(min=1).float()).unsqueeze(1)
-    sel = (rand(shape, gen, lv.lo) < p) & free
+    keys = rand(shape, gen, lv.lo).masked_fill(~free, 2.0)  # non-free pixels sort last
+    kth = keys.sort(-1).values.gather(-1, (block - 1).clamp(min=0).view(1, -1, 1)
+                                      .expand(batch, -1, 1))
+    sel = (keys <= kth) & free  # exactly min(block, F) random free pixels
     r = rand(shape, gen, lv.lo)
     span = (lv.jhi - lv.jlo + 1).float()
     uni = torch.minimum(lv.jlo + (rand(shape, gen, lv.lo) * span).long(), lv.jhi)
@@ -145,7 +146,7 @@ def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
         if act.numel() == 0:
             break
         la, m = _rows(lv, act), act.numel()
-        props = _propose(la, cur[act], block[act], nfree[act], cfg.batch, gen)
+        props = _propose(la, cur[act], block[act], cfg.batch, gen)
         rep = act.repeat(cfg.batch)
         imgs = image_of(_rows(lv, rep), props.reshape(cfg.batch * m, -1), x[rep])
         s, f = _score(classifier, imgs, y[rep], rep)
