@@ -128,6 +128,28 @@ def reference(clf: Any, x: torch.Tensor, y: torch.Tensor, eps: float, rows: torc
     return {int(rows[i]): b for i, b in enumerate(by) if b is not None}, time.process_time() - t
 
 
+def block_addon(args: argparse.Namespace, model: str, eps: float, out: Path) -> dict[str, Any]:
+    """The preset's last step (``spike-block``, known draw) run separately on the points a
+    finished ``auto`` run (``<tag>.new.json`` of a tree without it) left robust: its breaks and
+    CPU seconds, so that run + this add-on = the preset with the step (its own seeds)."""
+    from neurodeploy.attacks.engine import evaluate_robustness
+    from neurodeploy.attacks.presets import preset
+
+    if out.is_file():
+        return json.loads(out.read_text())
+    rec = json.loads(out.with_name(out.name.replace(".block.json", ".new.json")).read_text())
+    clf, x, y = build(model, args.samples, Path(args.shared))
+    rows = torch.tensor([i for i, r in enumerate(rec["robust"]) if r], dtype=torch.long)
+    spec = [s for s in preset(args.preset) if s[0] == "spike-block"]
+    t = time.process_time()
+    r = evaluate_robustness(clf.select(rows), x[rows], y[rows], spec, [eps], quiet=True)
+    by = r.broken_by[float(eps)]
+    res = {"spec": [list(s) for s in spec], "cpu_s": time.process_time() - t,
+           "rows": rows.tolist(), "broken": [int(rows[i]) for i, b in enumerate(by) if b]}
+    out.write_text(json.dumps(res))
+    return res
+
+
 def masking(clf: Any, x: torch.Tensor, y: torch.Tensor, eps: float, m: int) -> list[dict]:
     from neurodeploy.attacks.masking import run_masking_checks
     from neurodeploy.attacks.presets import main_gradient
@@ -256,6 +278,8 @@ def main() -> None:
     ap.add_argument("--append", default=None)
     ap.add_argument("--report", action="store_true",
                     help="only tabulate finished results (running the flip-alone rows)")
+    ap.add_argument("--block-addon", action="store_true",
+                    help="run only the spike-block add-on on finished <model>_eps<ε>.new.json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="plain", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
@@ -265,6 +289,14 @@ def main() -> None:
         worker(args)
         return
     torch.set_num_threads(args.threads)
+    if args.block_addon:
+        for model in args.models.split(","):
+            for eps in (float(e) for e in args.eps.split(",")):
+                tag = f"{model}_eps{eps:g}"
+                b = block_addon(args, model, eps, Path(args.out) / f"{tag}.block.json")
+                print(f"{tag}: spike-block broke {len(b['broken'])} of {len(b['rows'])} "
+                      f"({b['broken']}), {b['cpu_s']:.1f} s CPU", flush=True)
+        return
     if args.report:
         print("\n".join([HEADER, *report(args)]))
         return

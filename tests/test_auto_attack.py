@@ -88,7 +88,9 @@ def test_preset_structure_and_escalation():
     names = [s[0] for s in specs]
     labels = [s[2] for s in specs]
     assert len(set(labels)) == len(labels)
-    assert names[-1] == "square" and specs[-1][1]["n_queries"] >= 1000
+    # Square, then (known draw) the gradient-free spike-block search last
+    assert names[-2:] == ["square", "spike-block"] and specs[-2][1]["n_queries"] >= 1000
+    assert [s[0] for s in preset("auto", stochastic=True)][-1] == "square"
     main = [s for s in specs if s[2] == "apgd-ce"][0][1]
     assert main["n_iter"] >= 100 and main["n_restarts"] >= 2
     assert "apgd-t" in names and "spike-set" in names

@@ -32,29 +32,37 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    miss;
 3. **APGD-CE** (``main_iter`` ≥ 100 iterations, ``restarts`` restarts) and **APGD-DLR** on the
    output membrane, fast-sigmoid-5 with the sigmoid:50 encoder backward;
-4. **spike-flip searches with other surrogates** (known draw only; one row each):
+4. **spike-flip searches with other surrogates** (known draw only; one row each; smaller k and
+   longer than the first — the long small-k searches are what broke the points the k = 64,
+   100-iteration searches left robust, issue 21):
 
-   ===================  ==========================  ============  ===========
-   label                ranking backward            ranking loss  accepted on
-   ===================  ==========================  ============  ===========
-   spike-set:fs10-mix   fast-sigmoid, slope 10      CE, membrane  CW + CE
-   spike-set:fs15-cw    fast-sigmoid, slope 15      CW, membrane  CW margin
-   spike-set:fs25-mix   fast-sigmoid, slope 25      CE, membrane  CW + CE
-   ===================  ==========================  ============  ===========
+   ===================  ==========================  ============  ===========  ====  ===========
+   label                ranking backward            ranking loss  accepted on  k     iterations
+   ===================  ==========================  ============  ===========  ====  ===========
+   spike-set:fs10-mix   fast-sigmoid, slope 10      CE, membrane  CW + CE      32    2 × budget
+   spike-set:fs20-cw    fast-sigmoid, slope 20      CW, membrane  CW margin    16    4 × budget
+   ===================  ==========================  ============  ===========  ====  ===========
 
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
-6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free).
+6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
+7. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
+   blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
+   runs of ``block_batch`` proposals per iteration) — it finds counterexamples where the surrogate
+   gradients rank the moves the wrong way (the exact verifier's, on the digits plan).
 
-Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 4 spike-flip searches of
-100 iterations with k = 64 — 2 restarts for the first, 1 for the late three —, Square 1000), ``auto-demo`` (sweep 15, main 50 × 1,
-3 targets, the first 2 spike-flip searches at 40 × 1, Square 300) for the embedded digits demo.
+Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
+k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
+restart; Square 1000; spike-block 2 runs of 16 proposals), ``auto-demo`` (sweep 15, main
+50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and 80 × 1, Square 300, spike-block
+2 runs of 32 proposals) for the embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
 level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, steeper
 fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts; under the
 known draw (``known_draw=True``) every spike-flip search of the preset runs again with
-``2^level`` × its iterations and one more restart.
+``2^level`` × its iterations and one more restart, and the block search with ``2^level`` × its
+runs.
 """
 
 from __future__ import annotations
@@ -78,13 +86,14 @@ class Budget:
     spikeset_iter: int
     spikeset_restarts: int
     square_queries: int
-    flips: int = 4
-    spikeset_k: int = 64
+    flips: int = 3
+    block_restarts: int = 2
+    block_batch: int = 16
 
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=4),
-    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3),
+    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32),
 }
 
 # (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
@@ -99,13 +108,13 @@ SWEEP: tuple[tuple[str, str, str, str], ...] = (
 )
 MAIN = {"grad_mode": "bptt:fast_sigmoid:5", "input_grad": "sigmoid:50", "loss_on": "membrane"}
 
-# (label, grad_mode, ranking loss, exact objective, after the main APGD runs) of the spike-flip
-# searches; see the module docstring's second table
-FLIPS: tuple[tuple[str, str, str, str, bool], ...] = (
-    ("spike-set", "bptt:fast_sigmoid:5", "ce", "ce", False),
-    ("spike-set:fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", True),
-    ("spike-set:fs15-cw", "bptt:fast_sigmoid:15", "margin", "cw", True),
-    ("spike-set:fs25-mix", "bptt:fast_sigmoid:25", "ce", "mix", True),
+# (label, grad_mode, ranking loss, exact objective, after the main APGD runs, k, iterations as a
+# multiple of the budget's spikeset_iter) of the spike-flip searches; see the module docstring's
+# second table
+FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
+    ("spike-set", "bptt:fast_sigmoid:5", "ce", "ce", False, 64, 1),
+    ("spike-set:fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", True, 32, 2),
+    ("spike-set:fs20-cw", "bptt:fast_sigmoid:20", "margin", "cw", True, 16, 4),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
@@ -180,18 +189,22 @@ def preset(
     specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets},
                   "apgd-t"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
+    if known_draw and bernoulli:
+        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts,
+                                      "batch": b.block_batch}, "spike-block"))
     return specs
 
 
 def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
-    """The spike-flip searches of budget ``b`` (``FLIPS``), each with its place flag; the late
-    ones (after the main APGD runs) with one restart fewer (at least one)."""
+    """The spike-flip searches of budget ``b`` (``FLIPS``), each with its place flag: ``k`` and
+    ``mult × spikeset_iter`` iterations of its ``FLIPS`` row; the late ones (after the main
+    APGD runs) with one restart fewer (at least one)."""
     out = []
-    for label, grad, loss, objective, late in FLIPS[: b.flips]:
+    for label, grad, loss, objective, late, k, mult in FLIPS[: b.flips]:
         restarts = max(1, b.spikeset_restarts - 1) if late else b.spikeset_restarts
         out.append((("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
-                                   "n_iter": b.spikeset_iter, "n_restarts": restarts,
-                                   "k": b.spikeset_k}, label), late))
+                                   "n_iter": b.spikeset_iter * mult, "n_restarts": restarts,
+                                   "k": k}, label), late))
     return out
 
 
@@ -227,6 +240,8 @@ def escalation(
         for (name, p, label), _ in _flip_specs(b, s):
             specs.append((name, {**p, "n_iter": p["n_iter"] * mult,
                                  "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
+        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts * mult,
+                                      "batch": b.block_batch}, f"esc{level}:spike-block"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 

@@ -13,7 +13,7 @@ and every member is reached by a real image.
 Search (greedy top-k level moves, issue 21), per example, on the exact spiking forward:
 
 1. ``g[t, p] = ∂L/∂s[t, p]`` of the ranking loss through the spiking network with a backward
-   surrogate (``grad_mode``: the preset runs fast-sigmoid slopes 5, 10, 15 and 25, not only the
+   surrogate (``grad_mode``: the preset runs fast-sigmoid slopes 5, 10 and 20, not only the
    model's own);
 2. linearised gain of level j at pixel p: ``G_p[j] = Σ_{r < j} g[order_p[r], p]`` (prefix sums in
    u order); the best feasible level ``j*_p = argmax G_p[j]`` and its gain
@@ -180,7 +180,9 @@ class _Search:
     def exact(self, j: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(objective, fooled)`` of levels ``j`` ``[m, P]`` for examples ``rows`` (``[m]``,
         repeats allowed: several candidates of one example are evaluated in one batch)."""
-        s = spikes_of(self.rows(rows), j).view(self.T, rows.numel(), *self.shape)
+        # only the ranks are gathered: the candidate batch is C × the active examples
+        s = (self.lv.rank[:, rows] < j.unsqueeze(0)).float().view(self.T, rows.numel(),
+                                                                   *self.shape)
         with torch.no_grad():
             z = self.fn(s)
         yy = self.y[rows]
@@ -317,6 +319,24 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
     return j, obj, won
 
 
+@dataclass(frozen=True)
+class BuiltSpikes:
+    """Pass-through encoder for the search's own spike trains ``[T, B, …]``: they are built
+    from levels (:func:`spikes_of`), so values are in {0, 1} by construction and the value scan
+    of :class:`~neurodeploy.encoding.SpikePassThrough` (a tenth of a search's time) is skipped;
+    the step count is still checked."""
+
+    num_steps: int
+    name: str = "spikes"
+    stochastic: bool = False
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.shape[0] != self.num_steps:
+            raise ConfigError(f"spike input has {x.shape[0]} steps, the model expects "
+                              f"{self.num_steps}")
+        return x
+
+
 class SpikeSet(Attack):
     """Known-draw spike-set search (module docstring); needs a classifier with a known map."""
 
@@ -325,7 +345,6 @@ class SpikeSet(Attack):
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
         from neurodeploy.classifier import SNNClassifier
-        from neurodeploy.encoding import SpikePassThrough
 
         enc = getattr(classifier, "encoder", None)
         if not isinstance(classifier, SNNClassifier) or enc is None or enc.stochastic or \
@@ -335,7 +354,7 @@ class SpikeSet(Attack):
                               "FixedBernoulliEncoder)")
         model = classifier.model
         u = enc.uniform(x)
-        spk = SNNClassifier(model, SpikePassThrough(model.config.num_steps))
+        spk = SNNClassifier(model, BuiltSpikes(model.config.num_steps))
         spk.aux_logits = "membrane"
         fn: Any = spk
         if self.config.fused:
