@@ -5,7 +5,10 @@ Two searches, both judged by the bit-exact emulator (only its decision counts):
 1. the audit's known-draw spike-set search (:func:`~neurodeploy.attacks.spikeset.spike_set_search`)
    on the deployed model — emulator forward, hardware-twin gradient
    (:class:`~neurodeploy.audit.deployed.DeployedSpikes`);
-2. a gradient-free block search: batches of proposals that move random blocks of pixels to
+2. a gradient-free block search, restarted ``restarts`` times from the clean levels with a
+   continuing random stream (the restarts are where the search gains: measured on the digits
+   plan at ε 0.1, ten restarts refuted 6 of the 19 examples a single search and 10 s of
+   CP-SAT left undecided): batches of proposals that move random blocks of pixels to
    random reachable levels (extremes favoured), the best kept when it raises the score
    ``max_{j≠y}(c_j − c_y + ½·[j < y]) + 10⁻³·tanh(Δv / θ)`` (> 0 ⇔ misclassified; Δv the
    output membrane margin breaks ties on count plateaus).
@@ -108,12 +111,21 @@ def twin_search(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, x: np.ndar
     return level
 
 
+#: settings of the restarted block searches (longer than the first, cheaper one)
+RESTART_SEARCH = {"iters": 200, "batch": 128, "patience": 20}
+
+
 def find_counterexample(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, x: np.ndarray,
-                        u: np.ndarray, y: int, eps: float, seed: int, twin: bool = True
-                        ) -> np.ndarray | None:
-    """Both searches in turn; a level vector whose exact replay misclassifies, or None."""
+                        u: np.ndarray, y: int, eps: float, seed: int, twin: bool = True,
+                        restarts: int = 1) -> np.ndarray | None:
+    """The twin search, then up to ``restarts`` block searches (one random stream: the first
+    is the single search of earlier versions, so more restarts never find less; the others
+    run with :data:`RESTART_SEARCH`); a level
+    vector whose exact replay misclassifies, or None."""
     rng = np.random.default_rng(seed)
     tries = [lambda: block_search(emulator, plan, lv, y, rng)]
+    tries += [lambda: block_search(emulator, plan, lv, y, rng, **RESTART_SEARCH)
+              for _ in range(max(1, restarts) - 1)]
     if twin:
         tries.insert(0, lambda: twin_search(plan, emulator, lv, x, u, y, eps, seed))
     for run in tries:

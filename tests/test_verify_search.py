@@ -1,0 +1,30 @@
+"""The counterexample search of the exact verifier: restarts keep the first search's finds,
+and every level vector it returns misclassifies on the bit-exact emulator."""
+
+from __future__ import annotations
+
+from neurodeploy.verify.exhaustive import enumerate_levels
+from neurodeploy.verify.search import emulator_predict, find_counterexample
+from tests.test_verify import _case
+
+
+def test_restarted_search_keeps_first_finds_and_replays() -> None:
+    found = {1: 0, 3: 0}
+    non_robust = 0
+    for seed in range(400, 425):
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        robust, _ = enumerate_levels(plan, emu, lv, y)
+        non_robust += not robust
+        hits = {}
+        for restarts in (1,) if robust else (1, 3):   # on a robust case any find is a bug
+            level = find_counterexample(plan, emu, lv, lv.x, lv.u, y, eps, seed, False,
+                                        restarts)
+            hits[restarts] = level is not None
+            if level is not None:
+                assert not robust, seed
+                assert emulator_predict(emu, plan, lv.spikes(level)[:, None, :])[0] != y
+            found[restarts] += hits[restarts]
+        if not robust:
+            assert hits[3] or not hits[1], seed    # the first search is the old single one
+    assert non_robust >= 5 and found[1] >= 3
+    assert found[3] >= found[1]
