@@ -1,5 +1,6 @@
-"""The counterexample search of the exact verifier: restarts keep the first search's finds,
-and every level vector it returns misclassifies on the bit-exact emulator."""
+"""The counterexample search of the exact verifier: restarts keep the first search's finds, a
+spent time budget starts no restart, and every level vector it returns misclassifies on the
+bit-exact emulator."""
 
 from __future__ import annotations
 
@@ -26,5 +27,11 @@ def test_restarted_search_keeps_first_finds_and_replays() -> None:
             found[restarts] += hits[restarts]
         if not robust:
             assert hits[3] or not hits[1], seed    # the first search is the old single one
+            # a spent budget starts no restart: exactly the single search's answer
+            once = find_counterexample(plan, emu, lv, lv.x, lv.u, y, eps, seed, False, 1)
+            spent = find_counterexample(plan, emu, lv, lv.x, lv.u, y, eps, seed, False, 3,
+                                        budget=0.0)
+            assert (once is None) == (spent is None), seed
+            assert once is None or (once == spent).all(), seed
     assert non_robust >= 5 and found[1] >= 3
     assert found[3] >= found[1]

@@ -36,6 +36,8 @@ STATUSES = ("robust", "non_robust", "unknown")
 ENUMERATE_LIMIT = 4096
 #: block-search restarts per example before the solver (see :mod:`.search`)
 SEARCH_RESTARTS = 10
+#: seconds after which no further block-search restart starts (wall clock, like the solver's)
+SEARCH_BUDGET = 10.0
 
 
 class VerifyError(NeurodeployError):
@@ -108,11 +110,13 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
                    eps: float, timeout: float, workers: int = 1, index: int = 0,
                    search: bool = True, seed: int = 0, twin: bool = True,
                    enumerate_limit: int = ENUMERATE_LIMIT,
-                   search_restarts: int = SEARCH_RESTARTS) -> ExampleResult:
+                   search_restarts: int = SEARCH_RESTARTS,
+                   search_budget: float | None = SEARCH_BUDGET) -> ExampleResult:
     """The pipeline of the module docstring for one example (``x`` any shape, ``u``
     ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
     inputs with at most ``enumerate_limit`` level combinations are decided by enumeration;
-    ``search_restarts`` block searches run before the solver."""
+    ``search_restarts`` block searches run before the solver, none started after
+    ``search_budget`` seconds."""
     from neurodeploy.verify.exhaustive import enumerate_levels
     from neurodeploy.verify.intmodel import encode
 
@@ -138,7 +142,7 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
         return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
     if search:
         level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
-                                    twin, search_restarts)
+                                    twin, search_restarts, search_budget)
         if level is not None:
             return done("non_robust", "search", level, model=enc.stats)
     status, level, sec = solve(enc, lv, timeout, workers)
@@ -176,7 +180,8 @@ class VerifyResult:
 def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: float,
                 timeout: float = 60.0, workers: int = 1, search: bool = True, seed: int = 0,
                 indices: list[int] | None = None, progress: Any = None,
-                search_restarts: int = SEARCH_RESTARTS) -> VerifyResult:
+                search_restarts: int = SEARCH_RESTARTS,
+                search_budget: float | None = SEARCH_BUDGET) -> VerifyResult:
     """Exact known-draw verdicts of ``plan`` on examples ``x`` ``[N, *shape]`` with labels
     ``y`` ``[N]`` and host maps ``u`` ``[T, N, *shape]`` (:func:`neurodeploy.encoding.host_uniform`)
     at budget ``eps``: the function the audit calls.
@@ -189,7 +194,7 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
     indices : example indices recorded in the results (default 0 … N−1).
     progress : called with 1 after each example.
     search_restarts : block-search restarts before the solver (1: the single search of
-        earlier versions).
+        earlier versions); ``search_budget``: no restart starts after this many seconds.
     """
     from neurodeploy.sims.emulator import Emulator
 
@@ -201,7 +206,8 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
     for i in range(len(y)):
         out.append(verify_example(plan, emulator, x[i], int(y[i]), u[:, i], eps, timeout,
                                   workers, idx[i], search, seed,
-                                  search_restarts=search_restarts))
+                                  search_restarts=search_restarts,
+                                  search_budget=search_budget))
         if progress is not None:
             progress(1)
     return VerifyResult(float(eps), out)

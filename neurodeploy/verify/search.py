@@ -19,6 +19,7 @@ emulator and misclassified; the searches' own float arithmetic never decides any
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -117,18 +118,22 @@ RESTART_SEARCH = {"iters": 200, "batch": 128, "patience": 20}
 
 def find_counterexample(plan: DeploymentPlan, emulator: Any, lv: PixelLevels, x: np.ndarray,
                         u: np.ndarray, y: int, eps: float, seed: int, twin: bool = True,
-                        restarts: int = 1) -> np.ndarray | None:
+                        restarts: int = 1, budget: float | None = None) -> np.ndarray | None:
     """The twin search, then up to ``restarts`` block searches (one random stream: the first
     is the single search of earlier versions, so more restarts never find less; the others
-    run with :data:`RESTART_SEARCH`); a level
-    vector whose exact replay misclassifies, or None."""
+    run with :data:`RESTART_SEARCH`; once ``budget`` seconds have passed no further restart
+    starts — the twin and the first block search always run); a level vector whose exact
+    replay misclassifies, or None."""
+    t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     tries = [lambda: block_search(emulator, plan, lv, y, rng)]
     tries += [lambda: block_search(emulator, plan, lv, y, rng, **RESTART_SEARCH)
               for _ in range(max(1, restarts) - 1)]
     if twin:
         tries.insert(0, lambda: twin_search(plan, emulator, lv, x, u, y, eps, seed))
-    for run in tries:
+    for k, run in enumerate(tries):
+        if k >= 1 + twin and budget is not None and time.perf_counter() - t0 > budget:
+            break
         level = run()
         if level is not None:
             pred = emulator_predict(emulator, plan, lv.spikes(level)[:, None, :])[0]
