@@ -35,3 +35,26 @@ def test_restarted_search_keeps_first_finds_and_replays() -> None:
             assert once is None or (once == spent).all(), seed
     assert non_robust >= 5 and found[1] >= 3
     assert found[3] >= found[1]
+
+
+def test_search_score_of_solver_cases() -> None:
+    """Where the searches ran and found nothing, the result records their best score: at
+    least the clean input's, and no flip (≤ the 10⁻³ membrane tie-break) on robust cases."""
+    from neurodeploy.verify import verify_example
+    from neurodeploy.verify.search import _scores
+
+    checked = 0
+    for seed in range(200, 230):
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=True, twin=False,
+                           enumerate_limit=0, search_restarts=2)
+        if r.how not in ("solver", "timeout"):
+            assert r.search_score is None
+            continue
+        clean = _scores(emu, plan, lv.spikes(lv.clean)[:, None, :], y)[0]
+        assert r.search_score is not None and r.search_score >= clean - 1e-12, seed
+        if r.status == "robust":
+            assert r.search_score <= 1e-3, seed
+            assert r.record()["search_score"] == round(r.search_score, 4)
+            checked += 1
+    assert checked >= 5

@@ -29,7 +29,7 @@ import numpy as np
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.verify.levels import PixelLevels, pixel_levels, witness_image
-from neurodeploy.verify.search import emulator_predict, find_counterexample
+from neurodeploy.verify.search import SearchTrace, emulator_predict, find_counterexample
 
 STATUSES = ("robust", "non_robust", "unknown")
 #: inputs with at most this many level combinations are decided by running them all
@@ -49,7 +49,10 @@ class VerifyError(NeurodeployError):
 @dataclass
 class ExampleResult:
     """One example's verdict. ``how``: clean / search / intervals / solver / timeout;
-    ``image``: the counterexample (flat, exact-checked) for non_robust."""
+    ``image``: the counterexample (flat, exact-checked) for non_robust; ``search_score``: the
+    best score the searches reached when they ran and found nothing (:class:`SearchTrace`:
+    ``max_{j≠y}(c_j − c_y + ½[j < y])`` plus a membrane tie-break below 10⁻³; negative —
+    how far from a flip they stayed)."""
 
     index: int
     label: int
@@ -60,6 +63,7 @@ class ExampleResult:
     model: dict[str, int] = field(default_factory=dict)
     image: np.ndarray | None = None
     predicted: int | None = None
+    search_score: float | None = None
 
     def record(self) -> dict[str, Any]:
         d = {"index": self.index, "label": self.label, "status": self.status, "how": self.how,
@@ -68,6 +72,8 @@ class ExampleResult:
         if self.image is not None:
             d["counterexample"] = [float(v) for v in self.image]
             d["predicted"] = self.predicted
+        if self.search_score is not None:
+            d["search_score"] = round(self.search_score, 4)
         return d
 
 
@@ -140,14 +146,17 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     if lv.combinations <= enumerate_limit:
         robust, level = enumerate_levels(plan, emulator, lv, int(y))
         return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
+    trace = None
     if search:
+        trace = SearchTrace()
         level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
-                                    twin, search_restarts, search_budget)
+                                    twin, search_restarts, search_budget, trace)
         if level is not None:
             return done("non_robust", "search", level, model=enc.stats)
     status, level, sec = solve(enc, lv, timeout, workers)
+    score = trace.best if trace is not None and np.isfinite(trace.best) else None
     return done(status, "timeout" if status == "unknown" else "solver", level,
-                solver_seconds=sec, model=enc.stats)
+                solver_seconds=sec, model=enc.stats, search_score=score)
 
 
 @dataclass
