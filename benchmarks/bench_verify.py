@@ -20,6 +20,9 @@ Make the plans first, e.g.::
     python benchmarks/bench_verify.py --digits-plan runs/digits/export/plan.npz \\
         --mnist-plan certified=runs/cert/plan.npz --mnist-plan plain=runs/plain/plan.npz \\
         --mnist-data <mnist folder> --out-dir runs/bench_verify
+
+``--ray-only`` skips the serial MNIST runs; ``--results-dir benchmarks/results/verify`` also
+saves every run's per-example verdicts (counterexample images above 256 pixels left out).
 """
 
 from __future__ import annotations
