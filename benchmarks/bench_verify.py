@@ -20,6 +20,9 @@ Make the plans first, e.g.::
     python benchmarks/bench_verify.py --digits-plan runs/digits/export/plan.npz \\
         --mnist-plan certified=runs/cert/plan.npz --mnist-plan plain=runs/plain/plan.npz \\
         --mnist-data <mnist folder> --out-dir runs/bench_verify
+
+``--ray-only`` skips the serial MNIST runs; ``--results-dir benchmarks/results/verify`` also
+saves every run's per-example verdicts (counterexample images above 256 pixels left out).
 """
 
 from __future__ import annotations
@@ -27,22 +30,45 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+#: counterexample images larger than this many pixels are left out of the saved verdicts
+MAX_SAVED_IMAGE = 256
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
 
 def run_one(name: str, args: list[str], out: Path) -> dict:
-    """One ``neurodeploy verify`` run; its JSON plus the wall time and load beside it."""
+    """One ``neurodeploy verify`` run; its JSON plus the wall time, the CPU seconds of the
+    command (its own process tree as waited for: Ray's worker processes are not included)
+    and the load before and after."""
     load = os.getloadavg()[0]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _child_cpu()
     cmd = [sys.executable, "-m", "neurodeploy", "verify", *args, "--out", str(out), "-q"]
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     rec = json.loads(out.read_text())
-    rec["bench"] = {"name": name, "wall_s": time.perf_counter() - t0, "load_before": load,
+    rec["bench"] = {"name": name, "wall_s": time.perf_counter() - t0,
+                    "cpu_s": _child_cpu() - c0, "load_before": load,
+                    "load_after": os.getloadavg()[0],
                     "command": " ".join(["neurodeploy verify", *args])}
     return rec
+
+
+def save_verdicts(rec: dict, path: Path) -> None:
+    """The run's JSON without counterexample images above :data:`MAX_SAVED_IMAGE` pixels."""
+    keep = json.loads(json.dumps(rec))
+    for e in keep["examples"]:
+        if len(e.get("counterexample", ())) > MAX_SAVED_IMAGE:
+            e.pop("counterexample")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keep, indent=1))
 
 
 def row(rec: dict) -> str:
@@ -53,11 +79,12 @@ def row(rec: dict) -> str:
     how = ", ".join(f"{k} {v}" for k, v in s["how"].items())
     return (f"| {b['name']} | {rec['eps']} | {rec['n']} | {s['decided_fraction']:.0%} | "
             f"{c['robust']}/{c['non_robust']}/{c['unknown']} | {acc} | {how} | "
-            f"{s['seconds_per_example']:.1f} | {b['wall_s']:.0f} | {b['load_before']:.1f} |")
+            f"{s['seconds_per_example']:.1f} | {b['wall_s']:.0f} | {b.get('cpu_s', 0):.0f} | "
+            f"{b['load_before']:.1f}–{b.get('load_after', b['load_before']):.1f} |")
 
 
 HEADER = ("| run | ε | n | decided | robust/non-robust/unknown | exact robust acc. | how | "
-          "s/example | wall s | load |\n|---|---|---|---|---|---|---|---|---|---|")
+          "s/example | wall s | CPU s | load |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def compare_solvers(plan_path: str, data: str, eps: float, n: int, timeout: float) -> str:
@@ -100,6 +127,11 @@ def compare_solvers(plan_path: str, data: str, eps: float, n: int, timeout: floa
     return "\n".join(lines)
 
 
+def _save(results_dir: str | None, rec: dict, name: str) -> None:
+    if results_dir:
+        save_verdicts(rec, Path(results_dir) / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", type=int, default=0, metavar="N",
                    help="instead: CP-SAT vs HiGHS on the digits plan's first N examples")
     p.add_argument("--compare-eps", type=float, default=0.05)
+    p.add_argument("--ray-only", action="store_true",
+                   help="MNIST: only the Ray-sharded run (no serial run)")
+    p.add_argument("--results-dir", default=None,
+                   help="also save each run's verdicts here (large images left out)")
     a = p.parse_args(argv)
     if a.compare:
         print(compare_solvers(a.digits_plan, "digits", a.compare_eps, a.compare, a.timeout))
@@ -127,19 +163,23 @@ def main(argv: list[str] | None = None) -> int:
             "--plan", a.digits_plan, "--data", "digits", "--eps", "0.1", "--samples", str(n),
             "--timeout", str(a.timeout), "--threads", "2"], out / "digits_e0.1.json"))
         print(row(recs[-1]), flush=True)
+        _save(a.results_dir, recs[-1], "digits_e0.1.json")
     for spec in a.mnist_plan:
         name, plan = spec.split("=", 1)
         for eps in a.eps.split(","):
             n = a.samples or 100
             base = ["--plan", plan, "--data", a.mnist_data, "--eps", eps, "--samples", str(n),
                     "--timeout", str(a.timeout)]
-            recs.append(run_one(f"MNIST {name}, serial", base, out / f"{name}_{eps}.json"))
-            print(row(recs[-1]), flush=True)
+            if not a.ray_only:
+                recs.append(run_one(f"MNIST {name}, serial", base, out / f"{name}_{eps}.json"))
+                print(row(recs[-1]), flush=True)
+                _save(a.results_dir, recs[-1], f"mnist_{name}_e{eps}_n{n}.json")
             recs.append(run_one(f"MNIST {name}, {a.workers} Ray workers",
                                 [*base, "--workers", str(a.workers), "--shard-size",
                                  str(max(1, n // (2 * a.workers)))],
                                 out / f"{name}_{eps}_ray.json"))
             print(row(recs[-1]), flush=True)
+            _save(a.results_dir, recs[-1], f"mnist_{name}_e{eps}_n{n}_ray.json")
     print(HEADER)
     for r in recs:
         print(row(r))

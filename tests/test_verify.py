@@ -67,7 +67,7 @@ def _sweep(seeds: range, search: bool = False, twin: bool = False, enumerate_lim
         plan, emu, x, u, y, eps, lv = _case(seed)
         truth, _ = enumerate_levels(plan, emu, lv, y)
         r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=search,
-                           twin=twin, enumerate_limit=enumerate_limit)
+                           twin=twin, enumerate_limit=enumerate_limit, search_restarts=3)
         assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
         seen[r.how] = seen.get(r.how, 0) + 1
     return seen

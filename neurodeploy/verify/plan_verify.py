@@ -9,7 +9,9 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
    example is ``robust`` without a solver call;
 3. **enumeration** of every level combination on the emulator when there are at most
    :data:`ENUMERATE_LIMIT`, else the **search** of :mod:`neurodeploy.verify.search`;
-4. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
+4. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the interval
+   pass at every node (:mod:`neurodeploy.verify.branch`): robust when every leaf is proved;
+5. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
    (a proof), a solution → ``non_robust``, no answer in time → ``unknown`` (never robust).
 
 Every counterexample is a real image checked inside the ε-ball exactly
@@ -29,11 +31,15 @@ import numpy as np
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.verify.levels import PixelLevels, pixel_levels, witness_image
-from neurodeploy.verify.search import emulator_predict, find_counterexample
+from neurodeploy.verify.search import SearchTrace, emulator_predict, find_counterexample
 
 STATUSES = ("robust", "non_robust", "unknown")
 #: inputs with at most this many level combinations are decided by running them all
 ENUMERATE_LIMIT = 4096
+#: block-search restarts per example before the solver (see :mod:`.search`)
+SEARCH_RESTARTS = 10
+#: seconds after which no further block-search restart starts (wall clock, like the solver's)
+SEARCH_BUDGET = 10.0
 
 
 class VerifyError(NeurodeployError):
@@ -44,8 +50,12 @@ class VerifyError(NeurodeployError):
 
 @dataclass
 class ExampleResult:
-    """One example's verdict. ``how``: clean / search / intervals / solver / timeout;
-    ``image``: the counterexample (flat, exact-checked) for non_robust."""
+    """One example's verdict. ``how``: clean / intervals / enumeration / search / branch /
+    solver / timeout;
+    ``image``: the counterexample (flat, exact-checked) for non_robust; ``search_score``: the
+    best score the searches reached when they ran and found nothing (:class:`SearchTrace`:
+    ``max_{j≠y}(c_j − c_y + ½[j < y])`` plus a membrane tie-break below 10⁻³; negative —
+    how far from a flip they stayed)."""
 
     index: int
     label: int
@@ -56,6 +66,7 @@ class ExampleResult:
     model: dict[str, int] = field(default_factory=dict)
     image: np.ndarray | None = None
     predicted: int | None = None
+    search_score: float | None = None
 
     def record(self) -> dict[str, Any]:
         d = {"index": self.index, "label": self.label, "status": self.status, "how": self.how,
@@ -64,6 +75,8 @@ class ExampleResult:
         if self.image is not None:
             d["counterexample"] = [float(v) for v in self.image]
             d["predicted"] = self.predicted
+        if self.search_score is not None:
+            d["search_score"] = round(self.search_score, 4)
         return d
 
 
@@ -105,10 +118,16 @@ def solve(enc: Any, lv: PixelLevels, timeout: float, workers: int
 def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u: np.ndarray,
                    eps: float, timeout: float, workers: int = 1, index: int = 0,
                    search: bool = True, seed: int = 0, twin: bool = True,
-                   enumerate_limit: int = ENUMERATE_LIMIT) -> ExampleResult:
+                   enumerate_limit: int = ENUMERATE_LIMIT,
+                   search_restarts: int = SEARCH_RESTARTS,
+                   search_budget: float | None = SEARCH_BUDGET,
+                   branch_seconds: float = 0.0) -> ExampleResult:
     """The pipeline of the module docstring for one example (``x`` any shape, ``u``
     ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
-    inputs with at most ``enumerate_limit`` level combinations are decided by enumeration."""
+    inputs with at most ``enumerate_limit`` level combinations are decided by enumeration;
+    ``search_restarts`` block searches run before the solver, none started after
+    ``search_budget`` seconds; ``branch_seconds > 0`` runs the interval branch-and-bound of
+    :mod:`.branch` for that long before the solver (``how`` = ``branch`` when it proves)."""
     from neurodeploy.verify.exhaustive import enumerate_levels
     from neurodeploy.verify.intmodel import encode
 
@@ -132,14 +151,23 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     if lv.combinations <= enumerate_limit:
         robust, level = enumerate_levels(plan, emulator, lv, int(y))
         return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
+    trace = None
     if search:
+        trace = SearchTrace()
         level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
-                                    twin)
+                                    twin, search_restarts, search_budget, trace)
         if level is not None:
             return done("non_robust", "search", level, model=enc.stats)
+    if branch_seconds > 0:
+        from neurodeploy.verify.branch import branch_and_bound
+
+        proved, _ = branch_and_bound(plan, lv, int(y), branch_seconds)
+        if proved:
+            return done("robust", "branch", model=enc.stats)
     status, level, sec = solve(enc, lv, timeout, workers)
+    score = trace.best if trace is not None and np.isfinite(trace.best) else None
     return done(status, "timeout" if status == "unknown" else "solver", level,
-                solver_seconds=sec, model=enc.stats)
+                solver_seconds=sec, model=enc.stats, search_score=score)
 
 
 @dataclass
@@ -171,7 +199,10 @@ class VerifyResult:
 
 def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: float,
                 timeout: float = 60.0, workers: int = 1, search: bool = True, seed: int = 0,
-                indices: list[int] | None = None, progress: Any = None) -> VerifyResult:
+                indices: list[int] | None = None, progress: Any = None,
+                search_restarts: int = SEARCH_RESTARTS,
+                search_budget: float | None = SEARCH_BUDGET,
+                branch_seconds: float = 0.0) -> VerifyResult:
     """Exact known-draw verdicts of ``plan`` on examples ``x`` ``[N, *shape]`` with labels
     ``y`` ``[N]`` and host maps ``u`` ``[T, N, *shape]`` (:func:`neurodeploy.encoding.host_uniform`)
     at budget ``eps``: the function the audit calls.
@@ -183,6 +214,10 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
     search : run the fast counterexample search before the solver.
     indices : example indices recorded in the results (default 0 … N−1).
     progress : called with 1 after each example.
+    search_restarts : block-search restarts before the solver (1: the single search of
+        earlier versions); ``search_budget``: no restart starts after this many seconds.
+    branch_seconds : seconds of interval branch-and-bound over pixel levels before the
+        solver (:mod:`.branch`; 0: off).
     """
     from neurodeploy.sims.emulator import Emulator
 
@@ -193,7 +228,10 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
     out = []
     for i in range(len(y)):
         out.append(verify_example(plan, emulator, x[i], int(y[i]), u[:, i], eps, timeout,
-                                  workers, idx[i], search, seed))
+                                  workers, idx[i], search, seed,
+                                  search_restarts=search_restarts,
+                                  search_budget=search_budget,
+                                  branch_seconds=branch_seconds))
         if progress is not None:
             progress(1)
     return VerifyResult(float(eps), out)
