@@ -96,17 +96,9 @@ def float_certified(model: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray,
                     eps: float) -> np.ndarray:
     """Per example: S-IBP or S-CROWN proves every float margin ``> 0`` on the level box."""
     from neurodeploy.bounds.certify import is_verified, margin_bounds
-    from neurodeploy.bounds.perturbation import InputBox
-    from neurodeploy.verify.levels import pixel_levels
+    from neurodeploy.verify.sandwich import level_box
 
-    lo, hi = [], []
-    for i in range(len(y)):
-        lv = pixel_levels(x[i], u[:, i], eps)
-        lo.append(lv.spikes(np.array([r[0] for r in lv.levels])))
-        hi.append(lv.spikes(np.array([r[-1] for r in lv.levels])))
-    shape = (u.shape[0], len(y), *model.config.input_shape)
-    box = InputBox(torch.as_tensor(np.stack(lo, 1), dtype=torch.float32).reshape(shape),
-                   torch.as_tensor(np.stack(hi, 1), dtype=torch.float32).reshape(shape), {})
+    box = level_box(x, u, eps, tuple(model.config.input_shape))
     with torch.no_grad():
         out, _ = margin_bounds(model, box, torch.as_tensor(y).long(), ("ibp", "crown"))
     return (is_verified(out["ibp"]) | is_verified(out["crown"])).numpy()

@@ -25,20 +25,27 @@ from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.verify.levels import pixel_levels
 
 
-def plan_ibp_certified(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarray,
-                       eps: float) -> np.ndarray:
-    """Per example: plan S-IBP proves every margin ``c_y − c_j > 0`` on the level box."""
+def level_box(x: np.ndarray, u: np.ndarray, eps: float, input_shape: tuple[int, ...]) -> Any:
+    """The spike box of the known-draw ε-ball: per example and pixel, the spike trains of its
+    lowest and highest reachable level (``[T, N, *input_shape]`` lower/upper spikes)."""
     from neurodeploy.bounds.perturbation import InputBox
-    from neurodeploy.bounds.plan_ibp import plan_ibp_bounds, plan_margin_lower
 
     lo, hi = [], []
-    for i in range(len(y)):
+    for i in range(u.shape[1]):
         lv = pixel_levels(x[i], u[:, i], eps)
         lo.append(lv.spikes(np.array([r[0] for r in lv.levels])))
         hi.append(lv.spikes(np.array([r[-1] for r in lv.levels])))
-    shape = (plan.num_steps, len(y), *plan.input_shape)
-    box = InputBox(torch.as_tensor(np.stack(lo, 1), dtype=torch.float32).reshape(shape),
-                   torch.as_tensor(np.stack(hi, 1), dtype=torch.float32).reshape(shape), {})
+    shape = (u.shape[0], u.shape[1], *input_shape)
+    return InputBox(torch.as_tensor(np.stack(lo, 1), dtype=torch.float32).reshape(shape),
+                    torch.as_tensor(np.stack(hi, 1), dtype=torch.float32).reshape(shape), {})
+
+
+def plan_ibp_certified(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarray,
+                       eps: float) -> np.ndarray:
+    """Per example: plan S-IBP proves every margin ``c_y − c_j > 0`` on the level box."""
+    from neurodeploy.bounds.plan_ibp import plan_ibp_bounds, plan_margin_lower
+
+    box = level_box(x, u, eps, tuple(plan.input_shape))
     margin = plan_margin_lower(plan_ibp_bounds(plan, box), torch.as_tensor(y).long())
     return (margin > 0).all(1).numpy()
 
