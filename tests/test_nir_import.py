@@ -414,12 +414,17 @@ def test_cubalif_compiles_with_current_decay_and_leak_bias():
     # v_leak enters v each step: dt/τ_mem·v_leak = 0.06 in float units → the bias mantissa
     b_float = L.bias_mant * 2.0 ** (L.bias_exp - 6) / L.scale
     assert np.allclose(b_float, 0.06, atol=1e-3)
-    # a bias into the current is a constant synaptic input (a_bias, weight units)
+    # a bias into the current is a constant synaptic input; with export --nir's precision
+    # scheme it is the fine current bias a_bias_mant << a_bias_exp in u units (weight units · 2^6)
     g.nodes["fc"] = nir.Affine(weight=W, bias=np.full(4, 0.1))
     L = compile_nir(g, "loihi2", 12, producer="lava-dl").plan.layers[0]
-    assert L.neuron == "lif_cb" and L.neuron_arrays["a_bias"].shape == (4,)
-    # the Affine's bias times the current input gain w_in·dt/τ_syn = 1 (×r·dt/τ_mem = 1)
-    assert np.allclose(L.neuron_arrays["a_bias"] / L.scale, 0.1, atol=1.0 / L.scale)
+    assert L.neuron == "lif_cb" and "a_bias" not in L.neuron_arrays
+    e = L.neuron_params["a_bias_exp"]
+    a_bias = L.neuron_arrays["a_bias_mant"] * 2.0 ** (e - 6)  # weight units
+    assert a_bias.shape == (4,)
+    # the Affine's bias times the current input gain w_in·dt/τ_syn = 1 (×r·dt/τ_mem = 1),
+    # within one step of the fine grid
+    assert np.allclose(a_bias / L.scale, 0.1, atol=2.0 ** (e - 6) / L.scale)
 
 
 def test_per_neuron_thresholds_normalise_exactly_and_compile():
