@@ -257,17 +257,10 @@ def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport
     sources = [h]  # the input, then each layer's spikes (skip edges read them)
     for k, L in enumerate(plan.layers):
         out = res.layer_spikes[k]
-        if L.kind == "dense":
-            w = torch.as_tensor(effective_dense_weights(np.asarray(L.weights), fmt))
-            eff, dense = count_dense(h, w)
-        else:
-            w = torch.as_tensor(np.asarray(L.weights).astype(np.int64))
-            eff, dense = count_conv(h.reshape(T, h.shape[1], *L.in_shape), w,
-                                    tuple(L.stride), tuple(L.padding), int(L.groups))
-        params = int(np.asarray(L.weights).size) + int(np.asarray(L.bias_mant).size)
-        synapses = int((w != 0).sum())
+        eff, dense, params, synapses = _group_ops(L, L.weights, h, fmt, T)
+        params += int(np.asarray(L.bias_mant).size)
         if L.weights_lo is not None:  # the second synapse group: its own operations
-            e2, d2, p2, n2 = _second_group(L, h, fmt, T)
+            e2, d2, p2, n2 = _group_ops(L, L.weights_lo, h, fmt, T)
             eff, dense, params, synapses = eff + e2, dense + d2, params + p2, synapses + n2
         for key in SYNAPSE_ARRAYS:  # W_rec (and its second group) on last step's spikes
             if key in L.neuron_arrays:
@@ -294,18 +287,19 @@ def plan_efficiency(plan, spikes: torch.Tensor | np.ndarray) -> EfficiencyReport
     return rep
 
 
-def _second_group(L, h: torch.Tensor, fmt, T: int) -> tuple[float, float, int, int]:
-    """(effective ops, dense ops, parameters, synapses) of a layer's ``weights_lo`` group."""
+def _group_ops(L, weights, h: torch.Tensor, fmt, T: int) -> tuple[float, float, int, int]:
+    """(effective ops, dense ops, parameters, synapses) of one synapse group of layer ``L``
+    (``L.weights`` or its second group ``L.weights_lo``) on the input spikes ``h``."""
     from neurodeploy.bounds.plan_ibp import effective_dense_weights
 
     if L.kind == "dense":
-        w = torch.as_tensor(effective_dense_weights(np.asarray(L.weights_lo), fmt))
+        w = torch.as_tensor(effective_dense_weights(np.asarray(weights), fmt))
         eff, dense = count_dense(h, w)
     else:
-        w = torch.as_tensor(np.asarray(L.weights_lo).astype(np.int64))
+        w = torch.as_tensor(np.asarray(weights).astype(np.int64))
         eff, dense = count_conv(h.reshape(T, h.shape[1], *L.in_shape), w,
                                 tuple(L.stride), tuple(L.padding), int(L.groups))
-    return eff, dense, int(np.asarray(L.weights_lo).size), int((w != 0).sum())
+    return eff, dense, int(np.asarray(weights).size), int((w != 0).sum())
 
 
 def chip_fit(plan) -> dict[str, Any]:
