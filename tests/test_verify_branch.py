@@ -1,6 +1,7 @@
-"""Branch-and-bound over pixel levels (neurodeploy.verify.branch): every "robust" it returns
-is robust by brute force on random tiny plans, it proves cases the root intervals cannot, and
-the same sweep catches a deliberately unsound split (one that drops a branch)."""
+"""Branch-and-bound over pixel levels (neurodeploy.verify.branch, step-bound node check): every
+"robust" it returns is robust by brute force on random tiny plans, it proves cases the root
+intervals cannot, and the same sweep catches a deliberately unsound split (one that drops a
+branch). The pipeline test turns the root step bound off so the branch stage is what proves."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_pipeline_with_branch_equals_enumeration() -> None:
         plan, emu, x, u, y, eps, lv = _case(seed)
         truth, _ = enumerate_levels(plan, emu, lv, y)
         r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=False,
-                           enumerate_limit=0, branch_seconds=30)
+                           enumerate_limit=0, branch_seconds=30, steps=False)
         assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
         seen[r.how] = seen.get(r.how, 0) + 1
     assert seen.get("branch", 0) >= 3

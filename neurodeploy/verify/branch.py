@@ -1,9 +1,11 @@
-"""Branch-and-bound over pixel levels with the plan's interval bounds at every node.
+"""Branch-and-bound over pixel levels with a sound bound at every node.
 
 A node is a product of per-pixel level sets ``N = ∏_p S_p`` with ``S_p ⊆ R_p`` (the root is the
-example's reachable set, :mod:`.levels`). The interval pass of :mod:`.intmodel` (every quantity
-of the integer step carried as an exact integer interval) *proves* a node when no target class
-survives it: ``max c_j − min c_y < [j > y]`` for every ``j ≠ y``. Otherwise one pixel's level
+example's reachable set, :mod:`.levels`). The step bound of :mod:`.stepbound` (each step's free
+input bits enumerated jointly, every other quantity an exact integer interval; no solver model
+is built) *proves* a node when no target class survives it: ``max (c_j − c_y) < [j > y]`` for
+every ``j ≠ y``; :func:`interval_proves` (the interval pass of :mod:`.intmodel`) is the older,
+looser and slower node check. Otherwise one pixel's level
 set is split into its lower and upper half, ``S_p = S_p^lo ⊔ S_p^hi``: the children partition
 the node, so
 
@@ -44,6 +46,13 @@ def interval_proves(plan: DeploymentPlan, lv: PixelLevels, y: int) -> bool:
     return not encode(plan, lv, y).targets
 
 
+def step_node_proves(plan: DeploymentPlan, lv: PixelLevels, y: int) -> bool:
+    """True when the step bound of :mod:`.stepbound` rules out every target class on ``lv``."""
+    from neurodeploy.verify.stepbound import step_proves
+
+    return step_proves(plan, lv, y)
+
+
 def _influence(plan: DeploymentPlan) -> np.ndarray:
     """``Σ_n |W¹_{n,p}|`` per input pixel (first-layer weight mantissas)."""
     w = np.abs(np.asarray(plan.layers[0].weights, dtype=np.float64))
@@ -54,7 +63,7 @@ def _influence(plan: DeploymentPlan) -> np.ndarray:
 
 def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: float,
                      max_nodes: int = 10_000, split: Split = halves,
-                     proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = interval_proves
+                     proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves
                      ) -> tuple[bool | None, int]:
     """(True: every leaf proved — robust; None: budget spent or a single input reached
     unproved, undecided), and the number of nodes evaluated."""

@@ -8,10 +8,14 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
    every quantity its interval decides; when no target class survives the intervals the
    example is ``robust`` without a solver call;
 3. **enumeration** of every level combination on the emulator when there are at most
-   :data:`ENUMERATE_LIMIT`, else the **search** of :mod:`neurodeploy.verify.search`;
-4. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the interval
-   pass at every node (:mod:`neurodeploy.verify.branch`): robust when every leaf is proved;
-5. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
+   :data:`ENUMERATE_LIMIT`;
+4. **step bound** — :mod:`neurodeploy.verify.stepbound` enumerates each step's free input
+   bits jointly over the hidden layers (the intervals bound each neuron alone): when it
+   rules out every target class the example is ``robust`` (``how`` = ``steps``);
+5. the counterexample **search** of :mod:`neurodeploy.verify.search`;
+6. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the step
+   bound at every node (:mod:`neurodeploy.verify.branch`): robust when every leaf is proved;
+7. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
    (a proof), a solution → ``non_robust``, no answer in time → ``unknown`` (never robust).
 
 Every counterexample is a real image checked inside the ε-ball exactly
@@ -50,8 +54,8 @@ class VerifyError(NeurodeployError):
 
 @dataclass
 class ExampleResult:
-    """One example's verdict. ``how``: clean / intervals / enumeration / search / branch /
-    solver / timeout;
+    """One example's verdict. ``how``: clean / intervals / enumeration / steps / search /
+    branch / solver / timeout;
     ``image``: the counterexample (flat, exact-checked) for non_robust; ``search_score``: the
     best score the searches reached when they ran and found nothing (:class:`SearchTrace`:
     ``max_{j≠y}(c_j − c_y + ½[j < y])`` plus a membrane tie-break below 10⁻³; negative —
@@ -121,15 +125,17 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
                    enumerate_limit: int = ENUMERATE_LIMIT,
                    search_restarts: int = SEARCH_RESTARTS,
                    search_budget: float | None = SEARCH_BUDGET,
-                   branch_seconds: float = 0.0) -> ExampleResult:
+                   branch_seconds: float = 0.0, steps: bool = True) -> ExampleResult:
     """The pipeline of the module docstring for one example (``x`` any shape, ``u``
     ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
     inputs with at most ``enumerate_limit`` level combinations are decided by enumeration;
     ``search_restarts`` block searches run before the solver, none started after
     ``search_budget`` seconds; ``branch_seconds > 0`` runs the interval branch-and-bound of
-    :mod:`.branch` for that long before the solver (``how`` = ``branch`` when it proves)."""
+    :mod:`.branch` for that long before the solver (``how`` = ``branch`` when it proves);
+    ``steps`` runs the step bound of :mod:`.stepbound` before the search."""
     from neurodeploy.verify.exhaustive import enumerate_levels
     from neurodeploy.verify.intmodel import encode
+    from neurodeploy.verify.stepbound import step_proves
 
     t0 = time.perf_counter()
     lv = pixel_levels(x, u, eps)
@@ -151,6 +157,8 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     if lv.combinations <= enumerate_limit:
         robust, level = enumerate_levels(plan, emulator, lv, int(y))
         return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
+    if steps and step_proves(plan, lv, int(y)):
+        return done("robust", "steps", model=enc.stats)
     trace = None
     if search:
         trace = SearchTrace()

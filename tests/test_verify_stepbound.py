@@ -1,0 +1,98 @@
+"""The step bound (neurodeploy.verify.stepbound) against brute force on random tiny plans: its
+per-class bound on c_j − c_y is never below the true maximum over every reachable input
+(windows 1 and 2, full and partial enumeration), its proofs are robust by enumeration, it
+proves cases the interval pass leaves open, and a deliberately broken pass (a dropped union
+of the carried states, a dropped reset) is caught by the same sweep."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from neurodeploy.verify import stepbound, verify_example
+from neurodeploy.verify.exhaustive import enumerate_levels
+from neurodeploy.verify.intmodel import encode
+from neurodeploy.verify.stepbound import step_bound, step_proves
+from tests.test_verify import _case
+
+SEEDS = range(600, 760)
+
+
+def _true_margins(plan, emu, lv, y: int) -> np.ndarray:
+    """``max (c_j − c_y)`` per class over every reachable level combination."""
+    levels = np.array(list(itertools.product(*lv.levels)), dtype=np.int64)
+    spikes = np.stack([lv.spikes(lvl) for lvl in levels], 1)
+    c = emu.run(torch.as_tensor(spikes).reshape(spikes.shape[0], len(levels),
+                                                *plan.input_shape), record=False).logits
+    c = c.numpy().astype(np.int64)
+    return (c - c[:, y:y + 1]).max(0)
+
+
+def _sweep(configs=((14, 1), (2, 1), (0, 1), (14, 2))) -> tuple[int, int, int]:
+    """(cases bounded, bound below the truth somewhere, proofs the root intervals lack)."""
+    bounded = below = extra = 0
+    for seed in SEEDS:
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        truth = _true_margins(plan, emu, lv, y)
+        for bits, window in configs:
+            m = step_bound(plan, lv, y, bits, window)
+            if m is None:
+                continue
+            bounded += 1
+            other = np.arange(m.size) != y
+            below += bool(np.any(m[other] < truth[other]))
+        if step_proves(plan, lv, y) and encode(plan, lv, y).targets:
+            extra += 1
+    return bounded, below, extra
+
+
+def test_bound_is_never_below_the_truth() -> None:
+    bounded, below, extra = _sweep()
+    assert below == 0
+    assert bounded >= 300        # lif and sublif cases, four configurations each
+    assert extra >= 3            # it proves what the interval pass cannot
+
+
+def test_dropped_union_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # carries only the first combination's state: the other combinations' futures are lost
+    monkeypatch.setattr(stepbound, "_union", lambda st: tuple(np.atleast_2d(a)[0] for a in st))
+    assert _sweep(configs=((14, 1),))[1] >= 1
+
+
+def test_dropped_reset_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    orig = stepbound._neurons
+
+    def no_reset(S, fmt, state, a_lo, a_hi):
+        lo, hi, (u_lo, u_hi, _, _) = orig(S, fmt, state, a_lo, a_hi)
+        D = fmt.decay_unity       # v as if nothing fired: the pre-reset voltage
+        v_lo = stepbound._tz(state[2], S.f_v, D) + u_lo + S.bias
+        v_hi = stepbound._tz(state[3], S.f_v, D) + u_hi + S.bias
+        return lo, hi, (u_lo, u_hi, v_lo, v_hi)
+
+    monkeypatch.setattr(stepbound, "_neurons", no_reset)
+    assert _sweep(configs=((14, 1),))[1] >= 1
+
+
+def test_talif_is_not_bounded() -> None:
+    for seed in SEEDS:
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        if any(L.neuron == "talif" for L in plan.layers):
+            assert step_bound(plan, lv, y) is None
+            assert not step_proves(plan, lv, y)
+            return
+    pytest.fail("no TA-LIF case in the sweep")
+
+
+def test_pipeline_steps_stage_equals_enumeration() -> None:
+    seen: dict[str, int] = {}
+    for seed in range(600, 680):
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        truth, _ = enumerate_levels(plan, emu, lv, y)
+        r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=False,
+                           enumerate_limit=0)
+        assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
+        seen[r.how] = seen.get(r.how, 0) + 1
+    assert seen.get("steps", 0) >= 3
