@@ -48,7 +48,7 @@ def _check_run(plan_path, tmp_path, capsys, attack: list[str]) -> None:
     out = tmp_path / "v.json"
     rc = main(["verify", "--plan", str(path), "--data", "digits", "--eps", "0.05",
                "--samples", "6", "--timeout", "20", "--sandwich", *attack,
-               "--draws", "1", "--out", str(out), "-q"])
+               "--draws", "1", "--branch-seconds", "2", "--out", str(out), "-q"])
     assert rc == 0
     rec = json.loads(out.read_text())
     statuses = [e["status"] for e in rec["examples"]]
@@ -63,6 +63,7 @@ def _check_run(plan_path, tmp_path, capsys, attack: list[str]) -> None:
         if e["status"] == "non_robust":
             assert len(e["counterexample"]) == 64 and e["predicted"] != e["label"]
     assert rec["unknown_draw"]["pairs"] == 6
+    assert rec["branch_seconds"] == 2.0
     assert "exact robust accuracy" in capsys.readouterr().out
 
 
@@ -70,6 +71,8 @@ def test_verify_refuses_bad_input(plan_path, tmp_path, capsys) -> None:
     plan, path = plan_path
     assert main(["verify", "--plan", str(path), "--eps", "1.5", "--samples", "2"]) == 2
     assert capsys.readouterr().err.strip().startswith("error:")
+    assert main(["verify", "--plan", str(path), "--eps", "0.1", "--branch-seconds", "-1"]) == 2
+    assert "--branch-seconds" in capsys.readouterr().err
     bad = dataclasses.replace(plan, layers=(dataclasses.replace(plan.layers[0],
                                                                 neuron="sublif_delayed"),
                                             plan.layers[1]))

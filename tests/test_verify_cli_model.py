@@ -85,6 +85,7 @@ def test_verify_model_bad_input(ckpt, tmp_path, capsys) -> None:
         ["--model", str(path), "--plan", str(path), "--eps", "0.1"],   # both sides at once
         ["--model", str(path), "--eps", "0.1", "--lava"],              # no Lava for float
         ["--model", str(path), "--eps", "0.1", "--draws", "2"],        # plan-only option
+        ["--model", str(path), "--eps", "0.1", "--branch-seconds", "5"],  # plan-only option
     ]
     conv = build_model(ModelConfig("C4k3-FC10", (1, 8, 8), num_steps=2))
     save_checkpoint(tmp_path / "conv.pt", conv)

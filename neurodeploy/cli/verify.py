@@ -28,7 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.cli.argtypes import nonneg_int, positive_float, positive_int, unit_float
+from neurodeploy.cli.argtypes import (
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    unit_float,
+)
 from neurodeploy.cli.common import add_common, add_model_args
 from neurodeploy.scale.cli import add_scale_args, scale_options, shard_dir_for
 
@@ -49,6 +55,9 @@ def register(subparsers: Any) -> None:
                    help="K fresh maps per example for the unknown-draw lower bound (default 0)")
     p.add_argument("--no-search", dest="search", action="store_false",
                    help="skip the fast counterexample search, solver only (default: the search runs)")
+    p.add_argument("--branch-seconds", type=nonneg_float, default=0.0, metavar="S",
+                   help="branch-and-bound over pixel levels with the step bound at every node, "
+                        "S seconds per example before the solver (default 0: off)")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
     p.add_argument("--lava", default=None, action=argparse.BooleanOptionalAction,
@@ -96,7 +105,8 @@ def _task(shard: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
     idx = list(shard.indices)
     u = host_uniform(idx, p["seeds"][shard.grid], plan.num_steps, (p["x"].shape[1],)).numpy()
     res = verify_plan(plan, p["x"][idx], p["y"][idx], u, p["eps"], p["timeout"], p["threads"],
-                      p["search"], p["seed"], indices=idx)
+                      p["search"], p["seed"], indices=idx,
+                      branch_seconds=p.get("branch_seconds", 0.0))
     return [r.record() for r in res.examples]
 
 
@@ -132,9 +142,9 @@ def run_float(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.eps <= 1.0 or args.samples < 1 or args.timeout <= 0:
         raise ConfigError("--eps must be in [0, 1], --samples >= 1, --timeout > 0")
-    if args.lava or args.sandwich or args.draws:
-        raise ConfigError("--lava, --sandwich and --draws apply to --plan (the deployed "
-                          "model); the float model (--model) has none of them")
+    if args.lava or args.sandwich or args.draws or args.branch_seconds:
+        raise ConfigError("--lava, --sandwich, --draws and --branch-seconds apply to --plan "
+                          "(the deployed model); the float model (--model) has none of them")
     test = load_dataset(args.data).test.subset(args.samples)
     model = load_model(args, tuple(test.x.shape[1:])).eval()
     float_layers(model)  # refuses what the MILP does not encode (exit 2) before any work
@@ -185,7 +195,7 @@ def run_plan(args: argparse.Namespace) -> int:
     seeds = [args.seed] + [args.seed + 1 + k for k in range(args.draws)]
     payload = {"plan": plan, "x": x, "y": y, "eps": args.eps, "timeout": args.timeout,
                "threads": args.threads, "search": args.search, "seed": args.seed,
-               "seeds": seeds}
+               "seeds": seeds, "branch_seconds": args.branch_seconds}
     bar = tqdm(total=n * len(seeds), desc="verify", disable=progress_disabled(args.quiet))
     t0 = time.perf_counter()
     results = run_sharded(
@@ -193,7 +203,7 @@ def run_plan(args: argparse.Namespace) -> int:
         workers=scale.workers if scale else None, address=scale.address if scale else None,
         state_dir=shard_dir_for(args.out) if scale else None,
         fingerprint=["verify", str(args.plan), args.eps, args.timeout, args.threads,
-                     args.search, seeds, x, y], progress=bar.update)
+                     args.search, seeds, x, y, args.branch_seconds], progress=bar.update)
     bar.close()
     per_draw: list[list[dict[str, Any]]] = [[] for _ in seeds]
     for shard_res, d in zip(results, _grid_of(n, scale, len(seeds)), strict=True):
@@ -204,7 +214,8 @@ def run_plan(args: argparse.Namespace) -> int:
         "data": str(args.data), "n": n, "eps": args.eps, "seed": args.seed,
         "threat_model": "known draw (host map per example index, encoding.host_uniform)",
         "solver": "CP-SAT (OR-Tools)", "timeout_s": args.timeout, "threads": args.threads,
-        "search": args.search, "scale": scale.to_dict() if scale else None,
+        "search": args.search, "branch_seconds": args.branch_seconds,
+        "scale": scale.to_dict() if scale else None,
         "wall_seconds": time.perf_counter() - t0, "summary": summary,
         "examples": per_draw[0], "versions": library_versions()}
     if args.sandwich:
