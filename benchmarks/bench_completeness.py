@@ -92,6 +92,19 @@ def verify(plan: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: float,
             "summary": res.summary()}
 
 
+def verify_verdicts(paths: list[str]) -> dict[str, Any]:
+    """Verdicts of ``neurodeploy verify`` JSONs in :func:`verify`'s form, keyed by their ε."""
+    out: dict[str, Any] = {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        ex = sorted(d["examples"], key=lambda e: e["index"])
+        out[str(float(d["eps"]))] = {"verifier": {
+            "cpu_s": None, "wall_s": float(d["wall_seconds"]), "source": Path(p).name,
+            "status": [e["status"] for e in ex], "how": [e["how"] for e in ex],
+            "summary": d["summary"]}}
+    return out
+
+
 def compare(robust: list[bool], ver: dict[str, Any]) -> dict[str, Any]:
     """Completeness ``|B ∩ NR| / |NR|`` (module docstring), soundness violations, misses."""
     st = ver["status"]
@@ -138,6 +151,10 @@ def main() -> int:
     ap.add_argument("--verdicts", default=None,
                     help="reuse the verifier's verdicts of an earlier --out JSON (same plan, data, "
                          "n, ε, timeout); only the attack runs")
+    ap.add_argument("--verify-json", default=None,
+                    help="comma-separated `neurodeploy verify` result JSONs (same plan, data, n; "
+                         "one per ε, matched by their eps): their verdicts are used, only the "
+                         "attack runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     eps = [float(e) for e in args.eps.split(",")]
@@ -155,6 +172,7 @@ def main() -> int:
     lines = [HEADER]
     print(HEADER, flush=True)
     old = json.loads(Path(args.verdicts).read_text())["per_eps"] if args.verdicts else {}
+    old.update(verify_verdicts(args.verify_json.split(",")) if args.verify_json else {})
     for e in eps:
         ver = old[str(e)]["verifier"] if str(e) in old else verify(plan, x, y, u, e, args.timeout)
         c = compare(atk["robust"][str(e)], ver)
