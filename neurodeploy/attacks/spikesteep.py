@@ -12,9 +12,9 @@ One run, per example (all active examples batched into one exact forward per ste
 2. score single-pixel moves ``j_p → j`` (``j ≠ j_p`` feasible): all of them, or ``moves``
    drawn at random without replacement where there are more, with the block search's score
    ``S = m_cw + 10⁻³·tanh(m_mem)`` on the exact forward; a misclassifying move ends the example;
-3. take the best move if ``S`` rises (steepest ascent); at a local maximum kick a random
-   eighth of the free pixels to random feasible levels and accept the next step's best move
-   whatever its score (``S ← −∞``); after ``kicks`` kicks (or ``steps`` steps) the run ends.
+3. take the best move if ``S`` rises (steepest ascent); at a local maximum kick each pixel with
+   probability 1/8 to a random feasible level and accept the next step's best move whatever its
+   score (``S ← −∞``); after ``kicks`` kicks (or ``steps`` steps) the run ends.
 """
 
 from __future__ import annotations
