@@ -60,7 +60,7 @@ any flip); escalation runs them without the abort.
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
-restart, abort after 30 iterations more than 3 spikes from a flip; Square 1000; spike-block
+restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
 80 × 1, Square 300, spike-block 2 runs of 32 proposals and 2 steepest rounds with the same
@@ -107,8 +107,8 @@ class Budget:
     #: the rounds' block runs: proposals per iteration, iterations, patience
     round_block: tuple[int, int, int] = (64, 200, 20)
     #: spike-set early abort: no rise in this many iterations, margin below −abort_margin spikes
-    abort_after: int = 30
-    abort_margin: float = 3.0
+    abort_after: int = 50
+    abort_margin: float = 9.0
 
 
 BUDGETS = {
