@@ -68,7 +68,6 @@ def test_single_moves_change_one_pixel_to_another_feasible_level():
     assert few.shape[0] == 2 and bool(((few != cur).sum(-1) == 1).all())
 
 
-@pytest.mark.long
 def test_steepest_rounds_break_what_the_block_runs_leave(known):
     clf, x, y = known
     eps = 0.08
