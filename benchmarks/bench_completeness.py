@@ -92,6 +92,25 @@ def verify(plan: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: float,
             "summary": res.summary()}
 
 
+def verify_verdicts(paths: list[str]) -> dict[str, Any]:
+    """Verdicts of ``neurodeploy verify`` JSONs in :func:`verify`'s form, keyed by their ε."""
+    out: dict[str, Any] = {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        ex = sorted(d["examples"], key=lambda e: e["index"])
+        out[str(float(d["eps"]))] = {"verifier": {
+            "cpu_s": None, "wall_s": float(d["wall_seconds"]), "source": Path(p).name,
+            "status": [e["status"] for e in ex], "how": [e["how"] for e in ex],
+            "summary": d["summary"]}}
+    return out
+
+
+def decided_rows(verdicts: dict[str, Any], eps: list[float], n: int) -> list[int]:
+    """The examples decided (robust or non-robust) at some ε of ``eps``."""
+    return [i for i in range(n) if any(
+        verdicts[str(e)]["verifier"]["status"][i] != "unknown" for e in eps if str(e) in verdicts)]
+
+
 def compare(robust: list[bool], ver: dict[str, Any]) -> dict[str, Any]:
     """Completeness ``|B ∩ NR| / |NR|`` (module docstring), soundness violations, misses."""
     st = ver["status"]
@@ -138,6 +157,13 @@ def main() -> int:
     ap.add_argument("--verdicts", default=None,
                     help="reuse the verifier's verdicts of an earlier --out JSON (same plan, data, "
                          "n, ε, timeout); only the attack runs")
+    ap.add_argument("--verify-json", default=None,
+                    help="comma-separated `neurodeploy verify` result JSONs (same plan, data, n; "
+                         "one per ε, matched by their eps): their verdicts are used, only the "
+                         "attack runs")
+    ap.add_argument("--only-decided", action="store_true",
+                    help="attack only the examples some ε's verdict decided (needs --verdicts or "
+                         "--verify-json); the host maps stay those of the example's index")
     args = ap.parse_args()
     torch.set_num_threads(1)
     eps = [float(e) for e in args.eps.split(",")]
@@ -147,14 +173,22 @@ def main() -> int:
         return 2
     load0 = os.getloadavg()[0]
     plan, x, y, u = load(args)
-    atk = attack(plan, x, y, u, eps, args.preset)
+    old = json.loads(Path(args.verdicts).read_text())["per_eps"] if args.verdicts else {}
+    old.update(verify_verdicts(args.verify_json.split(",")) if args.verify_json else {})
+    rows = decided_rows(old, eps, len(y)) if args.only_decided else list(range(len(y)))
+    atk = attack(plan, x[rows], y[rows], u[:, rows], eps, args.preset)
+    atk["rows"] = rows
+    for e in eps:  # rows not attacked count as robust (not broken) and are reported so
+        flags = [True] * len(y)
+        for k, r in zip(rows, atk["robust"][str(e)], strict=True):
+            flags[k] = r
+        atk["robust"][str(e)] = flags
     rec: dict[str, Any] = {"plan": Path(args.plan).name, "data": args.data, "n": len(y),
                            "threat": "known draw (host_uniform, seed 0)", "preset": args.preset,
                            "attack": atk, "timeout_s": args.timeout, "per_eps": {}}
     name = args.name or Path(args.plan).parent.name
     lines = [HEADER]
     print(HEADER, flush=True)
-    old = json.loads(Path(args.verdicts).read_text())["per_eps"] if args.verdicts else {}
     for e in eps:
         ver = old[str(e)]["verifier"] if str(e) in old else verify(plan, x, y, u, e, args.timeout)
         c = compare(atk["robust"][str(e)], ver)

@@ -188,6 +188,30 @@ def one(args: argparse.Namespace, model: str, eps: float, out_dir: Path) -> dict
     return rec
 
 
+BUDGET_HEADER = ("| model | ε | n | old auto robust % [95 % CI] | auto robust % [95 % CI] | old auto "
+                 "CPU s | auto CPU s | ratio | round-2 breaks not broken now |\n"
+                 "|---|---|---|---|---|---|---|---|---|")
+
+
+def budget(args: argparse.Namespace, model: str, eps: float, out_dir: Path) -> str:
+    """``--budget``: old and new ``auto`` (CPU side by side, no reference) and whether the new
+    one still breaks every point the round-2 ``auto`` broke (``--round2`` per-point JSONs)."""
+    tag = f"{model}_eps{eps:g}"
+    old = run_worker(args, model, eps, Path(args.old_tree).resolve(), out_dir / f"{tag}.old.json")
+    new = run_worker(args, model, eps, None, out_dir / f"{tag}.new.json")
+    r2 = json.loads((Path(args.round2) / f"{tag}.new.json").read_text())["robust"][: args.samples]
+    lost = [i for i, (a, b) in enumerate(zip(r2, new["robust"], strict=True)) if not a and b]
+
+    def cell(flags: list[bool]) -> str:
+        k = sum(flags)
+        lo, hi = wilson(k, len(flags))
+        return f"{100 * k / len(flags):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    return (f"| {model} | {eps:g} | {args.samples} | {cell(old['robust'])} | "
+            f"{cell(new['robust'])} | {old['cpu_s']:.0f} | {new['cpu_s']:.0f} | "
+            f"**{new['cpu_s'] / old['cpu_s']:.2f}** | {lost or 'none'} |")
+
+
 def flip_alone(args: argparse.Namespace, rec: dict[str, Any]) -> dict[str, Any]:
     """The preset's first spike-flip search alone on every clean-correct point: how much of what
     the whole ``auto`` breaks it breaks by itself."""
@@ -280,6 +304,10 @@ def main() -> None:
                     help="only tabulate finished results (running the flip-alone rows)")
     ap.add_argument("--block-addon", action="store_true",
                     help="run only the spike-block add-on on finished <model>_eps<ε>.new.json")
+    ap.add_argument("--budget", action="store_true",
+                    help="only old vs new auto (CPU ratio; needs --old-tree) and the points the "
+                         "round-2 auto broke that the new one does not (--round2)")
+    ap.add_argument("--round2", default=str(REPO / "benchmarks/results/flips200"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="plain", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
@@ -299,6 +327,14 @@ def main() -> None:
         return
     if args.report:
         print("\n".join([HEADER, *report(args)]))
+        return
+    if args.budget:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        print(f"load {os.getloadavg()[0]:.1f}\n{BUDGET_HEADER}", flush=True)
+        for model in args.models.split(","):
+            for eps in (float(e) for e in args.eps.split(",")):
+                print(budget(args, model, eps, Path(args.out)), f"load {os.getloadavg()[0]:.1f}",
+                      flush=True)
         return
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -47,14 +47,24 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
 7. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
-   runs of ``block_batch`` proposals per iteration) — it finds counterexamples where the surrogate
-   gradients rank the moves the wrong way (the exact verifier's, on the digits plan).
+   runs of ``block_batch`` proposals per iteration), then ``steep_restarts`` rounds of a steepest
+   single-pixel level ascent from random levels plus one more block run, on the examples still
+   robust whose block runs came within ``steep_gate`` output spikes of a flip — it finds
+   counterexamples where the surrogate gradients rank the moves the wrong way (the exact
+   verifier's, on the digits plan).
+
+The spike-flip searches give up, per restart, an example whose best objective has not risen in
+``abort_after`` iterations while its CW margin is more than ``abort_margin`` output spikes from
+a flip (the budget: on a certified model most points survive to the late searches, far from
+any flip); escalation runs them without the abort.
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
-restart; Square 1000; spike-block 2 runs of 16 proposals), ``auto-demo`` (sweep 15, main
-50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and 80 × 1, Square 300, spike-block
-2 runs of 32 proposals) for the embedded digits demo.
+restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; spike-block
+2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip),
+``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
+80 × 1, Square 300, spike-block 2 runs of 32 proposals and 2 steepest rounds with the same
+block runs) for the embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:
@@ -89,11 +99,22 @@ class Budget:
     flips: int = 3
     block_restarts: int = 2
     block_batch: int = 16
+    #: steepest-ascent rounds of spike-block (each + one block run), kicks per round
+    steep_restarts: int = 20
+    steep_kicks: int = 10
+    #: spike-block's steepest rounds only within this many output spikes of a flip
+    steep_gate: float = 3.0
+    #: the rounds' block runs: proposals per iteration, iterations, patience
+    round_block: tuple[int, int, int] = (64, 200, 20)
+    #: spike-set early abort: no rise in this many iterations, margin below −abort_margin spikes
+    abort_after: int = 50
+    abort_margin: float = 9.0
 
 
 BUDGETS = {
     "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3),
-    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32),
+    "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32, steep_restarts=2,
+                        round_block=(32, 60, 8)),
 }
 
 # (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
@@ -190,9 +211,17 @@ def preset(
                   "apgd-t"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
     if known_draw and bernoulli:
-        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts,
-                                      "batch": b.block_batch}, "spike-block"))
+        specs.append(("spike-block", {**s, **_block_params(b)}, "spike-block"))
     return specs
+
+
+def _block_params(b: Budget) -> dict[str, Any]:
+    """spike-block's parameters under budget ``b``: block runs, then steepest rounds near a
+    flip."""
+    return {"n_restarts": b.block_restarts, "batch": b.block_batch,
+            "steep_restarts": b.steep_restarts, "steep_kicks": b.steep_kicks,
+            "steep_gate": b.steep_gate, "round_batch": b.round_block[0],
+            "round_iter": b.round_block[1], "round_patience": b.round_block[2]}
 
 
 def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
@@ -204,7 +233,8 @@ def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
         restarts = max(1, b.spikeset_restarts - 1) if late else b.spikeset_restarts
         out.append((("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
                                    "n_iter": b.spikeset_iter * mult, "n_restarts": restarts,
-                                   "k": k}, label), late))
+                                   "k": k, "abort_after": b.abort_after,
+                                   "abort_margin": b.abort_margin}, label), late))
     return out
 
 
@@ -238,10 +268,12 @@ def escalation(
                               "n_restarts": b.restarts + level}, f"esc{level}:apgd-ce"))
     if known_draw and bernoulli and spiking:
         for (name, p, label), _ in _flip_specs(b, s):
-            specs.append((name, {**p, "n_iter": p["n_iter"] * mult,
+            specs.append((name, {**p, "n_iter": p["n_iter"] * mult, "abort_after": 0,
                                  "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
-        specs.append(("spike-block", {**s, "n_restarts": b.block_restarts * mult,
-                                      "batch": b.block_batch}, f"esc{level}:spike-block"))
+        bp = _block_params(b)
+        specs.append(("spike-block", {**s, **bp, "n_restarts": b.block_restarts * mult,
+                                      "steep_restarts": b.steep_restarts * mult},
+                      f"esc{level}:spike-block"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 

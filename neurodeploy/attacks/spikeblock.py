@@ -11,11 +11,20 @@ plan), random *blocks* of level moves still find them. Per example, per iteratio
    (the extremes flip the most spikes);
 2. all proposals of all active examples are scored in one batched exact forward of the
    classifier on the images that produce those levels (:func:`~neurodeploy.attacks.spikeset.image_of`):
-   ``S = m_cw + 10⁻³·tanh(m_mem)`` (``m_cw = max_{j≠y} z_j − z_y`` of the read-out, the
+   ``S = m_cw + 10⁻³·tanh(m_mem)`` (``m_cw = max_{j≠y} (z_j − z_y + ½·[j < y])`` of the
+   read-out, the half output spike rewarding the lower classes that win a tie; the
    output-membrane margin ``m_mem`` breaking ties on count plateaus where the classifier
    exposes it); a misclassifying proposal ends the example;
 3. the best proposal is kept if ``S`` rises; otherwise the block size halves (down to 1) and,
    at block size 1, a stale counter grows — ``patience`` stale iterations end the example.
+
+After ``n_restarts`` such runs from the clean levels, ``steep_restarts`` rounds of a steepest
+single-pixel ascent from random levels (:mod:`neurodeploy.attacks.spikesteep`) followed by one
+more block run, each on the examples still robust — the restarts are what finds the exact
+verifier's hardest counterexamples on the digits plan (issue 21: a single run finds one with
+probability ~0.1–0.5). The rounds skip an example whose block runs stayed more than
+``steep_gate`` output spikes from a flip (best ``m_cw`` below ``−steep_gate``, in spikes: the
+logits times :func:`count_scale`), so hopeless examples cost only the block runs.
 
 It needs no gradient, so it runs unchanged on the float classifier and on the deployed one
 (emulator forward) — any classifier bound to known-draw maps with ``select``.
@@ -24,10 +33,12 @@ It needs no gradient, so it runs unchanged on the float classifier and on the de
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from neurodeploy.attacks.base import (
     AUX_LOGITS,
@@ -40,6 +51,7 @@ from neurodeploy.attacks.base import (
     register_attack,
 )
 from neurodeploy.attacks.spikeset import TIE_WEIGHT, _Levels, _levels, image_of
+from neurodeploy.attacks.spikesteep import steepest_run
 from neurodeploy.errors import ConfigError
 
 
@@ -54,6 +66,21 @@ class SpikeBlockConfig:
     batch: int = 32
     patience: int = 8
     n_restarts: int = 4
+    #: rounds of a steepest single-pixel ascent from random levels followed by one more block
+    #: run, on the examples still robust (:mod:`neurodeploy.attacks.spikesteep`)
+    steep_restarts: int = 0
+    #: single-pixel moves scored per step (all where there are fewer)
+    steep_moves: int = 256
+    #: kicks (random perturbations at local maxima) per steepest run, and its step cap
+    steep_kicks: int = 30
+    steep_steps: int = 300
+    #: the steepest rounds run only on examples whose block runs came within ``steep_gate``
+    #: output spikes of a flip (best CW margin ≥ −steep_gate; 0: no gate)
+    steep_gate: float = 0.0
+    #: the block runs of the steepest rounds: proposals per iteration, iterations, patience
+    round_batch: int = 64
+    round_iter: int = 200
+    round_patience: int = 20
     seed: int = 0
     norm: str = "linf"
     #: the membrane margin breaks ties (read where the classifier exposes it)
@@ -61,7 +88,11 @@ class SpikeBlockConfig:
     input_grad: str = "ste"
 
     def __post_init__(self) -> None:
-        for name in ("n_iter", "batch", "patience", "n_restarts"):
+        if int(self.steep_restarts) < 0 or not float(self.steep_gate) >= 0.0:
+            raise ConfigError(f"SpikeBlockConfig.steep_restarts and steep_gate must be >= 0, "
+                              f"got {self.steep_restarts}, {self.steep_gate}")
+        for name in ("n_iter", "batch", "patience", "n_restarts", "steep_moves", "steep_kicks",
+                     "steep_steps", "round_batch", "round_iter", "round_patience"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"SpikeBlockConfig.{name} must be >= 1, got "
                                   f"{getattr(self, name)}")
@@ -75,6 +106,16 @@ def _rows(lv: _Levels, rows: torch.Tensor) -> _Levels:
                    lv.jhi[rows], lv.j0[rows], lv.lo[rows], lv.hi[rows])
 
 
+def tie_margin(z: torch.Tensor, y: torch.Tensor, half: float) -> torch.Tensor:
+    """``max_{j≠y} (z_j − z_y + half·[j < y])``: the CW margin with the decision's tie rule (a
+    tie goes to the lower class, so a lower class needs only a tie: ``half`` = half an output
+    spike in logit units rewards it over a higher class equally far)."""
+    zy = z.gather(1, y[:, None])
+    low = torch.arange(z.shape[1], device=z.device)[None, :] < y[:, None]
+    m = z - zy + half * low.to(z.dtype)
+    return m.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(1)
+
+
 def _score(classifier: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(S, fooled)`` of images ``x`` for the classifier's examples ``rows`` (repeats allowed):
@@ -84,7 +125,7 @@ def _score(classifier: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
         contextlib.nullcontext()
     with torch.no_grad(), views:
         z = sub(x)
-    s = margin_loss(z, y)
+    s = tie_margin(z, y, 0.5 / count_scale(classifier))
     mem = getattr(z, AUX_LOGITS, None)
     if mem is not None:
         s = s + TIE_WEIGHT * torch.tanh(margin_loss(mem, y))
@@ -116,23 +157,45 @@ def spike_block_search(classifier: Any, x: torch.Tensor, y: torch.Tensor, u: tor
     lv = _levels(x, u, eps)
     all_rows = torch.arange(x.shape[0], device=x.device)
     best_j = lv.j0.clone()
-    _, won = _score(classifier, x, y, all_rows)
+    peak, won = _score(classifier, x, y, all_rows)
     for _ in range(cfg.n_restarts):
         if bool(won.all()):
             break
-        j, w = _run_once(classifier, lv, x, y, gen, cfg, won.clone())
+        j, w, s = _run_once(classifier, lv, x, y, gen, won.clone(), cfg)
         best_j[w & ~won] = j[w & ~won]
         won |= w
+        peak = torch.maximum(peak, s)
+    # the steepest rounds: only where the block runs came near a flip (hopeless ones skipped)
+    skip = won.clone()
+    if cfg.steep_gate > 0:
+        skip |= peak * count_scale(classifier) < -cfg.steep_gate
+    longer = replace(cfg, batch=cfg.round_batch, n_iter=cfg.round_iter,
+                     patience=cfg.round_patience)
+    for _ in range(cfg.steep_restarts):
+        for run in (partial(_steep_once, cfg=cfg), partial(_run_once, cfg=longer)):
+            if bool(skip.all()):
+                break
+            j, w = run(classifier, lv, x, y, gen, won=skip.clone())[:2]
+            best_j[w & ~skip] = j[w & ~skip]
+            won |= w
+            skip |= w
     x_adv = image_of(lv, best_j, x)
     _, fooled = _score(classifier, x_adv, y, all_rows)
     return x_adv, fooled
 
 
+def count_scale(classifier: Any) -> float:
+    """Output spikes per logit unit: ``T`` for a float model's rate read-out, else 1 (spike
+    counts: the deployed model, a count read-out)."""
+    cfg = getattr(getattr(classifier, "model", None), "config", None)
+    return float(cfg.num_steps) if getattr(cfg, "readout", "") == "rate" else 1.0
+
+
 def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
-              gen: torch.Generator, cfg: SpikeBlockConfig, won: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              gen: torch.Generator, won: torch.Tensor, cfg: SpikeBlockConfig
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One run from the clean levels (module docstring, steps 1–3) on the examples not ``won``;
-    returns the levels and which examples they fool."""
+    returns the levels, which examples they fool and the best score ``S`` each reached."""
     B = x.shape[0]
     cur = lv.j0.clone()
     best, _ = _score(classifier, x, y, torch.arange(B, device=x.device))
@@ -161,7 +224,20 @@ def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
         rej = act[~take]
         stale[rej] += (block[rej] == 1).long()
         block[rej] = (block[rej] // 2).clamp(min=1)
-    return cur, won
+    return cur, won, best
+
+
+def _steep_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
+                gen: torch.Generator, won: torch.Tensor, cfg: SpikeBlockConfig
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One steepest-ascent run (:func:`~neurodeploy.attacks.spikesteep.steepest_run`) on the
+    examples not ``won``; returns the levels and which examples they fool."""
+    cur, out = lv.j0.clone(), torch.zeros_like(won)
+    act = (~won).nonzero()[:, 0]
+    j, w = steepest_run(partial(_score, classifier), lv, x, y, act,
+                        gen, cfg.steep_moves, cfg.steep_kicks, cfg.steep_steps)
+    cur[act], out[act] = j, w
+    return cur, out
 
 
 class SpikeBlock(Attack):

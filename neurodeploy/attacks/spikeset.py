@@ -82,9 +82,17 @@ class SpikeSetConfig(GradientConfig):
     restart_p: float = 0.5
     loss: str = "ce"
     loss_on: str = "membrane"
+    #: early abort (0: off): an example whose best objective of this restart has not risen in
+    #: ``abort_after`` iterations while its CW margin is below ``−abort_margin`` output spikes
+    #: is given up for the rest of the restart
+    abort_after: int = 0
+    abort_margin: float = 2.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if int(self.abort_after) < 0 or not float(self.abort_margin) >= 0.0:
+            raise ConfigError(f"SpikeSetConfig.abort_after and abort_margin must be >= 0, got "
+                              f"{self.abort_after}, {self.abort_margin}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"SpikeSetConfig.objective must be one of {OBJECTIVES}, got "
                               f"{self.objective!r}")
@@ -177,16 +185,19 @@ class _Search:
             obj = obj + TIE_WEIGHT * torch.tanh(margin_loss(mem, y))
         return obj
 
-    def exact(self, j: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(objective, fooled)`` of levels ``j`` ``[m, P]`` for examples ``rows`` (``[m]``,
-        repeats allowed: several candidates of one example are evaluated in one batch)."""
+    def exact(self, j: torch.Tensor, rows: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(objective, fooled, margin)`` of levels ``j`` ``[m, P]`` for examples ``rows``
+        (``[m]``, repeats allowed: several candidates of one example are evaluated in one
+        batch); ``margin`` is the CW margin in output spikes (``count_scale · m_cw``)."""
         # only the ranks are gathered: the candidate batch is C × the active examples
         s = (self.lv.rank[:, rows] < j.unsqueeze(0)).float().view(self.T, rows.numel(),
                                                                    *self.shape)
         with torch.no_grad():
             z = self.fn(s)
         yy = self.y[rows]
-        return self.objective(z, yy).detach(), ~is_correct(z.detach(), yy)
+        return (self.objective(z, yy).detach(), ~is_correct(z.detach(), yy),
+                self.scale * margin_loss(z.detach(), yy))
 
     def gain(self, j: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Linearised gain ``G_p[j*_p] − G_p[j_p]`` of each pixel's best feasible level ``j*``
@@ -252,15 +263,15 @@ def spike_set_search(
     lv = _levels(x, u, eps)
     S = _Search(lv, y, shape, cfg, spike_clf, count_scale)
     all_rows = torch.arange(B, device=x.device)
-    best_obj, fooled = S.exact(lv.j0, all_rows)
+    best_obj, fooled, _ = S.exact(lv.j0, all_rows)
     best_j = lv.j0.clone()
     for restart in range(cfg.n_restarts):
         rows = (~fooled).nonzero()[:, 0]
         if rows.numel() == 0:
             break
         j = lv.j0[rows].clone() if restart == 0 else S.random_levels(rows, gen, cfg.restart_p)
-        obj, won = S.exact(j, rows)
-        j, obj, won = _climb(S, rows, j, obj, won, gen)
+        obj, won, marg = S.exact(j, rows)
+        j, obj, won = _climb(S, rows, j, obj, won, marg, gen)
         upd = won | (obj > best_obj[rows])
         upd &= ~fooled[rows]
         best_j[rows[upd]] = j[upd]
@@ -274,35 +285,45 @@ def spike_set_search(
 
 
 def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
-           won: torch.Tensor, gen: torch.Generator
+           won: torch.Tensor, marg: torch.Tensor, gen: torch.Generator
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy ascent of one restart (module docstring, steps 2–4) on examples ``rows``.
 
     Every iteration ranks the pixels by linearised gain, proposes the top-k moves for every k
     of the ladder, keeps the best proposal if the exact objective rises (and clears the tabu
     list), else puts the top pixels on the tabu list so the next proposal reaches further down
-    the ranking; ``patience`` rejections in a row perturb ``kick`` of the pixels at random."""
+    the ranking; ``patience`` rejections in a row perturb ``kick`` of the pixels at random;
+    with ``abort_after`` an example far from a flip whose best objective stopped rising is
+    given up (``SpikeSetConfig``)."""
     cfg = S.cfg
     ks = tuple(sorted({max(1, cfg.k >> i) for i in range(0, cfg.k.bit_length(), 2)},
                       reverse=True))
     tabu = torch.zeros_like(j, dtype=torch.bool)
     stall = torch.zeros(j.shape[0], dtype=torch.long, device=j.device)
+    peak, since = obj.clone(), torch.zeros_like(stall)
+    live = torch.ones_like(won)
     for _ in range(cfg.n_iter):
-        act = (~won).nonzero()[:, 0]
+        if cfg.abort_after:
+            live &= ~((since >= cfg.abort_after) & (marg < -cfg.abort_margin))
+        act = (~won & live).nonzero()[:, 0]
         if act.numel() == 0:
             break
         ra = rows[act]
         gain, jbest = S.gain(j[act], ra)
         cands, top = _proposals(j[act], gain, jbest, tabu[act], ks)
         C, m = cands.shape[0], act.numel()
-        o, f = S.exact(cands.reshape(C * m, -1), ra.repeat(C))
-        o, f = o.view(C, m), f.view(C, m)
+        o, f, mg = S.exact(cands.reshape(C * m, -1), ra.repeat(C))
+        o, f, mg = o.view(C, m), f.view(C, m), mg.view(C, m)
         o = torch.where(f, torch.full_like(o, float("inf")), o)  # a win beats everything
         ob, cb = o.max(0)
         take = ob > obj[act]
         pick = cands[cb, torch.arange(m, device=j.device)]
         j[act[take]] = pick[take]
         obj[act[take]] = ob[take]
+        marg[act[take]] = mg[cb, torch.arange(m, device=j.device)][take]
+        rise = obj[act] > peak[act]
+        peak[act] = torch.maximum(peak[act], obj[act])
+        since[act] = torch.where(rise, torch.zeros_like(since[act]), since[act] + 1)
         won[act] = f[cb, torch.arange(m, device=j.device)] & take
         tabu[act[take]] = False
         stall[act[take]] = 0
@@ -313,7 +334,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
         if kick.numel():
             jr = S.random_levels(rows[kick], gen, cfg.kick)
             j[kick] = torch.where(jr != S.lv.j0[rows[kick]], jr, j[kick])
-            obj[kick], won[kick] = S.exact(j[kick], rows[kick])
+            obj[kick], won[kick], marg[kick] = S.exact(j[kick], rows[kick])
             tabu[kick] = False
             stall[kick] = 0
     return j, obj, won
