@@ -54,8 +54,8 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    verifier's, on the digits plan).
 
 The spike-flip searches give up, per restart, an example whose best objective has not risen in
-``abort_after`` iterations while its CW margin is more than ``abort_margin`` output spikes from
-a flip (the budget: on a certified model most points survive to the late searches, far from
+``abort_after`` iterations while the best CW margin of the restart is more than ``abort_margin``
+output spikes from a flip (the budget: on a certified model most points survive to the late searches, far from
 any flip); escalation runs them without the abort.
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first

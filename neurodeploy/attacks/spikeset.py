@@ -83,8 +83,8 @@ class SpikeSetConfig(GradientConfig):
     loss: str = "ce"
     loss_on: str = "membrane"
     #: early abort (0: off): an example whose best objective of this restart has not risen in
-    #: ``abort_after`` iterations while its CW margin is below ``−abort_margin`` output spikes
-    #: is given up for the rest of the restart
+    #: ``abort_after`` iterations while the best CW margin of the restart is below
+    #: ``−abort_margin`` output spikes is given up for the rest of the restart
     abort_after: int = 0
     abort_margin: float = 2.0
 
@@ -301,10 +301,11 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
     tabu = torch.zeros_like(j, dtype=torch.bool)
     stall = torch.zeros(j.shape[0], dtype=torch.long, device=j.device)
     peak, since = obj.clone(), torch.zeros_like(stall)
+    mpeak = marg.clone()                 # the best CW margin of this restart (kicks lower marg)
     live = torch.ones_like(won)
     for _ in range(cfg.n_iter):
         if cfg.abort_after:
-            live &= ~((since >= cfg.abort_after) & (marg < -cfg.abort_margin))
+            live &= ~((since >= cfg.abort_after) & (mpeak < -cfg.abort_margin))
         act = (~won & live).nonzero()[:, 0]
         if act.numel() == 0:
             break
@@ -321,6 +322,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
         j[act[take]] = pick[take]
         obj[act[take]] = ob[take]
         marg[act[take]] = mg[cb, torch.arange(m, device=j.device)][take]
+        mpeak[act] = torch.maximum(mpeak[act], marg[act])
         rise = obj[act] > peak[act]
         peak[act] = torch.maximum(peak[act], obj[act])
         since[act] = torch.where(rise, torch.zeros_like(since[act]), since[act] + 1)
