@@ -15,24 +15,13 @@ from neurodeploy.attacks.spikeset import (
     spike_set_search,
 )
 from neurodeploy.attacks.spikesteep import single_moves
-from neurodeploy.attacks.toy import cached_digits_snn
 from neurodeploy.classifier import SNNClassifier
-from neurodeploy.data.core import load_digits_split
-from neurodeploy.encoding import KnownDrawEncoder
 from neurodeploy.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def known(tmp_path_factory):
-    clf = cached_digits_snn(str(tmp_path_factory.getbasetemp()), name="digits_bern_auto",
-                            encoding="bernoulli", readout="rate", epochs=4, arch="FC64-FC10")
-    test = load_digits_split().test
-    n = 40
-    x, y = test.x[:n], test.y[:n]
-    k = SNNClassifier(clf.model, KnownDrawEncoder.from_host(list(range(n)), 0, 5, (1, 8, 8)))
-    with torch.no_grad():
-        idx = (k(x).argmax(1) == y).nonzero()[:, 0]
-    return k.select(idx), x[idx], y[idx]
+def known(known_digits):
+    return known_digits[1:]
 
 
 class Counting:
