@@ -158,22 +158,10 @@ def _neurons(S: _Layer, fmt: FixedPointFormat, state: State, a_lo: np.ndarray,
     return sure.astype(np.float64), maybe.astype(np.float64), (u_lo, u_hi, r_lo, r_hi)
 
 
-@dataclass
-class StepTable:
-    """One window's enumeration: the free bits it enumerated (``(step, pixel)``), its
-    consistent combinations ``[B, k]`` (0/1) and per combination and class the bound of that
-    step's ``s_j − s_y`` (``g`` ``[B, C]``, integers in {−1, 0, 1})."""
-
-    bits: list[tuple[int, int]]
-    combos: np.ndarray
-    g: np.ndarray
-
-
 def _window_inputs(lv: PixelLevels, steps: range, weight: np.ndarray, max_bits: int
-                   ) -> tuple[list[tuple[int, int]], np.ndarray,
-                              list[tuple[np.ndarray, np.ndarray]]]:
-    """The enumerated bits, their consistent combinations and the input spike intervals
-    ``[B, P]`` of each step of a window: every consistent combination of the ``max_bits``
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The input spike intervals ``[B, P]`` of each step of a window: every consistent
+    combination of the ``max_bits``
     free bits of highest priority (first-layer weight mass, halved per step before the
     window's last), the other free bits [0, 1]. Consistent: one pixel's bits at ranks
     r < r' satisfy ``s_{r'} ≤ s_r`` (its level is one number)."""
@@ -200,15 +188,16 @@ def _window_inputs(lv: PixelLevels, steps: range, weight: np.ndarray, max_bits: 
             if tc == t:
                 lo[:, pc] = hi[:, pc] = combos[:, c]
         out.append((lo, hi))
-    return pick, combos, out
+    return out
 
 
-def step_tables(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
-                window: int = WINDOW) -> list[StepTable] | None:
-    """Per step its :class:`StepTable`, or None where the pass does not apply (a TA-LIF
-    layer, a reachable wrap or saturation). ``window`` steps are enumerated jointly: step
-    t's table starts from the union state after step ``t − window`` and carries the exact
-    per-combination state through the window."""
+def step_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
+               window: int = WINDOW) -> np.ndarray | None:
+    """``M_j = Σ_t max_b (s_{b,t,j}^hi − s_{b,t,y}^lo)`` of the module docstring per class
+    (``M_y`` = 0), or None where the pass does not apply (a TA-LIF layer, a reachable wrap or
+    saturation). ``window`` steps are enumerated jointly: step t starts from the union state
+    after step ``t − window`` and carries the exact per-combination state through the
+    window."""
     layers = _prepare(plan)
     if layers is None:
         return None
@@ -217,32 +206,20 @@ def step_tables(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = M
     macs = window * sum(S.pos.size for S in layers)
     max_bits = min(max_bits, max(0, int(np.log2(max(STEP_MACS / macs, 1.0)))))
     after = {-1: _zero_state(layers)}            # union state after each step
-    tables = []
+    m = np.zeros(plan.layers[-1].out_size, dtype=np.int64)
     try:
         for t in range(lv.num_steps):
             first = max(0, t - window + 1)
             states = list(after[first - 1])
-            pick, combos, inputs = _window_inputs(lv, range(first, t + 1), weight, max_bits)
-            for lo, hi in inputs:
+            for lo, hi in _window_inputs(lv, range(first, t + 1), weight, max_bits):
                 for k, S in enumerate(layers):
                     lo, hi, states[k] = _neurons(S, fmt, states[k], *_synapse(S, fmt, lo, hi))
             after[t] = [_union(st) for st in states]
-            g = np.rint(hi - lo[:, y:y + 1]).astype(np.int64)
-            g[:, y] = 0
-            tables.append(StepTable(pick, combos, g))
+            m += np.rint((hi - lo[:, y:y + 1]).max(0)).astype(np.int64)
     except _Unprovable:
         return None
-    return tables
-
-
-def step_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
-               window: int = WINDOW) -> np.ndarray | None:
-    """``M_j = Σ_t max_b g_{t,b,j}`` of the module docstring per class (``M_y`` = 0), or None
-    where the pass does not apply."""
-    tables = step_tables(plan, lv, y, max_bits, window)
-    if tables is None:
-        return None
-    return sum(tb.g.max(0) for tb in tables)
+    m[y] = 0
+    return m
 
 
 def _need(y: int, classes: int) -> np.ndarray:
