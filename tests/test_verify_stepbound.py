@@ -96,3 +96,69 @@ def test_pipeline_steps_stage_equals_enumeration() -> None:
         assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
         seen[r.how] = seen.get(r.how, 0) + 1
     assert seen.get("steps", 0) >= 3
+
+
+def _reference_neurons(S, fmt, state, a_lo, a_hi):
+    """The step of the module docstring written out case by case (no shortcuts)."""
+    D = fmt.decay_unity
+    u_lo = stepbound._tz(state[0], S.f_u, D) + a_lo
+    u_hi = stepbound._tz(state[1], S.f_u, D) + a_hi
+    v_lo = stepbound._tz(state[2], S.f_v, D) + u_lo + S.bias
+    v_hi = stepbound._tz(state[3], S.f_v, D) + u_hi + S.bias
+    need = 0 if fmt.spike_comparison == ">=" else 1
+    sure, maybe = v_lo - S.theta >= need, v_hi - S.theta >= need
+    q_hi = np.minimum(v_hi, S.theta + need - 1)
+    if S.subtract:
+        f_lo, f_hi = np.maximum(v_lo, S.theta + need) - S.theta, v_hi - S.theta
+    else:
+        f_lo = f_hi = np.zeros_like(v_lo)
+    r_lo = np.where(sure, f_lo, np.where(maybe, np.minimum(v_lo, f_lo), v_lo))
+    r_hi = np.where(sure, f_hi, np.where(maybe, np.maximum(q_hi, f_hi), v_hi))
+    return sure, maybe, (u_lo, u_hi, r_lo, r_hi)
+
+
+def test_neuron_step_equals_the_case_by_case_formula() -> None:
+    """The neuron step's shortcuts (u = a without a carried current; the reset's union without
+    a separate "sure" case when θ ≥ 1) change no interval: thresholds −3 … 40, both resets,
+    both comparisons, carried currents on and off."""
+    import dataclasses
+
+    checked = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        plan, *_ = _case(600 + seed)
+        layers = stepbound._prepare(plan)
+        if layers is None:                      # TA-LIF: not bounded
+            continue
+        fmt = dataclasses.replace(plan.fixed_point, spike_comparison=[">", ">="][seed % 2])
+        S = layers[0]
+        N = S.L.out_size
+        S = dataclasses.replace(S, theta=int(rng.integers(-3, 41)), subtract=seed % 3 == 0,
+                                f_u=S.f_u * int(seed % 4 != 0), bias=rng.integers(-20, 21, N))
+        lo = rng.integers(-60, 60, (2, N))
+        state = (lo[0], lo[0] + rng.integers(0, 30, N), lo[1], lo[1] + rng.integers(0, 30, N))
+        a_lo = rng.integers(-50, 50, (16, N))
+        a_hi = a_lo + rng.integers(0, 40, (16, N))
+        got = stepbound._neurons(S, fmt, state, a_lo, a_hi)
+        ref = _reference_neurons(S, fmt, state, a_lo, a_hi)
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+        for g, r in zip(got[2], ref[2], strict=True):
+            assert np.array_equal(g, r), seed
+        checked += 1
+    assert checked >= 20
+
+
+def test_first_layer_from_the_enumerated_columns_equals_the_dense_product() -> None:
+    checked = 0
+    for seed in range(600, 640):
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        layers = stepbound._prepare(plan)
+        if layers is None:
+            continue
+        weight = np.abs(layers[0].dense).sum(0)
+        for bits in stepbound._window_inputs(lv, range(lv.num_steps), weight, 3):
+            got = stepbound._first_synapse(layers[0], plan.fixed_point, bits)
+            ref = stepbound._synapse(layers[0], plan.fixed_point, *bits.dense())
+            assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+            checked += bits.cols.size > 0
+    assert checked >= 20

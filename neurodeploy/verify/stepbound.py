@@ -67,6 +67,7 @@ class _Layer:
     L: PlanLayer
     pos: np.ndarray        # W⁺ as float64 (exact: integer sums far below 2^53)
     neg: np.ndarray        # W⁻
+    dense: np.ndarray      # W = W⁺ + W⁻
     f_u: np.ndarray
     f_v: np.ndarray
     bias: np.ndarray
@@ -100,7 +101,7 @@ def _prepare(plan: DeploymentPlan) -> list[_Layer] | None:
             return None
         W = _layer_matrix(L, fmt).astype(np.float64)
         C = _neuron_constants(L, fmt)
-        out.append(_Layer(L, np.maximum(W, 0), np.minimum(W, 0), C.f_u.astype(np.int64),
+        out.append(_Layer(L, np.maximum(W, 0), np.minimum(W, 0), W, C.f_u.astype(np.int64),
                           C.f_v.astype(np.int64), C.bias.astype(np.int64), int(C.theta0),
                           C.subtract))
     return out
@@ -117,8 +118,29 @@ def _union(state: State) -> State:
 def _synapse(S: _Layer, fmt: FixedPointFormat, lo: np.ndarray, hi: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     """The activation interval ``[B, N]`` for input spikes in ``[lo, hi]`` ``[B, N_in]``."""
-    a_lo = np.rint(lo @ S.pos.T + hi @ S.neg.T).astype(np.int64)
-    a_hi = np.rint(hi @ S.pos.T + lo @ S.neg.T).astype(np.int64)
+    return _scale(S, fmt, lo @ S.pos.T + hi @ S.neg.T, hi @ S.pos.T + lo @ S.neg.T)
+
+
+def _first_synapse(S: _Layer, fmt: FixedPointFormat, bits: StepBits
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_synapse` of ``bits.dense()``, computed as one shared row plus the enumerated
+    columns: ``[lo, hi]`` differ only off the enumerated bits, where they are equal, so
+
+        W⁺·lo_b + W⁻·hi_b = (W⁺·lo + W⁻·hi) + W[:, cols]·bits_b
+
+    (``lo, hi`` the shared row, its enumerated columns 0) — ``k`` multiply-adds per
+    combination and neuron instead of ``4·N_in``; exact (integer sums far below 2^53)."""
+    var = bits.bits @ S.dense[:, bits.cols].T                      # [B, N]
+    return _scale(S, fmt, (bits.lo @ S.pos.T + bits.hi @ S.neg.T) + var,
+                  (bits.hi @ S.pos.T + bits.lo @ S.neg.T) + var)
+
+
+def _scale(S: _Layer, fmt: FixedPointFormat, f_lo: np.ndarray, f_hi: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The weight exponent and activation shift of the layer on the exact sums (float64 holding
+    integers), with the format's range checks."""
+    a_lo = np.rint(f_lo).astype(np.int64)
+    a_hi = np.rint(f_hi).astype(np.int64)
     L = S.L
     if L.kind == "dense":
         if L.weight_exp > 0:
@@ -136,34 +158,60 @@ def _synapse(S: _Layer, fmt: FixedPointFormat, lo: np.ndarray, hi: np.ndarray
 def _neurons(S: _Layer, fmt: FixedPointFormat, state: State, a_lo: np.ndarray,
              a_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, State]:
     """One step of the layer's neurons per combination: the spike interval ``[B, N]`` (0/1 as
-    float64) and the state after the reset, per combination."""
+    float64) and the state after the reset, per combination. With ``θ ≥ 1`` a neuron sure to
+    fire is in the "maybe" branch too, and the reset's union needs no separate "sure" case
+    for the lower end (fewer ``[B, N]`` passes; the general formula otherwise)."""
     D = fmt.decay_unity
     bits = min(fmt.state_bits, fmt.port_bits)
-    u_lo = _tz(state[0], S.f_u, D) + a_lo
-    u_hi = _tz(state[1], S.f_u, D) + a_hi
+    if S.f_u.any():
+        u_lo = _tz(state[0], S.f_u, D) + a_lo
+        u_hi = _tz(state[1], S.f_u, D) + a_hi
+    else:                                         # no current carried: u = a
+        u_lo, u_hi = a_lo, a_hi
     _check(u_lo, u_hi, bits)
-    v_lo = _tz(state[2], S.f_v, D) + u_lo + S.bias
-    v_hi = _tz(state[3], S.f_v, D) + u_hi + S.bias
+    v_lo = u_lo + (_tz(state[2], S.f_v, D) + S.bias)
+    v_hi = u_hi + (_tz(state[3], S.f_v, D) + S.bias)
     _check(v_lo, v_hi, bits)
-    need = 0 if fmt.spike_comparison == ">=" else 1
-    sure = v_lo - S.theta >= need
-    maybe = v_hi - S.theta >= need
-    q_hi = np.minimum(v_hi, S.theta + need - 1)              # quiet: v − θ < need
+    fire = S.theta + (0 if fmt.spike_comparison == ">=" else 1)   # spikes iff v ≥ fire
+    sure, maybe = v_lo >= fire, v_hi >= fire
+    q_hi = np.minimum(v_hi, fire - 1)                             # quiet: v < fire
     if S.subtract:
-        f_lo, f_hi = np.maximum(v_lo, S.theta + need) - S.theta, v_hi - S.theta
+        f_lo, f_hi = np.maximum(v_lo, fire) - S.theta, v_hi - S.theta
     else:
-        f_lo = f_hi = np.zeros_like(v_lo)
-    r_lo = np.where(sure, f_lo, np.where(maybe, np.minimum(v_lo, f_lo), v_lo))
-    r_hi = np.where(sure, f_hi, np.where(maybe, np.maximum(q_hi, f_hi), v_hi))
+        f_lo = f_hi = np.zeros((), dtype=np.int64)
+    if S.theta >= 1:     # f_lo ≤ v_lo where sure, and q_hi ≥ f_hi where maybe but not sure
+        r_lo = np.where(maybe, np.minimum(v_lo, f_lo), v_lo)
+        r_hi = np.where(sure, f_hi, np.maximum(q_hi, f_hi) if S.subtract else q_hi)
+    else:
+        r_lo = np.where(sure, f_lo, np.where(maybe, np.minimum(v_lo, f_lo), v_lo))
+        r_hi = np.where(sure, f_hi, np.where(maybe, np.maximum(q_hi, f_hi), v_hi))
     return sure.astype(np.float64), maybe.astype(np.float64), (u_lo, u_hi, r_lo, r_hi)
 
 
+@dataclass(frozen=True)
+class StepBits:
+    """One step's input spikes over the enumerated combinations: the shared row ``[lo, hi]``
+    ``[P]`` (fixed bits, the free bits not enumerated as [0, 1], the enumerated ones 0) and the
+    enumerated pixels ``cols`` ``[k]`` with their value per combination ``bits`` ``[B, k]``."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    cols: np.ndarray
+    bits: np.ndarray
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """The input spike intervals ``[B, P]`` of every combination."""
+        lo = np.broadcast_to(self.lo, (len(self.bits), self.lo.size)).copy()
+        hi = np.broadcast_to(self.hi, (len(self.bits), self.hi.size)).copy()
+        lo[:, self.cols] = hi[:, self.cols] = self.bits
+        return lo, hi
+
+
 def _window_inputs(lv: PixelLevels, steps: range, weight: np.ndarray, max_bits: int
-                   ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The input spike intervals ``[B, P]`` of each step of a window: every consistent
-    combination of the ``max_bits``
-    free bits of highest priority (first-layer weight mass, halved per step before the
-    window's last), the other free bits [0, 1]. Consistent: one pixel's bits at ranks
+                   ) -> list[StepBits]:
+    """The input spikes of each step of a window: every consistent combination of the
+    ``max_bits`` free bits of highest priority (first-layer weight mass, halved per step before
+    the window's last), the other free bits [0, 1]. Consistent: one pixel's bits at ranks
     r < r' satisfy ``s_{r'} ≤ s_r`` (its level is one number)."""
     low = np.array([r[0] for r in lv.levels])
     high = np.array([r[-1] for r in lv.levels])
@@ -181,13 +229,13 @@ def _window_inputs(lv: PixelLevels, steps: range, weight: np.ndarray, max_bits: 
     out = []
     for t in steps:
         rank = lv.rank[t]
-        lo = np.broadcast_to((low > rank).astype(np.float64), (len(combos), rank.size)).copy()
+        lo = (low > rank).astype(np.float64)
         hi = lo.copy()
-        hi[:, (low <= rank) & (high > rank)] = 1.0
-        for c, (tc, pc) in enumerate(pick):
-            if tc == t:
-                lo[:, pc] = hi[:, pc] = combos[:, c]
-        out.append((lo, hi))
+        hi[(low <= rank) & (high > rank)] = 1.0
+        mine = [c for c, (tc, _) in enumerate(pick) if tc == t]
+        cols = np.array([pick[c][1] for c in mine], dtype=np.int64)
+        lo[cols] = hi[cols] = 0.0
+        out.append(StepBits(lo, hi, cols, combos[:, mine].astype(np.float64)))
     return out
 
 
@@ -211,9 +259,12 @@ def step_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
         for t in range(lv.num_steps):
             first = max(0, t - window + 1)
             states = list(after[first - 1])
-            for lo, hi in _window_inputs(lv, range(first, t + 1), weight, max_bits):
+            for bits in _window_inputs(lv, range(first, t + 1), weight, max_bits):
+                act = _first_synapse(layers[0], fmt, bits)
                 for k, S in enumerate(layers):
-                    lo, hi, states[k] = _neurons(S, fmt, states[k], *_synapse(S, fmt, lo, hi))
+                    lo, hi, states[k] = _neurons(S, fmt, states[k], *act)
+                    if k + 1 < len(layers):
+                        act = _synapse(layers[k + 1], fmt, lo, hi)
             after[t] = [_union(st) for st in states]
             m += np.rint((hi - lo[:, y:y + 1]).max(0)).astype(np.int64)
     except _Unprovable:
