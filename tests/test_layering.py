@@ -33,7 +33,8 @@ LAYERS: dict[str, int] = {
     "neurodeploy.attacks": 2, "neurodeploy.bounds": 2, "neurodeploy.defenses": 2,
     "neurodeploy.training": 2, "neurodeploy.evaluation": 2, "neurodeploy.exporters": 2,
     "neurodeploy.sims": 2, "neurodeploy.scale": 2, "neurodeploy.efficiency": 2,
-    "neurodeploy.pipeline": 3, "neurodeploy.audit": 3, "neurodeploy.simulation": 3,
+    "neurodeploy.pipeline": 3, "neurodeploy.pipeline_config": 3, "neurodeploy.audit": 3,
+    "neurodeploy.simulation": 3,
     "neurodeploy.verify": 3,
     "neurodeploy.cli": 4, "neurodeploy.__main__": 4,
 }
