@@ -4,8 +4,8 @@ A node is a product of per-pixel level sets ``N = ∏_p S_p`` with ``S_p ⊆ R_p
 example's reachable set, :mod:`.levels`). The step bound of :mod:`.stepbound` (each step's free
 input bits enumerated jointly, every other quantity an exact integer interval; no solver model
 is built) *proves* a node when no target class survives it: ``max (c_j − c_y) < [j > y]`` for
-every ``j ≠ y``; :func:`interval_proves` (the interval pass of :mod:`.intmodel`) is the older,
-looser and slower node check. Otherwise one pixel's level
+every ``j ≠ y`` (the interval pass of :mod:`.intmodel`, the first node check, was looser
+and slower). Otherwise one pixel's level
 set is split into its lower and upper half, ``S_p = S_p^lo ⊔ S_p^hi``: the children partition
 the node, so
 
@@ -37,13 +37,6 @@ def halves(levels: tuple[int, ...]) -> list[tuple[int, ...]]:
     """The lower and upper half of a level set (a partition)."""
     h = len(levels) // 2
     return [levels[:h], levels[h:]]
-
-
-def interval_proves(plan: DeploymentPlan, lv: PixelLevels, y: int) -> bool:
-    """True when the interval pass alone rules out every target class on the node ``lv``."""
-    from neurodeploy.verify.intmodel import encode
-
-    return not encode(plan, lv, y).targets
 
 
 def step_node_proves(plan: DeploymentPlan, lv: PixelLevels, y: int) -> bool:
