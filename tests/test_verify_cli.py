@@ -95,3 +95,25 @@ def test_exact_line_flags_violations(tmp_path) -> None:
     assert "VIOLATED" in exact_line(str(p), "attack", 0.3, 0.1, "x/model.pt", 50)
     assert "VIOLATED" in exact_line(str(p), "certify", 0.55, 0.1, "x/model.pt", 50)
     assert "not comparable: eps" in exact_line(str(p), "attack", 0.3, 0.2, "x/model.pt", 50)
+
+
+def test_summary_lists_the_undecided_examples_sandwich() -> None:
+    from neurodeploy.cli.verify import format_summary, summarize
+
+    def ex(i, status, **kw):
+        return {"index": i, "status": status, "how": "timeout" if status == "unknown" else "x",
+                "seconds": 1.0, "solver_seconds": 0.5, "model": {}, **kw}
+
+    examples = [ex(0, "robust"), ex(1, "non_robust", bound_score=2.0)]
+    examples += [ex(10 + k, "unknown", search_score=-1.5 - k, bound_score=3.0 + k)
+                 for k in range(9)]
+    examples.append(ex(30, "unknown"))                   # neither side ran (the float model)
+    s = summarize(examples, 0.1)
+    assert [u["index"] for u in s["unknown_scores"]] == [*range(10, 19), 30]
+    assert s["unknown_scores"][0] == {"index": 10, "search_score": -1.5, "bound_score": 3.0}
+    assert s["unknown_scores"][-1] == {"index": 30, "search_score": None, "bound_score": None}
+    text = format_summary({"summary": s, "plan": "p", "eps": 0.1, "n": len(examples)})
+    line = text.splitlines()[-1]
+    assert line.startswith("unknown: best score found <= max score <= step bound")
+    assert "#10 [-1.5, 3]" in line and "#17 [-8.5, 10]" in line and "#18" not in line
+    assert line.endswith("(+2 more in the JSON)")

@@ -87,7 +87,10 @@ def test_talif_is_not_bounded() -> None:
 
 
 def test_pipeline_steps_stage_equals_enumeration() -> None:
+    """Verdicts equal brute force; where the step bound ran and did not prove, the recorded
+    ``bound_score`` is above 0 and never below the true ``max_{j≠y}(c_j − c_y + ½[j < y])``."""
     seen: dict[str, int] = {}
+    scored = 0
     for seed in range(600, 680):
         plan, emu, x, u, y, eps, lv = _case(seed)
         truth, _ = enumerate_levels(plan, emu, lv, y)
@@ -95,7 +98,13 @@ def test_pipeline_steps_stage_equals_enumeration() -> None:
                            enumerate_limit=0)
         assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
         seen[r.how] = seen.get(r.how, 0) + 1
+        if r.bound_score is not None:
+            m = _true_margins(plan, emu, lv, y)
+            best = max(m[j] + 0.5 * (j < y) for j in range(m.size) if j != y)
+            assert r.bound_score > 0 and r.bound_score >= best, (seed, r.bound_score, best)
+            scored += 1
     assert seen.get("steps", 0) >= 3
+    assert scored >= 5           # cases where the bound ran and did not prove
 
 
 def _reference_neurons(S, fmt, state, a_lo, a_hi):

@@ -295,7 +295,10 @@ def summarize(examples: list[dict[str, Any]], eps: float) -> dict[str, Any]:
             "seconds_total": sum(e["seconds"] for e in examples),
             "seconds_per_example": sum(e["seconds"] for e in examples) / n,
             "solver_seconds": sum(e["solver_seconds"] for e in examples),
-            "max_model_variables": max(sizes, default=0)}
+            "max_model_variables": max(sizes, default=0),
+            "unknown_scores": [{"index": e["index"], "search_score": e.get("search_score"),
+                                "bound_score": e.get("bound_score")}
+                               for e in examples if e["status"] == "unknown"]}
 
 
 def unknown_draw_bound(draws: list[list[dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
@@ -311,6 +314,19 @@ def unknown_draw_bound(draws: list[list[dict[str, Any]]], seeds: list[int]) -> d
             "lower_bound": k / max(len(flat), 1), "ci95": [lo, hi]}
 
 
+def _unknown_line(scores: list[dict[str, Any]], shown: int = 8) -> str:
+    """The undecided examples' sandwich ``search best ≤ max_{j≠y}(c_j − c_y + ½[j < y]) ≤ step
+    bound`` (a flip ⇔ > 0; "?" where a side did not run)."""
+    def fmt(v: float | None) -> str:
+        return "?" if v is None else f"{v:g}"
+
+    items = [f"#{e['index']} [{fmt(e['search_score'])}, {fmt(e['bound_score'])}]"
+             for e in scores[:shown]]
+    more = f"  (+{len(scores) - shown} more in the JSON)" if len(scores) > shown else ""
+    return ("unknown: best score found <= max score <= step bound (a flip iff > 0): "
+            + "  ".join(items) + more)
+
+
 def format_summary(rec: dict[str, Any]) -> str:
     s = rec["summary"]
     c = s["counts"]
@@ -321,6 +337,8 @@ def format_summary(rec: dict[str, Any]) -> str:
              f"robust {c['robust']}  non_robust {c['non_robust']}  unknown {c['unknown']}  "
              f"(decided {s['decided_fraction']:.0%}; {s['seconds_per_example']:.2f} s/example)",
              f"exact robust accuracy {acc}"]
+    if s.get("unknown_scores"):
+        lines.append(_unknown_line(s["unknown_scores"]))
     if "sandwich" in rec:
         w = rec["sandwich"]
         att = f" <= attack {w['attack']:.4f}" if "attack" in w else ""

@@ -59,7 +59,9 @@ class ExampleResult:
     ``image``: the counterexample (flat, exact-checked) for non_robust; ``search_score``: the
     best score the searches reached when they ran and found nothing (:class:`SearchTrace`:
     ``max_{j≠y}(c_j − c_y + ½[j < y])`` plus a membrane tie-break below 10⁻³; negative —
-    how far from a flip they stayed)."""
+    how far from a flip they stayed); ``bound_score``: the step bound's upper bound on the
+    same maximum over the whole ball where it ran and did not prove (> 0), so an undecided
+    example's true score lies in ``[search_score, bound_score]`` (a flip ⇔ > 0)."""
 
     index: int
     label: int
@@ -71,6 +73,7 @@ class ExampleResult:
     image: np.ndarray | None = None
     predicted: int | None = None
     search_score: float | None = None
+    bound_score: float | None = None
 
     def record(self) -> dict[str, Any]:
         d = {"index": self.index, "label": self.label, "status": self.status, "how": self.how,
@@ -81,6 +84,8 @@ class ExampleResult:
             d["predicted"] = self.predicted
         if self.search_score is not None:
             d["search_score"] = round(self.search_score, 4)
+        if self.bound_score is not None:
+            d["bound_score"] = self.bound_score
         return d
 
 
@@ -135,7 +140,7 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     ``steps`` runs the step bound of :mod:`.stepbound` before the search."""
     from neurodeploy.verify.exhaustive import enumerate_levels
     from neurodeploy.verify.intmodel import encode
-    from neurodeploy.verify.stepbound import step_proves
+    from neurodeploy.verify.stepbound import step_score
 
     t0 = time.perf_counter()
     lv = pixel_levels(x, u, eps)
@@ -157,7 +162,8 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     if lv.combinations <= enumerate_limit:
         robust, level = enumerate_levels(plan, emulator, lv, int(y))
         return done("robust" if robust else "non_robust", "enumeration", level, model=enc.stats)
-    if steps and step_proves(plan, lv, int(y)):
+    bound = step_score(plan, lv, int(y)) if steps else None
+    if bound is not None and bound <= 0:
         return done("robust", "steps", model=enc.stats)
     trace = None
     if search:
@@ -165,17 +171,17 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
         level = find_counterexample(plan, emulator, lv, lv.x, lv.u, int(y), eps, seed + index,
                                     twin, search_restarts, search_budget, trace)
         if level is not None:
-            return done("non_robust", "search", level, model=enc.stats)
+            return done("non_robust", "search", level, model=enc.stats, bound_score=bound)
     if branch_seconds > 0:
         from neurodeploy.verify.branch import branch_and_bound
 
         proved, _ = branch_and_bound(plan, lv, int(y), branch_seconds)
         if proved:
-            return done("robust", "branch", model=enc.stats)
+            return done("robust", "branch", model=enc.stats, bound_score=bound)
     status, level, sec = solve(enc, lv, timeout, workers)
     score = trace.best if trace is not None and np.isfinite(trace.best) else None
     return done(status, "timeout" if status == "unknown" else "solver", level,
-                solver_seconds=sec, model=enc.stats, search_score=score)
+                solver_seconds=sec, model=enc.stats, search_score=score, bound_score=bound)
 
 
 @dataclass

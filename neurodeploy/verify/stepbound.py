@@ -273,16 +273,21 @@ def step_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
     return m
 
 
-def _need(y: int, classes: int) -> np.ndarray:
-    """The readout's tie rule: j beats y when ``c_j − c_y ≥ [j > y]``; y itself never."""
-    need = (np.arange(classes) > y).astype(np.int64)
-    need[y] = 10 ** 9
-    return need
+def step_score(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
+               window: int = WINDOW) -> float | None:
+    """The bound in the search's units: ``max_{j≠y} (M_j + ½[j < y]) ≥ max_{j≠y} (c_j − c_y
+    + ½[j < y])`` over every input of the ball; ``≤ 0`` is a proof (the readout's ties go to
+    the lowest index, so a class below y needs ``c_j − c_y ≥ 0``, one above ``≥ 1``). None
+    where the pass does not apply."""
+    m = step_bound(plan, lv, y, max_bits, window)
+    if m is None:
+        return None
+    other = np.arange(m.size) != y
+    return float((m + 0.5 * (np.arange(m.size) < y))[other].max())
 
 
 def step_proves(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
                 window: int = WINDOW) -> bool:
     """True when the step bound rules out every target class (a proof)."""
-    m = step_bound(plan, lv, y, max_bits, window)
-    return m is not None and bool(np.all(m < _need(y, m.size)))
-
+    score = step_score(plan, lv, y, max_bits, window)
+    return score is not None and score <= 0
