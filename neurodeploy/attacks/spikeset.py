@@ -53,9 +53,9 @@ from neurodeploy.attacks.base import (
     is_correct,
     loss_on,
     margin_loss,
-    rand,
     register_attack,
 )
+from neurodeploy.attacks.streams import RowDraw, RowStreams
 from neurodeploy.errors import ConfigError
 
 TIE_WEIGHT = 1e-3
@@ -215,13 +215,12 @@ class _Search:
         gain = gbest - G.gather(0, j.unsqueeze(0))[0]
         return torch.where(jbest != j, gain, torch.zeros_like(gain)), jbest
 
-    def random_levels(self, rows: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
-        """Each pixel at a uniformly random feasible level with probability ``p``, else clean."""
-        la = self.rows(rows)
-        like = la.lo
-        r = (rand(la.j0.shape, gen, like) * (la.jhi - la.jlo + 1).float()).long()
-        jr = torch.minimum(la.jlo + r, la.jhi)
-        return torch.where(rand(la.j0.shape, gen, like) < p, jr, la.j0)
+    def random_levels(self, rows: torch.Tensor, draw: RowDraw, p: float) -> torch.Tensor:
+        """Each pixel at a uniformly random feasible level with probability ``p``, else clean
+        (the draws from the rows' own streams ``draw``)."""
+        from neurodeploy.attacks.spikesteep import random_levels
+
+        return random_levels(self.rows(rows), draw, p)
 
 
 def _proposals(j: torch.Tensor, gain: torch.Tensor, jbest: torch.Tensor, tabu: torch.Tensor,
@@ -265,13 +264,15 @@ def spike_set_search(
     all_rows = torch.arange(B, device=x.device)
     best_obj, fooled, _ = S.exact(lv.j0, all_rows)
     best_j = lv.j0.clone()
+    streams = RowStreams.for_batch(gen, x, u.transpose(0, 1))  # one stream per example
     for restart in range(cfg.n_restarts):
         rows = (~fooled).nonzero()[:, 0]
         if rows.numel() == 0:
             break
-        j = lv.j0[rows].clone() if restart == 0 else S.random_levels(rows, gen, cfg.restart_p)
+        j = lv.j0[rows].clone() if restart == 0 else \
+            S.random_levels(rows, streams.at(rows), cfg.restart_p)
         obj, won, marg = S.exact(j, rows)
-        j, obj, won = _climb(S, rows, j, obj, won, marg, gen)
+        j, obj, won = _climb(S, rows, j, obj, won, marg, streams)
         upd = won | (obj > best_obj[rows])
         upd &= ~fooled[rows]
         best_j[rows[upd]] = j[upd]
@@ -285,7 +286,7 @@ def spike_set_search(
 
 
 def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
-           won: torch.Tensor, marg: torch.Tensor, gen: torch.Generator
+           won: torch.Tensor, marg: torch.Tensor, streams: RowStreams
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy ascent of one restart (module docstring, steps 2–4) on examples ``rows``.
 
@@ -334,7 +335,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
         stall[rej] += 1
         kick = rej[stall[rej] >= cfg.patience]
         if kick.numel():
-            jr = S.random_levels(rows[kick], gen, cfg.kick)
+            jr = S.random_levels(rows[kick], streams.at(rows[kick]), cfg.kick)
             j[kick] = torch.where(jr != S.lv.j0[rows[kick]], jr, j[kick])
             obj[kick], won[kick], marg[kick] = S.exact(j[kick], rows[kick])
             tabu[kick] = False
