@@ -26,6 +26,10 @@ probability ~0.1–0.5). The rounds skip an example whose block runs stayed more
 ``steep_gate`` output spikes from a flip (best ``m_cw`` below ``−steep_gate``, in spikes: the
 logits times :func:`count_scale`), so hopeless examples cost only the block runs.
 
+Every random draw (proposals, the rounds' start levels, moves and kicks) comes from the
+example's own stream (:mod:`neurodeploy.attacks.streams`), so an example's search does not
+depend on the other examples of the batch.
+
 It needs no gradient, so it runs unchanged on the float classifier and on the deployed one
 (emulator forward) — any classifier bound to known-draw maps with ``select``.
 """

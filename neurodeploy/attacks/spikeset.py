@@ -31,6 +31,11 @@ Search (greedy top-k level moves, issue 21), per example, on the exact spiking f
 6. restarts after the first (which starts at the clean levels) start from random feasible
    levels (each pixel with probability ``restart_p``) and run only on examples still robust.
 
+Every random draw (restart levels, kicks) comes from the example's own stream
+(:mod:`neurodeploy.attacks.streams`: seeded by one key from the attack's generator and a hash
+of the example's image and known map), so an example's search does not depend on the other
+examples of the batch (which of them break, abort or are there at all).
+
 The returned image puts every changed pixel at the midpoint of its level's interval (inside
 the ε-ball and [0, 1]) and every other pixel at its clean value; the spikes it produces under
 ``u`` are checked against the chosen levels before return (:func:`spike_set_search` returns both).
