@@ -6,8 +6,9 @@ batch, so the other examples' trajectories change. Here every example row draws 
 generator.
 
 1. a search draws one 63-bit ``key`` from the attack's generator;
-2. row r gets an identity ``id_r`` that hashes its own content — the float32 bits ``b_i`` of its
-   clean image and its known map: ``id_r = mix(Σ_i mix(b_i + (i+1)·γ))`` (sum mod 2⁶⁴), with
+2. row r gets an identity ``id_r`` that hashes its own content — the float32 bits ``b_{k,i}`` of
+   its parts k = 0, 1 (clean image, known map): ``v_k = Σ_i mix(b_{k,i} + (i + 1 + k·2⁴⁰)·γ)``
+   (sum mod 2⁶⁴), ``h_0 = v_0``, ``h_k = mix(h_{k−1} + v_k·γ)``, ``id_r = mix(h_last)``, with
    splitmix64's finaliser (Steele et al., OOPSLA 2014)
 
        mix(z) = h₃,  h₁ = (z ⊕ (z ≫ 30))·C₁,  h₂ = (h₁ ⊕ (h₁ ≫ 27))·C₂,  h₃ = h₂ ⊕ (h₂ ≫ 31)
@@ -67,6 +68,8 @@ def mix_int(z: int) -> int:
 def content_ids(*parts: torch.Tensor) -> torch.Tensor:
     """``id_r`` ``[B]`` (module docstring, step 2) of row-first float tensors ``[B, …]``: a hash
     of the float32 bits of each row's elements and their positions."""
+    if not parts:
+        raise ValueError("content_ids needs at least one tensor")
     h = None
     for k, t in enumerate(parts):
         bits = t.detach().to(torch.float32).reshape(t.shape[0], -1).contiguous()
@@ -74,7 +77,6 @@ def content_ids(*parts: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(1, bits.shape[1] + 1, dtype=torch.int64, device=bits.device)
         v = mix(bits + (pos + (k << 40)) * GAMMA).sum(1)  # wrapping sum: order-free
         h = v if h is None else mix(h + v * GAMMA)
-    assert h is not None
     return mix(h)
 
 
