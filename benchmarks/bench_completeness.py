@@ -56,8 +56,9 @@ def load(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, np.ndar
 
 
 def attack(plan: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: list[float],
-           preset: str) -> dict[str, Any]:
-    """The audit's deployed-side cascade under the known draw: robust flags per ε, CPU s."""
+           preset: str, seed: int = 0) -> dict[str, Any]:
+    """The audit's deployed-side cascade under the known draw (the engine's ``seed``): robust
+    flags per ε, CPU s."""
     from neurodeploy.attacks.engine import evaluate_robustness
     from neurodeploy.audit.deployed import DeployedClassifier
     from neurodeploy.audit.run import AuditConfig, attack_specs, deployed_specs
@@ -73,7 +74,8 @@ def attack(plan: Any, x: np.ndarray, y: np.ndarray, u: np.ndarray, eps: list[flo
     ut = torch.as_tensor(u).reshape(T, len(y), *shape)
     clf = DeployedClassifier(Emulator(plan), HardwareTwin(plan), KnownDrawEncoder(T, ut))
     t = time.process_time()
-    r = evaluate_robustness(clf, xt, torch.as_tensor(y).long(), specs, eps, quiet=True)
+    r = evaluate_robustness(clf, xt, torch.as_tensor(y).long(), specs, eps, seed=seed,
+                            quiet=True)
     cpu = time.process_time() - t
     return {"cpu_s": cpu, "dropped": dropped, "labels": list(r.attack_names),
             "robust": {str(e): [bool(v) for v in r.robust[float(e)].all(0)] for e in eps},
@@ -161,6 +163,8 @@ def main() -> int:
                     help="comma-separated `neurodeploy verify` result JSONs (same plan, data, n; "
                          "one per ε, matched by their eps): their verdicts are used, only the "
                          "attack runs")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the attack engine's seed (the random searches: completeness over seeds)")
     ap.add_argument("--only-decided", action="store_true",
                     help="attack only the examples some ε's verdict decided (needs --verdicts or "
                          "--verify-json); the host maps stay those of the example's index")
@@ -176,7 +180,7 @@ def main() -> int:
     old = json.loads(Path(args.verdicts).read_text())["per_eps"] if args.verdicts else {}
     old.update(verify_verdicts(args.verify_json.split(",")) if args.verify_json else {})
     rows = decided_rows(old, eps, len(y)) if args.only_decided else list(range(len(y)))
-    atk = attack(plan, x[rows], y[rows], u[:, rows], eps, args.preset)
+    atk = attack(plan, x[rows], y[rows], u[:, rows], eps, args.preset, args.seed)
     atk["rows"] = rows
     for e in eps:  # rows not attacked count as robust (not broken) and are reported so
         flags = [True] * len(y)
@@ -185,7 +189,8 @@ def main() -> int:
         atk["robust"][str(e)] = flags
     rec: dict[str, Any] = {"plan": Path(args.plan).name, "data": args.data, "n": len(y),
                            "threat": "known draw (host_uniform, seed 0)", "preset": args.preset,
-                           "attack": atk, "timeout_s": args.timeout, "per_eps": {}}
+                           "attack": atk, "attack_seed": args.seed, "timeout_s": args.timeout,
+                           "per_eps": {}}
     name = args.name or Path(args.plan).parent.name
     lines = [HEADER]
     print(HEADER, flush=True)

@@ -15,6 +15,7 @@ from neurodeploy.attacks.spikeset import (
     spike_set_search,
 )
 from neurodeploy.attacks.spikesteep import single_moves
+from neurodeploy.attacks.streams import RowStreams
 from neurodeploy.classifier import SNNClassifier
 from neurodeploy.errors import ConfigError
 
@@ -47,13 +48,13 @@ def test_single_moves_change_one_pixel_to_another_feasible_level():
     lv = _levels(x, u, 0.1)
     cur = lv.j0.clone()
     feasible = int((lv.jhi - lv.jlo).sum())  # moves off the current level
-    props = single_moves(lv, cur, 100, torch.Generator().manual_seed(0))
+    props = single_moves(lv, cur, 100, RowStreams(0, torch.zeros(1)).at(torch.arange(1)))
     assert props.shape[0] == feasible > 0
     diff = (props != cur).sum(-1)
     assert diff.max() == 1 and diff.min() == 1
     assert bool(((props >= lv.jlo) & (props <= lv.jhi)).all())
     assert len({tuple(p[0].tolist()) for p in props}) == feasible  # no move twice
-    few = single_moves(lv, cur, 2, torch.Generator().manual_seed(1))
+    few = single_moves(lv, cur, 2, RowStreams(1, torch.zeros(1)).at(torch.arange(1)))
     assert few.shape[0] == 2 and bool(((few != cur).sum(-1) == 1).all())
 
 

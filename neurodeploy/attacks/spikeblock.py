@@ -26,6 +26,10 @@ probability ~0.1–0.5). The rounds skip an example whose block runs stayed more
 ``steep_gate`` output spikes from a flip (best ``m_cw`` below ``−steep_gate``, in spikes: the
 logits times :func:`count_scale`), so hopeless examples cost only the block runs.
 
+Every random draw (proposals, the rounds' start levels, moves and kicks) comes from the
+example's own stream (:mod:`neurodeploy.attacks.streams`), so an example's search does not
+depend on the other examples of the batch.
+
 It needs no gradient, so it runs unchanged on the float classifier and on the deployed one
 (emulator forward) — any classifier bound to known-draw maps with ``select``.
 """
@@ -47,11 +51,11 @@ from neurodeploy.attacks.base import (
     attack_views,
     is_correct,
     margin_loss,
-    rand,
     register_attack,
 )
 from neurodeploy.attacks.spikeset import TIE_WEIGHT, _Levels, _levels, image_of
 from neurodeploy.attacks.spikesteep import steepest_run
+from neurodeploy.attacks.streams import RowDraw, RowStreams
 from neurodeploy.errors import ConfigError
 
 
@@ -133,17 +137,22 @@ def _score(classifier: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
 
 
 def _propose(lv: _Levels, cur: torch.Tensor, block: torch.Tensor, batch: int,
-             gen: torch.Generator) -> torch.Tensor:
-    """``batch`` proposals per example ``[batch, m, P]`` (module docstring, step 1)."""
+             draw: RowDraw) -> torch.Tensor:
+    """``batch`` proposals per example ``[batch, m, P]`` (module docstring, step 1; ``draw``:
+    the examples' own random streams)."""
     shape = (batch, *cur.shape)
+
+    def rand() -> torch.Tensor:  # [batch, m, P], each example's from its own stream
+        return draw.rand((batch, cur.shape[1]), lv.lo).transpose(0, 1)
+
     free = lv.jhi > lv.jlo
-    keys = rand(shape, gen, lv.lo).masked_fill(~free, 2.0)  # non-free pixels sort last
+    keys = rand().masked_fill(~free, 2.0)  # non-free pixels sort last
     kth = keys.sort(-1).values.gather(-1, (block - 1).clamp(min=0).view(1, -1, 1)
                                       .expand(batch, -1, 1))
     sel = (keys <= kth) & free  # exactly min(block, F) random free pixels
-    r = rand(shape, gen, lv.lo)
+    r = rand()
     span = (lv.jhi - lv.jlo + 1).float()
-    uni = torch.minimum(lv.jlo + (rand(shape, gen, lv.lo) * span).long(), lv.jhi)
+    uni = torch.minimum(lv.jlo + (rand() * span).long(), lv.jhi)
     lev = torch.where(r < 0.4, lv.jlo.expand(shape),
                       torch.where(r < 0.8, lv.jhi.expand(shape), uni))
     return torch.where(sel, lev, cur.expand(shape))
@@ -155,13 +164,14 @@ def spike_block_search(classifier: Any, x: torch.Tensor, y: torch.Tensor, u: tor
     """The block search (module docstring) on ``classifier`` (bound to the rows of ``x``, known
     maps ``u`` ``[T, B, *shape]``); returns ``(x_adv, fooled)``."""
     lv = _levels(x, u, eps)
+    streams = RowStreams.for_batch(gen, x, u.transpose(0, 1))  # one stream per example
     all_rows = torch.arange(x.shape[0], device=x.device)
     best_j = lv.j0.clone()
     peak, won = _score(classifier, x, y, all_rows)
     for _ in range(cfg.n_restarts):
         if bool(won.all()):
             break
-        j, w, s = _run_once(classifier, lv, x, y, gen, won.clone(), cfg)
+        j, w, s = _run_once(classifier, lv, x, y, streams, won.clone(), cfg)
         best_j[w & ~won] = j[w & ~won]
         won |= w
         peak = torch.maximum(peak, s)
@@ -175,7 +185,7 @@ def spike_block_search(classifier: Any, x: torch.Tensor, y: torch.Tensor, u: tor
         for run in (partial(_steep_once, cfg=cfg), partial(_run_once, cfg=longer)):
             if bool(skip.all()):
                 break
-            j, w = run(classifier, lv, x, y, gen, won=skip.clone())[:2]
+            j, w = run(classifier, lv, x, y, streams, won=skip.clone())[:2]
             best_j[w & ~skip] = j[w & ~skip]
             won |= w
             skip |= w
@@ -192,7 +202,7 @@ def count_scale(classifier: Any) -> float:
 
 
 def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
-              gen: torch.Generator, won: torch.Tensor, cfg: SpikeBlockConfig
+              streams: RowStreams, won: torch.Tensor, cfg: SpikeBlockConfig
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One run from the clean levels (module docstring, steps 1–3) on the examples not ``won``;
     returns the levels, which examples they fool and the best score ``S`` each reached."""
@@ -209,7 +219,7 @@ def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
         if act.numel() == 0:
             break
         la, m = _rows(lv, act), act.numel()
-        props = _propose(la, cur[act], block[act], cfg.batch, gen)
+        props = _propose(la, cur[act], block[act], cfg.batch, streams.at(act))
         rep = act.repeat(cfg.batch)
         imgs = image_of(_rows(lv, rep), props.reshape(cfg.batch * m, -1), x[rep])
         s, f = _score(classifier, imgs, y[rep], rep)
@@ -228,14 +238,14 @@ def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
 
 
 def _steep_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
-                gen: torch.Generator, won: torch.Tensor, cfg: SpikeBlockConfig
+                streams: RowStreams, won: torch.Tensor, cfg: SpikeBlockConfig
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One steepest-ascent run (:func:`~neurodeploy.attacks.spikesteep.steepest_run`) on the
     examples not ``won``; returns the levels and which examples they fool."""
     cur, out = lv.j0.clone(), torch.zeros_like(won)
     act = (~won).nonzero()[:, 0]
     j, w = steepest_run(partial(_score, classifier), lv, x, y, act,
-                        gen, cfg.steep_moves, cfg.steep_kicks, cfg.steep_steps)
+                        streams.at(act), cfg.steep_moves, cfg.steep_kicks, cfg.steep_steps)
     cur[act], out[act] = j, w
     return cur, out
 

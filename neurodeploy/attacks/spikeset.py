@@ -31,6 +31,11 @@ Search (greedy top-k level moves, issue 21), per example, on the exact spiking f
 6. restarts after the first (which starts at the clean levels) start from random feasible
    levels (each pixel with probability ``restart_p``) and run only on examples still robust.
 
+Every random draw (restart levels, kicks) comes from the example's own stream
+(:mod:`neurodeploy.attacks.streams`: seeded by one key from the attack's generator and a hash
+of the example's image and known map), so an example's search does not depend on the other
+examples of the batch (which of them break, abort or are there at all).
+
 The returned image puts every changed pixel at the midpoint of its level's interval (inside
 the ε-ball and [0, 1]) and every other pixel at its clean value; the spikes it produces under
 ``u`` are checked against the chosen levels before return (:func:`spike_set_search` returns both).
@@ -53,9 +58,9 @@ from neurodeploy.attacks.base import (
     is_correct,
     loss_on,
     margin_loss,
-    rand,
     register_attack,
 )
+from neurodeploy.attacks.streams import RowDraw, RowStreams
 from neurodeploy.errors import ConfigError
 
 TIE_WEIGHT = 1e-3
@@ -215,13 +220,12 @@ class _Search:
         gain = gbest - G.gather(0, j.unsqueeze(0))[0]
         return torch.where(jbest != j, gain, torch.zeros_like(gain)), jbest
 
-    def random_levels(self, rows: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
-        """Each pixel at a uniformly random feasible level with probability ``p``, else clean."""
-        la = self.rows(rows)
-        like = la.lo
-        r = (rand(la.j0.shape, gen, like) * (la.jhi - la.jlo + 1).float()).long()
-        jr = torch.minimum(la.jlo + r, la.jhi)
-        return torch.where(rand(la.j0.shape, gen, like) < p, jr, la.j0)
+    def random_levels(self, rows: torch.Tensor, draw: RowDraw, p: float) -> torch.Tensor:
+        """Each pixel at a uniformly random feasible level with probability ``p``, else clean
+        (the draws from the rows' own streams ``draw``)."""
+        from neurodeploy.attacks.spikesteep import random_levels
+
+        return random_levels(self.rows(rows), draw, p)
 
 
 def _proposals(j: torch.Tensor, gain: torch.Tensor, jbest: torch.Tensor, tabu: torch.Tensor,
@@ -265,13 +269,15 @@ def spike_set_search(
     all_rows = torch.arange(B, device=x.device)
     best_obj, fooled, _ = S.exact(lv.j0, all_rows)
     best_j = lv.j0.clone()
+    streams = RowStreams.for_batch(gen, x, u.transpose(0, 1))  # one stream per example
     for restart in range(cfg.n_restarts):
         rows = (~fooled).nonzero()[:, 0]
         if rows.numel() == 0:
             break
-        j = lv.j0[rows].clone() if restart == 0 else S.random_levels(rows, gen, cfg.restart_p)
+        j = lv.j0[rows].clone() if restart == 0 else \
+            S.random_levels(rows, streams.at(rows), cfg.restart_p)
         obj, won, marg = S.exact(j, rows)
-        j, obj, won = _climb(S, rows, j, obj, won, marg, gen)
+        j, obj, won = _climb(S, rows, j, obj, won, marg, streams)
         upd = won | (obj > best_obj[rows])
         upd &= ~fooled[rows]
         best_j[rows[upd]] = j[upd]
@@ -285,7 +291,7 @@ def spike_set_search(
 
 
 def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
-           won: torch.Tensor, marg: torch.Tensor, gen: torch.Generator
+           won: torch.Tensor, marg: torch.Tensor, streams: RowStreams
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy ascent of one restart (module docstring, steps 2–4) on examples ``rows``.
 
@@ -334,7 +340,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
         stall[rej] += 1
         kick = rej[stall[rej] >= cfg.patience]
         if kick.numel():
-            jr = S.random_levels(rows[kick], gen, cfg.kick)
+            jr = S.random_levels(rows[kick], streams.at(rows[kick]), cfg.kick)
             j[kick] = torch.where(jr != S.lv.j0[rows[kick]], jr, j[kick])
             obj[kick], won[kick], marg[kick] = S.exact(j[kick], rows[kick])
             tabu[kick] = False

@@ -23,29 +23,30 @@ from typing import Any
 
 import torch
 
-from neurodeploy.attacks.base import rand
 from neurodeploy.attacks.spikeset import _Levels, image_of
+from neurodeploy.attacks.streams import RowDraw
 
 
-def random_levels(lv: _Levels, gen: torch.Generator, p: float = 1.0,
+def random_levels(lv: _Levels, draw: RowDraw, p: float = 1.0,
                   base: torch.Tensor | None = None) -> torch.Tensor:
     """Each pixel at a uniformly random feasible level with probability ``p``, else at
-    ``base`` (default the clean level ``j0``)."""
+    ``base`` (default the clean level ``j0``); ``draw`` holds the streams of ``lv``'s rows
+    (:mod:`neurodeploy.attacks.streams`)."""
     base = lv.j0 if base is None else base
     span = (lv.jhi - lv.jlo + 1).float()
-    jr = torch.minimum(lv.jlo + (rand(lv.j0.shape, gen, lv.lo) * span).long(), lv.jhi)
-    return torch.where(rand(lv.j0.shape, gen, lv.lo) < p, jr, base)
+    shape = lv.j0.shape[1:]
+    jr = torch.minimum(lv.jlo + (draw.rand(shape, lv.lo) * span).long(), lv.jhi)
+    return torch.where(draw.rand(shape, lv.lo) < p, jr, base)
 
 
-def single_moves(lv: _Levels, cur: torch.Tensor, moves: int, gen: torch.Generator
-                 ) -> torch.Tensor:
+def single_moves(lv: _Levels, cur: torch.Tensor, moves: int, draw: RowDraw) -> torch.Tensor:
     """Proposals ``[K, m, P]``: ``K = min(moves, most moves of any example)`` single-pixel
     moves per example (step 2 of the module docstring); an example with fewer feasible moves
     repeats its current levels in the spare slots."""
     T1 = int(lv.us.shape[0]) + 1
     lev = torch.arange(T1, device=cur.device).view(1, T1, 1)
     ok = (lev >= lv.jlo.unsqueeze(1)) & (lev <= lv.jhi.unsqueeze(1)) & (lev != cur.unsqueeze(1))
-    keys = rand(ok.shape, gen, lv.lo).masked_fill(~ok, -1.0).flatten(1)  # [m, T1·P]
+    keys = draw.rand(ok.shape[1:], lv.lo).masked_fill(~ok, -1.0).flatten(1)  # [m, T1·P]
     K = max(1, min(int(moves), int(ok.flatten(1).sum(1).max())))
     val, idx = keys.topk(K, dim=1)
     level, pix = idx // ok.shape[2], idx % ok.shape[2]  # [m, K]
@@ -56,14 +57,15 @@ def single_moves(lv: _Levels, cur: torch.Tensor, moves: int, gen: torch.Generato
 
 
 def steepest_run(score: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
-                 act: torch.Tensor, gen: torch.Generator, moves: int, kicks: int, steps: int
+                 act: torch.Tensor, draw: RowDraw, moves: int, kicks: int, steps: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One run (module docstring) on examples ``act`` of the batch; ``score(images, y, rows)``
-    returns ``(S, fooled)``. Returns the final levels ``[m, P]`` of ``act`` and which fool."""
+    """One run (module docstring) on examples ``act`` of the batch (``draw``: their random
+    streams); ``score(images, y, rows)`` returns ``(S, fooled)``. Returns the final levels
+    ``[m, P]`` of ``act`` and which fool."""
     from neurodeploy.attacks.spikeblock import _rows
 
     la, m = _rows(lv, act), act.numel()
-    cur = random_levels(la, gen)
+    cur = random_levels(la, draw)
     best, won = score(image_of(la, cur, x[act]), y[act], act)
     kicked = torch.zeros(m, dtype=torch.long, device=x.device)
     free = la.jhi > la.jlo
@@ -73,7 +75,7 @@ def steepest_run(score: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
         if on.numel() == 0:
             break
         lo = _rows(la, on)
-        props = single_moves(lo, cur[on], moves, gen)
+        props = single_moves(lo, cur[on], moves, draw.at(on))
         K = props.shape[0]
         rep = act[on].repeat(K)
         s, f = score(image_of(_rows(lv, rep), props.reshape(K * on.numel(), -1), x[rep]),
@@ -89,6 +91,6 @@ def steepest_run(score: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
         stuck = on[~take]
         kicked[stuck] += 1
         if stuck.numel():
-            cur[stuck] = random_levels(_rows(la, stuck), gen, 0.125, cur[stuck])
+            cur[stuck] = random_levels(_rows(la, stuck), draw.at(stuck), 0.125, cur[stuck])
             best[stuck] = float("-inf")
     return cur, won
