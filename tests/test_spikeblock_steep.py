@@ -140,3 +140,36 @@ def test_tie_margin_follows_the_decisions_tie_rule():
     # higher (loses it); row 2: class 3 ties y = 1, higher
     assert m.tolist() == [0.5, 0.0, 0.0]
     assert (m > 0).tolist() == (~is_correct(z, y)).tolist()
+
+
+def test_the_rounds_are_counted_for_a_small_input(known, monkeypatch):
+    """``steep_pixels``: R rounds on an input of at most that many pixels, ⌊R·pixels/P⌋ (at
+    least 1) on P pixels — what spike-block runs, and what ``auto`` sets (64: 20 rounds on the
+    8×8 digits, 1 on a 784-pixel MNIST image)."""
+    from neurodeploy.attacks import spikeblock
+    from neurodeploy.attacks.spikeblock import steep_rounds
+
+    cfg = SpikeBlockConfig(steep_restarts=20, steep_pixels=64)
+    assert [steep_rounds(cfg, p) for p in (32, 64, 100, 784, 10_000)] == [20, 20, 12, 1, 1]
+    assert steep_rounds(SpikeBlockConfig(steep_restarts=20), 784) == 20     # 0: no scaling
+    assert steep_rounds(SpikeBlockConfig(steep_pixels=64), 784) == 0        # no rounds asked
+    with pytest.raises(ConfigError, match="steep_pixels"):
+        SpikeBlockConfig(steep_pixels=-1)
+    block = [p for n, p, _ in preset("auto", stochastic=False) if n == "spike-block"][0]
+    assert block["steep_pixels"] == 64 and block["steep_restarts"] == 20
+    calls = []
+    orig = spikeblock._steep_once
+    monkeypatch.setattr(spikeblock, "_steep_once",
+                        lambda *a, **k: calls.append(1) or orig(*a, **k))
+    clf, x, y = known
+    clf, x, y = clf.select(torch.arange(4)), x[:4], y[:4]
+    u = clf.encoder.uniform(x)
+    for pixels, want in ((64, 3), (32, 1)):           # the digits have 64 pixels
+        calls.clear()
+        cfg = SpikeBlockConfig(n_iter=2, batch=2, n_restarts=1, steep_restarts=3,
+                               steep_pixels=pixels, steep_kicks=1, steep_steps=2,
+                               steep_moves=4, round_batch=2, round_iter=2)
+        _, fooled = spike_block_search(clf, x, y, u, 0.001, torch.Generator().manual_seed(0),
+                                       cfg)
+        assert not bool(fooled.all())      # a tiny ball: the rounds run on what is left
+        assert len(calls) == want, (pixels, len(calls))

@@ -61,7 +61,8 @@ any flip); escalation runs them without the abort.
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
 restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; spike-block
-2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip),
+2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
+a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
 80 × 1, Square 300, spike-block 2 runs of 32 proposals and 2 steepest rounds with the same
 block runs) for the embedded digits demo.
@@ -104,6 +105,8 @@ class Budget:
     steep_kicks: int = 10
     #: spike-block's steepest rounds only within this many output spikes of a flip
     steep_gate: float = 3.0
+    #: ... counted for a 64-pixel input (fewer rounds on larger inputs, at least 1)
+    steep_pixels: int = 64
     #: the rounds' block runs: proposals per iteration, iterations, patience
     round_block: tuple[int, int, int] = (64, 200, 20)
     #: spike-set early abort: no rise in this many iterations, margin below −abort_margin spikes
@@ -220,7 +223,8 @@ def _block_params(b: Budget) -> dict[str, Any]:
     flip."""
     return {"n_restarts": b.block_restarts, "batch": b.block_batch,
             "steep_restarts": b.steep_restarts, "steep_kicks": b.steep_kicks,
-            "steep_gate": b.steep_gate, "round_batch": b.round_block[0],
+            "steep_gate": b.steep_gate, "steep_pixels": b.steep_pixels,
+            "round_batch": b.round_block[0],
             "round_iter": b.round_block[1], "round_patience": b.round_block[2]}
 
 
