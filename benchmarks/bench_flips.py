@@ -249,7 +249,8 @@ def report(args: argparse.Namespace) -> list[str]:
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
-    """95 % Wilson interval of k/n."""
+    """95 % Wilson interval of k/n (a copy of ``neurodeploy.audit.stats.wilson``: the ``--old-tree``
+    workers run this file against trees that predate it)."""
     z = 1.96
     p = k / n
     den = 1 + z * z / n

@@ -14,18 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+from neurodeploy.audit.stats import wilson
+
 RES = Path(__file__).resolve().parent / "results"
 ROUND3 = {"plain_eps0.05": "flips_r3/abort50_9_best", "certified_eps0.1": "flips_r3/abort50_9"}
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95 % Wilson interval of k/n."""
-    z = 1.96
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / den
-    return c - h, c + h
 
 
 def pct(flags: list[bool]) -> str:
