@@ -56,6 +56,18 @@ def _with_neurons(plan: DeploymentPlan, kinds: list[str], du: list[int] | None =
     return out
 
 
+def _assert_lava_equals_emulator(plan: DeploymentPlan, spikes: np.ndarray,
+                                 fires: bool = False) -> None:
+    """Every layer's spikes on real Lava equal the emulator's (``fires``: and every layer
+    fires, so the comparison proves something)."""
+    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
+    emu = Emulator(plan).run(torch.as_tensor(spikes))
+    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
+        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+        if fires:
+            assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
+
+
 def _plain_integer_sublif(plan: DeploymentPlan, spikes: np.ndarray) -> list[np.ndarray]:
     """A literal loop of the docstring equations (dense layers, one-step synaptic delay per
     layer as the emulator reports it), in Python ints."""
@@ -218,10 +230,7 @@ def test_lava_equals_emulator_sublif_and_du_fc(seed, n_layers, cuba):
     kinds = list(rng.permutation(KINDS))
     plan = _with_neurons(plan, kinds, du, rng)
     spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+    _assert_lava_equals_emulator(plan, spikes)
 
 
 @needs_lava
@@ -233,11 +242,7 @@ def test_lava_equals_emulator_sublif_conv_pool():
                             weight_scale=80.0)
     plan = _with_neurons(plan, ["sublif"])
     spikes = (rng.random((10, 3, 2, 7, 7)) < 0.6).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}"
-        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
+    _assert_lava_equals_emulator(plan, spikes, fires=True)
 
 
 @needs_lava
@@ -253,10 +258,7 @@ def test_lava_equals_emulator_per_neuron_decays_fc(seed, n_layers):
                           weight_mode="mixed_even", weight_scale=60.0)
     plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng, per_neuron=True)
     spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+    _assert_lava_equals_emulator(plan, spikes)
 
 
 @needs_lava
@@ -271,11 +273,7 @@ def test_lava_equals_emulator_per_neuron_decays_conv_pool():
     plan = _with_neurons(plan, ["lif", "sublif"], None, np.random.default_rng(5),
                          per_neuron=True)
     spikes = (rng.random((10, 3, 2, 7, 7)) < 0.6).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
-        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
+    _assert_lava_equals_emulator(plan, spikes, fires=True)
 
 
 # ----------------------------------------------------------------------------- NIR graphs
@@ -358,10 +356,7 @@ def test_lava_equals_emulator_nir_per_neuron_decays(seed, cuba, reset):
         tau = np.asarray(node.tau_mem if cuba else node.tau)
         assert ("dv" in L.neuron_arrays) == bool(np.any(tau != tau.flat[0]))
     spikes = (rng.random((10, 3, 8)) < 0.5).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+    _assert_lava_equals_emulator(plan, spikes)
 
 
 def _nir_readout_graph(rng: np.random.Generator, n_in: int, hidden: int, n_out: int,

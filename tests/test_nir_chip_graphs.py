@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_nir_chip import (
     KINDS,
+    _assert_lava_equals_emulator,
     _nir_readout_graph,
     _plain_integer_sublif,
     _with_neurons,
@@ -25,7 +26,6 @@ from test_nir_chip import (
 
 from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.sims.emulator import Emulator, random_conv_plan, random_fc_plan
-from neurodeploy.sims.lava_env import run_lava
 
 # ----------------------------------------------------------------------------- skip edges
 
@@ -98,10 +98,7 @@ def test_lava_equals_emulator_skip_edges(seed, n_layers):
     plan = _with_neurons(plan, list(rng.permutation(KINDS)), None, rng)
     plan = _with_skips(plan, rng)
     spikes = (rng.random((plan.num_steps, 3, sizes[0])) < 0.5).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+    _assert_lava_equals_emulator(plan, spikes)
 
 
 def _nir_skip_graph(rng: np.random.Generator, n_in: int, sizes: tuple[int, int, int],
@@ -194,10 +191,7 @@ def test_lava_equals_emulator_nir_skip_edges(seed, reset):
     plan = compile_nir(g, "loihi2", 10, producer="neurodeploy", reset=reset).plan
     assert plan.layers[2].skip_from == (-1, 0)
     spikes = (rng.random((10, 3, 8)) < 0.5).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+    _assert_lava_equals_emulator(plan, spikes)
 
 
 # ----------------------------------------------------------------------------- Lava's int8 groups
@@ -233,11 +227,7 @@ def test_lava_equals_emulator_pool_over_128_channels_or_more(channels):
                             weight_scale=80.0, du=4095, dv=0, vth=60, bias_max=0)
     assert plan.layers[1].kind == "pool" and plan.layers[1].groups == channels
     spikes = (rng.random((6, 2, 1, 4, 4)) < 0.6).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
-        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
+    _assert_lava_equals_emulator(plan, spikes, fires=True)
 
 
 # ----------------------------------------------------------------------------- recurrent conv
@@ -256,11 +246,7 @@ def test_lava_equals_emulator_recurrent_conv_populations():
     plan = _with_neurons(plan, ["sublif_rec", "lif_rec", "lif"], None, np.random.default_rng(8))
     assert plan.layers[0].neuron_arrays["w_rec"].shape == (147, 147)
     spikes = (rng.random((10, 3, 2, 7, 7)) < 0.6).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
-        assert e.sum() > 0, f"layer {k} silent: the comparison would prove little"
+    _assert_lava_equals_emulator(plan, spikes, fires=True)
 
 
 def _nir_recurrent_conv_graph(rng: np.random.Generator, channels: int, size: int,
@@ -345,10 +331,7 @@ def test_lava_equals_emulator_nir_recurrent_conv(seed, groups, reset):
     plan = compile_nir(g, "loihi2", 8, producer="neurodeploy", reset=reset).plan
     assert plan.layers[0].neuron.endswith("_rec")
     spikes = (rng.random((8, 3, *plan.input_shape)) < 0.5).astype(np.uint8)
-    lava = run_lava(plan, spikes, timeout_s=300, record_layers=True)
-    emu = Emulator(plan).run(torch.as_tensor(spikes))
-    for k, (e, l_) in enumerate(zip(emu.layer_spikes, lava.layer_spikes, strict=True)):
-        assert np.array_equal(e.numpy(), l_), f"layer {k}: {int((e.numpy() != l_).sum())}"
+    _assert_lava_equals_emulator(plan, spikes)
 
 
 def test_simulate_predicts_a_membrane_readout_from_its_membrane():
