@@ -94,6 +94,24 @@ def prepare(folder: Path, command: str) -> None:
             assert run(COMMANDS[need][0]) == 0
 
 
+def _private_progress_lock() -> None:
+    """In a forked child: give tqdm a lock of the child's own. tqdm's default lock holds a
+    multiprocessing semaphore that a fork shares with the parent; a child SIGKILLed while it
+    holds it (a progress bar being drawn) left the parent's next bar waiting forever (seen as a
+    CI hang in test_crash_safety)."""
+    import threading
+
+    from tqdm.std import tqdm
+
+    classes, seen = [tqdm], set()
+    while classes:
+        cls = classes.pop()
+        if cls not in seen:
+            seen.add(cls)
+            cls.set_lock(threading.RLock())
+            classes.extend(cls.__subclasses__())
+
+
 def fork_run(argv: list[str], log: Path, setup: Callable[[], None] | None = None) -> int:
     """``main(argv)`` in a forked child (stdout/stderr to ``log``); returns its pid.
     ``setup()`` runs in the child first (e.g. to set :data:`CRASH_ENV` there only)."""
@@ -101,6 +119,7 @@ def fork_run(argv: list[str], log: Path, setup: Callable[[], None] | None = None
     if pid == 0:  # pragma: no cover - child
         rc = 99
         try:
+            _private_progress_lock()
             if setup is not None:
                 setup()
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

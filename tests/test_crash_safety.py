@@ -350,3 +350,30 @@ def test_stale_temp_cleanup_touches_only_our_temporary_names(tmp_path) -> None:
     assert sorted(str(p.relative_to(tmp_path)) for p in removed) == sorted(
         [*ours, ".export.ndtmp-9-ff"])
     assert all((tmp_path / rel).exists() for rel in theirs)
+
+
+def test_a_child_killed_inside_a_progress_bar_leaves_the_parent_free(tmp_path) -> None:
+    """A forked run killed while it holds tqdm's lock (drawing a bar) must not leave the
+    parent's next progress bar waiting on a semaphore the dead child holds."""
+    import threading
+
+    from tqdm.auto import tqdm
+
+    tqdm.get_lock()                       # the parent's lock exists before the fork
+
+    def die_holding_the_lock() -> None:
+        tqdm.get_lock().acquire()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    pid = fork_run(["--help"], tmp_path / "child.log", setup=die_holding_the_lock)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    drawn = threading.Event()
+
+    def draw() -> None:
+        with tqdm(total=1, disable=False, file=open(os.devnull, "w")) as bar:  # noqa: SIM115
+            bar.update(1)
+        drawn.set()
+
+    threading.Thread(target=draw, daemon=True).start()
+    assert drawn.wait(20), "the parent's progress bar waits on the killed child's lock"
