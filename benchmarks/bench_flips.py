@@ -115,10 +115,11 @@ def reference(clf: Any, x: torch.Tensor, y: torch.Tensor, eps: float, rows: torc
     from neurodeploy.attacks.presets import escalation
 
     specs: list[Any] = [("spike-set", {**p, "n_iter": args.ref_iter,
-                                       "n_restarts": args.ref_restarts, "seed": 11}, lab)
+                                       "n_restarts": args.ref_restarts, "seed": args.ref_seed},
+                          lab)
                         for lab, p in REFERENCE]
     if args.ref_apgd:
-        specs += escalation(1, seed=11)
+        specs += escalation(1, seed=args.ref_seed)
     if rows.numel() == 0:
         return {}, 0.0
     t = time.process_time()
@@ -178,6 +179,7 @@ def one(args: argparse.Namespace, model: str, eps: float, out_dir: Path) -> dict
         union[i] = False
     rec["reference"] = {"broken_by": {str(k): v for k, v in ref_by.items()}, "cpu_s": ref_cpu,
                         "iterations": args.ref_iter, "restarts": args.ref_restarts,
+                        "seed": args.ref_seed,
                         "apgd_escalation": bool(args.ref_apgd)}
     rec["union_robust"] = [bool(v) for v in union]
     auto_r = torch.tensor(rec["auto"]["robust"])
@@ -297,6 +299,7 @@ def main() -> None:
     ap.add_argument("--ref-iter", type=int, default=300)
     ap.add_argument("--ref-restarts", type=int, default=3)
     ap.add_argument("--ref-apgd", action="store_true", help="add the escalation round 1 specs")
+    ap.add_argument("--ref-seed", type=int, default=11, help="the reference searches' seed")
     ap.add_argument("--masking-samples", type=int, default=32)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--out", default="runs/flips")

@@ -88,8 +88,13 @@ def test_preset_structure_and_escalation():
     names = [s[0] for s in specs]
     labels = [s[2] for s in specs]
     assert len(set(labels)) == len(labels)
-    # Square, then (known draw) the gradient-free spike-block search last
-    assert names[-2:] == ["square", "spike-block"] and specs[-2][1]["n_queries"] >= 1000
+    # Square, then (known draw) the near-flip restarts and the gradient-free spike-block last
+    assert names[-4:] == ["square", "spike-set", "spike-set", "spike-block"]
+    assert specs[-4][1]["n_queries"] >= 1000
+    assert [p.get("near_gate", 0) for _, p, _ in specs[-3:-1]] == [3.0, 3.0]
+    assert [p["n_restarts"] for _, p, _ in specs[-3:-1]] == [3, 3]
+    assert all(p.get("near_gate", 0) == 0 for n, p, _ in specs[:-3] if n == "spike-set")
+    assert "near_gate" not in str(preset("auto-demo", stochastic=False))
     assert [s[0] for s in preset("auto", stochastic=True)][-1] == "square"
     main = [s for s in specs if s[2] == "apgd-ce"][0][1]
     assert main["n_iter"] >= 100 and main["n_restarts"] >= 2
@@ -104,6 +109,8 @@ def test_preset_structure_and_escalation():
     esc = escalation(1)
     assert all(label.startswith("esc1:") for _, _, label in esc)
     assert max(p.get("n_iter", 0) for _, p, _ in esc) >= 2 * main["n_iter"]
+    esc_known = escalation(1, known_draw=True)
+    assert sum(p.get("near_gate", 0) > 0 for _, p, _ in esc_known) == 2
     with pytest.raises(ConfigError):
         preset("autox")
     with pytest.raises(ConfigError):

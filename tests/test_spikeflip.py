@@ -82,13 +82,17 @@ def test_flips_break_what_apgd_leaves_robust(known):
 def test_auto_runs_flips_with_several_surrogates_cheap_first():
     specs = preset("auto", stochastic=False)
     labels = [s[2] for s in specs]
-    flips = [s for s in specs if s[0] == "spike-set"]
+    flips = [s for s in specs if s[0] == "spike-set" and not s[1].get("near_gate")]
     slopes = {p["grad_mode"] for _, p, _ in flips}
     assert slopes == {f"bptt:fast_sigmoid:{k}" for k in (5, 10, 20)}
+    near = [s for s in specs if s[0] == "spike-set" and s[1].get("near_gate")]
+    assert [p["grad_mode"] for _, p, _ in near] == ["bptt:fast_sigmoid:10",
+                                                    "bptt:fast_sigmoid:25"]
+    assert labels.index("square") < labels.index(near[0][2]) < labels.index("spike-block")
     assert {p["objective"] for _, p, _ in flips} == {"ce", "cw", "mix"}
     # the first flip search runs right after the APGD-25 sweep, before the 100-iteration runs
     assert labels.index("spike-set") < labels.index("apgd-ce") < labels.index("apgd-t")
-    assert max(i for i, s in enumerate(specs) if s[0] == "spike-set") < labels.index("apgd-t")
+    assert max(specs.index(s) for s in flips) < labels.index("apgd-t")
     assert all(p["n_iter"] >= 100 for _, p, _ in flips)
     # the late searches are the small-k, long ones (they closed the eps 0.05 gap)
     late = [p for _, p, lab in flips if lab != "spike-set"]
@@ -97,8 +101,9 @@ def test_auto_runs_flips_with_several_surrogates_cheap_first():
     assert [s[2] for s in demo] == [f[0] for f in FLIPS[:2]]
     assert not [s for s in preset("auto", stochastic=True) if s[0] == "spike-set"]
     esc = [s for s in escalation(1, known_draw=True) if s[0] == "spike-set"]
-    assert len(esc) == len(flips)
-    assert [p["n_iter"] for _, p, _ in esc] == [2 * p["n_iter"] for _, p, _ in flips]
+    assert len(esc) == len(flips) + len(near)
+    assert [p["n_iter"] for _, p, _ in esc] == [2 * p["n_iter"] for _, p, _ in flips + near]
+    assert [p.get("near_gate", 0) for _, p, _ in esc[-2:]] == [3.0, 3.0]
     assert not [s for s in escalation(1) if s[0] == "spike-set"]
     for name, params, _ in specs + esc:
         make_attack(name, **params)

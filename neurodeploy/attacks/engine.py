@@ -11,6 +11,12 @@ For each draw d (stochastic models: independent evaluations with their own seeds
 3. ``robust accuracy(ε) = mean(robust)``; the per-attack cumulative accuracy is logged after
    every attack.
 
+Closest approach: for every point the engine keeps the best CW margin ``max_{j≠y} z_j − z_y``
+(logit units) of the clean input and of every image an attack returned for it (its replay).
+An attack that asks for it (``wants_margins``; the ``auto`` preset's near-flip searches) gets
+the margins of its rows (``with_margins``), so it can spend its restarts where an earlier
+step came near a flip.
+
 So a point is reported robust only if every attack failed on it, and a point is reported
 broken only if a replay of the stored adversarial example is misclassified (tested: replaying
 ``result.adversarial[ε]`` reproduces ``result.broken_by[ε]`` exactly for deterministic models).
@@ -54,6 +60,7 @@ from neurodeploy.attacks.base import (
     is_correct,
     is_stochastic,
     make_attack,
+    margin_loss,
     select_rows,
     to_logits,
     validate_eps,
@@ -61,7 +68,7 @@ from neurodeploy.attacks.base import (
 from neurodeploy.errors import ConfigError, DataError
 
 STATE_FORMAT = "neurodeploy-robustness-state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the closest approach per point ("margin")
 VIOLATION_TOL = 1e-5  # float32 rounding of x ± ε
 
 
@@ -233,6 +240,9 @@ def _load_state(spath: Path, fp: str, fresh: dict[str, Any],
     loaded = load_torch(spath, "robustness state file", DataError)
     if not isinstance(loaded, dict) or loaded.get("format") != STATE_FORMAT:
         raise DataError(f"{spath}: not a robustness state file")
+    if loaded.get("version") != STATE_VERSION:
+        raise DataError(f"{spath}: robustness state of version {loaded.get('version')!r}, this "
+                        f"version of neurodeploy writes {STATE_VERSION}; delete it to start over")
     if loaded.get("fingerprint") != fp:
         raise ConfigError(
             f"{spath}: saved state belongs to a different evaluation (inputs, attacks, ε, "
@@ -246,10 +256,11 @@ def _load_state(spath: Path, fp: str, fresh: dict[str, Any],
         raise DataError(f"{spath}: robustness state with a malformed list of finished steps")
     n = adv_shape[0]
     for key, robust in loaded["robust"].items():
-        adv = loaded["adv"].get(key)
+        adv, marg = loaded["adv"].get(key), loaded["margin"].get(key)
         if not (isinstance(robust, torch.Tensor) and robust.dtype == torch.bool
                 and tuple(robust.shape) == (n,) and isinstance(adv, torch.Tensor)
-                and tuple(adv.shape) == adv_shape and len(loaded["broken_by"].get(key, ())) == n):
+                and tuple(adv.shape) == adv_shape and len(loaded["broken_by"].get(key, ())) == n
+                and isinstance(marg, torch.Tensor) and tuple(marg.shape) == (n,)):
             raise DataError(f"{spath}: robustness state entry {key!r} does not fit {n} examples")
     return loaded
 
@@ -315,7 +326,7 @@ def evaluate_robustness(
     fp = _fingerprint(x, y, run_cfg)
     state: dict[str, Any] = {
         "format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fp, "done": [],
-        "clean": {}, "robust": {}, "cumulative": {}, "adv": {}, "broken_by": {},
+        "clean": {}, "robust": {}, "cumulative": {}, "adv": {}, "broken_by": {}, "margin": {},
     }
     spath = Path(state_path) if state_path is not None else None
     if spath is not None and spath.is_file():
@@ -344,6 +355,7 @@ def evaluate_robustness(
             state["cumulative"][key] = {}
             state["adv"][key] = xb.detach().cpu().clone()
             state["broken_by"][key] = [None] * N
+            state["margin"][key] = margin_loss(z, y).detach().float().cpu()
         else:
             a = atk[ai]
             robust = state["robust"][key]
@@ -353,35 +365,8 @@ def evaluate_robustness(
                 s = step_seed(seed, "attack", d, ei, ai)
                 bs = batch_size or idx.numel()
                 for b0 in range(0, idx.numel(), bs):
-                    sub = idx[b0:b0 + bs]
-                    subd = sub.to(x.device)
-                    x_sub = x.index_select(bd, subd)
-                    y_sub = y[subd]
-                    _reseed(classifier, step_seed(seed, "attack-model", d, ei, ai, b0))
-                    gen = torch.Generator()
-                    gen.manual_seed(step_seed(s, b0))
-                    clf_sub = select_rows(classifier, sub)  # known maps follow their rows
-                    a_sub = a.select(sub) if hasattr(a, "select") else a  # transfer sources too
-                    x_adv = a_sub.perturb(clf_sub, x_sub, y_sub, eps, gen)
-                    if tuple(x_adv.shape) != tuple(x_sub.shape):
-                        raise DataError(f"attack {names[ai]} returned shape {tuple(x_adv.shape)}, "
-                                        f"expected {tuple(x_sub.shape)}")
-                    xa_b = x_adv.movedim(bd, 0) if bd else x_adv
-                    xs_b = x_sub.movedim(bd, 0) if bd else x_sub
-                    norm = getattr(getattr(a, "config", None), "norm", "linf")
-                    viol = ball_violation(xa_b, xs_b, eps, domain, norm)
-                    if viol > VIOLATION_TOL:
-                        raise DataError(f"attack {names[ai]} left the threat model at ε={eps} "
-                                        f"(violation {viol:.3g}); this is a bug in the attack")
-                    # replay: only what the classifier misclassifies now counts
-                    _reseed(classifier, step_seed(seed, "replay", d, ei, ai, b0))
-                    zr = _forward(clf_sub, x_adv, bd, None)
-                    fooled = (~is_correct(zr, y_sub)).cpu()
-                    hit = sub[fooled]
-                    robust[hit] = False
-                    state["adv"][key][hit] = xa_b[fooled.to(xa_b.device)].detach().cpu()
-                    for i in hit.tolist():
-                        state["broken_by"][key][i] = names[ai]
+                    _attack_batch(a, names[ai], classifier, x, y, idx[b0:b0 + bs], eps,
+                                  (seed, d, ei, ai, b0, s), state, key, domain, bd)
             timings[names[ai]] += time.perf_counter() - t0
             state["cumulative"][key][names[ai]] = float(robust.float().mean())
         state["done"].append((d, ei, ai))
@@ -430,6 +415,47 @@ def evaluate_robustness(
         eot_iter=eot_used,
         seconds={"total_this_session": time.perf_counter() - t_start, **timings},
     )
+
+
+def _attack_batch(a: Attack, name: str, classifier: Any, x: torch.Tensor, y: torch.Tensor,
+                  sub: torch.Tensor, eps: float, seeds: tuple[int, ...], state: dict[str, Any],
+                  key: str, domain: str, bd: int) -> None:
+    """Attack ``a`` on rows ``sub`` (module docstring, step 2): perturb, check the threat model,
+    replay; the replayed misclassifications become non-robust (their images and ``name``
+    kept) and every row's closest approach is updated."""
+    seed, d, ei, ai, b0, s = seeds
+    subd = sub.to(x.device)
+    x_sub = x.index_select(bd, subd)
+    y_sub = y[subd]
+    _reseed(classifier, step_seed(seed, "attack-model", d, ei, ai, b0))
+    gen = torch.Generator()
+    gen.manual_seed(step_seed(s, b0))
+    clf_sub = select_rows(classifier, sub)  # known maps follow their rows
+    a_sub = a.select(sub) if hasattr(a, "select") else a  # transfer sources too
+    if getattr(a_sub, "wants_margins", False):
+        a_sub = a_sub.with_margins(state["margin"][key][sub])
+    x_adv = a_sub.perturb(clf_sub, x_sub, y_sub, eps, gen)
+    if tuple(x_adv.shape) != tuple(x_sub.shape):
+        raise DataError(f"attack {name} returned shape {tuple(x_adv.shape)}, "
+                        f"expected {tuple(x_sub.shape)}")
+    xa_b = x_adv.movedim(bd, 0) if bd else x_adv
+    xs_b = x_sub.movedim(bd, 0) if bd else x_sub
+    norm = getattr(getattr(a, "config", None), "norm", "linf")
+    viol = ball_violation(xa_b, xs_b, eps, domain, norm)
+    if viol > VIOLATION_TOL:
+        raise DataError(f"attack {name} left the threat model at ε={eps} "
+                        f"(violation {viol:.3g}); this is a bug in the attack")
+    # replay: only what the classifier misclassifies now counts
+    _reseed(classifier, step_seed(seed, "replay", d, ei, ai, b0))
+    zr = _forward(clf_sub, x_adv, bd, None)
+    fooled = (~is_correct(zr, y_sub)).cpu()
+    marg = state["margin"][key]
+    marg[sub] = torch.maximum(marg[sub], margin_loss(zr, y_sub).detach().float().cpu())
+    hit = sub[fooled]
+    state["robust"][key][hit] = False
+    state["adv"][key][hit] = xa_b[fooled.to(xa_b.device)].detach().cpu()
+    for i in hit.tolist():
+        state["broken_by"][key][i] = name
 
 
 def format_table(result: RobustnessResult) -> str:

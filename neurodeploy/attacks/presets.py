@@ -45,7 +45,20 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
-7. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
+7. **near-flip restarts** (known draw only; ``auto``): two more spike-flip searches, each
+   ``near_restarts`` restarts from random levels, only on the examples still robust that some
+   earlier step brought within ``near_gate`` output spikes of a flip (the engine's closest
+   approach, ``SpikeSetConfig.near_gate``) — where one long random search breaks a point in
+   some runs and not in others, more runs go:
+
+   =========================  ======================  ============  ===========  ====  ===========
+   label                      ranking backward        ranking loss  accepted on  k     iterations
+   =========================  ======================  ============  ===========  ====  ===========
+   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget
+   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget
+   =========================  ======================  ============  ===========  ====  ===========
+
+8. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
    runs of ``block_batch`` proposals per iteration), then ``steep_restarts`` rounds of a steepest
    single-pixel level ascent from random levels plus one more block run, on the examples still
@@ -60,11 +73,12 @@ any flip); escalation runs them without the abort.
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
-restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; spike-block
+restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; the near-flip
+restarts 3 per search within 3 spikes of a flip; spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
-80 × 1, Square 300, spike-block 2 runs of 32 proposals and 2 steepest rounds with the same
+80 × 1, Square 300, no near-flip restarts, spike-block 2 runs of 32 proposals and 2 steepest rounds with the same
 block runs) for the embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
@@ -112,12 +126,15 @@ class Budget:
     #: spike-set early abort: no rise in this many iterations, margin below −abort_margin spikes
     abort_after: int = 50
     abort_margin: float = 9.0
+    #: near-flip restarts per search (0: none) on examples within near_gate spikes of a flip
+    near_restarts: int = 3
+    near_gate: float = 3.0
 
 
 BUDGETS = {
     "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3),
     "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32, steep_restarts=2,
-                        round_block=(32, 60, 8)),
+                        round_block=(32, 60, 8), near_restarts=0),
 }
 
 # (label, grad_mode, input_grad, loss_on) of the sweep; see the module docstring's table
@@ -139,6 +156,13 @@ FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
     ("spike-set", "bptt:fast_sigmoid:5", "ce", "ce", False, 64, 1),
     ("spike-set:fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", True, 32, 2),
     ("spike-set:fs20-cw", "bptt:fast_sigmoid:20", "margin", "cw", True, 16, 4),
+)
+
+# (label, grad_mode, ranking loss, exact objective, k, iterations as a multiple of the budget's
+# spikeset_iter) of the near-flip restarts; see the module docstring's third table
+NEAR: tuple[tuple[str, str, str, str, int, int], ...] = (
+    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2),
+    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
@@ -213,6 +237,8 @@ def preset(
     specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets},
                   "apgd-t"))
     specs.append(("square", {**s, "n_queries": b.square_queries}, "square"))
+    if known_draw and bernoulli and spiking:
+        specs += _near_specs(b, s)
     if known_draw and bernoulli:
         specs.append(("spike-block", {**s, **_block_params(b)}, "spike-block"))
     return specs
@@ -240,6 +266,17 @@ def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
                                    "k": k, "abort_after": b.abort_after,
                                    "abort_margin": b.abort_margin}, label), late))
     return out
+
+
+def _near_specs(b: Budget, s: dict[str, Any]) -> list[Spec]:
+    """The near-flip restarts of budget ``b`` (``NEAR``; none when ``near_restarts`` is 0)."""
+    if b.near_restarts < 1:
+        return []
+    return [("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
+                           "n_iter": b.spikeset_iter * mult, "n_restarts": b.near_restarts,
+                           "k": k, "near_gate": b.near_gate, "abort_after": b.abort_after,
+                           "abort_margin": b.abort_margin}, label)
+            for label, grad, loss, objective, k, mult in NEAR]
 
 
 def escalation(
@@ -271,7 +308,8 @@ def escalation(
     specs.append(("apgd-ce", {**s, **main, "n_iter": b.main_iter * mult,
                               "n_restarts": b.restarts + level}, f"esc{level}:apgd-ce"))
     if known_draw and bernoulli and spiking:
-        for (name, p, label), _ in _flip_specs(b, s):
+        flips = [sp for sp, _ in _flip_specs(b, s)] + _near_specs(b, s)
+        for name, p, label in flips:
             specs.append((name, {**p, "n_iter": p["n_iter"] * mult, "abort_after": 0,
                                  "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
         bp = _block_params(b)

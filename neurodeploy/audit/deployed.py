@@ -212,7 +212,7 @@ def deployed_spike_set(params: dict[str, Any], label: str) -> Any:
     model: the same search over the spike trains the ε-ball can produce under the host map, with
     the emulator's exact forward and the twin's gradient — so both sides of the audit get the
     same cascade. Returns an attack object for the engine, labelled ``label``."""
-    from neurodeploy.attacks.spikeset import SpikeSet, SpikeSetConfig, spike_set_search
+    from neurodeploy.attacks.spikeset import SpikeSet, SpikeSetConfig
 
     class DeployedSpikeSet(SpikeSet):
         def _run(self, f, x, y, eps, gen, domain, classifier):  # noqa: ANN001
@@ -221,8 +221,7 @@ def deployed_spike_set(params: dict[str, Any], label: str) -> Any:
                                   "under the known draw (host maps bound to the examples)")
             u = classifier.encoder.uniform(x)
             fn = DeployedSpikes(classifier.emulator, classifier.twin)
-            x_adv, _, _ = spike_set_search(None, x, y, u, eps, gen, self.config, fn)
-            return x_adv
+            return self._gated_search(f, x, y, u, eps, gen, fn, 1.0)
 
     cfg = dict(params)
     cfg["fused"] = False  # the fused path is for float SNNClassifiers

@@ -1,0 +1,151 @@
+"""The cascade's closest approach and the near-flip restarts (issue 21): the engine hands every
+attack that asks the best CW margin its rows reached in earlier steps; a spike-set search with
+``near_gate`` runs only on the rows within the gate, every restart from random levels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neurodeploy.attacks import make_attack
+from neurodeploy.attacks import spikeset as ss
+from neurodeploy.attacks.base import Attack, margin_loss
+from neurodeploy.attacks.engine import evaluate_robustness
+from neurodeploy.attacks.spikeset import BuiltSpikes, SpikeSetConfig, _levels, spike_set_search
+from neurodeploy.classifier import SNNClassifier
+from neurodeploy.errors import DataError
+
+EPS = 0.15
+
+
+@pytest.fixture(scope="module")
+def known(known_digits):
+    return known_digits
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class _Fixed(Attack):
+    """Returns the clean image plus a fixed signed ε step (so its replay is known)."""
+
+    name = "fixed-step"
+    config_cls = SpikeSetConfig  # any frozen config will do; unused
+
+    def _run(self, f, x, y, eps, gen, domain, classifier):  # noqa: ANN001
+        sign = torch.where(torch.arange(x[0].numel()) % 2 == 0, 1.0, -1.0).view_as(x[0])
+        return (x + eps * sign).clamp(0, 1)
+
+
+class _Recorder(Attack):
+    """Records the margins the engine hands over; returns the clean images."""
+
+    name = "recorder"
+    config_cls = SpikeSetConfig
+    wants_margins = True
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def with_margins(self, margins):  # noqa: ANN001
+        self._m = margins.clone()
+        return self
+
+    def _run(self, f, x, y, eps, gen, domain, classifier):  # noqa: ANN001
+        _Recorder.seen.append((x.clone(), self._m))
+        return x
+
+
+def test_engine_hands_over_the_closest_approach(known):
+    _, clf, x, y = known
+    _Recorder.seen = []
+    fixed = _Fixed()
+    fixed.label_override = "fixed"
+    rec = _Recorder()
+    rec.label_override = "rec"
+    r = evaluate_robustness(clf, x, y, [fixed, rec], [EPS], quiet=True)
+    with torch.no_grad():
+        m_clean = margin_loss(clf(x), y)
+        x_step = (x + EPS * torch.where(torch.arange(64) % 2 == 0, 1.0, -1.0).view(1, 8, 8)
+                  ).clamp(0, 1)
+        m_step = margin_loss(clf(x_step), y)
+    robust = r.robust[EPS][0]
+    assert 0 < int(robust.sum()) < len(y)  # the fixed step broke some points, not all
+    (xs, got), = _Recorder.seen
+    assert torch.equal(xs, x[robust])  # the recorder ran on the still-robust rows only
+    want = torch.maximum(m_clean, m_step)[robust]
+    assert torch.allclose(got, want)
+    assert (m_step[robust] > m_clean[robust]).any()  # the step moved some closer: max taken
+
+
+def _near_attack(gate, restarts=1, seed=3):
+    return make_attack("spike-set", n_iter=15, n_restarts=restarts, k=8,
+                       grad_mode="bptt:fast_sigmoid:5", near_gate=gate, seed=seed)
+
+
+def test_near_gate_runs_only_on_the_rows_within_the_gate(known, monkeypatch):
+    _, clf, x, y = known
+    with torch.no_grad():
+        m = margin_loss(clf(x), y) * 5  # rate read-out, T = 5: margins in output spikes
+    gate = float(m.median().abs())
+    near = m >= -gate
+    assert 0 < int(near.sum()) < len(y)
+    ran: list[int] = []
+    orig = ss.spike_set_search
+
+    def spy(model, xs, *a, **k):  # noqa: ANN001
+        ran.append(xs.shape[0])
+        return orig(model, xs, *a, **k)
+
+    monkeypatch.setattr(ss, "spike_set_search", spy)
+    gen = torch.Generator().manual_seed(0)
+    atk = _near_attack(gate)
+    x_adv = atk.perturb(clf, x, y, EPS, gen)  # alone: the clean margins gate
+    assert ran == [int(near.sum())]
+    assert torch.equal(x_adv[~near], x[~near])  # far rows come back clean
+    # handed-over margins gate instead of the clean ones: only row 0 counts as near
+    prior = torch.full((len(y),), -100.0)
+    prior[0] = 0.0
+    ran.clear()
+    x2 = atk.with_margins(prior).perturb(clf, x, y, EPS, torch.Generator().manual_seed(0))
+    assert ran == [1] and torch.equal(x2[1:], x[1:])
+    assert atk._prior is None  # with_margins returned a copy
+
+
+def test_near_restarts_start_from_random_levels(known, monkeypatch):
+    model, clf, x, y = known
+    calls: list[int] = []
+    orig = ss._Search.random_levels
+
+    def spy(self, rows, draw, p):  # noqa: ANN001
+        calls.append(rows.numel())
+        return orig(self, rows, draw, p)
+
+    monkeypatch.setattr(ss._Search, "random_levels", spy)
+    u = clf.encoder.uniform(x)
+    spk = SNNClassifier(model, BuiltSpikes(5))
+    spk.aux_logits = "membrane"
+    for gate, want in ((0.0, 0), (2.0, len(y))):
+        calls.clear()
+        cfg = SpikeSetConfig(n_iter=1, n_restarts=1, k=8, patience=1000, near_gate=gate,
+                             grad_mode="bptt:fast_sigmoid:5")
+        spike_set_search(model, x, y, u, EPS, torch.Generator().manual_seed(0), cfg, spk, 5.0)
+        assert sum(calls) == want  # clean start without the gate, random starts with it
+    lv = _levels(x, u, EPS)
+    assert bool((lv.jhi > lv.jlo).any())  # there were levels to draw
+
+
+def test_old_state_versions_are_refused(known, tmp_path):
+    _, clf, x, y = known
+    path = tmp_path / "state.pt"
+    clf, x, y = clf.select(torch.arange(4)), x[:4], y[:4]
+    evaluate_robustness(clf, x, y, [("fgsm", {})], [EPS], state_path=path, quiet=True)
+    st = torch.load(path, weights_only=False)
+    st["version"] = 1
+    del st["margin"]
+    torch.save(st, path)
+    with pytest.raises(DataError, match="version 1"):
+        evaluate_robustness(clf, x, y, [("fgsm", {})], [EPS], state_path=path, quiet=True)
