@@ -149,3 +149,36 @@ def test_old_state_versions_are_refused(known, tmp_path):
     torch.save(st, path)
     with pytest.raises(DataError, match="version 1"):
         evaluate_robustness(clf, x, y, [("fgsm", {})], [EPS], state_path=path, quiet=True)
+
+
+def test_spike_block_near_gate(known, monkeypatch):
+    from neurodeploy.attacks import spikeblock as sb
+    from neurodeploy.attacks.presets import escalation, preset
+
+    _, clf, x, y = known
+    ran: list[int] = []
+    orig = sb.spike_block_search
+
+    def spy(c, xs, *a, **k):  # noqa: ANN001
+        ran.append(xs.shape[0])
+        return orig(c, xs, *a, **k)
+
+    monkeypatch.setattr(sb, "spike_block_search", spy)
+    atk = make_attack("spike-block", n_iter=5, n_restarts=1, batch=4, near_gate=2.0, seed=1)
+    prior = torch.full((len(y),), -100.0)
+    prior[[1, 3]] = -0.2  # rate read-out, T = 5: one output spike from a flip
+    x_adv = atk.with_margins(prior).perturb(clf, x, y, EPS, torch.Generator().manual_seed(0))
+    assert ran == [2]
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[[1, 3]] = False
+    assert torch.equal(x_adv[keep], x[keep])
+    # without the gate every row is searched; the auto preset gates at the abort margin,
+    # escalation does not
+    ran.clear()
+    make_attack("spike-block", n_iter=5, n_restarts=1, batch=4, seed=1).perturb(
+        clf, x, y, EPS, torch.Generator().manual_seed(0))
+    assert ran == [len(y)]
+    block = [p for n, p, _ in preset("auto") if n == "spike-block"][0]
+    assert block["near_gate"] == 9.0
+    esc = [p for n, p, _ in escalation(1, known_draw=True) if n == "spike-block"][0]
+    assert esc["near_gate"] == 0

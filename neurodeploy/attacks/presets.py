@@ -62,7 +62,9 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
    runs of ``block_batch`` proposals per iteration), then ``steep_restarts`` rounds of a steepest
    single-pixel level ascent from random levels plus one more block run, on the examples still
-   robust whose block runs came within ``steep_gate`` output spikes of a flip — it finds
+   robust whose block runs came within ``steep_gate`` output spikes of a flip; all of it only
+   on the examples some earlier step brought within ``abort_margin`` (9) output spikes of a
+   flip (the engine's closest approach; the flip searches give up beyond that too) — it finds
    counterexamples where the surrogate gradients rank the moves the wrong way (the exact
    verifier's, on the digits plan).
 
@@ -87,7 +89,7 @@ level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, s
 fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts; under the
 known draw (``known_draw=True``) every spike-flip search of the preset runs again with
 ``2^level`` × its iterations and one more restart, and the block search with ``2^level`` × its
-runs.
+runs and no gate.
 """
 
 from __future__ import annotations
@@ -251,7 +253,8 @@ def _block_params(b: Budget) -> dict[str, Any]:
             "steep_restarts": b.steep_restarts, "steep_kicks": b.steep_kicks,
             "steep_gate": b.steep_gate, "steep_pixels": b.steep_pixels,
             "round_batch": b.round_block[0],
-            "round_iter": b.round_block[1], "round_patience": b.round_block[2]}
+            "round_iter": b.round_block[1], "round_patience": b.round_block[2],
+            "near_gate": b.abort_margin}
 
 
 def _flip_specs(b: Budget, s: dict[str, Any]) -> list[tuple[Spec, bool]]:
@@ -314,7 +317,7 @@ def escalation(
                                  "n_restarts": p["n_restarts"] + 1}, f"esc{level}:{label}"))
         bp = _block_params(b)
         specs.append(("spike-block", {**s, **bp, "n_restarts": b.block_restarts * mult,
-                                      "steep_restarts": b.steep_restarts * mult},
+                                      "steep_restarts": b.steep_restarts * mult, "near_gate": 0},
                       f"esc{level}:spike-block"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs

@@ -33,6 +33,10 @@ Every random draw (proposals, the rounds' start levels, moves and kicks) comes f
 example's own stream (:mod:`neurodeploy.attacks.streams`), so an example's search does not
 depend on the other examples of the batch.
 
+With ``near_gate`` (the ``auto`` preset: 9, the flip searches' abort margin) it runs only on the
+examples some earlier step of the cascade brought within that many output spikes of a flip
+(:mod:`neurodeploy.attacks.closest`): a random search does not cross ten output spikes.
+
 It needs no gradient, so it runs unchanged on the float classifier and on the deployed one
 (emulator forward) — any classifier bound to known-draw maps with ``select``.
 """
@@ -56,6 +60,7 @@ from neurodeploy.attacks.base import (
     margin_loss,
     register_attack,
 )
+from neurodeploy.attacks.closest import NearGated
 from neurodeploy.attacks.spikeset import TIE_WEIGHT, _Levels, _levels, image_of
 from neurodeploy.attacks.spikesteep import steepest_run
 from neurodeploy.attacks.streams import RowDraw, RowStreams
@@ -92,6 +97,9 @@ class SpikeBlockConfig:
     round_batch: int = 64
     round_iter: int = 200
     round_patience: int = 20
+    #: > 0: only the examples some earlier step brought within ``near_gate`` output spikes of
+    #: a flip (:mod:`neurodeploy.attacks.closest`); the others come back clean
+    near_gate: float = 0.0
     seed: int = 0
     norm: str = "linf"
     #: the membrane margin breaks ties (read where the classifier exposes it)
@@ -100,10 +108,10 @@ class SpikeBlockConfig:
 
     def __post_init__(self) -> None:
         if int(self.steep_restarts) < 0 or not float(self.steep_gate) >= 0.0 or \
-                int(self.steep_pixels) < 0:
-            raise ConfigError(f"SpikeBlockConfig.steep_restarts, steep_gate and steep_pixels must "
-                              f"be >= 0, got {self.steep_restarts}, {self.steep_gate}, "
-                              f"{self.steep_pixels}")
+                int(self.steep_pixels) < 0 or not float(self.near_gate) >= 0.0:
+            raise ConfigError(f"SpikeBlockConfig.steep_restarts, steep_gate, steep_pixels and "
+                              f"near_gate must be >= 0, got {self.steep_restarts}, "
+                              f"{self.steep_gate}, {self.steep_pixels}, {self.near_gate}")
         for name in ("n_iter", "batch", "patience", "n_restarts", "steep_moves", "steep_kicks",
                      "steep_steps", "round_batch", "round_iter", "round_patience"):
             if int(getattr(self, name)) < 1:
@@ -267,8 +275,9 @@ def _steep_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,
     return cur, out
 
 
-class SpikeBlock(Attack):
-    """Known-draw block search (module docstring); needs a classifier bound to known maps."""
+class SpikeBlock(NearGated, Attack):
+    """Known-draw block search (module docstring); needs a classifier bound to known maps; with
+    ``near_gate`` only the rows near a flip (:mod:`neurodeploy.attacks.closest`)."""
 
     name = "spike-block"
     config_cls = SpikeBlockConfig
@@ -280,7 +289,15 @@ class SpikeBlock(Attack):
                 not hasattr(classifier, "select"):
             raise ConfigError("spike-block needs the known-draw threat model: a classifier "
                               "bound to stored Bernoulli maps (KnownDrawEncoder)")
-        x_adv, _ = spike_block_search(classifier, x, y, enc.uniform(x), eps, gen, self.config)
+        rows = self.near_rows(f, x, y, count_scale(classifier))
+        if rows.numel() == x.shape[0]:
+            return spike_block_search(classifier, x, y, enc.uniform(x), eps, gen, self.config)[0]
+        x_adv = x.clone()
+        if rows.numel():
+            r = rows.to(x.device)
+            sub = classifier.select(rows)
+            x_adv[r] = spike_block_search(sub, x[r], y[r], sub.encoder.uniform(x[r]), eps, gen,
+                                          self.config)[0]
         return x_adv
 
 

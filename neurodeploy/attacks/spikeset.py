@@ -51,7 +51,6 @@ the ε-ball and [0, 1]) and every other pixel at its clean value; the spikes it 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +68,7 @@ from neurodeploy.attacks.base import (
     margin_loss,
     register_attack,
 )
+from neurodeploy.attacks.closest import NearGated
 from neurodeploy.attacks.streams import RowDraw, RowStreams
 from neurodeploy.errors import ConfigError
 
@@ -380,23 +380,12 @@ class BuiltSpikes:
         return x
 
 
-class SpikeSet(Attack):
-    """Known-draw spike-set search (module docstring); needs a classifier with a known map."""
+class SpikeSet(NearGated, Attack):
+    """Known-draw spike-set search (module docstring); needs a classifier with a known map;
+    with ``near_gate`` only the rows near a flip (:mod:`neurodeploy.attacks.closest`)."""
 
     name = "spike-set"
     config_cls = SpikeSetConfig
-    #: the engine hands over each row's closest approach (``near_gate`` > 0 uses it)
-    _prior: torch.Tensor | None = None
-
-    @property
-    def wants_margins(self) -> bool:
-        return self.config.near_gate > 0
-
-    def with_margins(self, margins: torch.Tensor) -> SpikeSet:
-        """This attack for rows whose best CW margins so far (logit units) are ``margins``."""
-        out = copy.copy(self)
-        out._prior = margins
-        return out
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
         from neurodeploy.classifier import SNNClassifier
@@ -426,12 +415,7 @@ class SpikeSet(Attack):
         spikes of a flip; the other rows come back clean."""
         if not self.config.near_gate:
             return spike_set_search(None, x, y, u, eps, gen, self.config, fn, scale)[0]
-        m = self._prior
-        if m is None or m.shape[0] != x.shape[0]:
-            with torch.no_grad():
-                m = f(x)
-            m = margin_loss(m, y)
-        rows = (m.float().cpu() * scale >= -float(self.config.near_gate)).nonzero()[:, 0]
+        rows = self.near_rows(f, x, y, scale)
         x_adv = x.clone()
         if rows.numel():
             r = rows.to(x.device)

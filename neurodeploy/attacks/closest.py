@@ -1,0 +1,48 @@
+"""Attacks that spend their effort near a flip: the engine's closest approach per point.
+
+The engine (:func:`neurodeploy.attacks.engine.evaluate_robustness`) keeps for every point the
+best CW margin ``m = max_{j≠y} z_j − z_y`` (logit units) of its clean input and of every image
+an earlier step returned for it. An attack with a ``near_gate`` g > 0 in its config asks for
+those margins (``wants_margins``), gets them for its rows (``with_margins``) and searches only
+the rows with ``m · c ≥ −g`` — within g output spikes of a flip, ``c`` the output spikes per
+logit unit (T for a float model's rate read-out, 1 for spike counts); the other rows come back
+as their clean images. Run alone (no engine), the clean margins gate.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from neurodeploy.attacks.base import margin_loss
+
+
+class NearGated:
+    """Mixin for :class:`~neurodeploy.attacks.base.Attack` subclasses whose config has a
+    ``near_gate`` (output spikes; 0: every row)."""
+
+    config: Any
+    _prior: torch.Tensor | None = None
+
+    @property
+    def wants_margins(self) -> bool:
+        return float(self.config.near_gate) > 0
+
+    def with_margins(self, margins: torch.Tensor) -> Any:
+        """A copy of this attack for rows whose best CW margins so far are ``margins``."""
+        out = copy.copy(self)
+        out._prior = margins
+        return out
+
+    def near_rows(self, f: Any, x: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+        """Indices of the rows within the gate (all rows without one); ``f`` the batch-first
+        classifier (the clean margins when no engine margins were handed over)."""
+        if not self.wants_margins:
+            return torch.arange(x.shape[0])
+        m = self._prior
+        if m is None or m.shape[0] != x.shape[0]:
+            with torch.no_grad():
+                m = margin_loss(f(x), y)
+        return (m.float().cpu() * scale >= -float(self.config.near_gate)).nonzero()[:, 0]
