@@ -30,6 +30,25 @@ def robust_of(path: Path) -> list[bool] | None:
     return json.loads(path.read_text())["robust"] if path.is_file() else None
 
 
+def masking_cell(rec: dict) -> str:
+    """The masking checks' outcome of a ``bench_flips.py`` record."""
+    ck = rec.get("masking")
+    if ck is None:
+        return "not run"
+    if all(c["passed"] for c in ck):
+        return f"all {len(ck)} passed"
+    return "failed: " + ", ".join(c["name"] for c in ck if not c["passed"])
+
+
+def print_table(header: str, row_fn: object, argv: list[str]) -> None:
+    """``header`` and ``row_fn(out, tag)`` for every finished tag of ``argv`` = [out, tags…]."""
+    out = Path(argv[0])
+    print(header)
+    for tag in argv[1:]:
+        if (out / f"{tag}.json").is_file():
+            print(row_fn(out, tag))  # type: ignore[operator]
+
+
 def row(out: Path, tag: str) -> str:
     rec = json.loads((out / f"{tag}.json").read_text())
     new, old, union = rec["auto"]["robust"], rec["old_auto"]["robust"], rec["union_robust"]
@@ -41,10 +60,7 @@ def row(out: Path, tag: str) -> str:
     wmiss = [i for i, (a, u) in enumerate(zip(new, wide, strict=True)) if a and not u]
     lost = [i for i, (a, b) in enumerate(zip(r2, new, strict=True)) if not a and b] if r2 else []
     ref = rec["reference"]["broken_by"]
-    ck = rec.get("masking")
-    mk = "not run" if ck is None else (f"all {len(ck)} passed" if all(c["passed"] for c in ck)
-                                       else "failed: " + ", ".join(c["name"] for c in ck
-                                                                   if not c["passed"]))
+    mk = masking_cell(rec)
     oc, nc = rec["old_auto"]["cpu_s"], rec["auto"]["cpu_s"]
     cells = [rec["model"], f"{rec['eps']:g}", str(rec["n"]), pct(old), pct(new), pct(union),
              pct(wide), f"{len(misses)} {misses or ''}".strip(),
@@ -65,8 +81,4 @@ HEADER = ("| model | ε | n | old auto robust % [95 % CI] | auto robust % [95 % 
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    print(HEADER)
-    for tag in sys.argv[2:]:
-        if (out / f"{tag}.json").is_file():
-            print(row(out, tag))
+    print_table(HEADER, row, sys.argv[1:])

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flips_r4_table import RES, ROUND3, pct, robust_of  # noqa: E402
+from flips_r4_table import RES, ROUND3, masking_cell, pct, print_table, robust_of  # noqa: E402
 
 NEAR = ("spike-set:near-fs10-mix", "spike-set:near-fs25-ce")
 
@@ -53,10 +53,7 @@ def row(out: Path, tag: str) -> str:
     by = rec["auto"]["broken_by"]
     near = [i for i, b in enumerate(by) if b in NEAR]
     wall = sum(rec["auto"]["step_wall_s"].get(n, 0.0) for n in NEAR)
-    ck = rec.get("masking")
-    mk = "not run" if ck is None else (f"all {len(ck)} passed" if all(c["passed"] for c in ck)
-                                       else "failed: " + ", ".join(c["name"] for c in ck
-                                                                   if not c["passed"]))
+    mk = masking_cell(rec)
     oc, nc = rec["old_auto"]["cpu_s"], rec["auto"]["cpu_s"]
     m1, m2 = misses(new, union), misses(new, wide)
     ref = rec["reference"]
@@ -78,8 +75,4 @@ HEADER = ("| model | ε | n | old auto robust % [95 % CI] | auto robust % [95 % 
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    print(HEADER)
-    for tag in sys.argv[2:]:
-        if (out / f"{tag}.json").is_file():
-            print(row(out, tag))
+    print_table(HEADER, row, sys.argv[1:])

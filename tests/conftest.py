@@ -4,6 +4,7 @@
   skip cleanly when it is absent (a user's clone has no ``../shared``).
 - ``known_digits``: a small Bernoulli digits SNN under the known draw (host maps, seed 0, T = 5)
   and the first 40 test images it classifies correctly — the spike-flip / spike-block tests'.
+- ``one_thread``: one torch thread for a test (``pytestmark = pytest.mark.usefixtures(...)``).
 - Tests never download anything; they write their own small files under ``tmp_path``.
 """
 
@@ -35,6 +36,17 @@ def _quiet_and_threads(monkeypatch):
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def one_thread(_quiet_and_threads):
+    """One torch thread for the test (tiny searches: two threads cost ~10× on a busy host)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

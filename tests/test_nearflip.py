@@ -18,17 +18,7 @@ from neurodeploy.errors import DataError
 EPS = 0.15
 
 
-@pytest.fixture(scope="module")
-def known(known_digits):
-    return known_digits
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Fixed(Attack):
@@ -59,8 +49,8 @@ class _Recorder(Attack):
         return x
 
 
-def test_engine_hands_over_the_closest_approach(known):
-    _, clf, x, y = known
+def test_engine_hands_over_the_closest_approach(known_digits):
+    _, clf, x, y = known_digits
     _Recorder.seen = []
     fixed = _Fixed()
     fixed.label_override = "fixed"
@@ -86,8 +76,8 @@ def _near_attack(gate, restarts=1, seed=3):
                        grad_mode="bptt:fast_sigmoid:5", near_gate=gate, seed=seed)
 
 
-def test_near_gate_runs_only_on_the_rows_within_the_gate(known, monkeypatch):
-    _, clf, x, y = known
+def test_near_gate_runs_only_on_the_rows_within_the_gate(known_digits, monkeypatch):
+    _, clf, x, y = known_digits
     with torch.no_grad():
         m = margin_loss(clf(x), y) * 5  # rate read-out, T = 5: margins in output spikes
     gate = float(m.median().abs())
@@ -115,8 +105,8 @@ def test_near_gate_runs_only_on_the_rows_within_the_gate(known, monkeypatch):
     assert atk._prior is None  # with_margins returned a copy
 
 
-def test_near_restarts_start_from_random_levels(known, monkeypatch):
-    model, clf, x, y = known
+def test_near_restarts_start_from_random_levels(known_digits, monkeypatch):
+    model, clf, x, y = known_digits
     calls: list[int] = []
     orig = ss._Search.random_levels
 
@@ -138,8 +128,8 @@ def test_near_restarts_start_from_random_levels(known, monkeypatch):
     assert bool((lv.jhi > lv.jlo).any())  # there were levels to draw
 
 
-def test_old_state_versions_are_refused(known, tmp_path):
-    _, clf, x, y = known
+def test_old_state_versions_are_refused(known_digits, tmp_path):
+    _, clf, x, y = known_digits
     path = tmp_path / "state.pt"
     clf, x, y = clf.select(torch.arange(4)), x[:4], y[:4]
     evaluate_robustness(clf, x, y, [("fgsm", {})], [EPS], state_path=path, quiet=True)
@@ -151,11 +141,11 @@ def test_old_state_versions_are_refused(known, tmp_path):
         evaluate_robustness(clf, x, y, [("fgsm", {})], [EPS], state_path=path, quiet=True)
 
 
-def test_spike_block_near_gate(known, monkeypatch):
+def test_spike_block_near_gate(known_digits, monkeypatch):
     from neurodeploy.attacks import spikeblock as sb
     from neurodeploy.attacks.presets import escalation, preset
 
-    _, clf, x, y = known
+    _, clf, x, y = known_digits
     ran: list[int] = []
     orig = sb.spike_block_search
 

@@ -21,13 +21,7 @@ def known(known_digits):
     return known_digits
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These searches are tiny: one torch thread (two cost ~10× on a busy 2-core host)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pairs():
