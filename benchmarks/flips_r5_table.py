@@ -9,11 +9,15 @@ same maps (round 4's ``auto`` and seed-11 reference in ``flips_r4``, rounds 2–
 near-flip searches broke and their wall seconds; CPU old / new; the masking checks.
 
     .venv/bin/python benchmarks/flips_r5_table.py benchmarks/results/flips_r5 plain_eps0.05 ...
+
+``ALSO=DIR1,DIR2`` (environment) adds the unions of other ``bench_flips.py`` runs (directories
+under ``benchmarks/results``) to the earlier runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,9 +32,10 @@ def earlier(tag: str) -> list[list[bool]]:
     out = [robust_of(RES / "flips200" / f"{tag}.new.json")]
     if tag in ROUND3:
         out.append(robust_of(RES / ROUND3[tag] / f"{tag}.new.json"))
-    r4 = RES / "flips_r4" / f"{tag}.json"
-    if r4.is_file():
-        out.append(json.loads(r4.read_text())["union_robust"])
+    for d in ["flips_r4", *filter(None, os.environ.get("ALSO", "").split(","))]:
+        f = RES / d / f"{tag}.json"
+        if f.is_file():
+            out.append(json.loads(f.read_text())["union_robust"])
     return [r for r in out if r is not None]
 
 

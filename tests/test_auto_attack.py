@@ -92,7 +92,7 @@ def test_preset_structure_and_escalation():
     assert names[-4:] == ["square", "spike-set", "spike-set", "spike-block"]
     assert specs[-4][1]["n_queries"] >= 1000
     assert [p.get("near_gate", 0) for _, p, _ in specs[-3:-1]] == [3.0, 3.0]
-    assert [p["n_restarts"] for _, p, _ in specs[-3:-1]] == [3, 3]
+    assert [p["n_restarts"] for _, p, _ in specs[-3:-1]] == [4, 3]
     assert all(p.get("near_gate", 0) == 0 for n, p, _ in specs[:-3] if n == "spike-set")
     assert not [p for n, p, _ in preset("auto-demo", stochastic=False)
                 if n == "spike-set" and p.get("near_gate")]

@@ -45,18 +45,18 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
-7. **near-flip restarts** (known draw only; ``auto``): two more spike-flip searches, each
-   ``near_restarts`` restarts from random levels, only on the examples still robust that some
-   earlier step brought within ``near_gate`` output spikes of a flip (the engine's closest
-   approach, ``SpikeSetConfig.near_gate``) — where one long random search breaks a point in
-   some runs and not in others, more runs go:
+7. **near-flip restarts** (known draw only; ``auto``): two more spike-flip searches, every
+   restart from random levels (``near_restarts`` × the table's), only on the examples still
+   robust that some earlier step brought within ``near_gate`` output spikes of a flip (the
+   engine's closest approach, ``SpikeSetConfig.near_gate``) — where one long random search
+   breaks a point in some runs and not in others, more runs go:
 
-   =========================  ======================  ============  ===========  ====  ===========
-   label                      ranking backward        ranking loss  accepted on  k     iterations
-   =========================  ======================  ============  ===========  ====  ===========
-   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget
-   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget
-   =========================  ======================  ============  ===========  ====  ===========
+   =========================  ======================  ============  ===========  ====  ===========  ========
+   label                      ranking backward        ranking loss  accepted on  k     iterations   restarts
+   =========================  ======================  ============  ===========  ====  ===========  ========
+   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4
+   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget   3
+   =========================  ======================  ============  ===========  ====  ===========  ========
 
 8. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
@@ -76,7 +76,7 @@ any flip); escalation runs them without the abort.
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
 restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; the near-flip
-restarts 3 per search within 3 spikes of a flip; spike-block
+restarts (4 and 3) within 3 spikes of a flip; spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
@@ -128,8 +128,8 @@ class Budget:
     #: spike-set early abort: no rise in this many iterations, margin below −abort_margin spikes
     abort_after: int = 50
     abort_margin: float = 9.0
-    #: near-flip restarts per search (0: none) on examples within near_gate spikes of a flip
-    near_restarts: int = 3
+    #: near-flip restarts: × the NEAR table's restarts (0: none), within near_gate spikes
+    near_restarts: int = 1
     near_gate: float = 3.0
 
 
@@ -161,10 +161,10 @@ FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
 )
 
 # (label, grad_mode, ranking loss, exact objective, k, iterations as a multiple of the budget's
-# spikeset_iter) of the near-flip restarts; see the module docstring's third table
-NEAR: tuple[tuple[str, str, str, str, int, int], ...] = (
-    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2),
-    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2),
+# spikeset_iter, restarts) of the near-flip restarts; see the module docstring's third table
+NEAR: tuple[tuple[str, str, str, str, int, int, int], ...] = (
+    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4),
+    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
@@ -276,10 +276,11 @@ def _near_specs(b: Budget, s: dict[str, Any]) -> list[Spec]:
     if b.near_restarts < 1:
         return []
     return [("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
-                           "n_iter": b.spikeset_iter * mult, "n_restarts": b.near_restarts,
+                           "n_iter": b.spikeset_iter * mult,
+                           "n_restarts": b.near_restarts * restarts,
                            "k": k, "near_gate": b.near_gate, "abort_after": b.abort_after,
                            "abort_margin": b.abort_margin}, label)
-            for label, grad, loss, objective, k, mult in NEAR]
+            for label, grad, loss, objective, k, mult, restarts in NEAR]
 
 
 def escalation(
