@@ -172,3 +172,36 @@ def test_spike_block_near_gate(known_digits, monkeypatch):
     assert block["near_gate"] == 9.0
     esc = [p for n, p, _ in escalation(1, known_draw=True) if n == "spike-block"][0]
     assert esc["near_gate"] == 0
+
+
+def test_a_robust_point_returns_its_closest_approach(known_digits, monkeypatch):
+    """spike-set hands a point it did not break back at the best CW margin its search reached
+    (what the engine keeps), not at the best objective; a broken point at its counterexample."""
+    model, clf, x, y = known_digits
+    seen: dict[int, float] = {}
+    orig = ss._Search.exact
+
+    def spy(self, j, rows):  # noqa: ANN001
+        o, f, m = orig(self, j, rows)
+        for r, v in zip(rows.tolist(), m.tolist(), strict=True):
+            seen[r] = max(seen.get(r, -1e9), v)
+        return o, f, m
+
+    monkeypatch.setattr(ss._Search, "exact", spy)
+    u = clf.encoder.uniform(x)
+    spk = SNNClassifier(model, BuiltSpikes(5))
+    spk.aux_logits = "membrane"
+    cfg = SpikeSetConfig(n_iter=6, n_restarts=2, k=4, objective="ce",
+                         grad_mode="bptt:fast_sigmoid:5")
+    x_adv, spikes, fooled = spike_set_search(model, x, y, u, 0.05, torch.Generator().manual_seed(0),
+                                             cfg, spk, 5.0)
+    monkeypatch.setattr(ss._Search, "exact", orig)
+    with torch.no_grad():
+        m = margin_loss(clf(x_adv), y) * 5
+        m_clean = margin_loss(clf(x), y) * 5
+    kept = (~fooled).nonzero()[:, 0].tolist()
+    assert kept and fooled.any()
+    for r in kept:
+        assert abs(float(m[r]) - seen[r]) < 1e-4, (r, float(m[r]), seen[r])
+    assert (m[~fooled] > m_clean[~fooled]).any()   # some robust points did come closer
+    assert torch.equal(clf(x_adv).argmax(1) != y, fooled)

@@ -44,7 +44,9 @@ Every random draw (restart levels, kicks) comes from the example's own stream
 of the example's image and known map), so an example's search does not depend on the other
 examples of the batch (which of them break, abort or are there at all).
 
-The returned image puts every changed pixel at the midpoint of its level's interval (inside
+The returned image (a counterexample, or for a point still robust the levels of its closest
+approach — the best CW margin the search reached, which a cascade keeps for its near-flip
+restarts) puts every changed pixel at the midpoint of its level's interval (inside
 the ε-ball and [0, 1]) and every other pixel at its clean value; the spikes it produces under
 ``u`` are checked against the chosen levels before return (:func:`spike_set_search` returns both).
 """
@@ -281,8 +283,8 @@ def spike_set_search(
     lv = _levels(x, u, eps)
     S = _Search(lv, y, shape, cfg, spike_clf, count_scale)
     all_rows = torch.arange(B, device=x.device)
-    best_obj, fooled, _ = S.exact(lv.j0, all_rows)
-    best_j = lv.j0.clone()
+    best_obj, fooled, best_m = S.exact(lv.j0, all_rows)
+    best_j, best_mj = lv.j0.clone(), lv.j0.clone()
     streams = RowStreams.for_batch(gen, x, u.transpose(0, 1))  # one stream per example
     for restart in range(cfg.n_restarts):
         rows = (~fooled).nonzero()[:, 0]
@@ -291,12 +293,17 @@ def spike_set_search(
         j = lv.j0[rows].clone() if restart == 0 and not cfg.near_gate else \
             S.random_levels(rows, streams.at(rows), cfg.restart_p)
         obj, won, marg = S.exact(j, rows)
-        j, obj, won = _climb(S, rows, j, obj, won, marg, streams)
+        j, obj, won, jpk, mpk = _climb(S, rows, j, obj, won, marg, streams)
+        closer = mpk > best_m[rows]
+        best_mj[rows[closer]], best_m[rows[closer]] = jpk[closer], mpk[closer]
         upd = won | (obj > best_obj[rows])
         upd &= ~fooled[rows]
         best_j[rows[upd]] = j[upd]
         best_obj[rows[upd]] = obj[upd]
         fooled[rows[won]] = True
+    # a point still robust returns its closest approach (the engine keeps it, near-flip
+    # restarts go by it); a broken one its counterexample
+    best_j = torch.where(fooled.unsqueeze(1), best_j, best_mj)
     x_adv = image_of(lv, best_j, x)
     spikes = spikes_of(lv, best_j).view(T, B, *shape)
     with torch.no_grad():
@@ -306,7 +313,7 @@ def spike_set_search(
 
 def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
            won: torch.Tensor, marg: torch.Tensor, streams: RowStreams
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy ascent of one restart (module docstring, steps 2–4) on examples ``rows``.
 
     Every iteration ranks the pixels by linearised gain, proposes the top-k moves for every k
@@ -314,7 +321,8 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
     list), else puts the top pixels on the tabu list so the next proposal reaches further down
     the ranking; ``patience`` rejections in a row perturb ``kick`` of the pixels at random;
     with ``abort_after`` an example far from a flip whose best objective stopped rising is
-    given up (``SpikeSetConfig``)."""
+    given up (``SpikeSetConfig``). Returns the levels, objective and wins at the end, and the
+    levels and CW margin of the restart's closest approach to a flip."""
     cfg = S.cfg
     ks = tuple(sorted({max(1, cfg.k >> i) for i in range(0, cfg.k.bit_length(), 2)},
                       reverse=True))
@@ -322,6 +330,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
     stall = torch.zeros(j.shape[0], dtype=torch.long, device=j.device)
     peak, since = obj.clone(), torch.zeros_like(stall)
     mpeak = marg.clone()                 # the best CW margin of this restart (kicks lower marg)
+    jpk = j.clone()                      # ... and its levels
     live = torch.ones_like(won)
     for _ in range(cfg.n_iter):
         if cfg.abort_after:
@@ -342,7 +351,8 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
         j[act[take]] = pick[take]
         obj[act[take]] = ob[take]
         marg[act[take]] = mg[cb, torch.arange(m, device=j.device)][take]
-        mpeak[act] = torch.maximum(mpeak[act], marg[act])
+        closer = act[marg[act] > mpeak[act]]
+        jpk[closer], mpeak[closer] = j[closer], marg[closer]
         rise = obj[act] > peak[act]
         peak[act] = torch.maximum(peak[act], obj[act])
         since[act] = torch.where(rise, torch.zeros_like(since[act]), since[act] + 1)
@@ -359,7 +369,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
             obj[kick], won[kick], marg[kick] = S.exact(j[kick], rows[kick])
             tabu[kick] = False
             stall[kick] = 0
-    return j, obj, won
+    return j, obj, won, jpk, mpeak
 
 
 @dataclass(frozen=True)
