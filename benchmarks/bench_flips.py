@@ -181,7 +181,7 @@ def one(args: argparse.Namespace, model: str, eps: float, out_dir: Path) -> dict
         union[i] = False
     rec["reference"] = {"broken_by": {str(k): v for k, v in ref_by.items()}, "cpu_s": ref_cpu,
                         "iterations": args.ref_iter, "restarts": args.ref_restarts,
-                        "seed": args.ref_seed,
+                        "seed": args.ref_seed, "engine_seed": args.ref_seed,
                         "apgd_escalation": bool(args.ref_apgd)}
     rec["union_robust"] = [bool(v) for v in union]
     auto_r = torch.tensor(rec["auto"]["robust"])

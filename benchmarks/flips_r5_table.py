@@ -67,15 +67,15 @@ def row(out: Path, tag: str) -> str:
              f"{len(now)} of {len(r4miss)} {now or ''}".strip(),
              f"{len(near)} {near or ''} ({wall:.0f} s)".strip(),
              f"{len(ref['broken_by'])} of {sum(a and b for a, b in zip(old, new, strict=True))} "
-             f"({ref['cpu_s']:.0f} s; seed {ref.get('seed', 11)})",
+             f"({ref['cpu_s']:.0f} s; engine seed {ref.get('engine_seed', 0)})",
              f"{oc:.0f}", f"{nc:.0f}", f"**{nc / oc:.2f}**", mk]
     return "| " + " | ".join(cells) + " |"
 
 
 HEADER = ("| model | ε | n | old auto robust % [95 % CI] | auto robust % [95 % CI] | union "
-          "robust % (this round) | union with rounds 2–4 | auto misses (this round) | auto "
-          "misses (rounds 2–4 too) | round-4 misses broken now | near-flip breaks (wall) | "
-          "reference broke (CPU; seed) | old auto CPU s | auto CPU s | ratio | masking checks "
+          "robust % (this round) | union with earlier runs | auto misses (this round) | auto "
+          "misses (earlier runs too) | round-4 misses broken now | near-flip breaks (wall) | "
+          "reference broke (CPU; engine seed) | old auto CPU s | auto CPU s | ratio | masking checks "
           "(16 samples) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
