@@ -12,6 +12,7 @@ as their clean images. Run alone (no engine), the clean margins gate.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -46,3 +47,15 @@ class NearGated:
             with torch.no_grad():
                 m = margin_loss(f(x), y)
         return (m.float().cpu() * scale >= -float(self.config.near_gate)).nonzero()[:, 0]
+
+    def search_near(self, f: Any, x: torch.Tensor, y: torch.Tensor, scale: float,
+                    search: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``search(r)`` (adversarial images of rows ``r``) on the rows within the gate; the
+        other rows come back as their clean images."""
+        rows = self.near_rows(f, x, y, scale).to(x.device)
+        if rows.numel() == x.shape[0]:
+            return search(rows)
+        x_adv = x.clone()
+        if rows.numel():
+            x_adv[rows] = search(rows)
+        return x_adv

@@ -80,8 +80,8 @@ restarts (4 and 3) within 3 spikes of a flip; spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
-80 × 1, Square 300, no near-flip restarts, spike-block 2 runs of 32 proposals and 2 steepest rounds with the same
-block runs) for the embedded digits demo.
+80 × 1, Square 300, no near-flip restarts, spike-block 2 runs of 32 proposals and 2 steepest
+rounds with the same block runs) for the embedded digits demo.
 Spike inputs (binary ℓ0 domain): spike-g2s, spike-topk and Square.
 
 :func:`escalation` gives the stronger specs the audit adds when a gradient-masking check fails:

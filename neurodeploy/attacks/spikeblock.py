@@ -289,16 +289,12 @@ class SpikeBlock(NearGated, Attack):
                 not hasattr(classifier, "select"):
             raise ConfigError("spike-block needs the known-draw threat model: a classifier "
                               "bound to stored Bernoulli maps (KnownDrawEncoder)")
-        rows = self.near_rows(f, x, y, count_scale(classifier))
-        if rows.numel() == x.shape[0]:
-            return spike_block_search(classifier, x, y, enc.uniform(x), eps, gen, self.config)[0]
-        x_adv = x.clone()
-        if rows.numel():
-            r = rows.to(x.device)
-            sub = classifier.select(rows)
-            x_adv[r] = spike_block_search(sub, x[r], y[r], sub.encoder.uniform(x[r]), eps, gen,
-                                          self.config)[0]
-        return x_adv
+        def search(r: torch.Tensor) -> torch.Tensor:
+            sub = classifier if r.numel() == x.shape[0] else classifier.select(r.cpu())
+            return spike_block_search(sub, x[r], y[r], sub.encoder.uniform(x[r]), eps, gen,
+                                      self.config)[0]
+
+        return self.search_near(f, x, y, count_scale(classifier), search)
 
 
 register_attack("spike-block", SpikeBlockConfig, SpikeBlock)

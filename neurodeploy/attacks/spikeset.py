@@ -420,18 +420,10 @@ class SpikeSet(NearGated, Attack):
 
     def _gated_search(self, f: BatchFirst, x: torch.Tensor, y: torch.Tensor, u: torch.Tensor,
                       eps: float, gen: torch.Generator, fn: Any, scale: float) -> torch.Tensor:
-        """:func:`spike_set_search` on every row, or with ``near_gate`` on the rows whose best
-        CW margin so far (the engine's, else the clean one) is within ``near_gate`` output
-        spikes of a flip; the other rows come back clean."""
-        if not self.config.near_gate:
-            return spike_set_search(None, x, y, u, eps, gen, self.config, fn, scale)[0]
-        rows = self.near_rows(f, x, y, scale)
-        x_adv = x.clone()
-        if rows.numel():
-            r = rows.to(x.device)
-            x_adv[r] = spike_set_search(None, x[r], y[r], u[:, r], eps, gen, self.config, fn,
-                                        scale)[0]
-        return x_adv
+        """:func:`spike_set_search` on every row, or with ``near_gate`` on the rows near a flip
+        (:meth:`~neurodeploy.attacks.closest.NearGated.search_near`)."""
+        return self.search_near(f, x, y, scale, lambda r: spike_set_search(
+            None, x[r], y[r], u[:, r], eps, gen, self.config, fn, scale)[0])
 
 
 register_attack("spike-set", SpikeSetConfig, SpikeSet)
