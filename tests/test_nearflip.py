@@ -13,7 +13,7 @@ from neurodeploy.attacks.base import Attack, margin_loss
 from neurodeploy.attacks.engine import evaluate_robustness
 from neurodeploy.attacks.spikeset import BuiltSpikes, SpikeSetConfig, _levels, spike_set_search
 from neurodeploy.classifier import SNNClassifier
-from neurodeploy.errors import DataError
+from neurodeploy.errors import ConfigError, DataError
 
 EPS = 0.15
 
@@ -205,3 +205,44 @@ def test_a_robust_point_returns_its_closest_approach(known_digits, monkeypatch):
         assert abs(float(m[r]) - seen[r]) < 1e-4, (r, float(m[r]), seen[r])
     assert (m[~fooled] > m_clean[~fooled]).any()   # some robust points did come closer
     assert torch.equal(clf(x_adv).argmax(1) != y, fooled)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("apgd-t", {"n_iter": 4, "n_target_classes": 2, "grad_mode": "bptt:fast_sigmoid:5"}),
+    ("square", {"n_queries": 12}),
+])
+def test_apgd_t_and_square_near_gate(known_digits, name, params):
+    """With ``near_gate`` APGD-T and Square search only the rows within it (far rows come back
+    clean) and the near rows exactly as the ungated attack searches that sub-batch; without a
+    gate they are unchanged; the ``auto`` preset gates them at 9 spikes under the known draw
+    only (not under the unknown draw, not in ``auto-demo``, not in escalation)."""
+    from neurodeploy.attacks.presets import escalation, preset
+
+    _, clf, x, y = known_digits
+    near = torch.tensor([0, 2, 5])
+    prior = torch.full((len(y),), -100.0)
+    prior[near] = -0.2  # rate read-out, T = 5: one output spike from a flip
+    gated = make_attack(name, **params, near_gate=2.0, seed=4).with_margins(prior)
+    x_adv = gated.perturb(clf, x, y, EPS, torch.Generator().manual_seed(0))
+    far = torch.ones(len(y), dtype=torch.bool)
+    far[near] = False
+    assert torch.equal(x_adv[far], x[far])
+    alone = make_attack(name, **params, seed=4).perturb(
+        clf.select(near), x[near], y[near], EPS, torch.Generator().manual_seed(0))
+    assert torch.equal(x_adv[near], alone)
+    assert not torch.equal(alone, x[near])  # the search moved the near rows
+    # gate 0 = the attack as before: every row searched, same draws as with no gate at all
+    a0 = make_attack(name, **params, near_gate=0.0, seed=4).perturb(
+        clf, x, y, EPS, torch.Generator().manual_seed(0))
+    a1 = make_attack(name, **params, seed=4).perturb(clf, x, y, EPS, torch.Generator().manual_seed(0))
+    assert torch.equal(a0, a1) and not torch.equal(a0[far], x[far])
+    with pytest.raises(ConfigError, match="near_gate"):
+        make_attack(name, **params, near_gate=-1.0)
+
+    def gate_of(specs):
+        return [p.get("near_gate", 0) for n, p, _ in specs if n == name]
+
+    assert gate_of(preset("auto")) == [9.0]
+    assert gate_of(preset("auto", stochastic=True)) == [0]
+    assert gate_of(preset("auto-demo")) == [0]
+    assert all(g == 0 for g in gate_of(escalation(1, known_draw=True)))

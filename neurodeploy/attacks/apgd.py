@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -47,6 +48,7 @@ from neurodeploy.attacks.base import (
     register_attack,
     resolve_eot,
 )
+from neurodeploy.attacks.closest import NearGated, check_gate, count_scale
 from neurodeploy.attacks.eot import eot_logits, eot_loss_grad
 from neurodeploy.errors import ConfigError
 
@@ -69,9 +71,16 @@ class APGDConfig(GradientConfig):
 
 @dataclass(frozen=True)
 class APGDTConfig(APGDConfig):
-    """APGD-T: targeted DLR against the ``n_target_classes`` most likely wrong classes."""
+    """APGD-T: targeted DLR against the ``n_target_classes`` most likely wrong classes; with
+    ``near_gate`` > 0 only on the rows within that many output spikes of a flip
+    (:mod:`neurodeploy.attacks.closest`)."""
 
     n_target_classes: int = 9
+    near_gate: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_gate(self)
 
 
 def checkpoint_schedule(n_iter: int) -> list[int]:
@@ -242,11 +251,17 @@ def target_ranking(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return order[:, :-1]
 
 
-class APGDT(Attack):
+class APGDT(NearGated, Attack):
     name = "apgd-t"
     config_cls = APGDTConfig
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
+        return self.run_near(f, x, y, count_scale(classifier),
+                             lambda fr, xr, yr: self._targets(fr, xr, yr, eps, gen, classifier))
+
+    def _targets(self, f: BatchFirst, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 gen: torch.Generator, classifier: Any) -> torch.Tensor:
+        """The targeted runs on every row of ``x``."""
         c = self.config
         eot = resolve_eot(c.eot_iter, classifier)
         robust, z = _clean_robust(f, x, y, eot)

@@ -18,6 +18,21 @@ from typing import Any
 import torch
 
 from neurodeploy.attacks.base import margin_loss
+from neurodeploy.errors import ConfigError
+
+
+def check_gate(config: Any) -> None:
+    """A config's ``near_gate`` must be a finite number ≥ 0 (0: every row)."""
+    g = config.near_gate
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
+        raise ConfigError(f"{type(config).__name__}.near_gate must be a number >= 0, got {g!r}")
+
+
+def count_scale(classifier: Any) -> float:
+    """Output spikes per logit unit: ``T`` for a float model's rate read-out, else 1 (spike
+    counts: the deployed model, a count read-out)."""
+    cfg = getattr(getattr(classifier, "model", None), "config", None)
+    return float(cfg.num_steps) if getattr(cfg, "readout", "") == "rate" else 1.0
 
 
 class NearGated:
@@ -59,3 +74,11 @@ class NearGated:
         if rows.numel():
             x_adv[rows] = search(rows)
         return x_adv
+
+    def run_near(self, f: Any, x: torch.Tensor, y: torch.Tensor, scale: float,
+                 run: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """:meth:`search_near` for a search ``run(f, x, y)`` over whole batches: it gets the
+        rows within the gate (``f.rows``), or the unchanged batch when every row is."""
+        n = x.shape[0]
+        return self.search_near(f, x, y, scale, lambda r: run(f, x, y) if r.numel() == n
+                                else run(f.rows(r), x[r], y[r]))

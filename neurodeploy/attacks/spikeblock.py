@@ -60,7 +60,7 @@ from neurodeploy.attacks.base import (
     margin_loss,
     register_attack,
 )
-from neurodeploy.attacks.closest import NearGated
+from neurodeploy.attacks.closest import NearGated, count_scale
 from neurodeploy.attacks.spikeset import TIE_WEIGHT, _Levels, _levels, image_of
 from neurodeploy.attacks.spikesteep import steepest_run
 from neurodeploy.attacks.streams import RowDraw, RowStreams
@@ -217,13 +217,6 @@ def steep_rounds(cfg: SpikeBlockConfig, pixels: int) -> int:
         return int(cfg.steep_restarts)
     r = int(cfg.steep_restarts)
     return max(1, min(r, r * int(cfg.steep_pixels) // max(int(pixels), 1)))
-
-
-def count_scale(classifier: Any) -> float:
-    """Output spikes per logit unit: ``T`` for a float model's rate read-out, else 1 (spike
-    counts: the deployed model, a count read-out)."""
-    cfg = getattr(getattr(classifier, "model", None), "config", None)
-    return float(cfg.num_steps) if getattr(cfg, "readout", "") == "rate" else 1.0
 
 
 def _run_once(classifier: Any, lv: _Levels, x: torch.Tensor, y: torch.Tensor,

@@ -33,6 +33,7 @@ from neurodeploy.attacks.base import (
     register_attack,
     validate_common,
 )
+from neurodeploy.attacks.closest import NearGated, check_gate, count_scale
 from neurodeploy.attacks.eot import eot_logits
 from neurodeploy.errors import ConfigError
 
@@ -45,9 +46,12 @@ class SquareConfig:
     rescale_schedule: bool = False
     eot_iter: int = 1
     seed: int = 0
+    #: > 0: only the rows within that many output spikes of a flip (``closest``)
+    near_gate: float = 0.0
 
     def __post_init__(self) -> None:
         validate_common(self)
+        check_gate(self)
         if not 0.0 < self.p_init <= 1.0:
             raise ConfigError(f"SquareConfig.p_init must be in (0, 1], got {self.p_init}")
 
@@ -78,13 +82,19 @@ def margin_of(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return zy - other
 
 
-class Square(Attack):
+class Square(NearGated, Attack):
     name = "square"
     config_cls = SquareConfig
     domains = ("box", "binary")
     uses_gradients = False
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
+        return self.run_near(f, x, y, count_scale(classifier),
+                             lambda fr, xr, yr: self._search(fr, xr, yr, eps, gen, domain))
+
+    def _search(self, f: BatchFirst, x: torch.Tensor, y: torch.Tensor, eps: float,
+                gen: torch.Generator, domain: str) -> torch.Tensor:
+        """The random search on every row of ``x``."""
         c = self.config
         with torch.no_grad():
             adv = x.clone()
