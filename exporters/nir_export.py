@@ -440,7 +440,7 @@ def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"NIR file {str(path)!r} does not exist")
-    from neurodeploy.exporters.nir_import import check_graph_arrays
+    from neurodeploy.exporters.nir_load import check_graph_arrays
 
     try:
         graph = nir.read(str(path))
