@@ -1,6 +1,6 @@
 """Compile a NIR graph for a hardware profile into a fixed-point :class:`DeploymentPlan`.
 
-Pipeline: ``nir.NIRGraph`` → :func:`~neurodeploy.exporters.nir_export.parse_graph` (a chain of
+Pipeline: ``nir.NIRGraph`` → :func:`~neurodeploy.exporters.nir_chain.parse_graph` (a chain of
 synapse → LIF/IF/CubaLIF layers, validated: v_leak = 0 on LIF, uniform α/θ per layer) →
 per-layer quantization → resource map / fit checks → plan. :func:`compile_model` goes through
 :func:`~neurodeploy.exporters.nir_export.to_nir`, so the NIR path is the real path.
@@ -121,13 +121,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
-from neurodeploy.exporters.nir_export import (
-    TALIF,
-    ChainLayer,
-    NIRChain,
-    conv_matrix,
-    parse_graph,
-)
+from neurodeploy.exporters.nir_chain import ChainLayer, NIRChain, parse_graph
+from neurodeploy.exporters.nir_chain_nodes import TALIF, conv_matrix
 from neurodeploy.exporters.plan import GRADED_BITS_MAX, MEMBRANE_KINDS, DeploymentPlan, PlanLayer
 from neurodeploy.exporters.profiles import HardwareProfile, load_profile
 from neurodeploy.jsonable import jsonable
@@ -672,7 +667,7 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
         (:func:`~neurodeploy.exporters.precision.recurrent_two_groups`, plan ``w_rec_lo``),
         and a bias into a current moves to the fine 13-bit u grid where that is finer
         (:func:`~neurodeploy.exporters.precision.fine_current_bias`, plan ``a_bias_mant``).
-    graph : a feed-forward NIR graph (see :func:`~neurodeploy.exporters.nir_export.parse_graph`).
+    graph : a feed-forward NIR graph (see :func:`~neurodeploy.exporters.nir_chain.parse_graph`).
     profile : a :class:`HardwareProfile` or a name / path for :func:`load_profile`.
     num_steps : the model's time steps T (stored in the plan).
     input_shape : expected input shape (without T and batch); must match the graph's Input.

@@ -4,7 +4,7 @@
 ``τ = dt/(1 − α)``, ``r = g/(1 − α)`` so that ``r·dt/τ = g``, ``v_leak = b/(1 − α)``; IF
 for α = 1; reset, spike comparison, floors and the like in node metadata);
 :func:`to_canonical_nir` writes a whole :class:`~neurodeploy.exporters.nir_dgraph.DGraph`,
-which the compiler reads with :func:`~neurodeploy.exporters.nir_export.parse_graph`.
+which the compiler reads with :func:`~neurodeploy.exporters.nir_chain.parse_graph`.
 """
 
 from __future__ import annotations

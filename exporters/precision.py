@@ -38,7 +38,7 @@ import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
 from neurodeploy.exporters.compiler import QuantizedLayer, _quantize_weighted
-from neurodeploy.exporters.nir_export import ChainLayer
+from neurodeploy.exporters.nir_chain import ChainLayer
 from neurodeploy.exporters.profiles import HardwareProfile
 
 #: The first synapse group's largest exponent (research/fidelity.md: k = 5 gives the braille
