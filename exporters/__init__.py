@@ -9,7 +9,8 @@
 - :mod:`neurodeploy.exporters.profiles` — hardware profiles (TOML + schema.json →
   frozen :class:`HardwareProfile`; ``load_profile``, ``list_profiles``);
 - :mod:`neurodeploy.exporters.compiler` — ``compile_graph`` / ``compile_model``: Lava
-  fixed-point quantization, resource map and fit checks;
+  fixed-point quantization (:mod:`neurodeploy.exporters.quantize`), resource map and fit
+  checks (:mod:`neurodeploy.exporters.resources`);
 - :mod:`neurodeploy.exporters.plan` — the plan file (numpy only);
 - :mod:`neurodeploy.exporters.spikingjelly` — a SpikingJelly network → discrete graph / NIR /
   plan (``convert``, ``compile_module``), SpikingJelly's own discretisation;
