@@ -458,7 +458,7 @@ def float_graph(plan: DeploymentPlan, name: str = "netx") -> Any:
     with ``w = weights·2^weight_exp`` and ``b = bias_mant·2^(bias_exp − 6)`` — Lava's LIF
     without its round-toward-zero decays (the deployed side keeps them).
     """
-    from neurodeploy.exporters.nir_import import (
+    from neurodeploy.exporters.nir_dgraph import (
         DConv,
         DFlatten,
         DGraph,

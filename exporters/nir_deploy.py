@@ -9,7 +9,7 @@
    membrane, snntorch's delayed subtraction) — each printed and written into the plan, never
    silent; the compiler refuses what it cannot run at all, naming the node, the field and
    what would make it compile;
-3. :func:`~neurodeploy.exporters.nir_import.to_canonical_nir` writes the graph in the
+3. :func:`~neurodeploy.exporters.nir_writers.to_canonical_nir` writes the graph in the
    neurodeploy convention, which :func:`~neurodeploy.exporters.compiler.compile_graph` compiles.
 
 The plan's ``source["nir_metadata"]`` holds the semantics, the import notes and the chip notes.
@@ -25,7 +25,9 @@ import nir
 import numpy as np
 
 from neurodeploy.errors import ConfigError
-from neurodeploy.exporters.nir_import import DGraph, DNeuron, read_graph, to_canonical_nir
+from neurodeploy.exporters.nir_dgraph import DGraph, DNeuron
+from neurodeploy.exporters.nir_import import read_graph
+from neurodeploy.exporters.nir_writers import to_canonical_nir
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def float_reference_for_plan(source: nir.NIRGraph | str | os.PathLike, plan: Any
     meta = (getattr(plan, "source", None) or {}).get("nir_metadata", {}) if plan else {}
     graph = source
     if not isinstance(source, nir.NIRGraph):
-        from neurodeploy.exporters.nir_import import load_nir
+        from neurodeploy.exporters.nir_load import load_nir
 
         graph, _ = load_nir(source)
     own = graph.metadata if isinstance(graph.metadata, dict) else {}

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurodeploy.exporters.nir_import import DConv, DGraph, DLinear, DNeuron
+from neurodeploy.exporters.nir_dgraph import DConv, DGraph, DLinear, DNeuron
 
 EFFECTS = ("weights", "decays", "threshold_bias", "multi_spike", "v_floor", "initial_v",
            "spike_op")

@@ -1,4 +1,4 @@
-"""A float interpreter of any accepted NIR graph (:class:`~neurodeploy.exporters.nir_import.DGraph`).
+"""A float interpreter of any accepted NIR graph (:class:`~neurodeploy.exporters.nir_dgraph.DGraph`).
 
 The float reference ``simulate`` and ``audit`` use for a model given as a NIR file. It runs the
 discrete neuron of :mod:`~neurodeploy.exporters.nir_semantics` per neuron (per-neuron α, θ,
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neurodeploy.exporters.nir_import import (
+from neurodeploy.exporters.nir_dgraph import (
     NEURON_ARRAYS,
     DConv,
     DFlatten,

@@ -1,4 +1,4 @@
-"""Exact rewrites of a :class:`~neurodeploy.exporters.nir_import.DGraph` before compiling.
+"""Exact rewrites of a :class:`~neurodeploy.exporters.nir_dgraph.DGraph` before compiling.
 
 Each pass returns an equal network (same spikes and membranes up to float round-off; the tests
 run :mod:`~neurodeploy.exporters.nir_interp` before and after each pass on random inputs):
@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from neurodeploy.exporters.nir_import import (
+from neurodeploy.exporters.nir_dgraph import (
     DConv,
     DFlatten,
     DGraph,

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import ConfigError, HardwareFitError
-from neurodeploy.exporters.compiler import QuantizedLayer, _quantize_weighted
-from neurodeploy.exporters.nir_export import ChainLayer
+from neurodeploy.exporters.nir_chain import ChainLayer
 from neurodeploy.exporters.profiles import HardwareProfile
+from neurodeploy.exporters.quantize import QuantizedLayer, _quantize_weighted
 
 #: The first synapse group's largest exponent (research/fidelity.md: k = 5 gives the braille
 #: output 0.97–0.98 with 2–3.6× headroom; k = 7 can overflow), the least u / v headroom a

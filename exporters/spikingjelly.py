@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from neurodeploy.errors import CheckpointError, ConfigError
-from neurodeploy.exporters.nir_import import (
+from neurodeploy.exporters.nir_dgraph import (
     DConv,
     DFlatten,
     DGraph,
@@ -410,8 +410,8 @@ def compile_module(module: nn.Module, profile: Any, num_steps: int,
     standard NIR file of the network, in the neurodeploy convention)."""
     from neurodeploy.exporters.compiler import compile_graph
     from neurodeploy.exporters.nir_deploy import NIRDeployment, chip_notes
-    from neurodeploy.exporters.nir_import import to_canonical_nir
     from neurodeploy.exporters.nir_rewrite import rewrite_all
+    from neurodeploy.exporters.nir_writers import to_canonical_nir
 
     if int(num_steps) < 1:
         raise ConfigError(f"--steps must be >= 1, got {num_steps}")
