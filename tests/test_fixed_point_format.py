@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: The interpreters of a plan: they must read every chip constant from the plan's format.
 INTERPRETERS = sorted({
     "sims/emulator.py", "sims/twin.py", "sims/lava_runner.py", "sims/kernel.py",
-    "sims/backends.py", "exporters/compiler.py", "exporters/plan.py",
+    "sims/backends.py", "exporters/compiler.py", "exporters/quantize.py",
+    "exporters/resources.py", "exporters/plan.py",
     "neurodeploy/training/qat.py", "neurodeploy/audit/run.py", "neurodeploy/audit/thresholds.py",
     "neurodeploy/audit/deployed.py", "neurodeploy/bounds/plan_ibp.py",
     "neurodeploy/bounds/plan_soundness.py", "neurodeploy/efficiency.py", "sims/lava_env.py",
