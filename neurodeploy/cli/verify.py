@@ -57,7 +57,8 @@ def register(subparsers: Any) -> None:
                    help="skip the fast counterexample search, solver only (default: the search runs)")
     p.add_argument("--branch-seconds", type=nonneg_float, default=0.0, metavar="S",
                    help="branch-and-bound over pixel levels with the step bound at every node, "
-                        "S seconds per example before the solver (default 0: off)")
+                        "S seconds per example before the solver, half to each split rule "
+                        "(default 0: off)")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
     p.add_argument("--lava", default=None, action=argparse.BooleanOptionalAction,

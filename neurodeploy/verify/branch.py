@@ -16,6 +16,15 @@ the largest influence ``(|S_p| − 1) · Σ_n |W¹_{n,p}|`` (first-layer weight 
 that widens the first layer's intervals most). A node whose pixels are all fixed is one input
 and is not split further; the search gives up there (``None``), as it does when the node or
 time budget runs out — only "every branch proved" is a verdict, never a partial tree.
+
+A second split rule, ``rule="time"``, cuts where the step bound loses most: the earliest step
+t with a free input bit, at the most influential pixel p among that step's free bits, split at
+its rank, ``S_p = {c ∈ S_p : c ≤ rank[t, p]} ⊔ {c > rank[t, p]}`` (the bit quiet / spiking).
+Down such a branch the first steps' inputs become single combinations, so the state the step
+bound carries out of them is exact instead of a union. Neither rule dominates: on the digits
+plan at ε 0.1 the time rule proves example 20 in 839 nodes where the mass rule had not after
+189,154, and its trees are far larger on examples 8–16 (issue 22, ``benchmarks/RESULTS_verify.md``
+round 6); :func:`portfolio` runs both, each for half the time.
 """
 
 from __future__ import annotations
@@ -54,12 +63,41 @@ def _influence(plan: DeploymentPlan) -> np.ndarray:
     return np.ones(int(np.prod(plan.input_shape)))   # conv/pool: no per-pixel column
 
 
+Levels = tuple[tuple[int, ...], ...]
+RULES = ("mass", "time")
+
+
+def _mass_cut(levels: Levels, infl: np.ndarray, split: Split
+              ) -> tuple[int, list[tuple[int, ...]]] | None:
+    """The mass rule: the free pixel of most ``(|S_p| − 1) · influence``, cut by ``split``."""
+    width = np.array([(len(s) - 1) * infl[p] for p, s in enumerate(levels)])
+    p = int(np.argmax(width))
+    return (p, split(levels[p])) if width[p] > 0 else None
+
+
+def _time_cut(levels: Levels, rank: np.ndarray, infl: np.ndarray
+              ) -> tuple[int, list[tuple[int, ...]]] | None:
+    """The time rule (module docstring): the earliest step's most influential free bit."""
+    low = np.array([s[0] for s in levels])
+    high = np.array([s[-1] for s in levels])
+    for t in range(rank.shape[0]):
+        free = np.nonzero((low <= rank[t]) & (high > rank[t]))[0]
+        if free.size:
+            p = int(free[np.argmax(infl[free])])
+            r = int(rank[t, p])
+            return p, [tuple(c for c in levels[p] if c <= r), tuple(c for c in levels[p] if c > r)]
+    return None
+
+
 def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: float,
                      max_nodes: int = 10_000, split: Split = halves,
-                     proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves
-                     ) -> tuple[bool | None, int]:
+                     proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves,
+                     rule: str = "mass") -> tuple[bool | None, int]:
     """(True: every leaf proved — robust; None: budget spent or a single input reached
-    unproved, undecided), and the number of nodes evaluated."""
+    unproved, undecided), and the number of nodes evaluated. ``rule``: ``mass`` (the pixel
+    of most levels × weight mass, cut by ``split``) or ``time`` (module docstring)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     infl = _influence(plan)
     t0 = time.perf_counter()
     stack, nodes = [lv.levels], 0
@@ -70,10 +108,24 @@ def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: flo
         nodes += 1
         if proves(plan, dataclasses.replace(lv, levels=levels), y):
             continue
-        width = np.array([(len(s) - 1) * infl[p] for p, s in enumerate(levels)])
-        p = int(np.argmax(width))
-        if width[p] <= 0:
+        cut = _mass_cut(levels, infl, split) if rule == "mass" else \
+            _time_cut(levels, lv.rank, infl)
+        if cut is None:
             return None, nodes
-        for part in split(levels[p]):
+        p, parts = cut
+        for part in parts:
             stack.append(levels[:p] + (part,) + levels[p + 1:])
     return True, nodes
+
+
+def portfolio(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: float,
+              max_nodes: int = 10_000) -> tuple[bool | None, int, str | None]:
+    """Both rules in turn, each with half of ``seconds`` and ``max_nodes``: (True when one
+    proves, else None; nodes evaluated in all; the rule that proved)."""
+    total = 0
+    for rule in RULES:
+        proved, n = branch_and_bound(plan, lv, y, seconds / 2, max(1, max_nodes // 2), rule=rule)
+        total += n
+        if proved:
+            return True, total, rule
+    return None, total, None

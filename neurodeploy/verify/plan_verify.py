@@ -14,7 +14,8 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
    rules out every target class the example is ``robust`` (``how`` = ``steps``);
 5. the counterexample **search** of :mod:`neurodeploy.verify.search`;
 6. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the step
-   bound at every node (:mod:`neurodeploy.verify.branch`): robust when every leaf is proved;
+   bound at every node (:mod:`neurodeploy.verify.branch`; its two split rules, half the time
+   each, ``branch_rule`` the one that proved): robust when every leaf is proved;
 7. **solver** — CP-SAT on the exact model, ``timeout`` seconds: INFEASIBLE → ``robust``
    (a proof), a solution → ``non_robust``, no answer in time → ``unknown`` (never robust).
 
@@ -74,6 +75,7 @@ class ExampleResult:
     predicted: int | None = None
     search_score: float | None = None
     bound_score: float | None = None
+    branch_rule: str | None = None
 
     def record(self) -> dict[str, Any]:
         d = {"index": self.index, "label": self.label, "status": self.status, "how": self.how,
@@ -86,6 +88,8 @@ class ExampleResult:
             d["search_score"] = round(self.search_score, 4)
         if self.bound_score is not None:
             d["bound_score"] = self.bound_score
+        if self.branch_rule is not None:
+            d["branch_rule"] = self.branch_rule
         return d
 
 
@@ -135,7 +139,7 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
     inputs with at most ``enumerate_limit`` level combinations are decided by enumeration;
     ``search_restarts`` block searches run before the solver, none started after
-    ``search_budget`` seconds; ``branch_seconds > 0`` runs the interval branch-and-bound of
+    ``search_budget`` seconds; ``branch_seconds > 0`` runs the branch-and-bound portfolio of
     :mod:`.branch` for that long before the solver (``how`` = ``branch`` when it proves);
     ``steps`` runs the step bound of :mod:`.stepbound` before the search."""
     from neurodeploy.verify.exhaustive import enumerate_levels
@@ -173,11 +177,11 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
         if level is not None:
             return done("non_robust", "search", level, model=enc.stats, bound_score=bound)
     if branch_seconds > 0:
-        from neurodeploy.verify.branch import branch_and_bound
+        from neurodeploy.verify.branch import portfolio
 
-        proved, _ = branch_and_bound(plan, lv, int(y), branch_seconds)
+        proved, _, rule = portfolio(plan, lv, int(y), branch_seconds)
         if proved:
-            return done("robust", "branch", model=enc.stats, bound_score=bound)
+            return done("robust", "branch", model=enc.stats, bound_score=bound, branch_rule=rule)
     status, level, sec = solve(enc, lv, timeout, workers)
     score = trace.best if trace is not None and np.isfinite(trace.best) else None
     return done(status, "timeout" if status == "unknown" else "solver", level,
