@@ -27,6 +27,7 @@ import nir
 import numpy as np
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.exporters.nir_readers import _pair
 
 DEFAULT_DT = 1e-4
 """Seconds per time step assumed by the NIR mapping (snntorch / NIR paper convention)."""
@@ -42,15 +43,6 @@ TALIF_META_KEY = "neurodeploy.neuron"
 """Neuron-node metadata key marking neurodeploy's neuron extensions (value ``"talif"``)."""
 
 TALIF = "talif"
-
-
-def _pair(v: Any, what: str, where: str) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(np.int64).ravel()
-    if a.size == 1:
-        return int(a[0]), int(a[0])
-    if a.size == 2:
-        return int(a[0]), int(a[1])
-    raise ConfigError(f"{where}: {what} {v!r} is not an int or a pair")
 
 
 def _float_tol(*arrays: Any) -> float:

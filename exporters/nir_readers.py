@@ -284,18 +284,27 @@ def _v_init(v_leak: np.ndarray, ctx: ReadContext, node: Any = None) -> np.ndarra
     return None
 
 
-def read_lif(node: nir.LIF, name: str, ctx: ReadContext) -> DNeuron:
-    where = f"node {name!r} (LIF)"
-    shape = _neuron_shape(node, "tau", "r", "v_threshold", "v_leak") or (1,)
+def _leaky(node: Any, name: str, ctx: ReadContext, where: str, shape_fields: tuple[str, ...],
+           dt_note: str) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(shape, alpha, gain, bias, v_leak)`` of a LIF/LI node's leaky membrane (``dt`` inferred
+    from its ``tau`` and ``r`` first when the file does not give one)."""
+    shape = _neuron_shape(node, *shape_fields) or (1,)
     if ctx.semantics.dt is None:
         dt = _infer_dt_rockpool(_arr(node, "tau", where), _arr(node, "r", where), where)
         ctx.semantics = replace(ctx.semantics, dt=dt)
-        ctx.notes.append(f"dt = {dt:.6g} s inferred from {name!r}: r = τ/dt·exp(−dt/τ)")
+        ctx.notes.append(f"dt = {dt:.6g} s inferred from {name!r}{dt_note}")
     (tau,) = _taus(node, ("tau",), ctx, where)
     tau = _broadcast(tau, shape, "tau", where)
     r = _broadcast(_arr(node, "r", where, allow_inf=True), shape, "r", where)
     v_leak = _broadcast(_arr(node, "v_leak", where), shape, "v_leak", where)
-    alpha, gain, bias = _membrane(node, tau, r, v_leak, ctx, where)
+    return (shape, *_membrane(node, tau, r, v_leak, ctx, where), v_leak)
+
+
+def read_lif(node: nir.LIF, name: str, ctx: ReadContext) -> DNeuron:
+    where = f"node {name!r} (LIF)"
+    shape, alpha, gain, bias, v_leak = _leaky(node, name, ctx, where,
+                                              ("tau", "r", "v_threshold", "v_leak"),
+                                              ": r = τ/dt·exp(−dt/τ)")
     kind = "if" if np.all(alpha == 1.0) else "lif"
     n = DNeuron(source=name, in_shape=shape, out_shape=shape, kind=kind, alpha=alpha,
                 gain=gain, bias=bias, v_init=_v_init(v_leak, ctx, node),
@@ -315,16 +324,7 @@ def read_if(node: nir.IF, name: str, ctx: ReadContext) -> DNeuron:
 
 def read_li(node: nir.LI, name: str, ctx: ReadContext) -> DNeuron:
     where = f"node {name!r} (LI)"
-    shape = _neuron_shape(node, "tau", "r", "v_leak") or (1,)
-    if ctx.semantics.dt is None:
-        dt = _infer_dt_rockpool(_arr(node, "tau", where), _arr(node, "r", where), where)
-        ctx.semantics = replace(ctx.semantics, dt=dt)
-        ctx.notes.append(f"dt = {dt:.6g} s inferred from {name!r}")
-    (tau,) = _taus(node, ("tau",), ctx, where)
-    tau = _broadcast(tau, shape, "tau", where)
-    r = _broadcast(_arr(node, "r", where, allow_inf=True), shape, "r", where)
-    v_leak = _broadcast(_arr(node, "v_leak", where), shape, "v_leak", where)
-    alpha, gain, bias = _membrane(node, tau, r, v_leak, ctx, where)
+    shape, alpha, gain, bias, v_leak = _leaky(node, name, ctx, where, ("tau", "r", "v_leak"), "")
     return DNeuron(source=name, in_shape=shape, out_shape=shape, kind="li", alpha=alpha,
                    gain=gain, bias=bias, v_init=_v_init(v_leak, ctx, node))
 
