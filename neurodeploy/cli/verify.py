@@ -59,6 +59,10 @@ def register(subparsers: Any) -> None:
                    help="branch-and-bound over pixel levels with the step bound at every node, "
                         "S seconds per example before the solver, half to each split rule "
                         "(default 0: off)")
+    p.add_argument("--path", action="store_true",
+                   help="the path bound on what the search leaves open: the state exact across "
+                        "each pair of steps, chained along one input path (slower than the "
+                        "step bound: about a minute per open example on the digits plan)")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
     p.add_argument("--lava", default=None, action=argparse.BooleanOptionalAction,
@@ -107,7 +111,7 @@ def _task(shard: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
     u = host_uniform(idx, p["seeds"][shard.grid], plan.num_steps, (p["x"].shape[1],)).numpy()
     res = verify_plan(plan, p["x"][idx], p["y"][idx], u, p["eps"], p["timeout"], p["threads"],
                       p["search"], p["seed"], indices=idx,
-                      branch_seconds=p.get("branch_seconds", 0.0))
+                      branch_seconds=p.get("branch_seconds", 0.0), path=p.get("path", False))
     return [r.record() for r in res.examples]
 
 
@@ -143,8 +147,8 @@ def run_float(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.eps <= 1.0 or args.samples < 1 or args.timeout <= 0:
         raise ConfigError("--eps must be in [0, 1], --samples >= 1, --timeout > 0")
-    if args.lava or args.sandwich or args.draws or args.branch_seconds:
-        raise ConfigError("--lava, --sandwich, --draws and --branch-seconds apply to --plan "
+    if args.lava or args.sandwich or args.draws or args.branch_seconds or args.path:
+        raise ConfigError("--lava, --sandwich, --draws, --branch-seconds and --path apply to --plan "
                           "(the deployed model); the float model (--model) has none of them")
     test = load_dataset(args.data).test.subset(args.samples)
     model = load_model(args, tuple(test.x.shape[1:])).eval()
@@ -196,7 +200,7 @@ def run_plan(args: argparse.Namespace) -> int:
     seeds = [args.seed] + [args.seed + 1 + k for k in range(args.draws)]
     payload = {"plan": plan, "x": x, "y": y, "eps": args.eps, "timeout": args.timeout,
                "threads": args.threads, "search": args.search, "seed": args.seed,
-               "seeds": seeds, "branch_seconds": args.branch_seconds}
+               "seeds": seeds, "branch_seconds": args.branch_seconds, "path": args.path}
     bar = tqdm(total=n * len(seeds), desc="verify", disable=progress_disabled(args.quiet))
     t0 = time.perf_counter()
     results = run_sharded(
@@ -204,7 +208,8 @@ def run_plan(args: argparse.Namespace) -> int:
         workers=scale.workers if scale else None, address=scale.address if scale else None,
         state_dir=shard_dir_for(args.out) if scale else None,
         fingerprint=["verify", str(args.plan), args.eps, args.timeout, args.threads,
-                     args.search, seeds, x, y, args.branch_seconds], progress=bar.update)
+                     args.search, seeds, x, y, args.branch_seconds, args.path],
+        progress=bar.update)
     bar.close()
     per_draw: list[list[dict[str, Any]]] = [[] for _ in seeds]
     for shard_res, d in zip(results, _grid_of(n, scale, len(seeds)), strict=True):
@@ -215,7 +220,7 @@ def run_plan(args: argparse.Namespace) -> int:
         "data": str(args.data), "n": n, "eps": args.eps, "seed": args.seed,
         "threat_model": "known draw (host map per example index, encoding.host_uniform)",
         "solver": "CP-SAT (OR-Tools)", "timeout_s": args.timeout, "threads": args.threads,
-        "search": args.search, "branch_seconds": args.branch_seconds,
+        "search": args.search, "branch_seconds": args.branch_seconds, "path": args.path,
         "scale": scale.to_dict() if scale else None,
         "wall_seconds": time.perf_counter() - t0, "summary": summary,
         "examples": per_draw[0], "versions": library_versions()}

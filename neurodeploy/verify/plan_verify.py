@@ -13,6 +13,8 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
    bits jointly over the hidden layers (the intervals bound each neuron alone): when it
    rules out every target class the example is ``robust`` (``how`` = ``steps``);
 5. the counterexample **search** of :mod:`neurodeploy.verify.search`;
+5b. optionally (``path``) the **path bound** of :mod:`neurodeploy.verify.pathbound` (the state
+   exact across each pair of steps, the pairs chained by a Viterbi pass; ``how`` = ``path``);
 6. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the step
    bound at every node (:mod:`neurodeploy.verify.branch`; its two split rules, half the time
    each, ``branch_rule`` the one that proved): robust when every leaf is proved;
@@ -56,12 +58,13 @@ class VerifyError(NeurodeployError):
 @dataclass
 class ExampleResult:
     """One example's verdict. ``how``: clean / intervals / enumeration / steps / search /
-    branch / solver / timeout;
+    path / branch / solver / timeout;
     ``image``: the counterexample (flat, exact-checked) for non_robust; ``search_score``: the
     best score the searches reached when they ran and found nothing (:class:`SearchTrace`:
     ``max_{j≠y}(c_j − c_y + ½[j < y])`` plus a membrane tie-break below 10⁻³; negative —
-    how far from a flip they stayed); ``bound_score``: the step bound's upper bound on the
-    same maximum over the whole ball where it ran and did not prove (> 0), so an undecided
+    how far from a flip they stayed); ``bound_score``: the step bound's (the path bound's,
+    where it ran) upper bound on the same maximum over the whole ball where it did not prove
+    (> 0), so an undecided
     example's true score lies in ``[search_score, bound_score]`` (a flip ⇔ > 0)."""
 
     index: int
@@ -134,14 +137,16 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
                    enumerate_limit: int = ENUMERATE_LIMIT,
                    search_restarts: int = SEARCH_RESTARTS,
                    search_budget: float | None = SEARCH_BUDGET,
-                   branch_seconds: float = 0.0, steps: bool = True) -> ExampleResult:
+                   branch_seconds: float = 0.0, steps: bool = True,
+                   path: bool = False) -> ExampleResult:
     """The pipeline of the module docstring for one example (``x`` any shape, ``u``
     ``[T, *shape]``); ``twin`` adds the twin-gradient spike-set search to the block search;
     inputs with at most ``enumerate_limit`` level combinations are decided by enumeration;
     ``search_restarts`` block searches run before the solver, none started after
     ``search_budget`` seconds; ``branch_seconds > 0`` runs the branch-and-bound portfolio of
     :mod:`.branch` for that long before the solver (``how`` = ``branch`` when it proves);
-    ``steps`` runs the step bound of :mod:`.stepbound` before the search."""
+    ``steps`` runs the step bound of :mod:`.stepbound` before the search; ``path`` the path
+    bound of :mod:`.pathbound` after it (where the search found nothing)."""
     from neurodeploy.verify.exhaustive import enumerate_levels
     from neurodeploy.verify.intmodel import encode
     from neurodeploy.verify.stepbound import step_score
@@ -176,6 +181,13 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
                                     twin, search_restarts, search_budget, trace)
         if level is not None:
             return done("non_robust", "search", level, model=enc.stats, bound_score=bound)
+    if path and bound is not None:
+        from neurodeploy.verify.pathbound import path_score
+
+        tight = path_score(plan, lv, int(y))
+        if tight is not None and tight <= 0:
+            return done("robust", "path", model=enc.stats, bound_score=bound)
+        bound = tight if tight is not None else bound
     if branch_seconds > 0:
         from neurodeploy.verify.branch import portfolio
 
@@ -220,7 +232,7 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
                 indices: list[int] | None = None, progress: Any = None,
                 search_restarts: int = SEARCH_RESTARTS,
                 search_budget: float | None = SEARCH_BUDGET,
-                branch_seconds: float = 0.0) -> VerifyResult:
+                branch_seconds: float = 0.0, path: bool = False) -> VerifyResult:
     """Exact known-draw verdicts of ``plan`` on examples ``x`` ``[N, *shape]`` with labels
     ``y`` ``[N]`` and host maps ``u`` ``[T, N, *shape]`` (:func:`neurodeploy.encoding.host_uniform`)
     at budget ``eps``: the function the audit calls.
@@ -236,6 +248,7 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
         earlier versions); ``search_budget``: no restart starts after this many seconds.
     branch_seconds : seconds of interval branch-and-bound over pixel levels before the
         solver (:mod:`.branch`; 0: off).
+    path : run the path bound (:mod:`.pathbound`) on what the search leaves open.
     """
     from neurodeploy.sims.emulator import Emulator
 
@@ -249,7 +262,7 @@ def verify_plan(plan: DeploymentPlan, x: np.ndarray, y: np.ndarray, u: np.ndarra
                                   workers, idx[i], search, seed,
                                   search_restarts=search_restarts,
                                   search_budget=search_budget,
-                                  branch_seconds=branch_seconds))
+                                  branch_seconds=branch_seconds, path=path))
         if progress is not None:
             progress(1)
     return VerifyResult(float(eps), out)

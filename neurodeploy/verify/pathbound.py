@@ -1,0 +1,169 @@
+"""A robustness proof that keeps the state exact across each pair of consecutive steps and
+chains the pairs along one input path: a Viterbi pass over each step's input-bit combinations.
+
+The step bound (:mod:`.stepbound`) lets every step pick its own worst input combination and
+carries, out of every step, the union of the states of all its combinations — so the next
+step's worst case may start from a state another combination left behind. On plans whose
+neurons forget quickly (the digits demo plan keeps ¼ of v per step and resets to 0) most of
+that slack lives in the last step's state. This pass removes it for one step back:
+
+Let ``b_t`` be step t's enumerated input bits (its free bits, the ``max_bits`` most influential
+when there are more; the others stay the interval [0, 1]) and ``U_{t−2}`` the step bound's
+carried union after step t − 2. For every pair ``(b_{t−1}, b_t)`` the plan's integer step runs
+twice from ``U_{t−2}``, each quantity an exact integer interval — step t − 1 on ``b_{t−1}``,
+step t on ``b_t`` from the state that left — so the state entering step t is that of
+``b_{t−1}`` alone, not a union. With ``s_t`` the output spike intervals of step t,
+
+    g_t(b_{t−1}, b_t) = s_{t,j}^hi − s_{t,y}^lo   ≥   s_{t,j} − s_{t,y}
+
+for every real input whose bits at t − 1 and t are ``b_{t−1}, b_t`` (its state after t − 2
+lies in ``U_{t−2}``, by the step bound's induction). A real input is one path ``b_0 … b_{T−1}``
+whose consecutive pairs respect each pixel's thermometer order (a pixel's bit at the higher
+rank implies its bit at the lower one), hence
+
+    c_j − c_y = Σ_t (s_{t,j} − s_{t,y})  ≤  max over paths Σ_t g_t(b_{t−1}, b_t) =: P_j,
+
+computed exactly by dynamic programming over the steps (Viterbi: ``V_t(b_t) = max_{b_{t−1}}
+V_{t−1}(b_{t−1}) + g_t(b_{t−1}, b_t)``, invalid pairs excluded). The example is **robust**
+when ``P_j < [j > y]`` for every j ≠ y (ties to the lowest index). What the pass still forgets:
+states from two steps back (the union) and a pixel's order across non-adjacent steps — both
+only widen the bound, so "proved" is a proof and "not proved" means nothing.
+
+Cost: ``2^(k_{t−1} + k_t)`` pairs per step (k ≤ ``max_bits``; at most :data:`MAX_PAIR_BITS` per
+pair: the later step keeps fewer bits otherwise). Scope as the step bound's: dense, conv and
+pool synapses, ``lif``/``sublif``; TA-LIF, or a wrap or saturation an interval can reach, ends
+the pass unproved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurodeploy.exporters.plan import DeploymentPlan
+from neurodeploy.verify.levels import PixelLevels
+from neurodeploy.verify.stepbound import (
+    StepBits,
+    _first_synapse,
+    _Layer,
+    _neurons,
+    _prepare,
+    _synapse,
+    _union,
+    _Unprovable,
+    _zero_state,
+)
+
+#: at most this many enumerated bits per step ...
+MAX_BITS = 12
+#: ... and per pair of consecutive steps
+MAX_PAIR_BITS = 20
+#: rows of one vectorised pass (pairs are chunked by the earlier step's combination)
+CHUNK_ROWS = 16_384
+
+State = list[tuple[np.ndarray, ...]]
+
+
+def _step_bits(lv: PixelLevels, t: int, weight: np.ndarray, k_max: int) -> StepBits:
+    """Step t's input spikes: every combination of its ``k_max`` most influential free bits,
+    the other free bits [0, 1], the fixed bits fixed."""
+    low = np.array([r[0] for r in lv.levels])
+    high = np.array([r[-1] for r in lv.levels])
+    rank = lv.rank[t]
+    free = np.nonzero((low <= rank) & (high > rank))[0]
+    cols = free[np.argsort(-weight[free], kind="stable")][:max(0, k_max)]
+    lo = (low > rank).astype(np.float64)
+    hi = lo.copy()
+    hi[free] = 1.0
+    lo[cols] = hi[cols] = 0.0
+    k = cols.size
+    combos = ((np.arange(1 << k)[:, None] >> np.arange(k)[None, :]) & 1).astype(np.float64)
+    return StepBits(lo, hi, cols, combos)
+
+
+def _run(layers: list[_Layer], fmt, states: State, bits: StepBits
+         ) -> tuple[np.ndarray, np.ndarray, State]:
+    """One integer step of every layer on each combination of ``bits``: the output spike
+    interval ``[B, C]`` and the states after it (``[B, N]`` per layer)."""
+    act = _first_synapse(layers[0], fmt, bits)
+    out = []
+    for k, S in enumerate(layers):
+        lo, hi, st = _neurons(S, fmt, states[k], *act)
+        out.append(tuple(np.broadcast_to(np.atleast_2d(a), lo.shape) for a in st))
+        if k + 1 < len(layers):
+            act = _synapse(layers[k + 1], fmt, lo, hi)
+    return lo, hi, out
+
+
+def _valid_pairs(lv: PixelLevels, t: int, prev: StepBits, cur: StepBits) -> np.ndarray:
+    """``[B1, B2]``: which ``(b_{t−1}, b_t)`` respect the thermometer order of the pixels
+    enumerated at both steps."""
+    ok = np.ones((len(prev.bits), len(cur.bits)), dtype=bool)
+    for a, p in enumerate(prev.cols):
+        for b in np.nonzero(cur.cols == p)[0]:
+            s_prev, s_cur = prev.bits[:, a][:, None], cur.bits[:, b][None, :]
+            if lv.rank[t - 1, p] < lv.rank[t, p]:        # spiking at t ⇒ spiking at t − 1
+                ok &= ~((s_prev == 0) & (s_cur == 1))
+            else:                                         # spiking at t − 1 ⇒ spiking at t
+                ok &= ~((s_prev == 1) & (s_cur == 0))
+    return ok
+
+
+def _pair_gains(layers: list[_Layer], fmt, y: int, states: State, cur: StepBits
+                ) -> np.ndarray:
+    """``g_t(b_{t−1}, b_t)`` ``[B1, B2, C]``: step t on every combination of ``cur`` from each
+    state ``states[·][i]`` the previous step's combination i left."""
+    B1, B2 = states[0][0].shape[0], len(cur.bits)
+    C = layers[-1].L.out_size
+    g = np.empty((B1, B2, C))
+    step = max(1, CHUNK_ROWS // B2)
+    for i0 in range(0, B1, step):
+        i = np.arange(i0, min(B1, i0 + step))
+        st = [tuple(np.repeat(a[i], B2, 0) for a in s) for s in states]
+        bits = StepBits(cur.lo, cur.hi, cur.cols, np.tile(cur.bits, (i.size, 1)))
+        lo, hi, _ = _run(layers, fmt, st, bits)
+        g[i0:i0 + i.size] = (hi - lo[:, y:y + 1]).reshape(i.size, B2, C)
+    return g
+
+
+def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
+               max_pair_bits: int = MAX_PAIR_BITS) -> np.ndarray | None:
+    """``P_j`` of the module docstring per class (``P_y`` = 0), or None where the pass does
+    not apply (a TA-LIF layer, a reachable wrap or saturation)."""
+    layers = _prepare(plan)
+    if layers is None:
+        return None
+    fmt = plan.fixed_point
+    weight = np.abs(layers[0].dense).sum(0)
+    union: list[State] = [_zero_state(layers)]      # union[t]: after step t − 1
+    prev: StepBits | None = None
+    V = np.zeros(0)
+    try:
+        for t in range(lv.num_steps):
+            k_prev = 0 if prev is None else prev.cols.size
+            cur = _step_bits(lv, t, weight, min(max_bits, max_pair_bits - k_prev))
+            if prev is None:
+                lo, hi, _ = _run(layers, fmt, union[0], cur)
+                V = hi - lo[:, y:y + 1]                                  # [B, C]
+            else:
+                _, _, left = _run(layers, fmt, union[t - 1], prev)       # per b_{t−1}
+                g = _pair_gains(layers, fmt, y, left, cur)
+                g[~_valid_pairs(lv, t, prev, cur)] = -np.inf
+                V = (V[:, None, :] + g).max(0)
+            _, _, after = _run(layers, fmt, union[t], cur)
+            union.append([_union(s) for s in after])
+            prev = cur
+    except _Unprovable:
+        return None
+    m = np.rint(V.max(0)).astype(np.int64)
+    m[y] = 0
+    return m
+
+
+def path_score(plan: DeploymentPlan, lv: PixelLevels, y: int, **kw) -> float | None:
+    """The bound in the search's units, ``max_{j≠y} (P_j + ½[j < y])`` (≤ 0 is a proof), or
+    None where the pass does not apply."""
+    m = path_bound(plan, lv, y, **kw)
+    if m is None:
+        return None
+    other = np.arange(m.size) != y
+    return float((m + 0.5 * (np.arange(m.size) < y))[other].max())
