@@ -43,16 +43,36 @@ def test_path_bound_is_never_below_the_truth() -> None:
     assert tighter >= 5           # it is tighter than the step bound somewhere (9 measured)
 
 
-def test_wrong_pair_state_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    # step t starts from the state of combination 0 of step t − 1 for every pair
-    orig = pathbound._pair_gains
+@pytest.mark.parametrize("name", ["_pair_gains", "_pair_gains_two"])
+def test_wrong_pair_state_is_caught(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # step t starts from the state of combination 0 of step t − 1 for every pair (the generic
+    # pass and the two-layer one, each forced in turn)
+    orig = getattr(pathbound, name)
 
     def first_state(layers, fmt, y, states, cur):  # noqa: ANN001
         st = [tuple(np.repeat(a[:1], a.shape[0], 0) for a in s) for s in states]
         return orig(layers, fmt, y, st, cur)
 
     monkeypatch.setattr(pathbound, "_pair_gains", first_state)
+    monkeypatch.setattr(pathbound, "_pair_gains_two", first_state)
     assert _sweep(configs=((12, 20),))[1] >= 1
+
+
+def test_two_layer_pass_equals_the_generic_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two-layer shortcut gives the generic pass's bounds bit for bit (every tiny plan has
+    two layers, so the sweep above ran the shortcut)."""
+    cases = [_case(seed) for seed in SEEDS]
+    configs = ((12, 20), (3, 5))
+    fast = [path_bound(c[0], c[6], c[4], *k) for c in cases for k in configs]
+    monkeypatch.setattr(pathbound, "_pair_gains_two", pathbound._pair_gains)
+    slow = [path_bound(c[0], c[6], c[4], *k) for c in cases for k in configs]
+    compared = 0
+    for f, s in zip(fast, slow, strict=True):
+        assert (f is None) == (s is None)
+        if f is not None:
+            assert np.array_equal(f, s)
+            compared += 1
+    assert compared >= 200
 
 
 def test_pipeline_with_path_equals_enumeration() -> None:
@@ -63,8 +83,9 @@ def test_pipeline_with_path_equals_enumeration() -> None:
     for seed in SEEDS:
         plan, emu, x, u, y, eps, lv = _case(seed)
         truth, _ = enumerate_levels(plan, emu, lv, y)
-        r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=False,
-                           enumerate_limit=0, path=True)
-        assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
-        seen[r.how] = seen.get(r.how, 0) + 1
+        for branch in (0.0, 5.0):      # the path bound at the root, and in every node too
+            r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=False,
+                               enumerate_limit=0, path=True, branch_seconds=branch)
+            assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
+            seen[r.how] = seen.get(r.how, 0) + 1
     assert seen.get("path", 0) >= 1, seen     # the path bound proves what the step bound cannot

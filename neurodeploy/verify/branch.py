@@ -55,6 +55,16 @@ def step_node_proves(plan: DeploymentPlan, lv: PixelLevels, y: int) -> bool:
     return step_proves(plan, lv, y)
 
 
+def path_node_proves(plan: DeploymentPlan, lv: PixelLevels, y: int) -> bool:
+    """The step bound, then (where it does not prove) the path bound of :mod:`.pathbound`."""
+    from neurodeploy.verify.pathbound import path_score
+
+    if step_node_proves(plan, lv, y):
+        return True
+    score = path_score(plan, lv, y)
+    return score is not None and score <= 0
+
+
 def _influence(plan: DeploymentPlan) -> np.ndarray:
     """``Σ_n |W¹_{n,p}|`` per input pixel (first-layer weight mantissas)."""
     w = np.abs(np.asarray(plan.layers[0].weights, dtype=np.float64))
@@ -119,12 +129,16 @@ def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: flo
 
 
 def portfolio(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: float,
-              max_nodes: int = 10_000) -> tuple[bool | None, int, str | None]:
-    """Both rules in turn, each with half of ``seconds`` and ``max_nodes``: (True when one
-    proves, else None; nodes evaluated in all; the rule that proved)."""
+              max_nodes: int = 10_000,
+              proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves
+              ) -> tuple[bool | None, int, str | None]:
+    """Both rules in turn, each with half of ``seconds`` and ``max_nodes`` and node check
+    ``proves``: (True when one proves, else None; nodes evaluated in all; the rule that
+    proved)."""
     total = 0
     for rule in RULES:
-        proved, n = branch_and_bound(plan, lv, y, seconds / 2, max(1, max_nodes // 2), rule=rule)
+        proved, n = branch_and_bound(plan, lv, y, seconds / 2, max(1, max_nodes // 2),
+                                     proves=proves, rule=rule)
         total += n
         if proved:
             return True, total, rule

@@ -43,11 +43,14 @@ from neurodeploy.exporters.plan import DeploymentPlan
 from neurodeploy.verify.levels import PixelLevels
 from neurodeploy.verify.stepbound import (
     StepBits,
+    _check,
     _first_synapse,
     _Layer,
     _neurons,
     _prepare,
+    _scale,
     _synapse,
+    _tz,
     _union,
     _Unprovable,
     _zero_state,
@@ -125,6 +128,53 @@ def _pair_gains(layers: list[_Layer], fmt, y: int, states: State, cur: StepBits
     return g
 
 
+def _pair_gains_two(layers: list[_Layer], fmt, y: int, states: State, cur: StepBits
+                    ) -> np.ndarray:
+    """:func:`_pair_gains` of a two-layer plan, the same integers with less work: a hidden
+    neuron's ``v = a(b_t) + k(b_{t−1})`` (``k`` = the carried current and voltage after decay,
+    plus the bias), so it spikes surely iff ``a_lo ≥ fire − k_lo`` and maybe iff ``a_hi ≥
+    fire − k_hi``; a neuron whose answer is the same for every ``b_{t−1}`` (no ``a`` of this
+    step falls between the extremes of ``fire − k`` over the previous combinations) adds the
+    same output drive to every pair and is summed once per ``b_t``; only the others are
+    evaluated per pair."""
+    S1, S2 = layers
+    D, bits = fmt.decay_unity, min(fmt.state_bits, fmt.port_bits)
+    a_lo, a_hi = _first_synapse(S1, fmt, cur)                                  # [B2, N]
+    U_lo, U_hi, V_lo, V_hi = states[0]                                         # [B1, N]
+    if S1.f_u.any():
+        cu_lo, cu_hi = _tz(U_lo, S1.f_u, D), _tz(U_hi, S1.f_u, D)
+    else:
+        cu_lo = cu_hi = np.zeros_like(U_lo)
+    _check(cu_lo.min(0) + a_lo.min(0), cu_hi.max(0) + a_hi.max(0), bits)      # u, every pair
+    fire = S1.theta + (0 if fmt.spike_comparison == ">=" else 1)
+    k_lo = cu_lo + _tz(V_lo, S1.f_v, D) + S1.bias
+    k_hi = cu_hi + _tz(V_hi, S1.f_v, D) + S1.bias
+    _check(k_lo.min(0) + a_lo.min(0), k_hi.max(0) + a_hi.max(0), bits)        # v, every pair
+    t_lo, t_hi = fire - k_lo, fire - k_hi
+    sens = (((a_lo >= t_lo.min(0)) != (a_lo >= t_lo.max(0))).any(0)
+            | ((a_hi >= t_hi.min(0)) != (a_hi >= t_hi.max(0))).any(0))
+    ins = ~sens
+    sure = (a_lo[:, ins] >= t_lo[0, ins]).astype(np.float64)
+    maybe = (a_hi[:, ins] >= t_hi[0, ins]).astype(np.float64)
+    base_lo = sure @ S2.pos[:, ins].T + maybe @ S2.neg[:, ins].T                # [B2, C]
+    base_hi = maybe @ S2.pos[:, ins].T + sure @ S2.neg[:, ins].T
+    pos, neg = S2.pos[:, sens], S2.neg[:, sens]
+    B1, B2, C = U_lo.shape[0], a_lo.shape[0], S2.L.out_size
+    g = np.empty((B1, B2, C))
+    step = max(1, CHUNK_ROWS // B2)
+    for i0 in range(0, B1, step):
+        i = np.arange(i0, min(B1, i0 + step))
+        s = (a_lo[None, :, sens] >= t_lo[i][:, None, sens]).astype(np.float64)  # [c, B2, S]
+        m = (a_hi[None, :, sens] >= t_hi[i][:, None, sens]).astype(np.float64)
+        f_lo = (base_lo[None] + s @ pos.T + m @ neg.T).reshape(-1, C)
+        f_hi = (base_hi[None] + m @ pos.T + s @ neg.T).reshape(-1, C)
+        o_lo, o_hi = _scale(S2, fmt, f_lo, f_hi)
+        st = tuple(np.repeat(a[i], B2, 0) for a in states[1])
+        lo, hi, _ = _neurons(S2, fmt, st, o_lo, o_hi)
+        g[i0:i0 + i.size] = (hi - lo[:, y:y + 1]).reshape(i.size, B2, C)
+    return g
+
+
 def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
                max_pair_bits: int = MAX_PAIR_BITS) -> np.ndarray | None:
     """``P_j`` of the module docstring per class (``P_y`` = 0), or None where the pass does
@@ -146,7 +196,8 @@ def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
                 V = hi - lo[:, y:y + 1]                                  # [B, C]
             else:
                 _, _, left = _run(layers, fmt, union[t - 1], prev)       # per b_{t−1}
-                g = _pair_gains(layers, fmt, y, left, cur)
+                gains = _pair_gains_two if len(layers) == 2 else _pair_gains
+                g = gains(layers, fmt, y, left, cur)
                 g[~_valid_pairs(lv, t, prev, cur)] = -np.inf
                 V = (V[:, None, :] + g).max(0)
             _, _, after = _run(layers, fmt, union[t], cur)

@@ -146,7 +146,8 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     ``search_budget`` seconds; ``branch_seconds > 0`` runs the branch-and-bound portfolio of
     :mod:`.branch` for that long before the solver (``how`` = ``branch`` when it proves);
     ``steps`` runs the step bound of :mod:`.stepbound` before the search; ``path`` the path
-    bound of :mod:`.pathbound` after it (where the search found nothing)."""
+    bound of :mod:`.pathbound` after it (where the search found nothing) and in every
+    branch-and-bound node the step bound does not prove."""
     from neurodeploy.verify.exhaustive import enumerate_levels
     from neurodeploy.verify.intmodel import encode
     from neurodeploy.verify.stepbound import step_score
@@ -189,9 +190,10 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
             return done("robust", "path", model=enc.stats, bound_score=bound)
         bound = tight if tight is not None else bound
     if branch_seconds > 0:
-        from neurodeploy.verify.branch import portfolio
+        from neurodeploy.verify.branch import path_node_proves, portfolio, step_node_proves
 
-        proved, _, rule = portfolio(plan, lv, int(y), branch_seconds)
+        check = path_node_proves if path else step_node_proves
+        proved, _, rule = portfolio(plan, lv, int(y), branch_seconds, proves=check)
         if proved:
             return done("robust", "branch", model=enc.stats, bound_score=bound, branch_rule=rule)
     status, level, sec = solve(enc, lv, timeout, workers)
