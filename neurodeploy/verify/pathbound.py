@@ -30,9 +30,9 @@ states from two steps back (the union) and a pixel's order across non-adjacent s
 only widen the bound, so "proved" is a proof and "not proved" means nothing.
 
 Cost: ``2^(k_{t−1} + k_t)`` pairs per step (k ≤ ``max_bits``; at most :data:`MAX_PAIR_BITS` per
-pair: the later step keeps fewer bits otherwise). Scope as the step bound's: dense, conv and
-pool synapses, ``lif``/``sublif``; TA-LIF, or a wrap or saturation an interval can reach, ends
-the pass unproved.
+pair, fewer on larger plans (:data:`PAIR_MACS`): the later step keeps fewer bits otherwise).
+Scope as the step bound's: dense, conv and pool synapses, ``lif``/``sublif``; TA-LIF, or a wrap
+or saturation an interval can reach, ends the pass unproved.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ from neurodeploy.verify.stepbound import (
 MAX_BITS = 12
 #: ... and per pair of consecutive steps
 MAX_PAIR_BITS = 20
+#: ... and at most about this many multiply-adds per step (fewer pair bits on larger plans:
+#: 20 on the digits plan, 15 on a 784-512-256-10 one)
+PAIR_MACS = (1 << 20) * 20_000
 #: rows of one vectorised pass (pairs are chunked by the earlier step's combination)
 CHUNK_ROWS = 16_384
 
@@ -184,6 +187,8 @@ def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
         return None
     fmt = plan.fixed_point
     weight = np.abs(layers[0].dense).sum(0)
+    macs = sum(S.pos.size for S in layers)
+    max_pair_bits = min(max_pair_bits, max(0, int(np.log2(max(PAIR_MACS / macs, 1.0)))))
     union: list[State] = [_zero_state(layers)]      # union[t]: after step t − 1
     prev: StepBits | None = None
     V = np.zeros(0)
