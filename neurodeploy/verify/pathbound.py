@@ -54,6 +54,7 @@ from neurodeploy.verify.stepbound import (
     _union,
     _Unprovable,
     _zero_state,
+    score_of,
 )
 
 #: at most this many enumerated bits per step ...
@@ -189,25 +190,24 @@ def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
     weight = np.abs(layers[0].dense).sum(0)
     macs = sum(S.pos.size for S in layers)
     max_pair_bits = min(max_pair_bits, max(0, int(np.log2(max(PAIR_MACS / macs, 1.0)))))
-    union: list[State] = [_zero_state(layers)]      # union[t]: after step t − 1
+    union: State = _zero_state(layers)               # after step t − 1
     prev: StepBits | None = None
+    left: State = []      # per b_{t−1}: the state after step t − 1 from the union before it
     V = np.zeros(0)
     try:
         for t in range(lv.num_steps):
             k_prev = 0 if prev is None else prev.cols.size
             cur = _step_bits(lv, t, weight, min(max_bits, max_pair_bits - k_prev))
+            lo, hi, after = _run(layers, fmt, union, cur)
             if prev is None:
-                lo, hi, _ = _run(layers, fmt, union[0], cur)
                 V = hi - lo[:, y:y + 1]                                  # [B, C]
             else:
-                _, _, left = _run(layers, fmt, union[t - 1], prev)       # per b_{t−1}
                 gains = _pair_gains_two if len(layers) == 2 else _pair_gains
                 g = gains(layers, fmt, y, left, cur)
                 g[~_valid_pairs(lv, t, prev, cur)] = -np.inf
                 V = (V[:, None, :] + g).max(0)
-            _, _, after = _run(layers, fmt, union[t], cur)
-            union.append([_union(s) for s in after])
-            prev = cur
+            union = [_union(s) for s in after]
+            prev, left = cur, after
     except _Unprovable:
         return None
     m = np.rint(V.max(0)).astype(np.int64)
@@ -219,7 +219,4 @@ def path_score(plan: DeploymentPlan, lv: PixelLevels, y: int, **kw) -> float | N
     """The bound in the search's units, ``max_{j≠y} (P_j + ½[j < y])`` (≤ 0 is a proof), or
     None where the pass does not apply."""
     m = path_bound(plan, lv, y, **kw)
-    if m is None:
-        return None
-    other = np.arange(m.size) != y
-    return float((m + 0.5 * (np.arange(m.size) < y))[other].max())
+    return None if m is None else score_of(m, y)

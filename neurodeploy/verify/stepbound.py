@@ -280,8 +280,12 @@ def step_score(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
     the lowest index, so a class below y needs ``c_j − c_y ≥ 0``, one above ``≥ 1``). None
     where the pass does not apply."""
     m = step_bound(plan, lv, y, max_bits, window)
-    if m is None:
-        return None
+    return None if m is None else score_of(m, y)
+
+
+def score_of(m: np.ndarray, y: int) -> float:
+    """``max_{j≠y} (m_j + ½[j < y])`` of a per-class bound ``m`` on ``c_j − c_y`` (≤ 0: no
+    class can win, ties going to the lowest index)."""
     other = np.arange(m.size) != y
     return float((m + 0.5 * (np.arange(m.size) < y))[other].max())
 
