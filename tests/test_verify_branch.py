@@ -85,3 +85,30 @@ def test_unsound_time_cut_is_caught(monkeypatch) -> None:
     monkeypatch.setattr(branch, "_time_cut", quiet_only)
     proved, wrong = _sweep(rule="time")
     assert wrong >= 1
+
+
+def test_root_open_skips_only_the_roots_check() -> None:
+    """With ``root_open`` the root is split without a second evaluation; every other node is
+    checked, and where the root is indeed open the verdict is that of the full search."""
+    from neurodeploy.verify.branch import step_node_proves
+
+    seen: list[tuple] = []
+
+    def spy(p, node, yy):  # noqa: ANN001
+        seen.append(node.levels)
+        return step_node_proves(p, node, yy)
+
+    for seed in range(600, 640):
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        if not encode(plan, lv, y).targets:
+            continue
+        seen.clear()
+
+        full, _ = branch_and_bound(plan, lv, y, seconds=30, max_nodes=400, proves=spy)
+        assert seen[0] == lv.levels
+        seen.clear()
+        skip, _ = branch_and_bound(plan, lv, y, seconds=30, max_nodes=400, proves=spy,
+                                   root_open=True)
+        assert lv.levels not in seen
+        if not step_node_proves(plan, lv, y):
+            assert skip == full

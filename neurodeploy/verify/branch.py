@@ -102,10 +102,12 @@ def _time_cut(levels: Levels, rank: np.ndarray, infl: np.ndarray
 def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: float,
                      max_nodes: int = 10_000, split: Split = halves,
                      proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves,
-                     rule: str = "mass") -> tuple[bool | None, int]:
+                     rule: str = "mass", root_open: bool = False) -> tuple[bool | None, int]:
     """(True: every leaf proved — robust; None: budget spent or a single input reached
     unproved, undecided), and the number of nodes evaluated. ``rule``: ``mass`` (the pixel
-    of most levels × weight mass, cut by ``split``) or ``time`` (module docstring)."""
+    of most levels × weight mass, cut by ``split``) or ``time`` (module docstring);
+    ``root_open``: the caller already ran ``proves`` on the root without a proof (it is split
+    without a second evaluation)."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     infl = _influence(plan)
@@ -116,7 +118,8 @@ def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: flo
             return None, nodes
         levels = stack.pop()
         nodes += 1
-        if proves(plan, dataclasses.replace(lv, levels=levels), y):
+        if not (root_open and nodes == 1) and \
+                proves(plan, dataclasses.replace(lv, levels=levels), y):
             continue
         cut = _mass_cut(levels, infl, split) if rule == "mass" else \
             _time_cut(levels, lv.rank, infl)
@@ -130,15 +133,16 @@ def branch_and_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: flo
 
 def portfolio(plan: DeploymentPlan, lv: PixelLevels, y: int, seconds: float,
               max_nodes: int = 10_000,
-              proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves
-              ) -> tuple[bool | None, int, str | None]:
+              proves: Callable[[DeploymentPlan, PixelLevels, int], bool] = step_node_proves,
+              root_open: bool = False) -> tuple[bool | None, int, str | None]:
     """Both rules in turn, each with half of ``seconds`` and ``max_nodes`` and node check
-    ``proves``: (True when one proves, else None; nodes evaluated in all; the rule that
-    proved)."""
+    ``proves`` (``root_open``: the root is known unproved, as in :func:`branch_and_bound`):
+    (True when one proves, else None; nodes evaluated in all; the rule that proved)."""
     total = 0
     for rule in RULES:
         proved, n = branch_and_bound(plan, lv, y, seconds / 2, max(1, max_nodes // 2),
-                                     proves=proves, rule=rule)
+                                     proves=proves, rule=rule, root_open=root_open)
+        root_open = True            # the first rule evaluated it (skipping a check is sound)
         total += n
         if proved:
             return True, total, rule

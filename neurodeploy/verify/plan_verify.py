@@ -193,7 +193,10 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
         from neurodeploy.verify.branch import path_node_proves, portfolio, step_node_proves
 
         check = path_node_proves if path else step_node_proves
-        proved, _, rule = portfolio(plan, lv, int(y), branch_seconds, proves=check)
+        # the root's check already ran above when the step bound ran (and the path bound
+        # with it under ``path``): the portfolio splits the root without re-evaluating it
+        proved, _, rule = portfolio(plan, lv, int(y), branch_seconds, proves=check,
+                                    root_open=bound is not None)
         if proved:
             return done("robust", "branch", model=enc.stats, bound_score=bound, branch_rule=rule)
     status, level, sec = solve(enc, lv, timeout, workers)
