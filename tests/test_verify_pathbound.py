@@ -89,3 +89,4 @@ def test_pipeline_with_path_equals_enumeration() -> None:
             assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
             seen[r.how] = seen.get(r.how, 0) + 1
     assert seen.get("path", 0) >= 1, seen     # the path bound proves what the step bound cannot
+    assert seen.get("critical", 0) >= 1, seen  # its refinement what the path bound cannot

@@ -37,6 +37,8 @@ or saturation an interval can reach, ends the pass unproved.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from neurodeploy.exporters.plan import DeploymentPlan
@@ -179,28 +181,50 @@ def _pair_gains_two(layers: list[_Layer], fmt, y: int, states: State, cur: StepB
     return g
 
 
+@dataclass
+class PathTables:
+    """What the pass computed, kept for :mod:`.critical`: ``gains[t]`` ``[B_{t−1}, B_t, C]``
+    (int8; ``gains[0]`` ``[1, B_0, C]``; :data:`INVALID` where a pair breaks a pixel's
+    thermometer order), the enumerated ``steps`` and ``unions[t]``, the step bound's carried
+    union after step t − 1 (``unions[0]`` the zero state)."""
+
+    layers: list[_Layer]
+    gains: list[np.ndarray]
+    steps: list[StepBits]
+    unions: list[State]
+
+
+#: the stored gain of a pair that breaks a pixel's thermometer order (never on a real path)
+INVALID = -100
+
+
 def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
-               max_pair_bits: int = MAX_PAIR_BITS) -> np.ndarray | None:
+               max_pair_bits: int = MAX_PAIR_BITS, tables: list | None = None,
+               pair_macs: int = PAIR_MACS) -> np.ndarray | None:
     """``P_j`` of the module docstring per class (``P_y`` = 0), or None where the pass does
-    not apply (a TA-LIF layer, a reachable wrap or saturation)."""
+    not apply (a TA-LIF layer, a reachable wrap or saturation). A list passed as ``tables``
+    receives the pass's :class:`PathTables` (kept only then: up to ~10 MB a step);
+    ``pair_macs`` replaces :data:`PAIR_MACS`."""
     layers = _prepare(plan)
     if layers is None:
         return None
     fmt = plan.fixed_point
     weight = np.abs(layers[0].dense).sum(0)
     macs = sum(S.pos.size for S in layers)
-    max_pair_bits = min(max_pair_bits, max(0, int(np.log2(max(PAIR_MACS / macs, 1.0)))))
+    max_pair_bits = min(max_pair_bits, max(0, int(np.log2(max(pair_macs / macs, 1.0)))))
     union: State = _zero_state(layers)               # after step t − 1
     prev: StepBits | None = None
     left: State = []      # per b_{t−1}: the state after step t − 1 from the union before it
     V = np.zeros(0)
+    keep = PathTables(layers, [], [], [union]) if tables is not None else None
     try:
         for t in range(lv.num_steps):
             k_prev = 0 if prev is None else prev.cols.size
             cur = _step_bits(lv, t, weight, min(max_bits, max_pair_bits - k_prev))
             lo, hi, after = _run(layers, fmt, union, cur)
             if prev is None:
-                V = hi - lo[:, y:y + 1]                                  # [B, C]
+                g = (hi - lo[:, y:y + 1])[None]                          # [1, B, C]
+                V = g[0]
             else:
                 gains = _pair_gains_two if len(layers) == 2 else _pair_gains
                 g = gains(layers, fmt, y, left, cur)
@@ -208,8 +232,14 @@ def path_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MA
                 V = (V[:, None, :] + g).max(0)
             union = [_union(s) for s in after]
             prev, left = cur, after
+            if keep is not None:
+                keep.gains.append(np.where(np.isfinite(g), g, INVALID).astype(np.int8))
+                keep.steps.append(cur)
+                keep.unions.append(union)
     except _Unprovable:
         return None
+    if keep is not None:
+        tables.append(keep)
     m = np.rint(V.max(0)).astype(np.int64)
     m[y] = 0
     return m

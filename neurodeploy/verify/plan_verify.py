@@ -14,7 +14,9 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
    rules out every target class the example is ``robust`` (``how`` = ``steps``);
 5. the counterexample **search** of :mod:`neurodeploy.verify.search`;
 5b. optionally (``path``) the **path bound** of :mod:`neurodeploy.verify.pathbound` (the state
-   exact across each pair of steps, the pairs chained by a Viterbi pass; ``how`` = ``path``);
+   exact across each pair of steps, the pairs chained by a Viterbi pass; ``how`` = ``path``),
+   then its refinement on the pairs a flip could use (:mod:`neurodeploy.verify.critical`: three
+   steps of exact state per triple; ``how`` = ``critical``);
 6. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the step
    bound at every node (:mod:`neurodeploy.verify.branch`; its two split rules, half the time
    each, ``branch_rule`` the one that proved): robust when every leaf is proved;
@@ -58,7 +60,7 @@ class VerifyError(NeurodeployError):
 @dataclass
 class ExampleResult:
     """One example's verdict. ``how``: clean / intervals / enumeration / steps / search /
-    path / branch / solver / timeout;
+    path / critical / branch / solver / timeout;
     ``image``: the counterexample (flat, exact-checked) for non_robust; ``search_score``: the
     best score the searches reached when they ran and found nothing (:class:`SearchTrace`:
     ``max_{j≠y}(c_j − c_y + ½[j < y])`` plus a membrane tie-break below 10⁻³; negative —
@@ -183,12 +185,14 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
         if level is not None:
             return done("non_robust", "search", level, model=enc.stats, bound_score=bound)
     if path and bound is not None:
-        from neurodeploy.verify.pathbound import path_score
+        from neurodeploy.verify.critical import path_then_critical
 
-        tight = path_score(plan, lv, int(y))
+        tight, refined = path_then_critical(plan, lv, int(y))
         if tight is not None and tight <= 0:
             return done("robust", "path", model=enc.stats, bound_score=bound)
-        bound = tight if tight is not None else bound
+        if refined is not None and refined <= 0:
+            return done("robust", "critical", model=enc.stats, bound_score=tight)
+        bound = next((b for b in (refined, tight) if b is not None), bound)
     if branch_seconds > 0:
         from neurodeploy.verify.branch import path_node_proves, portfolio, step_node_proves
 

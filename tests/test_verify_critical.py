@@ -1,0 +1,91 @@
+"""The critical-pair refinement (neurodeploy.verify.critical) against brute force on random tiny
+plans: its per-class bound on c_j − c_y is never below the true maximum over every reachable
+input — with the natural thresholds and with every pair kept alive (so every triple runs) —
+never above the path bound, below it on some classes, and a refinement that starts triples
+from another combination's state is caught by the same sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurodeploy.verify import critical
+from neurodeploy.verify.critical import critical_bound, critical_score
+from neurodeploy.verify.pathbound import path_bound
+from tests.test_verify import _case
+from tests.test_verify_stepbound import SEEDS, _true_margins
+
+
+def _sweep(floors=(None, -99)) -> tuple[int, int, int]:
+    """(cases bounded, bound below the truth somewhere, classes tighter than the path bound)."""
+    bounded = below = tighter = 0
+    for seed in SEEDS:
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        truth = _true_margins(plan, emu, lv, y)
+        other = np.arange(truth.size) != y
+        p = path_bound(plan, lv, y)
+        for floor in floors:
+            m = critical_bound(plan, lv, y, floor=floor)
+            if m is None:
+                assert p is None
+                continue
+            bounded += 1
+            below += bool(np.any(m[other] < truth[other]))
+            assert np.all(m[other] <= p[other]), seed
+            tighter += int(np.sum(m[other] < p[other]))
+    return bounded, below, tighter
+
+
+def test_critical_bound_is_never_below_the_truth() -> None:
+    bounded, below, tighter = _sweep()
+    assert below == 0
+    assert bounded >= 200
+    assert tighter >= 5
+
+
+def test_triples_from_another_state_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every triple starts from the state of the first row (as if one b_{t−2}, b_{t−1} left
+    # the state of all): the sweep must find a bound below the truth
+    monkeypatch.setattr(critical, "_take",
+                        lambda state, rows: [tuple(a[np.zeros_like(rows)] for a in s)
+                                             for s in state])
+    assert _sweep(floors=(-99,))[1] >= 1
+
+
+def test_first_open_stops_but_stays_sound() -> None:
+    for seed in list(SEEDS)[:60]:
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        full = critical_bound(plan, lv, y)
+        if full is None:
+            continue
+        fast = critical_bound(plan, lv, y, first_open=True)
+        assert np.all(fast >= full)
+        proved = critical_score(plan, lv, y)
+        assert (proved <= 0) == (critical_score(plan, lv, y, first_open=True) <= 0)
+
+
+def test_two_layer_triples_equal_the_generic_pass() -> None:
+    compared = 0
+    for seed in SEEDS:
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        tables: list = []
+        if path_bound(plan, lv, y, tables=tables) is None or lv.num_steps < 3:
+            continue
+        tb = tables[0]
+        t = lv.num_steps - 1
+        rng = np.random.default_rng(seed)
+        k = 64
+        b2 = rng.integers(len(tb.steps[t - 2].bits), size=k)
+        m = rng.integers(len(tb.steps[t - 1].bits), size=k)
+        n = rng.integers(len(tb.steps[t].bits), size=k)
+        for j in range(plan.layers[-1].out_size):
+            if j == y:
+                continue
+            try:
+                a = critical._triple_gains(plan, tb, t, y, j, b2, m, n)
+                b = critical._triple_gains_two(plan, tb, t, y, j, b2, m, n)
+            except critical._Unprovable:
+                continue
+            assert np.array_equal(a, b), seed
+            compared += 1
+    assert compared >= 100
