@@ -62,8 +62,11 @@ from neurodeploy.verify.stepbound import (
     score_of,
 )
 
-#: at most this many triples are evaluated per class (about 4 µs each on the digits plan)
+#: at most this many triples are evaluated per class (about 4 µs each on the digits plan) ...
 MAX_TRIPLES = 8_000_000
+#: ... and, where the generic pass runs them (plans of more than two layers), at most about
+#: this many multiply-adds in all (~12 µs a triple on the digits plan's 18 944: ≈ 30 s)
+GENERIC_TRIPLE_MACS = 5 * 10**10
 #: the pipeline's path bound enumerates more than :mod:`.pathbound`'s default: up to this many
 #: bits a step and per pair (every free bit of the digits plan at ε 0.1: the bits left as
 #: intervals cost the refinement its proofs there) ...
@@ -275,14 +278,19 @@ def path_then_critical(plan: DeploymentPlan, lv: PixelLevels, y: int,
                        max_triples: int = MAX_TRIPLES) -> tuple[float | None, float | None]:
     """The pipeline's stage: (path score, refined score) at :data:`STAGE_BITS` /
     :data:`STAGE_PAIR_BITS`; the refinement runs only where the path bound does not prove
-    (else None) and stops at the first class it leaves open."""
+    (else None) and stops at the first class it leaves open; plans of more than two layers
+    get at most :data:`GENERIC_TRIPLE_MACS` multiply-adds of triples per class."""
     tables: list[PathTables] = []
-    macs = TWO_LAYER_MACS if len(plan.layers) == 2 else PAIR_MACS
-    m = path_bound(plan, lv, y, STAGE_BITS, STAGE_PAIR_BITS, tables=tables, pair_macs=macs)
+    two = len(plan.layers) == 2
+    m = path_bound(plan, lv, y, STAGE_BITS, STAGE_PAIR_BITS, tables=tables,
+                   pair_macs=TWO_LAYER_MACS if two else PAIR_MACS)
     if m is None:
         return None, None
     if score_of(m, y) <= 0:
         return score_of(m, y), None
+    if not two:
+        macs = sum(S.pos.size for S in tables[0].layers)
+        max_triples = min(max_triples, GENERIC_TRIPLE_MACS // max(macs, 1))
     return score_of(m, y), score_of(_refine(plan, lv, y, m, tables[0], max_triples, None,
                                             True), y)
 
