@@ -60,9 +60,10 @@ def register(subparsers: Any) -> None:
                         "S seconds per example before the solver, half to each split rule "
                         "(default 0: off)")
     p.add_argument("--path", action="store_true",
-                   help="the path bound on what the search leaves open: the state exact across "
-                        "each pair of steps, chained along one input path (slower than the "
-                        "step bound: about a minute per open example on the digits plan)")
+                   help="the path bound on what the search leaves open (the state exact "
+                        "across each pair of steps, chained along one input path), then its "
+                        "refinement on the pairs a flip could use (three steps exact); slower "
+                        "than the step bound: 10 s to 2 min per open example on the digits plan")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
     p.add_argument("--lava", default=None, action=argparse.BooleanOptionalAction,
