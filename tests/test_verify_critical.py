@@ -52,7 +52,7 @@ def test_triples_from_another_state_are_caught(monkeypatch: pytest.MonkeyPatch) 
     assert _sweep(floors=(-99,))[1] >= 1
 
 
-def test_first_open_stops_but_stays_sound() -> None:
+def test_first_open_and_the_triple_cap_stay_sound() -> None:
     for seed in list(SEEDS)[:60]:
         plan, emu, x, u, y, eps, lv = _case(seed)
         full = critical_bound(plan, lv, y)
@@ -60,6 +60,8 @@ def test_first_open_stops_but_stays_sound() -> None:
             continue
         fast = critical_bound(plan, lv, y, first_open=True)
         assert np.all(fast >= full)
+        capped = critical_bound(plan, lv, y, max_triples=0)     # no triple may run
+        assert np.all(capped >= full) and np.all(capped <= path_bound(plan, lv, y))
         proved = critical_score(plan, lv, y)
         assert (proved <= 0) == (critical_score(plan, lv, y, first_open=True) <= 0)
 

@@ -116,13 +116,17 @@ def _consistent(lv: PixelLevels, t0: int, a: StepBits, t1: int, b: StepBits,
     return ok
 
 
-def _join(prev_edges: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (alive edge at t − 1, alive edge at t) sharing ``b_{t−1}``: index arrays."""
+def _join(prev_edges: np.ndarray, edges: np.ndarray, limit: int
+          ) -> tuple[np.ndarray, np.ndarray] | None:
+    """All (alive edge at t − 1, alive edge at t) sharing ``b_{t−1}``: index arrays, or None
+    when there are more than ``limit`` (counted before any is built)."""
     order = np.argsort(prev_edges[:, 1], kind="stable")
     key = prev_edges[order, 1]
     lo = np.searchsorted(key, edges[:, 0], "left")
     hi = np.searchsorted(key, edges[:, 0], "right")
     cnt = hi - lo
+    if int(cnt.sum()) > limit:
+        return None
     cur = np.repeat(np.arange(len(edges)), cnt)
     start = np.repeat(lo - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt)
     pre = order[np.arange(cnt.sum()) + start]
@@ -226,9 +230,10 @@ def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, 
         np.maximum.at(best, prev[:, 1], W)
         cur = cur[best[cur[:, 0]] + gains[t][cur[:, 0], cur[:, 1], j] + H[t][cur[:, 1]] >= floor]
         edges[t - 1] = cur
-        pre, at = _join(prev, cur)
-        if len(pre) > max_triples:
+        joined = _join(prev, cur, max_triples)
+        if joined is None:
             return None
+        pre, at = joined
         b2, m, n = prev[pre, 0], prev[pre, 1], cur[at, 1]
         ok = _consistent(lv, t - 2, tb.steps[t - 2], t, tb.steps[t], b2, n)
         pre, at, b2, m, n = pre[ok], at[ok], b2[ok], m[ok], n[ok]
