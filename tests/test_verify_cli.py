@@ -64,6 +64,9 @@ def _check_run(plan_path, tmp_path, capsys, attack: list[str]) -> None:
             assert len(e["counterexample"]) == 64 and e["predicted"] != e["label"]
     assert rec["unknown_draw"]["pairs"] == 6
     assert rec["branch_seconds"] == 2.0
+    opts = rec["options"]      # every option the run used, as given
+    assert opts["plan"] == str(path) and opts["eps"] == 0.05 and opts["samples"] == 6
+    assert opts["branch_seconds"] == 2.0 and opts["path"] is False and opts["out"] == str(out)
     assert "exact robust accuracy" in capsys.readouterr().out
 
 

@@ -46,6 +46,7 @@ def test_verify_model_end_to_end(ckpt, tmp_path, capsys) -> None:
     assert rc == 0
     rec = json.loads(out.read_text())
     assert rec["n"] == N and rec["eps"] == EPS and "HiGHS" in rec["solver"]
+    assert rec["options"]["model"] == str(path) and rec["options"]["seed"] == SEED
     ex = rec["examples"]
     st = [e["status"] for e in ex]
     assert [e["index"] for e in ex] == list(range(N))

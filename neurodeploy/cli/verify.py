@@ -116,6 +116,16 @@ def _task(shard: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
     return [r.record() for r in res.examples]
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every option the command ran with (paths as given), so a JSON says how it was made."""
+    out: dict[str, Any] = {}
+    for k, v in vars(args).items():
+        if k == "func" or callable(v):
+            continue
+        out[k] = v if v is None or isinstance(v, (bool, int, float, str, list)) else str(v)
+    return out
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a binomial proportion k/n."""
     if n == 0:
@@ -163,7 +173,8 @@ def run_float(args: argparse.Namespace) -> int:
         r = verify_float_example(model, x[i], int(y[i]), u[:, i], args.eps, args.timeout)
         r.update(index=i, solver_seconds=r["seconds"], model=r.get("model", {}))
         ex.append(r)
-    record = {"command": "verify", "model": str(args.model), "data": str(args.data),
+    record = {"command": "verify", "options": _options(args), "model": str(args.model),
+              "data": str(args.data),
               "n": len(y), "eps": args.eps, "seed": args.seed,
               "threat_model": "known draw (host map per example index, encoding.host_uniform)",
               "solver": "MILP (HiGHS), big-M; robust only with threshold margin "
@@ -217,7 +228,8 @@ def run_plan(args: argparse.Namespace) -> int:
         per_draw[d].extend(shard_res)
     summary = summarize(per_draw[0], args.eps)
     record: dict[str, Any] = {
-        "command": "verify", "plan": str(args.plan), "profile": plan.profile,
+        "command": "verify", "options": _options(args), "plan": str(args.plan),
+        "profile": plan.profile,
         "data": str(args.data), "n": n, "eps": args.eps, "seed": args.seed,
         "threat_model": "known draw (host map per example index, encoding.host_uniform)",
         "solver": "CP-SAT (OR-Tools)", "timeout_s": args.timeout, "threads": args.threads,
