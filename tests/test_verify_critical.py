@@ -1,8 +1,9 @@
 """The critical-pair refinement (neurodeploy.verify.critical) against brute force on random tiny
 plans: its per-class bound on c_j − c_y is never below the true maximum over every reachable
-input — with the natural thresholds and with every pair kept alive (so every triple runs) —
-never above the path bound, below it on some classes, and a refinement that starts triples
-from another combination's state is caught by the same sweep."""
+input — with the natural thresholds and with every pair kept alive (so every triple runs; the
+four-step pass runs on 142 class-cases) — never above the path bound, below it on some
+classes, and a refinement that starts triples from another combination's state, or a four-step
+window that drops its first step, is caught by the same sweep."""
 
 from __future__ import annotations
 
@@ -91,3 +92,19 @@ def test_two_layer_triples_equal_the_generic_pass() -> None:
             assert np.array_equal(a, b), seed
             compared += 1
     assert compared >= 100
+
+
+def test_four_step_window_without_its_first_step_is_caught(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    # the four-step pass runs b_{t−2}, b_{t−1}, b_t only (the state entering t − 2 taken as the
+    # union after t − 4): the sweep must find a bound below the truth
+    def dropped(plan, tb, t, y, j, combos):  # noqa: ANN001
+        st = [tuple(np.broadcast_to(a, (len(combos), a.size)) for a in s)
+              for s in tb.unions[t - 3]]
+        for k in range(1, 4):
+            lo, hi, st = critical._run(tb.layers, plan.fixed_point, st,
+                                       critical._rows(tb.steps[t - 3 + k], combos[:, k]))
+        return hi[:, j] - lo[:, y]
+
+    monkeypatch.setattr(critical, "_chain_gains", dropped)
+    assert _sweep()[1] >= 1

@@ -30,6 +30,12 @@ pair gain and ``H_t`` stays below ``θ_j`` is dropped before its triples are bui
     c_j − c_y ≤ min(P_j, max(θ_j − 1, R_j))
 
 for every input: the class is ruled out when ``R_j < θ_j`` (no alive pair left: ``R_j = −∞``).
+
+Where the three-step pass leaves ``R_j ≥ θ_j`` a **four-step pass** runs on what it leaves
+alive from both sides: with ``Z`` the refined suffix after each pair (the same DP backwards over
+the same triples), a triple is kept when prefix + its gain + suffix ≥ ``θ_j``, and the DP runs
+once more over the kept triples, each step's gain from the exact state of the quadruple
+``(b_{t−3}, …, b_t)`` (from the union after t − 4); its maximum replaces ``R_j`` where lower.
 Cost: one integer step per triple; a class whose alive pairs join into more than
 ``max_triples`` triples keeps its path bound (not proved, never approximated). Scope as the
 path bound's.
@@ -210,39 +216,114 @@ def _triple_gains_two(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: i
     return g
 
 
-def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-                 floor: int, max_triples: int = MAX_TRIPLES) -> float | None:
-    """``R_j`` of the module docstring over the pairs alive at threshold ``floor`` (−∞ when
-    none is), or None when they join into more than ``max_triples`` triples."""
+def _forward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
+             floor: int, max_triples: int) -> tuple[dict, dict, dict] | None:
+    """The three-step pass: per step t ≥ 1 its alive pairs ``E[t]`` ``[E, 2]`` and their refined
+    prefixes ``W[t]``; per t ≥ 2 its triples ``(edge at t − 1, edge at t, g³)``. None when a
+    step's triples pass ``max_triples``."""
     gains, T = tb.gains, len(tb.gains)
     F, H = _forward_backward(gains, j)
-    if T == 1:
-        return float(F[0].max())
-    edges = [np.argwhere(F[t - 1][:, None] + gains[t][:, :, j] + H[t][None, :] >= floor)
-             for t in range(1, T)]
-    e = edges[0]
-    W = gains[0][0, e[:, 0], j].astype(np.float64) + gains[1][e[:, 0], e[:, 1], j]
+    alive = [np.zeros((0, 2), dtype=np.int64)] + [
+        np.argwhere(F[t - 1][:, None] + gains[t][:, :, j] + H[t][None, :] >= floor)
+        for t in range(1, T)]
+    e = alive[1]
+    E = {1: e}
+    W = {1: gains[0][0, e[:, 0], j].astype(np.float64) + gains[1][e[:, 0], e[:, 1], j]}
+    TR: dict[int, tuple] = {}
+    gains3 = _triple_gains_two if len(tb.layers) == 2 else _triple_gains
     for t in range(2, T):
-        prev, cur = edges[t - 2], edges[t - 1]
-        live = W + H[t - 1][prev[:, 1]] >= floor          # the refined prefix can still flip
-        prev, W = prev[live], W[live]
+        prev, w = E[t - 1], W[t - 1]
+        live = np.nonzero(w + H[t - 1][prev[:, 1]] >= floor)[0]   # refined prefix can flip
         best = np.full(gains[t].shape[0], -np.inf)       # per b_{t−1}: its best refined prefix
-        np.maximum.at(best, prev[:, 1], W)
+        np.maximum.at(best, prev[live, 1], w[live])
+        cur = alive[t]
         cur = cur[best[cur[:, 0]] + gains[t][cur[:, 0], cur[:, 1], j] + H[t][cur[:, 1]] >= floor]
-        edges[t - 1] = cur
-        joined = _join(prev, cur, max_triples)
+        joined = _join(prev[live], cur, max_triples)
         if joined is None:
             return None
         pre, at = joined
+        pre = live[pre]
         b2, m, n = prev[pre, 0], prev[pre, 1], cur[at, 1]
         ok = _consistent(lv, t - 2, tb.steps[t - 2], t, tb.steps[t], b2, n)
         pre, at, b2, m, n = pre[ok], at[ok], b2[ok], m[ok], n[ok]
+        g = gains3(plan, tb, t, y, j, b2, m, n) if len(pre) else np.zeros(0)
         new = np.full(len(cur), -np.inf)
-        if len(pre):
-            gains3 = _triple_gains_two if len(tb.layers) == 2 else _triple_gains
-            np.maximum.at(new, at, W[pre] + gains3(plan, tb, t, y, j, b2, m, n))
-        W = new
-    return float(W.max()) if len(W) else -np.inf
+        np.maximum.at(new, at, w[pre] + g)
+        E[t], W[t], TR[t] = cur, new, (pre, at, g)
+    return E, W, TR
+
+
+def _chain_gains(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: int,
+                 combos: np.ndarray) -> np.ndarray:
+    """``g⁴_t`` of each row ``(b_{t−3}, b_{t−2}, b_{t−1}, b_t)`` of ``combos``: the four steps run
+    on those bits from the union after step t − 4."""
+    g = np.empty(len(combos))
+    for c0 in range(0, len(combos), CHUNK_TRIPLES):
+        rows = combos[c0:c0 + CHUNK_TRIPLES]
+        st = [tuple(np.broadcast_to(a, (len(rows), a.size)) for a in s)
+              for s in tb.unions[t - 3]]
+        for k in range(4):
+            lo, hi, st = _run(tb.layers, plan.fixed_point, st,
+                              _rows(tb.steps[t - 3 + k], rows[:, k]))
+        g[c0:c0 + CHUNK_TRIPLES] = hi[:, j] - lo[:, y]
+    return g
+
+
+def _window4(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
+             floor: int, fw: tuple[dict, dict, dict], max_quads: int) -> float | None:
+    """The four-step pass on the triples the three-step pass leaves alive from both sides
+    (refined prefix + triple gain + refined suffix ≥ ``floor``): its ``R_j``, or None when a
+    step's quadruples pass ``max_quads``."""
+    E, W, TR = fw
+    gains, T = tb.gains, len(tb.gains)
+    Z = {T - 1: np.zeros(len(E[T - 1]))}                  # refined suffix after each edge
+    for t in range(T - 1, 1, -1):
+        pre, at, g = TR[t]
+        Z[t - 1] = np.full(len(E[t - 1]), -np.inf)
+        np.maximum.at(Z[t - 1], pre, g + Z[t][at])
+    A = {}
+    for t in range(2, T):
+        pre, at, g = TR[t]
+        keep = W[t - 1][pre] + g + Z[t][at] >= floor
+        A[t] = (pre[keep], at[keep], g[keep])
+    pre, at, g = A[2]
+    e1 = E[1]
+    V = gains[0][0, e1[pre, 0], j] + gains[1][e1[pre, 0], e1[pre, 1], j] + g   # exact so far
+    for t in range(3, T):
+        (pa, aa, _), (pb_, ab, _) = A[t - 1], A[t]
+        joined = _join(np.stack([pa, aa], 1), np.stack([pb_, ab], 1), max_quads)
+        if joined is None:
+            return None
+        ia, ib = joined
+        first, last = E[t - 2][pa[ia]], E[t][ab[ib]]
+        combos = np.stack([first[:, 0], first[:, 1], last[:, 0], last[:, 1]], 1)
+        ok = _consistent(lv, t - 3, tb.steps[t - 3], t, tb.steps[t], combos[:, 0], combos[:, 3])
+        ia, ib, combos = ia[ok], ib[ok], combos[ok]
+        new = np.full(len(pb_), -np.inf)
+        if len(ia):
+            np.maximum.at(new, ib, V[ia] + _chain_gains(plan, tb, t, y, j, combos))
+        V = new
+    return float(V.max()) if len(V) else -np.inf
+
+
+def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
+                 floor: int, max_triples: int = MAX_TRIPLES) -> float | None:
+    """``R_j`` of the module docstring over the pairs alive at threshold ``floor`` (−∞ when
+    none is) — the three-step pass, then, where it leaves ``R_j ≥ floor``, the four-step one —
+    or None when a step's triples pass ``max_triples``."""
+    T = len(tb.gains)
+    if T == 1:
+        return float(tb.gains[0][0, :, j].max())
+    fw = _forward(plan, lv, tb, y, j, floor, max_triples)
+    if fw is None:
+        return None
+    W = fw[1][T - 1]
+    r = float(W.max()) if len(W) else -np.inf
+    if r >= floor and T >= 4:
+        r4 = _window4(plan, lv, tb, y, j, floor, fw, max_triples)
+        if r4 is not None:
+            r = min(r, r4)
+    return r
 
 
 def _refine(plan: DeploymentPlan, lv: PixelLevels, y: int, m: np.ndarray, tb: PathTables,
