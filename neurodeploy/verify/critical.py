@@ -55,6 +55,8 @@ from neurodeploy.verify.pathbound import (
     PAIR_MACS,
     PathTables,
     _run,
+    carried,
+    order_ok,
     path_bound,
 )
 from neurodeploy.verify.stepbound import (
@@ -63,7 +65,6 @@ from neurodeploy.verify.stepbound import (
     _first_synapse,
     _neurons,
     _scale,
-    _tz,
     _Unprovable,
     score_of,
 )
@@ -114,11 +115,7 @@ def _consistent(lv: PixelLevels, t0: int, a: StepBits, t1: int, b: StepBits,
     ok = np.ones(len(ra), dtype=bool)
     for ka, p in enumerate(a.cols):
         for kb in np.nonzero(b.cols == p)[0]:
-            xa, xb = a.bits[ra, ka], b.bits[rb, kb]
-            if lv.rank[t0, p] < lv.rank[t1, p]:
-                ok &= ~((xa == 0) & (xb == 1))
-            else:
-                ok &= ~((xa == 1) & (xb == 0))
+            ok &= order_ok(lv, t0, t1, int(p), a.bits[ra, ka], b.bits[rb, kb])
     return ok
 
 
@@ -185,7 +182,7 @@ def _triple_gains_two(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: i
     comparisons and four dot products per hidden neuron."""
     fmt, layers, steps = plan.fixed_point, tb.layers, tb.steps
     S1, S2 = layers
-    D, nbits = fmt.decay_unity, min(fmt.state_bits, fmt.port_bits)
+    nbits = min(fmt.state_bits, fmt.port_bits)
     fire = S1.theta + (0 if fmt.spike_comparison == ">=" else 1)
     cls = np.array([j, y])
     S2c = replace(S2, pos=S2.pos[cls], neg=S2.neg[cls],
@@ -197,11 +194,7 @@ def _triple_gains_two(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: i
     g = np.empty(len(n))
     for sel, up, inv in _chunks(pi, order):
         _, _, s1 = _run(layers, fmt, _take(s2, pairs[up, 0]), _rows(steps[t - 1], pairs[up, 1]))
-        U_lo, U_hi, V_lo, V_hi = s1[0]
-        cu_lo = _tz(U_lo, S1.f_u, D) if S1.f_u.any() else np.zeros_like(U_lo)
-        cu_hi = _tz(U_hi, S1.f_u, D) if S1.f_u.any() else np.zeros_like(U_hi)
-        k_lo = cu_lo + _tz(V_lo, S1.f_v, D) + S1.bias
-        k_hi = cu_hi + _tz(V_hi, S1.f_v, D) + S1.bias
+        cu_lo, cu_hi, k_lo, k_hi = carried(S1, fmt, s1[0])
         A_lo, A_hi = a_lo[ni[sel]], a_hi[ni[sel]]
         # range checks over every (pair, b_t) of the chunk: a superset of its triples
         _check(cu_lo.min(0) + A_lo.min(0), cu_hi.max(0) + A_hi.max(0), nbits)

@@ -103,18 +103,38 @@ def _run(layers: list[_Layer], fmt, states: State, bits: StepBits
     return lo, hi, out
 
 
+def order_ok(lv: PixelLevels, t0: int, t1: int, p: int, x0: np.ndarray, x1: np.ndarray
+             ) -> np.ndarray:
+    """Whether pixel p's bits ``x0`` at step t0 and ``x1`` at step t1 (broadcast) respect its
+    thermometer order: the slot of lower rank spikes whenever the other one does."""
+    if lv.rank[t0, p] < lv.rank[t1, p]:                  # spiking at t1 ⇒ spiking at t0
+        return ~((x0 == 0) & (x1 == 1))
+    return ~((x0 == 1) & (x1 == 0))                        # spiking at t0 ⇒ spiking at t1
+
+
 def _valid_pairs(lv: PixelLevels, t: int, prev: StepBits, cur: StepBits) -> np.ndarray:
     """``[B1, B2]``: which ``(b_{t−1}, b_t)`` respect the thermometer order of the pixels
     enumerated at both steps."""
     ok = np.ones((len(prev.bits), len(cur.bits)), dtype=bool)
     for a, p in enumerate(prev.cols):
         for b in np.nonzero(cur.cols == p)[0]:
-            s_prev, s_cur = prev.bits[:, a][:, None], cur.bits[:, b][None, :]
-            if lv.rank[t - 1, p] < lv.rank[t, p]:        # spiking at t ⇒ spiking at t − 1
-                ok &= ~((s_prev == 0) & (s_cur == 1))
-            else:                                         # spiking at t − 1 ⇒ spiking at t
-                ok &= ~((s_prev == 1) & (s_cur == 0))
+            ok &= order_ok(lv, t - 1, t, int(p), prev.bits[:, a][:, None], cur.bits[:, b][None, :])
     return ok
+
+
+def carried(S: _Layer, fmt, state: tuple[np.ndarray, ...]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a first-layer neuron carries into the next step from ``state`` (rows ``[B, N]``):
+    the decayed current ``[cu_lo, cu_hi]`` and ``k = cu + decayed v + bias`` ``[k_lo, k_hi]``,
+    so that the step's ``v = a(b_t) + k``."""
+    D = fmt.decay_unity
+    U_lo, U_hi, V_lo, V_hi = state
+    if S.f_u.any():
+        cu_lo, cu_hi = _tz(U_lo, S.f_u, D), _tz(U_hi, S.f_u, D)
+    else:
+        cu_lo = cu_hi = np.zeros_like(U_lo)
+    return (cu_lo, cu_hi, cu_lo + _tz(V_lo, S.f_v, D) + S.bias,
+            cu_hi + _tz(V_hi, S.f_v, D) + S.bias)
 
 
 def _pair_gains(layers: list[_Layer], fmt, y: int, states: State, cur: StepBits
@@ -144,17 +164,11 @@ def _pair_gains_two(layers: list[_Layer], fmt, y: int, states: State, cur: StepB
     same output drive to every pair and is summed once per ``b_t``; only the others are
     evaluated per pair."""
     S1, S2 = layers
-    D, bits = fmt.decay_unity, min(fmt.state_bits, fmt.port_bits)
+    bits = min(fmt.state_bits, fmt.port_bits)
     a_lo, a_hi = _first_synapse(S1, fmt, cur)                                  # [B2, N]
-    U_lo, U_hi, V_lo, V_hi = states[0]                                         # [B1, N]
-    if S1.f_u.any():
-        cu_lo, cu_hi = _tz(U_lo, S1.f_u, D), _tz(U_hi, S1.f_u, D)
-    else:
-        cu_lo = cu_hi = np.zeros_like(U_lo)
+    cu_lo, cu_hi, k_lo, k_hi = carried(S1, fmt, states[0])                     # [B1, N]
     _check(cu_lo.min(0) + a_lo.min(0), cu_hi.max(0) + a_hi.max(0), bits)      # u, every pair
     fire = S1.theta + (0 if fmt.spike_comparison == ">=" else 1)
-    k_lo = cu_lo + _tz(V_lo, S1.f_v, D) + S1.bias
-    k_hi = cu_hi + _tz(V_hi, S1.f_v, D) + S1.bias
     _check(k_lo.min(0) + a_lo.min(0), k_hi.max(0) + a_hi.max(0), bits)        # v, every pair
     t_lo, t_hi = fire - k_lo, fire - k_hi
     sens = (((a_lo >= t_lo.min(0)) != (a_lo >= t_lo.max(0))).any(0)
@@ -165,7 +179,7 @@ def _pair_gains_two(layers: list[_Layer], fmt, y: int, states: State, cur: StepB
     base_lo = sure @ S2.pos[:, ins].T + maybe @ S2.neg[:, ins].T                # [B2, C]
     base_hi = maybe @ S2.pos[:, ins].T + sure @ S2.neg[:, ins].T
     pos, neg = S2.pos[:, sens], S2.neg[:, sens]
-    B1, B2, C = U_lo.shape[0], a_lo.shape[0], S2.L.out_size
+    B1, B2, C = k_lo.shape[0], a_lo.shape[0], S2.L.out_size
     g = np.empty((B1, B2, C))
     step = max(1, CHUNK_ROWS // B2)
     for i0 in range(0, B1, step):
