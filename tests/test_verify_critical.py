@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from neurodeploy.verify import critical
+from neurodeploy.verify import critical, windows
 from neurodeploy.verify.critical import critical_bound, critical_score
 from neurodeploy.verify.pathbound import path_bound
 from tests.test_verify import _case
@@ -94,17 +95,51 @@ def test_two_layer_triples_equal_the_generic_pass() -> None:
     assert compared >= 100
 
 
-def test_four_step_window_without_its_first_step_is_caught(monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
-    # the four-step pass runs b_{t−2}, b_{t−1}, b_t only (the state entering t − 2 taken as the
-    # union after t − 4): the sweep must find a bound below the truth
-    def dropped(plan, tb, t, y, j, combos):  # noqa: ANN001
-        st = [tuple(np.broadcast_to(a, (len(combos), a.size)) for a in s)
-              for s in tb.unions[t - 3]]
-        for k in range(1, 4):
+def test_windows_without_their_first_step_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every window of k steps runs only its last k − 1, from the union entering its first
+    # (a state one step too early): the sweep must find a bound below the truth
+    def dropped(plan, tb, t, k, y, j, tup):  # noqa: ANN001
+        st = [tuple(np.broadcast_to(a, (len(tup), a.size)) for a in s)
+              for s in tb.unions[t - k + 1]]
+        for q in range(1, k):
             lo, hi, st = critical._run(tb.layers, plan.fixed_point, st,
-                                       critical._rows(tb.steps[t - 3 + k], combos[:, k]))
+                                       critical._rows(tb.steps[t - k + 1 + q], tup[:, q]))
         return hi[:, j] - lo[:, y]
 
-    monkeypatch.setattr(critical, "_chain_gains", dropped)
+    monkeypatch.setattr(windows, "_chain_gains", dropped)
     assert _sweep()[1] >= 1
+
+
+def test_whole_input_windows_are_exact_and_their_flips_replay() -> None:
+    # tiny plans enumerate every free bit: the windows reach the whole input, so every class
+    # a flip can reach gets exactly its true maximum (every class at all with the floor at
+    # −99), the others stay below their threshold, and the returned levels flip the emulator
+    exact = flips = 0
+    for seed in SEEDS:
+        plan, emu, x, u, y, eps, lv = _case(seed)
+        truth = _true_margins(plan, emu, lv, y)
+        tables: list = []
+        m = path_bound(plan, lv, y, tables=tables)
+        if m is None or not windows.exact_tables(tables[0]):
+            continue
+        theta = (np.arange(truth.size) > y).astype(np.int64)
+        for floor in (None, -99):
+            out, level = critical._refine(plan, lv, y, m, tables[0], critical.MAX_TRIPLES,
+                                          floor, False)
+            th = theta if floor is None else np.full(truth.size, floor)
+            for j in np.nonzero(np.arange(truth.size) != y)[0]:
+                if truth[j] >= th[j]:
+                    assert out[j] == truth[j], (seed, floor, j)
+                    exact += 1
+                else:
+                    assert out[j] <= th[j] - 1, (seed, floor, j)
+            if floor is None:
+                assert (level is not None) == bool(np.any((truth >= theta)[np.arange(
+                    truth.size) != y])), seed
+            if level is not None and floor is None:
+                c = emu.run(torch.as_tensor(lv.spikes(level)[:, None, :]).reshape(
+                    lv.num_steps, 1, *plan.input_shape), record=False).logits[0]
+                d = (c - c[y]).numpy()
+                assert np.any((d >= th)[np.arange(truth.size) != y]), seed
+                flips += 1
+    assert exact >= 150 and flips >= 15, (exact, flips)

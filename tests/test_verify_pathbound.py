@@ -87,6 +87,8 @@ def test_pipeline_with_path_equals_enumeration() -> None:
             r = verify_example(plan, emu, x, y, u, eps, timeout=30, search=False,
                                enumerate_limit=0, path=True, branch_seconds=branch)
             assert r.status == ("robust" if truth else "non_robust"), (seed, r.status, r.how)
-            seen[r.how] = seen.get(r.how, 0) + 1
+            key = r.how + ("-flip" if r.how == "critical" and not truth else "")
+            seen[key] = seen.get(key, 0) + 1
     assert seen.get("path", 0) >= 1, seen     # the path bound proves what the step bound cannot
     assert seen.get("critical", 0) >= 1, seen  # its refinement what the path bound cannot
+    assert seen.get("critical-flip", 0) >= 1, seen  # its whole-input windows find flips

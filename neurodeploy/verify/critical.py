@@ -1,4 +1,5 @@
-"""The path bound refined where it matters: three steps of exact state on its critical pairs.
+"""The path bound refined where it matters: three steps of exact state on its critical pairs,
+then longer windows up to the whole input.
 
 The path bound (:mod:`.pathbound`) starts every pair of steps ``(b_{t−1}, b_t)`` from the step
 bound's union two steps back. On the digits demo plan that union is where its slack lives
@@ -14,42 +15,48 @@ spikes lie below those (each pair gain is an upper bound), so a pair with
 
     F_{t−1}(b_{t−1}) + g_t(b_{t−1}, b_t) + H_t(b_t) < θ_j
 
-is on no flipping input: it is dropped (*dead*). On the *alive* pairs the pass runs the
-dynamic programme again over edges, with gains of step t computed per triple
-``(b_{t−2}, b_{t−1}, b_t)`` — steps t − 2, t − 1, t run on those bits from the union after step
-t − 3, each quantity an exact integer interval as in the step bound:
+is on no flipping input: it is dropped (*dead*). The pass keeps, per pair, a bound on the
+prefix (``FP_t``, through step t) and on the suffix (``SP_t``, after it) of every flipping
+input through the pair — the Viterbi values to start with — and refines them with gains of
+step t computed per triple ``(b_{t−2}, b_{t−1}, b_t)``: steps t − 2, t − 1, t run on those bits
+from the union after step t − 3, each quantity an exact integer interval as in the step bound.
 
-    W_t(b_{t−1}, b_t) = max over alive (b_{t−2}, b_{t−1}) of W_{t−1}(b_{t−2}, b_{t−1})
-                        + g³_t(b_{t−2}, b_{t−1}, b_t)
+* **backward** (t = T − 1 … 2, first: the last steps have the fewest combinations): the pairs
+  alive at t (``FP_t + SP_t ≥ θ_j``), the pairs ``(c, a)`` at t − 1 that can still reach
+  ``θ_j`` through one of them, and ``SP_{t−1}(c, a) = max_b g³_t(c, a, b) + SP_t(a, b)``;
+* **forward** (t = 2 … T − 1), the mirror:
+  ``FP_t(a, b) = max_c FP_{t−1}(c, a) + g³_t(c, a, b)`` over the live pairs ``(c, a)``.
 
-(triples breaking a pixel's thermometer order between steps t − 2 and t dropped too). The
-pruning runs again as the refined prefixes come in: a pair whose best refined prefix plus its
-pair gain and ``H_t`` stays below ``θ_j`` is dropped before its triples are built. Then
-``R_j = max W_{T−1}`` bounds ``c_j − c_y`` of every flipping input, and with integer counts
+Triples breaking a pixel's thermometer order between steps t − 2 and t are dropped; a step
+whose triples pass ``max_triples`` keeps the pair gains' bound there (and rounds of both
+passes repeat while they still shrink the alive set). Then ``R_j = max FP_{T−1}`` bounds
+``c_j − c_y`` of every flipping input, and with integer counts
 
     c_j − c_y ≤ min(P_j, max(θ_j − 1, R_j))
 
 for every input: the class is ruled out when ``R_j < θ_j`` (no alive pair left: ``R_j = −∞``).
+On the digits demo plan the backward pass first is what keeps the triples few (example 46
+class 3: 8·10⁷ triples at step 2 forward only; 10⁵ in all after the backward pass).
 
-Where the three-step pass leaves ``R_j ≥ θ_j`` a **four-step pass** runs on what it leaves
-alive from both sides: with ``Z`` the refined suffix after each pair (the same DP backwards over
-the same triples), a triple is kept when prefix + its gain + suffix ≥ ``θ_j``, and the DP runs
-once more over the kept triples, each step's gain from the exact state of the quadruple
-``(b_{t−3}, …, b_t)`` (from the union after t − 4); its maximum replaces ``R_j`` where lower.
-Cost: one integer step per triple; a class whose alive pairs join into more than
-``max_triples`` triples keeps its path bound (not proved, never approximated). Scope as the
-path bound's.
+Where the three-step passes leave ``R_j ≥ θ_j``, the windows of :mod:`.windows` run on the
+triples the forward pass built: four, five, … T exact steps per tuple, each level on what the
+one below keeps from both sides; at T steps on a plan whose every free bit is enumerated the
+bound is exact, and a class still at ``θ_j`` hands back a flipping input (a counterexample
+the pipeline replays). Scope as the path bound's.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from neurodeploy.exporters.plan import DeploymentPlan
+from neurodeploy.verify import windows
 from neurodeploy.verify.levels import PixelLevels
 from neurodeploy.verify.pathbound import (
+    INVALID,
     MAX_BITS,
     MAX_PAIR_BITS,
     PAIR_MACS,
@@ -83,6 +90,8 @@ STAGE_BITS, STAGE_PAIR_BITS = 15, 24
 TWO_LAYER_MACS = 16 * PAIR_MACS
 #: triples per vectorised pass
 CHUNK_TRIPLES = 8192
+#: at most this many rounds of the backward and forward three-step passes per class
+ROUNDS = 3
 
 
 def _forward_backward(gains: list[np.ndarray], j: int
@@ -209,133 +218,167 @@ def _triple_gains_two(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: i
     return g
 
 
-def _forward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-             floor: int, max_triples: int) -> tuple[dict, dict, dict] | None:
-    """The three-step pass: per step t ≥ 1 its alive pairs ``E[t]`` ``[E, 2]`` and their refined
-    prefixes ``W[t]``; per t ≥ 2 its triples ``(edge at t − 1, edge at t, g³)``. None when a
-    step's triples pass ``max_triples``."""
+def _pair_tables(tb: PathTables, j: int) -> tuple[list, list]:
+    """Dense per-pair bounds of class j, float32 ``[B_{t−1}, B_t]`` for t ≥ 1 (index 0 unused):
+    ``FP[t]`` on the prefix sum ``Σ_{s≤t} (s_{s,j} − s_{s,y})`` and ``SP[t]`` on the suffix
+    ``Σ_{s>t}`` of every flipping input through that pair; the path bound's Viterbi values to
+    start with, −∞ on pairs that break a pixel's thermometer order."""
     gains, T = tb.gains, len(tb.gains)
     F, H = _forward_backward(gains, j)
-    alive = [np.zeros((0, 2), dtype=np.int64)] + [
-        np.argwhere(F[t - 1][:, None] + gains[t][:, :, j] + H[t][None, :] >= floor)
-        for t in range(1, T)]
-    e = alive[1]
-    E = {1: e}
-    W = {1: gains[0][0, e[:, 0], j].astype(np.float64) + gains[1][e[:, 0], e[:, 1], j]}
-    TR: dict[int, tuple] = {}
+    FP: list = [None]
+    SP: list = [None]
+    for t in range(1, T):
+        g = gains[t][:, :, j]
+        FP.append(np.where(g == INVALID, -np.inf, F[t - 1][:, None] + g).astype(np.float32))
+        SP.append(np.repeat(H[t][None, :], g.shape[0], 0).astype(np.float32))
+    return FP, SP
+
+
+def _gains3(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: int,
+            c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(c):
+        return np.zeros(0)
     gains3 = _triple_gains_two if len(tb.layers) == 2 else _triple_gains
-    for t in range(2, T):
-        prev, w = E[t - 1], W[t - 1]
-        live = np.nonzero(w + H[t - 1][prev[:, 1]] >= floor)[0]   # refined prefix can flip
-        best = np.full(gains[t].shape[0], -np.inf)       # per b_{t−1}: its best refined prefix
-        np.maximum.at(best, prev[live, 1], w[live])
-        cur = alive[t]
-        cur = cur[best[cur[:, 0]] + gains[t][cur[:, 0], cur[:, 1], j] + H[t][cur[:, 1]] >= floor]
-        joined = _join(prev[live], cur, max_triples)
-        if joined is None:
-            return None
-        pre, at = joined
-        pre = live[pre]
-        b2, m, n = prev[pre, 0], prev[pre, 1], cur[at, 1]
-        ok = _consistent(lv, t - 2, tb.steps[t - 2], t, tb.steps[t], b2, n)
-        pre, at, b2, m, n = pre[ok], at[ok], b2[ok], m[ok], n[ok]
-        g = gains3(plan, tb, t, y, j, b2, m, n) if len(pre) else np.zeros(0)
-        new = np.full(len(cur), -np.inf)
-        np.maximum.at(new, at, w[pre] + g)
-        E[t], W[t], TR[t] = cur, new, (pre, at, g)
-    return E, W, TR
+    return gains3(plan, tb, t, y, j, c, a, b)
 
 
-def _chain_gains(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: int,
-                 combos: np.ndarray) -> np.ndarray:
-    """``g⁴_t`` of each row ``(b_{t−3}, b_{t−2}, b_{t−1}, b_t)`` of ``combos``: the four steps run
-    on those bits from the union after step t − 4."""
-    g = np.empty(len(combos))
-    for c0 in range(0, len(combos), CHUNK_TRIPLES):
-        rows = combos[c0:c0 + CHUNK_TRIPLES]
-        st = [tuple(np.broadcast_to(a, (len(rows), a.size)) for a in s)
-              for s in tb.unions[t - 3]]
-        for k in range(4):
-            lo, hi, st = _run(tb.layers, plan.fixed_point, st,
-                              _rows(tb.steps[t - 3 + k], rows[:, k]))
-        g[c0:c0 + CHUNK_TRIPLES] = hi[:, j] - lo[:, y]
-    return g
+def _triples(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, t: int, y: int, j: int,
+             first: np.ndarray, second: np.ndarray, cap: int) -> tuple | None:
+    """The triples ``(c, a, b)`` joining pairs ``first`` ``(c, a)`` at t − 1 and ``second``
+    ``(a, b)`` at t, thermometer-consistent between t − 2 and t: (index into ``first``, index
+    into ``second``, ``g³_t``), or None when more than ``cap``."""
+    joined = _join(first, second, cap)
+    if joined is None:
+        return None
+    i1, i2 = joined
+    c, a, b = first[i1, 0], first[i1, 1], second[i2, 1]
+    ok = _consistent(lv, t - 2, tb.steps[t - 2], t, tb.steps[t], c, b)
+    i1, i2 = i1[ok], i2[ok]
+    return i1, i2, _gains3(plan, tb, t, y, j, c[ok], a[ok], b[ok])
 
 
-def _window4(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-             floor: int, fw: tuple[dict, dict, dict], max_quads: int) -> float | None:
-    """The four-step pass on the triples the three-step pass leaves alive from both sides
-    (refined prefix + triple gain + refined suffix ≥ ``floor``): its ``R_j``, or None when a
-    step's quadruples pass ``max_quads``."""
-    E, W, TR = fw
-    gains, T = tb.gains, len(tb.gains)
-    Z = {T - 1: np.zeros(len(E[T - 1]))}                  # refined suffix after each edge
-    for t in range(T - 1, 1, -1):
-        pre, at, g = TR[t]
-        Z[t - 1] = np.full(len(E[t - 1]), -np.inf)
-        np.maximum.at(Z[t - 1], pre, g + Z[t][at])
-    A = {}
-    for t in range(2, T):
-        pre, at, g = TR[t]
-        keep = W[t - 1][pre] + g + Z[t][at] >= floor
-        A[t] = (pre[keep], at[keep], g[keep])
-    pre, at, g = A[2]
-    e1 = E[1]
-    V = gains[0][0, e1[pre, 0], j] + gains[1][e1[pre, 0], e1[pre, 1], j] + g   # exact so far
-    for t in range(3, T):
-        (pa, aa, _), (pb_, ab, _) = A[t - 1], A[t]
-        joined = _join(np.stack([pa, aa], 1), np.stack([pb_, ab], 1), max_quads)
-        if joined is None:
-            return None
-        ia, ib = joined
-        first, last = E[t - 2][pa[ia]], E[t][ab[ib]]
-        combos = np.stack([first[:, 0], first[:, 1], last[:, 0], last[:, 1]], 1)
-        ok = _consistent(lv, t - 3, tb.steps[t - 3], t, tb.steps[t], combos[:, 0], combos[:, 3])
-        ia, ib, combos = ia[ok], ib[ok], combos[ok]
-        new = np.full(len(pb_), -np.inf)
-        if len(ia):
-            np.maximum.at(new, ib, V[ia] + _chain_gains(plan, tb, t, y, j, combos))
-        V = new
-    return float(V.max()) if len(V) else -np.inf
+def _backward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
+              floor: int, FP: list, SP: list, cap: int) -> None:
+    """One backward three-step pass (``SP`` in place), t = T − 1 … 2: the pairs alive at t
+    (``FP + SP ≥ floor``), the pairs ``(c, a)`` at t − 1 that can still reach the floor
+    through one of them, and ``SP[t − 1](c, a) = max_b g³_t(c, a, b) + SP[t](a, b)`` over
+    their triples; where the triples pass ``cap``, the pair gains' ``max_b g_t(a, b) +
+    SP[t](a, b)`` instead."""
+    gains = tb.gains
+    for t in range(len(gains) - 1, 1, -1):
+        alive = np.argwhere(FP[t] + SP[t] >= floor)
+        z = SP[t][alive[:, 0], alive[:, 1]]
+        up = np.full(gains[t].shape[0], -np.inf, dtype=np.float32)
+        np.maximum.at(up, alive[:, 0], gains[t][alive[:, 0], alive[:, 1], j] + z)
+        cand = np.argwhere(FP[t - 1] + up[None, :] >= floor)
+        new = np.full(SP[t - 1].shape, -np.inf, dtype=np.float32)
+        tri = _triples(plan, lv, tb, t, y, j, cand, alive, cap)
+        if tri is None:
+            new[cand[:, 0], cand[:, 1]] = up[cand[:, 1]]
+        else:
+            i1, i2, g = tri
+            np.maximum.at(new, (cand[i1, 0], cand[i1, 1]), g + z[i2])
+        np.minimum(SP[t - 1], new, out=SP[t - 1])
+
+
+def _forward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
+             floor: int, FP: list, SP: list, cap: int) -> dict | None:
+    """One forward three-step pass (``FP`` in place), t = 2 … T − 1, the mirror of
+    :func:`_backward`; returns per t its triples (``[n, 3]`` combination rows, refined prefix
+    through t, ``g³_t``), or None when some step's triples passed ``cap`` (that step keeps
+    its pair gains' prefix)."""
+    gains, out = tb.gains, {}
+    for t in range(2, len(gains)):
+        prev = np.argwhere(FP[t - 1] + SP[t - 1] >= floor)
+        w = FP[t - 1][prev[:, 0], prev[:, 1]]
+        best = np.full(gains[t].shape[0], -np.inf, dtype=np.float32)
+        np.maximum.at(best, prev[:, 1], w)
+        reach = np.minimum(best[:, None] + gains[t][:, :, j], FP[t])
+        cur = np.argwhere(reach + SP[t] >= floor)
+        new = np.full(FP[t].shape, -np.inf, dtype=np.float32)
+        tri = _triples(plan, lv, tb, t, y, j, prev, cur, cap)
+        if tri is None:
+            new[cur[:, 0], cur[:, 1]] = reach[cur[:, 0], cur[:, 1]]
+            out = None
+        else:
+            i1, i2, g = tri
+            p = w[i1] + g
+            np.maximum.at(new, (cur[i2, 0], cur[i2, 1]), p)
+            if out is not None:
+                out[t] = (np.stack([prev[i1, 0], prev[i1, 1], cur[i2, 1]], 1), p, g)
+        np.minimum(FP[t], new, out=FP[t])
+    return out
+
+
+def _alive(FP: list, SP: list, floor: int) -> int:
+    return sum(int(np.count_nonzero(f + s >= floor)) for f, s in zip(FP[1:], SP[1:], strict=True))
+
+
+@dataclass
+class Refined:
+    """A class's refined bound ``R_j`` and, where the windows reached a whole input exactly,
+    that flipping input's levels."""
+
+    bound: float
+    level: np.ndarray | None = None
 
 
 def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-                 floor: int, max_triples: int = MAX_TRIPLES) -> float | None:
-    """``R_j`` of the module docstring over the pairs alive at threshold ``floor`` (−∞ when
-    none is) — the three-step pass, then, where it leaves ``R_j ≥ floor``, the four-step one —
-    or None when a step's triples pass ``max_triples``."""
+                 floor: int, max_triples: int = MAX_TRIPLES) -> Refined:
+    """``R_j`` of the module docstring over the inputs that can reach ``floor``: rounds of the
+    backward and forward three-step passes (while a step's triples pass ``max_triples`` and
+    the rounds still shrink what is alive), then the windows of :mod:`.windows` up to the
+    whole input."""
     T = len(tb.gains)
     if T == 1:
-        return float(tb.gains[0][0, :, j].max())
-    fw = _forward(plan, lv, tb, y, j, floor, max_triples)
-    if fw is None:
-        return None
-    W = fw[1][T - 1]
-    r = float(W.max()) if len(W) else -np.inf
-    if r >= floor and T >= 4:
-        r4 = _window4(plan, lv, tb, y, j, floor, fw, max_triples)
-        if r4 is not None:
-            r = min(r, r4)
-    return r
+        g = tb.gains[0][0, :, j]
+        b = int(np.argmax(g))
+        exact = windows.exact_tables(tb) and g[b] >= floor
+        return Refined(float(g[b]), windows.input_levels(lv, tb, np.array([b])) if exact
+                       else None)
+    FP, SP = _pair_tables(tb, j)
+    if T == 2:
+        a, b = np.unravel_index(int(np.argmax(FP[1])), FP[1].shape)
+        r = float(FP[1][a, b])
+        exact = windows.exact_tables(tb) and r >= floor
+        return Refined(r, windows.input_levels(lv, tb, np.array([a, b])) if exact else None)
+    alive, triples = None, None
+    for _ in range(ROUNDS):
+        _backward(plan, lv, tb, y, j, floor, FP, SP, max_triples)
+        triples = _forward(plan, lv, tb, y, j, floor, FP, SP, max_triples)
+        r = float(FP[T - 1].max())
+        now = _alive(FP, SP, floor)
+        if r < floor or triples is not None or (alive is not None and now >= alive):
+            break
+        alive = now
+    if r < floor or triples is None:
+        return Refined(r)
+    r, level = windows.windows(plan, lv, tb, y, j, floor, windows.from_triples(tb, triples),
+                               r, max_triples)
+    return Refined(r, level)
 
 
 def _refine(plan: DeploymentPlan, lv: PixelLevels, y: int, m: np.ndarray, tb: PathTables,
-            max_triples: int, floor: int | None, first_open: bool) -> np.ndarray:
-    """The refined per-class bound from the path bound ``m`` and its tables."""
+            max_triples: int, floor: int | None, first_open: bool
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The refined per-class bound from the path bound ``m`` and its tables, and the levels
+    of a flipping input where a class's windows found one (the search stops there under
+    ``first_open``)."""
     out = m.astype(np.float64)
     theta = (np.arange(m.size) > y).astype(np.int64) if floor is None else np.full(m.size, floor)
+    flip = None
     try:
         for j in np.argsort(theta - m, kind="stable"):
             if j == y or m[j] < theta[j]:
                 continue
             r = refine_class(plan, lv, tb, y, int(j), int(theta[j]), max_triples)
-            if r is not None:
-                out[j] = min(m[j], max(theta[j] - 1, r))
+            out[j] = min(m[j], max(theta[j] - 1, r.bound))
+            flip = r.level if flip is None else flip
             if first_open and out[j] >= theta[j]:
                 break
     except _Unprovable:
-        return m
-    return np.rint(out).astype(np.int64)
+        return m, None
+    return np.rint(out).astype(np.int64), flip
 
 
 def critical_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
@@ -350,28 +393,37 @@ def critical_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int 
     m = path_bound(plan, lv, y, max_bits, max_pair_bits, tables=tables)
     if m is None:
         return None
-    return _refine(plan, lv, y, m, tables[0], max_triples, floor, first_open)
+    return _refine(plan, lv, y, m, tables[0], max_triples, floor, first_open)[0]
+
+
+class Stage(NamedTuple):
+    """The pipeline stage's outcome: the path score, the refined score (None where the path
+    bound proved or did not apply) and the levels of a flipping input the windows found."""
+
+    path: float | None
+    refined: float | None = None
+    level: np.ndarray | None = None
 
 
 def path_then_critical(plan: DeploymentPlan, lv: PixelLevels, y: int,
-                       max_triples: int = MAX_TRIPLES) -> tuple[float | None, float | None]:
-    """The pipeline's stage: (path score, refined score) at :data:`STAGE_BITS` /
-    :data:`STAGE_PAIR_BITS`; the refinement runs only where the path bound does not prove
-    (else None) and stops at the first class it leaves open; plans of more than two layers
-    get at most :data:`GENERIC_TRIPLE_MACS` multiply-adds of triples per class."""
+                       max_triples: int = MAX_TRIPLES) -> Stage:
+    """The pipeline's stage at :data:`STAGE_BITS` / :data:`STAGE_PAIR_BITS`: the refinement
+    runs only where the path bound does not prove and stops at the first class it leaves
+    open (or where it finds a flipping input); plans of more than two layers get at most
+    :data:`GENERIC_TRIPLE_MACS` multiply-adds of triples per class."""
     tables: list[PathTables] = []
     two = len(plan.layers) == 2
     m = path_bound(plan, lv, y, STAGE_BITS, STAGE_PAIR_BITS, tables=tables,
                    pair_macs=TWO_LAYER_MACS if two else PAIR_MACS)
     if m is None:
-        return None, None
+        return Stage(None)
     if score_of(m, y) <= 0:
-        return score_of(m, y), None
+        return Stage(score_of(m, y))
     if not two:
         macs = sum(S.pos.size for S in tables[0].layers)
         max_triples = min(max_triples, GENERIC_TRIPLE_MACS // max(macs, 1))
-    return score_of(m, y), score_of(_refine(plan, lv, y, m, tables[0], max_triples, None,
-                                            True), y)
+    out, level = _refine(plan, lv, y, m, tables[0], max_triples, None, True)
+    return Stage(score_of(m, y), score_of(out, y), level)
 
 
 def critical_score(plan: DeploymentPlan, lv: PixelLevels, y: int, **kw) -> float | None:

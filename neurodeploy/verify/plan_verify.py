@@ -16,7 +16,9 @@ Per example ``(x, y, u)`` and budget ε (the ε-ball ∩ [0, 1] in real arithmet
 5b. optionally (``path``) the **path bound** of :mod:`neurodeploy.verify.pathbound` (the state
    exact across each pair of steps, the pairs chained by a Viterbi pass; ``how`` = ``path``),
    then its refinement on the pairs a flip could use (:mod:`neurodeploy.verify.critical`: three
-   steps of exact state per triple; ``how`` = ``critical``);
+   steps of exact state per triple, then windows of more steps up to the whole input,
+   :mod:`neurodeploy.verify.windows`; ``how`` = ``critical`` — a proof, or a flipping input
+   the whole-input windows found, replayed as every counterexample is);
 6. optionally (``branch_seconds``) **branch-and-bound** over pixel levels with the step
    bound at every node (:mod:`neurodeploy.verify.branch`; its two split rules, half the time
    each, ``branch_rule`` the one that proved): robust when every leaf is proved;
@@ -187,9 +189,13 @@ def verify_example(plan: DeploymentPlan, emulator: Any, x: np.ndarray, y: int, u
     if path and bound is not None:
         from neurodeploy.verify.critical import path_then_critical
 
-        tight, refined = path_then_critical(plan, lv, int(y))
+        stage = path_then_critical(plan, lv, int(y))
+        tight, refined = stage.path, stage.refined
         if tight is not None and tight <= 0:
             return done("robust", "path", model=enc.stats, bound_score=bound)
+        if stage.level is not None:
+            return done("non_robust", "critical", stage.level, model=enc.stats,
+                        bound_score=tight)
         if refined is not None and refined <= 0:
             return done("robust", "critical", model=enc.stats, bound_score=tight)
         bound = next((b for b in (refined, tight) if b is not None), bound)
