@@ -64,6 +64,8 @@ def test_first_open_and_the_triple_cap_stay_sound() -> None:
         assert np.all(fast >= full)
         capped = critical_bound(plan, lv, y, max_triples=0)     # no triple may run
         assert np.all(capped >= full) and np.all(capped <= path_bound(plan, lv, y))
+        spent = critical_bound(plan, lv, y, total=5)            # five tuples in all per class
+        assert np.all(spent >= full) and np.all(spent <= path_bound(plan, lv, y))
         proved = critical_score(plan, lv, y)
         assert (proved <= 0) == (critical_score(plan, lv, y, first_open=True) <= 0)
 

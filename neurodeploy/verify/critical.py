@@ -79,7 +79,8 @@ from neurodeploy.verify.stepbound import (
 #: at most this many triples are evaluated per class (about 4 µs each on the digits plan) ...
 MAX_TRIPLES = 8_000_000
 #: ... and, where the generic pass runs them (plans of more than two layers), at most about
-#: this many multiply-adds in all (~12 µs a triple on the digits plan's 18 944: ≈ 30 s)
+#: this many multiply-adds per class over all its passes, counted as tuples × the plan's
+#: multiply-adds a step (~12 µs a triple on the digits plan's 18 944: ≈ 30 s)
 GENERIC_TRIPLE_MACS = 5 * 10**10
 #: the pipeline's path bound enumerates more than :mod:`.pathbound`'s default: up to this many
 #: bits a step and per pair (every free bit of the digits plan at ε 0.1: the bits left as
@@ -242,15 +243,32 @@ def _gains3(plan: DeploymentPlan, tb: PathTables, t: int, y: int, j: int,
     return gains3(plan, tb, t, y, j, c, a, b)
 
 
+@dataclass
+class Cap:
+    """Tuples one step of a pass may join (``step``, counted before any is built) and, where
+    set, tuples one class may still evaluate over all its passes (``total``)."""
+
+    step: int
+    total: int | None = None
+
+    def limit(self) -> int:
+        return self.step if self.total is None else min(self.step, self.total)
+
+    def spend(self, n: int) -> None:
+        if self.total is not None:
+            self.total -= n
+
+
 def _triples(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, t: int, y: int, j: int,
-             first: np.ndarray, second: np.ndarray, cap: int) -> tuple | None:
+             first: np.ndarray, second: np.ndarray, cap: Cap) -> tuple | None:
     """The triples ``(c, a, b)`` joining pairs ``first`` ``(c, a)`` at t − 1 and ``second``
     ``(a, b)`` at t, thermometer-consistent between t − 2 and t: (index into ``first``, index
-    into ``second``, ``g³_t``), or None when more than ``cap``."""
-    joined = _join(first, second, cap)
+    into ``second``, ``g³_t``), or None when more than ``cap`` allows."""
+    joined = _join(first, second, cap.limit())
     if joined is None:
         return None
     i1, i2 = joined
+    cap.spend(len(i1))
     c, a, b = first[i1, 0], first[i1, 1], second[i2, 1]
     ok = _consistent(lv, t - 2, tb.steps[t - 2], t, tb.steps[t], c, b)
     i1, i2 = i1[ok], i2[ok]
@@ -258,7 +276,7 @@ def _triples(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, t: int, y: i
 
 
 def _backward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-              floor: int, FP: list, SP: list, cap: int) -> None:
+              floor: int, FP: list, SP: list, cap: Cap) -> None:
     """One backward three-step pass (``SP`` in place), t = T − 1 … 2: the pairs alive at t
     (``FP + SP ≥ floor``), the pairs ``(c, a)`` at t − 1 that can still reach the floor
     through one of them, and ``SP[t − 1](c, a) = max_b g³_t(c, a, b) + SP[t](a, b)`` over
@@ -282,7 +300,7 @@ def _backward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: 
 
 
 def _forward(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-             floor: int, FP: list, SP: list, cap: int) -> dict | None:
+             floor: int, FP: list, SP: list, cap: Cap) -> dict | None:
     """One forward three-step pass (``FP`` in place), t = 2 … T − 1, the mirror of
     :func:`_backward`; returns per t its triples (``[n, 3]`` combination rows, refined prefix
     through t, ``g³_t``), or None when some step's triples passed ``cap`` (that step keeps
@@ -324,12 +342,14 @@ class Refined:
 
 
 def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
-                 floor: int, max_triples: int = MAX_TRIPLES) -> Refined:
+                 floor: int, max_triples: int = MAX_TRIPLES, total: int | None = None
+                 ) -> Refined:
     """``R_j`` of the module docstring over the inputs that can reach ``floor``: rounds of the
     backward and forward three-step passes (while a step's triples pass ``max_triples`` and
     the rounds still shrink what is alive), then the windows of :mod:`.windows` up to the
-    whole input."""
+    whole input; ``total`` caps the tuples evaluated over all of them."""
     T = len(tb.gains)
+    cap = Cap(max_triples, total)
     if T == 1:
         g = tb.gains[0][0, :, j]
         b = int(np.argmax(g))
@@ -344,8 +364,8 @@ def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, 
         return Refined(r, windows.input_levels(lv, tb, np.array([a, b])) if exact else None)
     alive, triples = None, None
     for _ in range(ROUNDS):
-        _backward(plan, lv, tb, y, j, floor, FP, SP, max_triples)
-        triples = _forward(plan, lv, tb, y, j, floor, FP, SP, max_triples)
+        _backward(plan, lv, tb, y, j, floor, FP, SP, cap)
+        triples = _forward(plan, lv, tb, y, j, floor, FP, SP, cap)
         r = float(FP[T - 1].max())
         now = _alive(FP, SP, floor)
         if r < floor or triples is not None or (alive is not None and now >= alive):
@@ -354,12 +374,12 @@ def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, 
     if r < floor or triples is None:
         return Refined(r)
     r, level = windows.windows(plan, lv, tb, y, j, floor, windows.from_triples(tb, triples),
-                               r, max_triples)
+                               r, cap)
     return Refined(r, level)
 
 
 def _refine(plan: DeploymentPlan, lv: PixelLevels, y: int, m: np.ndarray, tb: PathTables,
-            max_triples: int, floor: int | None, first_open: bool
+            max_triples: int, floor: int | None, first_open: bool, total: int | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """The refined per-class bound from the path bound ``m`` and its tables, and the levels
     of a flipping input where a class's windows found one (the search stops there under
@@ -371,7 +391,7 @@ def _refine(plan: DeploymentPlan, lv: PixelLevels, y: int, m: np.ndarray, tb: Pa
         for j in np.argsort(theta - m, kind="stable"):
             if j == y or m[j] < theta[j]:
                 continue
-            r = refine_class(plan, lv, tb, y, int(j), int(theta[j]), max_triples)
+            r = refine_class(plan, lv, tb, y, int(j), int(theta[j]), max_triples, total)
             out[j] = min(m[j], max(theta[j] - 1, r.bound))
             flip = r.level if flip is None else flip
             if first_open and out[j] >= theta[j]:
@@ -383,17 +403,19 @@ def _refine(plan: DeploymentPlan, lv: PixelLevels, y: int, m: np.ndarray, tb: Pa
 
 def critical_bound(plan: DeploymentPlan, lv: PixelLevels, y: int, max_bits: int = MAX_BITS,
                    max_pair_bits: int = MAX_PAIR_BITS, max_triples: int = MAX_TRIPLES,
-                   floor: int | None = None, first_open: bool = False) -> np.ndarray | None:
+                   floor: int | None = None, first_open: bool = False,
+                   total: int | None = None) -> np.ndarray | None:
     """Per class the bound ``min(P_j, max(θ_j − 1, R_j))`` on ``c_j − c_y`` (``P_y`` = 0), or
     None where the path bound does not apply; ``floor`` replaces every ``θ_j`` (a lower one
     refines more pairs: tests use it to exercise every triple); ``first_open`` stops at the
     first class left open (the others keep ``P_j``; classes furthest above their threshold
-    first, so a proof that cannot come fails fast)."""
+    first, so a proof that cannot come fails fast); ``total`` caps the tuples a class may
+    evaluate over all its passes."""
     tables: list[PathTables] = []
     m = path_bound(plan, lv, y, max_bits, max_pair_bits, tables=tables)
     if m is None:
         return None
-    return _refine(plan, lv, y, m, tables[0], max_triples, floor, first_open)[0]
+    return _refine(plan, lv, y, m, tables[0], max_triples, floor, first_open, total)[0]
 
 
 class Stage(NamedTuple):
@@ -419,10 +441,10 @@ def path_then_critical(plan: DeploymentPlan, lv: PixelLevels, y: int,
         return Stage(None)
     if score_of(m, y) <= 0:
         return Stage(score_of(m, y))
+    total = None
     if not two:
-        macs = sum(S.pos.size for S in tables[0].layers)
-        max_triples = min(max_triples, GENERIC_TRIPLE_MACS // max(macs, 1))
-    out, level = _refine(plan, lv, y, m, tables[0], max_triples, None, True)
+        total = GENERIC_TRIPLE_MACS // max(sum(S.pos.size for S in tables[0].layers), 1)
+    out, level = _refine(plan, lv, y, m, tables[0], max_triples, None, True, total)
     return Stage(score_of(m, y), score_of(out, y), level)
 
 

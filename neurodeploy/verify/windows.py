@@ -28,11 +28,15 @@ level whose joined tuples pass the cap keeps the level below's ``R`` (never appr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neurodeploy.verify.levels import PixelLevels
 from neurodeploy.verify.pathbound import PathTables, _run
+
+if TYPE_CHECKING:
+    from neurodeploy.verify.critical import Cap
 
 #: tuples per vectorised run of the k steps
 CHUNK = 8192
@@ -117,7 +121,7 @@ def _best_per(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def level_up(plan, lv: PixelLevels, tb: PathTables, y: int, j: int, floor: int, L: Level,
-             cap: int) -> Level | None:
+             cap: Cap) -> Level | None:
     """Level k + 1 from level k (module docstring), or None when a step's joined tuples
     pass ``cap``."""
     from neurodeploy.verify.critical import _consistent, _join
@@ -136,10 +140,11 @@ def level_up(plan, lv: PixelLevels, tb: PathTables, y: int, j: int, floor: int, 
         cand = np.nonzero((L.P[t] + S[t] >= floor)
                           & (link[L.first[t]] + L.g[t] + S[t] >= floor))[0]
         joined = _join(np.stack([keys, L.second[t - 1][keys]], 1),
-                       np.stack([L.first[t][cand], cand], 1), cap)
+                       np.stack([L.first[t][cand], cand], 1), cap.limit())
         if joined is None:
             return None
         ia, ib = joined
+        cap.spend(len(ia))
         a, b = keys[ia], cand[ib]
         tup = np.concatenate([L.tup[t - 1][a], L.tup[t][b][:, -1:]], 1)
         ok = _consistent(lv, t - L.k, tb.steps[t - L.k], t, tb.steps[t], tup[:, 0], tup[:, -1])
@@ -170,7 +175,7 @@ def input_levels(lv: PixelLevels, tb: PathTables, rows: np.ndarray) -> np.ndarra
 
 
 def windows(plan, lv: PixelLevels, tb: PathTables, y: int, j: int, floor: int, L: Level,
-            bound: float, cap: int) -> tuple[float, np.ndarray | None]:
+            bound: float, cap: Cap) -> tuple[float, np.ndarray | None]:
     """Levels 4 … T on class j from level 3 while the bound stays ≥ ``floor``: ``(R_j, the
     levels of a flipping input or None)`` — the input only where level T is exact."""
     T = len(tb.gains)
