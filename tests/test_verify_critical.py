@@ -1,9 +1,10 @@
-"""The critical-pair refinement (neurodeploy.verify.critical) against brute force on random tiny
-plans: its per-class bound on c_j − c_y is never below the true maximum over every reachable
-input — with the natural thresholds and with every pair kept alive (so every triple runs; the
-four-step pass runs on 142 class-cases) — never above the path bound, below it on some
-classes, and a refinement that starts triples from another combination's state, or a four-step
-window that drops its first step, is caught by the same sweep."""
+"""The critical-pair refinement (neurodeploy.verify.critical) and its windows
+(neurodeploy.verify.windows) against brute force on random tiny plans: the per-class bound on
+c_j − c_y is never below the true maximum over every reachable input (natural thresholds, and
+every pair kept alive), never above the path bound, below it on some classes; with every bit
+enumerated the whole-input windows are exact (the true maximum for every class a flip reaches,
+a flipping input handed back exactly when one exists); triples started from another
+combination's state, and windows that start one step early, are caught by the same sweeps."""
 
 from __future__ import annotations
 
@@ -145,3 +146,42 @@ def test_whole_input_windows_are_exact_and_their_flips_replay() -> None:
                 assert np.any((d >= th)[np.arange(truth.size) != y]), seed
                 flips += 1
     assert exact >= 150 and flips >= 15, (exact, flips)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_short_plans_are_decided_exactly(T: int) -> None:
+    # one, two and three steps: the pair table or the triples are already whole inputs
+    import itertools
+
+    from neurodeploy.sims.emulator import Emulator, random_fc_plan
+    from neurodeploy.verify.levels import pixel_levels
+
+    checked = flips = 0
+    for seed in range(80):
+        rng = np.random.default_rng(seed)
+        P = int(rng.integers(2, 5))
+        plan = random_fc_plan(rng, (P, int(rng.integers(2, 6)), 3), num_steps=T,
+                              weight_mode="mixed_any", weight_exp=int(rng.integers(-2, 8)))
+        x, u = rng.random(P).astype(np.float32), rng.random((T, P)).astype(np.float32)
+        lv, emu, y = pixel_levels(x, u, 0.3), Emulator(plan), int(rng.integers(3))
+        levels = np.array(list(itertools.product(*lv.levels)))
+        spikes = np.stack([lv.spikes(lvl) for lvl in levels], 1)
+        c = emu.run(torch.as_tensor(spikes).reshape(T, len(levels), *plan.input_shape),
+                    record=False).logits.numpy().astype(np.int64)
+        truth = (c - c[:, y:y + 1]).max(0)
+        tables: list = []
+        m = path_bound(plan, lv, y, tables=tables)
+        if m is None:
+            continue
+        out, level = critical._refine(plan, lv, y, m, tables[0], critical.MAX_TRIPLES, None,
+                                      False)
+        theta = (np.arange(3) > y).astype(np.int64)
+        for j in (k for k in range(3) if k != y):
+            assert out[j] == truth[j] if truth[j] >= theta[j] else out[j] < theta[j], seed
+            checked += 1
+        if level is not None:
+            d = emu.run(torch.as_tensor(lv.spikes(level)[:, None, :]).reshape(
+                T, 1, *plan.input_shape), record=False).logits[0].numpy()
+            assert any(d[j] - d[y] >= theta[j] for j in range(3) if j != y), seed
+            flips += 1
+    assert checked >= 100 and flips >= 10, (checked, flips)
