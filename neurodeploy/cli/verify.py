@@ -62,8 +62,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--path", action="store_true",
                    help="the path bound on what the search leaves open (the state exact "
                         "across each pair of steps, chained along one input path), then its "
-                        "refinement on the pairs a flip could use (three steps exact); slower "
-                        "than the step bound: 10 s to 2 min per open example on the digits plan")
+                        "refinement on the pairs a flip could use (three steps exact, then "
+                        "windows of more steps up to the whole input: a proof, or a "
+                        "counterexample where every free bit is enumerated); slower than the "
+                        "step bound: 10 s to 3 min per open example on the digits plan")
     p.add_argument("--sandwich", action="store_true",
                    help="also plan S-IBP on the same maps: certified <= exact, per example")
     p.add_argument("--lava", default=None, action=argparse.BooleanOptionalAction,
