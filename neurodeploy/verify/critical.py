@@ -341,6 +341,13 @@ class Refined:
     level: np.ndarray | None = None
 
 
+def _whole(lv: PixelLevels, tb: PathTables, floor: int, r: float, rows: list) -> Refined:
+    """A table whose rows are whole inputs (one or two steps): its maximum ``r`` at ``rows``,
+    with that input's levels where it flips and every free bit is enumerated."""
+    flip = r >= floor and windows.exact_tables(tb)
+    return Refined(r, windows.input_levels(lv, tb, np.array(rows)) if flip else None)
+
+
 def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, j: int,
                  floor: int, max_triples: int = MAX_TRIPLES, total: int | None = None
                  ) -> Refined:
@@ -352,23 +359,20 @@ def refine_class(plan: DeploymentPlan, lv: PixelLevels, tb: PathTables, y: int, 
     cap = Cap(max_triples, total)
     if T == 1:
         g = tb.gains[0][0, :, j]
-        b = int(np.argmax(g))
-        exact = windows.exact_tables(tb) and g[b] >= floor
-        return Refined(float(g[b]), windows.input_levels(lv, tb, np.array([b])) if exact
-                       else None)
+        return _whole(lv, tb, floor, float(g.max()), [int(np.argmax(g))])
     FP, SP = _pair_tables(tb, j)
     if T == 2:
-        a, b = np.unravel_index(int(np.argmax(FP[1])), FP[1].shape)
-        r = float(FP[1][a, b])
-        exact = windows.exact_tables(tb) and r >= floor
-        return Refined(r, windows.input_levels(lv, tb, np.array([a, b])) if exact else None)
-    alive, triples = None, None
+        return _whole(lv, tb, floor, float(FP[1].max()),
+                      list(np.unravel_index(int(np.argmax(FP[1])), FP[1].shape)))
+    alive = None
     for _ in range(ROUNDS):
         _backward(plan, lv, tb, y, j, floor, FP, SP, cap)
         triples = _forward(plan, lv, tb, y, j, floor, FP, SP, cap)
         r = float(FP[T - 1].max())
+        if r < floor or triples is not None:
+            break
         now = _alive(FP, SP, floor)
-        if r < floor or triples is not None or (alive is not None and now >= alive):
+        if alive is not None and now >= alive:
             break
         alive = now
     if r < floor or triples is None:
