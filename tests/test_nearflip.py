@@ -128,6 +128,56 @@ def test_near_restarts_start_from_random_levels(known_digits, monkeypatch):
     assert bool((lv.jhi > lv.jlo).any())  # there were levels to draw
 
 
+def test_tie_restarts_only_in_the_band(known_digits, monkeypatch):
+    """``tie_restarts`` more restarts, each only on the rows whose closest approach (the handed
+    over ``prior`` or the search's own) is within ``tie_gate`` output spikes of a flip."""
+    model, clf, x, y = known_digits
+    u = clf.encoder.uniform(x)
+    spk = SNNClassifier(model, BuiltSpikes(5))
+    spk.aux_logits = "membrane"
+    calls: list[list[int]] = []
+    orig = ss._Search.random_levels
+
+    def spy(self, rows, draw, p):  # noqa: ANN001
+        calls.append(rows.tolist())
+        return orig(self, rows, draw, p)
+
+    def still(S, rows, j, obj, won, marg, streams):  # noqa: ANN001
+        # no ascent, no closer approach: the band is the clean margin and the prior alone
+        return j, obj, torch.zeros_like(won), j, torch.full_like(marg, -1e9)
+
+    monkeypatch.setattr(ss._Search, "random_levels", spy)
+    monkeypatch.setattr(ss, "_climb", still)
+    with torch.no_grad():
+        z = spk(torch.stack([(u[:, i] < x[i]).float() for i in range(len(y))], 1))
+    clean = 5.0 * margin_loss(z, y)
+    right = (z.argmax(1) == y).nonzero()[:, 0].tolist()
+    far = [i for i in right if clean[i] < -1.0]
+    assert len(far) >= 3, "the fixture needs rows more than one spike from a flip"
+    band_rows = far[:2]
+    prior = torch.full((len(y),), -1e9)
+    prior[band_rows] = -0.5
+    cfg = SpikeSetConfig(n_iter=1, n_restarts=1, tie_restarts=3, tie_gate=1.0, k=8,
+                         near_gate=9.0, grad_mode="bptt:fast_sigmoid:5")
+    spike_set_search(model, x, y, u, EPS, torch.Generator().manual_seed(0), cfg, spk, 5.0,
+                     prior=prior)
+    want = sorted(set(band_rows) | {i for i in right if clean[i] >= -1.0})
+    assert sorted(calls[0]) == right  # the first restart: every robust row
+    assert [sorted(c) for c in calls[1:]] == [want] * 3  # the tie restarts: the band only
+    calls.clear()
+    spike_set_search(model, x, y, u, EPS, torch.Generator().manual_seed(0),
+                     SpikeSetConfig(n_iter=1, n_restarts=1, k=8, near_gate=9.0,
+                                    grad_mode="bptt:fast_sigmoid:5"), spk, 5.0, prior=prior)
+    assert len(calls) == 1  # tie_restarts 0: as before
+    for bad in ({"tie_restarts": -1}, {"tie_gate": -0.5}):
+        with pytest.raises(ConfigError, match="tie_"):
+            SpikeSetConfig(**bad)
+    from neurodeploy.attacks.presets import preset
+
+    tie = {lab: p["tie_restarts"] for n, p, lab in preset("auto") if "near" in lab}
+    assert tie == {"spike-set:near-fs10-mix": 4, "spike-set:near-fs25-ce": 4}
+
+
 def test_old_state_versions_are_refused(known_digits, tmp_path):
     _, clf, x, y = known_digits
     path = tmp_path / "state.pt"
@@ -242,7 +292,7 @@ def test_apgd_t_and_square_near_gate(known_digits, name, params):
     def gate_of(specs):
         return [p.get("near_gate", 0) for n, p, _ in specs if n == name]
 
-    assert gate_of(preset("auto")) == [9.0]
+    assert gate_of(preset("auto")) == [3.0]  # the near searches' gate (session 14)
     assert gate_of(preset("auto", stochastic=True)) == [0]
     assert gate_of(preset("auto-demo")) == [0]
     assert all(g == 0 for g in gate_of(escalation(1, known_draw=True)))

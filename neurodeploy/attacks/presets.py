@@ -139,10 +139,13 @@ class Budget:
     near_gate: float = 3.0
     #: known draw: APGD-T and Square only within this many output spikes of a flip (0: all)
     late_gate: float = 0.0
+    #: tie restarts of the near-flip searches: × the NEAR table's, within tie_gate spikes
+    tie_restarts: int = 1
+    tie_gate: float = 1.0
 
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=9.0),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=3.0),
     "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32, steep_restarts=2,
                         round_block=(32, 60, 8), near_restarts=0),
 }
@@ -169,10 +172,11 @@ FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
 )
 
 # (label, grad_mode, ranking loss, exact objective, k, iterations as a multiple of the budget's
-# spikeset_iter, restarts) of the near-flip restarts; see the module docstring's third table
-NEAR: tuple[tuple[str, str, str, str, int, int, int], ...] = (
-    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4),
-    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3),
+# spikeset_iter, restarts, tie restarts) of the near-flip restarts; see the module docstring's
+# third table
+NEAR: tuple[tuple[str, str, str, str, int, int, int, int], ...] = (
+    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 4),
+    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3, 4),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
@@ -287,9 +291,11 @@ def _near_specs(b: Budget, s: dict[str, Any]) -> list[Spec]:
     return [("spike-set", {**s, "grad_mode": grad, "loss": loss, "objective": objective,
                            "n_iter": b.spikeset_iter * mult,
                            "n_restarts": b.near_restarts * restarts,
+                           "tie_restarts": b.near_restarts * b.tie_restarts * tie,
+                           "tie_gate": b.tie_gate,
                            "k": k, "near_gate": b.near_gate, "abort_after": b.abort_after,
                            "abort_margin": b.abort_margin}, label)
-            for label, grad, loss, objective, k, mult, restarts in NEAR]
+            for label, grad, loss, objective, k, mult, restarts, tie in NEAR]
 
 
 def escalation(
