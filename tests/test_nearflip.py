@@ -136,11 +136,13 @@ def test_tie_restarts_only_in_the_band(known_digits, monkeypatch):
     spk = SNNClassifier(model, BuiltSpikes(5))
     spk.aux_logits = "membrane"
     calls: list[list[int]] = []
+    drawn: list[torch.Tensor] = []
     orig = ss._Search.random_levels
 
     def spy(self, rows, draw, p):  # noqa: ANN001
         calls.append(rows.tolist())
-        return orig(self, rows, draw, p)
+        drawn.append(orig(self, rows, draw, p))
+        return drawn[-1]
 
     def still(S, rows, j, obj, won, marg, streams):  # noqa: ANN001
         # no ascent, no closer approach: the band is the clean margin and the prior alone
@@ -163,7 +165,11 @@ def test_tie_restarts_only_in_the_band(known_digits, monkeypatch):
                      prior=prior)
     want = sorted(set(band_rows) | {i for i in right if clean[i] >= -1.0})
     assert sorted(calls[0]) == right  # the first restart: every robust row
-    assert [sorted(c) for c in calls[1:]] == [want] * 3  # the tie restarts: the band only
+    # the tie restarts: the band only, 3 copies of each row in one batch ...
+    assert len(calls) == 2 and calls[1] == [i for i in want for _ in range(3)]
+    # ... each copy from its own stream: the copies of a row start from different levels
+    tie = drawn[1].view(len(want), 3, -1)
+    assert all(not torch.equal(tie[i, 0], tie[i, 1]) for i in range(len(want)))
     calls.clear()
     spike_set_search(model, x, y, u, EPS, torch.Generator().manual_seed(0),
                      SpikeSetConfig(n_iter=1, n_restarts=1, k=8, near_gate=9.0,
@@ -175,7 +181,31 @@ def test_tie_restarts_only_in_the_band(known_digits, monkeypatch):
     from neurodeploy.attacks.presets import preset
 
     tie = {lab: p["tie_restarts"] for n, p, lab in preset("auto") if "near" in lab}
-    assert tie == {"spike-set:near-fs10-mix": 4, "spike-set:near-fs25-ce": 4}
+    assert tie == {"spike-set:near-fs10-mix": 6, "spike-set:near-fs25-ce": 6}
+
+
+def test_tie_copies_only_add_breaks(known_digits):
+    """The tie restarts run after the regular ones (same draws) and only add: every example
+    broken without them stays broken, each returned image is in the ε-ball and fools the
+    classifier exactly where the search says so."""
+    model, clf, x, y = known_digits
+    u = clf.encoder.uniform(x)
+    spk = SNNClassifier(model, BuiltSpikes(5))
+    spk.aux_logits = "membrane"
+
+    def run(tie: int):
+        cfg = SpikeSetConfig(n_iter=3, n_restarts=1, tie_restarts=tie, tie_gate=100.0, k=8,
+                             grad_mode="bptt:fast_sigmoid:5")
+        return spike_set_search(model, x, y, u, EPS, torch.Generator().manual_seed(3), cfg,
+                                spk, 5.0)
+
+    x0, _, f0 = run(0)
+    x4, _, f4 = run(4)
+    assert bool((f4 | ~f0).all()) and int(f4.sum()) > int(f0.sum()), (int(f0.sum()), int(f4.sum()))
+    assert float((x4 - x).abs().max()) <= EPS + 1e-6
+    with torch.no_grad():
+        assert torch.equal(f4, clf(x4).argmax(1) != y)
+    assert torch.equal(x4[f0], x0[f0])  # the regular restart's counterexamples are kept
 
 
 def test_old_state_versions_are_refused(known_digits, tmp_path):

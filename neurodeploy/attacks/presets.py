@@ -46,22 +46,25 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
    under the known draw in ``auto`` both only on the examples some earlier step brought within
-   ``late_gate`` (9) output spikes of a flip (:mod:`neurodeploy.attacks.closest`; the flip
-   searches give up beyond that too): on the four MNIST rows of issue 21 (rounds 4–5) they
-   broke no example the steps before had left robust; the gate cuts their wall on the
-   certified rows by 28–57 % (round 6) and leaves every verdict as it was;
+   ``late_gate`` (3) output spikes of a flip (:mod:`neurodeploy.attacks.closest`): on the four
+   MNIST rows of issue 21 (rounds 4–7) they broke no example the steps before had left robust,
+   gated at 9 spikes or not at all; the gate of 3 (the near searches') pays for the tie
+   restarts of step 7 (round 8);
 7. **near-flip restarts** (known draw only; ``auto``): two more spike-flip searches, every
    restart from random levels (``near_restarts`` × the table's), only on the examples still
    robust that some earlier step brought within ``near_gate`` output spikes of a flip (the
    engine's closest approach, ``SpikeSetConfig.near_gate``) — where one long random search
-   breaks a point in some runs and not in others, more runs go:
+   breaks a point in some runs and not in others, more runs go; then ``tie`` restarts more
+   (``tie_restarts``; as copies of each point in one batch), only on the examples whose closest
+   approach so far is within ``tie_gate`` (1) output spike of a flip — a tie or one spike
+   short, where a restart breaks a point with probability ≈ 0.05–0.2 (issue 21, round 6):
 
-   =========================  ======================  ============  ===========  ====  ===========  ========
-   label                      ranking backward        ranking loss  accepted on  k     iterations   restarts
-   =========================  ======================  ============  ===========  ====  ===========  ========
-   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4
-   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget   3
-   =========================  ======================  ============  ===========  ====  ===========  ========
+   =========================  ======================  ============  ===========  ====  ===========  ========  ===
+   label                      ranking backward        ranking loss  accepted on  k     iterations   restarts  tie
+   =========================  ======================  ============  ===========  ====  ===========  ========  ===
+   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4         6
+   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget   3         6
+   =========================  ======================  ============  ===========  ====  ===========  ========  ===
 
 8. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
@@ -81,8 +84,8 @@ any flip); escalation runs them without the abort.
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
 restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; APGD-T and
-Square within 9 spikes of a flip; the near-flip
-restarts (4 and 3) within 3 spikes of a flip; spike-block
+Square within 3 spikes of a flip; the near-flip
+restarts (4 and 3) within 3 spikes of a flip, 6 + 6 tie restarts within 1 (copies in one batch); spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
@@ -175,8 +178,8 @@ FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
 # spikeset_iter, restarts, tie restarts) of the near-flip restarts; see the module docstring's
 # third table
 NEAR: tuple[tuple[str, str, str, str, int, int, int, int], ...] = (
-    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 4),
-    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3, 4),
+    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 6),
+    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3, 6),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (

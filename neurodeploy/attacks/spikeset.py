@@ -40,11 +40,13 @@ and not in others are near ones (issue 21: every point the reference searches br
 ``auto`` missed had come within 3 spikes), so the restarts go there and nowhere else.
 
 Tie restarts (``tie_restarts > 0``): after its ``n_restarts`` the search gives ``tie_restarts``
-more, each only to the examples whose closest approach so far — the larger of the handed-over
-margin and the best this search reached — is within ``tie_gate`` output spikes of a flip (a
-tie, or one spike short). Such points fall to one random restart with probability ≈ 0.05–0.2
-(issue 21, round 6: certified ε 0.1 points 4 and 184), so a fixed few restarts leave them to
-chance; the band is a handful of points per 200, so the extra restarts cost little.
+more from random levels, only to the examples whose closest approach so far — the larger of the
+handed-over margin and the best this search reached — is within ``tie_gate`` output spikes of a
+flip (a tie, or one spike short). Such points fall to one random restart with probability
+≈ 0.05–0.2 (issue 21, round 6: certified ε 0.1 points 4 and 184), so a fixed few restarts leave
+them to chance. The band is a handful of points per 200, and a forward of a handful of rows is
+mostly overhead, so the tie restarts run at once: ``tie_restarts`` copies of each band example
+in one batch, copy c drawing from a stream keyed by the example and c (:func:`_tie_copies`).
 
 Every random draw (restart levels, kicks) comes from the example's own stream
 (:mod:`neurodeploy.attacks.streams`: seeded by one key from the attack's generator and a hash
@@ -78,7 +80,7 @@ from neurodeploy.attacks.base import (
     register_attack,
 )
 from neurodeploy.attacks.closest import NearGated
-from neurodeploy.attacks.streams import RowDraw, RowStreams
+from neurodeploy.attacks.streams import RowDraw, RowStreams, content_ids
 from neurodeploy.errors import ConfigError
 
 TIE_WEIGHT = 1e-3
@@ -299,31 +301,24 @@ def spike_set_search(
     lv = _levels(x, u, eps)
     S = _Search(lv, y, shape, cfg, spike_clf, count_scale)
     all_rows = torch.arange(B, device=x.device)
-    best_obj, fooled, best_m = S.exact(lv.j0, all_rows)
-    best_j, best_mj = lv.j0.clone(), lv.j0.clone()
-    near = best_m if prior is None else torch.maximum(best_m, prior.to(best_m))
+    obj0, fooled0, m0 = S.exact(lv.j0, all_rows)
+    best = _Best(fooled0, obj0, lv.j0.clone(), m0, lv.j0.clone())
     streams = RowStreams.for_batch(gen, x, u.transpose(0, 1))  # one stream per example
-    for restart in range(cfg.n_restarts + cfg.tie_restarts):
-        todo = ~fooled
-        if restart >= cfg.n_restarts:  # tie restarts: the band only
-            todo &= torch.maximum(near, best_m) >= -float(cfg.tie_gate)
-        rows = todo.nonzero()[:, 0]
+    for restart in range(cfg.n_restarts):
+        rows = (~best.fooled).nonzero()[:, 0]
         if rows.numel() == 0:
             break
         j = lv.j0[rows].clone() if restart == 0 and not cfg.near_gate else \
             S.random_levels(rows, streams.at(rows), cfg.restart_p)
-        obj, won, marg = S.exact(j, rows)
-        j, obj, won, jpk, mpk = _climb(S, rows, j, obj, won, marg, streams)
-        closer = mpk > best_m[rows]
-        best_mj[rows[closer]], best_m[rows[closer]] = jpk[closer], mpk[closer]
-        upd = won | (obj > best_obj[rows])
-        upd &= ~fooled[rows]
-        best_j[rows[upd]] = j[upd]
-        best_obj[rows[upd]] = obj[upd]
-        fooled[rows[won]] = True
+        best.keep(S, rows, j, streams.at(rows))
+    if cfg.tie_restarts:
+        near = best.m if prior is None else torch.maximum(best.m, prior.to(best.m))
+        band = (~best.fooled & (near >= -float(cfg.tie_gate))).nonzero()[:, 0]
+        if band.numel():
+            _tie_copies(S, band, x, u, streams.key, best)
     # a point still robust returns its closest approach (the engine keeps it, near-flip
     # restarts go by it); a broken one its counterexample
-    best_j = torch.where(fooled.unsqueeze(1), best_j, best_mj)
+    best_j = torch.where(best.fooled.unsqueeze(1), best.j, best.mj)
     x_adv = image_of(lv, best_j, x)
     spikes = spikes_of(lv, best_j).view(T, B, *shape)
     with torch.no_grad():
@@ -331,8 +326,55 @@ def spike_set_search(
     return x_adv, spikes, fooled
 
 
+@dataclass
+class _Best:
+    """Per example of a search: whether it is fooled, its best objective and levels, and its
+    closest approach (best CW margin in output spikes) and that approach's levels."""
+
+    fooled: torch.Tensor
+    obj: torch.Tensor
+    j: torch.Tensor
+    m: torch.Tensor
+    mj: torch.Tensor
+
+    def keep(self, S: _Search, rows: torch.Tensor, j: torch.Tensor, draw: RowDraw,
+             copies: int = 1) -> None:
+        """One restart of examples ``rows`` from levels ``j`` (``copies`` > 1: each example
+        ``copies`` times in a row, each copy with its own stream in ``draw``); keeps per
+        example the best of it (a fooling copy first)."""
+        obj, won, marg = S.exact(j, rows)
+        j, obj, won, jpk, mpk = _climb(S, rows, j, obj, won, marg, draw)
+        if copies > 1:
+            n = rows.numel() // copies
+            pick = (obj + won.to(obj) * float("inf")).view(n, copies).argmax(1)
+            near = mpk.view(n, copies).argmax(1)
+            at, nat = torch.arange(n) * copies + pick, torch.arange(n) * copies + near
+            rows, j, obj, won = rows[at], j[at], obj[at], won[at]
+            jpk, mpk = jpk[nat], mpk[nat]
+        closer = mpk > self.m[rows]
+        self.mj[rows[closer]], self.m[rows[closer]] = jpk[closer], mpk[closer]
+        upd = (won | (obj > self.obj[rows])) & ~self.fooled[rows]
+        self.j[rows[upd]] = j[upd]
+        self.obj[rows[upd]] = obj[upd]
+        self.fooled[rows[won]] = True
+
+
+def _tie_copies(S: _Search, band: torch.Tensor, x: torch.Tensor, u: torch.Tensor, key: int,
+                best: _Best) -> None:
+    """The tie restarts of examples ``band`` (module docstring), run as ``tie_restarts`` copies
+    of each in one batch (a handful of examples alone leaves the forward mostly overhead); copy
+    c of an example draws from a stream seeded by the search's key and a hash of the example's
+    image, map and c, so it does not depend on the batch either."""
+    R = int(S.cfg.tie_restarts)
+    rep = band.repeat_interleave(R)
+    copy = torch.arange(1, R + 1, dtype=torch.float32).repeat(band.numel()).unsqueeze(1)
+    ts = RowStreams(key, content_ids(x[rep], u.transpose(0, 1)[rep], copy))
+    draw = ts.at(torch.arange(rep.numel()))
+    best.keep(S, rep, S.random_levels(rep, draw, S.cfg.restart_p), draw, copies=R)
+
+
 def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
-           won: torch.Tensor, marg: torch.Tensor, streams: RowStreams
+           won: torch.Tensor, marg: torch.Tensor, draw: RowDraw
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy ascent of one restart (module docstring, steps 2–4) on examples ``rows``.
 
@@ -384,7 +426,7 @@ def _climb(S: _Search, rows: torch.Tensor, j: torch.Tensor, obj: torch.Tensor,
         stall[rej] += 1
         kick = rej[stall[rej] >= cfg.patience]
         if kick.numel():
-            jr = S.random_levels(rows[kick], streams.at(rows[kick]), cfg.kick)
+            jr = S.random_levels(rows[kick], draw.at(kick), cfg.kick)
             j[kick] = torch.where(jr != S.lv.j0[rows[kick]], jr, j[kick])
             obj[kick], won[kick], marg[kick] = S.exact(j[kick], rows[kick])
             tabu[kick] = False

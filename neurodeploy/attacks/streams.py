@@ -85,6 +85,7 @@ class RowStreams:
     docstring)."""
 
     def __init__(self, key: int, ids: torch.Tensor) -> None:
+        self.key = int(key)
         seeds = mix(int(key) + ids.to(torch.int64).cpu() * GAMMA) & ((1 << 63) - 1)
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds.tolist()]
 
