@@ -322,7 +322,7 @@ def test_apgd_t_and_square_near_gate(known_digits, name, params):
     def gate_of(specs):
         return [p.get("near_gate", 0) for n, p, _ in specs if n == name]
 
-    assert gate_of(preset("auto")) == [3.0]  # the near searches' gate (session 14)
+    assert gate_of(preset("auto")) == [1.0]  # the tie band (session 14)
     assert gate_of(preset("auto", stochastic=True)) == [0]
     assert gate_of(preset("auto-demo")) == [0]
     assert all(g == 0 for g in gate_of(escalation(1, known_draw=True)))

@@ -46,9 +46,9 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
 6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
    under the known draw in ``auto`` both only on the examples some earlier step brought within
-   ``late_gate`` (3) output spikes of a flip (:mod:`neurodeploy.attacks.closest`): on the four
-   MNIST rows of issue 21 (rounds 4–7) they broke no example the steps before had left robust,
-   gated at 9 spikes or not at all; the gate of 3 (the near searches') pays for the tie
+   ``late_gate`` (1) output spike of a flip (:mod:`neurodeploy.attacks.closest`): on the four
+   MNIST rows of issue 21 (rounds 4–8) they broke no example the steps before had left robust,
+   gated at 9 or 3 spikes or not at all; the gate of one spike (the tie band) pays for the tie
    restarts of step 7 (round 8);
 7. **near-flip restarts** (known draw only; ``auto``): two more spike-flip searches, every
    restart from random levels (``near_restarts`` × the table's), only on the examples still
@@ -84,7 +84,7 @@ any flip); escalation runs them without the abort.
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
 restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; APGD-T and
-Square within 3 spikes of a flip; the near-flip
+Square within 1 spike of a flip; the near-flip
 restarts (4 and 3) within 3 spikes of a flip, 6 + 6 tie restarts within 1 (copies in one batch); spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
@@ -148,7 +148,7 @@ class Budget:
 
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=3.0),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=1.0),
     "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32, steep_restarts=2,
                         round_block=(32, 60, 8), near_restarts=0),
 }
