@@ -89,11 +89,12 @@ def test_preset_structure_and_escalation():
     labels = [s[2] for s in specs]
     assert len(set(labels)) == len(labels)
     # Square, then (known draw) the near-flip restarts and the gradient-free spike-block last
-    assert names[-4:] == ["square", "spike-set", "spike-set", "spike-block"]
-    assert specs[-4][1]["n_queries"] >= 1000
-    assert [p.get("near_gate", 0) for _, p, _ in specs[-3:-1]] == [3.0, 3.0]
-    assert [p["n_restarts"] for _, p, _ in specs[-3:-1]] == [4, 3]
-    assert all(p.get("near_gate", 0) == 0 for n, p, _ in specs[:-3] if n == "spike-set")
+    assert names[-5:] == ["square", "spike-set", "spike-set", "spike-set", "spike-block"]
+    assert specs[-5][1]["n_queries"] >= 1000
+    # within 3 spikes of a flip, then the tie band (1 spike) only
+    assert [p.get("near_gate", 0) for _, p, _ in specs[-4:-1]] == [3.0, 3.0, 1.0]
+    assert [p["n_restarts"] for _, p, _ in specs[-4:-1]] == [4, 3, 1]
+    assert all(p.get("near_gate", 0) == 0 for n, p, _ in specs[:-4] if n == "spike-set")
     assert not [p for n, p, _ in preset("auto-demo", stochastic=False)
                 if n == "spike-set" and p.get("near_gate")]
     assert [s[0] for s in preset("auto", stochastic=True)][-1] == "square"
@@ -111,7 +112,7 @@ def test_preset_structure_and_escalation():
     assert all(label.startswith("esc1:") for _, _, label in esc)
     assert max(p.get("n_iter", 0) for _, p, _ in esc) >= 2 * main["n_iter"]
     esc_known = escalation(1, known_draw=True)
-    assert sum(p.get("near_gate", 0) > 0 for _, p, _ in esc_known) == 2
+    assert sum(p.get("near_gate", 0) > 0 for _, p, _ in esc_known) == 3
     with pytest.raises(ConfigError):
         preset("autox")
     with pytest.raises(ConfigError):

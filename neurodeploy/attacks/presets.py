@@ -59,12 +59,17 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    approach so far is within ``tie_gate`` (1) output spike of a flip — a tie or one spike
    short, where a restart breaks a point with probability ≈ 0.05–0.2 (issue 21, round 6):
 
-   =========================  ======================  ============  ===========  ====  ===========  ========  ===
-   label                      ranking backward        ranking loss  accepted on  k     iterations   restarts  tie
-   =========================  ======================  ============  ===========  ====  ===========  ========  ===
-   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4         6
-   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget   3         6
-   =========================  ======================  ============  ===========  ====  ===========  ========  ===
+   =========================  ======================  ============  ===========  ====  ===========  ========  ===  ======
+   label                      ranking backward        ranking loss  accepted on  k     iterations   restarts  tie  gate
+   =========================  ======================  ============  ===========  ====  ===========  ========  ===  ======
+   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4         2    3
+   spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget   3         4    3
+   spike-set:tie-fs20-cw      fast-sigmoid, slope 20  CW, membrane  CW margin    16    2 × budget   1         5    1
+   =========================  ======================  ============  ===========  ====  ===========  ========  ===  ======
+
+   (gate: the rows searched at all, in output spikes of a flip — ``near_gate``, or the tie band
+   for the last row: the CW-margin search broke the plain model's tie points — 31, 34, 96, 152
+   — that the CE searches did not, issue 21 round 8)
 
 8. **spike-block** (known draw only; :mod:`neurodeploy.attacks.spikeblock`): gradient-free random
    blocks of level moves over the same spike set, scored on the exact forward (``block_restarts``
@@ -85,7 +90,7 @@ Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip sea
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
 restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; APGD-T and
 Square within 1 spike of a flip; the near-flip
-restarts (4 and 3) within 3 spikes of a flip, 6 + 6 tie restarts within 1 (copies in one batch); spike-block
+restarts (4 and 3) within 3 spikes of a flip, 2 + 4 + 6 tie restarts within 1 (copies in one batch); spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
@@ -175,11 +180,12 @@ FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
 )
 
 # (label, grad_mode, ranking loss, exact objective, k, iterations as a multiple of the budget's
-# spikeset_iter, restarts, tie restarts) of the near-flip restarts; see the module docstring's
-# third table
-NEAR: tuple[tuple[str, str, str, str, int, int, int, int], ...] = (
-    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 6),
-    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3, 6),
+# spikeset_iter, restarts, tie restarts, tie band only) of the near-flip restarts; see the
+# module docstring's third table
+NEAR: tuple[tuple[str, str, str, str, int, int, int, int, bool], ...] = (
+    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 2, False),
+    ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3, 4, False),
+    ("spike-set:tie-fs20-cw", "bptt:fast_sigmoid:20", "margin", "cw", 16, 2, 1, 5, True),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
@@ -296,9 +302,9 @@ def _near_specs(b: Budget, s: dict[str, Any]) -> list[Spec]:
                            "n_restarts": b.near_restarts * restarts,
                            "tie_restarts": b.near_restarts * b.tie_restarts * tie,
                            "tie_gate": b.tie_gate,
-                           "k": k, "near_gate": b.near_gate, "abort_after": b.abort_after,
-                           "abort_margin": b.abort_margin}, label)
-            for label, grad, loss, objective, k, mult, restarts, tie in NEAR]
+                           "k": k, "near_gate": b.tie_gate if band else b.near_gate,
+                           "abort_after": b.abort_after, "abort_margin": b.abort_margin}, label)
+            for label, grad, loss, objective, k, mult, restarts, tie, band in NEAR]
 
 
 def escalation(
