@@ -181,10 +181,10 @@ def test_tie_restarts_only_in_the_band(known_digits, monkeypatch):
     from neurodeploy.attacks.presets import preset
 
     tie = {lab: p["tie_restarts"] for n, p, lab in preset("auto") if "near-" in lab}
-    assert tie == {"spike-set:near-fs10-mix": 2, "spike-set:near-fs25-ce": 4}
+    assert tie == {"spike-set:near-fs10-mix": 0, "spike-set:near-fs25-ce": 4}
     band = {lab: (p["n_restarts"], p["tie_restarts"], p["near_gate"])
             for n, p, lab in preset("auto") if lab.startswith("spike-set:tie")}
-    assert band == {"spike-set:tie-fs20-cw": (1, 5, 1.0)}  # the tie band only
+    assert band == {"spike-set:tie-fs20-cw": (1, 3, 1.0)}  # the tie band only
 
 
 def test_tie_copies_only_add_breaks(known_digits):

@@ -62,9 +62,9 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    =========================  ======================  ============  ===========  ====  ===========  ========  ===  ======
    label                      ranking backward        ranking loss  accepted on  k     iterations   restarts  tie  gate
    =========================  ======================  ============  ===========  ====  ===========  ========  ===  ======
-   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4         2    3
+   spike-set:near-fs10-mix    fast-sigmoid, slope 10  CE, membrane  CW + CE      32    2 × budget   4         0    3
    spike-set:near-fs25-ce     fast-sigmoid, slope 25  CE, membrane  CE           128   2 × budget   3         4    3
-   spike-set:tie-fs20-cw      fast-sigmoid, slope 20  CW, membrane  CW margin    16    2 × budget   1         5    1
+   spike-set:tie-fs20-cw      fast-sigmoid, slope 20  CW, membrane  CW margin    16    2 × budget   1         3    1
    =========================  ======================  ============  ===========  ====  ===========  ========  ===  ======
 
    (gate: the rows searched at all, in output spikes of a flip — ``near_gate``, or the tie band
@@ -90,7 +90,7 @@ Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip sea
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
 restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; APGD-T and
 Square within 1 spike of a flip; the near-flip
-restarts (4 and 3) within 3 spikes of a flip, 2 + 4 + 6 tie restarts within 1 (copies in one batch); spike-block
+restarts (4 and 3) within 3 spikes of a flip, 4 + 4 tie restarts within 1 (copies in one batch); spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
 a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
@@ -183,9 +183,9 @@ FLIPS: tuple[tuple[str, str, str, str, bool, int, int], ...] = (
 # spikeset_iter, restarts, tie restarts, tie band only) of the near-flip restarts; see the
 # module docstring's third table
 NEAR: tuple[tuple[str, str, str, str, int, int, int, int, bool], ...] = (
-    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 2, False),
+    ("spike-set:near-fs10-mix", "bptt:fast_sigmoid:10", "ce", "mix", 32, 2, 4, 0, False),
     ("spike-set:near-fs25-ce", "bptt:fast_sigmoid:25", "ce", "ce", 128, 2, 3, 4, False),
-    ("spike-set:tie-fs20-cw", "bptt:fast_sigmoid:20", "margin", "cw", 16, 2, 1, 5, True),
+    ("spike-set:tie-fs20-cw", "bptt:fast_sigmoid:20", "margin", "cw", 16, 2, 1, 3, True),
 )
 
 ESCALATION_SWEEP: tuple[tuple[str, str, str, str], ...] = (
