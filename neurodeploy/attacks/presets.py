@@ -44,12 +44,13 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    ===================  ==========================  ============  ===========  ====  ===========
 
 5. **APGD-T** (``main_iter`` iterations, ``targets`` target classes), same gradient as 3;
-6. **Square** (``square_queries`` ≥ 1000 queries) on the exact forward (gradient-free);
+6. **Square** (``square_queries`` ≥ 1000 queries; ``late_queries`` where gated) on the exact
+   forward (gradient-free);
    under the known draw in ``auto`` both only on the examples some earlier step brought within
    ``late_gate`` (1) output spike of a flip (:mod:`neurodeploy.attacks.closest`): on the four
    MNIST rows of issue 21 (rounds 4–8) they broke no example the steps before had left robust,
-   gated at 9 or 3 spikes or not at all; the gate of one spike (the tie band) pays for the tie
-   restarts of step 7 (round 8);
+   gated at 9 or 3 spikes or not at all; the gate of one spike (the tie band) and Square's
+   ``late_queries`` (500 in ``auto``) pay for the tie restarts of step 7 (round 8);
 7. **near-flip restarts** (known draw only; ``auto``): two more spike-flip searches, every
    restart from random levels (``near_restarts`` × the table's), only on the examples still
    robust that some earlier step brought within ``near_gate`` output spikes of a flip (the
@@ -88,7 +89,7 @@ any flip); escalation runs them without the abort.
 
 Budgets: ``auto`` (sweep 25, main 100 × 2 restarts, 9 targets, 3 spike-flip searches: the first
 k = 64, 100 iterations × 2 restarts; the late two 200 (k = 32) and 400 (k = 16) iterations × 1
-restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000; APGD-T and
+restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000 (500 under the known draw); APGD-T and
 Square within 1 spike of a flip; the near-flip
 restarts (4 and 3) within 3 spikes of a flip, 4 + 4 tie restarts within 1 (copies in one batch); spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
@@ -147,13 +148,15 @@ class Budget:
     near_gate: float = 3.0
     #: known draw: APGD-T and Square only within this many output spikes of a flip (0: all)
     late_gate: float = 0.0
+    #: known draw, gated: Square's queries (0: square_queries)
+    late_queries: int = 0
     #: tie restarts of the near-flip searches: × the NEAR table's, within tie_gate spikes
     tie_restarts: int = 1
     tie_gate: float = 1.0
 
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=1.0),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=1.0, late_queries=500),
     "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32, steep_restarts=2,
                         round_block=(32, 60, 8), near_restarts=0),
 }
@@ -260,7 +263,8 @@ def preset(
     gate = {"near_gate": b.late_gate} if known_draw and b.late_gate > 0 else {}
     specs.append(("apgd-t", {**s, **main, "n_iter": b.main_iter, "n_target_classes": b.targets,
                              **gate}, "apgd-t"))
-    specs.append(("square", {**s, "n_queries": b.square_queries, **gate}, "square"))
+    queries = b.late_queries if gate and b.late_queries else b.square_queries
+    specs.append(("square", {**s, "n_queries": queries, **gate}, "square"))
     if known_draw and bernoulli and spiking:
         specs += _near_specs(b, s)
     if known_draw and bernoulli:
