@@ -211,6 +211,32 @@ def test_tie_copies_only_add_breaks(known_digits):
     assert torch.equal(x4[f0], x0[f0])  # the regular restart's counterexamples are kept
 
 
+def test_tie_copies_keep_the_fooling_copy(monkeypatch):
+    """``_Best.keep`` with copies: per example the fooling copy wins (its levels, the fooled
+    flag, its approach); without one the best objective and the best approach of any copy."""
+    P = 2
+
+    class S:
+        @staticmethod
+        def exact(j, rows):  # noqa: ANN001, ANN205
+            return torch.zeros(len(rows)), torch.zeros(len(rows), dtype=torch.bool), \
+                torch.full((len(rows),), -9.0)
+
+    obj = torch.tensor([0.5, 0.2, 0.9, 0.1, 0.7, 0.3])  # example 0: copies 0-2, example 1: 3-5
+    won = torch.tensor([False, True, False, False, False, False])
+    mpk = torch.tensor([0.0, 0.0, -1.0, -2.0, -3.0, -0.5])
+    jj = torch.arange(6).unsqueeze(1).repeat(1, P)  # copy c at level c in every pixel
+    monkeypatch.setattr(ss, "_climb", lambda *a: (jj, obj, won, jj + 10, mpk))
+    best = ss._Best(torch.zeros(2, dtype=torch.bool), torch.full((2,), -5.0),
+                    torch.zeros(2, P, dtype=torch.long), torch.full((2,), -9.0),
+                    torch.zeros(2, P, dtype=torch.long))
+    best.keep(S(), torch.tensor([0, 0, 0, 1, 1, 1]), jj, None, copies=3)
+    assert best.fooled.tolist() == [True, False]
+    assert best.j[:, 0].tolist() == [1, 4]  # the fooling copy; the best objective (0.7)
+    assert best.obj.tolist() == pytest.approx([0.2, 0.7])
+    assert best.mj[:, 0].tolist() == [11, 15] and best.m.tolist() == [0.0, -0.5]
+
+
 def test_old_state_versions_are_refused(known_digits, tmp_path):
     _, clf, x, y = known_digits
     path = tmp_path / "state.pt"

@@ -344,10 +344,10 @@ class _Best:
         example the best of it (a fooling copy first)."""
         obj, won, marg = S.exact(j, rows)
         j, obj, won, jpk, mpk = _climb(S, rows, j, obj, won, marg, draw)
-        if copies > 1:
-            n = rows.numel() // copies
-            pick = (obj + won.to(obj) * float("inf")).view(n, copies).argmax(1)
-            near = mpk.view(n, copies).argmax(1)
+        if copies > 1:  # per example its fooling copy, else the best objective / approach
+            n, inf = rows.numel() // copies, float("inf")
+            pick = torch.where(won, inf, obj).view(n, copies).argmax(1)
+            near = torch.where(won, inf, mpk).view(n, copies).argmax(1)
             at, nat = torch.arange(n) * copies + pick, torch.arange(n) * copies + near
             rows, j, obj, won = rows[at], j[at], obj[at], won[at]
             jpk, mpk = jpk[nat], mpk[nat]
