@@ -45,7 +45,7 @@ handed-over margin and the best this search reached — is within ``tie_gate`` o
 flip (a tie, or one spike short). Such points fall to one random restart with probability
 ≈ 0.05–0.2 (issue 21, round 6: certified ε 0.1 points 4 and 184), so a fixed few restarts leave
 them to chance. The band is a handful of points per 200, and a forward of a handful of rows is
-mostly overhead, so the tie restarts run at once: ``tie_restarts`` copies of each band example
+partly overhead, so the tie restarts run at once: ``tie_restarts`` copies of each band example
 in one batch, copy c drawing from a stream keyed by the example and c (:func:`_tie_copies`).
 
 Every random draw (restart levels, kicks) comes from the example's own stream
@@ -348,7 +348,8 @@ class _Best:
             n, inf = rows.numel() // copies, float("inf")
             pick = torch.where(won, inf, obj).view(n, copies).argmax(1)
             near = torch.where(won, inf, mpk).view(n, copies).argmax(1)
-            at, nat = torch.arange(n) * copies + pick, torch.arange(n) * copies + near
+            base = torch.arange(n, device=rows.device) * copies
+            at, nat = base + pick, base + near
             rows, j, obj, won = rows[at], j[at], obj[at], won[at]
             jpk, mpk = jpk[nat], mpk[nat]
         closer = mpk > self.m[rows]
@@ -362,14 +363,15 @@ class _Best:
 def _tie_copies(S: _Search, band: torch.Tensor, x: torch.Tensor, u: torch.Tensor, key: int,
                 best: _Best) -> None:
     """The tie restarts of examples ``band`` (module docstring), run as ``tie_restarts`` copies
-    of each in one batch (a handful of examples alone leaves the forward mostly overhead); copy
+    of each in one batch (a handful of examples alone leaves the forward partly overhead); copy
     c of an example draws from a stream seeded by the search's key and a hash of the example's
     image, map and c, so it does not depend on the batch either."""
     R = int(S.cfg.tie_restarts)
     rep = band.repeat_interleave(R)
-    copy = torch.arange(1, R + 1, dtype=torch.float32).repeat(band.numel()).unsqueeze(1)
+    copy = torch.arange(1, R + 1, dtype=torch.float32, device=x.device).repeat(band.numel())
+    copy = copy.unsqueeze(1)
     ts = RowStreams(key, content_ids(x[rep], u.transpose(0, 1)[rep], copy))
-    draw = ts.at(torch.arange(rep.numel()))
+    draw = ts.at(torch.arange(rep.numel(), device=rep.device))
     best.keep(S, rep, S.random_levels(rep, draw, S.cfg.restart_p), draw, copies=R)
 
 
