@@ -42,6 +42,7 @@ Binary (spike) inputs: checks 1, 3–5 use their ℓ0 analogues (spike-g2s vs on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -96,6 +97,52 @@ def _attack_acc(classifier, name, params, x, y, eps, seed, draws) -> float:
     return _accuracy(classifier, x_adv, y, draws, seed + 2)
 
 
+@dataclass
+class _Context:
+    """What the checks share: the validated inputs, the attack settings and the helpers."""
+
+    classifier: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    eps: float
+    domain: str
+    bd: int
+    eot: int
+    draws: int
+    seed: int
+    trials: int
+    noise_z: float
+    n_iter: int
+    common: dict[str, Any]
+    grad_mode: str
+    views: SimpleNamespace
+    view_loss: Callable[..., torch.Tensor]
+    iterative: tuple[str, dict[str, Any]]
+    single: tuple[str, dict[str, Any]]
+
+    @property
+    def binary(self) -> bool:
+        return self.domain == "binary"
+
+    def slack(self, *accs: float) -> float:
+        return _noise(accs, self.trials, self.noise_z)
+
+    def acc(self, name: str, params: dict[str, Any], eps_: float, salt: int) -> float:
+        return _attack_acc(self.classifier, name, params, self.x, self.y, eps_,
+                           self.seed + 104729 * salt, self.draws)
+
+
+@dataclass
+class _InputGradient:
+    """Checks 5 and 6's shared input: the batch-first view, its gradient, zero-gradient rates."""
+
+    f: BatchFirst
+    xb: torch.Tensor
+    g: torch.Tensor
+    zero_frac: float
+    zero_frac_atan: float | None
+
+
 def run_masking_checks(
     classifier: Any,
     x: torch.Tensor,
@@ -137,12 +184,31 @@ def run_masking_checks(
         raise ConfigError("masking checks need eps > 0")
     bd = batch_dim(classifier)
     check_inputs(x, y, domain, bd)
-    y = y.to(x.device).long()
+    c = _context(classifier, x, y.to(x.device).long(), e, domain, bd,
+                 eot_iter=eot_iter, draws=draws, seed=seed, n_iter=n_iter, grad_mode=grad_mode,
+                 attack_params=attack_params, noise_z=noise_z)
+    first, a_iter, a_single = _iterative_beats_single_step(c)
+    results = [first, _whitebox_beats_blackbox(c, a_iter, a_single, square_queries,
+                                               source_classifier)]
+    third, sweep, envelope = _accuracy_falls_with_eps(c, eps_sweep, zero_tol, monotone_tol)
+    results += [third, _unbounded_attack_succeeds(c, sweep, envelope, zero_tol)]
+    grad = _input_gradient(c)
+    results.append(_gradient_matches_finite_differences(c, grad, fd_directions, fd_step,
+                                                        fd_min_ascent))
+    results.append(_nonzero_gradients_eval(c, grad, max_zero_grad_fraction))
+    results.append(_flips_beat_apgd(classifier, x, c.y, e, c.iterative[1], seed,
+                                    max_flip_fraction, flip_iter, c.binary))
+    return results
+
+
+def _context(classifier: Any, x: torch.Tensor, y: torch.Tensor, e: float, domain: str,
+             bd: int, *, eot_iter: int | None, draws: int | None, seed: int, n_iter: int,
+             grad_mode: str, attack_params: dict[str, Any] | None, noise_z: float) -> _Context:
+    """The checks' shared :class:`_Context` (EoT, draws, attack specs, views, noise trials)."""
     stoch = is_stochastic(classifier)
     eot = resolve_eot(eot_iter, classifier)
     draws = draws if draws is not None else (8 if stoch else 1)
     common: dict[str, Any] = {"eot_iter": eot, "grad_mode": grad_mode, **(attack_params or {})}
-    grad_mode = common["grad_mode"]
     views = SimpleNamespace(input_grad=common.get("input_grad", "ste"),
                             loss_on=common.get("loss_on", "readout"))
     view_loss = loss_on(ce_loss, views.loss_on)
@@ -150,165 +216,189 @@ def run_masking_checks(
     iterative = ("spike-g2s", {**common, "n_iter": n_iter}) if binary else (
         "apgd-ce", {**common, "n_iter": n_iter})
     single = ("spike-g2s", {**common, "n_iter": 1}) if binary else ("fgsm", common)
-
     trials = len(x) * draws if stoch else 0
+    return _Context(classifier, x, y, e, domain, bd, eot, draws, seed, trials, noise_z, n_iter,
+                    common, common["grad_mode"], views, view_loss, iterative, single)
 
-    def slack(*accs: float) -> float:
-        return _noise(accs, trials, noise_z)
 
-    def acc(name: str, params: dict[str, Any], eps_: float, salt: int) -> float:
-        return _attack_acc(classifier, name, params, x, y, eps_, seed + 104729 * salt, draws)
-
-    results: list[CheckResult] = []
-    clean = _accuracy(classifier, x, y, draws, seed)
-
-    # 1. iterative beats single-step
-    a_single = acc(*single, e, 1)
-    a_iter = acc(*iterative, e, 2)
-    results.append(CheckResult(
-        "iterative_beats_single_step", a_iter <= a_single + slack(a_iter, a_single),
-        {"clean": clean, f"{single[0]}_single": a_single, iterative[0]: a_iter, "eps": e},
+def _iterative_beats_single_step(c: _Context) -> tuple[CheckResult, float, float]:
+    """Check 1 (module docstring); also returns the iterative and single-step accuracies."""
+    clean = _accuracy(c.classifier, c.x, c.y, c.draws, c.seed)
+    single, iterative = c.single, c.iterative
+    a_single = c.acc(*single, c.eps, 1)
+    a_iter = c.acc(*iterative, c.eps, 2)
+    return CheckResult(
+        "iterative_beats_single_step", a_iter <= a_single + c.slack(a_iter, a_single),
+        {"clean": clean, f"{single[0]}_single": a_single, iterative[0]: a_iter, "eps": c.eps},
         f"iterative {iterative[0]} {a_iter:.3f} vs single step {a_single:.3f}",
-    ))
+    ), a_iter, a_single
 
-    # 2. white box beats black box / transfer
+
+def _whitebox_beats_blackbox(c: _Context, a_iter: float, a_single: float, square_queries: int,
+                             source_classifier: Any) -> CheckResult:
+    """Check 2 (module docstring): white box beats black box / transfer."""
+    e = c.eps
     white = [a_iter, a_single]
-    if not binary:
-        white.append(acc("pgd", {**common, "n_iter": n_iter}, e, 3))
+    if not c.binary:
+        white.append(c.acc("pgd", {**c.common, "n_iter": c.n_iter}, e, 3))
     a_white = min(white)
-    a_square = acc("square", {"n_queries": square_queries}, e, 4)
+    a_square = c.acc("square", {"n_queries": square_queries}, e, 4)
     nums: dict[str, Any] = {"whitebox_best": a_white, "square": a_square, "eps": e}
-    ok = a_white <= a_square + slack(a_white, a_square)
+    ok = a_white <= a_square + c.slack(a_white, a_square)
     if source_classifier is not None:
         from neurodeploy.attacks.transfer import TransferAttack
 
-        t_att = TransferAttack(make_attack(iterative[0], **iterative[1]), source_classifier)
+        t_att = TransferAttack(make_attack(c.iterative[0], **c.iterative[1]), source_classifier)
         gen = torch.Generator()
-        gen.manual_seed(seed + 5)
-        xa = t_att.perturb(classifier, x, y, e, gen)
-        a_tr = _accuracy(classifier, xa, y, draws, seed + 6)
+        gen.manual_seed(c.seed + 5)
+        xa = t_att.perturb(c.classifier, c.x, c.y, e, gen)
+        a_tr = _accuracy(c.classifier, xa, c.y, c.draws, c.seed + 6)
         nums["transfer"] = a_tr
-        ok = ok and a_white <= a_tr + slack(a_white, a_tr)
-    results.append(CheckResult(
+        ok = ok and a_white <= a_tr + c.slack(a_white, a_tr)
+    return CheckResult(
         "whitebox_beats_blackbox", ok, nums,
         f"white box {a_white:.3f} vs square {a_square:.3f}"
         + (f", transfer {nums['transfer']:.3f}" if "transfer" in nums else ""),
-    ))
+    )
 
-    # 3. accuracy falls with ε
+
+def _accuracy_falls_with_eps(c: _Context, eps_sweep: list[float] | None, zero_tol: float,
+                             monotone_tol: float) -> tuple[CheckResult, list[float], list[float]]:
+    """Check 3 (module docstring): accuracy falls with ε; also returns the sweep and envelope."""
+    e = c.eps
     if eps_sweep is None:
-        if binary:
-            n_ent = x.numel() // x.shape[bd]
+        if c.binary:
+            n_ent = c.x.numel() // c.x.shape[c.bd]
             eps_sweep = sorted({int(e), int(4 * e), int(16 * e), min(n_ent, int(64 * e))})
         else:
             eps_sweep = sorted({e, min(2 * e, 1.0), min(4 * e, 1.0), 0.5, 1.0})
-    sweep = [validate_eps(v, domain) for v in eps_sweep]
-    accs = [acc(*iterative, v, 10 + i) for i, v in enumerate(sweep)]
-    mono = all(b <= a + monotone_tol + slack(a, b) for a, b in zip(accs, accs[1:], strict=False))
+    sweep = [validate_eps(v, c.domain) for v in eps_sweep]
+    accs = [c.acc(*c.iterative, v, 10 + i) for i, v in enumerate(sweep)]
+    mono = all(b <= a + monotone_tol + c.slack(a, b)
+               for a, b in zip(accs, accs[1:], strict=False))
     # The ε-balls are nested, so an input broken within a smaller budget is broken within every
     # larger one: robust accuracy at ε is at most the smallest measured at any ε' ≤ ε. The final
     # value is judged on this envelope; the raw sweep still has to be monotone (above).
     envelope = [min(accs[: i + 1]) for i in range(len(accs))]
-    results.append(CheckResult(
-        "accuracy_falls_with_eps", mono and envelope[-1] <= zero_tol + slack(envelope[-1]),
+    return CheckResult(
+        "accuracy_falls_with_eps", mono and envelope[-1] <= zero_tol + c.slack(envelope[-1]),
         {"eps": sweep, "accuracy": accs, "envelope": envelope, "zero_tol": zero_tol,
-         "monotone_tol": monotone_tol, "noise_trials": trials, "noise_z": noise_z},
+         "monotone_tol": monotone_tol, "noise_trials": c.trials, "noise_z": c.noise_z},
         f"accuracy {[round(a, 3) for a in accs]} over eps {sweep}",
-    ))
+    ), sweep, envelope
 
-    # 4. unbounded attack succeeds
-    if binary:
-        big = float(x.numel() // x.shape[bd])
-        a_unb = acc(iterative[0], iterative[1], big, 30)
+
+def _unbounded_attack_succeeds(c: _Context, sweep: list[float], envelope: list[float],
+                               zero_tol: float) -> CheckResult:
+    """Check 4 (module docstring): an unbounded attack succeeds."""
+    if c.binary:
+        big = float(c.x.numel() // c.x.shape[c.bd])
+        a_unb = c.acc(c.iterative[0], c.iterative[1], big, 30)
     else:
         # The whole input box: worst case (per example is not needed for a rate) of PGD with
         # large steps and the APGD-CE run of the sweep at ε = 1 when there is one.
         big = 1.0
-        a_pgd = acc("pgd", {**common, "n_iter": n_iter, "step_size": 0.1}, 1.0, 30)
+        a_pgd = c.acc("pgd", {**c.common, "n_iter": c.n_iter, "step_size": 0.1}, 1.0, 30)
         at_one = [a for v, a in zip(sweep, envelope, strict=True) if v >= 1.0]
         a_unb = min([a_pgd, *at_one])
     unb_nums: dict[str, Any] = {"eps": big, "accuracy": a_unb, "zero_tol": zero_tol,
-                                "noise_slack": slack(a_unb)}
-    if not binary:
-        unb_nums.update({"pgd": a_pgd, f"{iterative[0]}_envelope_at_eps_1": at_one[0] if at_one else None})
-    results.append(CheckResult(
-        "unbounded_attack_succeeds", a_unb <= zero_tol + slack(a_unb), unb_nums,
+                                "noise_slack": c.slack(a_unb)}
+    if not c.binary:
+        unb_nums.update({"pgd": a_pgd,
+                         f"{c.iterative[0]}_envelope_at_eps_1": at_one[0] if at_one else None})
+    return CheckResult(
+        "unbounded_attack_succeeds", a_unb <= zero_tol + c.slack(a_unb), unb_nums,
         f"accuracy {a_unb:.3f} with an unbounded budget",
-    ))
+    )
 
-    # 5 and 6 need gradients w.r.t. the input (batch-first)
+
+def _input_gradient(c: _Context) -> _InputGradient:
+    """Checks 5 and 6 need gradients w.r.t. the input (batch-first)."""
     from neurodeploy.attacks.grad_modes import gradient_mode
 
-    f = BatchFirst(classifier, bd)
-    xb = (x.movedim(bd, 0) if bd else x).detach()
-    with gradient_mode(classifier, grad_mode), attack_views(classifier, views):
+    classifier, y, eot = c.classifier, c.y, c.eot
+    f = BatchFirst(classifier, c.bd)
+    xb = (c.x.movedim(c.bd, 0) if c.bd else c.x).detach()
+    with gradient_mode(classifier, c.grad_mode), attack_views(classifier, c.views):
         if hasattr(classifier, "reseed"):
-            classifier.reseed(seed + 40)
-        _, _, g = eot_loss_grad(f, xb, y, view_loss, eot)
+            classifier.reseed(c.seed + 40)
+        _, _, g = eot_loss_grad(f, xb, y, c.view_loss, eot)
         zero_frac = float((g.flatten(1).abs().amax(1) == 0).float().mean())
     zero_frac_atan = None
-    if zero_frac > 0 and grad_mode == "bptt":
+    if zero_frac > 0 and c.grad_mode == "bptt":
         from neurodeploy.attacks.grad_modes import spiking_nets
 
         if spiking_nets(classifier):
             with gradient_mode(classifier, "bptt:atan"):
                 if hasattr(classifier, "reseed"):
-                    classifier.reseed(seed + 40)
+                    classifier.reseed(c.seed + 40)
                 _, _, g2 = eot_loss_grad(f, xb, y, ce_loss, eot)
             zero_frac_atan = float((g2.flatten(1).abs().amax(1) == 0).float().mean())
-    with gradient_mode(classifier, grad_mode), attack_views(classifier, views):
-        if binary:
-            results.append(CheckResult(
+    return _InputGradient(f, xb, g, zero_frac, zero_frac_atan)
+
+
+def _gradient_matches_finite_differences(c: _Context, grad: _InputGradient, fd_directions: int,
+                                         fd_step: float | None,
+                                         fd_min_ascent: float) -> CheckResult:
+    """Check 5 (module docstring); skipped on binary inputs."""
+    from neurodeploy.attacks.grad_modes import gradient_mode
+
+    classifier, f, xb, g = c.classifier, grad.f, grad.xb, grad.g
+    with gradient_mode(classifier, c.grad_mode), attack_views(classifier, c.views):
+        if c.binary:
+            return CheckResult(
                 "gradient_matches_finite_differences", True, {"skipped": "binary inputs"},
                 "skipped: finite differences are not defined on binary inputs",
-            ))
-        else:
-            h = fd_step if fd_step is not None else e / 2
-            gen = torch.Generator()
-            gen.manual_seed(seed + 41)
-            fd, pred = [], []
+            )
+        h = fd_step if fd_step is not None else c.eps / 2
+        gen = torch.Generator()
+        gen.manual_seed(c.seed + 41)
+        fd, pred = [], []
 
-            def loss_at(xx: torch.Tensor) -> torch.Tensor:
-                if hasattr(classifier, "reseed"):
-                    classifier.reseed(seed + 42)  # common random numbers
-                _, li, _ = eot_loss_grad(f, xx, y, view_loss, eot, need_grad=False)
-                return li
+        def loss_at(xx: torch.Tensor) -> torch.Tensor:
+            if hasattr(classifier, "reseed"):
+                classifier.reseed(c.seed + 42)  # common random numbers
+            _, li, _ = eot_loss_grad(f, xx, c.y, c.view_loss, c.eot, need_grad=False)
+            return li
 
-            for _ in range(fd_directions):
-                d = torch.where(torch.rand(xb.shape, generator=gen) < 0.5, -1.0, 1.0).to(xb)
-                lp = loss_at((xb + h * d).clamp(0, 1))
-                lm = loss_at((xb - h * d).clamp(0, 1))
-                dp = ((xb + h * d).clamp(0, 1) - (xb - h * d).clamp(0, 1))
-                fd.append(lp - lm)
-                pred.append((g * dp).flatten(1).sum(1))
-            fdv, prv = torch.cat(fd), torch.cat(pred)
-            corr = _pearson(fdv, prv)
-            l0 = loss_at(xb)
-            l_up = loss_at((xb + h * g.sign()).clamp(0, 1))
-            changed = l_up != l0
-            n_changed = int(changed.sum())
-            ascent = float((l_up > l0).sum()) / n_changed if n_changed else 0.0
-            results.append(CheckResult(
-                "gradient_matches_finite_differences", ascent >= fd_min_ascent and corr > 0,
-                {"ascent_fraction": ascent, "changed_fraction": n_changed / len(l0),
-                 "min_ascent": fd_min_ascent, "pearson": corr, "h": h,
-                 "directions": fd_directions, "mean_abs_fd": float(fdv.abs().mean()),
-                 "mean_abs_pred": float(prv.abs().mean())},
-                f"a step along sign(grad) raises the loss for {100 * ascent:.0f}% of the examples "
-                f"whose loss changed ({n_changed}/{len(l0)}); "
-                f"correlation of predicted and measured loss change {corr:.3f}",
-            ))
-    was_training = getattr(classifier, "training", None)
-    results.append(CheckResult(
+        for _ in range(fd_directions):
+            d = torch.where(torch.rand(xb.shape, generator=gen) < 0.5, -1.0, 1.0).to(xb)
+            lp = loss_at((xb + h * d).clamp(0, 1))
+            lm = loss_at((xb - h * d).clamp(0, 1))
+            dp = ((xb + h * d).clamp(0, 1) - (xb - h * d).clamp(0, 1))
+            fd.append(lp - lm)
+            pred.append((g * dp).flatten(1).sum(1))
+        fdv, prv = torch.cat(fd), torch.cat(pred)
+        corr = _pearson(fdv, prv)
+        l0 = loss_at(xb)
+        l_up = loss_at((xb + h * g.sign()).clamp(0, 1))
+        changed = l_up != l0
+        n_changed = int(changed.sum())
+        ascent = float((l_up > l0).sum()) / n_changed if n_changed else 0.0
+        return CheckResult(
+            "gradient_matches_finite_differences", ascent >= fd_min_ascent and corr > 0,
+            {"ascent_fraction": ascent, "changed_fraction": n_changed / len(l0),
+             "min_ascent": fd_min_ascent, "pearson": corr, "h": h,
+             "directions": fd_directions, "mean_abs_fd": float(fdv.abs().mean()),
+             "mean_abs_pred": float(prv.abs().mean())},
+            f"a step along sign(grad) raises the loss for {100 * ascent:.0f}% of the examples "
+            f"whose loss changed ({n_changed}/{len(l0)}); "
+            f"correlation of predicted and measured loss change {corr:.3f}",
+        )
+
+
+def _nonzero_gradients_eval(c: _Context, grad: _InputGradient,
+                            max_zero_grad_fraction: float) -> CheckResult:
+    """Check 6 (module docstring): few all-zero input gradients in eval mode."""
+    zero_frac = grad.zero_frac
+    was_training = getattr(c.classifier, "training", None)
+    return CheckResult(
         "nonzero_gradients_eval", zero_frac <= max_zero_grad_fraction,
         {"zero_gradient_fraction": zero_frac, "max": max_zero_grad_fraction,
-         "zero_gradient_fraction_atan": zero_frac_atan,
+         "zero_gradient_fraction_atan": grad.zero_frac_atan,
          "classifier_training_mode": was_training},
         f"{100 * zero_frac:.1f}% of examples have an all-zero input gradient",
-    ))
-    results.append(_flips_beat_apgd(classifier, x, y, e, iterative[1], seed,
-                                    max_flip_fraction, flip_iter, binary))
-    return results
+    )
 
 
 def _flips_beat_apgd(classifier: Any, x: torch.Tensor, y: torch.Tensor, eps: float,
