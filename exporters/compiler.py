@@ -214,167 +214,240 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
     """
     if weight_groups not in ("one", "auto"):
         raise ConfigError(f"weight_groups {weight_groups!r}: choose 'one' or 'auto'")
-    from neurodeploy.exporters.precision import (  # it builds on the quantizer (quantize.py)
-        fine_current_bias,
-        quantize_two_groups,
-        recurrent_eligible,
-        recurrent_two_groups,
-        two_group_eligible,
-    )
     profile = load_profile(profile)
     _check_profile_semantics(profile)
     chain = parse_graph(graph)
+    _check_run_shape(chain, input_shape, num_steps)
+    layers: list[PlanLayer] = []
+    quant: dict[str, Any] = {}
+    for L in chain.layers:
+        layer, report = _lower_layer(L, chain, profile, num_steps, weight_groups)
+        layers.append(layer)
+        quant[layer.name] = report
+    _check_value_ranges(layers, chain, profile)
+    resources = resource_map(chain, profile)
+    _summarize_quantization(quant)
+    return _assemble_plan(chain, profile, num_steps, layers, resources, quant)
+
+
+def _check_run_shape(chain: NIRChain, input_shape: tuple[int, ...] | list[int] | None,
+                     num_steps: int) -> None:
+    """The caller's input shape (if given) and step count against the parsed graph."""
     if input_shape is not None and tuple(int(v) for v in input_shape) != chain.input_shape:
         raise ConfigError(f"input shape {tuple(input_shape)} does not match the graph's Input "
                           f"node {chain.input_shape}")
     if int(num_steps) < 1:
         raise ConfigError(f"num_steps must be >= 1, got {num_steps}")
-    layers: list[PlanLayer] = []
-    quant: dict[str, Any] = {}
-    for L in chain.layers:
-        readout = L.neuron in ("li", "cubali")
-        if readout and not profile.programmable_neurons:
+
+
+def _lower_layer(L: ChainLayer, chain: NIRChain, profile: HardwareProfile, num_steps: int,
+                 weight_groups: str) -> tuple[PlanLayer, dict[str, Any]]:
+    """One chain layer → its :class:`PlanLayer` and its quantization report: the chip
+    support checks, the synapses quantized, the neuron kind chosen, the neuron's inputs
+    (per-neuron decays, current bias) attached."""
+    from neurodeploy.exporters.precision import (  # it builds on the quantizer (quantize.py)
+        fine_current_bias,
+    )
+    readout = L.neuron in ("li", "cubali")
+    _check_layer_support(L, profile, readout)
+    skip_from = _skip_delays(L, chain, profile)
+    q, rec_int, a_bias, skip_int, w_lo, k_exp, extra = _quantize_synapses(L, profile,
+                                                                          weight_groups)
+    bias_mant = q.bias_mant
+    if L.kind == "conv" and bias_mant.size == L.out_shape[0]:  # per channel → per neuron
+        bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
+    groups = L.in_shape[0] if L.kind in ("avgpool", "sumpool") else L.groups
+    stride = L.stride if L.kind != "fc" else (1, 1)
+    name = f"layer{L.index}"
+    neuron, nparams, narrays, treport = _neuron_kind(L, q, num_steps, profile, readout)
+    decays, dreport = _per_neuron_decays(L, profile)
+    q = dataclasses.replace(q, report={**q.report, **dreport})
+    if "w_rec_lo" in extra:
+        nparams = {**nparams, "w_rec_exp": k_exp}
+    fine = (fine_current_bias(L, q, a_bias, profile)
+            if weight_groups == "auto" and a_bias is not None else None)
+    if fine is not None:  # the current bias on the 13-bit u grid instead of a_bias
+        extra["a_bias_mant"], a_exp = fine
+        nparams = {**nparams, "a_bias_exp": a_exp}
+        q = dataclasses.replace(q, report={**q.report, "current_bias_exp": a_exp})
+    cb_arrays = {k: v for k, v in (("w_rec", rec_int),
+                                   ("a_bias", None if fine is not None else a_bias))
+                 if v is not None}
+    layer = PlanLayer(
+        name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
+        out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=k_exp,
+        du=q.du, dv=q.dv, vth=q.vth, bias_mant=bias_mant.astype(np.int32),
+        bias_exp=q.bias_exp, scale=float(q.scale), delay=profile.synaptic_delay,
+        stride=tuple(int(v) for v in stride), padding=tuple(int(v) for v in L.padding),
+        groups=int(groups), flatten_before=bool(L.flatten_before),
+        neuron=(neuron if rec_int is None and a_bias is None else
+                f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
+        neuron_params=nparams,
+        neuron_arrays={**(narrays if rec_int is None and a_bias is None else cb_arrays),
+                       **extra, **decays},
+        skip_from=tuple(skip_from), skip_weights=tuple(skip_int),
+        weights_lo=None if w_lo is None else w_lo.astype(np.int32),
+    )
+    return layer, {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
+                   **q.report, **treport}
+
+
+def _check_layer_support(L: ChainLayer, profile: HardwareProfile, readout: bool) -> None:
+    """Refuse the layers ``profile`` has no neuron for: a non-spiking read-out or a recurrent
+    / current-biased population on the fixed LIF, a recurrent read-out, a recurrent or
+    current-biased TA-LIF."""
+    if readout and not profile.programmable_neurons:
+        raise HardwareFitError(
+            f"{_label(L)}: node {L.neuron_node!r} is a non-spiking read-out (membrane "
+            f"output); {profile.name}'s fixed LIF always spikes — compile for loihi2 (a "
+            f"programmable neuron sends v each step), or train with readout 'count'")
+    if readout and L.rec_weight is not None:
+        raise ConfigError(f"{_label(L)}: a recurrent loop on the non-spiking read-out "
+                          f"{L.neuron_node!r} (node {L.rec_node!r}) feeds back a membrane, "
+                          f"not spikes; it has no chip mapping")
+    if (L.rec_weight is not None or L.cur_bias is not None) and \
+            not profile.programmable_neurons:
+        raise HardwareFitError(
+            f"{_label(L)}: a recurrent connection or a bias into a CubaLIF current (node "
+            f"{L.neuron_node!r}) runs inside a programmable neuron; {profile.name} has only "
+            f"the fixed LIF — compile for loihi2")
+    if L.is_talif and (L.rec_weight is not None or L.cur_bias is not None):
+        raise ConfigError(f"{_label(L)}: a recurrent or current-biased TA-LIF population "
+                          f"has no chip neuron")
+
+
+def _quantize_synapses(L: ChainLayer, profile: HardwareProfile, weight_groups: str
+                       ) -> tuple[QuantizedLayer, np.ndarray | None, np.ndarray | None,
+                                  list[np.ndarray], np.ndarray | None, int,
+                                  dict[str, np.ndarray]]:
+    """The layer's synapses quantized by the scheme that fits it: ``(q, rec_int, a_bias,
+    skip_int, w_lo, k_exp, extra)`` — the layer, its integer ``W_rec``, current bias and skip
+    matrices, the second synapse group and its exponent, and the plan-v3 precision fields."""
+    from neurodeploy.exporters.precision import (  # it builds on the quantizer (quantize.py)
+        quantize_two_groups,
+        recurrent_eligible,
+        recurrent_two_groups,
+        two_group_eligible,
+    )
+    rec_int = a_bias = None
+    skip_int: list[np.ndarray] = []
+    w_lo, k_exp = None, 0
+    rec_scheme = (recurrent_two_groups(L, profile) if weight_groups == "auto"
+                  and recurrent_eligible(L) else None)
+    extra: dict[str, np.ndarray] = {}  # plan-v3 precision fields of the neuron's inputs
+    if rec_scheme is not None:  # W and W_rec on two synapse groups each
+        q, a_bias, w_lo, k_exp = (rec_scheme.q, rec_scheme.a_bias, rec_scheme.weights_lo,
+                                  rec_scheme.k)
+        rec_int = rec_scheme.w_rec
+        if rec_scheme.w_rec_lo is not None:
+            extra["w_rec_lo"] = rec_scheme.w_rec_lo
+    elif weight_groups == "auto" and two_group_eligible(L):  # a second synapse group
+        q, a_bias, w_lo, k_exp = quantize_two_groups(L, profile)
+    elif L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None or L.skips):
+        q, rec_int, skip_int, a_bias = _quantize_fc_blocks(L, profile)
+    elif L.kind == "conv" and L.rec_weight is not None:
+        # a recurrent convolution (W_rec unrolled, [N, N]): one scale for the unrolled
+        # forward conv and W_rec, chosen on [conv as a matrix | W_rec] (the u headroom
+        # then covers the exact worst row); the kernel is quantized with that scale and
+        # sign mode, so its taps equal the matrix's entries
+        q, rec_int = _quantize_conv_recurrent(L, profile)
+    elif L.rec_weight is not None:
+        raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense or conv "
+                          f"layer")
+    else:
+        q, a_bias = _quantize_plain(L, profile)
+    return q, rec_int, a_bias, skip_int, w_lo, k_exp, extra
+
+
+def _quantize_fc_blocks(L: ChainLayer, profile: HardwareProfile
+                        ) -> tuple[QuantizedLayer, np.ndarray | None, list[np.ndarray],
+                                   np.ndarray | None]:
+    """A dense layer with a recurrent matrix, skip edges or a current bias: ``(q, rec_int,
+    skip_int, a_bias)``, every block quantized with one scale."""
+    # one scale for [W | W_rec | W_skip… | b_cur]: spikes are binary (the current bias
+    # is an always-on input), so they share the layer's scale; u headroom over all
+    rec_int = a_bias = None
+    skip_int: list[np.ndarray] = []
+    n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
+    cols = [np.asarray(L.weight).reshape(n_out, -1)]
+    if L.rec_weight is not None:
+        cols.append(L.rec_weight)
+    cols.extend(w for _, w in L.skips)
+    if L.cur_bias is not None:
+        cols.append(np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1))
+    q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)),
+                           profile)
+    at = n_in
+    if L.rec_weight is not None:
+        rec_int = q.weights[:, at:at + n_out].astype(np.int32)
+        at += n_out
+    for _, w in L.skips:
+        skip_int.append(q.weights[:, at:at + w.shape[1]].astype(np.int32))
+        at += w.shape[1]
+    if L.cur_bias is not None:
+        a_bias = q.weights[:, -1].astype(np.int32)
+    q = dataclasses.replace(q, weights=q.weights[:, :n_in])
+    return q, rec_int, skip_int, a_bias
+
+
+def _quantize_plain(L: ChainLayer, profile: HardwareProfile
+                    ) -> tuple[QuantizedLayer, np.ndarray | None]:
+    """A pool layer, or a dense / conv layer without recurrence or skips: ``(q, a_bias)``,
+    ``a_bias`` the conv layer's current bias (per neuron) checked against the u range."""
+    a_bias = None
+    q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
+        L, profile)
+    if L.cur_bias is not None:  # conv: one current bias per channel
+        per_ch = np.round(np.asarray(L.cur_bias, dtype=np.float64) * q.scale)
+        a_bias = np.repeat(per_ch, L.out_shape[1] * L.out_shape[2]).astype(np.int32)
+        worst = int(np.abs(q.weights).reshape(q.weights.shape[0], -1).sum(1).max()
+                    + np.abs(per_ch).max())
+        amp = 1.0 / (1.0 - q.report["beta_q"]) if "beta_q" in q.report else 1.0
+        if worst * amp >= profile.input_limit:
+            raise HardwareFitError(f"{_label(L)}: synaptic input plus current bias "
+                                   f"{worst} (× {amp:g}, current decay) reaches the u "
+                                   f"range of {profile.name}")
+    return q, a_bias
+
+
+def _neuron_kind(L: ChainLayer, q: QuantizedLayer, num_steps: int, profile: HardwareProfile,
+                 readout: bool) -> tuple[str, dict[str, Any], dict[str, np.ndarray],
+                                         dict[str, Any]]:
+    """The plan neuron of a layer from its reset, TA-LIF, read-out, v floor and multi-spike
+    output: ``(neuron, neuron_params, neuron_arrays, TA-LIF report)``."""
+    neuron, nparams, narrays, treport = "lif", {}, {}, {}
+    if L.reset == "zero" and L.reset_timing == "next-step":
+        if L.is_talif or not profile.programmable_neurons:
             raise HardwareFitError(
-                f"{_label(L)}: node {L.neuron_node!r} is a non-spiking read-out (membrane "
-                f"output); {profile.name}'s fixed LIF always spikes — compile for loihi2 (a "
-                f"programmable neuron sends v each step), or train with readout 'count'")
-        if readout and L.rec_weight is not None:
-            raise ConfigError(f"{_label(L)}: a recurrent loop on the non-spiking read-out "
-                              f"{L.neuron_node!r} (node {L.rec_node!r}) feeds back a membrane, "
-                              f"not spikes; it has no chip mapping")
-        rec_int = a_bias = None
-        if (L.rec_weight is not None or L.cur_bias is not None) and \
-                not profile.programmable_neurons:
-            raise HardwareFitError(
-                f"{_label(L)}: a recurrent connection or a bias into a CubaLIF current (node "
-                f"{L.neuron_node!r}) runs inside a programmable neuron; {profile.name} has only "
-                f"the fixed LIF — compile for loihi2")
-        if L.is_talif and (L.rec_weight is not None or L.cur_bias is not None):
-            raise ConfigError(f"{_label(L)}: a recurrent or current-biased TA-LIF population "
-                              f"has no chip neuron")
-        skip_from, skip_int = _skip_delays(L, chain, profile), []
-        w_lo, k_exp = None, 0
-        rec_scheme = (recurrent_two_groups(L, profile) if weight_groups == "auto"
-                      and recurrent_eligible(L) else None)
-        extra: dict[str, np.ndarray] = {}  # plan-v3 precision fields of the neuron's inputs
-        if rec_scheme is not None:  # W and W_rec on two synapse groups each
-            q, a_bias, w_lo, k_exp = (rec_scheme.q, rec_scheme.a_bias, rec_scheme.weights_lo,
-                                      rec_scheme.k)
-            rec_int = rec_scheme.w_rec
-            if rec_scheme.w_rec_lo is not None:
-                extra["w_rec_lo"] = rec_scheme.w_rec_lo
-        elif weight_groups == "auto" and two_group_eligible(L):  # a second synapse group
-            q, a_bias, w_lo, k_exp = quantize_two_groups(L, profile)
-        elif L.kind == "fc" and (L.rec_weight is not None or L.cur_bias is not None or L.skips):
-            # one scale for [W | W_rec | W_skip… | b_cur]: spikes are binary (the current bias
-            # is an always-on input), so they share the layer's scale; u headroom over all
-            n_in, n_out = int(np.prod(L.in_shape)), L.out_shape[0]
-            cols = [np.asarray(L.weight).reshape(n_out, -1)]
-            if L.rec_weight is not None:
-                cols.append(L.rec_weight)
-            cols.extend(w for _, w in L.skips)
-            if L.cur_bias is not None:
-                cols.append(np.asarray(L.cur_bias, dtype=np.float64).reshape(n_out, 1))
-            q = _quantize_weighted(dataclasses.replace(L, weight=np.concatenate(cols, 1)),
-                                   profile)
-            at = n_in
-            if L.rec_weight is not None:
-                rec_int = q.weights[:, at:at + n_out].astype(np.int32)
-                at += n_out
-            for _, w in L.skips:
-                skip_int.append(q.weights[:, at:at + w.shape[1]].astype(np.int32))
-                at += w.shape[1]
-            if L.cur_bias is not None:
-                a_bias = q.weights[:, -1].astype(np.int32)
-            q = dataclasses.replace(q, weights=q.weights[:, :n_in])
-        elif L.kind == "conv" and L.rec_weight is not None:
-            # a recurrent convolution (W_rec unrolled, [N, N]): one scale for the unrolled
-            # forward conv and W_rec, chosen on [conv as a matrix | W_rec] (the u headroom
-            # then covers the exact worst row); the kernel is quantized with that scale and
-            # sign mode, so its taps equal the matrix's entries
-            q, rec_int = _quantize_conv_recurrent(L, profile)
-        elif L.rec_weight is not None:
-            raise ConfigError(f"{_label(L)}: a recurrent connection needs a dense or conv "
-                              f"layer")
-        else:
-            q = (_quantize_pool if L.kind in ("avgpool", "sumpool") else _quantize_weighted)(
-                L, profile)
-            if L.cur_bias is not None:  # conv: one current bias per channel
-                per_ch = np.round(np.asarray(L.cur_bias, dtype=np.float64) * q.scale)
-                a_bias = np.repeat(per_ch, L.out_shape[1] * L.out_shape[2]).astype(np.int32)
-                worst = int(np.abs(q.weights).reshape(q.weights.shape[0], -1).sum(1).max()
-                            + np.abs(per_ch).max())
-                amp = 1.0 / (1.0 - q.report["beta_q"]) if "beta_q" in q.report else 1.0
-                if worst * amp >= profile.input_limit:
-                    raise HardwareFitError(f"{_label(L)}: synaptic input plus current bias "
-                                           f"{worst} (× {amp:g}, current decay) reaches the u "
-                                           f"range of {profile.name}")
-        bias_mant = q.bias_mant
-        if L.kind == "conv" and bias_mant.size == L.out_shape[0]:  # per channel → per neuron
-            bias_mant = np.repeat(bias_mant, L.out_shape[1] * L.out_shape[2])
-        groups = L.in_shape[0] if L.kind in ("avgpool", "sumpool") else L.groups
-        stride = L.stride if L.kind != "fc" else (1, 1)
-        name = f"layer{L.index}"
-        neuron, nparams, narrays, treport = "lif", {}, {}, {}
-        if L.reset == "zero" and L.reset_timing == "next-step":
-            if L.is_talif or not profile.programmable_neurons:
-                raise HardwareFitError(
-                    f"{_label(L)}: a zero reset one step late (node {L.neuron_node!r}, snntorch "
-                    f"Synaptic/RLeaky) needs programmable neurons and no TA-LIF; {profile.name} "
-                    f"cannot — compile for loihi2")
-            neuron = "lif_delayed"
-        if L.reset == "subtract":
-            if L.is_talif:
-                raise ConfigError(f"{_label(L)}: TA-LIF with subtract reset has no chip neuron")
-            if not profile.programmable_neurons:
-                raise HardwareFitError(
-                    f"{_label(L)}: subtract reset (node {L.neuron_node!r}) needs programmable "
-                    f"neurons; {profile.name}'s fixed LIF resets to zero — compile for loihi2, "
-                    f"or deploy with reset to zero (export --nir … --reset zero)")
-            neuron = "sublif_delayed" if L.reset_timing == "next-step" else "sublif"
+                f"{_label(L)}: a zero reset one step late (node {L.neuron_node!r}, snntorch "
+                f"Synaptic/RLeaky) needs programmable neurons and no TA-LIF; {profile.name} "
+                f"cannot — compile for loihi2")
+        neuron = "lif_delayed"
+    if L.reset == "subtract":
         if L.is_talif:
-            neuron = TALIF
-            nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),
-                                                        profile)
-        if readout:  # no spike, no reset: the membrane is sent each step
-            neuron = "li"
-        if L.v_floor is not None:
-            nparams = {**nparams, "v_min": _v_min(L, neuron, int(q.vth), profile)}
-        if graded_ok(L, neuron, profile):  # multi-spike counts as graded spike payloads
-            nparams = {**nparams, "graded_bits": min(profile.graded_spike_bits,
-                                                     GRADED_BITS_MAX)}
-        decays, dreport = _per_neuron_decays(L, profile)
-        q = dataclasses.replace(q, report={**q.report, **dreport})
-        if "w_rec_lo" in extra:
-            nparams = {**nparams, "w_rec_exp": k_exp}
-        fine = (fine_current_bias(L, q, a_bias, profile)
-                if weight_groups == "auto" and a_bias is not None else None)
-        if fine is not None:  # the current bias on the 13-bit u grid instead of a_bias
-            extra["a_bias_mant"], a_exp = fine
-            nparams = {**nparams, "a_bias_exp": a_exp}
-            q = dataclasses.replace(q, report={**q.report, "current_bias_exp": a_exp})
-        cb_arrays = {k: v for k, v in (("w_rec", rec_int),
-                                       ("a_bias", None if fine is not None else a_bias))
-                     if v is not None}
-        layers.append(PlanLayer(
-            name=name, kind=PLAN_KINDS[L.kind], in_shape=tuple(L.in_shape),
-            out_shape=tuple(L.out_shape), weights=q.weights.astype(np.int32), weight_exp=k_exp,
-            du=q.du, dv=q.dv, vth=q.vth, bias_mant=bias_mant.astype(np.int32),
-            bias_exp=q.bias_exp, scale=float(q.scale), delay=profile.synaptic_delay,
-            stride=tuple(int(v) for v in stride), padding=tuple(int(v) for v in L.padding),
-            groups=int(groups), flatten_before=bool(L.flatten_before),
-            neuron=(neuron if rec_int is None and a_bias is None else
-                    f"{neuron}{'_rec' if rec_int is not None else '_cb'}"),
-            neuron_params=nparams,
-            neuron_arrays={**(narrays if rec_int is None and a_bias is None else cb_arrays),
-                           **extra, **decays},
-            skip_from=tuple(skip_from), skip_weights=tuple(skip_int),
-            weights_lo=None if w_lo is None else w_lo.astype(np.int32),
-        ))
-        quant[name] = {"token": layer_token(L), "nir_nodes": [L.synapse_node, L.neuron_node],
-                       **q.report, **treport}
-    _check_value_ranges(layers, chain, profile)
-    resources = resource_map(chain, profile)
+            raise ConfigError(f"{_label(L)}: TA-LIF with subtract reset has no chip neuron")
+        if not profile.programmable_neurons:
+            raise HardwareFitError(
+                f"{_label(L)}: subtract reset (node {L.neuron_node!r}) needs programmable "
+                f"neurons; {profile.name}'s fixed LIF resets to zero — compile for loihi2, "
+                f"or deploy with reset to zero (export --nir … --reset zero)")
+        neuron = "sublif_delayed" if L.reset_timing == "next-step" else "sublif"
+    if L.is_talif:
+        neuron = TALIF
+        nparams, narrays, treport = _quantize_talif(L, float(q.scale), int(num_steps),
+                                                    profile)
+    if readout:  # no spike, no reset: the membrane is sent each step
+        neuron = "li"
+    if L.v_floor is not None:
+        nparams = {**nparams, "v_min": _v_min(L, neuron, int(q.vth), profile)}
+    if graded_ok(L, neuron, profile):  # multi-spike counts as graded spike payloads
+        nparams = {**nparams, "graded_bits": min(profile.graded_spike_bits,
+                                                 GRADED_BITS_MAX)}
+    return neuron, nparams, narrays, treport
+
+
+def _summarize_quantization(quant: dict[str, Any]) -> None:
+    """Add ``quant["summary"]``: the maxima (minimum headroom) over the layers' reports."""
     quant["summary"] = {
         "weight_max_abs_err_rel": max(v["weight_max_abs_err_rel"] for k, v in quant.items()),
         "threshold_err_rel_max": max(v["threshold_err_rel"] for k, v in quant.items()),
@@ -392,6 +465,12 @@ def compile_graph(graph: nir.NIRGraph, profile: HardwareProfile | str,
                                                  for v in talif_q),
             "nds_clipped_frac_max": max(v["nds_clipped_frac"] for v in talif_q),
         })
+
+
+def _assemble_plan(chain: NIRChain, profile: HardwareProfile, num_steps: int,
+                   layers: list[PlanLayer], resources: dict[str, Any],
+                   quant: dict[str, Any]) -> DeploymentPlan:
+    """The validated plan: layers, resources, quantization report and the source record."""
     meta = {k: (v.tolist() if isinstance(v, np.ndarray) else
                 v.item() if isinstance(v, np.generic) else v)
             for k, v in chain.metadata.items()}
