@@ -55,7 +55,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from neurodeploy.data.core import DatasetSplit
+from neurodeploy.data.core import Dataset, DatasetSplit
 from neurodeploy.errors import CheckpointError, ConfigError, NeurodeployError
 from neurodeploy.evaluation import evaluate
 from neurodeploy.models import atomic_torch_save, library_versions, save_checkpoint
@@ -255,6 +255,31 @@ def train(
         replicas.close()
 
 
+@dataclass
+class _Run:
+    """What the stages of one run share: its inputs, and the state that ``last.pt`` saves and
+    resuming restores (optimizer, scheduler, shuffle stream, history, best accuracy / epoch)."""
+
+    classifier: Any
+    model: Any
+    split: DatasetSplit
+    cfg: TrainConfig
+    defense: Defense
+    out: Path | None
+    device: torch.device
+    replicas: Replicas
+    shuffle: torch.Generator
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    disable: bool  # no progress bar / per-epoch line (quiet, or not rank 0)
+    ckpt_extra: dict[str, Any]  # the ``extra`` common to every saved model checkpoint
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_acc: float | None = None
+    best_epoch: int | None = None
+    start_epoch: int = 0
+    seconds_before: float = 0.0
+
+
 def _train(
     classifier: Any,
     split: DatasetSplit,
@@ -267,10 +292,28 @@ def _train(
     device: torch.device,
     replicas: Replicas,
 ) -> TrainResult:
-    device = replicas.device(device)
-    model = classifier.model if hasattr(classifier, "model") else classifier
-    classifier.to(device)
-    train_set, test_set = split.train, split.test
+    run = _setup(classifier, split, cfg, defense, out, quiet, extra, device, replicas)
+    if resume and out is not None and (out / "last.pt").is_file():
+        _resume(run, out / "last.pt")
+
+    t_start = time.perf_counter()
+    for epoch in range(run.start_epoch, cfg.epochs):
+        t_epoch = time.perf_counter()
+        row = _train_epoch(run, epoch)
+        test_acc, is_best = _evaluate_epoch(run, epoch, row, t_epoch)
+        rng_ranks = replicas.gather_objects(_rng_states(run.shuffle, classifier))  # collective
+        if out is not None and replicas.is_main:
+            _save_epoch(run, out, epoch, test_acc, is_best, rng_ranks, t_start)
+        replicas.barrier()  # no rank runs ahead of rank 0's files
+
+    if out is not None and replicas.is_main and run.history and run.start_epoch >= cfg.epochs:
+        # resumed a finished run: its metrics.json is derived from last.pt again (idempotent)
+        _write_metrics(out / "metrics.json", cfg, split, defense, run.history, run.best_acc,
+                       run.best_epoch, run.seconds_before)
+    return _result(run, t_start)
+
+
+def _check_data(train_set: Dataset, model: Any) -> None:
     if len(train_set) == 0:
         raise ConfigError(f"training set {train_set.name} is empty")
     model_shape = tuple(getattr(getattr(model, "config", None), "input_shape", ()) or ())
@@ -280,12 +323,30 @@ def _train(
             f"{tuple(train_set.input_shape)}"
         )
 
+
+def _setup(
+    classifier: Any,
+    split: DatasetSplit,
+    cfg: TrainConfig,
+    defense: Defense,
+    out: Path | None,
+    quiet: bool,
+    extra: dict[str, Any] | None,
+    device: torch.device,
+    replicas: Replicas,
+) -> _Run:
+    """Device, data checks, seeding, ``defense.prepare``, optimizer and scheduler: a fresh run."""
+    device = replicas.device(device)
+    model = classifier.model if hasattr(classifier, "model") else classifier
+    classifier.to(device)
+    _check_data(split.train, model)
+
     # Fresh seeded state: global RNG, encoder stream, shuffling.
     torch.manual_seed(cfg.seed)
     if hasattr(classifier, "reseed"):
         classifier.reseed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    defense.prepare(classifier, train_set.x, train_set.y)
+    defense.prepare(classifier, split.train.x, split.train.y)
     if replicas.active:
         if cfg.batch_size < replicas.world:
             raise ConfigError(f"train.batch_size {cfg.batch_size} is smaller than the "
@@ -297,159 +358,184 @@ def _train(
 
     opt = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cfg.lr_factor(e))
-    history: list[dict[str, Any]] = []
-    best_acc: float | None = None
-    best_epoch: int | None = None
-    start_epoch = 0
-    seconds_before = 0.0
+    return _Run(
+        classifier, model, split, cfg, defense, out, device, replicas, shuffle, opt, sched,
+        disable=progress_disabled(quiet) or not replicas.is_main,
+        ckpt_extra={"train_config": cfg.to_dict(), "data": split.description, **(extra or {})},
+    )
 
-    if resume and out is not None and (out / "last.pt").is_file():
-        state = _load_state(out / "last.pt")
-        _check_resume_config(state["train_config"], cfg, out / "last.pt")
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{out / 'last.pt'}: does not match this model ({exc})") from exc
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != replicas.world:
-            raise ConfigError(f"{out / 'last.pt'}: written by {saved_world} data-parallel "
-                              f"process(es); resume with the same number ({replicas.world} now)")
-        _set_rng_states(state["rng_ranks"][replicas.rank] if replicas.active else state["rng"],
-                        shuffle, classifier)
-        history = list(state["history"])
-        best_acc, best_epoch = state["best_acc"], state["best_epoch"]
-        start_epoch = int(state["epoch"])
-        seconds_before = float(state.get("seconds", 0.0))
 
-    t_start = time.perf_counter()
-    n = len(train_set)
+def _resume(run: _Run, path: Path) -> None:
+    """Restore the state saved in ``last.pt`` (``path``) into ``run``."""
+    state = _load_state(path)
+    _check_resume_config(state["train_config"], run.cfg, path)
+    try:
+        run.model.load_state_dict(state["model"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: does not match this model ({exc})") from exc
+    replicas = run.replicas
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != replicas.world:
+        raise ConfigError(f"{path}: written by {saved_world} data-parallel "
+                          f"process(es); resume with the same number ({replicas.world} now)")
+    _set_rng_states(state["rng_ranks"][replicas.rank] if replicas.active else state["rng"],
+                    run.shuffle, run.classifier)
+    run.history = list(state["history"])
+    run.best_acc, run.best_epoch = state["best_acc"], state["best_epoch"]
+    run.start_epoch = int(state["epoch"])
+    run.seconds_before = float(state.get("seconds", 0.0))
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One pass over the shuffled training set, then the scheduler step; returns the epoch's
+    row so far: epoch, lr and the mean of every number the defense reported."""
+    cfg, replicas = run.cfg, run.replicas
+    run.model.train()
+    lr = run.opt.param_groups[0]["lr"]
+    n = len(run.split.train)
     nb = math.ceil(n / cfg.batch_size)
-    disable = progress_disabled(quiet) or not replicas.is_main
-    ckpt_extra_base = {"train_config": cfg.to_dict(), "data": split.description, **(extra or {})}
+    perm = torch.randperm(n, generator=run.shuffle)
+    sums: dict[str, float] = {}
+    bar = tqdm(range(nb), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=run.disable)
+    for b in bar:
+        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        n_global = int(idx.numel())
+        if n_global < replicas.world:  # a tail batch too small to split: skipped by all
+            continue
+        if b == nb // 2:
+            crash_point("train.mid-epoch", epoch + 1)
+        loss, metrics = _train_step(run, epoch, b, nb, replicas.local_batch(idx), n_global)
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        if not run.disable:
+            bar.set_postfix(loss=f"{metrics.get('loss', loss.item()):.3f}")
+    run.sched.step()
+    return {"epoch": epoch + 1, "lr": lr, **_summarise(replicas.mean_of(sums), nb)}
 
-    for epoch in range(start_epoch, cfg.epochs):
-        t_epoch = time.perf_counter()
-        model.train()
-        lr = opt.param_groups[0]["lr"]
-        perm = torch.randperm(n, generator=shuffle)
-        sums: dict[str, float] = {}
-        bar = tqdm(range(nb), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=disable)
-        for b in bar:
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            n_global = int(idx.numel())
-            if n_global < replicas.world:  # a tail batch too small to split: skipped by all
-                continue
-            if b == nb // 2:
-                crash_point("train.mid-epoch", epoch + 1)
-            idx = replicas.local_batch(idx)
-            x = train_set.take(idx).to(device, non_blocking=True)
-            y = train_set.y[idx].to(device, non_blocking=True)
-            ctx = BatchContext(
-                classifier,
-                x,
-                y,
-                epoch=epoch,
-                progress=(epoch + b / nb) / cfg.epochs,
-                generator=getattr(classifier, "generator", None),
-            )
-            loss, metrics = defense.loss(ctx)
-            if not replicas.all_finite(loss.detach()):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
-                    f"(lower the learning rate or add grad_clip)"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            replicas.average_gradients(list(model.parameters()), idx.numel() / n_global)
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            defense.after_step(classifier)
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            if not disable:
-                bar.set_postfix(loss=f"{metrics.get('loss', loss.item()):.3f}")
-        sched.step()
 
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr,
-                               **_summarise(replicas.mean_of(sums), nb)}
-        last = epoch + 1 == cfg.epochs
-        test_acc = None
-        if len(test_set) and ((epoch + 1) % cfg.eval_every == 0 or last) and replicas.is_main:
-            # A seed per epoch, independent of the training streams (evaluate restores them).
-            res = evaluate(classifier, test_set, cfg.eval_batch_size, cfg.seed + 1000 + epoch)
-            test_acc = res.accuracy
-        crash_point("train.after-evaluate", epoch + 1)
-        if replicas.active:
-            test_acc = replicas.broadcast_object(test_acc)
-            replicas.check_in_sync(model)
-            row["world_size"] = replicas.world
-        row["test_acc"] = test_acc
-        row["seconds"] = time.perf_counter() - t_epoch
-        history.append(row)
-        is_best = test_acc is not None and (best_acc is None or test_acc > best_acc)
-        if is_best:
-            best_acc, best_epoch = test_acc, epoch + 1
-        if not disable:
-            shown = "n/a" if test_acc is None else f"{100 * test_acc:.2f} %"
-            tqdm.write(
-                f"epoch {epoch + 1}/{cfg.epochs}: loss {row.get('train_loss', float('nan')):.4f}"
-                f"  test acc {shown}  ({row['seconds']:.1f} s)"
-            )
-        rng_ranks = replicas.gather_objects(_rng_states(shuffle, classifier))  # collective
-        if out is not None and replicas.is_main:
-            ck_extra = {
-                **ckpt_extra_base,
-                "defense": defense.checkpoint_extra(),
-                "epoch": epoch + 1,
-                "test_acc": test_acc,
-            }
-            # Every file derived from this epoch first, the training state (the commit) last.
-            if is_best:
-                save_checkpoint(out / "best.pt", model, ck_extra)
-                crash_point("train.after-best", epoch + 1)
-            if last:
-                save_checkpoint(out / "model.pt", model, ck_extra)
-                crash_point("train.after-model", epoch + 1)
-            elapsed = seconds_before + time.perf_counter() - t_start
-            _write_metrics(
-                out / "metrics.json", cfg, split, defense, history, best_acc, best_epoch, elapsed
-            )
-            crash_point("train.after-metrics", epoch + 1)
-            atomic_torch_save(
-                {
-                    "format": STATE_FORMAT,
-                    "version": STATE_VERSION,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": rng_ranks[0],
-                    "rng_ranks": rng_ranks,
-                    "world_size": replicas.world,
-                    "history": history,
-                    "best_acc": best_acc,
-                    "best_epoch": best_epoch,
-                    "train_config": cfg.to_dict(),
-                    "defense": defense.checkpoint_extra(),
-                    "versions": library_versions(),
-                    "seconds": elapsed,
-                },
-                out / "last.pt",
-            )
-            crash_point("train.after-state", epoch + 1)
-        replicas.barrier()  # no rank runs ahead of rank 0's files
-
-    if out is not None and replicas.is_main and history and start_epoch >= cfg.epochs:
-        # resumed a finished run: its metrics.json is derived from last.pt again (idempotent)
-        _write_metrics(
-            out / "metrics.json", cfg, split, defense, history, best_acc, best_epoch, seconds_before
+def _train_step(
+    run: _Run, epoch: int, b: int, nb: int, idx: torch.Tensor, n_global: int
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Batch ``b`` of ``nb`` (this rank's ``idx`` of ``n_global`` samples): the defense's loss,
+    backward, gradient all-reduce and clipping, the optimizer step and ``after_step``."""
+    model, cfg, replicas = run.model, run.cfg, run.replicas
+    x = run.split.train.take(idx).to(run.device, non_blocking=True)
+    y = run.split.train.y[idx].to(run.device, non_blocking=True)
+    ctx = BatchContext(
+        run.classifier,
+        x,
+        y,
+        epoch=epoch,
+        progress=(epoch + b / nb) / cfg.epochs,
+        generator=getattr(run.classifier, "generator", None),
+    )
+    loss, metrics = run.defense.loss(ctx)
+    if not replicas.all_finite(loss.detach()):
+        raise TrainingError(
+            f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
+            f"(lower the learning rate or add grad_clip)"
         )
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    replicas.average_gradients(list(model.parameters()), idx.numel() / n_global)
+    if cfg.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    run.defense.after_step(run.classifier)
+    return loss, metrics
 
-    seconds = seconds_before + time.perf_counter() - t_start
-    final = history[-1]["test_acc"] if history else None
+
+def _evaluate_epoch(
+    run: _Run, epoch: int, row: dict[str, Any], t_epoch: float
+) -> tuple[float | None, bool]:
+    """Test accuracy (when due), the completed ``row`` appended to the history, the best
+    accuracy updated and the epoch's line shown; returns the accuracy and whether it is best."""
+    cfg, replicas, test_set = run.cfg, run.replicas, run.split.test
+    last = epoch + 1 == cfg.epochs
+    test_acc = None
+    if len(test_set) and ((epoch + 1) % cfg.eval_every == 0 or last) and replicas.is_main:
+        # A seed per epoch, independent of the training streams (evaluate restores them).
+        res = evaluate(run.classifier, test_set, cfg.eval_batch_size, cfg.seed + 1000 + epoch)
+        test_acc = res.accuracy
+    crash_point("train.after-evaluate", epoch + 1)
+    if replicas.active:
+        test_acc = replicas.broadcast_object(test_acc)
+        replicas.check_in_sync(run.model)
+        row["world_size"] = replicas.world
+    row["test_acc"] = test_acc
+    row["seconds"] = time.perf_counter() - t_epoch
+    run.history.append(row)
+    is_best = test_acc is not None and (run.best_acc is None or test_acc > run.best_acc)
+    if is_best:
+        run.best_acc, run.best_epoch = test_acc, epoch + 1
+    if not run.disable:
+        shown = "n/a" if test_acc is None else f"{100 * test_acc:.2f} %"
+        tqdm.write(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {row.get('train_loss', float('nan')):.4f}"
+            f"  test acc {shown}  ({row['seconds']:.1f} s)"
+        )
+    return test_acc, is_best
+
+
+def _save_epoch(
+    run: _Run,
+    out: Path,
+    epoch: int,
+    test_acc: float | None,
+    is_best: bool,
+    rng_ranks: list[dict[str, Any]],
+    t_start: float,
+) -> None:
+    """Rank 0's files for this epoch: ``best.pt`` / ``model.pt`` when due, ``metrics.json``,
+    and ``last.pt`` (with every rank's RNG states ``rng_ranks``) as the commit, in ``out``."""
+    cfg, model = run.cfg, run.model
+    ck_extra = {
+        **run.ckpt_extra,
+        "defense": run.defense.checkpoint_extra(),
+        "epoch": epoch + 1,
+        "test_acc": test_acc,
+    }
+    # Every file derived from this epoch first, the training state (the commit) last.
+    if is_best:
+        save_checkpoint(out / "best.pt", model, ck_extra)
+        crash_point("train.after-best", epoch + 1)
+    if epoch + 1 == cfg.epochs:
+        save_checkpoint(out / "model.pt", model, ck_extra)
+        crash_point("train.after-model", epoch + 1)
+    elapsed = run.seconds_before + time.perf_counter() - t_start
+    _write_metrics(out / "metrics.json", cfg, run.split, run.defense, run.history, run.best_acc,
+                   run.best_epoch, elapsed)
+    crash_point("train.after-metrics", epoch + 1)
+    atomic_torch_save(
+        {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks,
+            "world_size": run.replicas.world,
+            "history": run.history,
+            "best_acc": run.best_acc,
+            "best_epoch": run.best_epoch,
+            "train_config": cfg.to_dict(),
+            "defense": run.defense.checkpoint_extra(),
+            "versions": library_versions(),
+            "seconds": elapsed,
+        },
+        out / "last.pt",
+    )
+    crash_point("train.after-state", epoch + 1)
+
+
+def _result(run: _Run, t_start: float) -> TrainResult:
+    seconds = run.seconds_before + time.perf_counter() - t_start
+    final = run.history[-1]["test_acc"] if run.history else None
+    out = run.out
     files = {}
     if out is not None:
         files = {
@@ -462,7 +548,8 @@ def _train(
             )
             if (out / f).exists()
         }
-    return TrainResult(history, final, best_acc, best_epoch, out, seconds, start_epoch, files)
+    return TrainResult(run.history, final, run.best_acc, run.best_epoch, out, seconds,
+                       run.start_epoch, files)
 
 
 def _write_metrics(
