@@ -28,12 +28,14 @@ from neurodeploy.exporters.nir_chain_nodes import (
     SYNAPSE_READERS,
     TALIF,
     TALIF_META_KEY,
+    Decay,
     _check_reset_hint,
     _current_decay,
     _float_tol,
     _neuron_params,
     _per_neuron,
     _read_dense,
+    _Synapse,
     _unrolled_conv,
 )
 
@@ -280,190 +282,304 @@ def parse_graph(graph: nir.NIRGraph) -> NIRChain:
         raise ConfigError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     dt = graph_dt(graph)
     order, loops, skips = _chain_order_skips(graph)
-    index_of = {order[0]: 0}  # main-path Input / neuron → chain index (0: the input)
-    inp = graph.nodes[order[0]]
+    walk = _Walk(graph, dt, loops, skips, _input_shape(graph, order[0]),
+                 index_of={order[0]: 0})
+    _walk_layers(walk, order[1:-1])
+    _check_output_shape(graph, order[-1], walk.layers[-1].out_shape)
+    meta = dict(graph.metadata) if isinstance(graph.metadata, dict) else {}
+    return NIRChain(input_shape=walk.input_shape, layers=tuple(walk.layers), dt=dt,
+                    metadata=meta)
+
+
+@dataclass
+class _Walk:
+    """What :func:`parse_graph`'s layer stages share: the graph, its time step, recurrent
+    loops and skip edges, the input shape and the chain so far (``index_of``: main-path
+    Input / neuron → chain index, 0 for the input)."""
+
+    graph: nir.NIRGraph
+    dt: float
+    loops: dict[str, str]
+    skips: list[_SkipEdge]
+    input_shape: tuple[int, ...]
+    index_of: dict[str, int]
+    layers: list[ChainLayer] = field(default_factory=list)
+
+
+def _input_shape(graph: nir.NIRGraph, name: str) -> tuple[int, ...]:
+    """The shape of the Input node ``name``."""
+    inp = graph.nodes[name]
     in_type = inp.input_type.get("input") if isinstance(inp.input_type, dict) else None
     if in_type is None:
-        raise ConfigError(f"Input node {order[0]!r} has no shape")
-    input_shape = tuple(int(v) for v in np.asarray(in_type).ravel())
-    shape = input_shape
-    body = order[1:-1]
-    layers: list[ChainLayer] = []
+        raise ConfigError(f"Input node {name!r} has no shape")
+    return tuple(int(v) for v in np.asarray(in_type).ravel())
+
+
+def _walk_layers(walk: _Walk, body: list[str]) -> None:
+    """The main path between Input and Output, ``[Flatten →] synapse → neuron`` pair by pair,
+    into ``walk.layers``."""
+    shape = walk.input_shape
     i = 0
     while i < len(body):
-        flatten = False
-        pre_shape = shape
-        name = body[i]
-        node = graph.nodes[name]
-        if isinstance(node, nir.Flatten):
-            flatten = len(shape) > 1
-            shape = (math.prod(shape),)
-            i += 1
-            if i >= len(body):
-                raise ConfigError(f"Flatten node {name!r} is not followed by a synapse")
-            name, node = body[i], graph.nodes[body[i]]
-        k = len(layers) + 1
-        where = f"node {name!r} ({type(node).__name__})"
-        reader = SYNAPSE_READERS.get(type(node))
-        if reader is None:
-            raise ConfigError(
-                f"{where}: expected a synapse (Affine, Linear, Conv2d, AvgPool2d, SumPool2d, "
-                f"optionally after Flatten) as layer {k}"
-            )
-        syn = reader(node, shape, where)
-        kind, out_shape, weight, bias = syn.kind, syn.out_shape, syn.weight, syn.bias
-        kernel, stride, padding, groups = syn.kernel, syn.stride, syn.padding, syn.groups
-        if any(v <= 0 for v in out_shape):
-            raise ConfigError(f"{where}: empty output shape {out_shape} for input {shape}")
-        if i + 1 >= len(body):
-            raise ConfigError(f"{where}: synapse is not followed by a neuron node")
-        neu_name = body[i + 1]
-        neu = graph.nodes[neu_name]
-        last = i + 2 == len(body)
-        nkind, alpha, theta, gain = _neuron_params(neu, neu_name, dt, last)
-        nwhere = f"node {neu_name!r}"
-        for fname in ("tau", "r", "v_threshold", "tau_mem", "tau_syn", "w_in"):
-            arr = getattr(neu, fname, None)
-            if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
-                raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
-                                  f"layer has {math.prod(out_shape)} neurons")
-        rec_weight = rec_node = None
-        if neu_name in loops:
-            rec_node = loops[neu_name]
-            rnode = graph.nodes[rec_node]
-            n_out = math.prod(out_shape)
-            if isinstance(rnode, nir.Conv2d):  # a recurrent convolution, unrolled (exact)
-                if kind != "conv":
-                    raise ConfigError(f"node {rec_node!r}: a recurrent Conv2d on a {kind} "
-                                      f"population; it needs a conv layer")
-                rec_weight, rb = _unrolled_conv(rnode, tuple(out_shape),
-                                                f"node {rec_node!r} (recurrent Conv2d)")
-            else:
-                rec_weight = np.asarray(rnode.weight, dtype=np.float64)
-                if kind != "fc" or rec_weight.shape != (n_out, n_out):
-                    raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a "
-                                      f"dense layer and an [{n_out}, {n_out}] weight, got "
-                                      f"{kind} and {rec_weight.shape}")
-                rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
-            if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
-                bias = (bias if bias is not None else 0.0) + np.asarray(
-                    rb, dtype=np.float64).reshape(-1)
-        skip_ws: list[tuple[int, np.ndarray]] = []
-        skip_labels: list[str] = []
-        for e in (e for e in skips if e.target == neu_name):
-            if kind != "fc":
-                raise ConfigError(f"{e.label}: a skip edge into a {kind} layer has no chip "
-                                  f"mapping (its delay would need a delayed Conv, which Lava "
-                                  f"has not); skip edges into dense (Affine/Linear) layers "
-                                  f"compile")
-            if e.source not in index_of:
-                raise ConfigError(f"{e.label}: its source is not an earlier population of the "
-                                  f"main path")
-            j = index_of[e.source]
-            src_shape = input_shape if j == 0 else layers[j - 1].out_shape
-            if len(src_shape) > 1 and e.flatten is None:
-                raise ConfigError(f"{e.label}: {e.synapse!r} reads a {src_shape} tensor; "
-                                  f"insert a Flatten node")
-            sw = _read_dense(graph.nodes[e.synapse], (math.prod(src_shape),), e.label)
-            if sw.out_shape != tuple(out_shape):
-                raise ConfigError(f"{e.label}: {e.synapse!r} gives {sw.out_shape[0]} outputs, "
-                                  f"the population has {math.prod(out_shape)}")
-            if sw.bias is not None:  # biases add (exact)
-                bias = (bias if bias is not None else 0.0) + sw.bias
-            if j == k - 1:  # the same source as the main synapse: the matrices add (exact)
-                weight = weight + sw.weight
-            else:
-                skip_ws.append((j, sw.weight))
-                skip_labels.append(e.label)
-        g = np.asarray(gain, dtype=np.float64)
-        if np.any(np.abs(g - 1.0) > _float_tol(getattr(neu, "r", None),
-                                               getattr(neu, "tau", None))):
-            if kind in ("avgpool", "sumpool"):
-                raise ConfigError(f"{nwhere}: input gain R·dt/τ = {g.max():g} ≠ 1 after a "
-                                  f"pooling node cannot be folded into fixed pooling weights")
-            if g.ndim == 0:
-                rows = g
-            elif kind == "fc":  # one gain per neuron: scale its weight row (exact)
-                rows = g.reshape(-1)
-            else:  # conv: one gain per output channel
-                per_ch = np.broadcast_to(g.reshape(-1), (math.prod(out_shape),)).reshape(
-                    out_shape[0], -1)
-                if not np.all(per_ch == per_ch[:, :1]):
-                    raise ConfigError(f"{nwhere}: input gain R·dt/τ differs within a channel; "
-                                      f"a conv layer's kernel can be scaled per channel only")
-                rows = per_ch[:, 0]
-            shape_w = (-1,) + (1,) * (weight.ndim - 1) if np.ndim(rows) else ()
-            weight = weight * np.reshape(rows, shape_w)
-            bias = bias * rows if bias is not None else None
-            rec_rows = (np.repeat(rows, math.prod(out_shape[1:])) if kind == "conv"
-                        and np.ndim(rows) else rows)  # conv: one gain per channel
-            rec_weight = (rec_weight * np.reshape(rec_rows, (-1, 1) if np.ndim(rows) else ())
-                          if rec_weight is not None else None)
-            skip_ws = [(j, w * np.reshape(rows, (-1, 1) if np.ndim(rows) else ()))
-                       for j, w in skip_ws]
-        cur_bias = None
-        cuba = nkind in ("cubalif", "cubali")
-        if cuba and bias is not None and np.any(bias != 0):
-            # a bias feeding a CubaLIF enters its current: a constant synaptic input (a_bias)
-            cur_bias, bias = bias, None
-        if cuba and np.any(np.asarray(neu.v_leak) != 0):
-            # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
-            leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64).reshape(-1) * dt
-                                   / np.asarray(_per_neuron(neu.tau_mem, "tau_mem", nwhere)),
-                                   (math.prod(out_shape),)).reshape(out_shape)
-            if kind == "conv":
-                per_ch = leak.reshape(out_shape[0], -1)
-                if not np.all(per_ch == per_ch[:, :1]):
-                    raise ConfigError(f"{nwhere}: v_leak differs within a channel; a conv "
-                                      f"layer's bias is one value per channel")
-                leak = per_ch[:, 0]
-            elif kind != "fc":
-                raise ConfigError(f"{nwhere}: v_leak after a pooling node has no bias to go to")
-            bias = (bias if bias is not None else 0.0) + leak.reshape(-1)
-        meta = getattr(neu, "metadata", None) or {}
-        theta_v, nds = _talif_params(meta, nkind, tuple(out_shape), nwhere)
-        reset = _check_reset_hint(neu, f"node {neu_name!r} ({type(neu).__name__})")
-        timing = _meta_str(getattr(neu, "metadata", None) or {}, "reset_timing", "immediate")
-        if timing not in ("immediate", "next-step"):
-            raise ConfigError(f"{nwhere}: metadata reset_timing = {timing!r} is not "
-                              f"'immediate' or 'next-step'")
-        beta = _current_decay(neu, dt, nwhere)[0] if cuba else None
-        n_neurons = math.prod(out_shape)
-        alphas = (np.broadcast_to(alpha, (n_neurons,)).astype(np.float64)
-                  if np.ndim(alpha) else None)
-        betas = (np.broadcast_to(beta, (n_neurons,)).astype(np.float64)
-                 if beta is not None and np.ndim(beta) else None)
-        if np.ndim(alpha) and np.asarray(alpha).size != n_neurons or \
-                np.ndim(beta) and np.asarray(beta).size != n_neurons:
-            raise ConfigError(f"{nwhere}: per-neuron decays for {np.asarray(alpha).size} "
-                              f"neurons, the layer has {n_neurons}")
-        alpha = float(np.max(alpha))
-        beta = float(np.max(beta)) if beta is not None else None
-        layers.append(ChainLayer(
-            index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
-            in_shape=pre_shape if flatten else shape, out_shape=tuple(out_shape),
-            flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
-            neuron=nkind, kernel=kernel, stride=stride, padding=padding, groups=groups,
-            alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
-            theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
-            rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
-            alphas=alphas, betas=betas, skips=tuple(skip_ws), skip_labels=tuple(skip_labels),
-            v_floor=_v_floor(meta, theta, nwhere),
-            multi_spike=bool(np.asarray(meta.get("multi_spike", 0)).item()),
-        ))
-        index_of[neu_name] = k
-        shape = tuple(out_shape)
-        i += 2
-    if not layers:
+        layer, i = _chain_layer(walk, body, i, shape)
+        walk.layers.append(layer)
+        walk.index_of[layer.neuron_node] = layer.index
+        shape = layer.out_shape
+    if not walk.layers:
         raise ConfigError("NIR graph has no synapse → neuron layer")
-    out = graph.nodes[order[-1]]
+
+
+def _check_output_shape(graph: nir.NIRGraph, name: str, shape: tuple[int, ...]) -> None:
+    """The Output node ``name``, where it has a shape, must hold the last layer's output."""
+    out = graph.nodes[name]
     out_type = out.output_type.get("output") if isinstance(out.output_type, dict) else None
     if out_type is not None and math.prod(int(v) for v in np.asarray(out_type).ravel()) != \
             math.prod(shape):
-        raise ConfigError(f"Output node {order[-1]!r} has shape {list(np.asarray(out_type))}, "
+        raise ConfigError(f"Output node {name!r} has shape {list(np.asarray(out_type))}, "
                           f"the last layer produces {shape}")
-    meta = dict(graph.metadata) if isinstance(graph.metadata, dict) else {}
-    return NIRChain(input_shape=input_shape, layers=tuple(layers), dt=dt, metadata=meta)
+
+
+def _chain_layer(walk: _Walk, body: list[str], i: int, shape: tuple[int, ...]
+                 ) -> tuple[ChainLayer, int]:
+    """(the layer whose ``[Flatten →] synapse`` starts at ``body[i]`` on a ``shape`` input,
+    the body index after its neuron): the synapse and the neuron, what folds into the synapse
+    (recurrence, skip edges, input gain, CUBA currents), then the neuron's extras."""
+    k = len(walk.layers) + 1
+    i, name, flatten, in_shape, syn = _layer_synapse(walk.graph, body, i, shape, k)
+    kind, out_shape, weight, bias = syn.kind, syn.out_shape, syn.weight, syn.bias
+    neu_name = body[i + 1]
+    neu, nkind, alpha, theta, gain = _layer_neuron(walk, neu_name, out_shape,
+                                                   last=i + 2 == len(body))
+    nwhere = f"node {neu_name!r}"
+    rec_weight, rec_node, bias = _recurrent_weight(walk, neu_name, kind, out_shape, bias)
+    weight, bias, skip_ws, skip_labels = _skip_weights(walk, neu_name, kind, out_shape, k,
+                                                       weight, bias)
+    weight, bias, rec_weight, skip_ws = _fold_gain(neu, gain, kind, out_shape, nwhere,
+                                                   weight, bias, rec_weight, skip_ws)
+    bias, cur_bias = _cuba_currents(neu, nkind, kind, out_shape, walk.dt, nwhere, bias)
+    meta = getattr(neu, "metadata", None) or {}
+    theta_v, nds = _talif_params(meta, nkind, tuple(out_shape), nwhere)
+    reset, timing = _reset_rule(neu, neu_name, nwhere)
+    alpha, beta, alphas, betas = _decays(neu, nkind, alpha, walk.dt, math.prod(out_shape),
+                                         nwhere)
+    layer = ChainLayer(
+        index=k, kind=kind, synapse_node=name, neuron_node=neu_name,
+        in_shape=in_shape, out_shape=tuple(out_shape),
+        flatten_before=flatten, weight=weight, bias=bias, alpha=alpha, theta=theta,
+        neuron=nkind, kernel=syn.kernel, stride=syn.stride, padding=syn.padding,
+        groups=syn.groups,
+        alpha_hint=_meta_float(meta, "alpha"), theta_hint=_meta_float(meta, "theta"),
+        theta_v=theta_v, nds=nds, reset=reset, beta=beta, reset_timing=timing,
+        rec_weight=rec_weight, rec_node=rec_node, cur_bias=cur_bias,
+        alphas=alphas, betas=betas, skips=tuple(skip_ws), skip_labels=tuple(skip_labels),
+        v_floor=_v_floor(meta, theta, nwhere),
+        multi_spike=bool(np.asarray(meta.get("multi_spike", 0)).item()),
+    )
+    return layer, i + 2
+
+
+def _layer_synapse(graph: nir.NIRGraph, body: list[str], i: int, shape: tuple[int, ...],
+                   k: int) -> tuple[int, str, bool, tuple[int, ...], _Synapse]:
+    """(body index of the synapse, its name, flatten_before, layer ``k``'s in_shape, the
+    synapse read) for the ``[Flatten →] synapse`` at ``body[i]``, which a neuron must
+    follow."""
+    flatten = False
+    pre_shape = shape
+    name = body[i]
+    node = graph.nodes[name]
+    if isinstance(node, nir.Flatten):
+        flatten = len(shape) > 1
+        shape = (math.prod(shape),)
+        i += 1
+        if i >= len(body):
+            raise ConfigError(f"Flatten node {name!r} is not followed by a synapse")
+        name, node = body[i], graph.nodes[body[i]]
+    where = f"node {name!r} ({type(node).__name__})"
+    reader = SYNAPSE_READERS.get(type(node))
+    if reader is None:
+        raise ConfigError(
+            f"{where}: expected a synapse (Affine, Linear, Conv2d, AvgPool2d, SumPool2d, "
+            f"optionally after Flatten) as layer {k}"
+        )
+    syn = reader(node, shape, where)
+    if any(v <= 0 for v in syn.out_shape):
+        raise ConfigError(f"{where}: empty output shape {syn.out_shape} for input {shape}")
+    if i + 1 >= len(body):
+        raise ConfigError(f"{where}: synapse is not followed by a neuron node")
+    return i, name, flatten, pre_shape if flatten else shape, syn
+
+
+def _layer_neuron(walk: _Walk, neu_name: str, out_shape: tuple[int, ...], last: bool
+                  ) -> tuple[nir.NIRNode, str, Decay, float | None, Decay]:
+    """(node, kind, α, θ, input gain) of the neuron ``neu_name`` after a synapse with output
+    ``out_shape``; its per-neuron fields hold one value or one per neuron."""
+    neu = walk.graph.nodes[neu_name]
+    nkind, alpha, theta, gain = _neuron_params(neu, neu_name, walk.dt, last)
+    nwhere = f"node {neu_name!r}"
+    for fname in ("tau", "r", "v_threshold", "tau_mem", "tau_syn", "w_in"):
+        arr = getattr(neu, fname, None)
+        if arr is not None and np.asarray(arr).size not in (1, math.prod(out_shape)):
+            raise ConfigError(f"{nwhere}: {fname} has {np.asarray(arr).size} entries, the "
+                              f"layer has {math.prod(out_shape)} neurons")
+    return neu, nkind, alpha, theta, gain
+
+
+def _recurrent_weight(walk: _Walk, neu_name: str, kind: str, out_shape: tuple[int, ...],
+                      bias: np.ndarray | None
+                      ) -> tuple[np.ndarray | None, str | None, np.ndarray | None]:
+    """(recurrent weight, its node, the synapse bias with the loop's bias added) of the
+    neuron ``neu_name`` (None, None, ``bias``: no recurrent loop)."""
+    rec_weight = rec_node = None
+    if neu_name in walk.loops:
+        rec_node = walk.loops[neu_name]
+        rnode = walk.graph.nodes[rec_node]
+        n_out = math.prod(out_shape)
+        if isinstance(rnode, nir.Conv2d):  # a recurrent convolution, unrolled (exact)
+            if kind != "conv":
+                raise ConfigError(f"node {rec_node!r}: a recurrent Conv2d on a {kind} "
+                                  f"population; it needs a conv layer")
+            rec_weight, rb = _unrolled_conv(rnode, tuple(out_shape),
+                                            f"node {rec_node!r} (recurrent Conv2d)")
+        else:
+            rec_weight = np.asarray(rnode.weight, dtype=np.float64)
+            if kind != "fc" or rec_weight.shape != (n_out, n_out):
+                raise ConfigError(f"node {rec_node!r}: a recurrent connection needs a "
+                                  f"dense layer and an [{n_out}, {n_out}] weight, got "
+                                  f"{kind} and {rec_weight.shape}")
+            rb = getattr(rnode, "bias", None) if isinstance(rnode, nir.Affine) else None
+        if rb is not None and np.any(np.asarray(rb) != 0):  # a constant input: the bias
+            bias = (bias if bias is not None else 0.0) + np.asarray(
+                rb, dtype=np.float64).reshape(-1)
+    return rec_weight, rec_node, bias
+
+
+def _skip_weights(walk: _Walk, neu_name: str, kind: str, out_shape: tuple[int, ...], k: int,
+                  weight: np.ndarray | None, bias: np.ndarray | None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None,
+                             list[tuple[int, np.ndarray]], list[str]]:
+    """(weight, bias, skip weights ``[(j, W_skip)]``, their labels) of layer ``k`` (neuron
+    ``neu_name``) with the skip edges into it: a skip edge from the main synapse's own source
+    adds to ``weight``, every edge's bias to ``bias``."""
+    skip_ws: list[tuple[int, np.ndarray]] = []
+    skip_labels: list[str] = []
+    for e in (e for e in walk.skips if e.target == neu_name):
+        if kind != "fc":
+            raise ConfigError(f"{e.label}: a skip edge into a {kind} layer has no chip "
+                              f"mapping (its delay would need a delayed Conv, which Lava "
+                              f"has not); skip edges into dense (Affine/Linear) layers "
+                              f"compile")
+        if e.source not in walk.index_of:
+            raise ConfigError(f"{e.label}: its source is not an earlier population of the "
+                              f"main path")
+        j = walk.index_of[e.source]
+        src_shape = walk.input_shape if j == 0 else walk.layers[j - 1].out_shape
+        if len(src_shape) > 1 and e.flatten is None:
+            raise ConfigError(f"{e.label}: {e.synapse!r} reads a {src_shape} tensor; "
+                              f"insert a Flatten node")
+        sw = _read_dense(walk.graph.nodes[e.synapse], (math.prod(src_shape),), e.label)
+        if sw.out_shape != tuple(out_shape):
+            raise ConfigError(f"{e.label}: {e.synapse!r} gives {sw.out_shape[0]} outputs, "
+                              f"the population has {math.prod(out_shape)}")
+        if sw.bias is not None:  # biases add (exact)
+            bias = (bias if bias is not None else 0.0) + sw.bias
+        if j == k - 1:  # the same source as the main synapse: the matrices add (exact)
+            weight = weight + sw.weight
+        else:
+            skip_ws.append((j, sw.weight))
+            skip_labels.append(e.label)
+    return weight, bias, skip_ws, skip_labels
+
+
+def _fold_gain(neu: nir.NIRNode, gain: Decay, kind: str, out_shape: tuple[int, ...],
+               nwhere: str, weight: np.ndarray | None, bias: np.ndarray | None,
+               rec_weight: np.ndarray | None, skip_ws: list[tuple[int, np.ndarray]]
+               ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None,
+                          list[tuple[int, np.ndarray]]]:
+    """(weight, bias, rec_weight, skip_ws) with the neuron's input gain R·dt/τ folded in
+    (unchanged where the gain is 1)."""
+    g = np.asarray(gain, dtype=np.float64)
+    if np.any(np.abs(g - 1.0) > _float_tol(getattr(neu, "r", None),
+                                           getattr(neu, "tau", None))):
+        if kind in ("avgpool", "sumpool"):
+            raise ConfigError(f"{nwhere}: input gain R·dt/τ = {g.max():g} ≠ 1 after a "
+                              f"pooling node cannot be folded into fixed pooling weights")
+        if g.ndim == 0:
+            rows = g
+        elif kind == "fc":  # one gain per neuron: scale its weight row (exact)
+            rows = g.reshape(-1)
+        else:  # conv: one gain per output channel
+            per_ch = np.broadcast_to(g.reshape(-1), (math.prod(out_shape),)).reshape(
+                out_shape[0], -1)
+            if not np.all(per_ch == per_ch[:, :1]):
+                raise ConfigError(f"{nwhere}: input gain R·dt/τ differs within a channel; "
+                                  f"a conv layer's kernel can be scaled per channel only")
+            rows = per_ch[:, 0]
+        shape_w = (-1,) + (1,) * (weight.ndim - 1) if np.ndim(rows) else ()
+        weight = weight * np.reshape(rows, shape_w)
+        bias = bias * rows if bias is not None else None
+        rec_rows = (np.repeat(rows, math.prod(out_shape[1:])) if kind == "conv"
+                    and np.ndim(rows) else rows)  # conv: one gain per channel
+        rec_weight = (rec_weight * np.reshape(rec_rows, (-1, 1) if np.ndim(rows) else ())
+                      if rec_weight is not None else None)
+        skip_ws = [(j, w * np.reshape(rows, (-1, 1) if np.ndim(rows) else ()))
+                   for j, w in skip_ws]
+    return weight, bias, rec_weight, skip_ws
+
+
+def _cuba_currents(neu: nir.NIRNode, nkind: str, kind: str, out_shape: tuple[int, ...],
+                   dt: float, nwhere: str, bias: np.ndarray | None
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(bias, cur_bias) of a CubaLIF / CubaLI population: the synapse bias moves into the
+    current, the leak ``v_leak`` into ``bias`` ((``bias``, None) for other neurons)."""
+    cur_bias = None
+    cuba = nkind in ("cubalif", "cubali")
+    if cuba and bias is not None and np.any(bias != 0):
+        # a bias feeding a CubaLIF enters its current: a constant synaptic input (a_bias)
+        cur_bias, bias = bias, None
+    if cuba and np.any(np.asarray(neu.v_leak) != 0):
+        # the leak enters v each step, dt/τ_mem·v_leak, as the chip's bias does
+        leak = np.broadcast_to(np.asarray(neu.v_leak, dtype=np.float64).reshape(-1) * dt
+                               / np.asarray(_per_neuron(neu.tau_mem, "tau_mem", nwhere)),
+                               (math.prod(out_shape),)).reshape(out_shape)
+        if kind == "conv":
+            per_ch = leak.reshape(out_shape[0], -1)
+            if not np.all(per_ch == per_ch[:, :1]):
+                raise ConfigError(f"{nwhere}: v_leak differs within a channel; a conv "
+                                  f"layer's bias is one value per channel")
+            leak = per_ch[:, 0]
+        elif kind != "fc":
+            raise ConfigError(f"{nwhere}: v_leak after a pooling node has no bias to go to")
+        bias = (bias if bias is not None else 0.0) + leak.reshape(-1)
+    return bias, cur_bias
+
+
+def _reset_rule(neu: nir.NIRNode, neu_name: str, nwhere: str) -> tuple[str, str]:
+    """(reset, reset_timing) of the neuron ``neu_name`` from its metadata hints."""
+    reset = _check_reset_hint(neu, f"node {neu_name!r} ({type(neu).__name__})")
+    timing = _meta_str(getattr(neu, "metadata", None) or {}, "reset_timing", "immediate")
+    if timing not in ("immediate", "next-step"):
+        raise ConfigError(f"{nwhere}: metadata reset_timing = {timing!r} is not "
+                          f"'immediate' or 'next-step'")
+    return reset, timing
+
+
+def _decays(neu: nir.NIRNode, nkind: str, alpha: Decay, dt: float, n_neurons: int,
+            nwhere: str) -> tuple[float, float | None, np.ndarray | None, np.ndarray | None]:
+    """(α, β, alphas, betas) of a population of ``n_neurons``: per-neuron decays as arrays
+    (None where the population has one), α / β their largest (β: CubaLIF / CubaLI only)."""
+    cuba = nkind in ("cubalif", "cubali")
+    beta = _current_decay(neu, dt, nwhere)[0] if cuba else None
+    alphas = (np.broadcast_to(alpha, (n_neurons,)).astype(np.float64)
+              if np.ndim(alpha) else None)
+    betas = (np.broadcast_to(beta, (n_neurons,)).astype(np.float64)
+             if beta is not None and np.ndim(beta) else None)
+    if np.ndim(alpha) and np.asarray(alpha).size != n_neurons or \
+            np.ndim(beta) and np.asarray(beta).size != n_neurons:
+        raise ConfigError(f"{nwhere}: per-neuron decays for {np.asarray(alpha).size} "
+                          f"neurons, the layer has {n_neurons}")
+    alpha = float(np.max(alpha))
+    beta = float(np.max(beta)) if beta is not None else None
+    return alpha, beta, alphas, betas
 
 
 def _v_floor(meta: dict[str, Any], theta: float | None, where: str) -> float | None:
