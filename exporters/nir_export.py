@@ -428,81 +428,127 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
     ConfigError
         For graphs SpikingNet cannot express (naming the node).
     """
-    import torch
-
-    from neurodeploy.models import READOUTS, ModelConfig, build_model
+    from neurodeploy.models import ModelConfig, build_model
 
     graph = graph_or_path if isinstance(graph_or_path, nir.NIRGraph) else read_nir(
         graph_or_path)
     chain = parse_graph(graph)
     meta = chain.metadata
-    tokens = []
-    for L in chain.layers:
-        where = f"layer {L.index} (node {L.synapse_node!r})"
-        if L.kind == "fc":
-            tokens.append(f"FC{L.out_shape[0]}")
-            continue
-        if L.kernel[0] != L.kernel[1] or L.stride[0] != L.stride[1] or \
-                L.padding[0] != L.padding[1]:
-            raise ConfigError(f"{where}: SpikingNet needs square kernels and equal strides/"
-                              f"padding, got kernel {L.kernel}, stride {L.stride}, "
-                              f"padding {L.padding}")
-        kk, ss, pp = L.kernel[0], L.stride[0], L.padding[0]
-        if L.kind == "conv":
-            if L.groups != 1:
-                raise ConfigError(f"{where}: grouped convolution (groups={L.groups}) is not a "
-                                  f"SpikingNet layer")
-            tokens.append(f"C{L.out_shape[0]}K{kk}S{ss}P{pp}")
-        else:
-            if ss != kk:
-                raise ConfigError(f"{where}: SpikingNet pooling has stride = kernel, got "
-                                  f"kernel {kk}, stride {ss}")
-            tokens.append(f"{'AP' if L.kind == 'avgpool' else 'SP'}{kk}")
+    arch = "-".join([_arch_token(L) for L in chain.layers])
+    alpha, theta = _shared_alpha_theta(chain)
+    readout = _spiking_net_readout(chain)
+    weighted = [L for L in chain.layers if L.weight is not None]
+    bias = any(L.bias is not None and np.any(L.bias != 0) for L in weighted)
+    talif_layers, num_steps = _talif_layers_and_steps(chain, num_steps)
+    encoding = _meta_str(meta, "encoding", "bernoulli")
+    if encoding not in ("bernoulli", "direct", "spikes"):
+        raise ConfigError(f"graph metadata encoding = {encoding!r} is not one of 'bernoulli', "
+                          f"'direct', 'spikes'")
+    surrogate = _meta_str(meta, "surrogate", "rect")
+    try:
+        config = ModelConfig(
+            arch=arch, input_shape=chain.input_shape, num_steps=int(num_steps),
+            alpha=alpha, theta=theta, surrogate=surrogate, readout=readout,
+            encoding=encoding,
+            bias=bias, neuron=TALIF if talif_layers else "lif",
+        )
+        model = build_model(config)
+    except ConfigError as exc:
+        raise ConfigError(f"NIR graph cannot be built as a SpikingNet: {exc}") from exc
+    _check_out_shapes(chain, model)
+    _load_parameters(chain, model, talif_layers, num_steps)
+    model.eval()
+    return model
+
+
+def _arch_token(L: ChainLayer) -> str:
+    """The architecture-string token of one chain layer (``FC…``, ``C…K…S…P…``, ``AP…``,
+    ``SP…``), refusing the synapses SpikingNet has no layer for."""
+    where = f"layer {L.index} (node {L.synapse_node!r})"
+    if L.kind == "fc":
+        return f"FC{L.out_shape[0]}"
+    if L.kernel[0] != L.kernel[1] or L.stride[0] != L.stride[1] or \
+            L.padding[0] != L.padding[1]:
+        raise ConfigError(f"{where}: SpikingNet needs square kernels and equal strides/"
+                          f"padding, got kernel {L.kernel}, stride {L.stride}, "
+                          f"padding {L.padding}")
+    kk, ss, pp = L.kernel[0], L.stride[0], L.padding[0]
+    if L.kind == "conv":
+        if L.groups != 1:
+            raise ConfigError(f"{where}: grouped convolution (groups={L.groups}) is not a "
+                              f"SpikingNet layer")
+        return f"C{L.out_shape[0]}K{kk}S{ss}P{pp}"
+    if ss != kk:
+        raise ConfigError(f"{where}: SpikingNet pooling has stride = kernel, got "
+                          f"kernel {kk}, stride {ss}")
+    return f"{'AP' if L.kind == 'avgpool' else 'SP'}{kk}"
+
+
+def _shared_alpha_theta(chain: NIRChain) -> tuple[float, float]:
+    """SpikingNet's one α (layer 1's) and one θ (the first layer that has one, else 0.25),
+    after every layer passed :func:`_check_neuron_layer` against them."""
     first = chain.layers[0]
     alpha = _exact_param(first.alpha, first.alpha_hint)
     theta_layers = [L for L in chain.layers if L.theta is not None]
     theta = (_exact_param(theta_layers[0].theta, theta_layers[0].theta_hint)
              if theta_layers else 0.25)
     for L in chain.layers:
-        if L.rec_weight is not None:
-            raise ConfigError(f"layer {L.index} (node {L.rec_node!r}): a recurrent connection "
-                              f"is not a SpikingNet layer (run the graph with "
-                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        if L.skips:
-            raise ConfigError(f"{L.skip_labels[0]}: SpikingNet is a chain (run the graph with "
-                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        if L.alphas is not None:
-            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): per-neuron decays; "
-                              f"SpikingNet has one α (run the graph with "
-                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        if L.neuron in ("cubalif", "cubali"):
-            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
-                              f"current SpikingNet does not model (run the graph with "
-                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        if L.reset != RESET_ZERO:
-            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): reset {L.reset!r}; "
-                              f"SpikingNet resets to zero (run the graph with "
-                              f"neurodeploy.exporters.nir_interp.NIRModel instead)")
-        a = _exact_param(L.alpha, L.alpha_hint)
-        if a != alpha:
-            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): α = {a!r} differs from "
-                              f"layer 1's α = {alpha!r}; SpikingNet has one α for all layers")
-        if L.theta is not None and _exact_param(L.theta, L.theta_hint) != theta:
-            raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): θ = {L.theta!r} differs "
-                              f"from θ = {theta!r}; SpikingNet has one θ for all layers")
-        if L.neuron == "li" and L.index != len(chain.layers):
-            raise ConfigError(f"layer {L.index}: LI only as the output layer")
+        _check_neuron_layer(L, alpha, theta, len(chain.layers))
     if not 0.0 <= alpha <= 1.0:  # parse_graph refuses these; no clamping here
         raise ConfigError(f"α = {alpha!r} outside [0, 1]")
+    return alpha, theta
+
+
+def _check_neuron_layer(L: ChainLayer, alpha: float, theta: float, n_layers: int) -> None:
+    """Refuse a layer SpikingNet cannot run: recurrence, skips, per-neuron decays, CubaLIF, a
+    non-zero reset, an α or θ other than the model's, an LI population before the output."""
+    if L.rec_weight is not None:
+        raise ConfigError(f"layer {L.index} (node {L.rec_node!r}): a recurrent connection "
+                          f"is not a SpikingNet layer (run the graph with "
+                          f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+    if L.skips:
+        raise ConfigError(f"{L.skip_labels[0]}: SpikingNet is a chain (run the graph with "
+                          f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+    if L.alphas is not None:
+        raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): per-neuron decays; "
+                          f"SpikingNet has one α (run the graph with "
+                          f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+    if L.neuron in ("cubalif", "cubali"):
+        raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): CubaLIF has a synaptic "
+                          f"current SpikingNet does not model (run the graph with "
+                          f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+    if L.reset != RESET_ZERO:
+        raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): reset {L.reset!r}; "
+                          f"SpikingNet resets to zero (run the graph with "
+                          f"neurodeploy.exporters.nir_interp.NIRModel instead)")
+    a = _exact_param(L.alpha, L.alpha_hint)
+    if a != alpha:
+        raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): α = {a!r} differs from "
+                          f"layer 1's α = {alpha!r}; SpikingNet has one α for all layers")
+    if L.theta is not None and _exact_param(L.theta, L.theta_hint) != theta:
+        raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): θ = {L.theta!r} differs "
+                          f"from θ = {theta!r}; SpikingNet has one θ for all layers")
+    if L.neuron == "li" and L.index != n_layers:
+        raise ConfigError(f"layer {L.index}: LI only as the output layer")
+
+
+def _spiking_net_readout(chain: NIRChain) -> str:
+    """``membrane`` for an LI output layer, else the metadata hint (default ``count``)."""
+    from neurodeploy.models import READOUTS
+
     if chain.layers[-1].neuron == "li":
-        readout = "membrane"
-    else:
-        readout = _meta_str(meta, "readout", "count")  # NIR's own reading: spike counts
-        if readout not in READOUTS or readout == "membrane":
-            raise ConfigError(f"graph metadata readout = {readout!r}: a spiking output layer "
-                              f"reads out one of {[r for r in READOUTS if r != 'membrane']}")
-    weighted = [L for L in chain.layers if L.weight is not None]
-    bias = any(L.bias is not None and np.any(L.bias != 0) for L in weighted)
+        return "membrane"
+    readout = _meta_str(chain.metadata, "readout", "count")  # NIR's own reading: spike counts
+    if readout not in READOUTS or readout == "membrane":
+        raise ConfigError(f"graph metadata readout = {readout!r}: a spiking output layer "
+                          f"reads out one of {[r for r in READOUTS if r != 'membrane']}")
+    return readout
+
+
+def _talif_layers_and_steps(chain: NIRChain, num_steps: int | None
+                            ) -> tuple[list[ChainLayer], int]:
+    """The TA-LIF layers (hidden only) and the step count: the caller's, else the metadata's,
+    else the NDS length, else 10; every NDS must have that many steps."""
     talif_layers = [L for L in chain.layers if L.is_talif]
     if talif_layers and chain.layers[-1].is_talif:
         L = chain.layers[-1]
@@ -512,31 +558,29 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
     if len(nds_steps) > 1:
         raise ConfigError(f"TA-LIF layers have NDS of different lengths {sorted(nds_steps)}")
     if num_steps is None:
-        num_steps = int(_meta_float(meta, "num_steps") or
+        num_steps = int(_meta_float(chain.metadata, "num_steps") or
                         (nds_steps.pop() if nds_steps else 10))
     for L in talif_layers:
         if L.nds.shape[0] != int(num_steps):
             raise ConfigError(f"layer {L.index} (node {L.neuron_node!r}): NDS has "
                               f"{L.nds.shape[0]} steps, the model runs {int(num_steps)}")
-    encoding = _meta_str(meta, "encoding", "bernoulli")
-    if encoding not in ("bernoulli", "direct", "spikes"):
-        raise ConfigError(f"graph metadata encoding = {encoding!r} is not one of 'bernoulli', "
-                          f"'direct', 'spikes'")
-    surrogate = _meta_str(meta, "surrogate", "rect")
-    try:
-        config = ModelConfig(
-            arch="-".join(tokens), input_shape=chain.input_shape, num_steps=int(num_steps),
-            alpha=alpha, theta=theta, surrogate=surrogate, readout=readout,
-            encoding=encoding,
-            bias=bias, neuron=TALIF if talif_layers else "lif",
-        )
-        model = build_model(config)
-    except ConfigError as exc:
-        raise ConfigError(f"NIR graph cannot be built as a SpikingNet: {exc}") from exc
+    return talif_layers, num_steps
+
+
+def _check_out_shapes(chain: NIRChain, model: SpikingNet) -> None:
+    """The built model's layer output shapes must be the graph's."""
     for L, spec in zip(chain.layers, model.layer_specs, strict=True):
         if tuple(spec.out_shape) != tuple(L.out_shape):
             raise ConfigError(f"layer {L.index} (node {L.synapse_node!r}): output shape "
                               f"{L.out_shape} != SpikingNet's {spec.out_shape}")
+
+
+def _load_parameters(chain: NIRChain, model: SpikingNet, talif_layers: list[ChainLayer],
+                     num_steps: int) -> None:
+    """Copy the graph's weights and biases (and the TA-LIF θ_v / NDS; zero for plain-LIF
+    hidden layers of a TA-LIF model) into the built model."""
+    import torch
+
     with torch.no_grad():
         for L, syn in zip(chain.layers, model.synapses, strict=True):
             if L.weight is None:
@@ -551,5 +595,3 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike,
                 nds = L.nds if L.is_talif else np.zeros((int(num_steps),) + L.out_shape)
                 neuron.theta_v.copy_(torch.as_tensor(theta_v, dtype=neuron.theta_v.dtype))
                 neuron.set_nds(torch.as_tensor(nds, dtype=neuron.nds.dtype))
-    model.eval()
-    return model
