@@ -265,6 +265,29 @@ def _load_state(spath: Path, fp: str, fresh: dict[str, Any],
     return loaded
 
 
+@dataclass
+class _Run:
+    """What the stages of one :func:`evaluate_robustness` call share: its checked inputs."""
+
+    classifier: Any
+    x: torch.Tensor
+    y: torch.Tensor  # long, on x's device
+    xb: torch.Tensor  # x with the batch dim first
+    bd: int
+    domain: str
+    seed: int
+    draws: int
+    batch_size: int | None
+    eps_values: list[float]
+    atk: list[Attack]
+    names: list[str]
+    stochastic: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+
 def evaluate_robustness(
     classifier: Any,
     x: torch.Tensor,
@@ -294,12 +317,26 @@ def evaluate_robustness(
     batch_size : attack / forward batch size (default: all points at once).
     eot_iter : EoT draws for attacks whose config leaves ``eot_iter`` unset.
     """
-    from neurodeploy.runtime import progress_disabled
-
     t_start = time.perf_counter()
     domain = input_domain(classifier)
     bd = batch_dim(classifier)
     check_inputs(x, y, domain, bd)
+    eps_values = _checked_settings(draws, batch_size, eps_list, domain)
+    atk = _attack_list(attacks, classifier, seed, eot_iter)
+    names = [getattr(a, "label", a.name) for a in atk]
+    configs = [a.to_dict() for a in atk]
+    y = y.to(x.device).long()
+    run = _Run(classifier, x, y, x.movedim(bd, 0) if bd else x, bd, domain, seed, draws,
+               batch_size, eps_values, atk, names, is_stochastic(classifier))
+    spath = Path(state_path) if state_path is not None else None
+    state = _open_state(run, configs, spath)
+    timings = _run_steps(run, state, spath, quiet)
+    return _result(run, state, configs, eot_iter, t_start, timings)
+
+
+def _checked_settings(draws: Any, batch_size: int | None, eps_list: list[float],
+                      domain: str) -> list[float]:
+    """The validated ε values; a bad ``draws``, ``batch_size`` or ``eps_list`` raises (exit 2)."""
     if not isinstance(draws, int) or draws < 1:
         raise ConfigError(f"draws must be an integer >= 1, got {draws!r}")
     if batch_size is not None and batch_size < 1:
@@ -309,112 +346,142 @@ def evaluate_robustness(
         raise ConfigError("eps_list is empty")
     if len(set(eps_values)) != len(eps_values):
         raise ConfigError(f"eps_list has duplicates: {eps_values}")
+    return eps_values
+
+
+def _attack_list(attacks: list[Any], classifier: Any, seed: int,
+                 eot_iter: int | None) -> list[Attack]:
+    """The attacks to run, in order: presets expanded, specs built, ``eot_iter`` filled in."""
     from neurodeploy.attacks.presets import expand
 
     atk = _build_attacks(expand(list(attacks), classifier, seed), eot_iter)
     if not atk:
         raise ConfigError("no attacks given")
-    names = [getattr(a, "label", a.name) for a in atk]
-    configs = [a.to_dict() for a in atk]
-    y = y.to(x.device).long()
-    N = int(y.shape[0])
-    xb = x.movedim(bd, 0) if bd else x
-    stochastic = is_stochastic(classifier)
+    return atk
 
-    run_cfg = {"attacks": configs, "eps": eps_values, "seed": int(seed), "draws": draws,
-               "batch_size": batch_size, "domain": domain, "batch_dim": bd}
-    fp = _fingerprint(x, y, run_cfg)
+
+def _open_state(run: _Run, configs: list[dict[str, Any]], spath: Path | None) -> dict[str, Any]:
+    """A fresh state, or the one saved in ``spath`` by the same evaluation (same fingerprint)."""
+    run_cfg = {"attacks": configs, "eps": run.eps_values, "seed": int(run.seed), "draws": run.draws,
+               "batch_size": run.batch_size, "domain": run.domain, "batch_dim": run.bd}
+    fp = _fingerprint(run.x, run.y, run_cfg)
     state: dict[str, Any] = {
         "format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fp, "done": [],
         "clean": {}, "robust": {}, "cumulative": {}, "adv": {}, "broken_by": {}, "margin": {},
     }
-    spath = Path(state_path) if state_path is not None else None
     if spath is not None and spath.is_file():
-        state = _load_state(spath, fp, state, tuple(xb.shape))
+        state = _load_state(spath, fp, state, tuple(run.xb.shape))
+    return state
 
-    def save() -> None:
-        if spath is not None:
-            _atomic_save(state, spath)
 
-    steps = [(d, e, a) for d in range(draws) for e in range(len(eps_values)) for a in range(-1, len(atk))]
+def _run_steps(run: _Run, state: dict[str, Any], spath: Path | None,
+               quiet: bool) -> dict[str, float]:
+    """Every step not in ``state["done"]``, in order (per draw, per ε: the clean pass, then
+    each attack), saving the state after each; returns the seconds spent per attack."""
+    from neurodeploy.runtime import progress_disabled
+
+    steps = [(d, e, a) for d in range(run.draws) for e in range(len(run.eps_values))
+             for a in range(-1, len(run.atk))]
     done = {tuple(s) for s in state["done"]}
     bar = tqdm(total=len(steps), desc="robustness", disable=progress_disabled(quiet), initial=len(done))
-    timings: dict[str, float] = {n: 0.0 for n in names}
+    timings: dict[str, float] = {n: 0.0 for n in run.names}
     for d, ei, ai in steps:
         if (d, ei, ai) in done:
             continue
-        eps = eps_values[ei]
-        key = f"{d}/{ei}"
         if ai == -1:
-            # clean pass of (draw, ε): same seed for every ε of a draw → same clean flags
-            _reseed(classifier, step_seed(seed, "clean", d))
-            z = _forward(classifier, x, bd, batch_size)
-            corr = is_correct(z, y).cpu()
-            state["clean"][d] = float(corr.float().mean())
-            state["robust"][key] = corr.clone()
-            state["cumulative"][key] = {}
-            state["adv"][key] = xb.detach().cpu().clone()
-            state["broken_by"][key] = [None] * N
-            state["margin"][key] = margin_loss(z, y).detach().float().cpu()
+            _clean_step(run, state, d, f"{d}/{ei}")
         else:
-            a = atk[ai]
-            robust = state["robust"][key]
-            idx = robust.nonzero()[:, 0]
-            t0 = time.perf_counter()
-            if idx.numel() > 0:
-                s = step_seed(seed, "attack", d, ei, ai)
-                bs = batch_size or idx.numel()
-                for b0 in range(0, idx.numel(), bs):
-                    _attack_batch(a, names[ai], classifier, x, y, idx[b0:b0 + bs], eps,
-                                  (seed, d, ei, ai, b0, s), state, key, domain, bd)
-            timings[names[ai]] += time.perf_counter() - t0
-            state["cumulative"][key][names[ai]] = float(robust.float().mean())
+            timings[run.names[ai]] += _attack_step(run, state, d, ei, ai)
         state["done"].append((d, ei, ai))
         done.add((d, ei, ai))
-        save()
+        if spath is not None:
+            _atomic_save(state, spath)
         bar.update(1)
     bar.close()
+    return timings
 
+
+def _clean_step(run: _Run, state: dict[str, Any], d: int, key: str) -> None:
+    """Clean pass of draw ``d`` for the ε of ``key``: the flags, margins and images to start from."""
+    # clean pass of (draw, ε): same seed for every ε of a draw → same clean flags
+    _reseed(run.classifier, step_seed(run.seed, "clean", d))
+    z = _forward(run.classifier, run.x, run.bd, run.batch_size)
+    corr = is_correct(z, run.y).cpu()
+    state["clean"][d] = float(corr.float().mean())
+    state["robust"][key] = corr.clone()
+    state["cumulative"][key] = {}
+    state["adv"][key] = run.xb.detach().cpu().clone()
+    state["broken_by"][key] = [None] * run.n
+    state["margin"][key] = margin_loss(z, run.y).detach().float().cpu()
+
+
+def _attack_step(run: _Run, state: dict[str, Any], d: int, ei: int, ai: int) -> float:
+    """Attack ``ai`` on the points of (draw ``d``, ε ``ei``) still robust, in batches; records
+    the cumulative robust accuracy after it and returns the seconds the attack took."""
+    key, name = f"{d}/{ei}", run.names[ai]
+    robust = state["robust"][key]
+    idx = robust.nonzero()[:, 0]
+    t0 = time.perf_counter()
+    if idx.numel() > 0:
+        s = step_seed(run.seed, "attack", d, ei, ai)
+        bs = run.batch_size or idx.numel()
+        for b0 in range(0, idx.numel(), bs):
+            _attack_batch(run.atk[ai], name, run.classifier, run.x, run.y, idx[b0:b0 + bs],
+                          run.eps_values[ei], (run.seed, d, ei, ai, b0, s), state, key,
+                          run.domain, run.bd)
+    seconds = time.perf_counter() - t0
+    state["cumulative"][key][name] = float(robust.float().mean())
+    return seconds
+
+
+def _result(run: _Run, state: dict[str, Any], configs: list[dict[str, Any]],
+            eot_iter: int | None, t_start: float, timings: dict[str, float]) -> RobustnessResult:
+    """The result of the finished steps in ``state``, per ε over the draws."""
     robust_acc: dict[float, list[float]] = {}
     cumulative: dict[float, dict[str, list[float]]] = {}
     robust_flags: dict[float, torch.Tensor] = {}
     adversarial: dict[float, torch.Tensor] = {}
     broken_by: dict[float, list[str | None]] = {}
-    for ei, e in enumerate(eps_values):
-        flags = torch.stack([state["robust"][f"{d}/{ei}"] for d in range(draws)])
+    for ei, e in enumerate(run.eps_values):
+        flags = torch.stack([state["robust"][f"{d}/{ei}"] for d in range(run.draws)])
         robust_flags[e] = flags
         robust_acc[e] = [float(f.float().mean()) for f in flags]
-        cumulative[e] = {n: [state["cumulative"][f"{d}/{ei}"][n] for d in range(draws)] for n in names}
-        adv = xb.detach().cpu().clone()
-        who: list[str | None] = [None] * N
-        for d in reversed(range(draws)):  # the first draw that broke a point wins
-            bb = state["broken_by"][f"{d}/{ei}"]
-            sel = [i for i in range(N) if bb[i] is not None]
-            if sel:
-                adv[sel] = state["adv"][f"{d}/{ei}"][sel]
-                for i in sel:
-                    who[i] = bb[i]
-        adversarial[e] = (adv.movedim(0, bd) if bd else adv).to(x.device)
-        broken_by[e] = who
-    eot_used = eot_iter
+        cumulative[e] = {n: [state["cumulative"][f"{d}/{ei}"][n] for d in range(run.draws)]
+                         for n in run.names}
+        adversarial[e], broken_by[e] = _first_breaks(run, state, ei)
     return RobustnessResult(
-        clean_accuracy=[state["clean"][d] for d in range(draws)],
-        eps_list=eps_values,
-        attack_names=names,
+        clean_accuracy=[state["clean"][d] for d in range(run.draws)],
+        eps_list=run.eps_values,
+        attack_names=run.names,
         attack_configs=configs,
         robust_accuracy=robust_acc,
         cumulative=cumulative,
         robust=robust_flags,
         adversarial=adversarial,
         broken_by=broken_by,
-        seeds={"seed": int(seed), "rule": "sha256([seed, step...]) per clean/attack/replay step"},
-        draws=draws,
-        stochastic=stochastic,
-        n_examples=N,
-        domain=domain,
-        eot_iter=eot_used,
+        seeds={"seed": int(run.seed), "rule": "sha256([seed, step...]) per clean/attack/replay step"},
+        draws=run.draws,
+        stochastic=run.stochastic,
+        n_examples=run.n,
+        domain=run.domain,
+        eot_iter=eot_iter,
         seconds={"total_this_session": time.perf_counter() - t_start, **timings},
     )
+
+
+def _first_breaks(run: _Run, state: dict[str, Any],
+                  ei: int) -> tuple[torch.Tensor, list[str | None]]:
+    """Adversarial images (``x``-shaped) and ``broken_by`` of ε ``ei`` over the draws."""
+    adv = run.xb.detach().cpu().clone()
+    who: list[str | None] = [None] * run.n
+    for d in reversed(range(run.draws)):  # the first draw that broke a point wins
+        bb = state["broken_by"][f"{d}/{ei}"]
+        sel = [i for i in range(run.n) if bb[i] is not None]
+        if sel:
+            adv[sel] = state["adv"][f"{d}/{ei}"][sel]
+            for i in sel:
+                who[i] = bb[i]
+    return (adv.movedim(0, run.bd) if run.bd else adv).to(run.x.device), who
 
 
 def _attack_batch(a: Attack, name: str, classifier: Any, x: torch.Tensor, y: torch.Tensor,
