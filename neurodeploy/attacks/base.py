@@ -495,7 +495,8 @@ AttackFactory = Callable[[Any], Attack]
 #: themselves on import; the registry imports them on the first lookup (neurodeploy.registry).
 ATTACKS: Registry[tuple[type, AttackFactory]] = Registry("attack", modules=(
     "neurodeploy.attacks.apgd", "neurodeploy.attacks.gradient", "neurodeploy.attacks.spikes",
-    "neurodeploy.attacks.spikeset", "neurodeploy.attacks.spikeblock", "neurodeploy.attacks.square"))
+    "neurodeploy.attacks.spikeset", "neurodeploy.attacks.spikeblock", "neurodeploy.attacks.square",
+    "neurodeploy.verify.beam_attack"))
 
 
 def register_attack(name: str, config_cls: type, factory: AttackFactory) -> None:

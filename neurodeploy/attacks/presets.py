@@ -81,6 +81,14 @@ it is seeded per step and resumable. A preset is a list of ``(attack, params, la
    flip (the engine's closest approach; the flip searches give up beyond that too) — it finds
    counterexamples where the surrogate gradients rank the moves the wrong way (the exact
    verifier's, on the digits plan).
+9. **bound-beam** (known draw, deployed side: an integer plan; ``auto`` only;
+   :mod:`neurodeploy.verify.beam_attack`): the input built step by step, an exact prefix of
+   the plan's run plus the path bound's admissible suffix, per target class the bound leaves
+   open (then with the refined three-step suffixes), 200 items a step; only where every step
+   leaves at most 15 input bits free (small inputs: the digits, not MNIST) and within
+   ``abort_margin`` output spikes of a flip. It reaches flipping sets no chain of level moves
+   leads into (issue 21 round 10: four of the five digits counterexamples steps 1–8 missed).
+   The float side lists it and runs nothing (no integer plan to bound).
 
 The spike-flip searches give up, per restart, an example whose best objective has not risen in
 ``abort_after`` iterations while the best CW margin of the restart is more than ``abort_margin``
@@ -93,7 +101,8 @@ restart, abort after 50 iterations more than 9 spikes from a flip; Square 1000 (
 Square within 1 spike of a flip; the near-flip
 restarts (4 and 3) within 3 spikes of a flip, 4 + 4 tie restarts within 1 (copies in one batch); spike-block
 2 runs of 16 proposals and 20 steepest rounds of 10 kicks within 3 spikes of a flip — 20 on
-a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST),
+a 64-pixel input, ⌊20·64/P⌋ but at least 1 on P pixels: 1 on MNIST; the bound-guided beam
+200 wide on a deployed plan),
 ``auto-demo`` (sweep 15, main 50 × 1, 3 targets, the first 2 spike-flip searches at 40 × 1 and
 80 × 1, Square 300, no near-flip restarts, spike-block 2 runs of 32 proposals and 2 steepest
 rounds with the same block runs) for the embedded digits demo.
@@ -104,7 +113,7 @@ level 1 doubles the iterations and adds surrogates (wider rectangle, triangle, s
 fast-sigmoid, sharper encoder surrogate); level 2 doubles again with more restarts; under the
 known draw (``known_draw=True``) every spike-flip search of the preset runs again with
 ``2^level`` × its iterations and one more restart, and the block search with ``2^level`` × its
-runs and no gate.
+runs and no gate; where an integer plan is, the bound-guided beam ``2^level`` × as wide.
 """
 
 from __future__ import annotations
@@ -153,10 +162,16 @@ class Budget:
     #: tie restarts of the near-flip searches: × the NEAR table's, within tie_gate spikes
     tie_restarts: int = 1
     tie_gate: float = 1.0
+    #: bound-guided beam on the deployed plan (items per step; 0: none), within abort_margin
+    beam_width: int = 0
 
+
+#: the escalation's beam width before doubling where the budget has no beam (``auto-demo``)
+WIDTH_FLOOR = 200
 
 BUDGETS = {
-    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=1.0, late_queries=500),
+    "auto": Budget(25, 100, 2, 9, 100, 2, 1000, flips=3, late_gate=1.0, late_queries=500,
+                   beam_width=200),
     "auto-demo": Budget(15, 50, 1, 3, 40, 1, 300, flips=2, block_batch=32, steep_restarts=2,
                         round_block=(32, 60, 8), near_restarts=0),
 }
@@ -216,6 +231,7 @@ def preset(
     bernoulli: bool = True,
     spiking: bool = True,
     membrane: bool = True,
+    plan: bool = False,
     seed: int = 0,
 ) -> list[Spec]:
     """The cascade ``name`` (``auto`` or ``auto-demo``) as ``(attack, params, label)`` specs.
@@ -269,6 +285,9 @@ def preset(
         specs += _near_specs(b, s)
     if known_draw and bernoulli:
         specs.append(("spike-block", {**s, **_block_params(b)}, "spike-block"))
+    if known_draw and bernoulli and plan and b.beam_width:
+        specs.append(("bound-beam", {**s, "width": b.beam_width, "near_gate": b.abort_margin},
+                      "bound-beam"))
     return specs
 
 
@@ -320,11 +339,13 @@ def escalation(
     membrane: bool = True,
     seed: int = 0,
     known_draw: bool = False,
+    plan: bool = False,
 ) -> list[Spec]:
     """Stronger specs for escalation round ``level`` ≥ 1 (module docstring): more surrogates,
     ``2^level`` × the iterations, more restarts; with ``known_draw`` (a classifier holding the
     host's maps) also every spike-flip search of the preset with ``2^level`` × the iterations
-    and one more restart. Labels carry the level (``esc1:…``)."""
+    and one more restart, and where an integer plan is (``plan``) the bound-guided beam
+    ``2^level`` × as wide. Labels carry the level (``esc1:…``)."""
     if not isinstance(level, int) or level < 1:
         raise ConfigError(f"escalation level must be an integer >= 1, got {level!r}")
     b = BUDGETS[str(base).strip().lower()] if base in BUDGETS else BUDGETS["auto"]
@@ -348,6 +369,9 @@ def escalation(
         specs.append(("spike-block", {**s, **bp, "n_restarts": b.block_restarts * mult,
                                       "steep_restarts": b.steep_restarts * mult, "near_gate": 0},
                       f"esc{level}:spike-block"))
+    if known_draw and bernoulli and plan:
+        specs.append(("bound-beam", {**s, "width": max(b.beam_width, WIDTH_FLOOR) * mult},
+                      f"esc{level}:bound-beam"))
     specs.append(("square", {**s, "n_queries": b.square_queries * mult}, f"esc{level}:square"))
     return specs
 
@@ -376,6 +400,7 @@ def classifier_traits(classifier: Any) -> dict[str, Any]:
         "bernoulli": enc_name.startswith("bernoulli"),
         "spiking": bool(getattr(getattr(classifier, "model", None), "neurons", None)),
         "membrane": isinstance(classifier, SNNClassifier),
+        "plan": getattr(getattr(classifier, "emulator", None), "plan", None) is not None,
     }
 
 

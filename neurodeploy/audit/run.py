@@ -174,8 +174,10 @@ Spec = tuple[str, dict[str, Any], str]
 
 def _traits(threat: str) -> dict[str, Any]:
     """Preset traits, the same for both sides (so both get the same cascade): Bernoulli-coded
-    spiking classifiers exposing the output membrane; the known draw holds the host maps."""
-    return {"bernoulli": True, "spiking": True, "membrane": True}
+    spiking classifiers exposing the output membrane; the known draw holds the host maps; the
+    bound-guided beam is listed on both sides and acts where an integer plan is (the deployed
+    side, :mod:`neurodeploy.verify.beam_attack`)."""
+    return {"bernoulli": True, "spiking": True, "membrane": True, "plan": True}
 
 
 def preset_name(config: AuditConfig, name: str) -> str:
