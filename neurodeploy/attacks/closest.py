@@ -28,6 +28,15 @@ def check_gate(config: Any) -> None:
         raise ConfigError(f"{type(config).__name__}.near_gate must be a number >= 0, got {g!r}")
 
 
+def require_known_draw(classifier: Any, attack: str) -> None:
+    """ConfigError unless ``classifier`` is bound to stored Bernoulli maps (the known draw)."""
+    enc = getattr(classifier, "encoder", None)
+    if enc is None or getattr(enc, "stochastic", True) or not hasattr(enc, "uniform") or \
+            not hasattr(classifier, "select"):
+        raise ConfigError(f"{attack} needs the known-draw threat model: a classifier bound to "
+                          f"stored Bernoulli maps (KnownDrawEncoder)")
+
+
 def count_scale(classifier: Any) -> float:
     """Output spikes per logit unit: ``T`` for a float model's rate read-out, else 1 (spike
     counts: the deployed model, a count read-out)."""
@@ -74,6 +83,16 @@ class NearGated:
         if rows.numel():
             x_adv[rows] = search(rows)
         return x_adv
+
+    def search_known(self, f: Any, x: torch.Tensor, y: torch.Tensor, classifier: Any,
+                     run: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """:meth:`search_near` for a search over the known maps: ``run(sub, x_r, y_r, u_r)``
+        (``sub`` the classifier bound to the rows ``r`` within the gate, ``u_r`` their maps)."""
+        def search(r: torch.Tensor) -> torch.Tensor:
+            sub = classifier if r.numel() == x.shape[0] else classifier.select(r.cpu())
+            return run(sub, x[r], y[r], sub.encoder.uniform(x[r]))
+
+        return self.search_near(f, x, y, count_scale(classifier), search)
 
     def run_near(self, f: Any, x: torch.Tensor, y: torch.Tensor, scale: float,
                  run: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:

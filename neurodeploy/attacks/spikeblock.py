@@ -60,7 +60,7 @@ from neurodeploy.attacks.base import (
     margin_loss,
     register_attack,
 )
-from neurodeploy.attacks.closest import NearGated, count_scale
+from neurodeploy.attacks.closest import NearGated, count_scale, require_known_draw
 from neurodeploy.attacks.spikeset import TIE_WEIGHT, _Levels, _levels, image_of
 from neurodeploy.attacks.spikesteep import steepest_run
 from neurodeploy.attacks.streams import RowDraw, RowStreams
@@ -277,17 +277,9 @@ class SpikeBlock(NearGated, Attack):
     uses_gradients = False
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
-        enc = getattr(classifier, "encoder", None)
-        if enc is None or getattr(enc, "stochastic", True) or not hasattr(enc, "uniform") or \
-                not hasattr(classifier, "select"):
-            raise ConfigError("spike-block needs the known-draw threat model: a classifier "
-                              "bound to stored Bernoulli maps (KnownDrawEncoder)")
-        def search(r: torch.Tensor) -> torch.Tensor:
-            sub = classifier if r.numel() == x.shape[0] else classifier.select(r.cpu())
-            return spike_block_search(sub, x[r], y[r], sub.encoder.uniform(x[r]), eps, gen,
-                                      self.config)[0]
-
-        return self.search_near(f, x, y, count_scale(classifier), search)
+        require_known_draw(classifier, "spike-block")
+        return self.search_known(f, x, y, classifier, lambda sub, xr, yr, ur: spike_block_search(
+            sub, xr, yr, ur, eps, gen, self.config)[0])
 
 
 register_attack("spike-block", SpikeBlockConfig, SpikeBlock)

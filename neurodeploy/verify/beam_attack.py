@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from neurodeploy.attacks.base import Attack, BatchFirst, register_attack
-from neurodeploy.attacks.closest import NearGated, check_gate, count_scale
+from neurodeploy.attacks.closest import NearGated, check_gate, require_known_draw
 from neurodeploy.attacks.spikeset import _levels, image_of
 from neurodeploy.errors import ConfigError
 from neurodeploy.verify.beam import beam_search
@@ -105,21 +105,12 @@ class BoundBeam(NearGated, Attack):
     uses_gradients = False
 
     def _run(self, f: BatchFirst, x, y, eps, gen, domain, classifier) -> torch.Tensor:
-        enc = getattr(classifier, "encoder", None)
-        if enc is None or getattr(enc, "stochastic", True) or not hasattr(enc, "uniform") or \
-                not hasattr(classifier, "select"):
-            raise ConfigError("bound-beam needs the known-draw threat model: a classifier "
-                              "bound to stored Bernoulli maps (KnownDrawEncoder)")
+        require_known_draw(classifier, "bound-beam")
         plan = plan_of(classifier)
         if plan is None:            # the float side: no integer plan to bound (docstring)
             return x.clone()
-
-        def search(r: torch.Tensor) -> torch.Tensor:
-            sub = classifier if r.numel() == x.shape[0] else classifier.select(r.cpu())
-            return bound_beam_images(plan, x[r], y[r], sub.encoder.uniform(x[r]), eps,
-                                     self.config)[0]
-
-        return self.search_near(f, x, y, count_scale(classifier), search)
+        return self.search_known(f, x, y, classifier, lambda sub, xr, yr, ur: bound_beam_images(
+            plan, xr, yr, ur, eps, self.config)[0])
 
 
 register_attack("bound-beam", BoundBeamConfig, BoundBeam)
