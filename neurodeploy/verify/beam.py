@@ -26,7 +26,7 @@ finds none, and its flipping inputs are checked on the emulator by their users l
 other. What it adds to the local level moves of the attacks: it goes step by step along what
 the bound says the remaining steps can still give, so it reaches flipping sets no single move
 leads into (issue 21 round 10: four of the five digits-plan counterexamples the attacks
-missed, in 12–80 s each where the verifier's windows took 64–658 s). Scope as the path bound's; a
+missed, in 13–95 s of CPU each where the verifier's windows took 64–658 s). Scope as the path bound's; a
 step with more than ``max_step_bits`` free bits ends the search (the expansion is
 exponential in them).
 """
