@@ -82,19 +82,17 @@ def _image(lv: Any, level: np.ndarray, x: torch.Tensor, u: torch.Tensor, eps: fl
 
 
 def bound_beam_images(plan: Any, x: torch.Tensor, y: torch.Tensor, u: torch.Tensor,
-                      eps: float, cfg: BoundBeamConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                      eps: float, cfg: BoundBeamConfig) -> torch.Tensor:
     """Per example the beam of :mod:`neurodeploy.verify.beam` on ``plan`` (known maps ``u``
-    ``[T, B, *shape]``): the images (the clean one where no flip was found) and which rows
-    the beam found a flipping input for."""
-    out, found = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool)
+    ``[T, B, *shape]``): the images, the clean one where no flip was found."""
+    out = x.clone()
     for i in range(x.shape[0]):
         ui = u[:, i].detach().cpu()
         lv = pixel_levels(x[i].detach().cpu().numpy(), ui.numpy(), eps)
         res = beam_search(plan, lv, int(y[i]), cfg.width, cfg.max_step_bits)
         if res.level is not None:
             out[i] = _image(lv, res.level, x[i].detach().cpu(), ui, eps).to(x.device)
-            found[i] = True
-    return out, found
+    return out
 
 
 class BoundBeam(NearGated, Attack):
@@ -110,7 +108,7 @@ class BoundBeam(NearGated, Attack):
         if plan is None:            # the float side: no integer plan to bound (docstring)
             return x.clone()
         return self.search_known(f, x, y, classifier, lambda sub, xr, yr, ur: bound_beam_images(
-            plan, xr, yr, ur, eps, self.config)[0])
+            plan, xr, yr, ur, eps, self.config))
 
 
 register_attack("bound-beam", BoundBeamConfig, BoundBeam)
